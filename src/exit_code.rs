@@ -1,0 +1,71 @@
+//! How a worker process ends, by exit code.
+//!
+//! A worker exits with one of these codes when multiproc itself ends it;
+//! anything else is the entry function's own doing (`std::process::exit(n)`,
+//! a signal, an abort).
+//!
+//! | code | constant | meaning |
+//! |---|---|---|
+//! | 0 | [`SUCCESS`] | the entry function returned |
+//! | 101 | [`PANIC`] | the entry function panicked (Rust's own panic exit code) |
+//! | 200 | [`BAD_COMMAND_LINE`] | the worker marker on the command line is malformed |
+//! | 201 | [`NO_CHANNEL`] | the bootstrap channel could not be opened or read (parent gone, bad handle) |
+//! | 202 | [`TRUNCATED`] | the bootstrap data ended early (the parent died or closed the channel) |
+//! | 203 | [`BAD_MAGIC`] | the bootstrap data does not start with multiproc's magic bytes |
+//! | 204 | [`VERSION_MISMATCH`] | parent and worker speak different protocol versions |
+//! | 205 | [`BUILD_MISMATCH`] | the worker executable is not the parent's build |
+//! | 206 | [`UNKNOWN_ENTRY`] | the worker has no entry function by the requested id |
+//! | 207 | [`TOO_LARGE`] | a length in the bootstrap data is over its cap (nothing was allocated for it) |
+//! | 208 | [`BAD_PAYLOAD`] | the arguments could not be decoded for the entry's type |
+//! | 209 | [`RESULT_UNDELIVERED`] | the entry finished but its result could not be sent back |
+//! | 65536 | [`TERMINATE`] | Windows: ended by `terminate()` (`TerminateProcess(h, 0x10000)`, as CPython) |
+//!
+//! Every bootstrap failure (200–208) also prints one line on stderr,
+//! `multiproc worker <pid>: bootstrap failed: <reason>`, and happens without
+//! waiting for anything but the parent's data.
+
+/// The entry function returned.
+pub const SUCCESS: i32 = 0;
+/// The entry function panicked.
+pub const PANIC: i32 = 101;
+/// The worker marker on the command line is malformed.
+pub const BAD_COMMAND_LINE: i32 = 200;
+/// The bootstrap channel could not be opened or read.
+pub const NO_CHANNEL: i32 = 201;
+/// The bootstrap data ended early.
+pub const TRUNCATED: i32 = 202;
+/// The bootstrap data does not start with the magic bytes.
+pub const BAD_MAGIC: i32 = 203;
+/// Parent and worker speak different protocol versions.
+pub const VERSION_MISMATCH: i32 = 204;
+/// The worker executable is not the parent's build.
+pub const BUILD_MISMATCH: i32 = 205;
+/// The requested entry function is unknown to the worker.
+pub const UNKNOWN_ENTRY: i32 = 206;
+/// A length in the bootstrap data is over its cap.
+pub const TOO_LARGE: i32 = 207;
+/// The arguments could not be decoded.
+pub const BAD_PAYLOAD: i32 = 208;
+/// The result could not be sent back.
+pub const RESULT_UNDELIVERED: i32 = 209;
+/// Windows: the exit code `terminate()` gives (CPython's `TERMINATE`).
+pub const TERMINATE: i32 = 0x10000;
+
+/// A short description of a code from the table, if it is one of ours.
+pub(crate) fn describe(code: i32) -> Option<&'static str> {
+    Some(match code {
+        PANIC => "panicked",
+        BAD_COMMAND_LINE => "bootstrap: malformed command line",
+        NO_CHANNEL => "bootstrap: no channel",
+        TRUNCATED => "bootstrap: truncated data",
+        BAD_MAGIC => "bootstrap: bad magic",
+        VERSION_MISMATCH => "bootstrap: protocol version mismatch",
+        BUILD_MISMATCH => "bootstrap: build mismatch",
+        UNKNOWN_ENTRY => "bootstrap: unknown entry",
+        TOO_LARGE => "bootstrap: length over cap",
+        BAD_PAYLOAD => "bootstrap: undecodable arguments",
+        RESULT_UNDELIVERED => "result undelivered",
+        TERMINATE if cfg!(windows) => "terminated",
+        _ => return None,
+    })
+}

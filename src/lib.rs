@@ -1,0 +1,157 @@
+//! Run typed Rust functions in fresh child processes of the same
+//! executable — what Python's `multiprocessing` (spawn start method) gives
+//! Python, with Windows as a first-class platform.
+//!
+//! # From the top
+//!
+//! A worker is a fresh process of your program (or of a host you name with
+//! [`set_executable`]). It starts, sees the worker marker on its command
+//! line in [`init`], reads which function to run and its arguments from a
+//! private bootstrap channel, runs it, and exits. So:
+//!
+//! 1. call [`init`] first thing in `main` (in test binaries, put
+//!    [`test_support!`] once at the top level instead);
+//! 2. register each function a worker may run with [`entry!`];
+//! 3. spawn it with [`Popen::spawn`].
+//!
+//! ```
+//! fn exit_with(code: i32) {
+//!     std::process::exit(code)
+//! }
+//! multiproc::entry!(exit_with);
+//!
+//! fn main() -> Result<(), multiproc::Error> {
+//!     multiproc::init(); // in a worker, this runs the entry and exits
+//!
+//!     let p = multiproc::Popen::spawn(exit_with, &7)?;
+//!     let status = p.wait(None)?.expect("no timeout given");
+//!     assert_eq!(status.code(), Some(7));
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Entry functions are plain `fn` items taking one argument of any
+//! `Serialize + DeserializeOwned` type (use a tuple for several). A worker
+//! finds its function by a stable id (the function's type name) behind a
+//! versioned, build-checked handshake, never by code address. Closures that
+//! capture don't compile.
+//!
+//! # How workers end
+//!
+//! See [`exit_code`] for the table of exit codes, and [`ExitStatus`].
+//!
+//! # Caveats
+//!
+//! - Dropping a [`Popen`] does not kill the worker (see its docs); ask for
+//!   that with [`PopenBuilder::kill_on_drop`].
+//! - On Windows, `terminate()` and `kill()` both end the process with exit
+//!   code `0x10000`, as CPython does.
+#![deny(unsafe_code)]
+
+mod error;
+pub mod exit_code;
+mod popen;
+mod spawn;
+#[allow(unsafe_code)]
+mod sys;
+
+pub use error::{Error, Result};
+pub use popen::{
+    duplicate_for_child, executable, set_executable, ExitStatus, PassedHandle, Popen, PopenBuilder,
+};
+pub use spawn::{init, PanicReport, MAX_ENTRY_LEN, MAX_PAYLOAD_LEN, PROTOCOL_VERSION};
+
+/// Registers functions that workers may run.
+///
+/// Put it at module level, naming plain `fn` items; each takes one
+/// `Serialize + DeserializeOwned` argument and returns a `Serialize` value.
+///
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+/// fn add((a, b): (i32, i32)) -> i32 { a + b }
+/// multiproc::entry!(square, add);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! entry {
+    ($($f:path),+ $(,)?) => {
+        $(
+            const _: () = {
+                #[$crate::__private::linkme::distributed_slice($crate::__private::ENTRIES)]
+                #[linkme(crate = $crate::__private::linkme)]
+                static ENTRY: $crate::__private::EntryDef = $crate::__private::EntryDef {
+                    name: || $crate::__private::type_name_of(&$f),
+                    sig: || $crate::__private::signature_of(&$f),
+                    run: |input| $crate::__private::run_entry($f, input),
+                };
+            };
+        )+
+    };
+}
+
+/// Runs [`init`] before `main`, for test binaries (which have no `main` of
+/// their own) and for programs that prefer it.
+///
+/// Put it once at the top level of each test crate (each file in `tests/`)
+/// that spawns workers:
+///
+/// ```
+/// multiproc::test_support!();
+/// # fn main() {}
+/// ```
+///
+/// It places a constructor in `.init_array` (Linux and other ELF systems),
+/// `__mod_init_func` (macOS) or `.CRT$XCU` (Windows), which the C runtime
+/// calls before `main`; in a worker process it runs the requested entry and
+/// exits, so the test harness never starts there.
+#[macro_export]
+macro_rules! test_support {
+    () => {
+        const _: () = {
+            extern "C" fn __multiproc_init() {
+                $crate::init();
+            }
+            #[used]
+            #[cfg_attr(
+                any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+                unsafe(link_section = ".init_array")
+            )]
+            #[cfg_attr(
+                target_vendor = "apple",
+                unsafe(link_section = "__DATA,__mod_init_func")
+            )]
+            #[cfg_attr(windows, unsafe(link_section = ".CRT$XCU"))]
+            static __MULTIPROC_INIT: extern "C" fn() = __multiproc_init;
+        };
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::spawn::{run_entry, signature_of, type_name_of, EntryDef, ENTRIES};
+    pub use linkme;
+
+    /// A well-formed bootstrap (header, entry id, payload), for tests that
+    /// corrupt it.
+    pub fn bootstrap_bytes(entry: &str, payload: &[u8]) -> Vec<u8> {
+        let mut v = crate::spawn::encode_header(entry, 0, payload.len());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// The entry id of the function item `F`.
+    pub fn entry_id<F>(_: &F) -> &'static str {
+        std::any::type_name::<F>()
+    }
+
+    /// Diagnostics for the test suites: open fds (Unix) / handles (Windows).
+    pub fn open_handle_count() -> std::io::Result<usize> {
+        crate::sys::open_handle_count()
+    }
+
+    /// The fds beyond stdio (Unix) / pipe handles beyond the std handles
+    /// (Windows) this process has open.
+    pub fn open_ipc_handles() -> std::io::Result<Vec<u64>> {
+        crate::sys::open_ipc_handles()
+    }
+}

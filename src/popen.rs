@@ -1,0 +1,445 @@
+//! `Popen`: one worker process, as CPython's `popen_spawn_win32.Popen`.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Kind, Result};
+use crate::exit_code;
+use crate::spawn;
+use crate::sys;
+
+/// How a worker process ended, as the OS reported it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ExitStatus(sys::RawStatus);
+
+impl ExitStatus {
+    /// The exit code, if the process exited (on Windows always; a
+    /// `TerminateProcess` code such as `0x10000` included).
+    pub fn code(&self) -> Option<i32> {
+        match self.0 {
+            sys::RawStatus::Exited(c) => Some(c),
+            sys::RawStatus::Signaled(_) => None,
+        }
+    }
+
+    /// The signal that killed the process (Unix only).
+    pub fn signal(&self) -> Option<i32> {
+        match self.0 {
+            sys::RawStatus::Signaled(s) => Some(s),
+            sys::RawStatus::Exited(_) => None,
+        }
+    }
+
+    /// Exited with code 0.
+    pub fn success(&self) -> bool {
+        self.0 == sys::RawStatus::Exited(0)
+    }
+
+    /// Ended the way [`Popen::terminate`] ends a process: SIGTERM on Unix,
+    /// exit code [`exit_code::TERMINATE`] (`0x10000`) on Windows.
+    pub fn is_terminated(&self) -> bool {
+        self.0 == sys::TERMINATED
+    }
+
+    /// Python's `exitcode` convention: the exit code, or minus the signal
+    /// number when a signal killed the process.
+    pub fn python_exitcode(&self) -> i32 {
+        match self.0 {
+            sys::RawStatus::Exited(c) => c,
+            sys::RawStatus::Signaled(s) => -s,
+        }
+    }
+}
+
+impl fmt::Debug for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            sys::RawStatus::Exited(c) => {
+                write!(f, "exit code {c}")?;
+                if let Some(why) = exit_code::describe(c) {
+                    write!(f, " ({why})")?;
+                }
+                Ok(())
+            }
+            sys::RawStatus::Signaled(s) => write!(f, "signal {s}"),
+        }
+    }
+}
+
+static EXECUTABLE: RwLock<Option<PathBuf>> = RwLock::new(None);
+
+/// Sets the program that workers run, for every later spawn in this process
+/// (Python's `multiprocessing.set_executable`).
+///
+/// By default a worker runs the current executable, which must call
+/// [`init`](crate::init) first thing in `main`. Set another program when the
+/// current one can't act as a worker:
+/// - multiproc lives in a library loaded by a host that isn't yours (a
+///   plugin in a Python interpreter, a service host): point this at a small
+///   helper binary of yours that links the same code and calls `init()`;
+/// - the current executable is a launcher that re-executes another binary
+///   (a venv-style launcher): name the real binary, so the bootstrap channel
+///   reaches the process that reads it.
+///
+/// The worker must be the same build as the parent (same entry table);
+/// otherwise it exits with [`exit_code::BUILD_MISMATCH`]. `None` restores the
+/// default.
+pub fn set_executable(path: Option<PathBuf>) {
+    *EXECUTABLE.write().unwrap_or_else(|e| e.into_inner()) = path;
+}
+
+/// The program the next worker will run.
+pub fn executable() -> Result<PathBuf> {
+    if let Some(p) = EXECUTABLE.read().unwrap_or_else(|e| e.into_inner()).clone() {
+        return Ok(p);
+    }
+    std::env::current_exe().map_err(|e| Error::new(Kind::CurrentExe(e)))
+}
+
+/// Options for spawning a [`Popen`]; `&mut self` setters, then
+/// [`spawn`](PopenBuilder::spawn).
+#[derive(Clone, Debug, Default)]
+pub struct PopenBuilder {
+    executable: Option<PathBuf>,
+    kill_on_drop: bool,
+    stdio: [sys::StdioMode; 3],
+    flags: u32,
+}
+
+impl PopenBuilder {
+    /// Default options: the default executable, stdio inherited, no kill on drop.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs this program instead of the default (see [`set_executable`]).
+    pub fn executable(&mut self, path: impl AsRef<Path>) -> &mut Self {
+        self.executable = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Kill the worker when the `Popen` is dropped (default: false; a
+    /// dropped `Popen` leaves the worker running).
+    pub fn kill_on_drop(&mut self, yes: bool) -> &mut Self {
+        self.kill_on_drop = yes;
+        self
+    }
+
+    /// Give the worker the null device as stdin, stdout and stderr instead
+    /// of the parent's.
+    pub fn null_stdio(&mut self, yes: bool) -> &mut Self {
+        let mode = if yes {
+            sys::StdioMode::Null
+        } else {
+            sys::StdioMode::Inherit
+        };
+        self.stdio = [mode; 3];
+        self
+    }
+
+    #[allow(dead_code)] // used by `Process`, next
+    pub(crate) fn want_result(&mut self) -> &mut Self {
+        self.flags |= spawn::FLAG_WANT_RESULT;
+        self
+    }
+
+    /// Starts a worker that runs `entry(args)`.
+    ///
+    /// Returns once the bootstrap data (entry and arguments) is fully
+    /// written. `entry` must be a plain `fn` item registered with
+    /// [`entry!`](crate::entry).
+    pub fn spawn<F, A, R>(&self, _entry: F, args: &A) -> Result<Popen>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize,
+    {
+        const {
+            assert!(
+                std::mem::size_of::<F>() == 0,
+                "a multiproc entry must be a plain fn item: closures that capture can't cross processes"
+            )
+        };
+        let name = std::any::type_name::<F>();
+        if spawn::find_entry(name).is_none() {
+            return Err(Error::new(Kind::UnknownEntry(name.to_string())));
+        }
+        self.spawn_raw(name, &mut |_| {
+            postcard::to_allocvec(args).map_err(|source| {
+                Error::new(Kind::Encode {
+                    entry: name.to_string(),
+                    source,
+                })
+            })
+        })
+    }
+
+    /// Starts a worker and sends it whatever `bootstrap` returns as its
+    /// full bootstrap data (header included): the hook behind the
+    /// bad-input tests. Not part of the API.
+    #[doc(hidden)]
+    pub fn spawn_with_raw_bootstrap(&self, data: &[u8]) -> Result<Popen> {
+        let mut p = self.spawn_bytes(&mut |_| Ok(data.to_vec()))?;
+        p.channel = None; // the parent's side is done: the child sees EOF next
+        Ok(p)
+    }
+
+    fn spawn_raw(
+        &self,
+        entry: &str,
+        payload: &mut dyn FnMut(&sys::Child) -> Result<Vec<u8>>,
+    ) -> Result<Popen> {
+        self.spawn_bytes(&mut |child| {
+            let body = payload(child)?;
+            let mut data = spawn::encode_header(entry, self.flags, body.len());
+            data.extend_from_slice(&body);
+            Ok(data)
+        })
+    }
+
+    fn spawn_bytes(
+        &self,
+        bootstrap: &mut dyn FnMut(&sys::Child) -> Result<Vec<u8>>,
+    ) -> Result<Popen> {
+        let exe = match &self.executable {
+            Some(p) => p.clone(),
+            None => {
+                let set = EXECUTABLE.read().unwrap_or_else(|e| e.into_inner()).clone();
+                if set.is_none() && !spawn::init_called() {
+                    return Err(Error::new(Kind::NotInitialized));
+                }
+                executable()?
+            }
+        };
+        let args = |t: sys::BootToken| vec![spawn::marker_arg(t).into()];
+        let req = sys::SpawnRequest {
+            exe: &exe,
+            args: &args,
+            stdio: self.stdio,
+        };
+        let (child, channel) =
+            sys::spawn(&req).map_err(|source| Error::new(Kind::Spawn { exe, source }))?;
+        let popen = Popen {
+            child: Arc::new(child),
+            channel: Some(channel),
+            kill_on_drop: true, // until the bootstrap is through
+        };
+        SPAWNING.with(|s| {
+            *s.borrow_mut() = Some((popen.child.clone(), sys::HandleTransfer::default()));
+        });
+        let data = bootstrap(&popen.child);
+        let transfer = SPAWNING
+            .with(|s| s.borrow_mut().take())
+            .map(|(_, t)| t)
+            .unwrap_or_default();
+        let data = match data {
+            Ok(d) => d,
+            Err(e) => return Err(popen.abandon(e)),
+        };
+        let sent = match &popen.channel {
+            Some(ch) => ch.send_bootstrap(&popen.child, &data, transfer),
+            None => Ok(()),
+        };
+        if let Err(source) = sent {
+            // The child died (or stopped reading): report how it ended.
+            let pid = popen.child.id();
+            return Err(match popen.child.wait(Some(Duration::from_secs(1))) {
+                Ok(Some(st)) => {
+                    let status = ExitStatus(st);
+                    drop(popen);
+                    Error::new(Kind::ExitedEarly { pid, status })
+                }
+                _ => popen.abandon(Error::new(Kind::Bootstrap { pid, source })),
+            });
+        }
+        let mut popen = popen;
+        popen.kill_on_drop = self.kill_on_drop;
+        Ok(popen)
+    }
+}
+
+thread_local! {
+    /// The child being spawned on this thread while its bootstrap data is
+    /// built (CPython's `get_spawning_popen()`), with the handles passed so far.
+    static SPAWNING: RefCell<Option<(Arc<sys::Child>, sys::HandleTransfer)>> =
+        const { RefCell::new(None) };
+}
+
+/// Makes `handle` available to the child that is being spawned on this
+/// thread, and returns the token under which the child finds it.
+///
+/// Only valid while a spawn serializes its arguments, i.e. from a
+/// `Serialize` impl of an argument ([`PassedHandle`] does this); anywhere
+/// else it fails with [`Error::is_not_spawning`]. On Windows the handle is
+/// duplicated into the child with `DuplicateHandle`; on Unix a copy of the
+/// fd travels with the bootstrap data (`SCM_RIGHTS`). The caller keeps its
+/// own handle either way.
+pub fn duplicate_for_child(handle: sys::BorrowedRaw<'_>) -> Result<u64> {
+    SPAWNING.with(|s| {
+        let mut s = s.borrow_mut();
+        let (child, transfer) = s.as_mut().ok_or_else(|| Error::new(Kind::NotSpawning))?;
+        transfer
+            .add(child, handle)
+            .map_err(|e| Error::io("cannot duplicate a handle for the child", e))
+    })
+}
+
+/// An OS handle (a Unix fd, a Windows `HANDLE`) sent to a worker inside its
+/// arguments.
+///
+/// Serializing it is only possible while spawning (it calls
+/// [`duplicate_for_child`]); in the worker, deserializing it yields the
+/// worker's own copy. It is the mechanism that lets a pipe end travel to a
+/// child.
+#[derive(Debug)]
+pub struct PassedHandle(sys::OwnedRaw);
+
+impl PassedHandle {
+    /// Wraps a handle to send.
+    pub fn new(handle: sys::OwnedRaw) -> Self {
+        PassedHandle(handle)
+    }
+
+    /// The handle.
+    pub fn into_inner(self) -> sys::OwnedRaw {
+        self.0
+    }
+}
+
+impl Serialize for PassedHandle {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let token = duplicate_for_child(sys::borrow(&self.0)).map_err(serde::ser::Error::custom)?;
+        s.serialize_u64(token)
+    }
+}
+
+impl<'de> Deserialize<'de> for PassedHandle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let token = u64::deserialize(d)?;
+        spawn::take_passed_handle(token)
+            .map(PassedHandle)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A running worker process: CPython's `Popen` for the spawn start method.
+///
+/// # Drop
+///
+/// Dropping a `Popen` (or calling [`close`](Popen::close)) releases its
+/// handles but does **not** kill the worker, as with `std::process::Child`;
+/// ask for that with [`PopenBuilder::kill_on_drop`]. On Unix a worker that
+/// is still running when dropped is reaped by a background thread once it
+/// exits, so no zombie stays behind.
+pub struct Popen {
+    child: Arc<sys::Child>,
+    channel: Option<sys::Channel>,
+    kill_on_drop: bool,
+}
+
+impl Popen {
+    /// Starts a worker with default options; see [`PopenBuilder::spawn`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), multiproc::Error> {
+    /// fn exit_with(code: i32) { std::process::exit(code) }
+    /// multiproc::entry!(exit_with);
+    /// # multiproc::init();
+    /// let p = multiproc::Popen::spawn(exit_with, &42)?;
+    /// assert_eq!(p.wait(None)?.unwrap().code(), Some(42));
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn<F, A, R>(entry: F, args: &A) -> Result<Popen>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize,
+    {
+        PopenBuilder::new().spawn(entry, args)
+    }
+
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the worker to exit, at most `timeout` (forever with
+    /// `None`). `Ok(None)` means it is still running. The status is
+    /// recorded only once the OS confirmed the exit, and kept: later calls
+    /// return it at once. Safe to call from several threads, also while
+    /// another calls [`terminate`](Popen::terminate).
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<Option<ExitStatus>> {
+        let st = self
+            .child
+            .wait(timeout)
+            .map_err(|e| Error::io("cannot wait for the worker", e))?;
+        if st.is_some() {
+            self.child.release_bootstrap_peer();
+        }
+        Ok(st.map(ExitStatus))
+    }
+
+    /// The exit status if the worker has exited, without blocking.
+    pub fn poll(&self) -> Result<Option<ExitStatus>> {
+        self.wait(Some(Duration::ZERO))
+    }
+
+    /// Asks the worker to stop: SIGTERM on Unix; on Windows
+    /// `TerminateProcess` with exit code [`exit_code::TERMINATE`].
+    ///
+    /// Records no status (the process may still be running; use
+    /// [`wait`](Popen::wait)). Calling it again, or after the worker
+    /// exited, is not an error.
+    pub fn terminate(&self) -> Result<()> {
+        self.child
+            .terminate()
+            .map_err(|e| Error::io("cannot terminate the worker", e))
+    }
+
+    /// Kills the worker: SIGKILL on Unix; on Windows the same as
+    /// [`terminate`](Popen::terminate), which cannot be ignored there.
+    pub fn kill(&self) -> Result<()> {
+        self.child
+            .kill()
+            .map_err(|e| Error::io("cannot kill the worker", e))
+    }
+
+    /// Releases the handles; the same as dropping (see the type's docs).
+    pub fn close(self) {}
+
+    #[allow(dead_code)] // the result channel of `Process`, next
+    pub(crate) fn channel(&self) -> Option<&sys::Channel> {
+        self.channel.as_ref()
+    }
+
+    /// Kills and reaps a child whose spawn failed, then returns `err`.
+    fn abandon(self, err: Error) -> Error {
+        let _ = self.child.kill();
+        let _ = self.child.wait(Some(Duration::from_secs(5)));
+        drop(self);
+        err
+    }
+}
+
+impl fmt::Debug for Popen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Popen").field("pid", &self.pid()).finish()
+    }
+}
+
+impl Drop for Popen {
+    fn drop(&mut self) {
+        if self.kill_on_drop {
+            let _ = self.child.kill();
+        }
+    }
+}

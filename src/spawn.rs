@@ -1,0 +1,481 @@
+//! The bootstrap protocol: how a parent tells a fresh worker what to run.
+//!
+//! The child is started as `<exe> --multiproc-worker=<version>,<parent pid>,<handle>`.
+//! It takes its end of the bootstrap channel (see `sys`), then reads:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 8 | magic `MULTPROC` |
+//! | 4 | protocol version, little endian ([`PROTOCOL_VERSION`]) |
+//! | 4 | flags (bit 0: send the entry's result back) |
+//! | 8 | build identity (a hash of the crate version and the entry table) |
+//! | 4 | entry id length (at most [`MAX_ENTRY_LEN`]) |
+//! | 8 | payload length (at most [`MAX_PAYLOAD_LEN`]) |
+//! | n | entry id (the entry function's type name) |
+//! | n | payload (the arguments, postcard) |
+//!
+//! Every check that fails ends the worker with a one-line message on stderr
+//! and a documented exit code ([`crate::exit_code`]); lengths are checked
+//! against their caps before anything is allocated, and the payload buffer
+//! grows only with bytes that actually arrived.
+
+use std::cell::RefCell;
+use std::io::{self, Read};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::exit_code;
+use crate::sys;
+
+/// The first bytes of every bootstrap.
+pub(crate) const MAGIC: [u8; 8] = *b"MULTPROC";
+/// The version of the bootstrap protocol; parent and child must agree.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The longest entry id a worker accepts.
+pub const MAX_ENTRY_LEN: u32 = 4096;
+/// The largest bootstrap payload (the serialized arguments) a worker accepts: 1 GiB.
+pub const MAX_PAYLOAD_LEN: u64 = 1 << 30;
+/// The command-line argument that makes a process a worker.
+pub(crate) const MARKER: &str = "--multiproc-worker=";
+pub(crate) const HEADER_LEN: usize = 36;
+pub(crate) const FLAG_WANT_RESULT: u32 = 1;
+
+/// One registered entry function.
+#[doc(hidden)]
+pub struct EntryDef {
+    /// The id: `type_name` of the function item.
+    pub name: fn() -> &'static str,
+    /// The signature: `type_name` of `fn(A) -> R`.
+    pub sig: fn() -> &'static str,
+    /// Decodes the arguments, calls the function, encodes its result.
+    pub run: fn(&[u8]) -> Result<Vec<u8>, String>,
+}
+
+/// Every entry registered with [`entry!`](crate::entry) anywhere in the program.
+#[doc(hidden)]
+#[linkme::distributed_slice]
+pub static ENTRIES: [EntryDef];
+
+/// The id of the function item `F`.
+#[doc(hidden)]
+pub fn type_name_of<F>(_: &F) -> &'static str {
+    std::any::type_name::<F>()
+}
+
+/// The signature of the function item `F`.
+#[doc(hidden)]
+pub fn signature_of<F: Fn(A) -> R, A, R>(_: &F) -> &'static str {
+    std::any::type_name::<fn(A) -> R>()
+}
+
+/// The child half of an entry: decode, call, encode.
+#[doc(hidden)]
+pub fn run_entry<F, A, R>(f: F, input: &[u8]) -> Result<Vec<u8>, String>
+where
+    F: Fn(A) -> R,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let args: A = postcard::from_bytes(input).map_err(|e| e.to_string())?;
+    let out = f(args);
+    postcard::to_allocvec(&out).map_err(|e| format!("cannot serialize the result: {e}"))
+}
+
+pub(crate) fn find_entry(name: &str) -> Option<&'static EntryDef> {
+    ENTRIES.iter().find(|e| (e.name)() == name)
+}
+
+/// A hash of the crate version and the entry table: two processes with the
+/// same build identity agree on every entry's name and signature.
+pub(crate) fn build_id() -> u64 {
+    static ID: OnceLock<u64> = OnceLock::new();
+    *ID.get_or_init(|| {
+        use std::hash::{Hash, Hasher};
+        let mut table: Vec<(&str, &str)> =
+            ENTRIES.iter().map(|e| ((e.name)(), (e.sig)())).collect();
+        table.sort_unstable();
+        // SipHash with fixed keys: the same in every process of one build.
+        #[allow(deprecated)]
+        let mut h = std::hash::SipHasher::new();
+        env!("CARGO_PKG_VERSION").hash(&mut h);
+        PROTOCOL_VERSION.hash(&mut h);
+        table.hash(&mut h);
+        h.finish()
+    })
+}
+
+/// Builds the header and entry id that precede the payload.
+pub(crate) fn encode_header(entry: &str, flags: u32, payload_len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + entry.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    out.extend_from_slice(&flags.to_le_bytes());
+    out.extend_from_slice(&build_id().to_le_bytes());
+    out.extend_from_slice(&(entry.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(payload_len as u64).to_le_bytes());
+    out.extend_from_slice(entry.as_bytes());
+    out
+}
+
+/// The worker's command-line argument.
+pub(crate) fn marker_arg(t: sys::BootToken) -> String {
+    format!("{MARKER}{PROTOCOL_VERSION},{},{}", t.parent_pid, t.handle)
+}
+
+fn parse_marker(s: &str) -> Option<(u32, sys::BootToken)> {
+    let mut it = s.split(',');
+    let version = it.next()?.parse().ok()?;
+    let parent_pid = it.next()?.parse().ok()?;
+    let handle = it.next()?.parse().ok()?;
+    it.next()
+        .is_none()
+        .then_some((version, sys::BootToken { parent_pid, handle }))
+}
+
+/// A bootstrap that failed: the exit code and a one-line reason.
+#[derive(Debug)]
+pub(crate) struct Fail(pub i32, pub String);
+
+/// The header fields, after validation.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub flags: u32,
+    pub entry_len: u32,
+    pub payload_len: u64,
+}
+
+/// Checks a header in the order a reader would trust it: magic, version,
+/// build, then the lengths against their caps.
+pub(crate) fn decode_header(b: &[u8; HEADER_LEN]) -> Result<Header, Fail> {
+    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let u64_at = |i: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[i..i + 8]);
+        u64::from_le_bytes(a)
+    };
+    if b[..8] != MAGIC {
+        return Err(Fail(
+            exit_code::BAD_MAGIC,
+            "bad magic: not multiproc bootstrap data".into(),
+        ));
+    }
+    let version = u32_at(8);
+    if version != PROTOCOL_VERSION {
+        return Err(Fail(
+            exit_code::VERSION_MISMATCH,
+            format!("protocol version {version}, this worker speaks {PROTOCOL_VERSION}"),
+        ));
+    }
+    let build = u64_at(16);
+    if build != build_id() {
+        return Err(Fail(
+            exit_code::BUILD_MISMATCH,
+            format!(
+                "build {build:016x} differs from this worker's {:016x}: the worker executable is not the parent's build",
+                build_id()
+            ),
+        ));
+    }
+    let entry_len = u32_at(24);
+    if entry_len > MAX_ENTRY_LEN {
+        return Err(Fail(
+            exit_code::TOO_LARGE,
+            format!("entry id of {entry_len} bytes (at most {MAX_ENTRY_LEN})"),
+        ));
+    }
+    let payload_len = u64_at(28);
+    if payload_len > MAX_PAYLOAD_LEN {
+        return Err(Fail(
+            exit_code::TOO_LARGE,
+            format!("payload of {payload_len} bytes (at most {MAX_PAYLOAD_LEN})"),
+        ));
+    }
+    Ok(Header {
+        flags: u32_at(12),
+        entry_len,
+        payload_len,
+    })
+}
+
+/// Reads exactly `len` bytes, growing the buffer only as bytes arrive.
+fn read_bounded(r: &mut impl Read, len: u64) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    r.take(len).read_to_end(&mut buf)?;
+    if buf.len() as u64 != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(buf)
+}
+
+struct ChannelReader<'a>(&'a sys::ChildChannel);
+
+impl Read for ChannelReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+thread_local! {
+    /// The worker's bootstrap channel while its arguments are decoded.
+    static CHILD_CHANNEL: RefCell<Option<sys::ChildChannel>> = const { RefCell::new(None) };
+}
+
+/// Takes a handle the parent passed with `duplicate_for_child`.
+pub(crate) fn take_passed_handle(token: u64) -> io::Result<sys::OwnedRaw> {
+    CHILD_CHANNEL.with(|c| match c.borrow_mut().as_mut() {
+        Some(ch) => ch.take_handle(token),
+        None => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a passed handle can only be received while a worker decodes its arguments",
+        )),
+    })
+}
+
+static INIT_CALLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process called [`init`] (so its executable can be a worker).
+pub(crate) fn init_called() -> bool {
+    INIT_CALLED.load(Ordering::Relaxed)
+}
+
+/// Turns this process into a worker if it was started as one.
+///
+/// Call it first thing in `main` (or use [`test_support!`](crate::test_support)
+/// in test binaries, which runs it before `main`). In an ordinary run it
+/// returns at once; in a worker it runs the requested entry function and
+/// exits the process, never returning. See [`exit_code`](crate::exit_code)
+/// for how a worker ends.
+///
+/// Calling `init()` also tells multiproc that this executable can act as a
+/// worker; spawning without it (and without
+/// [`set_executable`](crate::set_executable)) fails, so a program that forgot
+/// it can't recursively run its own `main` in every child.
+pub fn init() {
+    INIT_CALLED.store(true, Ordering::Relaxed);
+    let mut args = std::env::args_os().skip(1);
+    let Some(first) = args.next() else { return };
+    let Some(rest) = first.to_str().and_then(|s| s.strip_prefix(MARKER)) else {
+        if first.as_encoded_bytes().starts_with(MARKER.as_bytes()) {
+            fail(Fail(
+                exit_code::BAD_COMMAND_LINE,
+                "worker marker is not valid UTF-8".into(),
+            ));
+        }
+        return;
+    };
+    let code = match worker_main(rest) {
+        Ok(code) => code,
+        Err(f) => fail(f),
+    };
+    std::process::exit(code)
+}
+
+fn fail(f: Fail) -> ! {
+    eprintln!(
+        "multiproc worker {}: bootstrap failed: {}",
+        std::process::id(),
+        f.1
+    );
+    std::process::exit(f.0)
+}
+
+fn worker_main(marker: &str) -> Result<i32, Fail> {
+    let (version, token) = parse_marker(marker).ok_or_else(|| {
+        Fail(
+            exit_code::BAD_COMMAND_LINE,
+            format!("malformed worker marker `{marker}`"),
+        )
+    })?;
+    if version != PROTOCOL_VERSION {
+        return Err(Fail(
+            exit_code::VERSION_MISMATCH,
+            format!("protocol version {version}, this worker speaks {PROTOCOL_VERSION}"),
+        ));
+    }
+    let mut chan = sys::open_bootstrap(token).map_err(|e| {
+        Fail(
+            exit_code::NO_CHANNEL,
+            format!("cannot open the bootstrap channel: {e}"),
+        )
+    })?;
+    let truncated = |e: io::Error| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            Fail(
+                exit_code::TRUNCATED,
+                "the bootstrap data ended early (the parent died or closed the channel)".into(),
+            )
+        } else {
+            Fail(
+                exit_code::NO_CHANNEL,
+                format!("cannot read the bootstrap channel: {e}"),
+            )
+        }
+    };
+    let mut hdr = [0u8; HEADER_LEN];
+    chan.recv_header(&mut hdr).map_err(truncated)?;
+    let header = decode_header(&hdr)?;
+    let entry_name =
+        read_bounded(&mut ChannelReader(&chan), header.entry_len.into()).map_err(truncated)?;
+    let entry_name = String::from_utf8_lossy(&entry_name).into_owned();
+    let entry = find_entry(&entry_name).ok_or_else(|| {
+        Fail(
+            exit_code::UNKNOWN_ENTRY,
+            format!("unknown entry `{entry_name}`"),
+        )
+    })?;
+    let payload = read_bounded(&mut ChannelReader(&chan), header.payload_len).map_err(truncated)?;
+
+    install_panic_hook();
+    CHILD_CHANNEL.with(|c| *c.borrow_mut() = Some(chan));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| (entry.run)(&payload)));
+    let chan = CHILD_CHANNEL.with(|c| c.borrow_mut().take());
+    let (reply, code) = match outcome {
+        Ok(Ok(bytes)) => (Reply::Value(bytes), exit_code::SUCCESS),
+        Ok(Err(msg)) => {
+            let msg = format!("cannot decode the arguments of `{entry_name}`: {msg}");
+            eprintln!("multiproc worker {}: {msg}", std::process::id());
+            (Reply::BadArgs(msg), exit_code::BAD_PAYLOAD)
+        }
+        Err(_) => (Reply::Panic(take_panic_report()), exit_code::PANIC),
+    };
+    if header.flags & FLAG_WANT_RESULT != 0 {
+        if let Some(chan) = chan {
+            let frame = postcard::to_allocvec(&reply).unwrap_or_default();
+            let mut out = (frame.len() as u64).to_le_bytes().to_vec();
+            out.extend_from_slice(&frame);
+            if write_all(&chan, &out).is_err() {
+                return Ok(exit_code::RESULT_UNDELIVERED.max(code));
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn write_all(chan: &sys::ChildChannel, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = chan.write(buf)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// What a worker sends back when asked for its result.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Reply {
+    /// The entry returned; its result, serialized.
+    Value(Vec<u8>),
+    /// The entry panicked.
+    Panic(PanicReport),
+    /// The arguments could not be decoded.
+    BadArgs(String),
+}
+
+/// A panic in a worker, as data.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PanicReport {
+    /// The panic message.
+    pub message: String,
+    /// `file:line:column` where it panicked, if known.
+    pub location: Option<String>,
+}
+
+static PANIC_REPORT: std::sync::Mutex<Option<PanicReport>> = std::sync::Mutex::new(None);
+
+fn install_panic_hook() {
+    let previous = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "Box<dyn Any>".to_string());
+        let location = info.location().map(|l| l.to_string());
+        if let Ok(mut slot) = PANIC_REPORT.lock() {
+            slot.get_or_insert(PanicReport { message, location });
+        }
+        previous(info);
+    }));
+}
+
+fn take_panic_report() -> PanicReport {
+    PANIC_REPORT
+        .lock()
+        .ok()
+        .and_then(|mut s| s.take())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(entry: &str, payload: u64) -> [u8; HEADER_LEN] {
+        let v = encode_header(entry, 0, 0);
+        let mut h = [0u8; HEADER_LEN];
+        h.copy_from_slice(&v[..HEADER_LEN]);
+        h[28..36].copy_from_slice(&payload.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let h = decode_header(&header("a::b", 12)).unwrap();
+        assert_eq!(
+            h,
+            Header {
+                flags: 0,
+                entry_len: 4,
+                payload_len: 12
+            }
+        );
+    }
+
+    #[test]
+    fn huge_length_prefix_is_rejected_before_allocating() {
+        let e = decode_header(&header("x", 1 << 60)).unwrap_err();
+        assert_eq!(e.0, exit_code::TOO_LARGE);
+    }
+
+    #[test]
+    fn wrong_magic_version_and_build_are_rejected_in_that_order() {
+        let mut h = header("x", 0);
+        h[8] = 9;
+        assert_eq!(
+            decode_header(&h).unwrap_err().0,
+            exit_code::VERSION_MISMATCH
+        );
+        h[0] = b'X';
+        assert_eq!(decode_header(&h).unwrap_err().0, exit_code::BAD_MAGIC);
+        let mut h = header("x", 0);
+        h[16] ^= 1;
+        assert_eq!(decode_header(&h).unwrap_err().0, exit_code::BUILD_MISMATCH);
+    }
+
+    #[test]
+    fn marker_parses_only_exact_form() {
+        let t = sys::BootToken {
+            parent_pid: 7,
+            handle: 3,
+        };
+        let m = marker_arg(t);
+        assert_eq!(parse_marker(m.strip_prefix(MARKER).unwrap()), Some((1, t)));
+        assert_eq!(parse_marker("1,2"), None);
+        assert_eq!(parse_marker("1,2,3,4"), None);
+        assert_eq!(parse_marker("1,x,3"), None);
+    }
+
+    #[test]
+    fn read_bounded_reports_truncation() {
+        let mut r: &[u8] = b"abc";
+        let e = read_bounded(&mut r, 10).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}

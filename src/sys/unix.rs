@@ -1,0 +1,744 @@
+//! Unix: `posix_spawn` with the bootstrap socket dup2'd to fd 3, pidfds where
+//! the kernel has them (Linux ≥ 5.4 for `waitid(P_PIDFD)`), and a reaper
+//! thread so that children dropped without `wait` never stay zombies.
+//!
+//! The bootstrap channel is an `AF_UNIX` stream socketpair rather than a
+//! pipe: handles passed with `duplicate_for_child` travel as `SCM_RIGHTS`
+//! after the child exists, exactly as the Windows side duplicates them into
+//! the running child. So the child starts with fds 0, 1, 2 and 3 only.
+
+use std::ffi::{CString, OsString};
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, WaitIdStatus};
+
+use super::{BootToken, RawStatus, SpawnRequest, StdioMode};
+
+/// An owned OS resource: a file descriptor.
+pub(crate) type OwnedRaw = OwnedFd;
+/// A borrowed OS resource: a file descriptor.
+pub(crate) type BorrowedRaw<'a> = BorrowedFd<'a>;
+
+/// What `terminate()` produces: death by SIGTERM.
+pub(crate) const TERMINATED: RawStatus = RawStatus::Signaled(libc::SIGTERM);
+
+/// The fd number the bootstrap socket has in the child.
+const CHILD_FD: RawFd = 3;
+
+/// At most this many fds travel with one bootstrap (`SCM_MAX_FD` is 253 on
+/// Linux, see unix(7)).
+pub(crate) const MAX_TRANSFER: usize = 253;
+
+/// `posix_spawn_file_actions_t` that is destroyed when dropped.
+struct FileActions(libc::posix_spawn_file_actions_t);
+
+impl FileActions {
+    fn new() -> io::Result<Box<Self>> {
+        let mut fa = Box::new(MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit());
+        // SAFETY: `fa` is valid writable memory for the structure.
+        cvt_nz(unsafe { libc::posix_spawn_file_actions_init(fa.as_mut_ptr()) })?;
+        // SAFETY: initialized by the call above; Box<MaybeUninit<T>> and
+        // Box<FileActions> have the same layout (repr of a one-field struct).
+        Ok(unsafe { Box::from_raw(Box::into_raw(fa).cast::<Self>()) })
+    }
+}
+
+impl Drop for FileActions {
+    fn drop(&mut self) {
+        // SAFETY: initialized in `new`, destroyed once here.
+        unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
+    }
+}
+
+/// `posix_spawnattr_t` that is destroyed when dropped.
+struct SpawnAttr(libc::posix_spawnattr_t);
+
+impl SpawnAttr {
+    fn new() -> io::Result<Box<Self>> {
+        let mut attr = Box::new(MaybeUninit::<libc::posix_spawnattr_t>::uninit());
+        // SAFETY: `attr` is valid writable memory for the structure.
+        cvt_nz(unsafe { libc::posix_spawnattr_init(attr.as_mut_ptr()) })?;
+        // SAFETY: initialized by the call above; same layout as `Self`.
+        Ok(unsafe { Box::from_raw(Box::into_raw(attr).cast::<Self>()) })
+    }
+}
+
+impl Drop for SpawnAttr {
+    fn drop(&mut self) {
+        // SAFETY: initialized in `new`, destroyed once here.
+        unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
+    }
+}
+
+/// posix_spawn functions return an error number instead of setting errno.
+fn cvt_nz(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+fn cstring(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a program path, argument or environment variable contains a NUL byte",
+        )
+    })
+}
+
+/// Whether `pidfd_open` works here; probed on first spawn.
+static NO_PIDFD: AtomicBool = AtomicBool::new(false);
+
+/// Starts `req.exe` with the child's end of a fresh socketpair at fd 3.
+pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
+    let (parent_end, child_end) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // dup2(fd, fd) would keep FD_CLOEXEC on older C libraries, so the
+    // child's end must not already be fd 3.
+    let child_end = if child_end.as_raw_fd() == CHILD_FD {
+        rustix::io::fcntl_dupfd_cloexec(&child_end, CHILD_FD + 1)?
+    } else {
+        child_end
+    };
+
+    let token = BootToken {
+        parent_pid: std::process::id(),
+        handle: CHILD_FD as u64,
+    };
+    let program = cstring(req.exe.as_os_str().as_bytes())?;
+    let mut argv_owned = vec![program.clone()];
+    for arg in (req.args)(token) {
+        argv_owned.push(cstring(arg.as_bytes())?);
+    }
+    let mut argv: Vec<*mut libc::c_char> =
+        argv_owned.iter().map(|s| s.as_ptr().cast_mut()).collect();
+    argv.push(std::ptr::null_mut());
+    let env_owned = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut kv: OsString = k;
+            kv.push("=");
+            kv.push(v);
+            cstring(kv.as_bytes())
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut envp: Vec<*mut libc::c_char> =
+        env_owned.iter().map(|s| s.as_ptr().cast_mut()).collect();
+    envp.push(std::ptr::null_mut());
+
+    let mut actions = FileActions::new()?;
+    // SAFETY: `actions` is initialized; both fds are open until posix_spawn returns.
+    cvt_nz(unsafe {
+        libc::posix_spawn_file_actions_adddup2(&mut actions.0, child_end.as_raw_fd(), CHILD_FD)
+    })?;
+    let null = c"/dev/null";
+    for (fd, mode) in req.stdio.iter().enumerate() {
+        if *mode == StdioMode::Null {
+            let flags = if fd == 0 {
+                libc::O_RDONLY
+            } else {
+                libc::O_WRONLY
+            };
+            // SAFETY: `actions` is initialized; `null` is a valid C string
+            // that outlives the call (posix_spawn copies it).
+            cvt_nz(unsafe {
+                libc::posix_spawn_file_actions_addopen(
+                    &mut actions.0,
+                    fd as libc::c_int,
+                    null.as_ptr(),
+                    flags,
+                    0,
+                )
+            })?;
+        }
+    }
+
+    // Only fds 0-3 reach the child, even fds that someone opened without
+    // CLOEXEC (a jobserver pipe inherited from cargo, a C library's files).
+    // glibc >= 2.34 (posix_spawn_file_actions_addclosefrom_np(3)); macOS
+    // gets the same from POSIX_SPAWN_CLOEXEC_DEFAULT below.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `actions` is initialized.
+    cvt_nz(unsafe {
+        libc::posix_spawn_file_actions_addclosefrom_np(&mut actions.0, CHILD_FD + 1)
+    })?;
+
+    // Like std: the child starts with an empty signal mask and SIGPIPE at
+    // its default, whatever this process did to them.
+    let mut attr = SpawnAttr::new()?;
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: `set` is writable memory for a sigset_t.
+    unsafe { libc::sigemptyset(set.as_mut_ptr()) };
+    // SAFETY: initialized by sigemptyset above.
+    let mut set = unsafe { set.assume_init() };
+    // SAFETY: `attr` and `set` are initialized.
+    cvt_nz(unsafe { libc::posix_spawnattr_setsigmask(&mut attr.0, &set) })?;
+    // SAFETY: `set` is an initialized sigset_t.
+    unsafe { libc::sigaddset(&mut set, libc::SIGPIPE) };
+    // SAFETY: `attr` and `set` are initialized.
+    cvt_nz(unsafe { libc::posix_spawnattr_setsigdefault(&mut attr.0, &set) })?;
+    #[allow(unused_mut)]
+    let mut flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+    #[cfg(target_vendor = "apple")]
+    {
+        flags |= libc::POSIX_SPAWN_CLOEXEC_DEFAULT;
+    }
+    // SAFETY: `attr` is initialized.
+    cvt_nz(unsafe { libc::posix_spawnattr_setflags(&mut attr.0, flags as _) })?;
+
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: every pointer is valid and NUL-terminated where required;
+    // argv and envp are null-terminated arrays of C strings that live until
+    // the call returns.
+    cvt_nz(unsafe {
+        libc::posix_spawn(
+            &mut pid,
+            program.as_ptr(),
+            &actions.0,
+            &attr.0,
+            argv.as_ptr(),
+            envp.as_ptr(),
+        )
+    })?;
+    // The parent's copy of the child's end goes away before anything is
+    // written, so a child that dies early gives EPIPE instead of a hang
+    // (CPython gh-118981).
+    drop(child_end);
+
+    let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::other("posix_spawn gave pid 0"))?;
+    let child = Child {
+        pid,
+        pidfd: open_pidfd(pid),
+        status: Mutex::new(None),
+    };
+    Ok((child, Channel { fd: parent_end }))
+}
+
+#[cfg(target_os = "linux")]
+fn open_pidfd(pid: Pid) -> Option<OwnedFd> {
+    if NO_PIDFD.load(Ordering::Relaxed) {
+        return None;
+    }
+    // The child is ours and not yet reaped, so `pid` cannot name anyone
+    // else here.
+    match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => Some(fd),
+        Err(Errno::NOSYS) => {
+            NO_PIDFD.store(true, Ordering::Relaxed);
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_pidfd(_pid: Pid) -> Option<OwnedFd> {
+    let _ = &NO_PIDFD;
+    None
+}
+
+/// A spawned child process. The authority to signal or wait is the pidfd
+/// where there is one; without it, the pid, which stays valid because it is
+/// reaped only under `status`'s lock.
+#[derive(Debug)]
+pub(crate) struct Child {
+    pid: Pid,
+    pidfd: Option<OwnedFd>,
+    status: Mutex<Option<RawStatus>>,
+}
+
+fn raw_status(st: WaitIdStatus) -> RawStatus {
+    match (st.exit_status(), st.terminating_signal()) {
+        (Some(code), _) => RawStatus::Exited(code),
+        (None, Some(sig)) => RawStatus::Signaled(sig),
+        // Not asked for (WSTOPPED/WCONTINUED are not passed).
+        (None, None) => RawStatus::Exited(-1),
+    }
+}
+
+impl Child {
+    /// The process id.
+    pub(crate) fn id(&self) -> u32 {
+        self.pid.as_raw_nonzero().get() as u32
+    }
+
+    /// Reaps the child if it has exited, without blocking. Must be called
+    /// with the status lock held: only then may the pid be reaped.
+    fn try_reap(&self, slot: &mut Option<RawStatus>) -> io::Result<Option<RawStatus>> {
+        if let Some(st) = *slot {
+            return Ok(Some(st));
+        }
+        let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
+        let res = retry_intr(|| match &self.pidfd {
+            #[cfg(target_os = "linux")]
+            Some(fd) => match rustix::process::waitid(WaitId::PidFd(fd.as_fd()), opts) {
+                // Linux 5.3 has pidfd_open but not P_PIDFD.
+                Err(Errno::INVAL) => rustix::process::waitid(WaitId::Pid(self.pid), opts),
+                other => other,
+            },
+            _ => rustix::process::waitid(WaitId::Pid(self.pid), opts),
+        });
+        match res? {
+            Some(st) => {
+                let st = raw_status(st);
+                *slot = Some(st);
+                Ok(Some(st))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Waits for the exit, up to `timeout`; the status is recorded only
+    /// once `waitid` reported it.
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<Option<RawStatus>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut backoff = Duration::from_micros(200);
+        loop {
+            if let Some(st) = self.try_reap(&mut lock(&self.status))? {
+                return Ok(Some(st));
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Ok(None);
+            }
+            match (&self.pidfd, left) {
+                (Some(fd), _) => {
+                    // A pidfd becomes readable when the process exits
+                    // (pidfd_open(2)); reaping happens on the next turn.
+                    wait_readable(fd.as_fd(), left)?;
+                }
+                (None, None) => {
+                    // Block without reaping, so a concurrent terminate()
+                    // can't hit a recycled pid; reap under the lock next turn.
+                    match rustix::process::waitid(
+                        WaitId::Pid(self.pid),
+                        WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+                    ) {
+                        Ok(_) | Err(Errno::INTR) | Err(Errno::CHILD) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                (None, Some(left)) => {
+                    // No pidfd and a timeout: nothing to block on, so poll.
+                    std::thread::sleep(backoff.min(left));
+                    backoff = (backoff * 2).min(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+
+    fn signal(&self, sig: Signal) -> io::Result<()> {
+        let slot = lock(&self.status);
+        if slot.is_some() {
+            return Ok(()); // already reaped: it exited, nothing to signal
+        }
+        let res = match &self.pidfd {
+            Some(fd) => pidfd_signal(fd.as_fd(), self.pid, sig),
+            None => rustix::process::kill_process(self.pid, sig),
+        };
+        drop(slot);
+        match res {
+            // Exited but not reaped yet is not an error either.
+            Ok(()) | Err(Errno::SRCH) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends SIGTERM. Records nothing: the process may still be running.
+    pub(crate) fn terminate(&self) -> io::Result<()> {
+        self.signal(Signal::TERM)
+    }
+
+    /// Sends SIGKILL.
+    pub(crate) fn kill(&self) -> io::Result<()> {
+        self.signal(Signal::KILL)
+    }
+
+    /// Windows keeps a copy of the child's end; Unix closed it at spawn.
+    pub(crate) fn release_bootstrap_peer(&self) {}
+}
+
+#[cfg(target_os = "linux")]
+fn pidfd_signal(fd: BorrowedFd<'_>, _pid: Pid, sig: Signal) -> rustix::io::Result<()> {
+    rustix::process::pidfd_send_signal(fd, sig)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pidfd_signal(_fd: BorrowedFd<'_>, pid: Pid, sig: Signal) -> rustix::io::Result<()> {
+    rustix::process::kill_process(pid, sig)
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let reaped = match self.try_reap(&mut lock(&self.status)) {
+            Ok(st) => st.is_some(),
+            Err(_) => true, // ECHILD: someone else reaped it; nothing to do
+        };
+        if !reaped {
+            // Still running: hand it to the reaper so it never stays a zombie.
+            let child = Child {
+                pid: self.pid,
+                pidfd: self.pidfd.take(),
+                status: Mutex::new(None),
+            };
+            reaper().adopt(child);
+        }
+    }
+}
+
+/// One background thread that reaps children dropped while still running.
+struct Reaper {
+    children: Mutex<Vec<Child>>,
+    added: Condvar,
+    wake: (OwnedFd, OwnedFd),
+}
+
+fn reaper() -> &'static Reaper {
+    static REAPER: OnceLock<&'static Reaper> = OnceLock::new();
+    REAPER.get_or_init(|| {
+        let wake = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .expect("multiproc: cannot create the reaper's wake pipe");
+        let r: &'static Reaper = Box::leak(Box::new(Reaper {
+            children: Mutex::new(Vec::new()),
+            added: Condvar::new(),
+            wake,
+        }));
+        std::thread::Builder::new()
+            .name("multiproc-reaper".into())
+            .spawn(move || r.run())
+            .expect("multiproc: cannot start the reaper thread");
+        r
+    })
+}
+
+impl Reaper {
+    fn adopt(&self, child: Child) {
+        lock(&self.children).push(child);
+        self.added.notify_one();
+        let _ = rustix::io::write(&self.wake.1, &[1]);
+    }
+
+    fn run(&self) {
+        loop {
+            let mut list = lock(&self.children);
+            list.retain(|c| matches!(c.try_reap(&mut lock(&c.status)), Ok(None)));
+            while list.is_empty() {
+                list = self.added.wait(list).unwrap_or_else(|e| e.into_inner());
+            }
+            let fds: Vec<RawFd> = list
+                .iter()
+                .filter_map(|c| c.pidfd.as_ref().map(|f| f.as_raw_fd()))
+                .collect();
+            let all_pidfd = fds.len() == list.len();
+            drop(list);
+            // SAFETY-free: borrow the raw fds only while the children that
+            // own them are in the list, which only this thread shrinks.
+            let mut polls: Vec<rustix::event::PollFd<'_>> = Vec::with_capacity(fds.len() + 1);
+            polls.push(rustix::event::PollFd::new(
+                &self.wake.0,
+                rustix::event::PollFlags::IN,
+            ));
+            let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|&fd| borrow_listed(fd)).collect();
+            for fd in &borrowed {
+                polls.push(rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN));
+            }
+            let timeout = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000_000,
+            };
+            let _ = rustix::event::poll(&mut polls, (!all_pidfd).then_some(&timeout));
+            if polls[0].revents().contains(rustix::event::PollFlags::IN) {
+                let mut buf = [0u8; 64];
+                let _ = rustix::io::read(&self.wake.0, &mut buf);
+            }
+        }
+    }
+}
+
+/// Borrows a pidfd owned by a child in the reaper's list.
+fn borrow_listed(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: the fd belongs to a `Child` in the reaper's list; only the
+    // reaper thread removes children from it, and it drops these borrows
+    // before it does.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn retry_intr<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::INTR) => continue,
+            other => return other.map_err(Into::into),
+        }
+    }
+}
+
+fn to_timespec(d: Duration) -> rustix::event::Timespec {
+    rustix::event::Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as _,
+        tv_nsec: d.subsec_nanos() as _,
+    }
+}
+
+/// Waits until `fd` is readable or `timeout` passes; true if readable.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    let ts = timeout.map(to_timespec);
+    let mut polls = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    match rustix::event::poll(&mut polls, ts.as_ref()) {
+        Ok(n) => Ok(n > 0),
+        Err(Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Handles to hand to the child with its bootstrap data.
+#[derive(Default)]
+pub(crate) struct HandleTransfer {
+    fds: Vec<OwnedFd>,
+}
+
+impl HandleTransfer {
+    /// Queues a copy of `h`; the token is its index in what the child receives.
+    pub(crate) fn add(&mut self, _child: &Child, h: BorrowedRaw<'_>) -> io::Result<u64> {
+        if self.fds.len() >= MAX_TRANSFER {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("at most {MAX_TRANSFER} handles can be passed to one child"),
+            ));
+        }
+        self.fds.push(rustix::io::fcntl_dupfd_cloexec(h, 0)?);
+        Ok((self.fds.len() - 1) as u64)
+    }
+}
+
+fn broken_pipe(e: Errno) -> io::Error {
+    if e == Errno::PIPE || e == Errno::CONNRESET {
+        io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "child exited before the bootstrap data was written",
+        )
+    } else {
+        e.into()
+    }
+}
+
+/// The parent's end of the bootstrap channel.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    fd: OwnedFd,
+}
+
+impl Channel {
+    /// Writes `data`, the fds riding along with its first bytes.
+    pub(crate) fn send_bootstrap(
+        &self,
+        _child: &Child,
+        data: &[u8],
+        transfer: HandleTransfer,
+    ) -> io::Result<()> {
+        let mut sent = 0;
+        if !transfer.fds.is_empty() {
+            let borrowed: Vec<BorrowedFd<'_>> = transfer.fds.iter().map(|f| f.as_fd()).collect();
+            let mut space =
+                vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
+            let mut anc = SendAncillaryBuffer::new(&mut space);
+            if !anc.push(SendAncillaryMessage::ScmRights(&borrowed)) {
+                return Err(io::Error::other("ancillary buffer too small"));
+            }
+            let first = &data[..data.len().min(1 << 16)];
+            sent = retry_intr(|| {
+                rustix::net::sendmsg(
+                    &self.fd,
+                    &[io::IoSlice::new(first)],
+                    &mut anc,
+                    SendFlags::NOSIGNAL,
+                )
+            })
+            .map_err(|e| match e.raw_os_error().map(Errno::from_raw_os_error) {
+                Some(errno) => broken_pipe(errno),
+                None => e,
+            })?;
+        }
+        while sent < data.len() {
+            match rustix::net::send(&self.fd, &data[sent..], SendFlags::NOSIGNAL) {
+                Ok(n) => sent += n,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(broken_pipe(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what the child wrote; 0 is end of file.
+    #[allow(dead_code)] // used by `Process`, next
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        retry_intr(|| rustix::io::read(&self.fd, &mut *buf))
+    }
+
+    /// Writes to the child without raising SIGPIPE.
+    #[allow(dead_code)] // used by `Process`, next
+    pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        retry_intr(|| rustix::net::send(&self.fd, buf, SendFlags::NOSIGNAL))
+    }
+}
+
+/// The child's end of the bootstrap channel.
+#[derive(Debug)]
+pub(crate) struct ChildChannel {
+    fd: OwnedFd,
+    received: Vec<Option<OwnedFd>>,
+}
+
+/// Takes fd `token.handle`, after checking that it is an open socket.
+pub(crate) fn open_bootstrap(token: BootToken) -> io::Result<ChildChannel> {
+    let raw = RawFd::try_from(token.handle)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "fd number out of range"))?;
+    // SAFETY: F_GETFD on any integer is sound; it fails with EBADF when the
+    // fd is not open.
+    if unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("fd {raw} is not open: {}", io::Error::last_os_error()),
+        ));
+    }
+    // SAFETY: the fd is open (checked above) and nothing else in this
+    // process owns it: it was placed here by our parent's posix_spawn.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let st = rustix::fs::fstat(&fd)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Socket {
+        // Not ours: give the fd back untouched.
+        std::mem::forget(fd);
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {raw} is not a socket"),
+        ));
+    }
+    // Grandchildren must not inherit it.
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)?;
+    Ok(ChildChannel {
+        fd,
+        received: Vec::new(),
+    })
+}
+
+impl ChildChannel {
+    /// Reads exactly `buf.len()` bytes, collecting the fds that ride along.
+    pub(crate) fn recv_header(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        let mut got = 0;
+        let mut space =
+            vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_TRANSFER))];
+        while got < buf.len() {
+            let mut anc = RecvAncillaryBuffer::new(&mut space);
+            let msg = retry_intr(|| {
+                rustix::net::recvmsg(
+                    &self.fd,
+                    &mut [io::IoSliceMut::new(&mut buf[got..])],
+                    &mut anc,
+                    RecvFlags::CMSG_CLOEXEC,
+                )
+            })?;
+            for m in anc.drain() {
+                if let RecvAncillaryMessage::ScmRights(fds) = m {
+                    self.received.extend(fds.map(Some));
+                }
+            }
+            if msg.bytes == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            got += msg.bytes;
+        }
+        Ok(())
+    }
+
+    /// Reads from the parent; 0 is end of file.
+    #[allow(dead_code)] // used by `Process`, next
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        retry_intr(|| rustix::io::read(&self.fd, &mut *buf))
+    }
+
+    /// Writes to the parent without raising SIGPIPE.
+    #[allow(dead_code)] // used by `Process`, next
+    pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        retry_intr(|| rustix::net::send(&self.fd, buf, SendFlags::NOSIGNAL))
+    }
+
+    /// Takes the fd the parent passed under `token` (once).
+    pub(crate) fn take_handle(&mut self, token: u64) -> io::Result<OwnedRaw> {
+        usize::try_from(token)
+            .ok()
+            .and_then(|i| self.received.get_mut(i))
+            .and_then(Option::take)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("no passed handle {token}, or it was taken already"),
+                )
+            })
+    }
+}
+
+fn fd_dir() -> &'static str {
+    if cfg!(target_os = "linux") {
+        "/proc/self/fd"
+    } else {
+        "/dev/fd"
+    }
+}
+
+/// Every open fd of this process (without the one used to list them).
+fn open_fds() -> io::Result<Vec<u64>> {
+    let dir = rustix::fs::open(
+        fd_dir(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let own = dir.as_raw_fd() as u64;
+    let mut out = Vec::new();
+    for entry in rustix::fs::Dir::new(dir)? {
+        let entry = entry?;
+        if let Some(n) = entry
+            .file_name()
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            if n != own {
+                out.push(n);
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The number of open fds.
+pub(crate) fn open_handle_count() -> io::Result<usize> {
+    Ok(open_fds()?.len())
+}
+
+/// The open fds beyond stdin, stdout and stderr.
+pub(crate) fn open_ipc_handles() -> io::Result<Vec<u64>> {
+    Ok(open_fds()?.into_iter().filter(|&fd| fd > 2).collect())
+}
