@@ -12,7 +12,6 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -81,6 +80,63 @@ impl Drop for SpawnAttr {
     }
 }
 
+/// Send without SIGPIPE: MSG_NOSIGNAL where it exists; macOS has no such
+/// flag and gets SO_NOSIGPIPE on the socket instead.
+#[cfg(not(target_vendor = "apple"))]
+const SEND_FLAGS: SendFlags = SendFlags::NOSIGNAL;
+#[cfg(target_vendor = "apple")]
+const SEND_FLAGS: SendFlags = SendFlags::empty();
+
+/// Received fds are close-on-exec at once where the OS can do that.
+#[cfg(not(target_vendor = "apple"))]
+const RECV_FLAGS: RecvFlags = RecvFlags::CMSG_CLOEXEC;
+#[cfg(target_vendor = "apple")]
+const RECV_FLAGS: RecvFlags = RecvFlags::empty();
+
+/// A close-on-exec `AF_UNIX` stream socketpair.
+#[cfg(not(target_vendor = "apple"))]
+fn stream_socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// macOS has no SOCK_CLOEXEC: set it right after. The window doesn't leak
+/// into our children, which start with POSIX_SPAWN_CLOEXEC_DEFAULT.
+#[cfg(target_vendor = "apple")]
+fn stream_socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::empty(),
+        None,
+    )?;
+    for fd in [&a, &b] {
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+        rustix::net::sockopt::set_socket_nosigpipe(fd, true)?;
+    }
+    Ok((a, b))
+}
+
+/// A close-on-exec pipe.
+#[cfg(not(target_vendor = "apple"))]
+fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+/// macOS has no pipe2: set close-on-exec right after.
+#[cfg(target_vendor = "apple")]
+fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = rustix::pipe::pipe()?;
+    for fd in [&a, &b] {
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+    }
+    Ok((a, b))
+}
+
 /// posix_spawn functions return an error number instead of setting errno.
 fn cvt_nz(rc: libc::c_int) -> io::Result<()> {
     if rc == 0 {
@@ -99,17 +155,9 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
     })
 }
 
-/// Whether `pidfd_open` works here; probed on first spawn.
-static NO_PIDFD: AtomicBool = AtomicBool::new(false);
-
 /// Starts `req.exe` with the child's end of a fresh socketpair at fd 3.
 pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
-    let (parent_end, child_end) = rustix::net::socketpair(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
+    let (parent_end, child_end) = stream_socketpair()?;
     // dup2(fd, fd) would keep FD_CLOEXEC on older C libraries, so the
     // child's end must not already be fd 3.
     let child_end = if child_end.as_raw_fd() == CHILD_FD {
@@ -232,6 +280,9 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
 
 #[cfg(target_os = "linux")]
 fn open_pidfd(pid: Pid) -> Option<OwnedFd> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// Set once `pidfd_open` said ENOSYS (Linux < 5.3).
+    static NO_PIDFD: AtomicBool = AtomicBool::new(false);
     if NO_PIDFD.load(Ordering::Relaxed) {
         return None;
     }
@@ -249,7 +300,6 @@ fn open_pidfd(pid: Pid) -> Option<OwnedFd> {
 
 #[cfg(not(target_os = "linux"))]
 fn open_pidfd(_pid: Pid) -> Option<OwnedFd> {
-    let _ = &NO_PIDFD;
     None
 }
 
@@ -412,8 +462,7 @@ struct Reaper {
 fn reaper() -> &'static Reaper {
     static REAPER: OnceLock<&'static Reaper> = OnceLock::new();
     REAPER.get_or_init(|| {
-        let wake = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .expect("multiproc: cannot create the reaper's wake pipe");
+        let wake = cloexec_pipe().expect("multiproc: cannot create the reaper's wake pipe");
         let r: &'static Reaper = Box::leak(Box::new(Reaper {
             children: Mutex::new(Vec::new()),
             added: Condvar::new(),
@@ -573,7 +622,7 @@ impl Channel {
                     &self.fd,
                     &[io::IoSlice::new(first)],
                     &mut anc,
-                    SendFlags::NOSIGNAL,
+                    SEND_FLAGS,
                 )
             })
             .map_err(|e| match e.raw_os_error().map(Errno::from_raw_os_error) {
@@ -582,7 +631,7 @@ impl Channel {
             })?;
         }
         while sent < data.len() {
-            match rustix::net::send(&self.fd, &data[sent..], SendFlags::NOSIGNAL) {
+            match rustix::net::send(&self.fd, &data[sent..], SEND_FLAGS) {
                 Ok(n) => sent += n,
                 Err(Errno::INTR) => {}
                 Err(e) => return Err(broken_pipe(e)),
@@ -600,7 +649,7 @@ impl Channel {
     /// Writes to the child without raising SIGPIPE.
     #[allow(dead_code)] // used by `Process`, next
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        retry_intr(|| rustix::net::send(&self.fd, buf, SendFlags::NOSIGNAL))
+        retry_intr(|| rustix::net::send(&self.fd, buf, SEND_FLAGS))
     }
 }
 
@@ -656,7 +705,7 @@ impl ChildChannel {
                     &self.fd,
                     &mut [io::IoSliceMut::new(&mut buf[got..])],
                     &mut anc,
-                    RecvFlags::CMSG_CLOEXEC,
+                    RECV_FLAGS,
                 )
             })?;
             for m in anc.drain() {
@@ -681,7 +730,7 @@ impl ChildChannel {
     /// Writes to the parent without raising SIGPIPE.
     #[allow(dead_code)] // used by `Process`, next
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        retry_intr(|| rustix::net::send(&self.fd, buf, SendFlags::NOSIGNAL))
+        retry_intr(|| rustix::net::send(&self.fd, buf, SEND_FLAGS))
     }
 
     /// Takes the fd the parent passed under `token` (once).
