@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::popen::ExitStatus;
+use crate::spawn::PanicReport;
 
 /// Everything that can go wrong in multiproc.
 ///
@@ -44,6 +45,38 @@ pub(crate) enum Kind {
         entry: String,
         source: postcard::Error,
     },
+    #[error("the peer closed the connection (end of file)")]
+    Eof,
+    #[error("message of {len} bytes is over this connection's cap of {max} bytes")]
+    MessageTooLarge { len: u64, max: u64 },
+    #[error("the connection is unusable: {0}")]
+    Poisoned(String),
+    #[error("the buffer holds {have} bytes, the message needs {needed}")]
+    BufferTooShort { needed: u64, have: usize },
+    #[error("{0}")]
+    WrongDirection(&'static str),
+    #[error("the process was already joined")]
+    AlreadyJoined,
+    #[error("worker process {pid} sent a result of {len} bytes, over the cap of {max}")]
+    ResultTooLarge { pid: u32, len: u64, max: u64 },
+    #[error("cannot decode {what}: {source}")]
+    Decode {
+        what: &'static str,
+        source: postcard::Error,
+    },
+    #[error("worker process {pid} panicked: {}{}", report.message,
+        report.location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default())]
+    Panicked { pid: u32, report: PanicReport },
+    #[error("worker process {pid} failed to start ({status}): {why}")]
+    BootstrapFailed {
+        pid: u32,
+        status: ExitStatus,
+        why: String,
+    },
+    #[error("worker process {pid} was stopped by us ({status})")]
+    Terminated { pid: u32, status: ExitStatus },
+    #[error("worker process {pid} ended with {status} without a result")]
+    NoResult { pid: u32, status: ExitStatus },
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -99,10 +132,76 @@ impl Error {
         matches!(*self.kind, Kind::Encode { .. })
     }
 
-    /// How the worker ended, when the error is that it ended too early.
+    /// The peer closed its end of the connection.
+    pub fn is_eof(&self) -> bool {
+        matches!(*self.kind, Kind::Eof)
+    }
+
+    /// A frame was over the receiving end's size cap (the connection is
+    /// poisoned from then on).
+    pub fn is_message_too_large(&self) -> bool {
+        matches!(*self.kind, Kind::MessageTooLarge { .. })
+    }
+
+    /// The connection can't be used any more: an earlier frame was too
+    /// large or cut off.
+    pub fn is_poisoned(&self) -> bool {
+        matches!(*self.kind, Kind::Poisoned(_))
+    }
+
+    /// `recv_bytes_into` got a buffer smaller than the message; the message
+    /// stays queued. Returns the size needed.
+    pub fn buffer_too_short(&self) -> Option<u64> {
+        match *self.kind {
+            Kind::BufferTooShort { needed, .. } => Some(needed),
+            _ => None,
+        }
+    }
+
+    /// The worker panicked; [`Error::panic_report`] has the message.
+    pub fn is_panic(&self) -> bool {
+        matches!(*self.kind, Kind::Panicked { .. })
+    }
+
+    /// The panic's message and location, if the worker panicked.
+    pub fn panic_report(&self) -> Option<&PanicReport> {
+        match &*self.kind {
+            Kind::Panicked { report, .. } => Some(report),
+            _ => None,
+        }
+    }
+
+    /// The worker was stopped by our own `terminate`/`kill`.
+    pub fn is_terminated(&self) -> bool {
+        matches!(*self.kind, Kind::Terminated { .. })
+    }
+
+    /// The worker ended without a result and not by our doing: an exit
+    /// code, a signal, or another process's `TerminateProcess`.
+    pub fn is_no_result(&self) -> bool {
+        matches!(*self.kind, Kind::NoResult { .. })
+    }
+
+    /// The worker's bootstrap failed (see [`exit_code`](crate::exit_code)).
+    pub fn is_bootstrap_failure(&self) -> bool {
+        matches!(*self.kind, Kind::BootstrapFailed { .. })
+    }
+
+    /// A result could not be decoded, or was over its size cap.
+    pub fn is_decode(&self) -> bool {
+        matches!(
+            *self.kind,
+            Kind::Decode { .. } | Kind::ResultTooLarge { .. }
+        )
+    }
+
+    /// How the worker ended, when the error is about its end.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         match *self.kind {
-            Kind::ExitedEarly { status, .. } => Some(status),
+            Kind::ExitedEarly { status, .. }
+            | Kind::BootstrapFailed { status, .. }
+            | Kind::Terminated { status, .. }
+            | Kind::NoResult { status, .. } => Some(status),
             _ => None,
         }
     }
@@ -142,6 +241,7 @@ impl From<Error> for io::Error {
         let kind = match e.io_error() {
             Some(src) => src.kind(),
             None if e.is_exited_early() => io::ErrorKind::BrokenPipe,
+            None if e.is_eof() => io::ErrorKind::UnexpectedEof,
             None if e.is_encode() => io::ErrorKind::InvalidData,
             None => io::ErrorKind::Other,
         };

@@ -48,18 +48,25 @@
 //!   code `0x10000`, as CPython does.
 #![deny(unsafe_code)]
 
+mod connection;
 mod error;
 pub mod exit_code;
 mod popen;
+mod process;
 mod spawn;
 #[allow(unsafe_code)]
 mod sys;
 
+pub use connection::{wait, Connection, Pipe, Waitable, DEFAULT_MAX_MESSAGE_LEN};
 pub use error::{Error, Result};
 pub use popen::{
     duplicate_for_child, executable, set_executable, ExitStatus, PassedHandle, Popen, PopenBuilder,
 };
-pub use spawn::{init, PanicReport, MAX_ENTRY_LEN, MAX_PAYLOAD_LEN, PROTOCOL_VERSION};
+pub use process::{Process, ProcessBuilder, Sentinel, Stdio, DEFAULT_MAX_RESULT_LEN};
+pub use spawn::{
+    current_process_name, init, PanicReport, MAX_ENTRY_LEN, MAX_OPTIONS_LEN, MAX_PAYLOAD_LEN,
+    PROTOCOL_VERSION,
+};
 
 /// Registers functions that workers may run.
 ///
@@ -134,7 +141,7 @@ pub mod __private {
     /// A well-formed bootstrap (header, entry id, payload), for tests that
     /// corrupt it.
     pub fn bootstrap_bytes(entry: &str, payload: &[u8]) -> Vec<u8> {
-        let mut v = crate::spawn::encode_header(entry, 0, payload.len());
+        let mut v = crate::spawn::encode_header(entry, 0, &Default::default(), payload.len());
         v.extend_from_slice(payload);
         v
     }
@@ -142,6 +149,13 @@ pub mod __private {
     /// The entry id of the function item `F`.
     pub fn entry_id<F>(_: &F) -> &'static str {
         std::any::type_name::<F>()
+    }
+
+    /// Waits up to `timeout` for process `pid` (not necessarily our child)
+    /// to exit; true if it did. Linux and Windows.
+    pub fn wait_pid_exit(pid: u32, timeout: std::time::Duration) -> std::io::Result<bool> {
+        let h = crate::sys::watch_process(pid)?;
+        Ok(!crate::sys::wait_any(&[crate::sys::borrow(&h)], Some(timeout))?.is_empty())
     }
 
     /// Diagnostics for the test suites: open fds (Unix) / handles (Windows).

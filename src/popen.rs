@@ -48,7 +48,12 @@ impl ExitStatus {
 
     /// Python's `exitcode` convention: the exit code, or minus the signal
     /// number when a signal killed the process.
+    /// A Windows process ended with `TERMINATE` reads as `-15` (`-SIGTERM`),
+    /// as CPython shows it.
     pub fn python_exitcode(&self) -> i32 {
+        if self.is_terminated() {
+            return -15;
+        }
         match self.0 {
             sys::RawStatus::Exited(c) => c,
             sys::RawStatus::Signaled(s) => -s,
@@ -115,6 +120,7 @@ pub struct PopenBuilder {
     kill_on_drop: bool,
     stdio: [sys::StdioMode; 3],
     flags: u32,
+    options: spawn::WorkerOptions,
 }
 
 impl PopenBuilder {
@@ -148,7 +154,29 @@ impl PopenBuilder {
         self
     }
 
-    #[allow(dead_code)] // used by `Process`, next
+    /// The worker's name, as [`current_process_name`](crate::current_process_name)
+    /// reports it inside the worker.
+    pub fn name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.options.name = Some(name.into());
+        self
+    }
+
+    /// Make the worker die when this process dies, even when it is killed
+    /// outright (default: false).
+    ///
+    /// Windows: the worker is placed in a job object with
+    /// `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE` before it runs any code; only
+    /// this process holds the job's handle. Linux: the worker arms
+    /// `PR_SET_PDEATHSIG` (SIGKILL) and re-checks `getppid()` for a parent
+    /// that died during the spawn; since Linux ties that signal to the
+    /// spawning *thread*, such workers are spawned from a thread that lives
+    /// as long as the process. macOS: not available (the worker outlives a
+    /// killed parent).
+    pub fn kill_on_parent_death(&mut self, yes: bool) -> &mut Self {
+        self.options.die_with_parent = yes;
+        self
+    }
+
     pub(crate) fn want_result(&mut self) -> &mut Self {
         self.flags |= spawn::FLAG_WANT_RESULT;
         self
@@ -201,7 +229,7 @@ impl PopenBuilder {
     ) -> Result<Popen> {
         self.spawn_bytes(&mut |child| {
             let body = payload(child)?;
-            let mut data = spawn::encode_header(entry, self.flags, body.len());
+            let mut data = spawn::encode_header(entry, self.flags, &self.options, body.len());
             data.extend_from_slice(&body);
             Ok(data)
         })
@@ -226,6 +254,8 @@ impl PopenBuilder {
             exe: &exe,
             args: &args,
             stdio: self.stdio,
+            kill_on_parent_death: self.options.die_with_parent,
+            new_group: !spawn::is_worker(),
         };
         let (child, channel) =
             sys::spawn(&req).map_err(|source| Error::new(Kind::Spawn { exe, source }))?;
@@ -413,10 +443,32 @@ impl Popen {
             .map_err(|e| Error::io("cannot kill the worker", e))
     }
 
+    /// Terminates the worker and everything it started (its process group
+    /// on Unix, its job object on Windows).
+    pub fn terminate_tree(&self) -> Result<()> {
+        self.child
+            .terminate_tree()
+            .map_err(|e| Error::io("cannot terminate the worker's process tree", e))
+    }
+
+    /// Kills the worker and everything it started.
+    pub fn kill_tree(&self) -> Result<()> {
+        self.child
+            .kill_tree()
+            .map_err(|e| Error::io("cannot kill the worker's process tree", e))
+    }
+
+    pub(crate) fn child(&self) -> &sys::Child {
+        &self.child
+    }
+
+    pub(crate) fn child_arc(&self) -> &Arc<sys::Child> {
+        &self.child
+    }
+
     /// Releases the handles; the same as dropping (see the type's docs).
     pub fn close(self) {}
 
-    #[allow(dead_code)] // the result channel of `Process`, next
     pub(crate) fn channel(&self) -> Option<&sys::Channel> {
         self.channel.as_ref()
     }

@@ -10,8 +10,10 @@
 //! | 4 | flags (bit 0: send the entry's result back) |
 //! | 8 | build identity (a hash of the crate version and the entry table) |
 //! | 4 | entry id length (at most [`MAX_ENTRY_LEN`]) |
+//! | 4 | options length (at most [`MAX_OPTIONS_LEN`]) |
 //! | 8 | payload length (at most [`MAX_PAYLOAD_LEN`]) |
 //! | n | entry id (the entry function's type name) |
+//! | n | options (process name, parent-death policy; postcard) |
 //! | n | payload (the arguments, postcard) |
 //!
 //! Every check that fails ends the worker with a one-line message on stderr
@@ -37,11 +39,13 @@ pub(crate) const MAGIC: [u8; 8] = *b"MULTPROC";
 pub const PROTOCOL_VERSION: u32 = 1;
 /// The longest entry id a worker accepts.
 pub const MAX_ENTRY_LEN: u32 = 4096;
+/// The longest worker options block a worker accepts.
+pub const MAX_OPTIONS_LEN: u32 = 64 * 1024;
 /// The largest bootstrap payload (the serialized arguments) a worker accepts: 1 GiB.
 pub const MAX_PAYLOAD_LEN: u64 = 1 << 30;
 /// The command-line argument that makes a process a worker.
 pub(crate) const MARKER: &str = "--multiproc-worker=";
-pub(crate) const HEADER_LEN: usize = 36;
+pub(crate) const HEADER_LEN: usize = 40;
 pub(crate) const FLAG_WANT_RESULT: u32 = 1;
 
 /// One registered entry function.
@@ -108,16 +112,33 @@ pub(crate) fn build_id() -> u64 {
     })
 }
 
-/// Builds the header and entry id that precede the payload.
-pub(crate) fn encode_header(entry: &str, flags: u32, payload_len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + entry.len());
+/// What a worker should know about itself besides its arguments.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct WorkerOptions {
+    /// The name `current_process_name()` returns in the worker.
+    pub name: Option<String>,
+    /// Die when the parent dies (Linux: PR_SET_PDEATHSIG).
+    pub die_with_parent: bool,
+}
+
+/// Builds the header, entry id and options that precede the payload.
+pub(crate) fn encode_header(
+    entry: &str,
+    flags: u32,
+    options: &WorkerOptions,
+    payload_len: usize,
+) -> Vec<u8> {
+    let options = postcard::to_allocvec(options).unwrap_or_default();
+    let mut out = Vec::with_capacity(HEADER_LEN + entry.len() + options.len() + payload_len);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
     out.extend_from_slice(&flags.to_le_bytes());
     out.extend_from_slice(&build_id().to_le_bytes());
     out.extend_from_slice(&(entry.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(options.len() as u32).to_le_bytes());
     out.extend_from_slice(&(payload_len as u64).to_le_bytes());
     out.extend_from_slice(entry.as_bytes());
+    out.extend_from_slice(&options);
     out
 }
 
@@ -145,6 +166,7 @@ pub(crate) struct Fail(pub i32, pub String);
 pub(crate) struct Header {
     pub flags: u32,
     pub entry_len: u32,
+    pub options_len: u32,
     pub payload_len: u64,
 }
 
@@ -187,7 +209,14 @@ pub(crate) fn decode_header(b: &[u8; HEADER_LEN]) -> Result<Header, Fail> {
             format!("entry id of {entry_len} bytes (at most {MAX_ENTRY_LEN})"),
         ));
     }
-    let payload_len = u64_at(28);
+    let options_len = u32_at(28);
+    if options_len > MAX_OPTIONS_LEN {
+        return Err(Fail(
+            exit_code::TOO_LARGE,
+            format!("options of {options_len} bytes (at most {MAX_OPTIONS_LEN})"),
+        ));
+    }
+    let payload_len = u64_at(32);
     if payload_len > MAX_PAYLOAD_LEN {
         return Err(Fail(
             exit_code::TOO_LARGE,
@@ -197,6 +226,7 @@ pub(crate) fn decode_header(b: &[u8; HEADER_LEN]) -> Result<Header, Fail> {
     Ok(Header {
         flags: u32_at(12),
         entry_len,
+        options_len,
         payload_len,
     })
 }
@@ -235,7 +265,28 @@ pub(crate) fn take_passed_handle(token: u64) -> io::Result<sys::OwnedRaw> {
     })
 }
 
+static CURRENT_NAME: OnceLock<String> = OnceLock::new();
+
+fn set_current_name(name: String) {
+    let _ = CURRENT_NAME.set(name);
+}
+
+/// This process's name: the one given to [`ProcessBuilder::name`](crate::ProcessBuilder::name)
+/// in a worker, `"MainProcess"` elsewhere (Python's `current_process().name`).
+pub fn current_process_name() -> &'static str {
+    CURRENT_NAME
+        .get()
+        .map(String::as_str)
+        .unwrap_or("MainProcess")
+}
+
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
+static IS_WORKER: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is a worker.
+pub(crate) fn is_worker() -> bool {
+    IS_WORKER.load(Ordering::Relaxed)
+}
 
 /// Whether this process called [`init`] (so its executable can be a worker).
 pub(crate) fn init_called() -> bool {
@@ -267,6 +318,7 @@ pub fn init() {
         }
         return;
     };
+    IS_WORKER.store(true, Ordering::Relaxed);
     let code = match worker_main(rest) {
         Ok(code) => code,
         Err(f) => fail(f),
@@ -327,7 +379,26 @@ fn worker_main(marker: &str) -> Result<i32, Fail> {
             format!("unknown entry `{entry_name}`"),
         )
     })?;
+    let options =
+        read_bounded(&mut ChannelReader(&chan), header.options_len.into()).map_err(truncated)?;
+    let options: WorkerOptions = postcard::from_bytes(&options).map_err(|e| {
+        Fail(
+            exit_code::BAD_PAYLOAD,
+            format!("cannot decode the worker options: {e}"),
+        )
+    })?;
     let payload = read_bounded(&mut ChannelReader(&chan), header.payload_len).map_err(truncated)?;
+    if options.die_with_parent {
+        sys::die_with_parent(token.parent_pid).map_err(|e| {
+            Fail(
+                exit_code::NO_CHANNEL,
+                format!("cannot arm parent-death: {e}"),
+            )
+        })?;
+    }
+    if let Some(name) = options.name {
+        set_current_name(name);
+    }
 
     install_panic_hook();
     CHILD_CHANNEL.with(|c| *c.borrow_mut() = Some(chan));
@@ -418,10 +489,10 @@ mod tests {
     use super::*;
 
     fn header(entry: &str, payload: u64) -> [u8; HEADER_LEN] {
-        let v = encode_header(entry, 0, 0);
+        let v = encode_header(entry, 0, &WorkerOptions::default(), 0);
         let mut h = [0u8; HEADER_LEN];
         h.copy_from_slice(&v[..HEADER_LEN]);
-        h[28..36].copy_from_slice(&payload.to_le_bytes());
+        h[32..40].copy_from_slice(&payload.to_le_bytes());
         h
     }
 
@@ -433,6 +504,7 @@ mod tests {
             Header {
                 flags: 0,
                 entry_len: 4,
+                options_len: 2,
                 payload_len: 12
             }
         );

@@ -227,11 +227,13 @@ fn wrong_magic_version_build_are_refused() {
 #[test]
 fn huge_length_prefix_exits_with_too_large() {
     let mut b = good_bootstrap();
-    b[28..36].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    b[32..40].copy_from_slice(&(1u64 << 60).to_le_bytes());
     assert_eq!(raw_bootstrap_exit_code(&b), exit_code::TOO_LARGE);
-    let mut b = good_bootstrap();
-    b[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert_eq!(raw_bootstrap_exit_code(&b), exit_code::TOO_LARGE);
+    for field in [24..28, 28..32] {
+        let mut b = good_bootstrap();
+        b[field].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(raw_bootstrap_exit_code(&b), exit_code::TOO_LARGE);
+    }
 }
 
 #[test]

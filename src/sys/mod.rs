@@ -29,6 +29,13 @@
 //!     pub(crate) fn terminate(&self) -> io::Result<()>; // Ok if already exited
 //!     pub(crate) fn kill(&self) -> io::Result<()>;      // Ok if already exited
 //!     pub(crate) fn release_bootstrap_peer(&self);      // Windows: drop the parent's copy of the child's end
+//!     // The child and everything it started (Unix: its process group,
+//!     // Windows: its job object). Ok if already exited.
+//!     pub(crate) fn terminate_tree(&self) -> io::Result<()>;
+//!     pub(crate) fn kill_tree(&self) -> io::Result<()>;
+//!     // Something that becomes ready when the process exits (pidfd /
+//!     // process handle); None where the OS has no such thing.
+//!     pub(crate) fn sentinel(&self) -> Option<BorrowedRaw<'_>>;
 //! }
 //! pub(crate) struct HandleTransfer;   // Default
 //! impl HandleTransfer {
@@ -39,9 +46,23 @@
 //!     // Writes all of `data` (and the handles) unless the child exits first:
 //!     // then an error of kind BrokenPipe. Never hangs on a dead child.
 //!     pub(crate) fn send_bootstrap(&self, child: &Child, data: &[u8], t: HandleTransfer) -> io::Result<()>;
-//!     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize>;
 //!     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize>;
+//!     // Reads what is there, waiting at most `timeout`: None on timeout,
+//!     // Some(0) at EOF or once `child` exited with nothing left to read.
+//!     pub(crate) fn read_timeout(&self, child: Option<&Child>, buf: &mut [u8],
+//!                                timeout: Option<Duration>) -> io::Result<Option<usize>>;
+//!     pub(crate) fn from_owned(h: OwnedRaw) -> Channel;   // a passed Connection end
+//!     pub(crate) fn as_raw(&self) -> BorrowedRaw<'_>;
 //! }
+//! // A connected pair for Pipe: duplex, or (reader, writer).
+//! pub(crate) fn pipe(duplex: bool) -> io::Result<(Channel, Channel)>;
+//! // Child side, after the bootstrap: arrange to die with the parent
+//! // (Linux: PR_SET_PDEATHSIG + getppid re-check; elsewhere nothing to do).
+//! pub(crate) fn die_with_parent(parent_pid: u32) -> io::Result<()>;
+//! // A waitable handle on any process by pid (tests: did a grandchild die?).
+//! pub(crate) fn watch_process(pid: u32) -> io::Result<OwnedRaw>;
+//! // Waits until one of `objs` is ready (process exited / data readable).
+//! pub(crate) fn wait_any(objs: &[BorrowedRaw<'_>], timeout: Option<Duration>) -> io::Result<Vec<usize>>;
 //! pub(crate) fn open_bootstrap(t: BootToken) -> io::Result<ChildChannel>;
 //! impl ChildChannel {
 //!     // Reads exactly buf.len() bytes; on Unix also receives the transferred fds.
@@ -107,6 +128,14 @@ pub(crate) struct SpawnRequest<'a> {
     pub args: &'a dyn Fn(BootToken) -> Vec<OsString>,
     /// stdin, stdout, stderr.
     pub stdio: [StdioMode; 3],
+    /// The child must die when this process dies, however it dies
+    /// (Windows: a job object with KILL_ON_JOB_CLOSE; Linux: spawned from a
+    /// thread that lives as long as the process, for PR_SET_PDEATHSIG).
+    pub kill_on_parent_death: bool,
+    /// Unix: start a new process group led by the child (for `kill_tree`).
+    /// False inside a worker, so that a top-level `kill_tree` reaches
+    /// nested workers too.
+    pub new_group: bool,
 }
 
 /// Borrows an owned handle or fd.
@@ -119,4 +148,16 @@ pub(crate) fn borrow(h: &OwnedRaw) -> BorrowedRaw<'_> {
 #[cfg(windows)]
 pub(crate) fn borrow(h: &OwnedRaw) -> BorrowedRaw<'_> {
     std::os::windows::io::AsHandle::as_handle(h)
+}
+
+/// Runs `f` when the process exits normally (C `atexit`: after `main`
+/// returns or at `std::process::exit`; not when killed).
+pub(crate) fn at_exit(f: extern "C" fn()) -> std::io::Result<()> {
+    // SAFETY: `f` is a plain function without captured state; the C runtime
+    // calls it once at exit.
+    if unsafe { libc::atexit(f) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("atexit failed"))
+    }
 }

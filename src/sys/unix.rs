@@ -155,6 +155,161 @@ fn cstring(bytes: &[u8]) -> io::Result<CString> {
     })
 }
 
+/// Everything `posix_spawn` needs, owned, so that it can be handed to the
+/// spawner thread.
+struct Prepared {
+    program: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    stdio: [StdioMode; 3],
+    new_group: bool,
+}
+
+impl Prepared {
+    fn new(req: &SpawnRequest<'_>) -> io::Result<Self> {
+        let token = BootToken {
+            parent_pid: std::process::id(),
+            handle: CHILD_FD as u64,
+        };
+        let program = cstring(req.exe.as_os_str().as_bytes())?;
+        let mut argv = vec![program.clone()];
+        for arg in (req.args)(token) {
+            argv.push(cstring(arg.as_bytes())?);
+        }
+        let env = std::env::vars_os()
+            .map(|(k, v)| {
+                let mut kv: OsString = k;
+                kv.push("=");
+                kv.push(v);
+                cstring(kv.as_bytes())
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Prepared {
+            program,
+            argv,
+            env,
+            stdio: req.stdio,
+            new_group: req.new_group,
+        })
+    }
+
+    /// posix_spawn with `channel` at fd 3, in a new process group.
+    fn spawn(&self, channel: BorrowedFd<'_>) -> io::Result<Pid> {
+        let mut argv: Vec<*mut libc::c_char> =
+            self.argv.iter().map(|s| s.as_ptr().cast_mut()).collect();
+        argv.push(std::ptr::null_mut());
+        let mut envp: Vec<*mut libc::c_char> =
+            self.env.iter().map(|s| s.as_ptr().cast_mut()).collect();
+        envp.push(std::ptr::null_mut());
+
+        let mut actions = FileActions::new()?;
+        // SAFETY: `actions` is initialized; both fds are open until posix_spawn returns.
+        cvt_nz(unsafe {
+            libc::posix_spawn_file_actions_adddup2(&mut actions.0, channel.as_raw_fd(), CHILD_FD)
+        })?;
+        let null = c"/dev/null";
+        for (fd, mode) in self.stdio.iter().enumerate() {
+            if *mode == StdioMode::Null {
+                let flags = if fd == 0 {
+                    libc::O_RDONLY
+                } else {
+                    libc::O_WRONLY
+                };
+                // SAFETY: `actions` is initialized; `null` is a valid C
+                // string that outlives the call (posix_spawn copies it).
+                cvt_nz(unsafe {
+                    libc::posix_spawn_file_actions_addopen(
+                        &mut actions.0,
+                        fd as libc::c_int,
+                        null.as_ptr(),
+                        flags,
+                        0,
+                    )
+                })?;
+            }
+        }
+        // Only fds 0-3 reach the child, even fds that someone opened without
+        // CLOEXEC (a jobserver pipe inherited from cargo, a C library's
+        // files). glibc >= 2.34 (posix_spawn_file_actions_addclosefrom_np(3));
+        // macOS gets the same from POSIX_SPAWN_CLOEXEC_DEFAULT below.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: `actions` is initialized.
+        cvt_nz(unsafe {
+            libc::posix_spawn_file_actions_addclosefrom_np(&mut actions.0, CHILD_FD + 1)
+        })?;
+
+        // Like std: the child starts with an empty signal mask and SIGPIPE
+        // at its default, whatever this process did to them.
+        let mut attr = SpawnAttr::new()?;
+        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: `set` is writable memory for a sigset_t.
+        unsafe { libc::sigemptyset(set.as_mut_ptr()) };
+        // SAFETY: initialized by sigemptyset above.
+        let mut set = unsafe { set.assume_init() };
+        // SAFETY: `attr` and `set` are initialized.
+        cvt_nz(unsafe { libc::posix_spawnattr_setsigmask(&mut attr.0, &set) })?;
+        // SAFETY: `set` is an initialized sigset_t.
+        unsafe { libc::sigaddset(&mut set, libc::SIGPIPE) };
+        // SAFETY: `attr` and `set` are initialized.
+        cvt_nz(unsafe { libc::posix_spawnattr_setsigdefault(&mut attr.0, &set) })?;
+        #[allow(unused_mut)]
+        let mut flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+        if self.new_group {
+            // Its own process group (pgid = its pid), so that `kill_tree`
+            // reaches everything it starts.
+            // SAFETY: `attr` is initialized.
+            cvt_nz(unsafe { libc::posix_spawnattr_setpgroup(&mut attr.0, 0) })?;
+            flags |= libc::POSIX_SPAWN_SETPGROUP;
+        }
+        #[cfg(target_vendor = "apple")]
+        {
+            flags |= libc::POSIX_SPAWN_CLOEXEC_DEFAULT;
+        }
+        // SAFETY: `attr` is initialized.
+        cvt_nz(unsafe { libc::posix_spawnattr_setflags(&mut attr.0, flags as _) })?;
+
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: every pointer is valid and NUL-terminated where required;
+        // argv and envp are null-terminated arrays of C strings that live
+        // until the call returns.
+        cvt_nz(unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                self.program.as_ptr(),
+                &actions.0,
+                &attr.0,
+                argv.as_ptr(),
+                envp.as_ptr(),
+            )
+        })?;
+        Pid::from_raw(pid).ok_or_else(|| io::Error::other("posix_spawn gave pid 0"))
+    }
+}
+
+type SpawnJob = (Prepared, OwnedFd, std::sync::mpsc::Sender<io::Result<Pid>>);
+
+/// The thread that spawns children which must die with this process.
+///
+/// Linux delivers PR_SET_PDEATHSIG when the *thread* that created the child
+/// exits, not the process (prctl(2)); spawned from a short-lived thread, the
+/// worker would die with that thread. This thread lives as long as the
+/// process, so the signal comes exactly when the process dies.
+fn spawner() -> io::Result<&'static Mutex<std::sync::mpsc::Sender<SpawnJob>>> {
+    static SPAWNER: OnceLock<Mutex<std::sync::mpsc::Sender<SpawnJob>>> = OnceLock::new();
+    if let Some(s) = SPAWNER.get() {
+        return Ok(s);
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<SpawnJob>();
+    std::thread::Builder::new()
+        .name("multiproc-spawner".into())
+        .spawn(move || {
+            for (prepared, channel, reply) in rx {
+                let _ = reply.send(prepared.spawn(channel.as_fd()));
+            }
+        })?;
+    Ok(SPAWNER.get_or_init(|| Mutex::new(tx)))
+}
+
 /// Starts `req.exe` with the child's end of a fresh socketpair at fd 3.
 pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
     let (parent_end, child_end) = stream_socketpair()?;
@@ -165,115 +320,28 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
     } else {
         child_end
     };
-
-    let token = BootToken {
-        parent_pid: std::process::id(),
-        handle: CHILD_FD as u64,
+    let prepared = Prepared::new(req)?;
+    let pid = if req.kill_on_parent_death && cfg!(target_os = "linux") {
+        let (tx, rx) = std::sync::mpsc::channel();
+        lock(spawner()?)
+            .send((prepared, child_end, tx))
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+        rx.recv()
+            .map_err(|_| io::Error::other("the spawner thread is gone"))??
+        // The spawner dropped its copy of the child's end.
+    } else {
+        let pid = prepared.spawn(child_end.as_fd())?;
+        // The parent's copy of the child's end goes away before anything is
+        // written, so a child that dies early gives EPIPE instead of a hang
+        // (CPython gh-118981).
+        drop(child_end);
+        pid
     };
-    let program = cstring(req.exe.as_os_str().as_bytes())?;
-    let mut argv_owned = vec![program.clone()];
-    for arg in (req.args)(token) {
-        argv_owned.push(cstring(arg.as_bytes())?);
-    }
-    let mut argv: Vec<*mut libc::c_char> =
-        argv_owned.iter().map(|s| s.as_ptr().cast_mut()).collect();
-    argv.push(std::ptr::null_mut());
-    let env_owned = std::env::vars_os()
-        .map(|(k, v)| {
-            let mut kv: OsString = k;
-            kv.push("=");
-            kv.push(v);
-            cstring(kv.as_bytes())
-        })
-        .collect::<io::Result<Vec<_>>>()?;
-    let mut envp: Vec<*mut libc::c_char> =
-        env_owned.iter().map(|s| s.as_ptr().cast_mut()).collect();
-    envp.push(std::ptr::null_mut());
-
-    let mut actions = FileActions::new()?;
-    // SAFETY: `actions` is initialized; both fds are open until posix_spawn returns.
-    cvt_nz(unsafe {
-        libc::posix_spawn_file_actions_adddup2(&mut actions.0, child_end.as_raw_fd(), CHILD_FD)
-    })?;
-    let null = c"/dev/null";
-    for (fd, mode) in req.stdio.iter().enumerate() {
-        if *mode == StdioMode::Null {
-            let flags = if fd == 0 {
-                libc::O_RDONLY
-            } else {
-                libc::O_WRONLY
-            };
-            // SAFETY: `actions` is initialized; `null` is a valid C string
-            // that outlives the call (posix_spawn copies it).
-            cvt_nz(unsafe {
-                libc::posix_spawn_file_actions_addopen(
-                    &mut actions.0,
-                    fd as libc::c_int,
-                    null.as_ptr(),
-                    flags,
-                    0,
-                )
-            })?;
-        }
-    }
-
-    // Only fds 0-3 reach the child, even fds that someone opened without
-    // CLOEXEC (a jobserver pipe inherited from cargo, a C library's files).
-    // glibc >= 2.34 (posix_spawn_file_actions_addclosefrom_np(3)); macOS
-    // gets the same from POSIX_SPAWN_CLOEXEC_DEFAULT below.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `actions` is initialized.
-    cvt_nz(unsafe {
-        libc::posix_spawn_file_actions_addclosefrom_np(&mut actions.0, CHILD_FD + 1)
-    })?;
-
-    // Like std: the child starts with an empty signal mask and SIGPIPE at
-    // its default, whatever this process did to them.
-    let mut attr = SpawnAttr::new()?;
-    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: `set` is writable memory for a sigset_t.
-    unsafe { libc::sigemptyset(set.as_mut_ptr()) };
-    // SAFETY: initialized by sigemptyset above.
-    let mut set = unsafe { set.assume_init() };
-    // SAFETY: `attr` and `set` are initialized.
-    cvt_nz(unsafe { libc::posix_spawnattr_setsigmask(&mut attr.0, &set) })?;
-    // SAFETY: `set` is an initialized sigset_t.
-    unsafe { libc::sigaddset(&mut set, libc::SIGPIPE) };
-    // SAFETY: `attr` and `set` are initialized.
-    cvt_nz(unsafe { libc::posix_spawnattr_setsigdefault(&mut attr.0, &set) })?;
-    #[allow(unused_mut)]
-    let mut flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
-    #[cfg(target_vendor = "apple")]
-    {
-        flags |= libc::POSIX_SPAWN_CLOEXEC_DEFAULT;
-    }
-    // SAFETY: `attr` is initialized.
-    cvt_nz(unsafe { libc::posix_spawnattr_setflags(&mut attr.0, flags as _) })?;
-
-    let mut pid: libc::pid_t = 0;
-    // SAFETY: every pointer is valid and NUL-terminated where required;
-    // argv and envp are null-terminated arrays of C strings that live until
-    // the call returns.
-    cvt_nz(unsafe {
-        libc::posix_spawn(
-            &mut pid,
-            program.as_ptr(),
-            &actions.0,
-            &attr.0,
-            argv.as_ptr(),
-            envp.as_ptr(),
-        )
-    })?;
-    // The parent's copy of the child's end goes away before anything is
-    // written, so a child that dies early gives EPIPE instead of a hang
-    // (CPython gh-118981).
-    drop(child_end);
-
-    let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::other("posix_spawn gave pid 0"))?;
     let child = Child {
         pid,
         pidfd: open_pidfd(pid),
         status: Mutex::new(None),
+        own_group: req.new_group,
     };
     Ok((child, Channel { fd: parent_end }))
 }
@@ -311,6 +379,7 @@ pub(crate) struct Child {
     pid: Pid,
     pidfd: Option<OwnedFd>,
     status: Mutex<Option<RawStatus>>,
+    own_group: bool,
 }
 
 fn raw_status(st: WaitIdStatus) -> RawStatus {
@@ -446,6 +515,7 @@ impl Drop for Child {
                 pid: self.pid,
                 pidfd: self.pidfd.take(),
                 status: Mutex::new(None),
+                own_group: self.own_group,
             };
             reaper().adopt(child);
         }
@@ -618,12 +688,7 @@ impl Channel {
             }
             let first = &data[..data.len().min(1 << 16)];
             sent = retry_intr(|| {
-                rustix::net::sendmsg(
-                    &self.fd,
-                    &[io::IoSlice::new(first)],
-                    &mut anc,
-                    SEND_FLAGS,
-                )
+                rustix::net::sendmsg(&self.fd, &[io::IoSlice::new(first)], &mut anc, SEND_FLAGS)
             })
             .map_err(|e| match e.raw_os_error().map(Errno::from_raw_os_error) {
                 Some(errno) => broken_pipe(errno),
@@ -640,14 +705,7 @@ impl Channel {
         Ok(())
     }
 
-    /// Reads what the child wrote; 0 is end of file.
-    #[allow(dead_code)] // used by `Process`, next
-    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        retry_intr(|| rustix::io::read(&self.fd, &mut *buf))
-    }
-
     /// Writes to the child without raising SIGPIPE.
-    #[allow(dead_code)] // used by `Process`, next
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
         retry_intr(|| rustix::net::send(&self.fd, buf, SEND_FLAGS))
     }
@@ -722,13 +780,11 @@ impl ChildChannel {
     }
 
     /// Reads from the parent; 0 is end of file.
-    #[allow(dead_code)] // used by `Process`, next
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         retry_intr(|| rustix::io::read(&self.fd, &mut *buf))
     }
 
     /// Writes to the parent without raising SIGPIPE.
-    #[allow(dead_code)] // used by `Process`, next
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
         retry_intr(|| rustix::net::send(&self.fd, buf, SEND_FLAGS))
     }
@@ -790,4 +846,182 @@ pub(crate) fn open_handle_count() -> io::Result<usize> {
 /// The open fds beyond stdin, stdout and stderr.
 pub(crate) fn open_ipc_handles() -> io::Result<Vec<u64>> {
     Ok(open_fds()?.into_iter().filter(|&fd| fd > 2).collect())
+}
+
+impl Child {
+    fn signal_group(&self, sig: Signal) -> io::Result<()> {
+        if !self.own_group {
+            // It shares our group (we are a worker ourselves): signalling
+            // the group would hit us too. Only the child, then.
+            return self.signal(sig);
+        }
+        let slot = lock(&self.status);
+        if slot.is_some() {
+            // Reaped: its pid may name a new group by now; don't guess.
+            return Ok(());
+        }
+        // Not reaped, so the pid (its pgid) still belongs to it.
+        let res = rustix::process::kill_process_group(self.pid, sig);
+        drop(slot);
+        match res {
+            Ok(()) | Err(Errno::SRCH) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// SIGTERM to the child's process group.
+    pub(crate) fn terminate_tree(&self) -> io::Result<()> {
+        self.signal_group(Signal::TERM)
+    }
+
+    /// SIGKILL to the child's process group.
+    pub(crate) fn kill_tree(&self) -> io::Result<()> {
+        self.signal_group(Signal::KILL)
+    }
+
+    /// The pidfd, which becomes readable when the process exits.
+    pub(crate) fn sentinel(&self) -> Option<BorrowedRaw<'_>> {
+        self.pidfd.as_ref().map(|f| f.as_fd())
+    }
+}
+
+impl Channel {
+    /// Reads what is there within `timeout`; `Some(0)` at EOF or when
+    /// `child` has exited and nothing is left to read.
+    pub(crate) fn read_timeout(
+        &self,
+        child: Option<&Child>,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> io::Result<Option<usize>> {
+        read_timeout(
+            self.fd.as_fd(),
+            child.and_then(Child::sentinel),
+            buf,
+            timeout,
+        )
+    }
+}
+
+/// Waits for `fd` to be readable (or `exit` to fire), then reads.
+pub(crate) fn read_timeout(
+    fd: BorrowedFd<'_>,
+    exit: Option<BorrowedFd<'_>>,
+    buf: &mut [u8],
+    timeout: Option<Duration>,
+) -> io::Result<Option<usize>> {
+    use rustix::event::{PollFd, PollFlags};
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let left = deadline.map(|d| to_timespec(d.saturating_duration_since(Instant::now())));
+        let mut polls = vec![PollFd::new(&fd, PollFlags::IN)];
+        if let Some(e) = &exit {
+            polls.push(PollFd::new(e, PollFlags::IN));
+        }
+        match rustix::event::poll(&mut polls, left.as_ref()) {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let data_ready = !polls[0].revents().is_empty();
+        let exited = polls.get(1).is_some_and(|p| !p.revents().is_empty());
+        match rustix::net::recv(fd, &mut *buf, rustix::net::RecvFlags::DONTWAIT) {
+            Ok((n, _)) => return Ok(Some(n)),
+            Err(Errno::AGAIN) if exited => return Ok(Some(0)),
+            Err(Errno::AGAIN) | Err(Errno::INTR) => {}
+            Err(Errno::NOTSOCK) if data_ready => return Ok(Some(rustix::io::read(fd, buf)?)),
+            Err(Errno::CONNRESET) => return Ok(Some(0)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Child side: die with SIGKILL when the parent dies (prctl(2)
+/// PR_SET_PDEATHSIG), then check the parent didn't die before that was
+/// armed (we'd have been re-parented already).
+#[cfg(target_os = "linux")]
+pub(crate) fn die_with_parent(parent_pid: u32) -> io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    let ppid = rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32);
+    if ppid != Some(parent_pid) {
+        // The parent is already gone.
+        std::process::exit(crate::exit_code::NO_CHANNEL);
+    }
+    Ok(())
+}
+
+/// macOS and the BSDs have no parent-death signal; see the crate docs.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn die_with_parent(_parent_pid: u32) -> io::Result<()> {
+    Ok(())
+}
+
+/// A pidfd for any process (Linux); it becomes readable when it exits.
+pub(crate) fn watch_process(pid: u32) -> io::Result<OwnedRaw> {
+    #[cfg(target_os = "linux")]
+    {
+        let pid = Pid::from_raw(pid as i32)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?;
+        Ok(rustix::process::pidfd_open(
+            pid,
+            rustix::process::PidfdFlags::empty(),
+        )?)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// Waits until at least one of `objs` is readable (a pidfd of an exited
+/// process, a socket with data or EOF); returns the indices that are.
+pub(crate) fn wait_any(
+    objs: &[BorrowedRaw<'_>],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<usize>> {
+    use rustix::event::{PollFd, PollFlags};
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let left = deadline.map(|d| to_timespec(d.saturating_duration_since(Instant::now())));
+        let mut polls: Vec<PollFd<'_>> =
+            objs.iter().map(|o| PollFd::new(o, PollFlags::IN)).collect();
+        match rustix::event::poll(&mut polls, left.as_ref()) {
+            Ok(_) => {
+                return Ok(polls
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| !p.revents().is_empty())
+                    .map(|(i, _)| i)
+                    .collect())
+            }
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A connected pair of channels for `Pipe`: an `AF_UNIX` stream
+/// socketpair; simplex shuts down the unused directions, so the first end
+/// only reads and the second only writes.
+pub(crate) fn pipe(duplex: bool) -> io::Result<(Channel, Channel)> {
+    let (a, b) = stream_socketpair()?;
+    if !duplex {
+        rustix::net::shutdown(&a, rustix::net::Shutdown::Write)?;
+        rustix::net::shutdown(&b, rustix::net::Shutdown::Read)?;
+    }
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    /// Wraps an fd received from a parent (a passed `Connection`).
+    pub(crate) fn from_owned(fd: OwnedRaw) -> Channel {
+        Channel { fd }
+    }
+
+    /// The fd, to pass to a child or to wait on.
+    pub(crate) fn as_raw(&self) -> BorrowedRaw<'_> {
+        self.fd.as_fd()
+    }
 }

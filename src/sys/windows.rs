@@ -110,7 +110,7 @@ const MAX_PROBED_HANDLE: usize = 65536;
 /// `CREATE_NO_WINDOW`: a console child gets no console window, so none
 /// flashes up. `CREATE_UNICODE_ENVIRONMENT`: harmless with the inherited
 /// environment (`lpEnvironment = NULL`), required once one is passed.
-const CREATION_FLAGS: u32 = CREATE_NO_WINDOW | CREATE_UNICODE_ENVIRONMENT;
+const CREATION_FLAGS: u32 = CREATE_UNICODE_ENVIRONMENT;
 
 // ---------------------------------------------------------------------------
 // Small helpers

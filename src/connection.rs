@@ -1,0 +1,520 @@
+//! `Pipe` and `Connection`: framed messages between processes.
+//!
+//! Each message is a little-endian `u64` length followed by that many
+//! bytes. A frame longer than the receiving end's cap (see
+//! [`Connection::set_max_message_len`]) is refused before anything is
+//! allocated for it, and poisons the connection: the stream can't be
+//! resynchronized after it, so every later call fails the same way.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Kind, Result};
+use crate::popen::{duplicate_for_child, ExitStatus};
+use crate::process::Sentinel;
+use crate::spawn;
+use crate::sys;
+
+/// The largest message a [`Connection`] accepts by default: 256 MiB.
+pub const DEFAULT_MAX_MESSAGE_LEN: u64 = 256 << 20;
+
+const HEADER: usize = 8;
+const CHUNK: usize = 64 * 1024;
+/// Below this, header and body go out in one write.
+const COALESCE: usize = 64 * 1024;
+
+/// Makes connected pairs of [`Connection`]s (Python's `multiprocessing.Pipe`).
+#[derive(Debug)]
+pub struct Pipe(());
+
+impl Pipe {
+    /// Two connected ends; each can send and receive.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), multiproc::Error> {
+    /// let (a, b) = multiproc::Pipe::duplex()?;
+    /// a.send(&"ping")?;
+    /// assert_eq!(b.recv::<String>()?, "ping");
+    /// b.send(&42u32)?;
+    /// assert_eq!(a.recv::<u32>()?, 42);
+    /// # Ok(()) }
+    /// ```
+    pub fn duplex() -> Result<(Connection, Connection)> {
+        let (a, b) = sys::pipe(true).map_err(|e| Error::io("cannot create a pipe", e))?;
+        Ok((
+            Connection::new(a, true, true),
+            Connection::new(b, true, true),
+        ))
+    }
+
+    /// `(reader, writer)`: the first end only receives, the second only
+    /// sends (Python's `Pipe(duplex=False)`).
+    pub fn simplex() -> Result<(Connection, Connection)> {
+        let (r, w) = sys::pipe(false).map_err(|e| Error::io("cannot create a pipe", e))?;
+        Ok((
+            Connection::new(r, true, false),
+            Connection::new(w, false, true),
+        ))
+    }
+}
+
+struct Rx {
+    buf: Vec<u8>,
+    start: usize,
+    eof: bool,
+    poisoned: Option<String>,
+}
+
+impl Rx {
+    fn avail(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+}
+
+/// One end of a [`Pipe`]: send and receive whole messages.
+///
+/// `send`/`recv` take `&self`; a `Connection` is `Send` and `Sync`, and
+/// concurrent senders (receivers) are serialized so that frames never
+/// interleave.
+///
+/// A `Connection` can be an argument of [`Process::spawn`](crate::Process::spawn):
+/// the worker gets its own copy of this end (through
+/// [`duplicate_for_child`](crate::duplicate_for_child)), and the parent's
+/// copy goes away with the argument.
+///
+/// # Drop
+///
+/// Dropping closes this process's copy of the end; the peer sees end of
+/// file once every copy is closed.
+pub struct Connection {
+    chan: sys::Channel,
+    readable: bool,
+    writable: bool,
+    max_len: AtomicU64,
+    rx: Mutex<Rx>,
+    tx: Mutex<()>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("readable", &self.readable)
+            .field("writable", &self.writable)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Connection {
+    fn new(chan: sys::Channel, readable: bool, writable: bool) -> Self {
+        Connection {
+            chan,
+            readable,
+            writable,
+            max_len: AtomicU64::new(DEFAULT_MAX_MESSAGE_LEN),
+            rx: Mutex::new(Rx {
+                buf: Vec::new(),
+                start: 0,
+                eof: false,
+                poisoned: None,
+            }),
+            tx: Mutex::new(()),
+        }
+    }
+
+    /// The largest message this end accepts (default
+    /// [`DEFAULT_MAX_MESSAGE_LEN`]).
+    pub fn set_max_message_len(&self, bytes: u64) {
+        self.max_len.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The largest message this end accepts.
+    pub fn max_message_len(&self) -> u64 {
+        self.max_len.load(Ordering::Relaxed)
+    }
+
+    /// Whether this end can receive.
+    pub fn readable(&self) -> bool {
+        self.readable
+    }
+
+    /// Whether this end can send.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Sends a value (serialized with postcard).
+    pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let mut frame = vec![0u8; HEADER];
+        postcard::to_io(value, &mut frame).map_err(|source| {
+            Error::new(Kind::Encode {
+                entry: "a message".into(),
+                source,
+            })
+        })?;
+        let len = (frame.len() - HEADER) as u64;
+        frame[..HEADER].copy_from_slice(&len.to_le_bytes());
+        self.write_frame(&frame, &[])
+    }
+
+    /// Sends `bytes` as one message.
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        let header = (bytes.len() as u64).to_le_bytes();
+        if bytes.len() <= COALESCE {
+            let mut frame = Vec::with_capacity(HEADER + bytes.len());
+            frame.extend_from_slice(&header);
+            frame.extend_from_slice(bytes);
+            self.write_frame(&frame, &[])
+        } else {
+            self.write_frame(&header, bytes)
+        }
+    }
+
+    fn write_frame(&self, a: &[u8], b: &[u8]) -> Result<()> {
+        if !self.writable {
+            return Err(Error::new(Kind::WrongDirection("send on a read-only end")));
+        }
+        let _guard = lock(&self.tx);
+        for mut part in [a, b] {
+            while !part.is_empty() {
+                match self.chan.write(part) {
+                    Ok(0) => return Err(Error::new(Kind::Eof)),
+                    Ok(n) => part = &part[n..],
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) if is_peer_gone(&e) => return Err(Error::new(Kind::Eof)),
+                    Err(e) => return Err(Error::io("cannot send", e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives a value sent with [`send`](Connection::send). Blocks until a
+    /// whole message is there; fails with [`Error::is_eof`] once the peer
+    /// closed its end.
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
+        let bytes = self.recv_bytes()?;
+        postcard::from_bytes(&bytes).map_err(|source| {
+            Error::new(Kind::Decode {
+                what: "a message",
+                source,
+            })
+        })
+    }
+
+    /// Receives one message's bytes.
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        let mut rx = self.rx_guard()?;
+        let len = self.frame_header(&mut rx)?;
+        let len = usize::try_from(len).map_err(|_| self.too_large(&mut rx, len))?;
+        rx.consume(HEADER);
+        let avail = rx.avail();
+        if avail.len() >= len {
+            let msg = avail[..len].to_vec();
+            rx.consume(len);
+            return Ok(msg);
+        }
+        // A big message: read straight into its own buffer, grown as the
+        // bytes arrive (never more than the cap, which was checked).
+        let mut msg = Vec::with_capacity(len.min(CHUNK * 16));
+        msg.extend_from_slice(avail);
+        let n = avail.len();
+        rx.consume(n);
+        while msg.len() < len {
+            let have = msg.len();
+            let want = (len - have).min(CHUNK * 16);
+            msg.resize(have + want, 0);
+            let got = self.read_some(&mut rx, &mut msg[have..])?;
+            msg.truncate(have + got);
+        }
+        Ok(msg)
+    }
+
+    /// Receives one message into `buf`, returning its length; fails without
+    /// consuming the message when `buf` is too small (Python's
+    /// `BufferTooShort`), telling the size needed.
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
+        let mut rx = self.rx_guard()?;
+        let len = self.frame_header(&mut rx)?;
+        if len > buf.len() as u64 {
+            return Err(Error::new(Kind::BufferTooShort {
+                needed: len,
+                have: buf.len(),
+            }));
+        }
+        let len = len as usize;
+        rx.consume(HEADER);
+        let avail = rx.avail();
+        let first = avail.len().min(len);
+        buf[..first].copy_from_slice(&avail[..first]);
+        rx.consume(first);
+        let mut have = first;
+        while have < len {
+            let got = self.read_some(&mut rx, &mut buf[have..len])?;
+            have += got;
+        }
+        Ok(len)
+    }
+
+    /// Whether a message (or end of file) can be received without
+    /// blocking, waiting at most `timeout` (forever with `None`).
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        let mut rx = self.rx_guard()?;
+        if !rx.avail().is_empty() || rx.eof {
+            return Ok(true);
+        }
+        let mut chunk = [0u8; 4096];
+        match self
+            .chan
+            .read_timeout(None, &mut chunk, timeout)
+            .map_err(|e| Error::io("cannot poll", e))?
+        {
+            None => Ok(false),
+            Some(0) => {
+                rx.eof = true;
+                Ok(true)
+            }
+            Some(n) => {
+                rx.buf.extend_from_slice(&chunk[..n]);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Closes this end (the same as dropping it).
+    pub fn close(self) {}
+
+    fn rx_guard(&self) -> Result<MutexGuard<'_, Rx>> {
+        if !self.readable {
+            return Err(Error::new(Kind::WrongDirection("recv on a write-only end")));
+        }
+        let rx = lock(&self.rx);
+        if let Some(why) = &rx.poisoned {
+            return Err(Error::new(Kind::Poisoned(why.clone())));
+        }
+        Ok(rx)
+    }
+
+    /// Makes sure the 8-byte header is buffered; returns the body length
+    /// (checked against the cap) and leaves the header in place.
+    fn frame_header(&self, rx: &mut Rx) -> Result<u64> {
+        while rx.avail().len() < HEADER {
+            self.fill(rx, None)?;
+        }
+        let mut h = [0u8; HEADER];
+        h.copy_from_slice(&rx.avail()[..HEADER]);
+        let len = u64::from_le_bytes(h);
+        if len > self.max_message_len() {
+            return Err(self.too_large(rx, len));
+        }
+        Ok(len)
+    }
+
+    fn too_large(&self, rx: &mut Rx, len: u64) -> Error {
+        let max = self.max_message_len();
+        rx.poisoned = Some(format!(
+            "a frame of {len} bytes was over the cap of {max}; the stream can't be resynchronized"
+        ));
+        Error::new(Kind::MessageTooLarge { len, max })
+    }
+
+    /// Reads more into the buffer; an error at end of file. A frame cut
+    /// off by EOF poisons the connection.
+    fn fill(&self, rx: &mut Rx, timeout: Option<Duration>) -> Result<()> {
+        if rx.start > 0 && rx.start == rx.buf.len() {
+            rx.buf.clear();
+            rx.start = 0;
+        }
+        let old = rx.buf.len();
+        rx.buf.resize(old + CHUNK, 0);
+        let res = self.chan.read_timeout(None, &mut rx.buf[old..], timeout);
+        let got = match res {
+            Ok(Some(n)) => n,
+            Ok(None) => 0,
+            Err(e) => {
+                rx.buf.truncate(old);
+                return Err(Error::io("cannot receive", e));
+            }
+        };
+        rx.buf.truncate(old + got);
+        if got == 0 {
+            return Err(self.eof(rx));
+        }
+        Ok(())
+    }
+
+    /// Reads directly into `dst` (after the buffer was drained).
+    fn read_some(&self, rx: &mut Rx, dst: &mut [u8]) -> Result<usize> {
+        match self.chan.read_timeout(None, dst, None) {
+            Ok(Some(0)) | Ok(None) => Err(self.eof(rx)),
+            Ok(Some(n)) => Ok(n),
+            Err(e) => Err(Error::io("cannot receive", e)),
+        }
+    }
+
+    fn eof(&self, rx: &mut Rx) -> Error {
+        rx.eof = true;
+        if rx.avail().is_empty() {
+            Error::new(Kind::Eof)
+        } else {
+            let why = "the peer closed the connection in the middle of a message";
+            rx.poisoned = Some(why.into());
+            Error::new(Kind::Poisoned(why.into()))
+        }
+    }
+
+    pub(crate) fn has_buffered(&self) -> bool {
+        let rx = lock(&self.rx);
+        !rx.avail().is_empty() || rx.eof || rx.poisoned.is_some()
+    }
+
+    pub(crate) fn channel(&self) -> &sys::Channel {
+        &self.chan
+    }
+}
+
+fn is_peer_gone(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+#[derive(Serialize, Deserialize)]
+struct Wire<H> {
+    handle: H,
+    readable: bool,
+    writable: bool,
+    max_len: u64,
+}
+
+impl Serialize for Connection {
+    /// Only while spawning: the worker gets its own copy of this end.
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let token = duplicate_for_child(self.chan.as_raw()).map_err(serde::ser::Error::custom)?;
+        Wire {
+            handle: token,
+            readable: self.readable,
+            writable: self.writable,
+            max_len: self.max_message_len(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Connection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = Wire::<u64>::deserialize(d)?;
+        let h = spawn::take_passed_handle(w.handle).map_err(serde::de::Error::custom)?;
+        let c = Connection::new(sys::Channel::from_owned(h), w.readable, w.writable);
+        c.set_max_message_len(w.max_len);
+        Ok(c)
+    }
+}
+
+/// Something [`wait`] can watch: a process [`Sentinel`] or a [`Connection`].
+#[derive(Clone, Copy, Debug)]
+pub enum Waitable<'a> {
+    /// Ready once the process has exited.
+    Process(Sentinel<'a>),
+    /// Ready once a message (or end of file) can be received.
+    Connection(&'a Connection),
+}
+
+impl<'a> From<Sentinel<'a>> for Waitable<'a> {
+    fn from(s: Sentinel<'a>) -> Self {
+        Waitable::Process(s)
+    }
+}
+
+impl<'a> From<&'a Connection> for Waitable<'a> {
+    fn from(c: &'a Connection) -> Self {
+        Waitable::Connection(c)
+    }
+}
+
+/// Waits until at least one of `objects` is ready, at most `timeout`
+/// (forever with `None`); returns the indices of the ready ones, empty on
+/// timeout (Python's `multiprocessing.connection.wait`).
+///
+/// There is no limit on the number of objects (on Windows, beyond the 64
+/// of `WaitForMultipleObjects`, helper threads wait on the rest).
+///
+/// ```
+/// # fn main() -> Result<(), multiproc::Error> {
+/// let (a, b) = multiproc::Pipe::duplex()?;
+/// let (c, _d) = multiproc::Pipe::duplex()?;
+/// b.send(&1u8)?;
+/// let ready = multiproc::wait(&[(&a).into(), (&c).into()], None)?;
+/// assert_eq!(ready, vec![0]);
+/// # Ok(()) }
+/// ```
+pub fn wait(objects: &[Waitable<'_>], timeout: Option<Duration>) -> Result<Vec<usize>> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        // What is ready without asking the OS: buffered messages, exits
+        // already recorded, processes we can only poll.
+        let mut ready = Vec::new();
+        let mut handles = Vec::new();
+        let mut index = Vec::new();
+        let mut must_poll = false;
+        for (i, o) in objects.iter().enumerate() {
+            match o {
+                Waitable::Connection(c) if c.has_buffered() => ready.push(i),
+                Waitable::Connection(c) => {
+                    handles.push(c.channel().as_raw());
+                    index.push(i);
+                }
+                Waitable::Process(s) => match s.popen().child().sentinel() {
+                    _ if exited(s.popen().poll()) => ready.push(i),
+                    Some(h) => {
+                        handles.push(h);
+                        index.push(i);
+                    }
+                    None => must_poll = true,
+                },
+            }
+        }
+        if !ready.is_empty() {
+            return Ok(ready);
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        // Without a waitable handle for some process, poll every 10 ms.
+        let slice = if must_poll {
+            Some(left.map_or(Duration::from_millis(10), |l| {
+                l.min(Duration::from_millis(10))
+            }))
+        } else {
+            left
+        };
+        let got = sys::wait_any(&handles, slice).map_err(|e| Error::io("cannot wait", e))?;
+        if !got.is_empty() {
+            let mut out: Vec<usize> = got.into_iter().map(|k| index[k]).collect();
+            out.sort_unstable();
+            return Ok(out);
+        }
+        if left == Some(Duration::ZERO) || (left.is_some() && !must_poll) {
+            return Ok(Vec::new());
+        }
+    }
+}
+
+fn exited(r: Result<Option<ExitStatus>>) -> bool {
+    matches!(r, Ok(Some(_)))
+}

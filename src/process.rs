@@ -1,0 +1,395 @@
+//! `Process<T>`: a typed call in a worker process, with Python's
+//! `multiprocessing.Process` semantics.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Kind, Result};
+use crate::exit_code;
+use crate::popen::{ExitStatus, Popen, PopenBuilder};
+use crate::spawn::Reply;
+use crate::sys;
+
+/// The largest result a [`Process`] accepts from its worker by default: 1 GiB.
+pub const DEFAULT_MAX_RESULT_LEN: u64 = 1 << 30;
+
+/// Where a worker's standard output and error go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Stdio {
+    /// The parent's own streams (the default).
+    #[default]
+    Inherit,
+    /// The null device.
+    Null,
+}
+
+/// Options for a [`Process`]: `&mut self` setters, then
+/// [`spawn`](ProcessBuilder::spawn).
+#[derive(Clone, Debug)]
+pub struct ProcessBuilder {
+    popen: PopenBuilder,
+    name: Option<String>,
+    daemon: bool,
+    max_result_len: u64,
+}
+
+impl Default for ProcessBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl ProcessBuilder {
+    /// Default options: named `Process-N`, not daemonic, stdio inherited.
+    pub fn new() -> Self {
+        let mut popen = PopenBuilder::new();
+        popen.want_result();
+        ProcessBuilder {
+            popen,
+            name: None,
+            daemon: false,
+            max_result_len: DEFAULT_MAX_RESULT_LEN,
+        }
+    }
+
+    /// The process's name, also what
+    /// [`current_process_name`](crate::current_process_name) returns in it.
+    pub fn name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// A daemonic process is terminated when this process exits normally
+    /// (returns from `main` or calls `std::process::exit`), as in Python.
+    /// A parent killed outright runs no exit code: combine with
+    /// [`kill_on_parent_death`](ProcessBuilder::kill_on_parent_death) for that.
+    pub fn daemon(&mut self, yes: bool) -> &mut Self {
+        self.daemon = yes;
+        self
+    }
+
+    /// The worker dies when this process dies, however it dies; see
+    /// [`PopenBuilder::kill_on_parent_death`] for how, per platform.
+    pub fn kill_on_parent_death(&mut self, yes: bool) -> &mut Self {
+        self.popen.kill_on_parent_death(yes);
+        self
+    }
+
+    /// Where the worker's stdin, stdout and stderr go.
+    pub fn stdio(&mut self, stdio: Stdio) -> &mut Self {
+        self.popen.null_stdio(stdio == Stdio::Null);
+        self
+    }
+
+    /// Runs this program instead of the default (see
+    /// [`set_executable`](crate::set_executable)).
+    pub fn executable(&mut self, path: impl AsRef<Path>) -> &mut Self {
+        self.popen.executable(path);
+        self
+    }
+
+    /// The largest serialized result accepted from the worker; a larger
+    /// one fails the join (default [`DEFAULT_MAX_RESULT_LEN`]).
+    pub fn max_result_len(&mut self, bytes: u64) -> &mut Self {
+        self.max_result_len = bytes;
+        self
+    }
+
+    /// Starts a worker running `entry(args)`; returns once the arguments
+    /// are written to it.
+    pub fn spawn<F, A, T>(&self, entry: F, args: A) -> Result<Process<T>>
+    where
+        F: Fn(A) -> T + Copy + 'static,
+        A: Serialize,
+        T: DeserializeOwned,
+    {
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("Process-{}", COUNTER.fetch_add(1, Ordering::Relaxed) + 1));
+        let mut popen = self.popen.clone();
+        popen.name(name.clone());
+        let popen = popen.spawn(entry, &args)?;
+        if self.daemon {
+            register_daemon(&popen);
+        }
+        Ok(Process {
+            popen,
+            name,
+            stopped_by_us: AtomicBool::new(false),
+            reply: Vec::new(),
+            reply_done: false,
+            joined: false,
+            max_result_len: self.max_result_len,
+            _result: PhantomData,
+        })
+    }
+}
+
+/// A function call running in a worker process; `T` is its result.
+///
+/// # Drop
+///
+/// Dropping a `Process` without joining it neither waits for nor kills the
+/// worker (unless it is [daemonic](ProcessBuilder::daemon) and this process
+/// exits, or it dies with its parent); on Unix it is reaped in the
+/// background once it exits.
+///
+/// # Example
+///
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+/// multiproc::entry!(square);
+///
+/// # fn main() -> Result<(), multiproc::Error> {
+/// # multiproc::init();
+/// let p = multiproc::Process::spawn(square, 7)?;
+/// assert_eq!(p.join()?, 49);
+/// # Ok(()) }
+/// ```
+pub struct Process<T> {
+    popen: Popen,
+    name: String,
+    stopped_by_us: AtomicBool,
+    reply: Vec<u8>,
+    reply_done: bool,
+    joined: bool,
+    max_result_len: u64,
+    _result: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Process<T> {
+    /// Starts `entry(args)` in a new worker with default options.
+    pub fn spawn<F, A>(entry: F, args: A) -> Result<Process<T>>
+    where
+        F: Fn(A) -> T + Copy + 'static,
+        A: Serialize,
+    {
+        ProcessBuilder::new().spawn(entry, args)
+    }
+
+    /// Waits for the worker and returns the entry's result, or why there is
+    /// none: a panic (with its message), an exit without a result, a
+    /// signal, a termination by us, a failed bootstrap.
+    pub fn join(mut self) -> Result<T> {
+        self.join_deadline(None)?
+            .ok_or_else(|| Error::io("join", std::io::ErrorKind::TimedOut.into()))
+    }
+
+    /// Like [`join`](Process::join), waiting at most `timeout`: `Ok(None)`
+    /// while the worker is still running. After it returned the result (or
+    /// an error about the worker), later calls fail.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<T>> {
+        self.join_deadline(Some(Instant::now() + timeout))
+    }
+
+    fn join_deadline(&mut self, deadline: Option<Instant>) -> Result<Option<T>> {
+        if self.joined {
+            return Err(Error::new(Kind::AlreadyJoined));
+        }
+        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let mut chunk = vec![0u8; 64 * 1024];
+        while !self.reply_done {
+            let Some(channel) = self.popen.channel() else {
+                self.reply_done = true;
+                break;
+            };
+            match channel
+                .read_timeout(Some(self.popen.child()), &mut chunk, left())
+                .map_err(|e| Error::io("cannot read the worker's result", e))?
+            {
+                None => return Ok(None),
+                Some(0) => self.reply_done = true,
+                Some(n) => {
+                    self.reply.extend_from_slice(&chunk[..n]);
+                    if let Some(len) = frame_len(&self.reply) {
+                        if len > self.max_result_len {
+                            let _ = self.popen.kill();
+                            self.joined = true;
+                            return Err(Error::new(Kind::ResultTooLarge {
+                                pid: self.pid(),
+                                len,
+                                max: self.max_result_len,
+                            }));
+                        }
+                        self.reply_done = self.reply.len() as u64 >= 8 + len;
+                    }
+                }
+            }
+        }
+        let Some(status) = self.popen.wait(left())? else {
+            return Ok(None);
+        };
+        self.joined = true;
+        self.outcome(status).map(Some)
+    }
+
+    fn outcome(&mut self, status: ExitStatus) -> Result<T> {
+        let pid = self.pid();
+        let reply = std::mem::take(&mut self.reply);
+        let frame = frame_len(&reply)
+            .filter(|&len| reply.len() as u64 == 8 + len)
+            .and_then(|_| postcard::from_bytes::<Reply>(&reply[8..]).ok());
+        match frame {
+            Some(Reply::Value(bytes)) => postcard::from_bytes(&bytes).map_err(|e| {
+                Error::new(Kind::Decode {
+                    what: "the worker's result",
+                    source: e,
+                })
+            }),
+            Some(Reply::Panic(report)) => Err(Error::new(Kind::Panicked { pid, report })),
+            Some(Reply::BadArgs(why)) => {
+                Err(Error::new(Kind::BootstrapFailed { pid, status, why }))
+            }
+            None => {
+                if let Some(why) = status
+                    .code()
+                    .filter(|c| (exit_code::BAD_COMMAND_LINE..=exit_code::BAD_PAYLOAD).contains(c))
+                    .and_then(exit_code::describe)
+                {
+                    return Err(Error::new(Kind::BootstrapFailed {
+                        pid,
+                        status,
+                        why: why.to_string(),
+                    }));
+                }
+                if self.stopped_by_us.load(Ordering::Relaxed) && !status.success() {
+                    return Err(Error::new(Kind::Terminated { pid, status }));
+                }
+                Err(Error::new(Kind::NoResult { pid, status }))
+            }
+        }
+    }
+}
+
+fn frame_len(buf: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = buf.get(..8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+impl<T> Process<T> {
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.popen.pid()
+    }
+
+    /// The process's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the worker is still running.
+    pub fn is_alive(&self) -> bool {
+        matches!(self.popen.poll(), Ok(None))
+    }
+
+    /// Python's `exitcode`: `None` while running; the exit code; minus the
+    /// signal number when a signal ended it (Unix), and `-15` (`-SIGTERM`)
+    /// for a Windows process ended with `TERMINATE`, as CPython reports it.
+    pub fn exitcode(&self) -> Option<i32> {
+        self.popen
+            .poll()
+            .ok()
+            .flatten()
+            .map(|s| s.python_exitcode())
+    }
+
+    /// How the worker ended, once it has (without blocking).
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.popen.poll().ok().flatten()
+    }
+
+    /// Asks the worker to stop (SIGTERM; Windows: `TerminateProcess` with
+    /// `0x10000`). `join` then reports it as terminated.
+    pub fn terminate(&self) -> Result<()> {
+        self.stopped_by_us.store(true, Ordering::Relaxed);
+        self.popen.terminate()
+    }
+
+    /// Kills the worker (SIGKILL; Windows: as `terminate`).
+    pub fn kill(&self) -> Result<()> {
+        self.stopped_by_us.store(true, Ordering::Relaxed);
+        self.popen.kill()
+    }
+
+    /// Terminates the worker and every process it started (Unix: its
+    /// process group, SIGTERM; Windows: its job object). Call it before
+    /// joining: once the worker is reaped its group id may be reused.
+    pub fn terminate_tree(&self) -> Result<()> {
+        self.stopped_by_us.store(true, Ordering::Relaxed);
+        self.popen.terminate_tree()
+    }
+
+    /// Kills the worker and every process it started (SIGKILL to its
+    /// process group; Windows: its job object).
+    pub fn kill_tree(&self) -> Result<()> {
+        self.stopped_by_us.store(true, Ordering::Relaxed);
+        self.popen.kill_tree()
+    }
+
+    /// Something to pass to [`wait`](crate::wait) that is ready once the
+    /// worker has exited.
+    pub fn sentinel(&self) -> Sentinel<'_> {
+        Sentinel(&self.popen)
+    }
+}
+
+impl<T> fmt::Debug for Process<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.name)
+            .field("pid", &self.pid())
+            .finish()
+    }
+}
+
+/// A borrowed handle on a worker that [`wait`](crate::wait) can watch for
+/// its exit; from [`Process::sentinel`].
+#[derive(Clone, Copy, Debug)]
+pub struct Sentinel<'a>(&'a Popen);
+
+impl Sentinel<'_> {
+    pub(crate) fn popen(&self) -> &Popen {
+        self.0
+    }
+}
+
+/// Daemonic children, kept until they exit or this process does.
+static DAEMONS: Mutex<Vec<Arc<sys::Child>>> = Mutex::new(Vec::new());
+
+fn register_daemon(p: &Popen) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let _ = sys::at_exit(terminate_daemons);
+    });
+    let mut list = DAEMONS.lock().unwrap_or_else(|e| e.into_inner());
+    list.retain(|c| matches!(c.wait(Some(Duration::ZERO)), Ok(None)));
+    list.push(Arc::clone(p.child_arc()));
+}
+
+/// At exit, as Python's `_exit_function`: terminate daemonic children, then
+/// reap them (killing any that ignore SIGTERM for a second).
+extern "C" fn terminate_daemons() {
+    let list: Vec<Arc<sys::Child>> = match DAEMONS.try_lock() {
+        Ok(mut l) => std::mem::take(&mut *l),
+        Err(_) => return,
+    };
+    for c in &list {
+        let _ = c.terminate();
+    }
+    for c in &list {
+        if !matches!(c.wait(Some(Duration::from_secs(1))), Ok(Some(_))) {
+            let _ = c.kill();
+            let _ = c.wait(Some(Duration::from_secs(1)));
+        }
+    }
+}

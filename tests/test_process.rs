@@ -1,0 +1,289 @@
+//! Process: typed spawn/join with Python's semantics, ported from the
+//! behaviors of CPython's test_multiprocessing Process tests.
+
+use std::time::Duration;
+
+use multiproc::{Connection, Pipe, Process, ProcessBuilder};
+
+multiproc::test_support!();
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn do_nothing(_: ()) {}
+
+fn exit_with(code: i32) {
+    std::process::exit(code)
+}
+
+fn block_forever(_: ()) {
+    loop {
+        std::thread::park();
+    }
+}
+
+fn panics(msg: String) -> u32 {
+    panic!("{msg}")
+}
+
+fn aborts(_: ()) {
+    std::process::abort()
+}
+
+fn my_name(_: ()) -> String {
+    multiproc::current_process_name().to_string()
+}
+
+/// Spawns a grandchild (daemonic and/or dying with us, as asked) that
+/// blocks forever, reports its pid over `report`, then waits for a word on
+/// `report` before returning.
+fn spawn_grandchild((report, daemon, kill_on_parent_death): (Connection, bool, bool)) {
+    let g = ProcessBuilder::new()
+        .daemon(daemon)
+        .kill_on_parent_death(kill_on_parent_death)
+        .spawn(block_forever, ())
+        .expect("spawn grandchild");
+    report.send(&g.pid()).expect("report pid");
+    let _go: u8 = report.recv().expect("wait for go");
+    std::mem::forget(g); // no Drop logic involved in what the test checks
+}
+
+multiproc::entry!(
+    square,
+    do_nothing,
+    exit_with,
+    block_forever,
+    panics,
+    aborts,
+    my_name,
+    spawn_grandchild
+);
+
+const LONG: Duration = Duration::from_secs(30);
+
+#[test]
+fn join_returns_the_value() {
+    let p = Process::spawn(square, 7).unwrap();
+    assert_eq!(p.join().unwrap(), 49);
+}
+
+#[test]
+fn exitcode_and_is_alive_before_and_after() {
+    let mut p = Process::spawn(do_nothing, ()).unwrap();
+    p.join_timeout(LONG).unwrap().expect("finished");
+    assert!(!p.is_alive());
+    assert_eq!(p.exitcode(), Some(0));
+
+    let b = Process::<()>::spawn(block_forever, ()).unwrap();
+    assert!(b.is_alive());
+    assert_eq!(b.exitcode(), None);
+    b.kill().unwrap();
+    assert!(b.join().unwrap_err().is_terminated());
+}
+
+#[test]
+fn terminate_is_reported_as_terminated() {
+    let mut p = Process::<()>::spawn(block_forever, ()).unwrap();
+    p.terminate().unwrap();
+    let err = p.join_timeout(LONG).unwrap_err();
+    assert!(err.is_terminated(), "{err}");
+    assert!(err.exit_status().unwrap().is_terminated());
+    // Python: -SIGTERM on Unix, and TERMINATE shown as -SIGTERM on Windows.
+    assert_eq!(p.exitcode(), Some(-15));
+}
+
+#[test]
+fn kill_is_reported_with_its_signal() {
+    let mut p = Process::<()>::spawn(block_forever, ()).unwrap();
+    p.kill().unwrap();
+    let err = p.join_timeout(LONG).unwrap_err();
+    assert!(err.is_terminated(), "{err}");
+    let expected = if cfg!(windows) { -15 } else { -9 };
+    assert_eq!(p.exitcode(), Some(expected));
+}
+
+#[test]
+fn sentinel_is_ready_only_after_exit() {
+    let p = Process::<()>::spawn(block_forever, ()).unwrap();
+    let ready = multiproc::wait(&[p.sentinel().into()], Some(Duration::from_millis(50))).unwrap();
+    assert!(ready.is_empty());
+    p.terminate().unwrap();
+    let ready = multiproc::wait(&[p.sentinel().into()], Some(LONG)).unwrap();
+    assert_eq!(ready, vec![0]);
+}
+
+#[test]
+fn wait_on_many_processes_returns_those_that_exited() {
+    let blockers: Vec<Process<()>> = (0..5)
+        .map(|_| Process::spawn(block_forever, ()).unwrap())
+        .collect();
+    let quick = Process::spawn(exit_with, 4).unwrap();
+    let mut all: Vec<multiproc::Waitable<'_>> =
+        blockers.iter().map(|p| p.sentinel().into()).collect();
+    all.push(quick.sentinel().into());
+    let ready = multiproc::wait(&all, Some(LONG)).unwrap();
+    assert_eq!(ready, vec![5]);
+    drop(all);
+    for b in &blockers {
+        b.kill().unwrap();
+    }
+    for b in blockers {
+        assert!(b.join().unwrap_err().is_terminated());
+    }
+    assert_eq!(
+        quick.join().unwrap_err().exit_status().unwrap().code(),
+        Some(4)
+    );
+}
+
+#[test]
+fn a_hundred_processes_some_terminated() {
+    let procs: Vec<_> = (0..100u64)
+        .map(|i| {
+            if i % 4 == 0 {
+                let p = Process::<()>::spawn(block_forever, ()).unwrap();
+                p.terminate().unwrap();
+                Err(p)
+            } else {
+                Ok(Process::spawn(square, i).unwrap())
+            }
+        })
+        .collect();
+    for (i, p) in procs.into_iter().enumerate() {
+        match p {
+            Ok(p) => assert_eq!(p.join().unwrap(), (i * i) as u64),
+            Err(p) => assert!(p.join().unwrap_err().is_terminated()),
+        }
+    }
+}
+
+#[test]
+fn a_panic_comes_back_with_message_and_location() {
+    let p = ProcessBuilder::new()
+        .stdio(multiproc::Stdio::Null)
+        .spawn(panics, "boom 42".to_string())
+        .unwrap();
+    let err = p.join().unwrap_err();
+    assert!(err.is_panic(), "{err}");
+    let report = err.panic_report().unwrap();
+    assert_eq!(report.message, "boom 42");
+    assert!(
+        report
+            .location
+            .as_deref()
+            .unwrap()
+            .contains("test_process.rs"),
+        "{report:?}"
+    );
+    assert_eq!(err.exit_status().map(|s| s.code()), None); // reported as a panic
+}
+
+#[test]
+fn exit_without_result_carries_the_code() {
+    let p = Process::spawn(exit_with, 3).unwrap();
+    let err = p.join().unwrap_err();
+    assert!(err.is_no_result(), "{err}");
+    assert_eq!(err.exit_status().unwrap().code(), Some(3));
+}
+
+#[test]
+fn abort_is_reported() {
+    let p = ProcessBuilder::new()
+        .stdio(multiproc::Stdio::Null)
+        .spawn(aborts, ())
+        .unwrap();
+    let err = p.join().unwrap_err();
+    assert!(err.is_no_result(), "{err}");
+    let st = err.exit_status().unwrap();
+    if cfg!(windows) {
+        assert_eq!(st.code(), Some(3)); // the CRT's abort() exit code
+    } else {
+        assert_eq!(st.signal(), Some(6)); // SIGABRT
+    }
+}
+
+#[test]
+fn join_timeout_on_a_running_child_returns_none() {
+    let mut p = Process::<()>::spawn(block_forever, ()).unwrap();
+    assert_eq!(p.join_timeout(Duration::from_millis(50)).unwrap(), None);
+    assert!(p.is_alive());
+    p.kill().unwrap();
+    assert!(p.join_timeout(LONG).unwrap_err().is_terminated());
+    // Joined: a second join is an error, not a hang.
+    assert!(p.join_timeout(LONG).is_err());
+}
+
+#[test]
+fn names_default_and_custom_are_seen_by_the_child() {
+    let p = Process::spawn(my_name, ()).unwrap();
+    let name = p.name().to_string();
+    assert!(name.starts_with("Process-"), "{name}");
+    assert_eq!(p.join().unwrap(), name);
+
+    let p = ProcessBuilder::new()
+        .name("worker ä")
+        .spawn(my_name, ())
+        .unwrap();
+    assert_eq!(p.name(), "worker ä");
+    assert_eq!(p.join().unwrap(), "worker ä");
+    assert_eq!(multiproc::current_process_name(), "MainProcess");
+}
+
+/// Spawns an intermediate worker that starts a grandchild with the given
+/// flags and reports its pid; returns (intermediate, its connection, pid).
+fn intermediate(daemon: bool, kill_on_parent_death: bool) -> (Process<()>, Connection, u32) {
+    let (mine, theirs) = Pipe::duplex().unwrap();
+    let p = ProcessBuilder::new()
+        .spawn(spawn_grandchild, (theirs, daemon, kill_on_parent_death))
+        .unwrap();
+    let pid: u32 = mine.recv().unwrap();
+    (p, mine, pid)
+}
+
+#[cfg(any(target_os = "linux", windows))]
+#[test]
+fn daemon_children_are_gone_after_the_parent_returns() {
+    let (p, conn, grandchild) = intermediate(true, false);
+    assert!(!multiproc::__private::wait_pid_exit(grandchild, Duration::ZERO).unwrap());
+    let watch = std::thread::spawn(move || multiproc::__private::wait_pid_exit(grandchild, LONG));
+    conn.send(&1u8).unwrap();
+    p.join().unwrap();
+    assert!(
+        watch.join().unwrap().unwrap(),
+        "daemon grandchild {grandchild} still running"
+    );
+}
+
+#[cfg(any(target_os = "linux", windows))]
+#[test]
+fn kill_on_parent_death_children_die_when_the_parent_is_killed() {
+    let (p, _conn, grandchild) = intermediate(false, true);
+    let watch = std::thread::spawn(move || multiproc::__private::wait_pid_exit(grandchild, LONG));
+    p.kill().unwrap();
+    assert!(p.join().unwrap_err().is_terminated());
+    assert!(
+        watch.join().unwrap().unwrap(),
+        "grandchild {grandchild} outlived its killed parent"
+    );
+}
+
+#[cfg(any(target_os = "linux", windows))]
+#[test]
+fn kill_tree_leaves_no_grandchild() {
+    let (p, _conn, grandchild) = intermediate(false, false);
+    let watch = std::thread::spawn(move || multiproc::__private::wait_pid_exit(grandchild, LONG));
+    p.kill_tree().unwrap();
+    assert!(p.join().unwrap_err().is_terminated());
+    assert!(
+        watch.join().unwrap().unwrap(),
+        "grandchild {grandchild} survived kill_tree"
+    );
+}
+
+#[test]
+fn process_and_connection_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Process<u64>>();
+    check::<Connection>();
+}
