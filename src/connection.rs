@@ -297,6 +297,12 @@ impl Connection {
         }
     }
 
+    /// Writes `bytes` as they are, unframed: for tests that forge frames.
+    #[doc(hidden)]
+    pub fn __send_raw(&self, bytes: &[u8]) -> Result<()> {
+        self.write_frame(bytes, &[])
+    }
+
     /// Closes this end (the same as dropping it).
     pub fn close(self) {}
 

@@ -1,0 +1,257 @@
+//! Pipe and Connection, in one process and across processes; ported from
+//! the behaviors of CPython's test_multiprocessing connection tests.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use multiproc::{Connection, Pipe, Process};
+use serde::{Deserialize, Serialize};
+
+multiproc::test_support!();
+
+/// Echoes every message back until the peer closes; returns how many.
+fn echo_loop(conn: Connection) -> u64 {
+    let mut n = 0;
+    loop {
+        match conn.recv_bytes() {
+            Ok(msg) => {
+                conn.send_bytes(&msg).expect("echo");
+                n += 1;
+            }
+            Err(e) if e.is_eof() => return n,
+            Err(e) => panic!("echo_loop: {e}"),
+        }
+    }
+}
+
+/// Sends `count` greetings to a sibling.
+fn sibling_sender((conn, count): (Connection, u32)) {
+    for i in 0..count {
+        conn.send(&format!("hello {i}")).expect("send to sibling");
+    }
+}
+
+/// Receives greetings from a sibling until EOF.
+fn sibling_receiver(conn: Connection) -> Vec<String> {
+    let mut got = Vec::new();
+    loop {
+        match conn.recv::<String>() {
+            Ok(s) => got.push(s),
+            Err(e) if e.is_eof() => return got,
+            Err(e) => panic!("sibling_receiver: {e}"),
+        }
+    }
+}
+
+multiproc::entry!(echo_loop, sibling_sender, sibling_receiver);
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum Shape {
+    Circle { r: f64 },
+    Square(u32),
+    Empty,
+}
+
+#[test]
+fn send_and_recv_many_types() {
+    let (a, b) = Pipe::duplex().unwrap();
+    a.send(&42u8).unwrap();
+    a.send(&-7i64).unwrap();
+    a.send(&3.5f64).unwrap();
+    a.send("text ä").unwrap();
+    a.send(&vec![1u32, 2, 3]).unwrap();
+    a.send(&(1u8, "two".to_string(), Some(3u16))).unwrap();
+    a.send(&Shape::Circle { r: 1.5 }).unwrap();
+    a.send(&vec![Shape::Square(4), Shape::Empty]).unwrap();
+    let map: BTreeMap<String, u32> = [("x".to_string(), 1), ("y".to_string(), 2)].into();
+    a.send(&map).unwrap();
+    a.send(&()).unwrap();
+    assert_eq!(b.recv::<u8>().unwrap(), 42);
+    assert_eq!(b.recv::<i64>().unwrap(), -7);
+    assert_eq!(b.recv::<f64>().unwrap(), 3.5);
+    assert_eq!(b.recv::<String>().unwrap(), "text ä");
+    assert_eq!(b.recv::<Vec<u32>>().unwrap(), vec![1, 2, 3]);
+    assert_eq!(
+        b.recv::<(u8, String, Option<u16>)>().unwrap(),
+        (1, "two".to_string(), Some(3))
+    );
+    assert_eq!(b.recv::<Shape>().unwrap(), Shape::Circle { r: 1.5 });
+    assert_eq!(
+        b.recv::<Vec<Shape>>().unwrap(),
+        vec![Shape::Square(4), Shape::Empty]
+    );
+    assert_eq!(b.recv::<BTreeMap<String, u32>>().unwrap(), map);
+    b.recv::<()>().unwrap();
+}
+
+#[test]
+fn zero_byte_and_64_mib_messages() {
+    let (a, b) = Pipe::duplex().unwrap();
+    let big: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::thread::scope(|s| {
+        let big = &big;
+        s.spawn(move || {
+            a.send_bytes(&[]).unwrap();
+            a.send_bytes(big).unwrap();
+        });
+        assert_eq!(b.recv_bytes().unwrap(), Vec::<u8>::new());
+        let got = b.recv_bytes().unwrap();
+        assert_eq!(got.len(), big.len());
+        assert!(got == *big);
+    });
+}
+
+#[test]
+fn recv_bytes_into_fits_or_says_how_much_is_needed() {
+    let (a, b) = Pipe::duplex().unwrap();
+    a.send_bytes(b"hello world").unwrap();
+    let mut small = [0u8; 4];
+    let err = b.recv_bytes_into(&mut small).unwrap_err();
+    assert_eq!(err.buffer_too_short(), Some(11));
+    // The message stayed queued.
+    let mut buf = [0u8; 32];
+    let n = b.recv_bytes_into(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hello world");
+}
+
+#[test]
+fn poll_with_and_without_data() {
+    let (a, b) = Pipe::duplex().unwrap();
+    assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!b.poll(Some(Duration::from_millis(20))).unwrap());
+    a.send(&1u8).unwrap();
+    assert!(b.poll(None).unwrap());
+    assert!(b.poll(Some(Duration::ZERO)).unwrap()); // still there
+    assert_eq!(b.recv::<u8>().unwrap(), 1);
+    assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+}
+
+#[test]
+fn eof_after_peer_close_is_an_error_not_a_hang() {
+    let (a, b) = Pipe::duplex().unwrap();
+    a.send(&7u32).unwrap();
+    a.close();
+    assert_eq!(b.recv::<u32>().unwrap(), 7);
+    assert!(b.poll(Some(Duration::ZERO)).unwrap()); // EOF counts as ready
+    let err = b.recv::<u32>().unwrap_err();
+    assert!(err.is_eof(), "{err}");
+    // Sending to a closed peer fails too.
+    assert!(b.send(&1u8).unwrap_err().is_eof());
+}
+
+#[test]
+fn simplex_ends_only_go_one_way() {
+    let (r, w) = Pipe::simplex().unwrap();
+    assert!(r.readable() && !r.writable());
+    assert!(w.writable() && !w.readable());
+    w.send(&"one way").unwrap();
+    assert_eq!(r.recv::<String>().unwrap(), "one way");
+    assert!(r.send(&1u8).is_err());
+    assert!(w.recv::<u8>().is_err());
+}
+
+#[test]
+fn oversized_frame_is_rejected_and_poisons() {
+    let (a, b) = Pipe::duplex().unwrap();
+    b.set_max_message_len(1024);
+    a.send_bytes(&[7u8; 2048]).unwrap();
+    let err = b.recv_bytes().unwrap_err();
+    assert!(err.is_message_too_large(), "{err}");
+    // The stream can't be resynchronized: later calls fail the same way.
+    a.send_bytes(b"ok").unwrap();
+    assert!(b.recv_bytes().unwrap_err().is_poisoned());
+}
+
+#[test]
+fn garbage_length_prefix_is_rejected_without_allocating() {
+    let (a, b) = Pipe::duplex().unwrap();
+    // A frame header claiming 2^60 bytes: refused before any allocation
+    // (allocating it would abort the test process).
+    a.__send_raw(&(1u64 << 60).to_le_bytes()).unwrap();
+    let err = b.recv_bytes().unwrap_err();
+    assert!(err.is_message_too_large(), "{err}");
+}
+
+#[test]
+fn garbage_body_is_a_decode_error() {
+    let (a, b) = Pipe::duplex().unwrap();
+    a.send_bytes(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).unwrap();
+    let err = b.recv::<String>().unwrap_err();
+    assert!(err.is_decode(), "{err}");
+}
+
+#[test]
+fn peer_dying_mid_message_is_an_error() {
+    let (a, b) = Pipe::duplex().unwrap();
+    let mut frame = 100u64.to_le_bytes().to_vec();
+    frame.extend_from_slice(&[1u8; 10]); // 10 of the promised 100 bytes
+    a.__send_raw(&frame).unwrap();
+    drop(a);
+    let err = b.recv_bytes().unwrap_err();
+    assert!(err.is_poisoned() || err.is_eof(), "{err}");
+}
+
+#[test]
+fn a_connection_passed_to_a_child_works_both_ways() {
+    let (mine, theirs) = Pipe::duplex().unwrap();
+    let p = Process::spawn(echo_loop, theirs).unwrap();
+    for msg in [&b""[..], b"x", &[9u8; 100_000]] {
+        mine.send_bytes(msg).unwrap();
+        assert_eq!(mine.recv_bytes().unwrap(), msg);
+    }
+    mine.send(&"typed").unwrap();
+    assert_eq!(mine.recv::<String>().unwrap(), "typed");
+    drop(mine);
+    assert_eq!(p.join().unwrap(), 4);
+}
+
+#[test]
+fn echo_of_64_mib_through_a_child() {
+    let (mine, theirs) = Pipe::duplex().unwrap();
+    let p = Process::spawn(echo_loop, theirs).unwrap();
+    let big: Vec<u8> = (0..64u32 << 20).map(|i| (i % 253) as u8).collect();
+    std::thread::scope(|s| {
+        let (mine, big) = (&mine, &big);
+        s.spawn(move || mine.send_bytes(big).unwrap());
+        let back = mine.recv_bytes().unwrap();
+        assert!(back == *big);
+    });
+    drop(mine);
+    assert_eq!(p.join().unwrap(), 1);
+}
+
+#[test]
+fn sibling_to_sibling_pipe() {
+    let (r, w) = Pipe::simplex().unwrap();
+    let receiver = Process::spawn(sibling_receiver, r).unwrap();
+    let sender = Process::spawn(sibling_sender, (w, 5u32)).unwrap();
+    sender.join().unwrap();
+    let got = receiver.join().unwrap();
+    assert_eq!(
+        got,
+        (0..5).map(|i| format!("hello {i}")).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn wait_on_connections_and_processes_together() {
+    let (a, b) = Pipe::duplex().unwrap();
+    let (c, d) = Pipe::duplex().unwrap();
+    let ready =
+        multiproc::wait(&[(&a).into(), (&c).into()], Some(Duration::from_millis(20))).unwrap();
+    assert!(ready.is_empty());
+    d.send(&1u8).unwrap();
+    let ready = multiproc::wait(&[(&a).into(), (&c).into()], None).unwrap();
+    assert_eq!(ready, vec![1]);
+    drop(b);
+    let ready = multiproc::wait(&[(&a).into(), (&c).into()], None).unwrap();
+    assert_eq!(ready, vec![0, 1]); // a: EOF, c: data
+}
+
+#[test]
+fn wait_beyond_64_objects() {
+    let pairs: Vec<(Connection, Connection)> = (0..80).map(|_| Pipe::duplex().unwrap()).collect();
+    pairs[77].1.send(&1u8).unwrap();
+    let objs: Vec<multiproc::Waitable<'_>> = pairs.iter().map(|(a, _)| a.into()).collect();
+    assert_eq!(multiproc::wait(&objs, None).unwrap(), vec![77]);
+}
