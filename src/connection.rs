@@ -232,16 +232,19 @@ impl Connection {
         }
         // A big message: read straight into its own buffer, grown as the
         // bytes arrive (never more than the cap, which was checked).
-        let mut msg = Vec::with_capacity(len.min(CHUNK * 16));
+        let mut msg = Vec::new();
         msg.extend_from_slice(avail);
         let n = avail.len();
         rx.consume(n);
         while msg.len() < len {
-            let have = msg.len();
-            let want = (len - have).min(CHUNK * 16);
-            msg.resize(have + want, 0);
-            let got = self.read_some(&mut rx, &mut msg[have..])?;
-            msg.truncate(have + got);
+            // Grow with the bytes that arrive (doubling), never past the
+            // frame, and never read into the next frame.
+            let step = (len - msg.len()).min(msg.len().max(CHUNK * 16));
+            match self.chan.read_append(&mut msg, step) {
+                Ok(0) => return Err(self.eof(&mut rx)),
+                Ok(_) => {}
+                Err(e) => return Err(Error::io("cannot receive", e)),
+            }
         }
         Ok(msg)
     }
@@ -348,14 +351,20 @@ impl Connection {
             rx.start = 0;
         }
         let old = rx.buf.len();
-        rx.buf.resize(old + CHUNK, 0);
-        let res = self.chan.read_timeout(None, &mut rx.buf[old..], timeout);
-        let got = match res {
-            Ok(Some(n)) => n,
-            Ok(None) => 0,
-            Err(e) => {
-                rx.buf.truncate(old);
-                return Err(Error::io("cannot receive", e));
+        let got = if timeout.is_none() {
+            // Blocking: one read(2), into unfilled spare capacity.
+            self.chan
+                .read_append(&mut rx.buf, CHUNK)
+                .map_err(|e| Error::io("cannot receive", e))?
+        } else {
+            rx.buf.resize(old + CHUNK, 0);
+            match self.chan.read_timeout(None, &mut rx.buf[old..], timeout) {
+                Ok(Some(n)) => n,
+                Ok(None) => 0,
+                Err(e) => {
+                    rx.buf.truncate(old);
+                    return Err(Error::io("cannot receive", e));
+                }
             }
         };
         rx.buf.truncate(old + got);

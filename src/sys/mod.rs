@@ -51,6 +51,8 @@
 //!     // Some(0) at EOF or once `child` exited with nothing left to read.
 //!     pub(crate) fn read_timeout(&self, child: Option<&Child>, buf: &mut [u8],
 //!                                timeout: Option<Duration>) -> io::Result<Option<usize>>;
+//!     // Blocks for data, appends at most `max` bytes to v (no zero-fill); 0 = EOF.
+//!     pub(crate) fn read_append(&self, v: &mut Vec<u8>, max: usize) -> io::Result<usize>;
 //!     pub(crate) fn from_owned(h: OwnedRaw) -> Channel;   // a passed Connection end
 //!     pub(crate) fn as_raw(&self) -> BorrowedRaw<'_>;
 //! }

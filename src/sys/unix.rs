@@ -1015,6 +1015,26 @@ pub(crate) fn pipe(duplex: bool) -> io::Result<(Channel, Channel)> {
 }
 
 impl Channel {
+    /// Blocks until there is data, then appends at most `max` bytes of it
+    /// to `v` without zero-filling the space first; 0 at EOF.
+    pub(crate) fn read_append(&self, v: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        v.reserve(max);
+        let spare = &mut v.spare_capacity_mut()[..max];
+        let n = loop {
+            match rustix::io::read(&self.fd, &mut *spare) {
+                Ok((init, _)) => break init.len(),
+                Err(Errno::INTR) => {}
+                Err(Errno::CONNRESET) => break 0,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let len = v.len() + n;
+        // SAFETY: read(2) initialized the first `n` bytes of the spare
+        // capacity, which directly follow the current length.
+        unsafe { v.set_len(len) };
+        Ok(n)
+    }
+
     /// Wraps an fd received from a parent (a passed `Connection`).
     pub(crate) fn from_owned(fd: OwnedRaw) -> Channel {
         Channel { fd }

@@ -1,5 +1,5 @@
-//! Windows: `CreateProcessW`, a named pipe, `DuplicateHandle`,
-//! `WaitForSingleObject`, `TerminateProcess` (windows-sys).
+//! Windows: `CreateProcessW`, named pipes, `DuplicateHandle`,
+//! `WaitForSingleObject`, `TerminateProcess`, job objects (windows-sys).
 //!
 //! # Design
 //!
@@ -10,37 +10,43 @@
 //!   bootstrap channel: the command line carries the parent's pid and the
 //!   handle's value in the parent; the child opens the parent with
 //!   `PROCESS_DUP_HANDLE | SYNCHRONIZE` and duplicates the handle out of it
-//!   ([`open_bootstrap`]).
+//!   ([`open_bootstrap`]). Handles passed later ([`HandleTransfer`]) are
+//!   duplicated straight into the child.
 //! * **The parent keeps its copy of the child's end** until the child has
 //!   been reaped ([`Child::wait`]) or [`Child::release_bootstrap_peer`] is
 //!   called. The child does not steal it with `DUPLICATE_CLOSE_SOURCE`: a
 //!   child killed before it got that far would leak the handle in the parent
 //!   for good (CPython bpo-33929 moved away from stealing for this reason).
-//!   The price: while the parent holds that copy, the pipe's client side stays
-//!   open, so a write into a full pipe does not fail when the child dies, and a
-//!   read on [`Channel`] does not see end-of-file either. [`Channel::send_bootstrap`]
-//!   therefore waits on the write *and* the child's process handle; callers
-//!   that read from the [`Channel`] for a child's answer must release the peer
-//!   first (e.g. once the child has acknowledged the bootstrap), or watch the
-//!   process handle themselves.
-//! * **The channel is a named pipe, not `CreatePipe`,** because only named
+//!   The price: while the parent holds that copy, the pipe stays connected
+//!   when the child dies, so neither a write into a full pipe nor a read
+//!   fails. Every operation that may wait for the child therefore waits on
+//!   the child's process handle too: [`Channel::send_bootstrap`] and
+//!   [`Channel::read_timeout`] with a `child`.
+//! * **Channels are named pipes, not `CreatePipe`,** because only named
 //!   pipes support overlapped I/O ("Anonymous Pipe Operations" on MSDN:
 //!   asynchronous read and write operations are not supported by anonymous
-//!   pipes), and overlapped I/O is what lets [`Channel::send_bootstrap`] wait
-//!   for "written or child gone" without a helper thread. Only the parent's
-//!   end is overlapped; the child's end is a plain synchronous handle that
-//!   any Windows code can read and write.
+//!   pipes), and overlapped I/O is what lets a read or write also wait for a
+//!   timeout or a process exit, without helper threads. The child's end of
+//!   the *bootstrap* pipe is an ordinary synchronous handle that any
+//!   Windows code can read and write ([`ChildChannel`]); the ends made by
+//!   [`pipe`] (for `Pipe`/`Connection`) are all overlapped ([`Channel`]).
+//! * **Each child runs in its own job object**, assigned while the child is
+//!   still suspended, so that everything it starts can be ended with it
+//!   ([`Child::terminate_tree`]) and, when asked, it dies with this process
+//!   (`JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`; only this process holds the job's
+//!   handle).
 //! * **No zombies.** A process handle keeps the exit code readable, and the
 //!   pid cannot be reused while we hold it; dropping [`Child`] just closes
-//!   handles. The process handle, never the pid, is the authority to wait and
-//!   to terminate.
+//!   handles. The process handle, never the pid, is the authority to wait
+//!   and to terminate.
 //!
 //! Under Wine 8 (our Linux test bed) a few calls differ from Windows: see the
 //! notes at [`Child::terminate`] and [`open_handle_count`].
 
+use std::cell::UnsafeCell;
 use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
-use std::ffi::{OsStr, OsString};
+use std::ffi::{c_void, OsStr, OsString};
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::mem::size_of;
@@ -57,21 +63,30 @@ use std::time::Duration;
 use windows_sys::core::BOOL;
 use windows_sys::Win32::Foundation::{
     DuplicateHandle, GetHandleInformation, DUPLICATE_SAME_ACCESS, ERROR_ACCESS_DENIED,
-    ERROR_BROKEN_PIPE, ERROR_IO_PENDING, ERROR_NO_DATA, FALSE, GENERIC_READ, GENERIC_WRITE, HANDLE,
-    TRUE, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT,
+    ERROR_BROKEN_PIPE, ERROR_IO_PENDING, ERROR_NO_DATA, ERROR_OPERATION_ABORTED, FALSE,
+    GENERIC_READ, GENERIC_WRITE, HANDLE, TRUE, WAIT_ABANDONED_0, WAIT_FAILED, WAIT_OBJECT_0,
+    WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Storage::FileSystem::{
-    CreateFileW, GetFileType, ReadFile, WriteFile, FILE_FLAG_FIRST_PIPE_INSTANCE,
-    FILE_FLAG_OVERLAPPED, FILE_TYPE_PIPE, OPEN_EXISTING, PIPE_ACCESS_DUPLEX,
+    CreateFileW, GetFileType, ReadFile, WriteFile, FILE_FLAGS_AND_ATTRIBUTES,
+    FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, FILE_TYPE_PIPE, OPEN_EXISTING,
+    PIPE_ACCESS_DUPLEX, PIPE_ACCESS_INBOUND,
+};
+use windows_sys::Win32::System::JobObjects::{
+    AssignProcessToJobObject, CreateJobObjectW, JobObjectBasicAccountingInformation,
+    JobObjectExtendedLimitInformation, QueryInformationJobObject, SetInformationJobObject,
+    TerminateJobObject, JOBOBJECT_BASIC_ACCOUNTING_INFORMATION,
+    JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
 };
 use windows_sys::Win32::System::Pipes::{
-    CreateNamedPipeW, PIPE_READMODE_BYTE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_WAIT,
+    CreateNamedPipeW, PeekNamedPipe, PIPE_READMODE_BYTE, PIPE_REJECT_REMOTE_CLIENTS,
+    PIPE_TYPE_BYTE, PIPE_WAIT,
 };
 use windows_sys::Win32::System::Threading::{
-    CreateEventW, CreateProcessW, GetCurrentProcess, GetExitCodeProcess, OpenProcess,
-    TerminateProcess, WaitForMultipleObjects, WaitForSingleObject, CREATE_NO_WINDOW,
-    CREATE_UNICODE_ENVIRONMENT, INFINITE, PROCESS_DUP_HANDLE, PROCESS_INFORMATION,
-    PROCESS_SYNCHRONIZE, STARTUPINFOW,
+    CreateEventW, CreateProcessW, GetCurrentProcess, GetExitCodeProcess, OpenProcess, ResumeThread,
+    SetEvent, TerminateProcess, WaitForMultipleObjects, WaitForSingleObject, CREATE_SUSPENDED,
+    CREATE_UNICODE_ENVIRONMENT, DETACHED_PROCESS, INFINITE, PROCESS_DUP_HANDLE,
+    PROCESS_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE, STARTUPINFOW,
 };
 use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
 
@@ -83,34 +98,30 @@ pub(crate) type OwnedRaw = OwnedHandle;
 pub(crate) type BorrowedRaw<'a> = BorrowedHandle<'a>;
 
 /// The exit code [`Child::terminate`] gives a process: CPython's
-/// `_winapi`-based `TERMINATE` (`0x10000`), so that "terminated by us" can be
-/// told apart from the small codes programs exit with.
+/// `TERMINATE` (`0x10000`), so that "terminated by us" can be told apart
+/// from the small codes programs exit with.
 const TERMINATE_CODE: u32 = 0x10000;
 
 /// The [`RawStatus`] of a process ended by [`Child::terminate`].
 pub(crate) const TERMINATED: RawStatus = RawStatus::Exited(TERMINATE_CODE as i32);
 
-/// In- and out-buffer size of the bootstrap pipe, in bytes (a hint to the
-/// system; "CreateNamedPipeW" on MSDN).
+/// In- and out-buffer size of our pipes, in bytes (a hint to the system;
+/// "CreateNamedPipeW" on MSDN).
 const PIPE_BUFFER: u32 = 64 * 1024;
 
-/// The most one `WriteFile` call is given. A write to a byte-mode pipe in wait
-/// mode completes only when all of it has been taken, and a pending write
-/// holds system memory for its data, so very large single writes are split.
-/// Small enough to be harmless, large enough that the per-call cost vanishes
-/// next to the copy.
+/// The most one `WriteFile` call is given. A write to a byte-mode pipe in
+/// wait mode completes only once all of it has been taken, and the system
+/// holds on to a pending write's data, so very large single writes are
+/// split. Large enough that the per-call cost vanishes next to the copy.
 const MAX_WRITE: usize = 1 << 20;
+
+/// `WaitForMultipleObjects` waits on at most this many handles
+/// (`MAXIMUM_WAIT_OBJECTS`).
+const MAX_WAIT_OBJECTS: usize = 64;
 
 /// The highest handle value [`open_handle_count`] and [`open_ipc_handles`]
 /// probe.
 const MAX_PROBED_HANDLE: usize = 65536;
-
-/// Process creation flags for the child.
-///
-/// `CREATE_NO_WINDOW`: a console child gets no console window, so none
-/// flashes up. `CREATE_UNICODE_ENVIRONMENT`: harmless with the inherited
-/// environment (`lpEnvironment = NULL`), required once one is passed.
-const CREATION_FLAGS: u32 = CREATE_UNICODE_ENVIRONMENT;
 
 // ---------------------------------------------------------------------------
 // Small helpers
@@ -161,8 +172,8 @@ unsafe fn owned_or_invalid(raw: HANDLE) -> io::Result<OwnedHandle> {
 }
 
 /// Takes ownership of what a function returned that reports failure with
-/// `NULL` (`OpenProcess`, `CreateEventW`); on failure, the thread's last
-/// error.
+/// `NULL` (`OpenProcess`, `CreateEventW`, `CreateJobObjectW`); on failure,
+/// the thread's last error.
 ///
 /// # Safety
 ///
@@ -196,41 +207,33 @@ fn handle_to_token(h: HANDLE) -> u64 {
 
 /// A token back to a handle value, checked for the shape handle values have:
 /// non-zero, a multiple of 4 (the low two bits are tag bits), and within
-/// 32 bits (64-bit Windows keeps handle values 32-bit for 32-bit
-/// interoperability, "Interprocess Communication Between 32-bit and 64-bit
-/// Applications" on MSDN). This also keeps out pseudo handles such as
-/// `GetCurrentProcess()`'s `-1`.
+/// 32 bits (64-bit Windows keeps handle values 32-bit significant so that
+/// they can be shared with 32-bit processes, "Interprocess Communication
+/// Between 32-bit and 64-bit Applications" on MSDN). This also keeps out
+/// pseudo handles such as `GetCurrentProcess()`'s `-1`.
 fn token_to_handle(token: u64) -> io::Result<HANDLE> {
-    if token == 0 || token % 4 != 0 || token > u64::from(u32::MAX) {
+    if token == 0 || !token.is_multiple_of(4) || token > u64::from(u32::MAX) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{token:#x} is not a handle value"),
         ));
     }
-    // The check above bounds `token` to 32 bits, which fit in `usize` here.
+    // The check above bounds `token` to 32 bits, which fit in `usize`.
     Ok(token as usize as HANDLE)
 }
 
-/// A new manual-reset event, not signaled, for one `OVERLAPPED` operation.
+/// A new manual-reset event, not signaled.
 ///
-/// Manual reset because `GetOverlappedResult` waits on it and does not
-/// expect it to reset itself ("GetOverlappedResult" on MSDN); `ReadFile` and
-/// `WriteFile` reset it when an operation starts, so it can be reused for a
-/// sequence of operations.
+/// Manual reset because `GetOverlappedResult` waits on an operation's
+/// event and does not expect it to reset itself ("GetOverlappedResult" on
+/// MSDN); `ReadFile` and `WriteFile` reset it when an operation starts, so
+/// one event serves a sequence of operations.
 fn new_event() -> io::Result<OwnedHandle> {
     // SAFETY: no security attributes, no name; the return value is checked
     // by `owned_or_null`.
     let raw = unsafe { CreateEventW(ptr::null(), TRUE, FALSE, ptr::null()) };
     // SAFETY: fresh return value of `CreateEventW`, owned by nobody else.
     unsafe { owned_or_null(raw) }
-}
-
-/// An `OVERLAPPED` for a new operation, signaling `event` when done.
-fn overlapped(event: &OwnedHandle) -> OVERLAPPED {
-    OVERLAPPED {
-        hEvent: event.as_raw_handle(),
-        ..OVERLAPPED::default()
-    }
 }
 
 /// Milliseconds for a Win32 wait: `None` waits forever; a duration is rounded
@@ -244,6 +247,14 @@ fn timeout_ms(timeout: Option<Duration>) -> u32 {
             .filter(|&ms| ms != INFINITE)
             .unwrap_or(INFINITE),
     }
+}
+
+/// `true` if `h` is signaled right now (a process that has exited, a set
+/// event); a failed check counts as not signaled.
+fn is_signaled(h: HANDLE) -> bool {
+    // SAFETY: `h` is an open handle the caller borrows; a zero timeout only
+    // polls.
+    unsafe { WaitForSingleObject(h, 0) == WAIT_OBJECT_0 }
 }
 
 /// Appends `arg` to a command line so that the MSVC C runtime's parser (and
@@ -293,8 +304,8 @@ fn append_arg(cmd: &mut Vec<u16>, arg: &OsStr) -> io::Result<()> {
 /// The full, NUL-terminated command line: the program, always quoted, then
 /// the arguments.
 ///
-/// The program name is parsed by different rules (everything up to the next
-/// `"`, no escapes), so it is quoted as is and may not contain `"` — which
+/// The program name is parsed by simpler rules (everything up to the next
+/// `"`, no escapes), so it is quoted as is and may not contain `"`, which
 /// Windows file names cannot anyway.
 fn make_command_line(exe: &OsStr, args: &[OsString]) -> io::Result<Vec<u16>> {
     let mut cmd = vec![u16::from(b'"')];
@@ -335,28 +346,35 @@ fn pipe_name() -> String {
     )
 }
 
-/// Creates the bootstrap pipe: the parent's end (the overlapped server) and
-/// the child's end (a synchronous client), both not inheritable (no security
-/// attributes).
+/// Creates a connected named pipe and returns `(server end, client end)`,
+/// neither inheritable (no security attributes).
+///
+/// The server end is overlapped, byte mode, opened with `server_mode`
+/// (`PIPE_ACCESS_DUPLEX`, or `PIPE_ACCESS_INBOUND`: only the client
+/// writes); the client end is opened with `client_access` and
+/// `client_flags` (`FILE_FLAG_OVERLAPPED` or 0 for a synchronous handle).
 ///
 /// `FILE_FLAG_FIRST_PIPE_INSTANCE` makes creation fail if anyone already
-/// made a pipe of that name, and one instance only means nobody can add
+/// made a pipe of that name, and a limit of one instance means nobody can add
 /// another; `PIPE_REJECT_REMOTE_CLIENTS` keeps it local. If some other
 /// process connects between the two calls, our `CreateFileW` fails with
-/// `ERROR_PIPE_BUSY` and so does the spawn: nobody else can end up as the
-/// child's peer.
+/// `ERROR_PIPE_BUSY` and so do we: nobody else can end up as the peer.
 ///
-/// No `ConnectNamedPipe`: the client connected before it would be called,
+/// No `ConnectNamedPipe`: the client connects before it would be called,
 /// and "ConnectNamedPipe" on MSDN says that in this case "there is a good
 /// connection between client and server".
-fn bootstrap_pipe() -> io::Result<(OwnedHandle, OwnedHandle)> {
+fn named_pipe(
+    server_mode: FILE_FLAGS_AND_ATTRIBUTES,
+    client_access: u32,
+    client_flags: FILE_FLAGS_AND_ATTRIBUTES,
+) -> io::Result<(OwnedHandle, OwnedHandle)> {
     let name = to_wide(OsStr::new(&pipe_name()))?;
     // SAFETY: `name` is NUL-terminated and outlives the call; no security
     // attributes (so not inheritable); the result is checked below.
     let raw = unsafe {
         CreateNamedPipeW(
             name.as_ptr(),
-            PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,
+            server_mode | FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,
             PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
             1,
             PIPE_BUFFER,
@@ -367,16 +385,16 @@ fn bootstrap_pipe() -> io::Result<(OwnedHandle, OwnedHandle)> {
     };
     // SAFETY: fresh return value of `CreateNamedPipeW`, owned by nobody else.
     let server = unsafe { owned_or_invalid(raw) }?;
-    // SAFETY: as above; no sharing, no security attributes, flags 0 = a
-    // synchronous handle; the result is checked below.
+    // SAFETY: as above; no sharing, no security attributes; the result is
+    // checked below.
     let raw = unsafe {
         CreateFileW(
             name.as_ptr(),
-            GENERIC_READ | GENERIC_WRITE,
+            client_access,
             0,
             ptr::null(),
             OPEN_EXISTING,
-            0,
+            client_flags,
             ptr::null_mut(),
         )
     };
@@ -386,18 +404,239 @@ fn bootstrap_pipe() -> io::Result<(OwnedHandle, OwnedHandle)> {
 }
 
 // ---------------------------------------------------------------------------
-// Parent side
+// Overlapped I/O
+// ---------------------------------------------------------------------------
+
+/// One overlapped read or write on a pipe, from start to finish.
+///
+/// The `OVERLAPPED` lives on the heap and the kernel may write to it until
+/// the operation is over, so it is boxed (it never moves) and kept in an
+/// `UnsafeCell`; dropping an `Op` that is still pending cancels it and waits
+/// until it is over, so neither the `OVERLAPPED` nor the caller's buffer can
+/// go away under the kernel. The borrow of `buf` ties the buffer to the
+/// `Op`'s lifetime.
+struct Op<'a> {
+    /// The pipe the operation runs on.
+    pipe: HANDLE,
+    /// Signaled (manual reset) when the operation is over.
+    event: OwnedHandle,
+    /// The operation's `OVERLAPPED`; its address is in the kernel's hands
+    /// while `pending`.
+    ov: Box<UnsafeCell<OVERLAPPED>>,
+    /// Started and not yet seen to be over.
+    pending: bool,
+    /// The buffer the kernel reads or writes while pending.
+    _buf: std::marker::PhantomData<&'a mut [u8]>,
+}
+
+/// How an [`Op`] ended.
+enum Finished {
+    /// Transferred this many bytes.
+    Done(u32),
+    /// Canceled before it transferred anything.
+    Canceled,
+    /// Failed (`ERROR_BROKEN_PIPE` at end-of-file, for example).
+    Failed(io::Error),
+}
+
+impl<'a> Op<'a> {
+    /// A new operation on `pipe`, not started.
+    fn new(pipe: HANDLE) -> io::Result<Self> {
+        let event = new_event()?;
+        let ov = OVERLAPPED {
+            hEvent: event.as_raw_handle(),
+            ..OVERLAPPED::default()
+        };
+        Ok(Op {
+            pipe,
+            event,
+            ov: Box::new(UnsafeCell::new(ov)),
+            pending: false,
+            _buf: std::marker::PhantomData,
+        })
+    }
+
+    /// Starts `ReadFile` into `buf`. A zero-length `buf` makes a read that
+    /// completes once data (or end-of-file) is there, consuming nothing.
+    /// An error means it did not start.
+    fn read(&mut self, buf: &'a mut [u8]) -> io::Result<()> {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        // SAFETY: `buf` is valid for `len` bytes for `'a`, which the `Op`
+        // does not outlive; the OVERLAPPED is boxed and stays put until the
+        // operation is over (`finish`/`Drop`). No byte-count pointer with an
+        // OVERLAPPED, as "ReadFile" on MSDN advises.
+        let ok = unsafe {
+            ReadFile(
+                self.pipe,
+                buf.as_mut_ptr(),
+                len,
+                ptr::null_mut(),
+                self.ov.get(),
+            )
+        };
+        self.started(ok)
+    }
+
+    /// Starts `WriteFile` of `buf` (at most [`MAX_WRITE`] bytes of it).
+    fn write(&mut self, buf: &'a [u8]) -> io::Result<()> {
+        let len = buf.len().min(MAX_WRITE) as u32;
+        // SAFETY: as in `read`: `buf` outlives the operation and the boxed
+        // OVERLAPPED stays put until it is over.
+        let ok = unsafe { WriteFile(self.pipe, buf.as_ptr(), len, ptr::null_mut(), self.ov.get()) };
+        self.started(ok)
+    }
+
+    /// Records the outcome of the `ReadFile`/`WriteFile` call: pending
+    /// unless it failed outright (then the error is returned, and nothing is
+    /// pending).
+    fn started(&mut self, ok: BOOL) -> io::Result<()> {
+        if ok == 0 {
+            let err = io::Error::last_os_error();
+            if !is_os_error(&err, ERROR_IO_PENDING) {
+                return Err(err);
+            }
+        }
+        // Completed at once or pending: either way the event is (or will
+        // be) set and GetOverlappedResult tells the outcome.
+        self.pending = true;
+        Ok(())
+    }
+
+    /// The event that is set when the operation is over.
+    fn event(&self) -> HANDLE {
+        self.event.as_raw_handle()
+    }
+
+    /// Cancels the operation if it is still running, waits until it is
+    /// over and reports how it ended. It may have completed in the meantime:
+    /// then its bytes count (`CancelIoEx` fails with `ERROR_NOT_FOUND`).
+    fn cancel(&mut self) -> Finished {
+        if self.pending && !is_signaled(self.event()) {
+            // SAFETY: cancels only the request identified by our OVERLAPPED
+            // on `pipe`, which the caller keeps open.
+            unsafe { CancelIoEx(self.pipe, self.ov.get()) };
+        }
+        self.finish()
+    }
+
+    /// Waits until the operation is over and reports how it ended.
+    fn finish(&mut self) -> Finished {
+        if !self.pending {
+            return Finished::Canceled;
+        }
+        let mut n = 0u32;
+        // SAFETY: the OVERLAPPED belongs to the operation started on `pipe`;
+        // with bWait = TRUE this returns only once it is over ("CancelIoEx"
+        // on MSDN: wait for the completion this way after canceling).
+        let ok = unsafe { GetOverlappedResult(self.pipe, self.ov.get(), &mut n, TRUE) };
+        let err = (ok == 0).then(io::Error::last_os_error);
+        self.pending = false;
+        match err {
+            None => Finished::Done(n),
+            Some(e) if is_os_error(&e, ERROR_OPERATION_ABORTED) => Finished::Canceled,
+            Some(e) => Finished::Failed(e),
+        }
+    }
+}
+
+impl Drop for Op<'_> {
+    fn drop(&mut self) {
+        let _ = self.cancel();
+    }
+}
+
+/// Waits until one of `handles` is signaled or `timeout_ms` passes;
+/// `Ok(Some(i))` for the first signaled one (the lowest index wins when
+/// several are), `Ok(None)` on timeout. Any number of handles: beyond
+/// [`MAX_WAIT_OBJECTS`], helper threads wait on groups of them.
+fn wait_for_any(handles: &[HANDLE], timeout_ms: u32) -> io::Result<Option<usize>> {
+    if handles.len() <= MAX_WAIT_OBJECTS {
+        return wait_for_group(handles, timeout_ms);
+    }
+    // Each helper waits on its group plus `stop`, which the first to see
+    // something sets, so that the others return at once.
+    let stop = new_event()?;
+    let stop_raw = stop.as_raw_handle() as usize;
+    let group = MAX_WAIT_OBJECTS - 1;
+    let results: Vec<io::Result<Option<usize>>> = std::thread::scope(|s| {
+        let workers: Vec<_> = handles
+            .chunks(group)
+            .enumerate()
+            .map(|(k, chunk)| {
+                // Raw handles are pointers, which are not `Send`; the
+                // handles stay open (borrowed by our caller) until the
+                // scope ends.
+                let len = chunk.len();
+                let mut raw: Vec<usize> = chunk.iter().map(|&h| h as usize).collect();
+                raw.push(stop_raw);
+                s.spawn(move || {
+                    let hs: Vec<HANDLE> = raw.iter().map(|&h| h as HANDLE).collect();
+                    let got = wait_for_group(&hs, timeout_ms);
+                    // SAFETY: `stop` is open until the scope ends.
+                    unsafe { SetEvent(stop_raw as HANDLE) };
+                    match got {
+                        Ok(Some(i)) if i == len => Ok(None), // `stop`
+                        Ok(Some(i)) => Ok(Some(k * group + i)),
+                        other => other,
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a wait helper thread panicked")))
+            })
+            .collect()
+    });
+    let mut first = None;
+    for r in results {
+        if let Some(i) = r? {
+            first = Some(first.map_or(i, |f: usize| f.min(i)));
+        }
+    }
+    Ok(first)
+}
+
+/// `WaitForMultipleObjects` on at most [`MAX_WAIT_OBJECTS`] handles (see
+/// [`wait_for_any`]).
+fn wait_for_group(handles: &[HANDLE], timeout_ms: u32) -> io::Result<Option<usize>> {
+    let n = handles.len() as u32;
+    // SAFETY: `handles` holds `n` (1 to 64) open handles with SYNCHRONIZE,
+    // borrowed for the call; bWaitAll = FALSE.
+    let woken = unsafe { WaitForMultipleObjects(n, handles.as_ptr(), FALSE, timeout_ms) };
+    match woken {
+        WAIT_TIMEOUT => Ok(None),
+        WAIT_FAILED => Err(io::Error::last_os_error()),
+        w if (WAIT_OBJECT_0..WAIT_OBJECT_0 + n).contains(&w) => {
+            Ok(Some((w - WAIT_OBJECT_0) as usize))
+        }
+        // An abandoned mutex counts as signaled.
+        w if (WAIT_ABANDONED_0..WAIT_ABANDONED_0 + n).contains(&w) => {
+            Ok(Some((w - WAIT_ABANDONED_0) as usize))
+        }
+        other => Err(io::Error::other(format!(
+            "WaitForMultipleObjects returned {other:#x}"
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parent side: spawning
 // ---------------------------------------------------------------------------
 
 /// Starts `req.exe` with the bootstrap channel ready for it to take.
 ///
 /// The child gets no handles at all (`bInheritHandles = FALSE`); its
 /// arguments, built by `req.args`, carry where its end of the channel is.
-/// On error every handle made so far is closed (they are owned from the
-/// moment they exist) and no process is left running: nothing can fail
-/// after `CreateProcessW` succeeded.
+/// It starts suspended, is put into its own job object (with
+/// `KILL_ON_JOB_CLOSE` if `req.kill_on_parent_death`), then resumed, so it
+/// runs no code outside the job. On error every handle made so far is
+/// closed (they are owned from the moment they exist) and a child already
+/// created is terminated and waited for.
 pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
-    let (server, client) = bootstrap_pipe()?;
+    let (server, client) = named_pipe(PIPE_ACCESS_DUPLEX, GENERIC_READ | GENERIC_WRITE, 0)?;
     let token = BootToken {
         parent_pid: std::process::id(),
         handle: handle_to_token(client.as_raw_handle()),
@@ -405,24 +644,81 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
     let args = (req.args)(token);
     let app = to_wide(req.exe.as_os_str())?;
     let mut cmd = make_command_line(req.exe.as_os_str(), &args)?;
+    // `req.new_group` is a Unix matter: here every child gets its own job,
+    // which nests in the job we are in ourselves (Windows 8 and later), so
+    // a `terminate_tree` from further up still reaches nested workers.
+    let _ = req.new_group;
+    let (process, thread, pid) = create_process(&app, &mut cmd, creation_flags(req.stdio))?;
+    let job = match contain(&process, &thread, req.kill_on_parent_death) {
+        Ok(job) => job,
+        Err(err) => {
+            // Still suspended: it has run no code of its own.
+            kill_and_reap(&process);
+            return Err(err);
+        }
+    };
+    drop(thread);
+    let child = Child {
+        process,
+        pid,
+        job,
+        bootstrap_peer: Mutex::new(Some(client)),
+        status: OnceLock::new(),
+    };
+    Ok((child, Channel { pipe: server }))
+}
 
-    // TODO: `StdioMode::Null` is treated as `Inherit` for now. Doing it
-    // right needs the NUL device in `STARTUPINFOW` with
-    // `STARTF_USESTDHANDLES`, which only works with inheritance; that means
-    // `bInheritHandles = TRUE` restricted by `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`.
-    let _stdio: [StdioMode; 3] = req.stdio;
-    // Without `STARTF_USESTDHANDLES` and with `bInheritHandles = FALSE`,
-    // a console child attached to the parent's console gets the parent's
-    // standard handles duplicated into it ("Inherit").
+/// The process creation flags for a child with these standard streams.
+///
+/// Always `CREATE_SUSPENDED` (see [`spawn`]) and
+/// `CREATE_UNICODE_ENVIRONMENT` (harmless with the inherited environment,
+/// required once one is passed).
+///
+/// Console handling ("Creation of a Console" and "Process Creation Flags"
+/// on MSDN): with no console flag, a console child shares the parent's
+/// console, and since we pass no `STARTF_USESTDHANDLES`, CreateProcess
+/// duplicates the parent's standard handles into it (they are not
+/// inherited; `bInheritHandles` stays FALSE): this is
+/// [`StdioMode::Inherit`]. `CREATE_NO_WINDOW` is *not* used for that: it
+/// gives the child a new console without a window, and its standard handles
+/// then point there, so its output would vanish. (A parent without a
+/// console, e.g. a GUI program whose worker is a console program, will see
+/// a console window open for the child.)
+///
+/// All three [`StdioMode::Null`]: `DETACHED_PROCESS`, no console at all,
+/// and the child's standard handles are null; Rust's std then discards what
+/// is written to them and reads end-of-file.
+// TODO: a mix of `Null` and `Inherit` is treated as all `Inherit`. Doing it
+// right means passing the NUL device and the parent's handles in
+// `STARTUPINFOW` with `STARTF_USESTDHANDLES`, which only works with
+// inheritance: `bInheritHandles = TRUE` restricted to those handles by
+// `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`.
+fn creation_flags(stdio: [StdioMode; 3]) -> u32 {
+    let base = CREATE_SUSPENDED | CREATE_UNICODE_ENVIRONMENT;
+    if stdio == [StdioMode::Null; 3] {
+        base | DETACHED_PROCESS
+    } else {
+        base
+    }
+}
+
+/// `CreateProcessW` without inheritance; returns the process handle, the
+/// main thread's handle and the pid.
+fn create_process(
+    app: &[u16],
+    cmd: &mut [u16],
+    flags: u32,
+) -> io::Result<(OwnedHandle, OwnedHandle, u32)> {
     let startup = STARTUPINFOW {
         cb: size_of::<STARTUPINFOW>() as u32,
         ..STARTUPINFOW::default()
     };
     let mut info = PROCESS_INFORMATION::default();
-    // SAFETY: `app` is NUL-terminated; `cmd` is a NUL-terminated, writable
-    // buffer (CreateProcessW may modify it); both outlive the call. No
-    // security attributes, no inheritance, inherited environment and
-    // directory; `startup` and `info` are valid for the call.
+    // SAFETY: `app` (`lpApplicationName`, so no search path is used) is
+    // NUL-terminated; `cmd` is a NUL-terminated, writable buffer
+    // (CreateProcessW may modify it); both outlive the call. No security
+    // attributes, no inheritance, inherited environment and directory;
+    // `startup` and `info` are valid for the call.
     let ok = unsafe {
         CreateProcessW(
             app.as_ptr(),
@@ -430,7 +726,7 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
             ptr::null(),
             ptr::null(),
             FALSE,
-            CREATION_FLAGS,
+            flags,
             ptr::null(),
             ptr::null(),
             &startup,
@@ -441,28 +737,134 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
     // SAFETY: on success `hProcess` is a new handle to the child, ours alone.
     let process = unsafe { OwnedHandle::from_raw_handle(info.hProcess) };
     // SAFETY: on success `hThread` is a new handle to its main thread, ours
-    // alone; we have no use for it, so it is closed at once.
-    drop(unsafe { OwnedHandle::from_raw_handle(info.hThread) });
-    let child = Child {
-        process,
-        pid: info.dwProcessId,
-        bootstrap_peer: Mutex::new(Some(client)),
-        status: OnceLock::new(),
-    };
-    Ok((child, Channel { pipe: server }))
+    // alone.
+    let thread = unsafe { OwnedHandle::from_raw_handle(info.hThread) };
+    Ok((process, thread, info.dwProcessId))
 }
+
+/// Puts the suspended `process` into a new job object and resumes `thread`.
+///
+/// With `kill_on_close` the job gets `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`:
+/// when its last handle closes (ours; also when this process dies,
+/// however) every process in it is killed. If the job cannot be joined
+/// (`AssignProcessToJobObject` fails, e.g. under a parent job that forbids
+/// nesting) that is an error only when `kill_on_close` asks for it;
+/// otherwise the child runs without a job and `terminate_tree` ends only
+/// the child itself.
+fn contain(
+    process: &OwnedHandle,
+    thread: &OwnedHandle,
+    kill_on_close: bool,
+) -> io::Result<Option<Job>> {
+    // SAFETY: no security attributes (not inheritable), no name; the result
+    // is checked by `owned_or_null`.
+    let raw = unsafe { CreateJobObjectW(ptr::null(), ptr::null()) };
+    // SAFETY: fresh return value of `CreateJobObjectW`, owned by nobody else.
+    let job = unsafe { owned_or_null(raw) }?;
+    if kill_on_close {
+        let mut limits = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
+        limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+        // SAFETY: `job` is open; `limits` is the structure the class
+        // names, with its size, valid for the call.
+        let ok = unsafe {
+            SetInformationJobObject(
+                job.as_raw_handle(),
+                JobObjectExtendedLimitInformation,
+                (&limits as *const JOBOBJECT_EXTENDED_LIMIT_INFORMATION).cast::<c_void>(),
+                size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+            )
+        };
+        cvt(ok)?;
+    }
+    // SAFETY: both handles are open; the process handle has
+    // PROCESS_SET_QUOTA and PROCESS_TERMINATE (all access).
+    let assigned =
+        cvt(unsafe { AssignProcessToJobObject(job.as_raw_handle(), process.as_raw_handle()) });
+    let job = match assigned {
+        Ok(()) => Some(Job {
+            handle: job,
+            kill_on_close,
+        }),
+        Err(err) if kill_on_close => return Err(err),
+        Err(_) => None,
+    };
+    // SAFETY: `thread` is the child's main thread, open with all access;
+    // it was created suspended (count 1), so this lets it run.
+    if unsafe { ResumeThread(thread.as_raw_handle()) } == u32::MAX {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(job)
+}
+
+/// Best effort for a child that must not live on: terminate it and, if that
+/// worked, wait until it is gone.
+fn kill_and_reap(process: &OwnedHandle) {
+    // SAFETY: `process` is open with PROCESS_TERMINATE.
+    if unsafe { TerminateProcess(process.as_raw_handle(), TERMINATE_CODE) } != 0 {
+        // SAFETY: `process` is open with SYNCHRONIZE; a terminated process
+        // is signaled promptly.
+        unsafe { WaitForSingleObject(process.as_raw_handle(), INFINITE) };
+    }
+}
+
+/// A child's job object.
+struct Job {
+    /// The job (all access). Only this process has a handle to it.
+    handle: OwnedHandle,
+    /// Whether it kills its processes when the handle closes.
+    kill_on_close: bool,
+}
+
+impl Job {
+    /// Whether any process is still in the job. `true` if that can't be
+    /// told (keep rather than kill).
+    fn has_processes(&self) -> bool {
+        let mut info = JOBOBJECT_BASIC_ACCOUNTING_INFORMATION::default();
+        // SAFETY: `handle` is open with JOB_OBJECT_QUERY; `info` is the
+        // structure the class names, with its size; no return length.
+        let ok = unsafe {
+            QueryInformationJobObject(
+                self.handle.as_raw_handle(),
+                JobObjectBasicAccountingInformation,
+                (&mut info as *mut JOBOBJECT_BASIC_ACCOUNTING_INFORMATION).cast::<c_void>(),
+                size_of::<JOBOBJECT_BASIC_ACCOUNTING_INFORMATION>() as u32,
+                ptr::null_mut(),
+            )
+        };
+        ok == 0 || info.ActiveProcesses > 0
+    }
+}
+
+/// Jobs with `KILL_ON_JOB_CLOSE` whose [`Child`] was dropped while processes
+/// were still in them. Closing the handle would kill those processes, but
+/// dropping a `Child` must not kill; so the handle is kept until the job is
+/// empty (checked whenever another one is added) or this process exits,
+/// which then kills them as promised.
+static KEPT_JOBS: Mutex<Vec<Job>> = Mutex::new(Vec::new());
+
+// ---------------------------------------------------------------------------
+// Parent side: the child
+// ---------------------------------------------------------------------------
 
 /// A started child process.
 ///
 /// Owns the process handle (which keeps the pid from being reused and the
-/// exit code readable) and, until the child is reaped, the parent's copy of
-/// the child's end of the bootstrap pipe. Dropping it closes both; the
-/// process itself keeps running.
+/// exit code readable), its job object, and, until the child is reaped, the
+/// parent's copy of the child's end of the bootstrap pipe.
+///
+/// # Drop
+///
+/// Dropping it closes those handles; the process keeps running. A job with
+/// `KILL_ON_JOB_CLOSE` still holding processes is kept open until it is
+/// empty or this process exits ([`KEPT_JOBS`]), so that dropping does not
+/// kill while parent death still does.
 pub(crate) struct Child {
     /// The process handle from `CreateProcessW` (all access).
     process: OwnedHandle,
-    /// The process id, for display and for the child's command line only.
+    /// The process id, for display and the child's command line only.
     pid: u32,
+    /// The child's job object, if it could join one.
+    job: Option<Job>,
     /// The parent's copy of the child's end of the bootstrap pipe: the value
     /// the child duplicates out of us, so it must stay open until the child
     /// has done that or is gone (module docs).
@@ -502,7 +904,7 @@ impl Child {
         let mut code = 0u32;
         // SAFETY: `handle` is open with PROCESS_QUERY_INFORMATION; `code` is
         // a valid place for the result. The process has exited, so the code
-        // is final (never the STILL_ACTIVE placeholder).
+        // is final (not the STILL_ACTIVE placeholder).
         cvt(unsafe { GetExitCodeProcess(handle, &mut code) })?;
         let status = *self.status.get_or_init(|| RawStatus::Exited(code as i32));
         self.release_bootstrap_peer();
@@ -519,7 +921,7 @@ impl Child {
     /// `ERROR_ACCESS_DENIED` on Windows; we then check whether it has exited
     /// and call that success, as Rust's std does in `Child::kill`. (Wine 8
     /// differs: there the second `TerminateProcess` succeeds and the exit
-    /// code stays, so the same outcome.)
+    /// code stays, so the outcome is the same.)
     pub(crate) fn terminate(&self) -> io::Result<()> {
         if self.status.get().is_some() {
             return Ok(());
@@ -531,11 +933,8 @@ impl Child {
             return Ok(());
         }
         let err = io::Error::last_os_error();
-        if is_os_error(&err, ERROR_ACCESS_DENIED) {
-            // SAFETY: as above; a zero timeout only polls.
-            if unsafe { WaitForSingleObject(handle, 0) } == WAIT_OBJECT_0 {
-                return Ok(());
-            }
+        if is_os_error(&err, ERROR_ACCESS_DENIED) && is_signaled(handle) {
+            return Ok(());
         }
         Err(err)
     }
@@ -544,6 +943,29 @@ impl Child {
     /// no harder way (CPython: `kill = terminate`).
     pub(crate) fn kill(&self) -> io::Result<()> {
         self.terminate()
+    }
+
+    /// Ends the child and every process in its job (all it started, unless
+    /// they broke away) with exit code `0x10000`: `TerminateJobObject`.
+    /// `Ok` if they had all exited. Without a job (see [`spawn`]), the same as
+    /// [`terminate`](Self::terminate).
+    pub(crate) fn terminate_tree(&self) -> io::Result<()> {
+        let Some(job) = &self.job else {
+            return self.terminate();
+        };
+        // SAFETY: the job handle is open with JOB_OBJECT_TERMINATE; an empty
+        // job is no error.
+        cvt(unsafe { TerminateJobObject(job.handle.as_raw_handle(), TERMINATE_CODE) })
+    }
+
+    /// Same as [`terminate_tree`](Self::terminate_tree).
+    pub(crate) fn kill_tree(&self) -> io::Result<()> {
+        self.terminate_tree()
+    }
+
+    /// The process handle: signaled once the process has exited.
+    pub(crate) fn sentinel(&self) -> Option<BorrowedRaw<'_>> {
+        Some(self.process.as_handle())
     }
 
     /// Closes the parent's copy of the child's end of the bootstrap pipe.
@@ -560,12 +982,27 @@ impl Child {
     }
 }
 
+impl Drop for Child {
+    fn drop(&mut self) {
+        let Some(job) = self.job.take() else { return };
+        if job.kill_on_close && job.has_processes() {
+            let mut kept = KEPT_JOBS.lock().unwrap_or_else(PoisonError::into_inner);
+            kept.retain(Job::has_processes);
+            kept.push(job);
+        }
+    }
+}
+
 /// Handles made available to a child while it is spawned.
 ///
 /// On Windows a handle is duplicated straight into the child's handle table
 /// by [`add`](Self::add); nothing is left to do at send time.
 #[derive(Debug, Default)]
-pub(crate) struct HandleTransfer;
+pub(crate) struct HandleTransfer {
+    /// Nothing to keep; a field so that callers write `default()` for it as
+    /// for the Unix one, which has state.
+    _private: (),
+}
 
 impl HandleTransfer {
     /// Duplicates `h` into `child` (same access, not inheritable) and
@@ -575,7 +1012,7 @@ impl HandleTransfer {
     /// exits, like every handle of a process.
     pub(crate) fn add(&mut self, child: &Child, h: BorrowedRaw<'_>) -> io::Result<u64> {
         let mut out: HANDLE = ptr::null_mut();
-        // SAFETY: plain call, returns the pseudo handle of this process,
+        // SAFETY: plain call; returns the pseudo handle of this process,
         // which needs no closing.
         let me = unsafe { GetCurrentProcess() };
         // SAFETY: `h` is open (borrowed); `child.process` is open with
@@ -598,11 +1035,20 @@ impl HandleTransfer {
     }
 }
 
-/// The parent's end of the bootstrap channel: the server end of a named
-/// pipe, opened for overlapped I/O. Each operation has its own `OVERLAPPED`
-/// and event, so several threads may read and write at once.
+// ---------------------------------------------------------------------------
+// Channels
+// ---------------------------------------------------------------------------
+
+/// An overlapped pipe end: the parent's end of the bootstrap channel, or an
+/// end of a [`pipe`]. Each operation has its own `OVERLAPPED` and event, so
+/// several threads may read and write at once.
+///
+/// # Drop
+///
+/// Closes this process's handle; the peer sees end-of-file once every copy
+/// of this end is closed.
 pub(crate) struct Channel {
-    /// The pipe's server end (`FILE_FLAG_OVERLAPPED`).
+    /// The pipe end, opened with `FILE_FLAG_OVERLAPPED`.
     pipe: OwnedHandle,
 }
 
@@ -610,147 +1056,249 @@ impl Channel {
     /// Writes all of `data` to the child, unless the child exits first:
     /// then an error of kind `BrokenPipe`. Never hangs on a dead child.
     ///
-    /// Each write waits on its completion event *and* the child's process
-    /// handle (`WaitForMultipleObjects`). The parent still holds the child's
-    /// end ([`Child::release_bootstrap_peer`]), so a dead child would not
-    /// make the write fail: without the process handle it would wait
-    /// forever once the pipe buffer is full. If the write completes and the
-    /// child exits at the same time, the write wins (the lower index): the
-    /// data was taken, as a pipe write to a child that dies a moment later
-    /// would be on Unix. The handles in `transfer` are already in the
-    /// child.
+    /// Each write waits on its completion *and* the child's process handle.
+    /// The parent still holds the child's end
+    /// ([`Child::release_bootstrap_peer`]), so a dead child does not make
+    /// the write fail: without the process handle it would wait forever
+    /// once the pipe buffer is full. If the write completes as the child
+    /// exits, the write wins (the lower index): the data was taken, as a
+    /// pipe write to a child that dies a moment later would be on Unix. The
+    /// handles in `_transfer` are already in the child.
     pub(crate) fn send_bootstrap(
         &self,
         child: &Child,
         data: &[u8],
         _transfer: HandleTransfer,
     ) -> io::Result<()> {
-        let pipe = self.pipe.as_raw_handle();
-        let event = new_event()?;
         let mut rest = data;
         while !rest.is_empty() {
-            let len = rest.len().min(MAX_WRITE);
-            let mut ov = overlapped(&event);
-            // SAFETY: `rest[..len]` and `ov` stay where they are until the
-            // operation is over: every path below waits for its completion
-            // (GetOverlappedResult with bWait = TRUE) before leaving this
-            // iteration. No byte count pointer with OVERLAPPED, as MSDN
-            // advises ("WriteFile").
-            let ok =
-                unsafe { WriteFile(pipe, rest.as_ptr(), len as u32, ptr::null_mut(), &mut ov) };
-            if ok == 0 {
-                let err = io::Error::last_os_error();
-                if !is_os_error(&err, ERROR_IO_PENDING) {
-                    // Not started, nothing pending.
-                    return Err(broken_pipe_kind(err));
+            let mut op = Op::new(self.pipe.as_raw_handle())?;
+            op.write(rest).map_err(broken_pipe_kind)?;
+            let woken = wait_for_any(&[op.event(), child.process.as_raw_handle()], INFINITE);
+            let finished = op.finish_if(matches!(woken, Ok(Some(0))));
+            let n = match (woken, finished) {
+                (_, Finished::Done(n)) if n > 0 => n,
+                (_, Finished::Done(_)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the bootstrap pipe took no data",
+                    ))
                 }
-            }
-            let handles = [event.as_raw_handle(), child.process.as_raw_handle()];
-            // SAFETY: both handles are open for the whole call and have
-            // SYNCHRONIZE; the array outlives the call.
-            let woken = unsafe { WaitForMultipleObjects(2, handles.as_ptr(), FALSE, INFINITE) };
-            if woken != WAIT_OBJECT_0 {
-                let err = if woken == WAIT_OBJECT_0 + 1 {
-                    io::Error::new(
+                (_, Finished::Failed(err)) => return Err(broken_pipe_kind(err)),
+                (Err(err), Finished::Canceled) => return Err(err),
+                (Ok(_), Finished::Canceled) => {
+                    return Err(io::Error::new(
                         io::ErrorKind::BrokenPipe,
                         "child exited before the bootstrap data was written",
-                    )
-                } else {
-                    io::Error::last_os_error()
-                };
-                cancel_and_wait(pipe, &ov);
-                return Err(err);
-            }
-            let mut n = 0u32;
-            // SAFETY: `ov` belongs to the write just started on `pipe`, which
-            // has completed (its event is set), so this does not block.
-            cvt(unsafe { GetOverlappedResult(pipe, &ov, &mut n, TRUE) })
-                .map_err(broken_pipe_kind)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "the bootstrap pipe took no data",
-                ));
-            }
+                    ))
+                }
+            };
             rest = &rest[(n as usize).min(rest.len())..];
         }
         Ok(())
     }
 
-    /// Reads what is available, up to `buf.len()` bytes, waiting for at least
-    /// one; `Ok(0)` at end-of-file (the child's end is closed everywhere).
-    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        let result = self.overlapped_io(|pipe, ov| {
-            // SAFETY: `buf` is valid for `len` bytes and, like `ov`, outlives
-            // the operation (`overlapped_io` waits for its completion).
-            unsafe { ReadFile(pipe, buf.as_mut_ptr(), len, ptr::null_mut(), ov) }
-        });
-        match result {
-            Ok(n) => Ok(n as usize),
-            Err(err) if is_os_error(&err, ERROR_BROKEN_PIPE) => Ok(0),
-            Err(err) => Err(err),
-        }
-    }
-
     /// Writes up to `buf.len()` bytes (at most 1 MiB per call), waiting until
-    /// the pipe has taken them; returns how many.
+    /// the pipe has taken them; returns how many. `BrokenPipe` once the
+    /// reading end is closed everywhere.
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let len = buf.len().min(MAX_WRITE) as u32;
-        let n = self
-            .overlapped_io(|pipe, ov| {
-                // SAFETY: `buf` is valid for `len` bytes and, like `ov`,
-                // outlives the operation (`overlapped_io` waits for its
-                // completion).
-                unsafe { WriteFile(pipe, buf.as_ptr(), len, ptr::null_mut(), ov) }
-            })
-            .map_err(broken_pipe_kind)?;
-        Ok(n as usize)
+        let mut op = Op::new(self.pipe.as_raw_handle())?;
+        op.write(buf).map_err(broken_pipe_kind)?;
+        match op.finish() {
+            Finished::Done(n) => Ok(n as usize),
+            Finished::Failed(err) => Err(broken_pipe_kind(err)),
+            Finished::Canceled => Err(io::ErrorKind::Interrupted.into()),
+        }
     }
 
-    /// Runs one overlapped operation to completion: `start` begins it on the
-    /// pipe with the given `OVERLAPPED`; then we wait for the result.
-    fn overlapped_io(
+    /// Reads what is there, up to `buf.len()` bytes, waiting at most
+    /// `timeout` (`None`: forever) for at least one byte.
+    ///
+    /// `Ok(None)` on timeout; `Ok(Some(0))` at end-of-file, or once `child`
+    /// has exited and nothing is left to read (the parent's copy of the
+    /// child's end would otherwise keep the pipe open for good).
+    pub(crate) fn read_timeout(
         &self,
-        start: impl FnOnce(HANDLE, *mut OVERLAPPED) -> BOOL,
-    ) -> io::Result<u32> {
+        child: Option<&Child>,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> io::Result<Option<usize>> {
+        if buf.is_empty() {
+            return Ok(Some(0));
+        }
         let pipe = self.pipe.as_raw_handle();
-        let event = new_event()?;
-        let mut ov = overlapped(&event);
-        if start(pipe, &mut ov) == 0 {
-            let err = io::Error::last_os_error();
-            if !is_os_error(&err, ERROR_IO_PENDING) {
-                // Not started, nothing pending.
-                return Err(err);
+        let ms = timeout_ms(timeout);
+        loop {
+            let mut op = Op::new(pipe)?;
+            match op.read(buf) {
+                Ok(()) => {}
+                Err(err) if is_os_error(&err, ERROR_BROKEN_PIPE) => return Ok(Some(0)),
+                Err(err) => return Err(err),
+            }
+            let mut handles = vec![op.event()];
+            handles.extend(child.map(|c| c.process.as_raw_handle()));
+            let woken = wait_for_any(&handles, ms);
+            let finished = op.finish_if(matches!(woken, Ok(Some(0))));
+            match finished {
+                Finished::Done(n) => return Ok(Some(n as usize)),
+                Finished::Failed(err) if is_os_error(&err, ERROR_BROKEN_PIPE) => {
+                    return Ok(Some(0))
+                }
+                Finished::Failed(err) => return Err(err),
+                Finished::Canceled => {}
+            }
+            match woken? {
+                None => return Ok(None),
+                // The child exited while the read waited. What it wrote
+                // before is still in the pipe: read that first.
+                Some(_) if bytes_available(pipe)? == 0 => return Ok(Some(0)),
+                Some(_) => continue,
             }
         }
-        let mut n = 0u32;
-        // SAFETY: `ov` belongs to the operation just started on `pipe`; with
-        // bWait = TRUE this returns only once it is complete, so `ov`, its
-        // event and the caller's buffer outlive it.
-        cvt(unsafe { GetOverlappedResult(pipe, &ov, &mut n, TRUE) })?;
-        Ok(n)
+    }
+
+    /// Wraps an overlapped pipe end, as [`pipe`] makes them (after it
+    /// travelled to this process).
+    pub(crate) fn from_owned(h: OwnedRaw) -> Channel {
+        Channel { pipe: h }
+    }
+
+    /// The pipe handle, e.g. for [`wait_any`].
+    pub(crate) fn as_raw(&self) -> BorrowedRaw<'_> {
+        self.pipe.as_handle()
     }
 }
 
-/// Cancels the overlapped operation `ov` on `pipe` and waits until it is
-/// over, so that its buffer and `ov` may go. The outcome does not matter:
-/// the operation may have completed meanwhile (then `CancelIoEx` fails with
-/// `ERROR_NOT_FOUND`).
-fn cancel_and_wait(pipe: HANDLE, ov: &OVERLAPPED) {
-    // SAFETY: cancels only the request identified by `ov` on our open `pipe`.
-    unsafe { CancelIoEx(pipe, ov) };
-    let mut n = 0u32;
-    // SAFETY: `ov` belongs to an operation on `pipe`; bWait = TRUE returns
-    // once it is over (completed or canceled: "CancelIoEx" on MSDN says to
-    // wait for the completion this way).
-    unsafe { GetOverlappedResult(pipe, ov, &mut n, TRUE) };
+impl Op<'_> {
+    /// [`finish`](Op::finish) if `done` (the event fired), otherwise
+    /// [`cancel`](Op::cancel).
+    fn finish_if(&mut self, done: bool) -> Finished {
+        if done {
+            self.finish()
+        } else {
+            self.cancel()
+        }
+    }
+}
+
+/// How many bytes can be read from `pipe` without waiting
+/// (`PeekNamedPipe`).
+fn bytes_available(pipe: HANDLE) -> io::Result<u32> {
+    let mut avail = 0u32;
+    // SAFETY: `pipe` is open; no buffer (so nothing is copied), only the
+    // total available is asked for.
+    let ok = unsafe {
+        PeekNamedPipe(
+            pipe,
+            ptr::null_mut(),
+            0,
+            ptr::null_mut(),
+            &mut avail,
+            ptr::null_mut(),
+        )
+    };
+    match cvt(ok) {
+        Ok(()) => Ok(avail),
+        Err(err) if is_os_error(&err, ERROR_BROKEN_PIPE) => Ok(0),
+        Err(err) => Err(err),
+    }
+}
+
+/// A connected pair of overlapped pipe ends for `Pipe`: with `duplex`, both
+/// read and write; otherwise `(reader, writer)`.
+pub(crate) fn pipe(duplex: bool) -> io::Result<(Channel, Channel)> {
+    let (server, client) = if duplex {
+        named_pipe(
+            PIPE_ACCESS_DUPLEX,
+            GENERIC_READ | GENERIC_WRITE,
+            FILE_FLAG_OVERLAPPED,
+        )?
+    } else {
+        // Data flows client to server only.
+        named_pipe(PIPE_ACCESS_INBOUND, GENERIC_WRITE, FILE_FLAG_OVERLAPPED)?
+    };
+    Ok((Channel { pipe: server }, Channel { pipe: client }))
+}
+
+/// Waits until at least one of `objs` is ready, at most `timeout` (`None`:
+/// forever); returns the indices of all that are ready, empty on timeout.
+///
+/// A process (or any other waitable object) is ready once signaled. A pipe
+/// handle is not a waitable for "readable", so for each pipe a zero-byte
+/// overlapped read is started, which completes once data or end-of-file is
+/// there without consuming anything (as CPython's
+/// `multiprocessing.connection.wait` does), and canceled afterwards. Any
+/// number of objects: beyond 64, helper threads share the waiting.
+pub(crate) fn wait_any(
+    objs: &[BorrowedRaw<'_>],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<usize>> {
+    if objs.is_empty() {
+        return match timeout {
+            Some(t) => {
+                std::thread::sleep(t);
+                Ok(Vec::new())
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "waiting forever on nothing",
+            )),
+        };
+    }
+    // Per object: `None` for a waitable object, or the pipe's probe and
+    // whether it started (one that could not, on a write-only end or a
+    // closed pipe, counts as ready: the caller's read will tell why).
+    let mut probes: Vec<Option<(Op<'_>, bool)>> = Vec::with_capacity(objs.len());
+    let mut handles = Vec::with_capacity(objs.len());
+    for obj in objs {
+        let raw = obj.as_raw_handle();
+        // SAFETY: `raw` is open (borrowed); for a handle that is not a file
+        // this returns FILE_TYPE_UNKNOWN, nothing more.
+        if unsafe { GetFileType(raw) } == FILE_TYPE_PIPE {
+            let mut op = Op::new(raw)?;
+            let started = op.read(&mut []).is_ok();
+            handles.push(op.event());
+            probes.push(Some((op, started)));
+        } else {
+            handles.push(raw);
+            probes.push(None);
+        }
+    }
+    let ready_now = probes.iter().flatten().any(|(_, started)| !started);
+    let ms = if ready_now { 0 } else { timeout_ms(timeout) };
+    let woken = wait_for_any(&handles, ms);
+    // Collect every ready object, not just the first, and stop the probes.
+    let mut ready = Vec::new();
+    for (i, probe) in probes.iter_mut().enumerate() {
+        let is_ready = match probe {
+            None => is_signaled(handles[i]),
+            Some((_, false)) => true,
+            Some((op, true)) => !matches!(op.cancel(), Finished::Canceled),
+        };
+        if is_ready {
+            ready.push(i);
+        }
+    }
+    woken?;
+    Ok(ready)
+}
+
+/// A waitable handle on any process by pid (`SYNCHRONIZE`): signaled once
+/// it has exited.
+pub(crate) fn watch_process(pid: u32) -> io::Result<OwnedRaw> {
+    // SAFETY: plain call; the result is checked by `owned_or_null`.
+    let raw = unsafe {
+        OpenProcess(
+            PROCESS_SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION,
+            FALSE,
+            pid,
+        )
+    };
+    // SAFETY: fresh return value of `OpenProcess`, owned by nobody else.
+    unsafe { owned_or_null(raw) }
 }
 
 // ---------------------------------------------------------------------------
@@ -763,7 +1311,7 @@ fn cancel_and_wait(pipe: HANDLE, ov: &OVERLAPPED) {
 /// Opens the parent with `PROCESS_DUP_HANDLE | SYNCHRONIZE` and duplicates
 /// the handle out of it with the same access, leaving the parent's copy in
 /// place (no `DUPLICATE_CLOSE_SOURCE`; module docs). The parent's process
-/// handle is kept: it doubles as the child's parent-death sentinel.
+/// handle is kept: it can serve as the child's parent-death sentinel.
 ///
 /// If the parent died before this and its pid was reused, we open a stranger:
 /// the duplication then fails or yields some unrelated handle, and the
@@ -780,7 +1328,7 @@ pub(crate) fn open_bootstrap(t: BootToken) -> io::Result<ChildChannel> {
     };
     // SAFETY: fresh return value of `OpenProcess`, owned by nobody else.
     let parent = unsafe { owned_or_null(raw) }?;
-    // SAFETY: plain call, returns the pseudo handle of this process, which
+    // SAFETY: plain call; returns the pseudo handle of this process, which
     // needs no closing.
     let me = unsafe { GetCurrentProcess() };
     let mut out: HANDLE = ptr::null_mut();
@@ -808,6 +1356,13 @@ pub(crate) fn open_bootstrap(t: BootToken) -> io::Result<ChildChannel> {
     })
 }
 
+/// Child side, after the bootstrap: nothing to do on Windows. Dying with the
+/// parent is arranged by the parent, which put the child in a job object
+/// with `KILL_ON_JOB_CLOSE` before it ran ([`spawn`]).
+pub(crate) fn die_with_parent(_parent_pid: u32) -> io::Result<()> {
+    Ok(())
+}
+
 /// The child's end of the bootstrap channel: a synchronous pipe handle.
 ///
 /// Caveat: on a synchronous handle the system runs one operation at a time
@@ -826,8 +1381,8 @@ pub(crate) struct ChildChannel {
 
 impl ChildChannel {
     /// The parent process's handle: waitable, signaled once the parent has
-    /// exited (the parent-death sentinel).
-    #[allow(dead_code, reason = "the parent-death sentinel is not wired up yet")]
+    /// exited (a parent-death sentinel).
+    #[allow(dead_code, reason = "not used by the layers above yet")]
     pub(crate) fn parent(&self) -> BorrowedRaw<'_> {
         self.parent.as_handle()
     }
@@ -907,7 +1462,7 @@ impl ChildChannel {
     ///
     /// `InvalidInput` for a token that is not shaped like a handle, was taken
     /// before, names this channel's own handles, or is not an open handle
-    /// here (`GetHandleInformation` fails) — so a bad token can never make
+    /// here (`GetHandleInformation` fails), so a bad token can never make
     /// two owners of one handle.
     pub(crate) fn take_handle(&mut self, token: u64) -> io::Result<OwnedRaw> {
         let raw = token_to_handle(token)?;
@@ -944,9 +1499,9 @@ impl ChildChannel {
 ///
 /// Probed one by one with `GetHandleInformation`, which fails for a value
 /// that is not open. `GetProcessHandleCount` would be the obvious call, but
-/// Wine 8 returns TRUE and a count of 0 (shared/windows/README.md).
-/// Handle values above 65536 (a process with very many handles) are not
-/// seen; for leak tests that is plenty.
+/// Wine 8 returns TRUE and a count of 0 (shared/windows/README.md). Handle
+/// values above 65536 (a process with very many handles) are not seen; for
+/// leak and isolation tests that is plenty.
 fn open_handles() -> impl Iterator<Item = HANDLE> {
     (4..=MAX_PROBED_HANDLE)
         .step_by(4)
@@ -974,6 +1529,7 @@ pub(crate) fn open_handle_count() -> io::Result<usize> {
 /// progress on it; don't call this while another thread is blocked reading
 /// a synchronous pipe.
 pub(crate) fn open_ipc_handles() -> io::Result<Vec<u64>> {
+    // `as_raw_handle` on the std streams asks `GetStdHandle`.
     let std_handles = [
         io::stdin().as_raw_handle(),
         io::stdout().as_raw_handle(),
