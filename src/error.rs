@@ -55,6 +55,26 @@ pub(crate) enum Kind {
     BufferTooShort { needed: u64, have: usize },
     #[error("{0}")]
     WrongDirection(&'static str),
+    #[error("task panicked in a pool worker: {}{}", report.message,
+        report.location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default())]
+    TaskPanicked { report: PanicReport },
+    #[error("the task's input could not be used: {0}")]
+    TaskBadArgs(String),
+    #[error("pool worker {pid} died ({}) while running this task",
+        status.map(|s| s.to_string()).unwrap_or_else(|| "status unknown".into()))]
+    WorkerDied {
+        pid: u32,
+        status: Option<ExitStatus>,
+    },
+    #[error("the task ran past its timeout of {timeout:?}; pool worker {pid} was killed")]
+    TaskTimeout {
+        pid: u32,
+        timeout: std::time::Duration,
+    },
+    #[error("the pool is broken: {0}")]
+    PoolBroken(String),
+    #[error("{0}")]
+    PoolClosed(&'static str),
     #[error("the process was already joined")]
     AlreadyJoined,
     #[error("worker process {pid} sent a result of {len} bytes, over the cap of {max}")]
@@ -158,15 +178,57 @@ impl Error {
         }
     }
 
-    /// The worker panicked; [`Error::panic_report`] has the message.
+    /// The worker (or pool task) panicked; [`Error::panic_report`] has
+    /// the message.
     pub fn is_panic(&self) -> bool {
-        matches!(*self.kind, Kind::Panicked { .. })
+        matches!(
+            *self.kind,
+            Kind::Panicked { .. } | Kind::TaskPanicked { .. }
+        )
     }
 
     /// The panic's message and location, if the worker panicked.
     pub fn panic_report(&self) -> Option<&PanicReport> {
         match &*self.kind {
-            Kind::Panicked { report, .. } => Some(report),
+            Kind::Panicked { report, .. } | Kind::TaskPanicked { report } => Some(report),
+            _ => None,
+        }
+    }
+
+    /// A pool task failed because its worker died while running it;
+    /// [`Error::pid`] and [`Error::exit_status`] say which and how.
+    pub fn is_worker_died(&self) -> bool {
+        matches!(*self.kind, Kind::WorkerDied { .. })
+    }
+
+    /// A pool task ran past the pool's task timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(*self.kind, Kind::TaskTimeout { .. })
+    }
+
+    /// The pool can't run tasks: its initializer failed, or a worker could
+    /// not be replaced.
+    pub fn is_pool_broken(&self) -> bool {
+        matches!(*self.kind, Kind::PoolBroken(_))
+    }
+
+    /// The pool was closed or terminated.
+    pub fn is_pool_closed(&self) -> bool {
+        matches!(*self.kind, Kind::PoolClosed(_))
+    }
+
+    /// The process id the error is about, where there is one.
+    pub fn pid(&self) -> Option<u32> {
+        match *self.kind {
+            Kind::ExitedEarly { pid, .. }
+            | Kind::Bootstrap { pid, .. }
+            | Kind::ResultTooLarge { pid, .. }
+            | Kind::Panicked { pid, .. }
+            | Kind::BootstrapFailed { pid, .. }
+            | Kind::Terminated { pid, .. }
+            | Kind::NoResult { pid, .. }
+            | Kind::WorkerDied { pid, .. }
+            | Kind::TaskTimeout { pid, .. } => Some(pid),
             _ => None,
         }
     }
@@ -187,11 +249,12 @@ impl Error {
         matches!(*self.kind, Kind::BootstrapFailed { .. })
     }
 
-    /// A result could not be decoded, or was over its size cap.
+    /// A result could not be decoded, or was over its size cap, or a pool
+    /// task's input could not be serialized or decoded.
     pub fn is_decode(&self) -> bool {
         matches!(
             *self.kind,
-            Kind::Decode { .. } | Kind::ResultTooLarge { .. }
+            Kind::Decode { .. } | Kind::ResultTooLarge { .. } | Kind::TaskBadArgs(_)
         )
     }
 
@@ -202,6 +265,7 @@ impl Error {
             | Kind::BootstrapFailed { status, .. }
             | Kind::Terminated { status, .. }
             | Kind::NoResult { status, .. } => Some(status),
+            Kind::WorkerDied { status, .. } => status,
             _ => None,
         }
     }

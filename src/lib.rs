@@ -51,6 +51,7 @@
 mod connection;
 mod error;
 pub mod exit_code;
+mod pool;
 mod popen;
 mod process;
 mod spawn;
@@ -59,6 +60,7 @@ mod sys;
 
 pub use connection::{wait, Connection, Pipe, Waitable, DEFAULT_MAX_MESSAGE_LEN};
 pub use error::{Error, Result};
+pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, WINDOW};
 pub use popen::{
     duplicate_for_child, executable, set_executable, ExitStatus, PassedHandle, Popen, PopenBuilder,
 };

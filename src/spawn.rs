@@ -476,7 +476,7 @@ fn install_panic_hook() {
     }));
 }
 
-fn take_panic_report() -> PanicReport {
+pub(crate) fn take_panic_report() -> PanicReport {
     PANIC_REPORT
         .lock()
         .ok()

@@ -97,6 +97,7 @@ pub(crate) enum RawStatus {
     /// Exited with this code (Windows: the DWORD exit code, cast to `i32`).
     Exited(i32),
     /// Killed by this signal (Unix only).
+    #[cfg_attr(windows, allow(dead_code))]
     Signaled(i32),
 }
 

@@ -36,12 +36,13 @@
 //!   (`JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`; only this process holds the job's
 //!   handle).
 //! * **No zombies.** A process handle keeps the exit code readable, and the
-//!   pid cannot be reused while we hold it; dropping [`Child`] just closes
-//!   handles. The process handle, never the pid, is the authority to wait
-//!   and to terminate.
+//!   pid cannot be reused while we hold it; dropping [`Child`] closes
+//!   handles and kills nothing. The process handle, never the pid, is the
+//!   authority to wait and to terminate.
 //!
 //! Under Wine 8 (our Linux test bed) a few calls differ from Windows: see the
-//! notes at [`Child::terminate`] and [`open_handle_count`].
+//! notes at [`Child::terminate`], [`creation_flags`] and
+//! [`open_handle_count`].
 
 use std::cell::UnsafeCell;
 use std::collections::hash_map::RandomState;
@@ -49,7 +50,7 @@ use std::collections::HashSet;
 use std::ffi::{c_void, OsStr, OsString};
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::mem::size_of;
+use std::mem::{size_of, MaybeUninit};
 use std::os::windows::ffi::OsStrExt;
 use std::os::windows::io::{
     AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, HandleOrInvalid, HandleOrNull,
@@ -69,8 +70,8 @@ use windows_sys::Win32::Foundation::{
 };
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, GetFileType, ReadFile, WriteFile, FILE_FLAGS_AND_ATTRIBUTES,
-    FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, FILE_TYPE_PIPE, OPEN_EXISTING,
-    PIPE_ACCESS_DUPLEX, PIPE_ACCESS_INBOUND,
+    FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, FILE_SHARE_READ, FILE_SHARE_WRITE,
+    FILE_TYPE_PIPE, OPEN_EXISTING, PIPE_ACCESS_DUPLEX, PIPE_ACCESS_INBOUND,
 };
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, JobObjectBasicAccountingInformation,
@@ -84,8 +85,8 @@ use windows_sys::Win32::System::Pipes::{
 };
 use windows_sys::Win32::System::Threading::{
     CreateEventW, CreateProcessW, GetCurrentProcess, GetExitCodeProcess, OpenProcess, ResumeThread,
-    SetEvent, TerminateProcess, WaitForMultipleObjects, WaitForSingleObject, CREATE_SUSPENDED,
-    CREATE_UNICODE_ENVIRONMENT, DETACHED_PROCESS, INFINITE, PROCESS_DUP_HANDLE,
+    SetEvent, TerminateProcess, WaitForMultipleObjects, WaitForSingleObject, CREATE_NO_WINDOW,
+    CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT, DETACHED_PROCESS, INFINITE, PROCESS_DUP_HANDLE,
     PROCESS_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE, STARTUPINFOW,
 };
 use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
@@ -413,11 +414,11 @@ fn named_pipe(
 /// the operation is over, so it is boxed (it never moves) and kept in an
 /// `UnsafeCell`; dropping an `Op` that is still pending cancels it and waits
 /// until it is over, so neither the `OVERLAPPED` nor the caller's buffer can
-/// go away under the kernel. The borrow of `buf` ties the buffer to the
-/// `Op`'s lifetime.
+/// go away under the kernel. The lifetime `'a` ties both the pipe handle
+/// and the buffer to the `Op`: neither can go while it may be pending.
 struct Op<'a> {
     /// The pipe the operation runs on.
-    pipe: HANDLE,
+    pipe: BorrowedHandle<'a>,
     /// Signaled (manual reset) when the operation is over.
     event: OwnedHandle,
     /// The operation's `OVERLAPPED`; its address is in the kernel's hands
@@ -433,7 +434,8 @@ struct Op<'a> {
 enum Finished {
     /// Transferred this many bytes.
     Done(u32),
-    /// Canceled before it transferred anything.
+    /// Canceled (or never started). A canceled read has consumed nothing:
+    /// a pipe read completes as soon as any data is there.
     Canceled,
     /// Failed (`ERROR_BROKEN_PIPE` at end-of-file, for example).
     Failed(io::Error),
@@ -441,7 +443,7 @@ enum Finished {
 
 impl<'a> Op<'a> {
     /// A new operation on `pipe`, not started.
-    fn new(pipe: HANDLE) -> io::Result<Self> {
+    fn new(pipe: BorrowedHandle<'a>) -> io::Result<Self> {
         let event = new_event()?;
         let ov = OVERLAPPED {
             hEvent: event.as_raw_handle(),
@@ -460,15 +462,37 @@ impl<'a> Op<'a> {
     /// completes once data (or end-of-file) is there, consuming nothing.
     /// An error means it did not start.
     fn read(&mut self, buf: &'a mut [u8]) -> io::Result<()> {
-        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        // SAFETY: `buf` is valid for `len` bytes for `'a`, which the `Op`
-        // does not outlive; the OVERLAPPED is boxed and stays put until the
-        // operation is over (`finish`/`Drop`). No byte-count pointer with an
-        // OVERLAPPED, as "ReadFile" on MSDN advises.
+        let len = buf.len();
+        // SAFETY: `buf` is valid for writes of `len` bytes for `'a`.
+        unsafe { self.read_raw(buf.as_mut_ptr(), len) }
+    }
+
+    /// [`read`](Op::read) into memory that need not be initialized; the
+    /// kernel only writes to it.
+    fn read_uninit(&mut self, buf: &'a mut [MaybeUninit<u8>]) -> io::Result<()> {
+        let len = buf.len();
+        // SAFETY: `buf` is valid for writes of `len` bytes for `'a`; the
+        // kernel only writes to it, so it need not be initialized.
+        unsafe { self.read_raw(buf.as_mut_ptr().cast::<u8>(), len) }
+    }
+
+    /// Starts `ReadFile` of up to `len` bytes to `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be valid for writes of `len` bytes for `'a`.
+    unsafe fn read_raw(&mut self, ptr: *mut u8, len: usize) -> io::Result<()> {
+        self.not_started()?;
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        // SAFETY: `ptr` is valid for `len` bytes for `'a`, which the `Op`
+        // does not outlive, and the pipe is borrowed for `'a`; the
+        // OVERLAPPED is boxed, unused by any other operation, and stays put
+        // until this one is over (`finish`, `Drop`). No byte-count pointer
+        // with an OVERLAPPED, as "ReadFile" on MSDN advises.
         let ok = unsafe {
             ReadFile(
-                self.pipe,
-                buf.as_mut_ptr(),
+                self.pipe.as_raw_handle(),
+                ptr,
                 len,
                 ptr::null_mut(),
                 self.ov.get(),
@@ -479,11 +503,32 @@ impl<'a> Op<'a> {
 
     /// Starts `WriteFile` of `buf` (at most [`MAX_WRITE`] bytes of it).
     fn write(&mut self, buf: &'a [u8]) -> io::Result<()> {
+        self.not_started()?;
         let len = buf.len().min(MAX_WRITE) as u32;
-        // SAFETY: as in `read`: `buf` outlives the operation and the boxed
-        // OVERLAPPED stays put until it is over.
-        let ok = unsafe { WriteFile(self.pipe, buf.as_ptr(), len, ptr::null_mut(), self.ov.get()) };
+        // SAFETY: as in `read_raw`: `buf` and the pipe are borrowed for
+        // `'a`, and the boxed OVERLAPPED is free and stays put until the
+        // operation is over.
+        let ok = unsafe {
+            WriteFile(
+                self.pipe.as_raw_handle(),
+                buf.as_ptr(),
+                len,
+                ptr::null_mut(),
+                self.ov.get(),
+            )
+        };
         self.started(ok)
+    }
+
+    /// An `Op` runs one operation: its OVERLAPPED must not be reused while
+    /// the kernel may still hold it.
+    fn not_started(&self) -> io::Result<()> {
+        if self.pending {
+            return Err(io::Error::other(
+                "an overlapped operation is already running",
+            ));
+        }
+        Ok(())
     }
 
     /// Records the outcome of the `ReadFile`/`WriteFile` call: pending
@@ -513,8 +558,8 @@ impl<'a> Op<'a> {
     fn cancel(&mut self) -> Finished {
         if self.pending && !is_signaled(self.event()) {
             // SAFETY: cancels only the request identified by our OVERLAPPED
-            // on `pipe`, which the caller keeps open.
-            unsafe { CancelIoEx(self.pipe, self.ov.get()) };
+            // on `pipe`, which is borrowed (open) for the `Op`'s lifetime.
+            unsafe { CancelIoEx(self.pipe.as_raw_handle(), self.ov.get()) };
         }
         self.finish()
     }
@@ -528,7 +573,8 @@ impl<'a> Op<'a> {
         // SAFETY: the OVERLAPPED belongs to the operation started on `pipe`;
         // with bWait = TRUE this returns only once it is over ("CancelIoEx"
         // on MSDN: wait for the completion this way after canceling).
-        let ok = unsafe { GetOverlappedResult(self.pipe, self.ov.get(), &mut n, TRUE) };
+        let ok =
+            unsafe { GetOverlappedResult(self.pipe.as_raw_handle(), self.ov.get(), &mut n, TRUE) };
         let err = (ok == 0).then(io::Error::last_os_error);
         self.pending = false;
         match err {
@@ -674,20 +720,25 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
 /// `CREATE_UNICODE_ENVIRONMENT` (harmless with the inherited environment,
 /// required once one is passed).
 ///
-/// Console handling ("Creation of a Console" and "Process Creation Flags"
-/// on MSDN): with no console flag, a console child shares the parent's
-/// console, and since we pass no `STARTF_USESTDHANDLES`, CreateProcess
-/// duplicates the parent's standard handles into it (they are not
-/// inherited; `bInheritHandles` stays FALSE): this is
-/// [`StdioMode::Inherit`]. `CREATE_NO_WINDOW` is *not* used for that: it
-/// gives the child a new console without a window, and its standard handles
-/// then point there, so its output would vanish. (A parent without a
-/// console, e.g. a GUI program whose worker is a console program, will see
-/// a console window open for the child.)
+/// Consoles ("Creation of a Console" and "Process Creation Flags" on
+/// MSDN), for a console-subsystem child:
+/// - This process has a console: no console flag. The child shares the
+///   console, and since there is no `STARTF_USESTDHANDLES`, CreateProcess
+///   duplicates our standard handles into it (duplicated, not inherited:
+///   `bInheritHandles` stays FALSE). That is [`StdioMode::Inherit`], and no
+///   window opens. `CREATE_NO_WINDOW` would be wrong here: it gives the
+///   child a new console of its own, without a window, and the child's
+///   standard handles point at that, so its output would vanish.
+/// - This process has no console (started detached, a service): the child
+///   would get a new console, and a window would flash up for every
+///   worker. `CREATE_NO_WINDOW` makes that console windowless. Its output
+///   has nowhere to go either way. (Wine 8 differs: there a child without
+///   a console flag writes to the parent's redirected handles.)
+/// - All three [`StdioMode::Null`]: `DETACHED_PROCESS`, no console at all;
+///   the child's standard handles are null, and Rust's std then discards
+///   what is written to them and reads end-of-file.
 ///
-/// All three [`StdioMode::Null`]: `DETACHED_PROCESS`, no console at all,
-/// and the child's standard handles are null; Rust's std then discards what
-/// is written to them and reads end-of-file.
+/// A GUI-subsystem child ignores these flags.
 // TODO: a mix of `Null` and `Inherit` is treated as all `Inherit`. Doing it
 // right means passing the NUL device and the parent's handles in
 // `STARTUPINFOW` with `STARTF_USESTDHANDLES`, which only works with
@@ -697,9 +748,35 @@ fn creation_flags(stdio: [StdioMode; 3]) -> u32 {
     let base = CREATE_SUSPENDED | CREATE_UNICODE_ENVIRONMENT;
     if stdio == [StdioMode::Null; 3] {
         base | DETACHED_PROCESS
-    } else {
+    } else if has_console() {
         base
+    } else {
+        base | CREATE_NO_WINDOW
     }
+}
+
+/// Whether this process is attached to a console: only then can it open
+/// `CONOUT$`, the console's active screen buffer ("Console Handles" on
+/// MSDN). Asked at each spawn, since `AllocConsole`/`FreeConsole` can
+/// change it.
+fn has_console() -> bool {
+    let name: Vec<u16> = "CONOUT$\0".encode_utf16().collect();
+    // SAFETY: `name` is NUL-terminated and outlives the call; shared access,
+    // no security attributes; the result is checked below.
+    let raw = unsafe {
+        CreateFileW(
+            name.as_ptr(),
+            GENERIC_READ | GENERIC_WRITE,
+            FILE_SHARE_READ | FILE_SHARE_WRITE,
+            ptr::null(),
+            OPEN_EXISTING,
+            0,
+            ptr::null_mut(),
+        )
+    };
+    // SAFETY: fresh return value of `CreateFileW`, owned by nobody else; it
+    // is closed again at once.
+    unsafe { owned_or_invalid(raw) }.is_ok()
 }
 
 /// `CreateProcessW` without inheritance; returns the process handle, the
@@ -1072,7 +1149,7 @@ impl Channel {
     ) -> io::Result<()> {
         let mut rest = data;
         while !rest.is_empty() {
-            let mut op = Op::new(self.pipe.as_raw_handle())?;
+            let mut op = Op::new(self.pipe.as_handle())?;
             op.write(rest).map_err(broken_pipe_kind)?;
             let woken = wait_for_any(&[op.event(), child.process.as_raw_handle()], INFINITE);
             let finished = op.finish_if(matches!(woken, Ok(Some(0))));
@@ -1105,7 +1182,7 @@ impl Channel {
         if buf.is_empty() {
             return Ok(0);
         }
-        let mut op = Op::new(self.pipe.as_raw_handle())?;
+        let mut op = Op::new(self.pipe.as_handle())?;
         op.write(buf).map_err(broken_pipe_kind)?;
         match op.finish() {
             Finished::Done(n) => Ok(n as usize),
@@ -1129,7 +1206,7 @@ impl Channel {
         if buf.is_empty() {
             return Ok(Some(0));
         }
-        let pipe = self.pipe.as_raw_handle();
+        let pipe = self.pipe.as_handle();
         let ms = timeout_ms(timeout);
         loop {
             let mut op = Op::new(pipe)?;
@@ -1154,10 +1231,38 @@ impl Channel {
                 None => return Ok(None),
                 // The child exited while the read waited. What it wrote
                 // before is still in the pipe: read that first.
-                Some(_) if bytes_available(pipe)? == 0 => return Ok(Some(0)),
+                Some(_) if bytes_available(pipe.as_raw_handle())? == 0 => return Ok(Some(0)),
                 Some(_) => continue,
             }
         }
+    }
+
+    /// Waits for data, then appends at most `max` bytes of it to `v`, without
+    /// zero-filling the space first; `Ok(0)` at end-of-file.
+    pub(crate) fn read_append(&self, v: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        v.reserve(max);
+        let spare = &mut v.spare_capacity_mut()[..max];
+        let mut op = Op::new(self.pipe.as_handle())?;
+        let n = match op.read_uninit(spare) {
+            Err(err) if is_os_error(&err, ERROR_BROKEN_PIPE) => 0,
+            Err(err) => return Err(err),
+            Ok(()) => match op.finish() {
+                Finished::Done(n) => n as usize,
+                Finished::Failed(err) if is_os_error(&err, ERROR_BROKEN_PIPE) => 0,
+                Finished::Failed(err) => return Err(err),
+                Finished::Canceled => return Err(io::ErrorKind::Interrupted.into()),
+            },
+        };
+        drop(op);
+        let len = v.len() + n;
+        // SAFETY: the read is over (`finish`), and it wrote the first `n`
+        // bytes of the spare capacity, which directly follow the current
+        // length.
+        unsafe { v.set_len(len) };
+        Ok(n)
     }
 
     /// Wraps an overlapped pipe end, as [`pipe`] makes them (after it
@@ -1258,7 +1363,7 @@ pub(crate) fn wait_any(
         // SAFETY: `raw` is open (borrowed); for a handle that is not a file
         // this returns FILE_TYPE_UNKNOWN, nothing more.
         if unsafe { GetFileType(raw) } == FILE_TYPE_PIPE {
-            let mut op = Op::new(raw)?;
+            let mut op = Op::new(*obj)?;
             let started = op.read(&mut []).is_ok();
             handles.push(op.event());
             probes.push(Some((op, started)));

@@ -1,0 +1,1407 @@
+//! `Pool`: long-lived workers that run many tasks, with pipelining,
+//! automatic chunking, crash recovery and timeouts.
+//!
+//! # How it works
+//!
+//! Each worker is a [`Popen`] running an internal loop over a duplex
+//! [`Connection`]. The parent keeps several chunks of tasks in flight per
+//! worker and packs many chunks into one write; the worker answers each
+//! chunk with one message as soon as that chunk is done. Because a worker
+//! runs its chunks in order and reports each before starting the next, the
+//! parent always knows which chunk a worker was running when it died: that
+//! chunk's tasks fail ([`Error::is_worker_died`]), the chunks queued behind
+//! it are handed to other workers, and the dead worker is replaced.
+//!
+//! Per worker, one thread reads results and one writes frames, so neither
+//! side can block the other. Callers only wait for their own results.
+//!
+//! A queued task holds no OS resource: inputs are pulled from the caller's
+//! iterator only as the workers catch up (at most [`WINDOW`] tasks of one
+//! `imap` are pulled and not yet yielded), so a million-task iterator runs in
+//! bounded memory.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::connection::{Connection, Pipe};
+use crate::error::{Error, Kind, Result};
+use crate::popen::{ExitStatus, Popen, PopenBuilder};
+use crate::process::Stdio;
+use crate::spawn::{self, PanicReport};
+
+/// At most this many tasks of one `imap`/`map` are pulled from its input
+/// and not yet handed back to the caller.
+pub const WINDOW: u64 = 16 * 1024;
+
+/// A pool whose workers die this many times in a row before they are
+/// ready gives up instead of respawning forever.
+const MAX_FAILED_STARTS: u32 = 5;
+
+/// The largest automatic chunk.
+const MAX_AUTO_CHUNK: usize = 4096;
+/// The most chunks packed into one frame.
+const MAX_FRAME_CHUNKS: usize = 256;
+/// Aim for frames that keep a worker busy this long.
+const FRAME_TARGET: Duration = Duration::from_millis(2);
+
+// ---------------------------------------------------------------- wire
+
+#[derive(Serialize, Deserialize)]
+enum ToWorker {
+    Work {
+        frame: u64,
+        entries: Vec<String>,
+        chunks: Vec<WireChunk>,
+    },
+    Shutdown,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireChunk {
+    id: u64,
+    entry: u16,
+    tasks: Vec<Vec<u8>>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum FromWorker {
+    Ready,
+    /// The worker read frame `0` and starts on its chunks, in order.
+    Started(u64),
+    InitFailed(String),
+    Done {
+        id: u64,
+        results: Vec<Outcome>,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Outcome {
+    Value(Vec<u8>),
+    Panic(PanicReport),
+    BadArgs(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct WorkerConfig {
+    initializer: Option<(String, Vec<u8>)>,
+}
+
+fn run_task(entry: Option<&spawn::EntryDef>, name: &str, payload: &[u8]) -> Outcome {
+    let Some(entry) = entry else {
+        return Outcome::BadArgs(format!("unknown entry `{name}` in the worker"));
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (entry.run)(payload))) {
+        Ok(Ok(bytes)) => Outcome::Value(bytes),
+        Ok(Err(msg)) => Outcome::BadArgs(msg),
+        Err(_) => Outcome::Panic(spawn::take_panic_report()),
+    }
+}
+
+/// The loop a pool worker runs.
+fn pool_worker_main((conn, cfg): (Connection, WorkerConfig)) {
+    if let Some((name, payload)) = cfg.initializer {
+        match run_task(spawn::find_entry(&name), &name, &payload) {
+            Outcome::Value(_) => {}
+            Outcome::Panic(p) => {
+                let _ = conn.send(&FromWorker::InitFailed(format!(
+                    "the initializer panicked: {}",
+                    p.message
+                )));
+                return;
+            }
+            Outcome::BadArgs(m) => {
+                let _ = conn.send(&FromWorker::InitFailed(format!("the initializer: {m}")));
+                return;
+            }
+        }
+    }
+    if conn.send(&FromWorker::Ready).is_err() {
+        return;
+    }
+    loop {
+        let Ok(frame) = conn.recv_bytes() else { return };
+        let Ok(msg) = postcard::from_bytes::<ToWorker>(&frame) else {
+            eprintln!("multiproc pool worker: undecodable frame from the parent");
+            return;
+        };
+        let (entries, chunks) = match msg {
+            ToWorker::Shutdown => return,
+            ToWorker::Work {
+                frame,
+                entries,
+                chunks,
+            } => {
+                if conn.send(&FromWorker::Started(frame)).is_err() {
+                    return;
+                }
+                (entries, chunks)
+            }
+        };
+        let defs: Vec<_> = entries.iter().map(|n| spawn::find_entry(n)).collect();
+        for c in chunks {
+            let name = entries.get(c.entry as usize).map_or("", String::as_str);
+            let def = defs.get(c.entry as usize).copied().flatten();
+            let results = c.tasks.iter().map(|p| run_task(def, name, p)).collect();
+            if conn.send(&FromWorker::Done { id: c.id, results }).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[allow(unsafe_code)] // linkme registers the entry through a link section
+mod registration {
+    crate::entry!(super::pool_worker_main);
+}
+
+// ---------------------------------------------------------------- state
+
+/// Why a task produced no value.
+#[derive(Clone, Debug)]
+enum Failure {
+    Panic(PanicReport),
+    BadArgs(String),
+    Died {
+        pid: u32,
+        status: Option<ExitStatus>,
+    },
+    Timeout {
+        pid: u32,
+        timeout: Duration,
+    },
+    Broken(String),
+    Terminated,
+    Closed,
+}
+
+impl Failure {
+    fn into_error(self) -> Error {
+        Error::new(match self {
+            Failure::Panic(report) => Kind::TaskPanicked { report },
+            Failure::BadArgs(why) => Kind::TaskBadArgs(why),
+            Failure::Died { pid, status } => Kind::WorkerDied { pid, status },
+            Failure::Timeout { pid, timeout } => Kind::TaskTimeout { pid, timeout },
+            Failure::Broken(why) => Kind::PoolBroken(why),
+            Failure::Terminated => Kind::PoolClosed("the pool was terminated"),
+            Failure::Closed => Kind::PoolClosed("the pool is closed"),
+        })
+    }
+}
+
+type TaskResult = std::result::Result<Vec<u8>, Failure>;
+
+struct ChunkRec {
+    job: u64,
+    first: u64,
+    entry: &'static str,
+    tasks: Vec<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct JobRec {
+    results: Vec<(u64, TaskResult)>,
+}
+
+struct WorkerSlot {
+    id: u64,
+    popen: Arc<Popen>,
+    tx: Option<mpsc::Sender<Vec<u8>>>,
+    /// Chunks sent, in order, with the frame that carried each.
+    inflight: VecDeque<(u64, u64)>,
+    /// The last frame the worker said it started.
+    started_frame: u64,
+    head_since: Instant,
+    sent_tasks: u64,
+    ready: bool,
+    retiring: bool,
+    timed_out: bool,
+}
+
+#[derive(Clone, Copy)]
+struct EntryStats {
+    /// Exponential average of the time one task takes.
+    per_task: Duration,
+}
+
+struct State {
+    workers: Vec<WorkerSlot>,
+    queue: VecDeque<u64>,
+    chunks: HashMap<u64, ChunkRec>,
+    jobs: HashMap<u64, JobRec>,
+    stats: HashMap<&'static str, EntryStats>,
+    threads: Vec<JoinHandle<()>>,
+    next_id: u64,
+    closed: bool,
+    terminated: bool,
+    broken: Option<String>,
+    starting: usize,
+    failed_starts: u32,
+}
+
+#[derive(Clone, Debug)]
+struct Config {
+    workers: usize,
+    initializer: Option<(String, Vec<u8>)>,
+    max_tasks_per_child: Option<u64>,
+    task_timeout: Option<Duration>,
+    popen: PopenBuilder,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    cond: Condvar,
+    cfg: Config,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl State {
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Chunks per frame and chunks in flight per worker for `entry`.
+    fn pacing(&self, entry: &str) -> (usize, usize) {
+        let per_chunk_task = self.stats.get(entry).map(|s| s.per_task);
+        match per_chunk_task {
+            None => (1, 2),
+            Some(t) => {
+                let n = (FRAME_TARGET.as_nanos() / t.as_nanos().max(1)) as usize;
+                let n = n.clamp(1, MAX_FRAME_CHUNKS);
+                (n, 2 * n)
+            }
+        }
+    }
+
+    fn fail_chunk(&mut self, cid: u64, why: Failure) {
+        if let Some(c) = self.chunks.remove(&cid) {
+            if let Some(job) = self.jobs.get_mut(&c.job) {
+                for i in 0..c.tasks.len() as u64 {
+                    job.results.push((c.first + i, Err(why.clone())));
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Sends queued chunks to workers with room, round robin.
+    fn dispatch(&self, st: &mut State) {
+        if st.queue.is_empty() && !st.workers.iter().any(|w| w.retiring) {
+            return;
+        }
+        let now = Instant::now();
+        let n = st.workers.len();
+        for k in 0..n {
+            if st.queue.is_empty() {
+                break;
+            }
+            let w = &st.workers[k];
+            if !w.ready || w.retiring || w.tx.is_none() {
+                continue;
+            }
+            let Some(&head) = st.queue.front() else { break };
+            let entry = st.chunks.get(&head).map_or("", |c| c.entry);
+            let (per_frame, window) = st.pacing(entry);
+            let room = window.saturating_sub(w.inflight.len()).min(per_frame);
+            if room == 0 {
+                continue;
+            }
+            let mut entries: Vec<String> = Vec::new();
+            let mut wire = Vec::new();
+            let mut ids = Vec::new();
+            let mut tasks_sent = 0;
+            while wire.len() < room {
+                let Some(cid) = st.queue.pop_front() else {
+                    break;
+                };
+                let Some(c) = st.chunks.get(&cid) else {
+                    continue;
+                };
+                let e = match entries.iter().position(|x| x == c.entry) {
+                    Some(i) => i,
+                    None => {
+                        entries.push(c.entry.to_string());
+                        entries.len() - 1
+                    }
+                };
+                tasks_sent += c.tasks.len() as u64;
+                wire.push(WireChunk {
+                    id: cid,
+                    entry: e as u16,
+                    tasks: c.tasks.clone(),
+                });
+                ids.push(cid);
+                if let Some(max) = self.cfg.max_tasks_per_child {
+                    if st.workers[k].sent_tasks + tasks_sent >= max {
+                        break;
+                    }
+                }
+            }
+            if wire.is_empty() {
+                continue;
+            }
+            let frame_id = st.next_id();
+            let frame = postcard::to_allocvec(&ToWorker::Work {
+                frame: frame_id,
+                entries,
+                chunks: wire,
+            })
+            .unwrap_or_default();
+            let w = &mut st.workers[k];
+            if w.inflight.is_empty() {
+                w.head_since = now;
+            }
+            w.inflight.extend(ids.into_iter().map(|c| (c, frame_id)));
+            w.sent_tasks += tasks_sent;
+            if let Some(max) = self.cfg.max_tasks_per_child {
+                if w.sent_tasks >= max {
+                    w.retiring = true;
+                }
+            }
+            if let Some(tx) = &w.tx {
+                let _ = tx.send(frame);
+            }
+        }
+        // Retiring workers with nothing left in flight: ask them to exit.
+        for w in st.workers.iter_mut() {
+            if w.retiring && w.inflight.is_empty() {
+                if let Some(tx) = w.tx.take() {
+                    let frame = postcard::to_allocvec(&ToWorker::Shutdown).unwrap_or_default();
+                    let _ = tx.send(frame);
+                }
+            }
+        }
+    }
+
+    fn on_message(self: &Arc<Self>, wid: u64, msg: FromWorker) {
+        let mut st = lock(&self.state);
+        let Some(k) = st.workers.iter().position(|w| w.id == wid) else {
+            return;
+        };
+        match msg {
+            FromWorker::Ready => {
+                st.workers[k].ready = true;
+                st.failed_starts = 0;
+                st.starting = st.starting.saturating_sub(1);
+            }
+            FromWorker::InitFailed(why) => {
+                st.broken.get_or_insert(why);
+                st.starting = st.starting.saturating_sub(1);
+            }
+            FromWorker::Started(frame) => {
+                let w = &mut st.workers[k];
+                w.started_frame = w.started_frame.max(frame);
+                if w.inflight.front().is_some_and(|&(_, f)| f == frame) {
+                    w.head_since = Instant::now();
+                }
+            }
+            FromWorker::Done { id, results } => {
+                let now = Instant::now();
+                let w = &mut st.workers[k];
+                if w.inflight.front().map(|&(c, _)| c) == Some(id) {
+                    w.inflight.pop_front();
+                } else {
+                    w.inflight.retain(|&(c, _)| c != id);
+                }
+                let took = now.saturating_duration_since(w.head_since);
+                w.head_since = now;
+                if let Some(c) = st.chunks.remove(&id) {
+                    if !results.is_empty() {
+                        let per_task = took / results.len() as u32;
+                        let s = st.stats.entry(c.entry).or_insert(EntryStats { per_task });
+                        s.per_task = (s.per_task * 3 + per_task) / 4;
+                    }
+                    if let Some(job) = st.jobs.get_mut(&c.job) {
+                        for (i, r) in results.into_iter().enumerate() {
+                            let r = match r {
+                                Outcome::Value(v) => Ok(v),
+                                Outcome::Panic(p) => Err(Failure::Panic(p)),
+                                Outcome::BadArgs(m) => Err(Failure::BadArgs(m)),
+                            };
+                            job.results.push((c.first + i as u64, r));
+                        }
+                    }
+                }
+            }
+        }
+        self.dispatch(&mut st);
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    fn on_exit(self: &Arc<Self>, wid: u64, status: Option<ExitStatus>) {
+        let mut st = lock(&self.state);
+        let Some(k) = st.workers.iter().position(|w| w.id == wid) else {
+            return;
+        };
+        let w = st.workers.remove(k);
+        let pid = w.popen.pid();
+        if !w.ready && st.broken.is_none() && !st.terminated {
+            // Killed from outside while starting, or unable to start at
+            // all: retry, but not forever.
+            st.starting = st.starting.saturating_sub(1);
+            st.failed_starts += 1;
+            if st.failed_starts >= MAX_FAILED_STARTS {
+                st.broken = Some(match status {
+                    Some(s) => format!(
+                        "{MAX_FAILED_STARTS} workers in a row ended before they were ready; the last, {pid}, with {s}"
+                    ),
+                    None => format!("{MAX_FAILED_STARTS} workers in a row ended before they were ready"),
+                });
+            }
+        }
+        let started = w.started_frame;
+        let mut inflight = w.inflight.into_iter().peekable();
+        // The head chunk was running only if the worker had started its
+        // frame; otherwise nothing in flight was started, and all of it
+        // goes back to the queue.
+        let head = inflight
+            .next_if(|&(_, frame)| frame <= started)
+            .map(|(c, _)| c);
+        if let Some(head) = head {
+            let why = if st.terminated {
+                Failure::Terminated
+            } else if w.timed_out {
+                Failure::Timeout {
+                    pid,
+                    timeout: self.cfg.task_timeout.unwrap_or_default(),
+                }
+            } else {
+                Failure::Died { pid, status }
+            };
+            st.fail_chunk(head, why);
+        }
+        // Never started: back to the front of the queue, in order.
+        let rest: Vec<u64> = inflight.map(|(c, _)| c).collect();
+        for cid in rest.into_iter().rev() {
+            st.queue.push_front(cid);
+        }
+        if st.terminated || st.broken.is_some() {
+            let why = if st.terminated {
+                Failure::Terminated
+            } else {
+                Failure::Broken(st.broken.clone().unwrap_or_default())
+            };
+            let queued: Vec<u64> = st.queue.drain(..).collect();
+            for cid in queued {
+                st.fail_chunk(cid, why.clone());
+            }
+        } else if !(st.closed && st.queue.is_empty()) && st.workers.len() < self.cfg.workers {
+            if let Err(e) = self.spawn_worker(&mut st) {
+                st.broken
+                    .get_or_insert(format!("cannot replace a worker: {e}"));
+            }
+        }
+        self.dispatch(&mut st);
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    fn spawn_worker(self: &Arc<Self>, st: &mut State) -> Result<()> {
+        let (mine, theirs) = Pipe::duplex()?;
+        let cfg = WorkerConfig {
+            initializer: self.cfg.initializer.clone(),
+        };
+        let popen = Arc::new(self.cfg.popen.spawn(pool_worker_main, &(theirs, cfg))?);
+        let conn = Arc::new(mine);
+        let id = st.next_id();
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let writer_conn = Arc::clone(&conn);
+        let writer = std::thread::Builder::new()
+            .name(format!("multiproc-pool-w{}", popen.pid()))
+            .spawn(move || {
+                for frame in rx {
+                    if writer_conn.send_bytes(&frame).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| Error::io("cannot start a pool thread", e))?;
+        let shared = Arc::clone(self);
+        let reader_popen = Arc::clone(&popen);
+        let reader = std::thread::Builder::new()
+            .name(format!("multiproc-pool-r{}", popen.pid()))
+            .spawn(move || {
+                while let Ok(frame) = conn.recv_bytes() {
+                    match postcard::from_bytes::<FromWorker>(&frame) {
+                        Ok(msg) => shared.on_message(id, msg),
+                        Err(_) => {
+                            let _ = reader_popen.kill();
+                            break;
+                        }
+                    }
+                }
+                // EOF: the worker exited (or is about to). Its status,
+                // once the OS confirms it; a worker that closed its end
+                // but lingers is killed.
+                let status = match reader_popen.wait(Some(Duration::from_secs(5))) {
+                    Ok(Some(s)) => Some(s),
+                    _ => {
+                        let _ = reader_popen.kill();
+                        reader_popen
+                            .wait(Some(Duration::from_secs(5)))
+                            .ok()
+                            .flatten()
+                    }
+                };
+                shared.on_exit(id, status);
+            })
+            .map_err(|e| Error::io("cannot start a pool thread", e))?;
+        st.threads.push(writer);
+        st.threads.push(reader);
+        st.starting += 1;
+        st.workers.push(WorkerSlot {
+            id,
+            popen,
+            tx: Some(tx),
+            inflight: VecDeque::new(),
+            started_frame: 0,
+            head_since: Instant::now(),
+            sent_tasks: 0,
+            ready: false,
+            retiring: false,
+            timed_out: false,
+        });
+        Ok(())
+    }
+
+    fn enqueue(
+        &self,
+        st: &mut State,
+        job: u64,
+        entry: &'static str,
+        first: u64,
+        tasks: Vec<Vec<u8>>,
+    ) -> Result<()> {
+        if let Some(why) = &st.broken {
+            return Err(Error::new(Kind::PoolBroken(why.clone())));
+        }
+        if st.closed {
+            return Err(Error::new(Kind::PoolClosed(if st.terminated {
+                "the pool was terminated"
+            } else {
+                "the pool is closed"
+            })));
+        }
+        let cid = st.next_id();
+        st.chunks.insert(
+            cid,
+            ChunkRec {
+                job,
+                first,
+                entry,
+                tasks,
+            },
+        );
+        st.queue.push_back(cid);
+        self.dispatch(st);
+        Ok(())
+    }
+
+    /// Kills workers whose current chunk is past its deadline.
+    fn enforce_timeouts(&self, st: &mut State) -> Option<Instant> {
+        let timeout = self.cfg.task_timeout?;
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for w in st.workers.iter_mut() {
+            let Some(&(head, _)) = w.inflight.front() else {
+                continue;
+            };
+            let n = st.chunks.get(&head).map_or(1, |c| c.tasks.len().max(1)) as u32;
+            let deadline = w.head_since + timeout * n;
+            if now >= deadline {
+                if !w.timed_out {
+                    w.timed_out = true;
+                    let _ = w.popen.kill();
+                }
+            } else {
+                next = Some(next.map_or(deadline, |d: Instant| d.min(deadline)));
+            }
+        }
+        next
+    }
+
+    /// Waits for something to change (or `until`), enforcing timeouts.
+    fn wait<'a>(
+        &'a self,
+        st: MutexGuard<'a, State>,
+        until: Option<Instant>,
+    ) -> MutexGuard<'a, State> {
+        let mut st = st;
+        let next = self.enforce_timeouts(&mut st);
+        let wake = match (next, until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match wake {
+            None => self.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
+            Some(t) => {
+                let d = t.saturating_duration_since(Instant::now());
+                self.cond
+                    .wait_timeout(st, d)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        }
+    }
+
+    fn terminate(&self) {
+        let threads = {
+            let mut st = lock(&self.state);
+            st.terminated = true;
+            st.closed = true;
+            for w in st.workers.iter_mut() {
+                w.tx = None;
+                let _ = w.popen.kill();
+            }
+            let queued: Vec<u64> = st.queue.drain(..).collect();
+            for cid in queued {
+                st.fail_chunk(cid, Failure::Terminated);
+            }
+            std::mem::take(&mut st.threads)
+        };
+        self.cond.notify_all();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- API
+
+/// Options for a [`Pool`]: `&mut self` setters, then [`build`](PoolBuilder::build).
+#[derive(Clone, Debug)]
+pub struct PoolBuilder {
+    workers: usize,
+    initializer: Option<std::result::Result<(String, Vec<u8>), String>>,
+    max_tasks_per_child: Option<u64>,
+    task_timeout: Option<Duration>,
+    popen: PopenBuilder,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PoolBuilder {
+    /// Defaults: one worker per available CPU, no initializer, no task
+    /// limit, no timeout, stdio inherited, workers die with this process.
+    pub fn new() -> Self {
+        let mut popen = PopenBuilder::new();
+        popen.kill_on_parent_death(true);
+        PoolBuilder {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            initializer: None,
+            max_tasks_per_child: None,
+            task_timeout: None,
+            popen,
+        }
+    }
+
+    /// The number of worker processes (at least 1).
+    pub fn workers(&mut self, n: usize) -> &mut Self {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// Runs `entry(args)` once in every worker before its first task. If it
+    /// panics, the pool fails with [`Error::is_pool_broken`] instead of
+    /// respawning workers forever.
+    pub fn initializer<F, A, R>(&mut self, _entry: F, args: A) -> &mut Self
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize,
+    {
+        let name = std::any::type_name::<F>();
+        self.initializer = Some(
+            postcard::to_allocvec(&args)
+                .map(|p| (name.to_string(), p))
+                .map_err(|e| format!("cannot serialize the initializer's arguments: {e}")),
+        );
+        self
+    }
+
+    /// Replace each worker after it ran `n` tasks (Python's
+    /// `maxtasksperchild`).
+    pub fn max_tasks_per_child(&mut self, n: u64) -> &mut Self {
+        self.max_tasks_per_child = Some(n.max(1));
+        self
+    }
+
+    /// A task that runs longer than this fails with
+    /// [`Error::is_timeout`]; its worker is killed and replaced. With a
+    /// timeout, automatic chunking sends one task per chunk; with an
+    /// explicit chunk size the limit is `timeout × chunksize` per chunk.
+    /// Enforced while some thread waits on the pool.
+    pub fn task_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.task_timeout = Some(timeout);
+        self
+    }
+
+    /// Where the workers' stdio goes.
+    pub fn stdio(&mut self, stdio: Stdio) -> &mut Self {
+        self.popen.null_stdio(stdio == Stdio::Null);
+        self
+    }
+
+    /// Whether workers die when this process dies (default: true).
+    pub fn kill_on_parent_death(&mut self, yes: bool) -> &mut Self {
+        self.popen.kill_on_parent_death(yes);
+        self
+    }
+
+    /// Runs this program as the workers (see [`set_executable`](crate::set_executable)).
+    pub fn executable(&mut self, path: impl Into<PathBuf>) -> &mut Self {
+        self.popen.executable(path.into());
+        self
+    }
+
+    /// Starts the workers and waits until all are ready (initializer done).
+    pub fn build(&self) -> Result<Pool> {
+        let initializer = match &self.initializer {
+            None => None,
+            Some(Ok((name, payload))) => {
+                if spawn::find_entry(name).is_none() {
+                    return Err(Error::new(Kind::UnknownEntry(name.clone())));
+                }
+                Some((name.clone(), payload.clone()))
+            }
+            Some(Err(e)) => return Err(Error::new(Kind::PoolBroken(e.clone()))),
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                workers: Vec::new(),
+                queue: VecDeque::new(),
+                chunks: HashMap::new(),
+                jobs: HashMap::new(),
+                stats: HashMap::new(),
+                threads: Vec::new(),
+                next_id: 0,
+                closed: false,
+                terminated: false,
+                broken: None,
+                starting: 0,
+                failed_starts: 0,
+            }),
+            cond: Condvar::new(),
+            cfg: Config {
+                workers: self.workers,
+                initializer,
+                max_tasks_per_child: self.max_tasks_per_child,
+                task_timeout: self.task_timeout,
+                popen: self.popen.clone(),
+            },
+        });
+        let pool = Pool { shared };
+        {
+            let mut st = lock(&pool.shared.state);
+            for _ in 0..self.workers {
+                pool.shared.spawn_worker(&mut st)?;
+            }
+            while st.starting > 0 && st.broken.is_none() {
+                st = pool.shared.wait(st, None);
+            }
+            if let Some(why) = st.broken.clone() {
+                drop(st);
+                pool.shared.terminate();
+                return Err(Error::new(Kind::PoolBroken(why)));
+            }
+        }
+        Ok(pool)
+    }
+}
+
+/// A pool of worker processes (Python's `multiprocessing.Pool`).
+///
+/// ```
+/// fn square(x: u64) -> u64 { x * x }
+/// multiproc::entry!(square);
+///
+/// # fn main() -> Result<(), multiproc::Error> {
+/// # multiproc::init();
+/// let pool = multiproc::Pool::new(2)?;
+/// assert_eq!(pool.map(square, 1..=4)?, vec![1, 4, 9, 16]);
+/// let mut sum = 0;
+/// for r in pool.imap_unordered(square, 0..100) {
+///     sum += r?;
+/// }
+/// assert_eq!(sum, 328350);
+/// # Ok(()) }
+/// ```
+///
+/// # Faults
+///
+/// - A worker that dies (killed from outside, `abort`, `process::exit`,
+///   stack overflow) fails only the chunk it was running
+///   ([`Error::is_worker_died`], naming the worker and how it ended); the
+///   chunks queued behind it run elsewhere and the worker is replaced.
+/// - A task that panics fails with [`Error::is_panic`]; the worker
+///   survives and goes on.
+/// - A task past [`PoolBuilder::task_timeout`] fails with
+///   [`Error::is_timeout`]; its worker is killed and replaced.
+///
+/// # Drop
+///
+/// Dropping the pool terminates it: workers are killed (even ones stuck in
+/// an endless loop) and reaped, and its threads are joined. Use
+/// [`close`](Pool::close) and [`join`](Pool::join) to let work finish first.
+pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("workers", &self.shared.cfg.workers)
+            .finish()
+    }
+}
+
+impl Pool {
+    /// A pool of `n` workers with default options.
+    pub fn new(n: usize) -> Result<Pool> {
+        PoolBuilder::new().workers(n).build()
+    }
+
+    /// A builder for more options.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    /// The process ids of the workers that are ready for tasks (changes
+    /// as workers are replaced).
+    pub fn pids(&self) -> Vec<u32> {
+        lock(&self.shared.state)
+            .workers
+            .iter()
+            .filter(|w| w.ready)
+            .map(|w| w.popen.pid())
+            .collect()
+    }
+
+    /// `entry` over every input, results in input order; fails on the
+    /// first task that fails (the remaining tasks are cancelled). Chunks
+    /// are sized automatically.
+    pub fn map<F, A, R, I>(&self, entry: F, inputs: I) -> Result<Vec<R>>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        I: IntoIterator<Item = A>,
+        A: Serialize,
+        R: DeserializeOwned,
+    {
+        self.imap(entry, inputs).collect()
+    }
+
+    /// Like [`map`](Pool::map) with an explicit chunk size.
+    pub fn map_chunked<F, A, R, I>(&self, entry: F, inputs: I, chunksize: usize) -> Result<Vec<R>>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        I: IntoIterator<Item = A>,
+        A: Serialize,
+        R: DeserializeOwned,
+    {
+        self.imap(entry, inputs).chunksize(chunksize).collect()
+    }
+
+    /// `entry` over every input, every task's own result in input order:
+    /// failures don't stop the others.
+    pub fn map_results<F, A, R, I>(&self, entry: F, inputs: I) -> Vec<Result<R>>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        I: IntoIterator<Item = A>,
+        A: Serialize,
+        R: DeserializeOwned,
+    {
+        self.imap(entry, inputs).collect()
+    }
+
+    /// A lazy, ordered stream of results; inputs are pulled as workers
+    /// catch up. Set [`Imap::chunksize`] before iterating to fix the chunk
+    /// size.
+    pub fn imap<F, A, R, I>(&self, _entry: F, inputs: I) -> Imap<I::IntoIter, R>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        I: IntoIterator<Item = A>,
+        A: Serialize,
+        R: DeserializeOwned,
+    {
+        Imap::new(self, entry_name::<F, A, R>(), inputs.into_iter(), true)
+    }
+
+    /// Like [`imap`](Pool::imap), results in the order they complete.
+    pub fn imap_unordered<F, A, R, I>(&self, _entry: F, inputs: I) -> Imap<I::IntoIter, R>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        I: IntoIterator<Item = A>,
+        A: Serialize,
+        R: DeserializeOwned,
+    {
+        Imap::new(self, entry_name::<F, A, R>(), inputs.into_iter(), false)
+    }
+
+    /// Runs `entry(arg)` on some worker; returns at once.
+    pub fn submit<F, A, R>(&self, _entry: F, arg: A) -> AsyncResult<R>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize,
+        R: DeserializeOwned,
+    {
+        let name = entry_name::<F, A, R>();
+        let mut st = lock(&self.shared.state);
+        let job = st.next_id();
+        st.jobs.insert(job, JobRec::default());
+        let early = match postcard::to_allocvec(&arg) {
+            _ if spawn::find_entry(name).is_none() => {
+                Some(Error::new(Kind::UnknownEntry(name.to_string())))
+            }
+            Err(e) => Some(Error::new(Kind::Encode {
+                entry: name.to_string(),
+                source: e,
+            })),
+            Ok(payload) => self
+                .shared
+                .enqueue(&mut st, job, name, 0, vec![payload])
+                .err(),
+        };
+        drop(st);
+        AsyncResult {
+            shared: Arc::clone(&self.shared),
+            job,
+            done: early.map(Err),
+            _r: PhantomData,
+        }
+    }
+
+    /// No more work will be submitted; workers exit once the queued work is
+    /// done ([`join`](Pool::join) waits for that).
+    pub fn close(&self) {
+        lock(&self.shared.state).closed = true;
+    }
+
+    /// Waits for the queued work to finish and the workers to exit. Call
+    /// [`close`](Pool::close) (or [`terminate`](Pool::terminate)) first.
+    pub fn join(&self) -> Result<()> {
+        let mut st = lock(&self.shared.state);
+        if !st.closed {
+            return Err(Error::new(Kind::PoolClosed(
+                "join() needs close() or terminate() first",
+            )));
+        }
+        while !st.queue.is_empty() || st.workers.iter().any(|w| !w.inflight.is_empty()) {
+            st = self.shared.wait(st, None);
+        }
+        for w in st.workers.iter_mut() {
+            if let Some(tx) = w.tx.take() {
+                let _ = tx.send(postcard::to_allocvec(&ToWorker::Shutdown).unwrap_or_default());
+            }
+        }
+        while !st.workers.is_empty() {
+            st = self.shared.wait(st, None);
+        }
+        let threads = std::mem::take(&mut st.threads);
+        drop(st);
+        for t in threads {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+
+    /// Waits until some worker is running a task (it said it started the
+    /// frame that holds its oldest chunk); returns those workers' pids.
+    /// The hook that lets fault tests kill a worker mid-task.
+    #[doc(hidden)]
+    pub fn wait_busy(&self, timeout: Duration) -> Vec<u32> {
+        let until = Instant::now() + timeout;
+        let mut st = lock(&self.shared.state);
+        loop {
+            let busy: Vec<u32> = st
+                .workers
+                .iter()
+                .filter(|w| {
+                    w.inflight
+                        .front()
+                        .is_some_and(|&(_, f)| f <= w.started_frame)
+                })
+                .map(|w| w.popen.pid())
+                .collect();
+            if !busy.is_empty() || Instant::now() >= until {
+                return busy;
+            }
+            st = self.shared.wait(st, Some(until));
+        }
+    }
+
+    /// Kills worker `pid` as an outside killer would (SIGKILL /
+    /// `TerminateProcess`): the hook behind the fault tests.
+    #[doc(hidden)]
+    pub fn kill_worker(&self, pid: u32) -> bool {
+        let st = lock(&self.shared.state);
+        match st.workers.iter().find(|w| w.popen.pid() == pid) {
+            Some(w) => w.popen.kill().is_ok(),
+            None => false,
+        }
+    }
+
+    /// Kills the workers now; unfinished tasks fail.
+    pub fn terminate(&self) {
+        self.shared.terminate();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.terminate();
+    }
+}
+
+fn entry_name<F, A, R>() -> &'static str
+where
+    F: Fn(A) -> R + Copy + 'static,
+{
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "a multiproc entry must be a plain fn item: closures that capture can't cross processes"
+        )
+    };
+    std::any::type_name::<F>()
+}
+
+/// A task submitted with [`Pool::submit`].
+pub struct AsyncResult<R> {
+    shared: Arc<Shared>,
+    job: u64,
+    done: Option<Result<R>>,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("job", &self.job)
+            .finish()
+    }
+}
+
+fn decode<R: DeserializeOwned>(r: TaskResult) -> Result<R> {
+    match r {
+        Ok(bytes) => postcard::from_bytes(&bytes).map_err(|source| {
+            Error::new(Kind::Decode {
+                what: "a task's result",
+                source,
+            })
+        }),
+        Err(f) => Err(f.into_error()),
+    }
+}
+
+impl<R: DeserializeOwned> AsyncResult<R> {
+    /// Whether the result is there.
+    pub fn is_ready(&mut self) -> bool {
+        if self.done.is_none() {
+            let mut st = lock(&self.shared.state);
+            if let Some(r) = st.jobs.get_mut(&self.job).and_then(|j| j.results.pop()) {
+                self.done = Some(decode(r.1));
+            }
+        }
+        self.done.is_some()
+    }
+
+    /// Waits for the result.
+    pub fn get(mut self) -> Result<R> {
+        match self.wait_until(None) {
+            true => self.done.take().expect("set when ready"),
+            false => unreachable!("no deadline"),
+        }
+    }
+
+    /// Waits at most `timeout`: `None` if the result isn't there yet. Once
+    /// it returned `Some`, the result is gone; later calls give an error.
+    pub fn get_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
+        if self.wait_until(Some(Instant::now() + timeout)) {
+            let r = self.done.take();
+            self.done = Some(Err(Error::new(Kind::AlreadyJoined)));
+            r
+        } else {
+            None
+        }
+    }
+
+    fn wait_until(&mut self, until: Option<Instant>) -> bool {
+        if self.done.is_some() {
+            return true;
+        }
+        let mut st = lock(&self.shared.state);
+        loop {
+            if let Some(r) = st.jobs.get_mut(&self.job).and_then(|j| j.results.pop()) {
+                st.jobs.remove(&self.job);
+                self.done = Some(decode(r.1));
+                return true;
+            }
+            if until.is_some_and(|u| Instant::now() >= u) {
+                return false;
+            }
+            st = self.shared.wait(st, until);
+        }
+    }
+}
+
+impl<R> Drop for AsyncResult<R> {
+    fn drop(&mut self) {
+        lock(&self.shared.state).jobs.remove(&self.job);
+    }
+}
+
+/// The stream of results of [`Pool::imap`] / [`Pool::imap_unordered`].
+///
+/// Dropping it cancels the tasks that haven't been sent to a worker yet.
+pub struct Imap<I, R> {
+    pool: Arc<Shared>,
+    job: u64,
+    entry: &'static str,
+    inputs: std::iter::Fuse<I>,
+    ordered: bool,
+    chunksize: Option<usize>,
+    pulled: u64,
+    yielded: u64,
+    exhausted: bool,
+    ready: BTreeMap<u64, TaskResult>,
+    failed: Option<Error>,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<I: Iterator, R> fmt::Debug for Imap<I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Imap")
+            .field("pulled", &self.pulled)
+            .field("yielded", &self.yielded)
+            .finish()
+    }
+}
+
+impl<I, R> Imap<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    fn new(pool: &Pool, entry: &'static str, inputs: I, ordered: bool) -> Self {
+        let failed = spawn::find_entry(entry)
+            .is_none()
+            .then(|| Error::new(Kind::UnknownEntry(entry.to_string())));
+        let job = {
+            let mut st = lock(&pool.shared.state);
+            let job = st.next_id();
+            st.jobs.insert(job, JobRec::default());
+            job
+        };
+        Imap {
+            pool: Arc::clone(&pool.shared),
+            job,
+            entry,
+            inputs: inputs.fuse(),
+            ordered,
+            chunksize: None,
+            pulled: 0,
+            yielded: 0,
+            exhausted: false,
+            ready: BTreeMap::new(),
+            failed,
+            _r: PhantomData,
+        }
+    }
+
+    /// Sends the tasks in chunks of `n` (a chunk fails or succeeds on one
+    /// worker; larger chunks cost less per task). Default: automatic, from
+    /// the measured time per task.
+    pub fn chunksize(mut self, n: usize) -> Self {
+        self.chunksize = Some(n.max(1));
+        self
+    }
+
+    fn auto_chunk(&self, st: &State) -> usize {
+        if let Some(n) = self.chunksize {
+            return n;
+        }
+        if self.pool.cfg.task_timeout.is_some() {
+            return 1;
+        }
+        match st.stats.get(self.entry) {
+            None => 1,
+            Some(s) => {
+                let per = s.per_task.as_nanos().max(1);
+                ((FRAME_TARGET.as_nanos() / 2 / per) as usize).clamp(1, MAX_AUTO_CHUNK)
+            }
+        }
+    }
+
+    /// Pulls and queues more inputs while the pool has room for them.
+    fn feed(&mut self) {
+        loop {
+            if self.exhausted || self.pulled - self.yielded >= WINDOW {
+                return;
+            }
+            let (chunk, room) = {
+                let st = lock(&self.pool.state);
+                let workers = st.workers.len().max(1);
+                let (per_frame, _) = st.pacing(self.entry);
+                // Keep about two frames per worker queued ahead.
+                let target = 2 * workers * per_frame;
+                (self.auto_chunk(&st), st.queue.len() < target)
+            };
+            if !room {
+                return;
+            }
+            let mut tasks = Vec::with_capacity(chunk);
+            let items: Vec<I::Item> = self.inputs.by_ref().take(chunk).collect();
+            for item in items {
+                match postcard::to_allocvec(&item) {
+                    Ok(p) => tasks.push(p),
+                    Err(e) => {
+                        // This task can't be sent: its own error, now.
+                        if !tasks.is_empty() {
+                            let t = std::mem::take(&mut tasks);
+                            let n = t.len() as u64;
+                            self.submit_chunk(self.pulled, t);
+                            self.pulled += n;
+                        }
+                        self.ready.insert(
+                            self.pulled,
+                            Err(Failure::BadArgs(format!("cannot serialize the input: {e}"))),
+                        );
+                        self.pulled += 1;
+                    }
+                }
+            }
+            if tasks.is_empty() {
+                self.exhausted = true;
+                return;
+            }
+            let n = tasks.len() as u64;
+            if (n as usize) < chunk {
+                self.exhausted = true;
+            }
+            let at = self.pulled;
+            self.pulled += n;
+            self.submit_chunk(at, tasks);
+        }
+    }
+
+    fn submit_chunk(&mut self, first: u64, tasks: Vec<Vec<u8>>) {
+        let n = tasks.len() as u64;
+        let res = {
+            let mut st = lock(&self.pool.state);
+            self.pool
+                .enqueue(&mut st, self.job, self.entry, first, tasks)
+        };
+        if let Err(e) = res {
+            let why = if e.is_pool_broken() {
+                Failure::Broken(e.to_string())
+            } else {
+                Failure::Closed
+            };
+            for i in 0..n {
+                self.ready.insert(first + i, Err(why.clone()));
+            }
+        }
+    }
+}
+
+impl<I, R> Iterator for Imap<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        if let Some(e) = self.failed.take() {
+            self.exhausted = true;
+            self.yielded = self.pulled;
+            return Some(Err(e));
+        }
+        loop {
+            // Something to hand out?
+            let next = if self.ordered {
+                self.ready.remove(&self.yielded).map(|r| (self.yielded, r))
+            } else {
+                self.ready.pop_first()
+            };
+            if let Some((_, r)) = next {
+                self.yielded += 1;
+                return Some(decode(r));
+            }
+            if self.exhausted && self.yielded == self.pulled {
+                return None;
+            }
+            self.feed();
+            if self.exhausted && self.yielded == self.pulled {
+                return None;
+            }
+            // Collect what arrived, or wait for it.
+            let mut st = lock(&self.pool.state);
+            loop {
+                let got = st
+                    .jobs
+                    .get_mut(&self.job)
+                    .map(|j| std::mem::take(&mut j.results))
+                    .unwrap_or_default();
+                if !got.is_empty() {
+                    self.ready.extend(got);
+                    break;
+                }
+                if !self.ready.is_empty() && !self.ordered {
+                    break;
+                }
+                if self.ordered && self.ready.contains_key(&self.yielded) {
+                    break;
+                }
+                // Room to feed more before sleeping?
+                let workers = st.workers.len().max(1);
+                let (per_frame, _) = st.pacing(self.entry);
+                if !self.exhausted
+                    && self.pulled - self.yielded < WINDOW
+                    && st.queue.len() < 2 * workers * per_frame
+                {
+                    break;
+                }
+                st = self.pool.wait(st, None);
+            }
+        }
+    }
+}
+
+impl<I, R> Drop for Imap<I, R> {
+    fn drop(&mut self) {
+        let mut st = lock(&self.pool.state);
+        st.jobs.remove(&self.job);
+        let job = self.job;
+        let mine: Vec<u64> = st
+            .queue
+            .iter()
+            .copied()
+            .filter(|c| st.chunks.get(c).is_some_and(|c| c.job == job))
+            .collect();
+        st.queue.retain(|c| !mine.contains(c));
+        for c in mine {
+            st.chunks.remove(&c);
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! Pool: results, chunking, and behavior under faults (crashing, hanging,
+//! panicking workers; failing initializers; bad inputs; chaos).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use multiproc::{Pool, PoolBuilder, Stdio};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+multiproc::test_support!();
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn my_pid(_: u64) -> u32 {
+    std::process::id()
+}
+
+fn hang(_: ()) {
+    loop {
+        std::thread::park();
+    }
+}
+
+fn spin(_: ()) {
+    let mut x = 0u64;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}
+
+/// Task `i` misbehaves in the way `how` says when `i == 3`.
+fn faulty((i, how): (u64, u8)) -> u64 {
+    if i == 3 {
+        match how {
+            0 => std::process::abort(),
+            1 => std::process::exit(7),
+            2 => panic!("task {i} panicked"),
+            3 => {
+                #[allow(unconditional_recursion)]
+                fn deep(n: u64) -> u64 {
+                    let pad = std::hint::black_box([n; 64]);
+                    deep(pad[0] + 1) + pad[1]
+                }
+                deep(0)
+            }
+            _ => unreachable!(),
+        };
+    }
+    i * 10
+}
+
+static INIT_VALUE: AtomicU64 = AtomicU64::new(0);
+
+fn init_ok(v: u64) {
+    INIT_VALUE.store(v, Ordering::SeqCst);
+}
+
+fn init_fails(_: ()) {
+    panic!("initializer says no")
+}
+
+fn read_init(_: ()) -> u64 {
+    INIT_VALUE.load(Ordering::SeqCst)
+}
+
+fn slow_square(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(1)); // workload, not synchronization
+    x * x
+}
+
+/// Serializes fine except for 13; deserializes fine except for 17.
+#[derive(Debug, PartialEq)]
+struct Picky(u64);
+
+impl Serialize for Picky {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            return Err(serde::ser::Error::custom("13 can't be serialized"));
+        }
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Picky {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u64::deserialize(d)?;
+        if v == 17 {
+            return Err(serde::de::Error::custom("17 can't be deserialized"));
+        }
+        Ok(Picky(v))
+    }
+}
+
+fn picky(p: Picky) -> Picky {
+    p
+}
+
+multiproc::entry!(
+    square,
+    my_pid,
+    hang,
+    spin,
+    faulty,
+    init_ok,
+    init_fails,
+    read_init,
+    slow_square,
+    picky
+);
+
+fn pool(n: usize) -> Pool {
+    PoolBuilder::new().workers(n).build().unwrap()
+}
+
+#[test]
+fn map_is_ordered_and_complete() {
+    let p = pool(2);
+    let out = p.map(square, 0..1000u64).unwrap();
+    assert_eq!(out, (0..1000u64).map(|x| x * x).collect::<Vec<_>>());
+    let out = p.map_chunked(square, 0..100u64, 7).unwrap();
+    assert_eq!(out, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(p.map(square, Vec::<u64>::new()).unwrap(), Vec::<u64>::new());
+}
+
+#[test]
+fn imap_streams_in_order_and_unordered_as_completed() {
+    let p = pool(2);
+    let v: Vec<u64> = p
+        .imap(square, 0..500u64)
+        .chunksize(1)
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(v, (0..500u64).map(|x| x * x).collect::<Vec<_>>());
+    let mut u: Vec<u64> = p
+        .imap_unordered(square, 0..500u64)
+        .map(|r| r.unwrap())
+        .collect();
+    u.sort_unstable();
+    assert_eq!(u, (0..500u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+#[test]
+fn submit_get_timeout_and_ready() {
+    let p = pool(2);
+    let a = p.submit(square, 12u64);
+    assert_eq!(a.get().unwrap(), 144);
+    let mut h = p.submit(hang, ());
+    assert!(h.get_timeout(Duration::from_millis(50)).is_none());
+    assert!(!h.is_ready());
+    p.terminate();
+    let err = h
+        .get_timeout(Duration::from_secs(30))
+        .expect("terminated pool answers")
+        .unwrap_err();
+    assert!(err.is_pool_closed(), "{err}");
+}
+
+#[test]
+fn a_worker_killed_from_outside_fails_only_its_task() {
+    let p = pool(2);
+    let h = p.submit(hang, ());
+    let killed = p.wait_busy(Duration::from_secs(30));
+    assert_eq!(killed.len(), 1, "one worker runs `hang`");
+    assert!(p.kill_worker(killed[0]));
+    let err = h.get().unwrap_err();
+    assert!(err.is_worker_died(), "{err}");
+    let st = err.exit_status().expect("status known");
+    assert!(!st.success());
+    assert!(
+        err.to_string().contains(&err.pid().unwrap().to_string()),
+        "{err}"
+    );
+    // Replaced, and usable.
+    assert_eq!(p.map(square, 0..100u64).unwrap()[99], 99 * 99);
+    let now = p.pids();
+    assert!(
+        !now.is_empty() && now.iter().all(|pid| !killed.contains(pid)),
+        "{now:?}"
+    );
+}
+
+fn faulty_run(how: u8) -> (Vec<multiproc::Result<u64>>, Pool) {
+    let p = PoolBuilder::new()
+        .workers(2)
+        .stdio(Stdio::Null)
+        .build()
+        .unwrap();
+    let out = p
+        .imap(faulty, (0..20u64).map(|i| (i, how)))
+        .chunksize(1)
+        .collect::<Vec<_>>();
+    (out, p)
+}
+
+fn assert_only_task_3_failed(out: &[multiproc::Result<u64>]) {
+    assert_eq!(out.len(), 20);
+    for (i, r) in out.iter().enumerate() {
+        if i == 3 {
+            assert!(r.is_err());
+        } else {
+            assert_eq!(*r.as_ref().unwrap(), i as u64 * 10, "task {i}");
+        }
+    }
+}
+
+#[test]
+fn abort_in_a_task_fails_only_that_task() {
+    let (out, p) = faulty_run(0);
+    assert_only_task_3_failed(&out);
+    let err = out[3].as_ref().unwrap_err();
+    assert!(err.is_worker_died(), "{err}");
+    let st = err.exit_status().unwrap();
+    if cfg!(unix) {
+        assert_eq!(st.signal(), Some(6));
+    } else {
+        assert_eq!(st.code(), Some(3));
+    }
+    assert_eq!(p.map(square, [3u64]).unwrap(), vec![9]);
+}
+
+#[test]
+fn process_exit_in_a_task_fails_only_that_task() {
+    let (out, _p) = faulty_run(1);
+    assert_only_task_3_failed(&out);
+    let err = out[3].as_ref().unwrap_err();
+    assert!(err.is_worker_died(), "{err}");
+    assert_eq!(err.exit_status().unwrap().code(), Some(7));
+}
+
+#[test]
+fn a_panicking_task_fails_alone_and_the_worker_survives() {
+    let p = PoolBuilder::new()
+        .workers(2)
+        .stdio(Stdio::Null)
+        .build()
+        .unwrap();
+    let before = {
+        let mut v = p.pids();
+        v.sort();
+        v
+    };
+    let out = p.map_results(faulty, (0..20u64).map(|i| (i, 2u8)));
+    assert_only_task_3_failed(&out);
+    let err = out[3].as_ref().unwrap_err();
+    assert!(err.is_panic(), "{err}");
+    assert_eq!(err.panic_report().unwrap().message, "task 3 panicked");
+    let after = {
+        let mut v = p.pids();
+        v.sort();
+        v
+    };
+    assert_eq!(before, after, "a panic must not cost a worker");
+    // map (fail fast) reports it as the error.
+    assert!(p
+        .map(faulty, (0..20u64).map(|i| (i, 2u8)))
+        .unwrap_err()
+        .is_panic());
+}
+
+#[test]
+fn stack_overflow_in_a_task_fails_only_that_task() {
+    let (out, _p) = faulty_run(3);
+    assert_only_task_3_failed(&out);
+    assert!(out[3].as_ref().unwrap_err().is_worker_died());
+}
+
+#[test]
+fn a_task_past_its_timeout_fails_and_its_worker_is_replaced() {
+    let p = PoolBuilder::new()
+        .workers(2)
+        .task_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let h = p.submit(spin, ());
+    let ok = p.submit(square, 5u64);
+    let err = h.get().unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(ok.get().unwrap(), 25);
+    assert_eq!(p.map(square, 0..50u64).unwrap()[7], 49);
+    assert!(!p.pids().is_empty());
+}
+
+#[test]
+fn max_tasks_per_child_replaces_workers() {
+    let p = PoolBuilder::new()
+        .workers(2)
+        .max_tasks_per_child(5)
+        .build()
+        .unwrap();
+    let pids = p.map_chunked(my_pid, 0..40u64, 1).unwrap();
+    let mut count: HashMap<u32, usize> = HashMap::new();
+    for pid in pids {
+        *count.entry(pid).or_default() += 1;
+    }
+    assert!(count.values().all(|&n| n <= 5), "{count:?}");
+    assert!(count.len() >= 8, "{count:?}");
+    assert_eq!(p.map(square, 0..10u64).unwrap()[3], 9);
+}
+
+#[test]
+fn initializer_runs_once_per_worker() {
+    let p = PoolBuilder::new()
+        .workers(2)
+        .initializer(init_ok, 41u64)
+        .build()
+        .unwrap();
+    let v = p.map_chunked(read_init, vec![(); 10], 1).unwrap();
+    assert!(v.iter().all(|&x| x == 41), "{v:?}");
+}
+
+#[test]
+fn a_failing_initializer_is_a_clear_error_not_a_respawn_loop() {
+    let err = PoolBuilder::new()
+        .workers(2)
+        .stdio(Stdio::Null)
+        .initializer(init_fails, ())
+        .build()
+        .unwrap_err();
+    assert!(err.is_pool_broken(), "{err}");
+    assert!(err.to_string().contains("initializer says no"), "{err}");
+}
+
+#[test]
+fn unserializable_inputs_and_undecodable_results_are_task_errors() {
+    let p = pool(2);
+    let out = p.map_results(picky, (10..20u64).map(Picky));
+    for (i, r) in out.iter().enumerate() {
+        let v = 10 + i as u64;
+        match v {
+            13 | 17 => assert!(r.as_ref().unwrap_err().is_decode(), "{v}: {r:?}"),
+            _ => assert_eq!(r.as_ref().unwrap(), &Picky(v)),
+        }
+    }
+}
+
+#[test]
+fn unregistered_entry_is_an_error() {
+    fn nope(x: u64) -> u64 {
+        x
+    }
+    let p = pool(1);
+    assert!(p.map(nope, [1u64]).unwrap_err().is_unknown_entry());
+    assert!(p.submit(nope, 1u64).get().unwrap_err().is_unknown_entry());
+}
+
+#[test]
+fn close_then_join_finishes_the_work() {
+    let p = pool(2);
+    let hs: Vec<_> = (0..10u64).map(|i| p.submit(square, i)).collect();
+    p.close();
+    assert!(p.submit(square, 1u64).get().unwrap_err().is_pool_closed());
+    p.join().unwrap();
+    assert!(p.pids().is_empty());
+    let got: Vec<u64> = hs.into_iter().map(|h| h.get().unwrap()).collect();
+    assert_eq!(got, (0..10u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+#[cfg(any(target_os = "linux", windows))]
+#[test]
+fn drop_with_a_worker_stuck_in_a_loop_does_not_hang() {
+    let p = pool(1);
+    let pid = p.pids()[0];
+    let h = p.submit(spin, ());
+    drop(p);
+    assert!(multiproc::__private::wait_pid_exit(pid, Duration::from_secs(30)).unwrap_or(true));
+    assert!(h.get().is_err());
+}
+
+#[test]
+fn a_million_lazy_tasks_keep_fds_and_memory_bounded() {
+    let n: u64 = if cfg!(windows) { 100_000 } else { 1_000_000 };
+    let p = pool(2);
+    let fds_before = multiproc::__private::open_handle_count().unwrap();
+    let mut max_fds = fds_before;
+    let mut sum = 0u64;
+    for (i, r) in p.imap(square, 0..n).enumerate() {
+        sum = sum.wrapping_add(r.unwrap());
+        if i % 50_000 == 0 {
+            max_fds = max_fds.max(multiproc::__private::open_handle_count().unwrap());
+        }
+    }
+    let expect = (0..n).fold(0u64, |a, x| a.wrapping_add(x * x));
+    assert_eq!(sum, expect);
+    // Queued tasks hold no fd or handle: nothing grows with the task count.
+    assert!(
+        max_fds <= fds_before + 4,
+        "fds grew from {fds_before} to {max_fds}"
+    );
+}
+
+#[test]
+fn chaos_every_task_ends_once_as_value_or_worker_died() {
+    let p = PoolBuilder::new()
+        .workers(2)
+        .stdio(Stdio::Null)
+        .build()
+        .unwrap();
+    let kills = AtomicU64::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let results: Vec<multiproc::Result<u64>> = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut rng = 0x9e3779b97f4a7c15u64;
+            while kills.load(Ordering::SeqCst) < 100 && !done.load(Ordering::SeqCst) {
+                let pids = p.pids();
+                if pids.is_empty() {
+                    continue;
+                }
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                if p.kill_worker(pids[(rng % pids.len() as u64) as usize]) {
+                    kills.fetch_add(1, Ordering::SeqCst);
+                }
+                std::thread::yield_now();
+            }
+        });
+        let r = p.imap(slow_square, 0..10_000u64).chunksize(1).collect();
+        done.store(true, Ordering::SeqCst);
+        r
+    });
+    assert_eq!(results.len(), 10_000);
+    let mut died = 0;
+    for (i, r) in results.iter().enumerate() {
+        match r {
+            Ok(v) => assert_eq!(*v, (i * i) as u64),
+            Err(e) => {
+                assert!(e.is_worker_died(), "task {i}: {e}");
+                died += 1;
+            }
+        }
+    }
+    // Each kill fails at most the one task its worker was running.
+    assert!(
+        died <= kills.load(Ordering::SeqCst),
+        "{died} failures for {kills:?} kills"
+    );
+    assert_eq!(p.map(square, 0..10u64).unwrap()[9], 81);
+}
