@@ -60,6 +60,8 @@ mod sys;
 
 pub use connection::{wait, Connection, Pipe, Waitable, DEFAULT_MAX_MESSAGE_LEN};
 pub use error::{Error, Result};
+#[cfg(feature = "progress")]
+pub use pool::Progress;
 pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, WINDOW};
 pub use popen::{
     duplicate_for_child, executable, set_executable, ExitStatus, PassedHandle, Popen, PopenBuilder,
@@ -85,6 +87,7 @@ pub use spawn::{
 macro_rules! entry {
     ($($f:path),+ $(,)?) => {
         $(
+            #[cfg(not(windows))]
             const _: () = {
                 #[$crate::__private::linkme::distributed_slice($crate::__private::ENTRIES)]
                 #[linkme(crate = $crate::__private::linkme)]
@@ -94,6 +97,14 @@ macro_rules! entry {
                     run: |input| $crate::__private::run_entry($f, input),
                 };
             };
+            #[cfg(windows)]
+            $crate::__private::inventory::submit! {
+                $crate::__private::EntryDef {
+                    name: || $crate::__private::type_name_of(&$f),
+                    sig: || $crate::__private::signature_of(&$f),
+                    run: |input| $crate::__private::run_entry($f, input),
+                }
+            }
         )+
     };
 }
@@ -110,8 +121,9 @@ macro_rules! entry {
 /// ```
 ///
 /// It places a constructor in `.init_array` (Linux and other ELF systems),
-/// `__mod_init_func` (macOS) or `.CRT$XCU` (Windows), which the C runtime
-/// calls before `main`; in a worker process it runs the requested entry and
+/// `__mod_init_func` (macOS) or `.CRT$XCY` (Windows, after the `.CRT$XCU`
+/// constructors that register entries there), which the C runtime calls
+/// before `main`; in a worker process it runs the requested entry and
 /// exits, so the test harness never starts there.
 #[macro_export]
 macro_rules! test_support {
@@ -129,7 +141,7 @@ macro_rules! test_support {
                 target_vendor = "apple",
                 unsafe(link_section = "__DATA,__mod_init_func")
             )]
-            #[cfg_attr(windows, unsafe(link_section = ".CRT$XCU"))]
+            #[cfg_attr(windows, unsafe(link_section = ".CRT$XCY"))]
             static __MULTIPROC_INIT: extern "C" fn() = __multiproc_init;
         };
     };
@@ -137,7 +149,12 @@ macro_rules! test_support {
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::spawn::{run_entry, signature_of, type_name_of, EntryDef, ENTRIES};
+    #[cfg(not(windows))]
+    pub use crate::spawn::ENTRIES;
+    pub use crate::spawn::{run_entry, signature_of, type_name_of, EntryDef};
+    #[cfg(windows)]
+    pub use inventory;
+    #[cfg(not(windows))]
     pub use linkme;
 
     /// A well-formed bootstrap (header, entry id, payload), for tests that

@@ -1405,3 +1405,61 @@ impl<I, R> Drop for Imap<I, R> {
         }
     }
 }
+
+/// An [`Imap`] that draws a progress bar (count, rate, ETA) on stderr while
+/// it is iterated; from [`Imap::progress`]. Nothing is drawn when stderr is
+/// not a terminal.
+#[cfg(feature = "progress")]
+pub struct Progress<I: Iterator> {
+    inner: I,
+    bar: indicatif::ProgressBar,
+}
+
+#[cfg(feature = "progress")]
+impl<I, R> Imap<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    /// Shows a progress bar while iterating (feature `progress`, on by
+    /// default). The total is known when the input iterator knows its
+    /// exact length; otherwise the bar shows a count and rate.
+    pub fn progress(self) -> Progress<Self> {
+        let (lo, hi) = self.inputs.size_hint();
+        let bar = match hi {
+            Some(hi) if hi == lo => indicatif::ProgressBar::new(lo as u64 + self.pulled),
+            _ => indicatif::ProgressBar::no_length(),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} tasks  {per_sec}  ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Progress { inner: self, bar }
+    }
+}
+
+#[cfg(feature = "progress")]
+impl<I: Iterator> Iterator for Progress<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        let item = self.inner.next();
+        match item {
+            Some(_) => self.bar.inc(1),
+            None => self.bar.finish_and_clear(),
+        }
+        item
+    }
+}
+
+#[cfg(feature = "progress")]
+impl<I: Iterator> fmt::Debug for Progress<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Progress")
+            .field("pos", &self.bar.position())
+            .finish()
+    }
+}

@@ -59,10 +59,27 @@ pub struct EntryDef {
     pub run: fn(&[u8]) -> Result<Vec<u8>, String>,
 }
 
-/// Every entry registered with [`entry!`](crate::entry) anywhere in the program.
+/// Every entry registered with [`entry!`](crate::entry) anywhere in the
+/// program: a link-time slice (linkme) where the linker supports it.
 #[doc(hidden)]
+#[cfg(not(windows))]
 #[linkme::distributed_slice]
 pub static ENTRIES: [EntryDef];
+
+// MinGW's linker does not gather linkme's `$`-suffixed sections, so on
+// Windows entries register through C-runtime constructors in `.CRT$XCU`
+// (inventory); `test_support!` runs from `.CRT$XCY`, which the C runtime
+// calls after every `.CRT$XCU` entry, so the registry is complete by then.
+#[cfg(windows)]
+inventory::collect!(EntryDef);
+
+/// All registered entries.
+fn entries() -> impl Iterator<Item = &'static EntryDef> {
+    #[cfg(not(windows))]
+    return ENTRIES.iter();
+    #[cfg(windows)]
+    return inventory::iter::<EntryDef>.into_iter();
+}
 
 /// The id of the function item `F`.
 #[doc(hidden)]
@@ -90,7 +107,7 @@ where
 }
 
 pub(crate) fn find_entry(name: &str) -> Option<&'static EntryDef> {
-    ENTRIES.iter().find(|e| (e.name)() == name)
+    entries().find(|e| (e.name)() == name)
 }
 
 /// A hash of the crate version and the entry table: two processes with the
@@ -99,8 +116,7 @@ pub(crate) fn build_id() -> u64 {
     static ID: OnceLock<u64> = OnceLock::new();
     *ID.get_or_init(|| {
         use std::hash::{Hash, Hasher};
-        let mut table: Vec<(&str, &str)> =
-            ENTRIES.iter().map(|e| ((e.name)(), (e.sig)())).collect();
+        let mut table: Vec<(&str, &str)> = entries().map(|e| ((e.name)(), (e.sig)())).collect();
         table.sort_unstable();
         // SipHash with fixed keys: the same in every process of one build.
         #[allow(deprecated)]

@@ -216,7 +216,8 @@ fn abort_in_a_task_fails_only_that_task() {
     if cfg!(unix) {
         assert_eq!(st.signal(), Some(6));
     } else {
-        assert_eq!(st.code(), Some(3));
+        // Rust's abort() on Windows is __fastfail: STATUS_STACK_BUFFER_OVERRUN.
+        assert_eq!(st.code(), Some(0xC000_0409_u32 as i32));
     }
     assert_eq!(p.map(square, [3u64]).unwrap(), vec![9]);
 }
@@ -373,13 +374,19 @@ fn drop_with_a_worker_stuck_in_a_loop_does_not_hang() {
 fn a_million_lazy_tasks_keep_fds_and_memory_bounded() {
     let n: u64 = if cfg!(windows) { 100_000 } else { 1_000_000 };
     let p = pool(2);
-    let fds_before = multiproc::__private::open_handle_count().unwrap();
-    let mut max_fds = fds_before;
+    let mut fds_before = 0;
+    let mut max_fds = 0;
     let mut sum = 0u64;
     for (i, r) in p.imap(square, 0..n).enumerate() {
         sum = sum.wrapping_add(r.unwrap());
-        if i % 50_000 == 0 {
-            max_fds = max_fds.max(multiproc::__private::open_handle_count().unwrap());
+        if i % 25_000 == 0 {
+            let now = multiproc::__private::open_handle_count().unwrap();
+            if i == 25_000 {
+                // Once the pool's threads have done their first I/O (on
+                // Windows each makes its event handles then).
+                fds_before = now;
+            }
+            max_fds = max_fds.max(now);
         }
     }
     let expect = (0..n).fold(0u64, |a, x| a.wrapping_add(x * x));
