@@ -147,6 +147,11 @@ macro_rules! test_support {
     };
 }
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 #[doc(hidden)]
 pub mod __private {
     #[cfg(not(windows))]

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""CPython's multiprocessing.Pool baseline for `examples/bench.rs`.
+
+For each start method this platform supports (spawn, forkserver, fork),
+measures `Pool(2).map(square, range(N), chunksize=1)` and
+`Pool(2).map(square, range(N), chunksize=1000)` in tasks/s, the best of 3
+runs each on one pool per start method (the pool is started and warmed up
+before timing, as the Rust side does). Prints one JSON object on stdout:
+
+    {"chunk1": {"spawn": x, ...}, "chunk1000": {...},
+     "best_chunk1": x, "best_chunk1000": y,
+     "python": "3.x.y", "n_chunk1": N1, "n_chunk1000": N2, "runs": 3}
+
+Progress goes to stderr. Usage:
+
+    scripts/bench_cpython.py [--quick] [--n-chunk1 N] [--n-chunk1000 N]
+"""
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import sys
+import time
+
+RUNS = 3
+METHODS = ("spawn", "forkserver", "fork")
+
+
+def square(x):
+    return x * x
+
+
+def best_rate(pool, n, chunksize):
+    """The best of RUNS timings of pool.map over range(n), in tasks/s."""
+    best = 0.0
+    for _ in range(RUNS):
+        t = time.perf_counter()
+        out = pool.map(square, range(n), chunksize=chunksize)
+        dt = time.perf_counter() - t
+        if len(out) != n or out[-1] != (n - 1) * (n - 1):
+            raise RuntimeError("wrong results from pool.map")
+        best = max(best, n / dt)
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller N (~15 s)")
+    ap.add_argument("--n-chunk1", type=int, help="tasks per chunksize=1 run")
+    ap.add_argument("--n-chunk1000", type=int, help="tasks per chunksize=1000 run")
+    args = ap.parse_args()
+    n1 = args.n_chunk1 or (5_000 if args.quick else 20_000)
+    n1000 = args.n_chunk1000 or (500_000 if args.quick else 2_000_000)
+
+    supported = mp.get_all_start_methods()
+    methods = [m for m in METHODS if m in supported]
+    res = {"chunk1": {}, "chunk1000": {}}
+    errors = {}
+    for m in methods:
+        try:
+            ctx = mp.get_context(m)
+            with ctx.Pool(2) as pool:
+                pool.map(square, range(1000), chunksize=1)  # warm up both workers
+                res["chunk1"][m] = best_rate(pool, n1, 1)
+                res["chunk1000"][m] = best_rate(pool, n1000, 1000)
+            print(
+                f"cpython {m}: chunksize=1 {res['chunk1'][m]:.0f} tasks/s, "
+                f"chunksize=1000 {res['chunk1000'][m]:.0f} tasks/s",
+                file=sys.stderr,
+            )
+        except Exception as e:  # one start method failing doesn't stop the rest
+            errors[m] = f"{type(e).__name__}: {e}"
+            res["chunk1"].pop(m, None)
+            res["chunk1000"].pop(m, None)
+    res["best_chunk1"] = max(res["chunk1"].values(), default=None)
+    res["best_chunk1000"] = max(res["chunk1000"].values(), default=None)
+    res["python"] = platform.python_version()
+    res["n_chunk1"] = n1
+    res["n_chunk1000"] = n1000
+    res["runs"] = RUNS
+    if errors:
+        res["errors"] = errors
+    json.dump(res, sys.stdout)
+    print()
+    return 0 if res["best_chunk1"] is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
