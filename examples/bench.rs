@@ -1,26 +1,52 @@
 //! The benchmark: each figure next to a baseline measured in the same run.
 //!
 //! ```text
-//! cargo run --release --example bench            # Linux
-//! scripts/bench-windows.sh                       # the same under Wine
-//! cargo run --release --example bench -- --quick # fewer rounds
+//! cargo run --release --example bench                      # Linux
+//! cargo run --release --example bench -- --quick           # smaller N, fewer rounds
+//! cargo run --release --example bench -- --json out.json   # also write the rows as JSON
 //! ```
 //!
-//! Rows (ours vs baseline, ratio, target from the issues):
+//! One table; each row is our figure, its baseline measured in the same
+//! run, the ratio (ours / baseline) and the target from the issues:
 //! - spawn + wait: `Popen` (spawn, bootstrap, exit, wait) vs bare
 //!   `std::process::Command` spawn + wait of the same binary;
 //! - spawn + join: `Process` of a trivial entry, the same baseline;
 //! - 64 MiB echo round trip through a child: `Connection` vs raw pipes
 //!   (the child copies stdin to stdout);
-//! - ping-pong of 8-byte messages through a child: `Connection` vs raw pipes.
+//! - ping-pong of 8-byte messages through a child: `Connection` vs raw pipes;
+//! - pool startup: `Pool::new(2)` until both workers are ready vs two bare
+//!   spawn + wait of the same binary, one after the other (info);
+//! - idle worker RSS (Linux): `VmRSS` of a ready pool worker vs a bare
+//!   child of the same binary blocked reading stdin (info);
+//! - pool tiny tasks (`x * x` on `u64`, 2 workers), chunksize 1
+//!   (`imap(..).chunksize(1)`) vs CPython's best
+//!   `multiprocessing.Pool(2).map(square, range(N), chunksize=1)`;
+//! - pool tiny tasks, automatic chunking (`map`) vs CPython's best
+//!   `Pool(2).map(.., chunksize=1000)`.
+//!
+//! The CPython figures come from `scripts/bench_cpython.py`, run as a
+//! subprocess with `python3` from `PATH` (same N, best of 3 runs for each
+//! start method it supports); without `python3` those baselines read "n/a".
+//! Pool throughput rows are the best of 3 runs on a started, warmed-up pool,
+//! as the script does for CPython.
+//!
+//! A row whose measurement fails prints its error and the bench goes on;
+//! the exit code is then 1.
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use multiproc::{Connection, Pipe, Popen, Process};
+use multiproc::{Connection, Pipe, Pool, Popen, Process};
 
 fn nothing(_: ()) {}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
 
 fn echo_loop(conn: Connection) -> u64 {
     let mut n = 0;
@@ -33,89 +59,488 @@ fn echo_loop(conn: Connection) -> u64 {
     n
 }
 
-multiproc::entry!(nothing, echo_loop);
+multiproc::entry!(nothing, square, echo_loop);
 
 const BIG: usize = 64 << 20;
+/// Pool workers in the pool rows (the CPython script uses `Pool(2)` too).
+const POOL_WORKERS: usize = 2;
+/// Runs per pool throughput row; the best counts (as in the script).
+const POOL_RUNS: usize = 3;
+/// How long the CPython script may take before it is killed.
+const CPYTHON_TIMEOUT: Duration = Duration::from_secs(300);
+
+struct Opts {
+    quick: bool,
+    json: Option<PathBuf>,
+}
 
 fn main() {
     multiproc::init();
     let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("--exit") => return,
-        Some("--raw-echo") => return raw_echo(),
-        _ => {}
+    let mut opts = Opts {
+        quick: false,
+        json: None,
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            // The children the baselines run.
+            "--exit" => return,
+            "--raw-echo" => return raw_echo(),
+            "--block-stdin" => return block_stdin(),
+            "--quick" => opts.quick = true,
+            "--json" => match args.next() {
+                Some(p) => opts.json = Some(PathBuf::from(p)),
+                None => usage("--json needs a path"),
+            },
+            "-h" | "--help" => {
+                println!("usage: bench [--quick] [--json PATH]");
+                return;
+            }
+            other => usage(&format!("unknown argument `{other}`")),
+        }
     }
-    let quick = std::env::args().any(|a| a == "--quick");
-    let rounds = if quick { 20 } else { 100 };
+    install_panic_capture();
+    let errors = run(&opts);
+    if errors > 0 {
+        std::process::exit(1);
+    }
+}
+
+fn usage(why: &str) -> ! {
+    eprintln!("bench: {why}\nusage: bench [--quick] [--json PATH]");
+    std::process::exit(2)
+}
+
+/// Sizes of one run.
+struct Sizes {
+    rounds: usize,
+    big_rounds: usize,
+    ping_n: usize,
+    startup_rounds: usize,
+    chunk1_n: u64,
+    auto_n: u64,
+}
+
+fn run(opts: &Opts) -> usize {
+    let quick = opts.quick;
+    let sz = Sizes {
+        rounds: if quick { 20 } else { 100 },
+        big_rounds: if quick { 2 } else { 5 },
+        ping_n: if quick { 500 } else { 2_000 },
+        startup_rounds: if quick { 5 } else { 20 },
+        chunk1_n: if quick { 20_000 } else { 100_000 },
+        auto_n: if quick { 1_000_000 } else { 5_000_000 },
+    };
+    let exe = std::env::current_exe().expect("current_exe");
+
+    // CPython first, alone on the machine, so that its figures are there
+    // when the pool rows print.
+    eprintln!("bench: running scripts/bench_cpython.py (CPython's Pool baseline)...");
+    let cpython = cpython_baseline(quick, sz.chunk1_n, sz.auto_n);
 
     println!(
-        "multiproc bench ({} {}, {} rounds)",
+        "multiproc bench ({} {}, {} rounds{})",
         std::env::consts::OS,
         std::env::consts::ARCH,
-        rounds
+        sz.rounds,
+        if quick { ", quick" } else { "" }
     );
     println!(
-        "{:<34} {:>14} {:>14} {:>8}  target",
+        "{:<44} {:>13} {:>13} {:>9}  target",
         "row", "multiproc", "baseline", "ratio"
     );
 
-    let exe = std::env::current_exe().expect("current_exe");
-    let bare = || {
-        let st = Command::new(&exe)
-            .arg("--exit")
-            .status()
-            .expect("bare spawn");
-        assert!(st.success());
+    let mut rows: Vec<Row> = Vec::new();
+    let mut info: Vec<String> = Vec::new();
+    let mut add = |r: Row| {
+        r.print();
+        rows.push(r);
     };
-    let popen = || {
-        let p = Popen::spawn(nothing, &()).expect("spawn");
-        assert!(p.wait(None).expect("wait").expect("status").success());
+
+    add(measure(
+        "spawn + wait, Popen (us)",
+        "us",
+        Target::AtMost(1.2),
+        || spawn_wait(&exe, &sz),
+    ));
+    add(measure(
+        "spawn + join, Process (us)",
+        "us",
+        Target::AtMost(1.2),
+        || spawn_join(&exe, &sz),
+    ));
+    add(measure(
+        "64 MiB echo round trip (MiB/s)",
+        "MiB/s",
+        Target::AtLeast(0.8),
+        || echo_big(&exe, &sz),
+    ));
+    add(measure(
+        "ping-pong 8 B (round trips/s)",
+        "round trips/s",
+        Target::AtLeast(0.8),
+        || ping_pong(&exe, &sz),
+    ));
+    add(measure(
+        "pool startup, Pool::new(2) ready (us)",
+        "us",
+        Target::Info,
+        || pool_startup(&exe, &sz),
+    ));
+    add(measure(
+        "idle worker RSS, pool vs bare (KiB)",
+        "KiB",
+        Target::Info,
+        || idle_rss(&exe),
+    ));
+    let c1 = cpython.as_ref().ok().and_then(|c| c.best_chunk1);
+    add(measure(
+        "pool x*x, chunksize 1 (tasks/s)",
+        "tasks/s",
+        Target::AtLeast(10.0),
+        || pool_chunk1(&sz, c1),
+    ));
+    let c1000 = cpython.as_ref().ok().and_then(|c| c.best_chunk1000);
+    add(measure(
+        "pool x*x, auto chunks (tasks/s)",
+        "tasks/s",
+        Target::AtLeast(2.0),
+        || pool_auto(&sz, c1000, &mut info),
+    ));
+
+    // Extra information under the table.
+    println!();
+    match &cpython {
+        Ok(c) => {
+            println!(
+                "cpython {} (scripts/bench_cpython.py, Pool(2), best of {} runs; \
+                 N = {} for chunksize=1, {} for chunksize=1000):",
+                c.python, c.runs, c.n_chunk1, c.n_chunk1000
+            );
+            for (method, r1) in &c.chunk1 {
+                let r1000 = c
+                    .chunk1000
+                    .iter()
+                    .find(|(m, _)| m == method)
+                    .map_or("n/a".to_string(), |(_, v)| format!("{v:.0}"));
+                println!(
+                    "  {method:<11} chunksize=1 {r1:>10.0} tasks/s   chunksize=1000 {r1000:>10} tasks/s"
+                );
+            }
+            for (method, why) in &c.errors {
+                println!("  {method:<11} failed: {why}");
+            }
+        }
+        Err(why) => println!("cpython: n/a ({why})"),
+    }
+    for line in &info {
+        println!("{line}");
+    }
+    println!("ratio = multiproc / baseline; \"MISS\" marks a row whose ratio misses its target.");
+
+    if let Some(path) = &opts.json {
+        match write_json(path, &rows) {
+            Ok(()) => println!("rows written to {}", path.display()),
+            Err(e) => {
+                eprintln!("bench: cannot write {}: {e}", path.display());
+                return rows.len() + 1;
+            }
+        }
+    }
+    rows.iter().filter(|r| r.result.is_err()).count()
+}
+
+// ---------------------------------------------------------------- rows
+
+#[derive(Clone, Copy)]
+enum Target {
+    AtMost(f64),
+    AtLeast(f64),
+    Info,
+}
+
+impl Target {
+    fn text(self) -> String {
+        match self {
+            Target::AtMost(x) => format!("<= {x}x"),
+            Target::AtLeast(x) => format!(">= {x}x"),
+            Target::Info => "info".to_string(),
+        }
+    }
+
+    /// Whether `ratio` meets the target; `None` for info rows.
+    fn met(self, ratio: f64) -> Option<bool> {
+        match self {
+            Target::AtMost(x) => Some(ratio <= x),
+            Target::AtLeast(x) => Some(ratio >= x),
+            Target::Info => None,
+        }
+    }
+}
+
+/// Our figure and its baseline (`None`: not available in this run).
+struct Figures {
+    ours: f64,
+    baseline: Option<f64>,
+}
+
+struct Row {
+    name: &'static str,
+    unit: &'static str,
+    target: Target,
+    result: Result<Figures, String>,
+}
+
+impl Row {
+    fn ratio(&self) -> Option<f64> {
+        let f = self.result.as_ref().ok()?;
+        let b = f.baseline?;
+        (b != 0.0).then(|| f.ours / b)
+    }
+
+    fn print(&self) {
+        match &self.result {
+            Ok(f) => {
+                let base = f.baseline.map_or("n/a".to_string(), num);
+                let (ratio, verdict) = match self.ratio() {
+                    Some(r) => (
+                        format!("{r:.2}x"),
+                        match self.target.met(r) {
+                            Some(false) => "  MISS",
+                            _ => "",
+                        },
+                    ),
+                    None => ("n/a".to_string(), ""),
+                };
+                println!(
+                    "{:<44} {:>13} {:>13} {:>9}  {}{}",
+                    self.name,
+                    num(f.ours),
+                    base,
+                    ratio,
+                    self.target.text(),
+                    verdict
+                );
+            }
+            Err(e) => println!("{:<44} error: {e}", self.name),
+        }
+    }
+}
+
+/// A number with precision that suits its size.
+fn num(x: f64) -> String {
+    if x.abs() >= 1000.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// Runs one row's measurement; an error or a panic becomes that row's
+/// error.
+fn measure(
+    name: &'static str,
+    unit: &'static str,
+    target: Target,
+    f: impl FnOnce() -> Result<Figures, String>,
+) -> Row {
+    take_panic_message();
+    let result = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => Err(take_panic_message().unwrap_or_else(|| {
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panicked".to_string())
+        })),
     };
+    Row {
+        name,
+        unit,
+        target,
+        result,
+    }
+}
+
+static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
+
+/// Panics inside a row are reported in its line of the table, not on
+/// stderr in the middle of it.
+fn install_panic_capture() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "Box<dyn Any>".to_string());
+        let msg = match info.location() {
+            Some(l) => format!("panicked at {l}: {msg}"),
+            None => format!("panicked: {msg}"),
+        };
+        if let Ok(mut slot) = PANIC_MESSAGE.lock() {
+            slot.get_or_insert(msg);
+        }
+    }));
+}
+
+fn take_panic_message() -> Option<String> {
+    PANIC_MESSAGE.lock().ok().and_then(|mut s| s.take())
+}
+
+fn write_json(path: &Path, rows: &[Row]) -> std::io::Result<()> {
+    let mut out = String::from("[\n");
+    for (i, r) in rows.iter().enumerate() {
+        let (ours, baseline, error) = match &r.result {
+            Ok(f) => (json_num(Some(f.ours)), json_num(f.baseline), None),
+            Err(e) => ("null".to_string(), "null".to_string(), Some(e)),
+        };
+        let ratio = r.ratio();
+        let met = match ratio.and_then(|x| r.target.met(x)) {
+            Some(m) => m.to_string(),
+            None => "null".to_string(),
+        };
+        out.push_str(&format!(
+            "  {{\"row\": {}, \"ours\": {ours}, \"baseline\": {baseline}, \"ratio\": {}, \
+             \"unit\": {}, \"target\": {}, \"met\": {met}",
+            json_str(r.name),
+            json_num(ratio),
+            json_str(r.unit),
+            json_str(&r.target.text()),
+        ));
+        if let Some(e) = error {
+            out.push_str(&format!(", \"error\": {}", json_str(e)));
+        }
+        out.push('}');
+        if i + 1 < rows.len() {
+            out.push(',');
+        }
+        out.push('\n');
+    }
+    out.push_str("]\n");
+    std::fs::write(path, out)
+}
+
+fn json_num(x: Option<f64>) -> String {
+    match x {
+        Some(x) if x.is_finite() => format!("{x}"),
+        _ => "null".to_string(),
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+// ---------------------------------------------------------------- spawning
+
+/// Bare `Command` spawn + wait of this binary, which exits at once.
+fn bare_spawn_wait(exe: &Path) {
+    let st = Command::new(exe)
+        .arg("--exit")
+        .status()
+        .expect("bare spawn");
+    assert!(st.success(), "bare child: {st}");
+}
+
+fn popen_spawn_wait() {
+    let p = Popen::spawn(nothing, &()).expect("spawn");
+    let st = p.wait(None).expect("wait").expect("status");
+    assert!(st.success(), "worker: {st}");
+}
+
+fn spawn_wait(exe: &Path, sz: &Sizes) -> Result<Figures, String> {
+    // Warm up the page cache and the dynamic loader.
+    for _ in 0..3 {
+        bare_spawn_wait(exe);
+        popen_spawn_wait();
+    }
+    let (ours, base) = interleaved(sz.rounds, popen_spawn_wait, || bare_spawn_wait(exe));
+    Ok(Figures {
+        ours: us(ours),
+        baseline: Some(us(base)),
+    })
+}
+
+fn spawn_join(exe: &Path, sz: &Sizes) -> Result<Figures, String> {
     let process = || {
         Process::spawn(nothing, ())
             .expect("spawn")
             .join()
             .expect("join")
     };
-    // Warm up the page cache and the dynamic loader.
-    for _ in 0..3 {
-        bare();
-        popen();
-    }
-    let (ours, base) = interleaved(rounds, popen, bare);
-    row(
-        "spawn + wait (Popen)",
-        us(ours),
-        us(base),
-        ours / base,
-        "<= 1.2x",
-        false,
-    );
-    let (ours, base) = interleaved(rounds, process, bare);
-    row(
-        "spawn + join (Process)",
-        us(ours),
-        us(base),
-        ours / base,
-        "<= 1.2x",
-        false,
-    );
+    let (ours, base) = interleaved(sz.rounds, process, || bare_spawn_wait(exe));
+    Ok(Figures {
+        ours: us(ours),
+        baseline: Some(us(base)),
+    })
+}
 
-    // 64 MiB echo round trip.
-    let data: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
+// ---------------------------------------------------------------- pipes
+
+/// A bare child of this binary (`--raw-echo`) that copies stdin to
+/// stdout; closed and reaped on drop.
+struct RawEcho {
+    child: Child,
+    input: Option<ChildStdin>,
+    output: ChildStdout,
+}
+
+impl RawEcho {
+    fn start(exe: &Path) -> RawEcho {
+        let mut child = Command::new(exe)
+            .arg("--raw-echo")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("raw echo");
+        let input = child.stdin.take();
+        let output = child.stdout.take().expect("stdout");
+        RawEcho {
+            child,
+            input,
+            output,
+        }
+    }
+}
+
+impl Drop for RawEcho {
+    fn drop(&mut self) {
+        drop(self.input.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// An `echo_loop` worker and our end of its connection; the worker sees
+/// EOF and exits when `end` is dropped.
+fn start_echo() -> (Connection, Process<u64>) {
     let (mine, theirs) = Pipe::duplex().expect("pipe");
     let echo = Process::spawn(echo_loop, theirs).expect("spawn echo");
-    let mut raw = Command::new(&exe)
-        .arg("--raw-echo")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("raw echo");
-    let mut raw_in = raw.stdin.take().expect("stdin");
-    let mut raw_out = raw.stdout.take().expect("stdout");
-    let big_rounds = if quick { 2 } else { 5 };
+    (mine, echo)
+}
+
+fn echo_big(exe: &Path, sz: &Sizes) -> Result<Figures, String> {
+    let data: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
+    let (mine, echo) = start_echo();
+    let mut raw = RawEcho::start(exe);
+    let RawEcho { input, output, .. } = &mut raw;
+    let raw_in = input.as_mut().expect("stdin");
     let (ours, base) = interleaved(
-        big_rounds,
+        sz.big_rounds,
         || {
             std::thread::scope(|s| {
                 s.spawn(|| mine.send_bytes(&data).expect("send"));
@@ -127,22 +552,25 @@ fn main() {
             std::thread::scope(|s| {
                 s.spawn(|| raw_in.write_all(&data).expect("raw write"));
                 let mut back = vec![0u8; data.len()];
-                raw_out.read_exact(&mut back).expect("raw read");
+                output.read_exact(&mut back).expect("raw read");
             })
         },
     );
+    drop(mine);
+    echo.join().map_err(|e| format!("echo worker: {e}"))?;
     let mib = |d: f64| (2 * BIG) as f64 / d / (1 << 20) as f64;
-    row(
-        "64 MiB echo round trip (MiB/s)",
-        mib(ours),
-        mib(base),
-        mib(ours) / mib(base),
-        ">= 0.8x",
-        true,
-    );
+    Ok(Figures {
+        ours: mib(ours),
+        baseline: Some(mib(base)),
+    })
+}
 
-    // Ping-pong of small messages.
-    let n = if quick { 500 } else { 2_000 };
+fn ping_pong(exe: &Path, sz: &Sizes) -> Result<Figures, String> {
+    let n = sz.ping_n;
+    let (mine, echo) = start_echo();
+    let mut raw = RawEcho::start(exe);
+    let RawEcho { input, output, .. } = &mut raw;
+    let raw_in = input.as_mut().expect("stdin");
     let (ours, base) = interleaved(
         10,
         || {
@@ -156,24 +584,17 @@ fn main() {
             let mut buf = [0u8; 8];
             for i in 0..n as u64 {
                 raw_in.write_all(&i.to_le_bytes()).expect("raw write");
-                raw_out.read_exact(&mut buf).expect("raw read");
+                output.read_exact(&mut buf).expect("raw read");
             }
         },
     );
-    let rate = |d: f64| n as f64 / d;
-    row(
-        "ping-pong 8 B (round trips/s)",
-        rate(ours),
-        rate(base),
-        rate(ours) / rate(base),
-        ">= 0.8x",
-        true,
-    );
-
     drop(mine);
-    echo.join().expect("echo join");
-    drop(raw_in);
-    raw.wait().expect("raw wait");
+    echo.join().map_err(|e| format!("echo worker: {e}"))?;
+    let rate = |d: f64| n as f64 / d;
+    Ok(Figures {
+        ours: rate(ours),
+        baseline: Some(rate(base)),
+    })
 }
 
 /// Copies stdin to stdout until EOF, flushing after every read: the raw
@@ -194,6 +615,472 @@ fn raw_echo() {
     }
 }
 
+// ---------------------------------------------------------------- pool
+
+fn pool_startup(exe: &Path, sz: &Sizes) -> Result<Figures, String> {
+    let new_pool = || Pool::new(POOL_WORKERS).map_err(|e| format!("Pool::new: {e}"));
+    drop(new_pool()?); // warm-up, untimed
+    let (mut ours, mut base) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..sz.startup_rounds {
+        let t = Instant::now();
+        let pool = new_pool()?;
+        ours += t.elapsed();
+        // Dropping the pool (kill, reap, join its threads) is not timed.
+        drop(pool);
+        let t = Instant::now();
+        for _ in 0..POOL_WORKERS {
+            bare_spawn_wait(exe);
+        }
+        base += t.elapsed();
+    }
+    let mean = |d: Duration| us(d.as_secs_f64() / sz.startup_rounds as f64);
+    Ok(Figures {
+        ours: mean(ours),
+        baseline: Some(mean(base)),
+    })
+}
+
+/// Linux: `VmRSS` of a ready, idle pool worker vs a bare child of this
+/// binary blocked reading stdin.
+#[cfg(target_os = "linux")]
+fn idle_rss(exe: &Path) -> Result<Figures, String> {
+    let pool = Pool::new(POOL_WORKERS).map_err(|e| format!("Pool::new: {e}"))?;
+    // Let the workers settle into their wait for work.
+    std::thread::sleep(Duration::from_millis(100));
+    let pids = pool.pids();
+    if pids.is_empty() {
+        return Err("the pool reports no ready worker".into());
+    }
+    let mut ours = 0.0;
+    for &pid in &pids {
+        ours += vm_rss_kib(pid)? as f64;
+    }
+    ours /= pids.len() as f64;
+
+    let mut child = Command::new(exe)
+        .arg("--block-stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("bare child: {e}"))?;
+    let input = child.stdin.take();
+    let mut line = String::new();
+    let ready = BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
+    std::thread::sleep(Duration::from_millis(100));
+    let base = match ready {
+        Ok(_) if line.trim() == "ready" => vm_rss_kib(child.id()),
+        Ok(_) => Err(format!("bare child said {line:?}, not \"ready\"")),
+        Err(e) => Err(format!("bare child: {e}")),
+    };
+    drop(input);
+    let _ = child.wait();
+    Ok(Figures {
+        ours,
+        baseline: Some(base? as f64),
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn idle_rss(_exe: &Path) -> Result<Figures, String> {
+    Err("Linux only (reads /proc/<pid>/status)".into())
+}
+
+/// The resident set size of `pid` in KiB, from `/proc/<pid>/status`.
+#[cfg(target_os = "linux")]
+fn vm_rss_kib(pid: u32) -> Result<u64, String> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("{path}: no VmRSS line"))
+}
+
+/// The bare child of the RSS row: says it is ready, then blocks reading
+/// stdin until EOF.
+fn block_stdin() {
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "ready").and_then(|_| out.flush()).is_err() {
+        return;
+    }
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().lock().read_to_end(&mut sink);
+}
+
+/// A started pool whose workers have run `square` (so that the first
+/// timed run doesn't pay for page faults or the first chunk-size guess).
+fn warm_pool() -> Result<Pool, String> {
+    let pool = Pool::new(POOL_WORKERS).map_err(|e| format!("Pool::new: {e}"))?;
+    let out: Vec<u64> = pool
+        .map(square, 0..10_000u64)
+        .map_err(|e| format!("warm-up map: {e}"))?;
+    check_squares(&out, 10_000)?;
+    Ok(pool)
+}
+
+fn check_squares(out: &[u64], n: u64) -> Result<(), String> {
+    if out.len() as u64 != n {
+        return Err(format!("{} results for {n} tasks", out.len()));
+    }
+    if let Some(i) = out
+        .iter()
+        .enumerate()
+        .position(|(i, &v)| v != square(i as u64))
+    {
+        return Err(format!(
+            "result {i} is {}, not {}",
+            out[i],
+            square(i as u64)
+        ));
+    }
+    Ok(())
+}
+
+/// The best of `POOL_RUNS` runs of `f` over `n` tasks, in tasks/s.
+fn best_rate(n: u64, mut f: impl FnMut() -> multiproc::Result<Vec<u64>>) -> Result<f64, String> {
+    let mut best: f64 = 0.0;
+    for _ in 0..POOL_RUNS {
+        let t = Instant::now();
+        let out = f().map_err(|e| e.to_string())?;
+        let secs = t.elapsed().as_secs_f64();
+        check_squares(&out, n)?;
+        best = best.max(n as f64 / secs);
+    }
+    Ok(best)
+}
+
+fn pool_chunk1(sz: &Sizes, cpython: Option<f64>) -> Result<Figures, String> {
+    let pool = warm_pool()?;
+    let n = sz.chunk1_n;
+    let ours = best_rate(n, || pool.imap(square, 0..n).chunksize(1).collect())?;
+    Ok(Figures {
+        ours,
+        baseline: cpython,
+    })
+}
+
+fn pool_auto(sz: &Sizes, cpython: Option<f64>, info: &mut Vec<String>) -> Result<Figures, String> {
+    let pool = warm_pool()?;
+    let n = sz.auto_n;
+    let ours = best_rate(n, || pool.map(square, 0..n))?;
+    #[cfg(target_os = "linux")]
+    {
+        let rss: Vec<String> = pool
+            .pids()
+            .iter()
+            .map(|&pid| vm_rss_kib(pid).map_or_else(|e| e, |k| format!("{k} KiB")))
+            .collect();
+        info.push(format!(
+            "pool worker RSS after the auto-chunk runs ({POOL_RUNS} x {n} tasks): {}",
+            rss.join(", ")
+        ));
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = info;
+    Ok(Figures {
+        ours,
+        baseline: cpython,
+    })
+}
+
+// ---------------------------------------------------------------- CPython
+
+/// What `scripts/bench_cpython.py` reported.
+struct Cpython {
+    python: String,
+    runs: u64,
+    n_chunk1: u64,
+    n_chunk1000: u64,
+    /// tasks/s per start method, in the script's order.
+    chunk1: Vec<(String, f64)>,
+    chunk1000: Vec<(String, f64)>,
+    best_chunk1: Option<f64>,
+    best_chunk1000: Option<f64>,
+    errors: Vec<(String, String)>,
+}
+
+/// Runs `scripts/bench_cpython.py` with `python3` from `PATH`; `Err`
+/// says why there are no CPython figures.
+fn cpython_baseline(quick: bool, n_chunk1: u64, n_chunk1000: u64) -> Result<Cpython, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_cpython.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script)
+        .arg("--n-chunk1")
+        .arg(n_chunk1.to_string())
+        .arg("--n-chunk1000")
+        .arg(n_chunk1000.to_string());
+    if quick {
+        cmd.arg("--quick");
+    }
+    let mut child = match cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err("python3 is not on PATH".into())
+        }
+        Err(e) => return Err(format!("cannot run python3: {e}")),
+    };
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let until = Instant::now() + CPYTHON_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(50)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{} took over {} s and was killed",
+                    script.display(),
+                    CPYTHON_TIMEOUT.as_secs()
+                ));
+            }
+            Err(e) => return Err(format!("waiting for python3: {e}")),
+        }
+    };
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
+    if !status.success() {
+        let last = err.lines().last().unwrap_or("").trim().to_string();
+        return Err(format!("{} failed ({status}): {last}", script.display()));
+    }
+    let json = Json::parse(out.trim()).map_err(|e| format!("bad JSON from the script: {e}"))?;
+    let rates = |key: &str| -> Vec<(String, f64)> {
+        match json.get(key) {
+            Some(Json::Obj(kv)) => kv
+                .iter()
+                .filter_map(|(k, v)| v.num().map(|x| (k.clone(), x)))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let errors = match json.get("errors") {
+        Some(Json::Obj(kv)) => kv
+            .iter()
+            .map(|(k, v)| (k.clone(), v.str().unwrap_or("?").to_string()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let num = |key: &str| json.get(key).and_then(Json::num);
+    Ok(Cpython {
+        python: json
+            .get("python")
+            .and_then(Json::str)
+            .unwrap_or("?")
+            .to_string(),
+        runs: num("runs").unwrap_or(0.0) as u64,
+        n_chunk1: num("n_chunk1").unwrap_or(0.0) as u64,
+        n_chunk1000: num("n_chunk1000").unwrap_or(0.0) as u64,
+        chunk1: rates("chunk1"),
+        chunk1000: rates("chunk1000"),
+        best_chunk1: num("best_chunk1"),
+        best_chunk1000: num("best_chunk1000"),
+        errors,
+    })
+}
+
+/// Just enough JSON to read the script's output.
+enum Json {
+    Null,
+    Bool(#[allow(dead_code)] bool),
+    Num(f64),
+    Str(String),
+    Arr(#[allow(dead_code)] Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn parse(s: &str) -> Result<Json, String> {
+        let mut p = JsonParser {
+            s: s.as_bytes(),
+            i: 0,
+        };
+        let v = p.value()?;
+        p.ws();
+        if p.i != p.s.len() {
+            return Err(format!("trailing data at byte {}", p.i));
+        }
+        Ok(v)
+    }
+
+    fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Obj(kv) => kv.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn num(&self) -> Option<f64> {
+        match self {
+            Json::Num(x) => Some(*x),
+            _ => None,
+        }
+    }
+
+    fn str(&self) -> Option<&str> {
+        match self {
+            Json::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+struct JsonParser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl JsonParser<'_> {
+    fn ws(&mut self) {
+        while self.s.get(self.i).is_some_and(|c| c.is_ascii_whitespace()) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> Result<(), String> {
+        self.ws();
+        if self.s.get(self.i) == Some(&c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(format!("expected `{}` at byte {}", c as char, self.i))
+        }
+    }
+
+    fn value(&mut self) -> Result<Json, String> {
+        self.ws();
+        match self.s.get(self.i) {
+            Some(b'{') => {
+                self.i += 1;
+                let mut kv = Vec::new();
+                self.ws();
+                if self.s.get(self.i) == Some(&b'}') {
+                    self.i += 1;
+                    return Ok(Json::Obj(kv));
+                }
+                loop {
+                    self.ws();
+                    let k = self.string()?;
+                    self.eat(b':')?;
+                    kv.push((k, self.value()?));
+                    self.ws();
+                    match self.s.get(self.i) {
+                        Some(b',') => self.i += 1,
+                        Some(b'}') => {
+                            self.i += 1;
+                            return Ok(Json::Obj(kv));
+                        }
+                        _ => return Err(format!("expected `,` or `}}` at byte {}", self.i)),
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.i += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if self.s.get(self.i) == Some(&b']') {
+                    self.i += 1;
+                    return Ok(Json::Arr(items));
+                }
+                loop {
+                    items.push(self.value()?);
+                    self.ws();
+                    match self.s.get(self.i) {
+                        Some(b',') => self.i += 1,
+                        Some(b']') => {
+                            self.i += 1;
+                            return Ok(Json::Arr(items));
+                        }
+                        _ => return Err(format!("expected `,` or `]` at byte {}", self.i)),
+                    }
+                }
+            }
+            Some(b'"') => Ok(Json::Str(self.string()?)),
+            Some(_) => {
+                let start = self.i;
+                while self
+                    .s
+                    .get(self.i)
+                    .is_some_and(|c| !matches!(c, b',' | b'}' | b']') && !c.is_ascii_whitespace())
+                {
+                    self.i += 1;
+                }
+                let word = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
+                match word {
+                    "null" => Ok(Json::Null),
+                    "true" => Ok(Json::Bool(true)),
+                    "false" => Ok(Json::Bool(false)),
+                    // Python's json writes NaN and Infinity bare.
+                    "NaN" | "Infinity" | "-Infinity" => Ok(Json::Null),
+                    w => w
+                        .parse()
+                        .map(Json::Num)
+                        .map_err(|_| format!("bad value `{w}` at byte {start}")),
+                }
+            }
+            None => Err("unexpected end".into()),
+        }
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        self.eat(b'"')?;
+        let mut out = Vec::new();
+        loop {
+            let Some(&c) = self.s.get(self.i) else {
+                return Err("unterminated string".into());
+            };
+            self.i += 1;
+            match c {
+                b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
+                b'\\' => {
+                    let Some(&e) = self.s.get(self.i) else {
+                        return Err("unterminated string".into());
+                    };
+                    self.i += 1;
+                    match e {
+                        b'n' => out.push(b'\n'),
+                        b't' => out.push(b'\t'),
+                        b'r' => out.push(b'\r'),
+                        b'b' => out.push(8),
+                        b'f' => out.push(12),
+                        b'u' => {
+                            let hex = self
+                                .s
+                                .get(self.i..self.i + 4)
+                                .and_then(|h| std::str::from_utf8(h).ok())
+                                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                                .ok_or("bad \\u escape")?;
+                            self.i += 4;
+                            let ch = char::from_u32(hex).unwrap_or('\u{fffd}');
+                            out.extend_from_slice(ch.to_string().as_bytes());
+                        }
+                        other => out.push(other),
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- timing
+
 /// Runs `a` and `b` alternately `rounds` times; mean seconds of each.
 fn interleaved(rounds: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
     let (mut ta, mut tb) = (Duration::ZERO, Duration::ZERO);
@@ -213,12 +1100,4 @@ fn interleaved(rounds: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64,
 
 fn us(secs: f64) -> f64 {
     secs * 1e6
-}
-
-fn row(name: &str, ours: f64, base: f64, ratio: f64, target: &str, higher_is_better: bool) {
-    let unit = if higher_is_better { "" } else { " us" };
-    println!(
-        "{name:<34} {:>11.1}{unit:<3} {:>11.1}{unit:<3} {ratio:>7.2}x  {target}",
-        ours, base
-    );
 }

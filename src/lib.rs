@@ -147,6 +147,56 @@ macro_rules! test_support {
     };
 }
 
+/// Entry points for the fuzz targets in `fuzz/`: every decoder that reads
+/// bytes from another process. Not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The worker's bootstrap decoder over `data` (header first). If
+    /// `fix_prefix`, the magic, version and build identity are made valid
+    /// first, so the fuzzer reaches the length and entry checks. `Ok` or
+    /// the exit code the worker would end with.
+    pub fn bootstrap(data: &[u8], fix_prefix: bool) -> Result<(), i32> {
+        let mut data = data.to_vec();
+        if data.len() < crate::spawn::HEADER_LEN {
+            return Err(crate::exit_code::TRUNCATED);
+        }
+        if fix_prefix {
+            let valid = crate::spawn::encode_header("", 0, &Default::default(), 0);
+            data[..24].copy_from_slice(&valid[..24]);
+        }
+        let mut hdr = [0u8; crate::spawn::HEADER_LEN];
+        hdr.copy_from_slice(&data[..crate::spawn::HEADER_LEN]);
+        crate::spawn::read_bootstrap(&hdr, &mut &data[crate::spawn::HEADER_LEN..])
+            .map(|_| ())
+            .map_err(|f| f.0)
+    }
+
+    /// The pool's message decoders (parent to worker and back).
+    pub fn pool_messages(data: &[u8]) -> (bool, bool) {
+        crate::pool::decode_messages(data)
+    }
+
+    /// Pushes `data` through a real pipe into a [`Connection`](crate::Connection)
+    /// whose cap is `cap`, and receives until it fails; returns the number
+    /// of messages received.
+    pub fn frames(data: &[u8], cap: u64) -> usize {
+        let Ok((a, b)) = crate::Pipe::duplex() else {
+            return 0;
+        };
+        b.set_max_message_len(cap);
+        std::thread::scope(move |s| {
+            s.spawn(move || a.__send_raw(data));
+            let mut n = 0;
+            while b.recv_bytes().is_ok() {
+                n += 1;
+            }
+            // The writer may still be blocked on a full pipe: hang up.
+            drop(b);
+            n
+        })
+    }
+}
+
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -96,6 +96,14 @@ struct WorkerConfig {
     initializer: Option<(String, Vec<u8>)>,
 }
 
+/// Decodes `data` as each of the pool's messages; whether each decoded.
+pub(crate) fn decode_messages(data: &[u8]) -> (bool, bool) {
+    (
+        postcard::from_bytes::<ToWorker>(data).is_ok(),
+        postcard::from_bytes::<FromWorker>(data).is_ok(),
+    )
+}
+
 fn run_task(entry: Option<&spawn::EntryDef>, name: &str, payload: &[u8]) -> Outcome {
     let Some(entry) = entry else {
         return Outcome::BadArgs(format!("unknown entry `{name}` in the worker"));

@@ -351,6 +351,59 @@ fn fail(f: Fail) -> ! {
     std::process::exit(f.0)
 }
 
+fn read_failure(e: io::Error) -> Fail {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        Fail(
+            exit_code::TRUNCATED,
+            "the bootstrap data ended early (the parent died or closed the channel)".into(),
+        )
+    } else {
+        Fail(
+            exit_code::NO_CHANNEL,
+            format!("cannot read the bootstrap channel: {e}"),
+        )
+    }
+}
+
+/// A validated bootstrap, as read after the header.
+pub(crate) struct Bootstrap {
+    pub flags: u32,
+    pub entry_name: String,
+    pub entry: &'static EntryDef,
+    pub options: WorkerOptions,
+    pub payload: Vec<u8>,
+}
+
+/// Validates `hdr` and reads the rest of the bootstrap from `r`: every
+/// length checked against its cap first, buffers grown only as bytes
+/// arrive. The decoder the fuzz target `bootstrap` drives.
+pub(crate) fn read_bootstrap(hdr: &[u8; HEADER_LEN], r: &mut impl Read) -> Result<Bootstrap, Fail> {
+    let header = decode_header(hdr)?;
+    let entry_name = read_bounded(r, header.entry_len.into()).map_err(read_failure)?;
+    let entry_name = String::from_utf8_lossy(&entry_name).into_owned();
+    let entry = find_entry(&entry_name).ok_or_else(|| {
+        Fail(
+            exit_code::UNKNOWN_ENTRY,
+            format!("unknown entry `{entry_name}`"),
+        )
+    })?;
+    let options = read_bounded(r, header.options_len.into()).map_err(read_failure)?;
+    let options: WorkerOptions = postcard::from_bytes(&options).map_err(|e| {
+        Fail(
+            exit_code::BAD_PAYLOAD,
+            format!("cannot decode the worker options: {e}"),
+        )
+    })?;
+    let payload = read_bounded(r, header.payload_len).map_err(read_failure)?;
+    Ok(Bootstrap {
+        flags: header.flags,
+        entry_name,
+        entry,
+        options,
+        payload,
+    })
+}
+
 fn worker_main(marker: &str) -> Result<i32, Fail> {
     let (version, token) = parse_marker(marker).ok_or_else(|| {
         Fail(
@@ -370,40 +423,11 @@ fn worker_main(marker: &str) -> Result<i32, Fail> {
             format!("cannot open the bootstrap channel: {e}"),
         )
     })?;
-    let truncated = |e: io::Error| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            Fail(
-                exit_code::TRUNCATED,
-                "the bootstrap data ended early (the parent died or closed the channel)".into(),
-            )
-        } else {
-            Fail(
-                exit_code::NO_CHANNEL,
-                format!("cannot read the bootstrap channel: {e}"),
-            )
-        }
-    };
     let mut hdr = [0u8; HEADER_LEN];
-    chan.recv_header(&mut hdr).map_err(truncated)?;
-    let header = decode_header(&hdr)?;
-    let entry_name =
-        read_bounded(&mut ChannelReader(&chan), header.entry_len.into()).map_err(truncated)?;
-    let entry_name = String::from_utf8_lossy(&entry_name).into_owned();
-    let entry = find_entry(&entry_name).ok_or_else(|| {
-        Fail(
-            exit_code::UNKNOWN_ENTRY,
-            format!("unknown entry `{entry_name}`"),
-        )
-    })?;
-    let options =
-        read_bounded(&mut ChannelReader(&chan), header.options_len.into()).map_err(truncated)?;
-    let options: WorkerOptions = postcard::from_bytes(&options).map_err(|e| {
-        Fail(
-            exit_code::BAD_PAYLOAD,
-            format!("cannot decode the worker options: {e}"),
-        )
-    })?;
-    let payload = read_bounded(&mut ChannelReader(&chan), header.payload_len).map_err(truncated)?;
+    chan.recv_header(&mut hdr).map_err(read_failure)?;
+    let boot = read_bootstrap(&hdr, &mut ChannelReader(&chan))?;
+    let (entry_name, options, payload) = (boot.entry_name, boot.options, boot.payload);
+    let (entry, flags) = (boot.entry, boot.flags);
     if options.die_with_parent {
         sys::die_with_parent(token.parent_pid).map_err(|e| {
             Fail(
@@ -429,7 +453,7 @@ fn worker_main(marker: &str) -> Result<i32, Fail> {
         }
         Err(_) => (Reply::Panic(take_panic_report()), exit_code::PANIC),
     };
-    if header.flags & FLAG_WANT_RESULT != 0 {
+    if flags & FLAG_WANT_RESULT != 0 {
         if let Some(chan) = chan {
             let frame = postcard::to_allocvec(&reply).unwrap_or_default();
             let mut out = (frame.len() as u64).to_le_bytes().to_vec();
