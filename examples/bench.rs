@@ -72,6 +72,14 @@ const CPYTHON_TIMEOUT: Duration = Duration::from_secs(300);
 struct Opts {
     quick: bool,
     json: Option<PathBuf>,
+    /// Only the rows whose name contains one of these (for profiling).
+    only: Vec<String>,
+}
+
+impl Opts {
+    fn wants(&self, row: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|w| row.contains(w.as_str()))
+    }
 }
 
 fn main() {
@@ -80,6 +88,7 @@ fn main() {
     let mut opts = Opts {
         quick: false,
         json: None,
+        only: Vec::new(),
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -92,8 +101,12 @@ fn main() {
                 Some(p) => opts.json = Some(PathBuf::from(p)),
                 None => usage("--json needs a path"),
             },
+            "--only" => match args.next() {
+                Some(w) => opts.only.push(w),
+                None => usage("--only needs a word"),
+            },
             "-h" | "--help" => {
-                println!("usage: bench [--quick] [--json PATH]");
+                println!("usage: bench [--quick] [--json PATH] [--only WORD]...");
                 return;
             }
             other => usage(&format!("unknown argument `{other}`")),
@@ -107,7 +120,7 @@ fn main() {
 }
 
 fn usage(why: &str) -> ! {
-    eprintln!("bench: {why}\nusage: bench [--quick] [--json PATH]");
+    eprintln!("bench: {why}\nusage: bench [--quick] [--json PATH] [--only WORD]...");
     std::process::exit(2)
 }
 
@@ -119,6 +132,38 @@ struct Sizes {
     startup_rounds: usize,
     chunk1_n: u64,
     auto_n: u64,
+}
+
+// Row names (also what `--only` matches).
+const SPAWN_WAIT: &str = "spawn + wait, Popen (us)";
+const SPAWN_JOIN: &str = "spawn + join, Process (us)";
+const ECHO: &str = "64 MiB echo round trip (MiB/s)";
+const PING: &str = "ping-pong 8 B (round trips/s)";
+const STARTUP: &str = "pool startup, Pool::new(2) ready (us)";
+const RSS: &str = "idle worker RSS, pool vs bare (KiB)";
+const CHUNK1: &str = "pool x*x, chunksize 1 (tasks/s)";
+const AUTO: &str = "pool x*x, auto chunks (tasks/s)";
+
+/// The rows measured so far, printed as they come.
+struct Table<'a> {
+    opts: &'a Opts,
+    rows: Vec<Row>,
+}
+
+impl Table<'_> {
+    fn add(
+        &mut self,
+        name: &'static str,
+        unit: &'static str,
+        target: Target,
+        f: impl FnOnce() -> Result<Figures, String>,
+    ) {
+        if self.opts.wants(name) {
+            let row = measure(name, unit, target, f);
+            row.print();
+            self.rows.push(row);
+        }
+    }
 }
 
 fn run(opts: &Opts) -> usize {
@@ -135,8 +180,12 @@ fn run(opts: &Opts) -> usize {
 
     // CPython first, alone on the machine, so that its figures are there
     // when the pool rows print.
-    eprintln!("bench: running scripts/bench_cpython.py (CPython's Pool baseline)...");
-    let cpython = cpython_baseline(quick, sz.chunk1_n, sz.auto_n);
+    let cpython = if opts.wants(CHUNK1) || opts.wants(AUTO) {
+        eprintln!("bench: running scripts/bench_cpython.py (CPython's Pool baseline)...");
+        cpython_baseline(quick, sz.chunk1_n, sz.auto_n)
+    } else {
+        Err("not run (--only)".to_string())
+    };
 
     println!(
         "multiproc bench ({} {}, {} rounds{})",
@@ -150,63 +199,32 @@ fn run(opts: &Opts) -> usize {
         "row", "multiproc", "baseline", "ratio"
     );
 
-    let mut rows: Vec<Row> = Vec::new();
-    let mut info: Vec<String> = Vec::new();
-    let mut add = |r: Row| {
-        r.print();
-        rows.push(r);
+    let mut t = Table {
+        opts,
+        rows: Vec::new(),
     };
-
-    add(measure(
-        "spawn + wait, Popen (us)",
-        "us",
-        Target::AtMost(1.2),
-        || spawn_wait(&exe, &sz),
-    ));
-    add(measure(
-        "spawn + join, Process (us)",
-        "us",
-        Target::AtMost(1.2),
-        || spawn_join(&exe, &sz),
-    ));
-    add(measure(
-        "64 MiB echo round trip (MiB/s)",
-        "MiB/s",
-        Target::AtLeast(0.8),
-        || echo_big(&exe, &sz),
-    ));
-    add(measure(
-        "ping-pong 8 B (round trips/s)",
-        "round trips/s",
-        Target::AtLeast(0.8),
-        || ping_pong(&exe, &sz),
-    ));
-    add(measure(
-        "pool startup, Pool::new(2) ready (us)",
-        "us",
-        Target::Info,
-        || pool_startup(&exe, &sz),
-    ));
-    add(measure(
-        "idle worker RSS, pool vs bare (KiB)",
-        "KiB",
-        Target::Info,
-        || idle_rss(&exe),
-    ));
+    let mut info: Vec<String> = Vec::new();
+    t.add(SPAWN_WAIT, "us", Target::AtMost(1.2), || {
+        spawn_wait(&exe, &sz)
+    });
+    t.add(SPAWN_JOIN, "us", Target::AtMost(1.2), || {
+        spawn_join(&exe, &sz)
+    });
+    t.add(ECHO, "MiB/s", Target::AtLeast(0.8), || echo_big(&exe, &sz));
+    t.add(PING, "round trips/s", Target::AtLeast(0.8), || {
+        ping_pong(&exe, &sz)
+    });
+    t.add(STARTUP, "us", Target::Info, || pool_startup(&exe, &sz));
+    t.add(RSS, "KiB", Target::Info, || idle_rss(&exe));
     let c1 = cpython.as_ref().ok().and_then(|c| c.best_chunk1);
-    add(measure(
-        "pool x*x, chunksize 1 (tasks/s)",
-        "tasks/s",
-        Target::AtLeast(10.0),
-        || pool_chunk1(&sz, c1),
-    ));
+    t.add(CHUNK1, "tasks/s", Target::AtLeast(10.0), || {
+        pool_chunk1(&sz, c1)
+    });
     let c1000 = cpython.as_ref().ok().and_then(|c| c.best_chunk1000);
-    add(measure(
-        "pool x*x, auto chunks (tasks/s)",
-        "tasks/s",
-        Target::AtLeast(2.0),
-        || pool_auto(&sz, c1000, &mut info),
-    ));
+    t.add(AUTO, "tasks/s", Target::AtLeast(2.0), || {
+        pool_auto(&sz, c1000, &mut info)
+    });
+    let rows = t.rows;
 
     // Extra information under the table.
     println!();

@@ -66,7 +66,7 @@ pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, WINDOW};
 pub use popen::{
     duplicate_for_child, executable, set_executable, ExitStatus, PassedHandle, Popen, PopenBuilder,
 };
-pub use process::{Process, ProcessBuilder, Sentinel, Stdio, DEFAULT_MAX_RESULT_LEN};
+pub use process::{ChildOutput, Process, ProcessBuilder, Sentinel, Stdio, DEFAULT_MAX_RESULT_LEN};
 pub use spawn::{
     current_process_name, init, PanicReport, MAX_ENTRY_LEN, MAX_OPTIONS_LEN, MAX_PAYLOAD_LEN,
     PROTOCOL_VERSION,

@@ -121,6 +121,8 @@ pub struct PopenBuilder {
     stdio: [sys::StdioMode; 3],
     flags: u32,
     options: spawn::WorkerOptions,
+    /// Write ends of the pipes that capture stdout / stderr.
+    capture: [Option<Arc<sys::Channel>>; 2],
 }
 
 impl PopenBuilder {
@@ -177,6 +179,11 @@ impl PopenBuilder {
         self
     }
 
+    pub(crate) fn capture(&mut self, which: usize, w: Option<Arc<sys::Channel>>) -> &mut Self {
+        self.capture[which] = w;
+        self
+    }
+
     pub(crate) fn want_result(&mut self) -> &mut Self {
         self.flags |= spawn::FLAG_WANT_RESULT;
         self
@@ -229,7 +236,13 @@ impl PopenBuilder {
     ) -> Result<Popen> {
         self.spawn_bytes(&mut |child| {
             let body = payload(child)?;
-            let mut data = spawn::encode_header(entry, self.flags, &self.options, body.len());
+            let mut options = self.options.clone();
+            for (slot, w) in options.capture.iter_mut().zip(&self.capture) {
+                if let Some(w) = w {
+                    *slot = Some(duplicate_for_child(w.as_raw())?);
+                }
+            }
+            let mut data = spawn::encode_header(entry, self.flags, &options, body.len());
             data.extend_from_slice(&body);
             Ok(data)
         })

@@ -28,6 +28,11 @@ pub enum Stdio {
     Inherit,
     /// The null device.
     Null,
+    /// A pipe to this process: read it with [`Process::take_stdout`] /
+    /// [`Process::take_stderr`] (stdout and stderr only). As with
+    /// `std::process`, a worker that fills the pipe while nobody reads it
+    /// waits until someone does.
+    Capture,
 }
 
 /// Options for a [`Process`]: `&mut self` setters, then
@@ -35,6 +40,7 @@ pub enum Stdio {
 #[derive(Clone, Debug)]
 pub struct ProcessBuilder {
     popen: PopenBuilder,
+    capture: [bool; 2],
     name: Option<String>,
     daemon: bool,
     max_result_len: u64,
@@ -55,6 +61,7 @@ impl ProcessBuilder {
         popen.want_result();
         ProcessBuilder {
             popen,
+            capture: [false; 2],
             name: None,
             daemon: false,
             max_result_len: DEFAULT_MAX_RESULT_LEN,
@@ -84,9 +91,23 @@ impl ProcessBuilder {
         self
     }
 
-    /// Where the worker's stdin, stdout and stderr go.
+    /// Where the worker's stdin, stdout and stderr go: inherited or null
+    /// (`Capture` applies to stdout and stderr; stdin is then inherited).
     pub fn stdio(&mut self, stdio: Stdio) -> &mut Self {
         self.popen.null_stdio(stdio == Stdio::Null);
+        self.capture = [stdio == Stdio::Capture; 2];
+        self
+    }
+
+    /// Where the worker's stdout goes (after [`stdio`](ProcessBuilder::stdio)).
+    pub fn stdout(&mut self, stdio: Stdio) -> &mut Self {
+        self.capture[0] = stdio == Stdio::Capture;
+        self
+    }
+
+    /// Where the worker's stderr goes (after [`stdio`](ProcessBuilder::stdio)).
+    pub fn stderr(&mut self, stdio: Stdio) -> &mut Self {
+        self.capture[1] = stdio == Stdio::Capture;
         self
     }
 
@@ -118,12 +139,26 @@ impl ProcessBuilder {
             .unwrap_or_else(|| format!("Process-{}", COUNTER.fetch_add(1, Ordering::Relaxed) + 1));
         let mut popen = self.popen.clone();
         popen.name(name.clone());
+        let mut readers: [Option<ChildOutput>; 2] = [None, None];
+        for (i, want) in self.capture.iter().enumerate() {
+            if *want {
+                let (r, w) = sys::pipe(false)
+                    .map_err(|e| Error::io("cannot create a pipe for captured output", e))?;
+                popen.capture(i, Some(Arc::new(w)));
+                readers[i] = Some(ChildOutput(r));
+            }
+        }
+        // The builder copy holds our write ends: gone after the spawn, so
+        // the readers see EOF when the worker exits.
         let popen = popen.spawn(entry, &args)?;
+        let [stdout, stderr] = readers;
         if self.daemon {
             register_daemon(&popen);
         }
         Ok(Process {
             popen,
+            stdout,
+            stderr,
             name,
             stopped_by_us: AtomicBool::new(false),
             reply: Vec::new(),
@@ -158,6 +193,8 @@ impl ProcessBuilder {
 /// ```
 pub struct Process<T> {
     popen: Popen,
+    stdout: Option<ChildOutput>,
+    stderr: Option<ChildOutput>,
     name: String,
     stopped_by_us: AtomicBool,
     reply: Vec<u8>,
@@ -282,6 +319,16 @@ impl<T> Process<T> {
         self.popen.pid()
     }
 
+    /// The worker's captured stdout ([`Stdio::Capture`]), once.
+    pub fn take_stdout(&mut self) -> Option<ChildOutput> {
+        self.stdout.take()
+    }
+
+    /// The worker's captured stderr ([`Stdio::Capture`]), once.
+    pub fn take_stderr(&mut self) -> Option<ChildOutput> {
+        self.stderr.take()
+    }
+
     /// The process's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -349,6 +396,17 @@ impl<T> fmt::Debug for Process<T> {
             .field("name", &self.name)
             .field("pid", &self.pid())
             .finish()
+    }
+}
+
+/// A worker's captured stdout or stderr: read it to the end to get
+/// everything the worker wrote (end of file once it exited).
+#[derive(Debug)]
+pub struct ChildOutput(sys::Channel);
+
+impl std::io::Read for ChildOutput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        Ok(self.0.read_timeout(None, buf, None)?.unwrap_or(0))
     }
 }
 

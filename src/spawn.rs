@@ -135,6 +135,8 @@ pub(crate) struct WorkerOptions {
     pub name: Option<String>,
     /// Die when the parent dies (Linux: PR_SET_PDEATHSIG).
     pub die_with_parent: bool,
+    /// Passed-handle tokens to install as stdout / stderr (captured output).
+    pub capture: [Option<u64>; 2],
 }
 
 /// Builds the header, entry id and options that precede the payload.
@@ -442,6 +444,18 @@ fn worker_main(marker: &str) -> Result<i32, Fail> {
 
     install_panic_hook();
     CHILD_CHANNEL.with(|c| *c.borrow_mut() = Some(chan));
+    for (which, token) in [(1u8, options.capture[0]), (2u8, options.capture[1])] {
+        if let Some(token) = token {
+            take_passed_handle(token)
+                .and_then(|h| sys::set_std_handle(which, h))
+                .map_err(|e| {
+                    Fail(
+                        exit_code::NO_CHANNEL,
+                        format!("cannot install the captured output handle: {e}"),
+                    )
+                })?;
+        }
+    }
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| (entry.run)(&payload)));
     let chan = CHILD_CHANNEL.with(|c| c.borrow_mut().take());
     let (reply, code) = match outcome {

@@ -49,6 +49,16 @@ fn spawn_grandchild((report, daemon, kill_on_parent_death): (Connection, bool, b
     std::mem::forget(g); // no Drop logic involved in what the test checks
 }
 
+fn talk(n: u32) -> u32 {
+    for i in 0..n {
+        println!("out {i}");
+    }
+    eprintln!("err done");
+    n
+}
+
+multiproc::entry!(talk);
+
 multiproc::entry!(
     square,
     do_nothing,
@@ -287,4 +297,26 @@ fn process_and_connection_are_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Process<u64>>();
     check::<Connection>();
+}
+
+#[test]
+fn captured_stdout_and_stderr_reach_the_parent() {
+    use std::io::Read;
+    let mut p = ProcessBuilder::new()
+        .stdout(multiproc::Stdio::Capture)
+        .stderr(multiproc::Stdio::Capture)
+        .spawn(talk, 2000)
+        .unwrap();
+    let (mut out, mut err) = (p.take_stdout().unwrap(), p.take_stderr().unwrap());
+    assert!(p.take_stdout().is_none());
+    // Read stdout to the end while the worker writes (more than a pipe holds).
+    let mut text = String::new();
+    out.read_to_string(&mut text).unwrap();
+    let mut etext = String::new();
+    err.read_to_string(&mut etext).unwrap();
+    assert_eq!(p.join().unwrap(), 2000);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2000);
+    assert_eq!(lines[1999], "out 1999");
+    assert_eq!(etext, "err done\n");
 }

@@ -71,10 +71,18 @@ fn counts_return_to_their_start_after_many_cycles() {
         a.send(&i).unwrap();
         assert_eq!(b.recv::<u64>().unwrap(), i);
     }
-    assert_eq!(census(), start, "after {conns} Connection open/close cycles");
+    assert_eq!(
+        census(),
+        start,
+        "after {conns} Connection open/close cycles"
+    );
 
     {
-        let pool = PoolBuilder::new().workers(4).max_tasks_per_child(100).build().unwrap();
+        let pool = PoolBuilder::new()
+            .workers(4)
+            .max_tasks_per_child(100)
+            .build()
+            .unwrap();
         let sum: u64 = pool
             .imap_unordered(square, 0..tasks)
             .map(|r| r.unwrap())
@@ -83,7 +91,11 @@ fn counts_return_to_their_start_after_many_cycles() {
         pool.close();
         pool.join().unwrap();
     }
-    assert_eq!(census(), start, "after a pool ran {tasks} tasks, replacing workers every 100");
+    assert_eq!(
+        census(),
+        start,
+        "after a pool ran {tasks} tasks, replacing workers every 100"
+    );
 
     // Reaping is synchronous in join/wait; the reaper thread handles only
     // children dropped while running. Give an exiting child a moment, then

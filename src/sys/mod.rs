@@ -56,6 +56,8 @@
 //!     pub(crate) fn from_owned(h: OwnedRaw) -> Channel;   // a passed Connection end
 //!     pub(crate) fn as_raw(&self) -> BorrowedRaw<'_>;
 //! }
+//! // Child side: redirect stdout (1) / stderr (2) to a passed handle.
+//! pub(crate) fn set_std_handle(which: u8, h: OwnedRaw) -> io::Result<()>;  (in mod.rs)
 //! // A connected pair for Pipe: duplex, or (reader, writer).
 //! pub(crate) fn pipe(duplex: bool) -> io::Result<(Channel, Channel)>;
 //! // Child side, after the bootstrap: arrange to die with the parent
@@ -163,4 +165,37 @@ pub(crate) fn at_exit(f: extern "C" fn()) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::other("atexit failed"))
     }
+}
+
+/// Child side: makes `h` this process's stdout (`which == 1`) or stderr
+/// (`which == 2`), for output captured by the parent. Unix: dup2 onto fd
+/// 1/2. Windows: `SetStdHandle`, which Rust's `std::io::stdout`/`stderr`
+/// consult on every write (C runtime streams opened at startup don't
+/// follow).
+#[cfg(unix)]
+pub(crate) fn set_std_handle(which: u8, h: OwnedRaw) -> std::io::Result<()> {
+    match which {
+        1 => rustix::stdio::dup2_stdout(&h)?,
+        _ => rustix::stdio::dup2_stderr(&h)?,
+    }
+    Ok(())
+}
+
+/// See the Unix version.
+#[cfg(windows)]
+pub(crate) fn set_std_handle(which: u8, h: OwnedRaw) -> std::io::Result<()> {
+    use std::os::windows::io::IntoRawHandle;
+    use windows_sys::Win32::System::Console::{SetStdHandle, STD_ERROR_HANDLE, STD_OUTPUT_HANDLE};
+    let id = if which == 1 {
+        STD_OUTPUT_HANDLE
+    } else {
+        STD_ERROR_HANDLE
+    };
+    let raw = h.into_raw_handle();
+    // SAFETY: `raw` is an open handle we own; SetStdHandle takes it over
+    // as the process's standard handle for the rest of its life.
+    if unsafe { SetStdHandle(id, raw) } == 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
