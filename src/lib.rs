@@ -7,25 +7,29 @@
 //! A worker is a fresh process of your program (or of a host you name with
 //! [`set_executable`]). It starts, sees the worker marker on its command
 //! line in [`init`], reads which function to run and its arguments from a
-//! private bootstrap channel, runs it, and exits. So:
+//! private bootstrap channel, runs it, sends the result back, and exits.
+//! So:
 //!
 //! 1. call [`init`] first thing in `main` (in test binaries, put
 //!    [`test_support!`] once at the top level instead);
 //! 2. register each function a worker may run with [`entry!`];
-//! 3. spawn it with [`Popen::spawn`].
+//! 3. run it: [`Process::spawn`] for one call, [`Pool`] for many,
+//!    [`Popen`] for the raw process.
 //!
 //! ```
-//! fn exit_with(code: i32) {
-//!     std::process::exit(code)
+//! fn square(x: u64) -> u64 {
+//!     x * x
 //! }
-//! multiproc::entry!(exit_with);
+//! multiproc::entry!(square);
 //!
 //! fn main() -> Result<(), multiproc::Error> {
 //!     multiproc::init(); // in a worker, this runs the entry and exits
 //!
-//!     let p = multiproc::Popen::spawn(exit_with, &7)?;
-//!     let status = p.wait(None)?.expect("no timeout given");
-//!     assert_eq!(status.code(), Some(7));
+//!     let p = multiproc::Process::spawn(square, 7)?;
+//!     assert_eq!(p.join()?, 49);
+//!
+//!     let pool = multiproc::Pool::new(2)?;
+//!     assert_eq!(pool.map(square, 1..=3)?, vec![1, 4, 9]);
 //!     Ok(())
 //! }
 //! ```
@@ -36,16 +40,78 @@
 //! versioned, build-checked handshake, never by code address. Closures that
 //! capture don't compile.
 //!
-//! # How workers end
+//! # Pipes between processes
 //!
-//! See [`exit_code`] for the table of exit codes, and [`ExitStatus`].
+//! [`Pipe::duplex`] and [`Pipe::simplex`] make connected [`Connection`]s
+//! carrying length-prefixed messages; a `Connection` given to
+//! [`Process::spawn`] as (part of) the argument works in the child, which
+//! is how a child talks to its parent or a sibling. [`wait`] watches
+//! several connections and processes at once.
+//!
+//! ```
+//! use multiproc::{Connection, Pipe, Process};
+//!
+//! fn shout(conn: Connection) {
+//!     while let Ok(s) = conn.recv::<String>() {
+//!         conn.send(&s.to_uppercase()).unwrap();
+//!     }
+//! }
+//! multiproc::entry!(shout);
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! # multiproc::init();
+//! let (mine, theirs) = Pipe::duplex()?;
+//! let child = Process::spawn(shout, theirs)?;
+//! mine.send("hi")?;
+//! assert_eq!(mine.recv::<String>()?, "HI");
+//! drop(mine); // the child sees end of file and returns
+//! child.join()?;
+//! # Ok(()) }
+//! ```
+//!
+//! # How a process ends
+//!
+//! [`Process::join`] returns the value, or an [`Error`] that tells apart:
+//!
+//! | what happened | predicate | details |
+//! |---|---|---|
+//! | the entry panicked | [`Error::is_panic`] | [`Error::panic_report`]: message, location |
+//! | it exited without a result (`process::exit(3)`) | [`Error::is_no_result`] | [`Error::exit_status`] `.code() == Some(3)` |
+//! | a signal killed it (Unix), or another process's `TerminateProcess` (Windows) | [`Error::is_no_result`] | `.signal()`, or `.code()` with that code |
+//! | we stopped it (`terminate`, `kill`, `*_tree`) | [`Error::is_terminated`] | SIGTERM / SIGKILL; Windows exit code `0x10000` |
+//! | its bootstrap failed | [`Error::is_bootstrap_failure`] | exit code 200–208, see [`exit_code`] |
+//!
+//! [`Process::exitcode`] follows Python: the exit code, minus the signal
+//! number for a signal, and `-15` for a Windows process ended with
+//! `TERMINATE`.
 //!
 //! # Caveats
 //!
-//! - Dropping a [`Popen`] does not kill the worker (see its docs); ask for
-//!   that with [`PopenBuilder::kill_on_drop`].
-//! - On Windows, `terminate()` and `kill()` both end the process with exit
-//!   code `0x10000`, as CPython does.
+//! - **Drop.** Dropping a [`Popen`] or [`Process`] neither waits for nor
+//!   kills the worker (as `std::process::Child`); opt in with
+//!   [`PopenBuilder::kill_on_drop`]. On Unix a worker dropped while running
+//!   is reaped in the background, so no zombie stays. Dropping a [`Pool`]
+//!   kills its workers and joins its threads.
+//! - **Daemons.** A [daemonic](ProcessBuilder::daemon) process is
+//!   terminated when this process exits normally (return from `main`,
+//!   `std::process::exit`), as in Python. A parent killed outright runs no
+//!   exit code at all.
+//! - **Parent death.** With [`ProcessBuilder::kill_on_parent_death`] (on
+//!   by default for pool workers) the worker dies with this process however
+//!   it dies: Windows puts it in a job object with `KILL_ON_JOB_CLOSE`
+//!   before it runs; Linux arms `PR_SET_PDEATHSIG` in the worker (checking
+//!   `getppid()` for a parent that died during the spawn) and spawns such
+//!   workers from a thread that lives as long as the process, since Linux
+//!   ties the signal to the spawning thread. macOS has no equivalent: there
+//!   such workers outlive a killed parent.
+//! - **Process groups (Unix).** Workers spawned from a non-worker process
+//!   lead their own process group, so [`Process::kill_tree`] reaches
+//!   everything they start, nested workers included; Ctrl-C in a terminal
+//!   reaches only the parent (which, dying, takes parent-death workers
+//!   along).
+//! - **Windows consoles.** Workers share the parent's console (no console
+//!   window opens for them); when the parent has none, they are created
+//!   with `CREATE_NO_WINDOW`.
 #![deny(unsafe_code)]
 
 mod connection;
