@@ -122,7 +122,17 @@ pub struct PopenBuilder {
     flags: u32,
     options: spawn::WorkerOptions,
     /// Write ends of the pipes that capture stdout / stderr.
-    capture: [Option<Arc<sys::Channel>>; 2],
+    capture: [Option<CaptureEnd>; 2],
+}
+
+/// The write end of a capture pipe, shared by builder copies.
+#[derive(Clone)]
+struct CaptureEnd(Arc<sys::Channel>);
+
+impl fmt::Debug for CaptureEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CaptureEnd")
+    }
 }
 
 impl PopenBuilder {
@@ -180,7 +190,7 @@ impl PopenBuilder {
     }
 
     pub(crate) fn capture(&mut self, which: usize, w: Option<Arc<sys::Channel>>) -> &mut Self {
-        self.capture[which] = w;
+        self.capture[which] = w.map(CaptureEnd);
         self
     }
 
@@ -239,7 +249,7 @@ impl PopenBuilder {
             let mut options = self.options.clone();
             for (slot, w) in options.capture.iter_mut().zip(&self.capture) {
                 if let Some(w) = w {
-                    *slot = Some(duplicate_for_child(w.as_raw())?);
+                    *slot = Some(duplicate_for_child(w.0.as_raw())?);
                 }
             }
             let mut data = spawn::encode_header(entry, self.flags, &options, body.len());
