@@ -74,6 +74,8 @@ struct Opts {
     json: Option<PathBuf>,
     /// Only the rows whose name contains one of these (for profiling).
     only: Vec<String>,
+    /// Skip the CPython script (for profiling).
+    no_cpython: bool,
 }
 
 impl Opts {
@@ -89,6 +91,7 @@ fn main() {
         quick: false,
         json: None,
         only: Vec::new(),
+        no_cpython: false,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -101,12 +104,13 @@ fn main() {
                 Some(p) => opts.json = Some(PathBuf::from(p)),
                 None => usage("--json needs a path"),
             },
+            "--no-cpython" => opts.no_cpython = true,
             "--only" => match args.next() {
                 Some(w) => opts.only.push(w),
                 None => usage("--only needs a word"),
             },
             "-h" | "--help" => {
-                println!("usage: bench [--quick] [--json PATH] [--only WORD]...");
+                println!("usage: bench [--quick] [--json PATH] [--only WORD]... [--no-cpython]");
                 return;
             }
             other => usage(&format!("unknown argument `{other}`")),
@@ -120,7 +124,7 @@ fn main() {
 }
 
 fn usage(why: &str) -> ! {
-    eprintln!("bench: {why}\nusage: bench [--quick] [--json PATH] [--only WORD]...");
+    eprintln!("bench: {why}\nusage: bench [--quick] [--json PATH] [--only WORD]... [--no-cpython]");
     std::process::exit(2)
 }
 
@@ -180,7 +184,9 @@ fn run(opts: &Opts) -> usize {
 
     // CPython first, alone on the machine, so that its figures are there
     // when the pool rows print.
-    let cpython = if opts.wants(CHUNK1) || opts.wants(AUTO) {
+    let cpython = if opts.no_cpython {
+        Err("not run (--no-cpython)".to_string())
+    } else if opts.wants(CHUNK1) || opts.wants(AUTO) {
         eprintln!("bench: running scripts/bench_cpython.py (CPython's Pool baseline)...");
         cpython_baseline(quick, sz.chunk1_n, sz.auto_n)
     } else {
