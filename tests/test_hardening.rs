@@ -1,0 +1,89 @@
+//! Isolation under concurrency, and pool workers orphaned by a killed
+//! parent.
+
+use std::time::Duration;
+
+use multiproc::{Connection, Pipe, Pool, PoolBuilder, Process, ProcessBuilder};
+
+multiproc::test_support!();
+
+/// How many fds (Unix: beyond stdio) / pipe handles (Windows: beyond the
+/// std handles) this process can see.
+fn visible_handles(_: u64) -> usize {
+    multiproc::__private::open_ipc_handles()
+        .expect("list handles")
+        .len()
+}
+
+fn block_forever(_: ()) {
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Builds a pool whose workers die with this process, reports their pids,
+/// then blocks until killed.
+fn pool_owner(report: Connection) {
+    let pool = Pool::new(2).expect("pool");
+    report.send(&pool.pids()).expect("report pids");
+    block_forever(());
+}
+
+multiproc::entry!(visible_handles, block_forever, pool_owner);
+
+#[test]
+fn concurrent_processes_and_pools_see_only_their_own_pipes() {
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut seen = Vec::new();
+                    for round in 0..3u64 {
+                        // A process: its bootstrap channel only.
+                        let p = Process::spawn(visible_handles, round).unwrap();
+                        seen.push(("process", p.join().unwrap(), 1));
+                        // A pool worker: bootstrap channel + its task pipe.
+                        let pool = PoolBuilder::new().workers(1).build().unwrap();
+                        for n in pool.map_chunked(visible_handles, [t, round], 1).unwrap() {
+                            seen.push(("pool worker", n, 2));
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for t in threads {
+            for (who, saw, expected) in t.join().unwrap() {
+                assert_eq!(
+                    saw, expected,
+                    "a {who} saw {saw} pipe handles, expected {expected}"
+                );
+            }
+        }
+    });
+}
+
+#[cfg(any(target_os = "linux", windows))]
+#[test]
+fn pool_workers_die_when_their_parent_is_killed_outright() {
+    let (mine, theirs) = Pipe::duplex().unwrap();
+    let owner = ProcessBuilder::new().spawn(pool_owner, theirs).unwrap();
+    let workers: Vec<u32> = mine.recv().unwrap();
+    assert_eq!(workers.len(), 2);
+    let watchers: Vec<_> = workers
+        .iter()
+        .map(|&pid| {
+            std::thread::spawn(move || {
+                multiproc::__private::wait_pid_exit(pid, Duration::from_secs(30))
+            })
+        })
+        .collect();
+    owner.kill().unwrap();
+    assert!(owner.join().unwrap_err().is_terminated());
+    for (w, pid) in watchers.into_iter().zip(workers) {
+        assert!(
+            w.join().unwrap().unwrap(),
+            "pool worker {pid} outlived its killed parent"
+        );
+    }
+}
