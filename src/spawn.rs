@@ -558,7 +558,9 @@ mod tests {
             Header {
                 flags: 0,
                 entry_len: 4,
-                options_len: 2,
+                options_len: postcard::to_allocvec(&WorkerOptions::default())
+                    .unwrap()
+                    .len() as u32,
                 payload_len: 12
             }
         );
