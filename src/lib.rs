@@ -292,11 +292,27 @@ pub mod __private {
         std::any::type_name::<F>()
     }
 
-    /// Waits up to `timeout` for process `pid` (not necessarily our child)
-    /// to exit; true if it did. Linux and Windows.
+    /// A waitable handle on process `pid` (not necessarily our child):
+    /// pidfd on Linux, process handle on Windows.
+    #[derive(Debug)]
+    pub struct PidWatch(crate::sys::OwnedRaw);
+
+    /// Opens a [`PidWatch`] on `pid`; fails if it is already gone.
+    pub fn watch_pid(pid: u32) -> std::io::Result<PidWatch> {
+        crate::sys::watch_process(pid).map(PidWatch)
+    }
+
+    impl PidWatch {
+        /// Waits up to `timeout` for the process to exit; true if it did.
+        pub fn wait(&self, timeout: std::time::Duration) -> std::io::Result<bool> {
+            let h = crate::sys::borrow(&self.0);
+            Ok(!crate::sys::wait_any(&[h], Some(timeout))?.is_empty())
+        }
+    }
+
+    /// Waits up to `timeout` for process `pid` to exit; true if it did.
     pub fn wait_pid_exit(pid: u32, timeout: std::time::Duration) -> std::io::Result<bool> {
-        let h = crate::sys::watch_process(pid)?;
-        Ok(!crate::sys::wait_any(&[crate::sys::borrow(&h)], Some(timeout))?.is_empty())
+        watch_pid(pid)?.wait(timeout)
     }
 
     /// Diagnostics for the test suites: open fds (Unix) / handles (Windows).

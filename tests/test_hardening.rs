@@ -70,19 +70,15 @@ fn pool_workers_die_when_their_parent_is_killed_outright() {
     let owner = ProcessBuilder::new().spawn(pool_owner, theirs).unwrap();
     let workers: Vec<u32> = mine.recv().unwrap();
     assert_eq!(workers.len(), 2);
-    let watchers: Vec<_> = workers
+    let watches: Vec<_> = workers
         .iter()
-        .map(|&pid| {
-            std::thread::spawn(move || {
-                multiproc::__private::wait_pid_exit(pid, Duration::from_secs(30))
-            })
-        })
+        .map(|&pid| multiproc::__private::watch_pid(pid).unwrap())
         .collect();
     owner.kill().unwrap();
     assert!(owner.join().unwrap_err().is_terminated());
-    for (w, pid) in watchers.into_iter().zip(workers) {
+    for (w, pid) in watches.iter().zip(workers) {
         assert!(
-            w.join().unwrap().unwrap(),
+            w.wait(Duration::from_secs(30)).unwrap(),
             "pool worker {pid} outlived its killed parent"
         );
     }

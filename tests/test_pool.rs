@@ -363,10 +363,13 @@ fn close_then_join_finishes_the_work() {
 #[test]
 fn drop_with_a_worker_stuck_in_a_loop_does_not_hang() {
     let p = pool(1);
-    let pid = p.pids()[0];
+    let watch = multiproc::__private::watch_pid(p.pids()[0]).unwrap();
     let h = p.submit(spin, ());
     drop(p);
-    assert!(multiproc::__private::wait_pid_exit(pid, Duration::from_secs(30)).unwrap_or(true));
+    assert!(
+        watch.wait(Duration::ZERO).unwrap(),
+        "drop returned before the worker was gone"
+    );
     assert!(h.get().is_err());
 }
 

@@ -258,12 +258,12 @@ fn intermediate(daemon: bool, kill_on_parent_death: bool) -> (Process<()>, Conne
 #[test]
 fn daemon_children_are_gone_after_the_parent_returns() {
     let (p, conn, grandchild) = intermediate(true, false);
-    assert!(!multiproc::__private::wait_pid_exit(grandchild, Duration::ZERO).unwrap());
-    let watch = std::thread::spawn(move || multiproc::__private::wait_pid_exit(grandchild, LONG));
+    let watch = multiproc::__private::watch_pid(grandchild).unwrap();
+    assert!(!watch.wait(Duration::ZERO).unwrap());
     conn.send(&1u8).unwrap();
     p.join().unwrap();
     assert!(
-        watch.join().unwrap().unwrap(),
+        watch.wait(LONG).unwrap(),
         "daemon grandchild {grandchild} still running"
     );
 }
@@ -272,11 +272,11 @@ fn daemon_children_are_gone_after_the_parent_returns() {
 #[test]
 fn kill_on_parent_death_children_die_when_the_parent_is_killed() {
     let (p, _conn, grandchild) = intermediate(false, true);
-    let watch = std::thread::spawn(move || multiproc::__private::wait_pid_exit(grandchild, LONG));
+    let watch = multiproc::__private::watch_pid(grandchild).unwrap();
     p.kill().unwrap();
     assert!(p.join().unwrap_err().is_terminated());
     assert!(
-        watch.join().unwrap().unwrap(),
+        watch.wait(LONG).unwrap(),
         "grandchild {grandchild} outlived its killed parent"
     );
 }
@@ -285,11 +285,11 @@ fn kill_on_parent_death_children_die_when_the_parent_is_killed() {
 #[test]
 fn kill_tree_leaves_no_grandchild() {
     let (p, _conn, grandchild) = intermediate(false, false);
-    let watch = std::thread::spawn(move || multiproc::__private::wait_pid_exit(grandchild, LONG));
+    let watch = multiproc::__private::watch_pid(grandchild).unwrap();
     p.kill_tree().unwrap();
     assert!(p.join().unwrap_err().is_terminated());
     assert!(
-        watch.join().unwrap().unwrap(),
+        watch.wait(LONG).unwrap(),
         "grandchild {grandchild} survived kill_tree"
     );
 }

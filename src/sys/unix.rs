@@ -462,18 +462,23 @@ impl Child {
         }
     }
 
-    fn signal(&self, sig: Signal) -> io::Result<()> {
+    /// Sends `sig` to the child (or its process group), under the status
+    /// lock: never after the child was reaped, when its pid could name a
+    /// stranger. Exited-but-not-reaped is not an error either.
+    fn signal(&self, sig: Signal, group: bool) -> io::Result<()> {
         let slot = lock(&self.status);
         if slot.is_some() {
-            return Ok(()); // already reaped: it exited, nothing to signal
+            return Ok(());
         }
         let res = match &self.pidfd {
+            // A worker shares our group when we are a worker ourselves:
+            // signalling the group would hit us too, so only the child then.
+            _ if group && self.own_group => rustix::process::kill_process_group(self.pid, sig),
             Some(fd) => pidfd_signal(fd.as_fd(), self.pid, sig),
             None => rustix::process::kill_process(self.pid, sig),
         };
         drop(slot);
         match res {
-            // Exited but not reaped yet is not an error either.
             Ok(()) | Err(Errno::SRCH) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -481,12 +486,12 @@ impl Child {
 
     /// Sends SIGTERM. Records nothing: the process may still be running.
     pub(crate) fn terminate(&self) -> io::Result<()> {
-        self.signal(Signal::TERM)
+        self.signal(Signal::TERM, false)
     }
 
     /// Sends SIGKILL.
     pub(crate) fn kill(&self) -> io::Result<()> {
-        self.signal(Signal::KILL)
+        self.signal(Signal::KILL, false)
     }
 
     /// Windows keeps a copy of the child's end; Unix closed it at spawn.
@@ -849,34 +854,14 @@ pub(crate) fn open_ipc_handles() -> io::Result<Vec<u64>> {
 }
 
 impl Child {
-    fn signal_group(&self, sig: Signal) -> io::Result<()> {
-        if !self.own_group {
-            // It shares our group (we are a worker ourselves): signalling
-            // the group would hit us too. Only the child, then.
-            return self.signal(sig);
-        }
-        let slot = lock(&self.status);
-        if slot.is_some() {
-            // Reaped: its pid may name a new group by now; don't guess.
-            return Ok(());
-        }
-        // Not reaped, so the pid (its pgid) still belongs to it.
-        let res = rustix::process::kill_process_group(self.pid, sig);
-        drop(slot);
-        match res {
-            Ok(()) | Err(Errno::SRCH) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// SIGTERM to the child's process group.
     pub(crate) fn terminate_tree(&self) -> io::Result<()> {
-        self.signal_group(Signal::TERM)
+        self.signal(Signal::TERM, true)
     }
 
     /// SIGKILL to the child's process group.
     pub(crate) fn kill_tree(&self) -> io::Result<()> {
-        self.signal_group(Signal::KILL)
+        self.signal(Signal::KILL, true)
     }
 
     /// The pidfd, which becomes readable when the process exits.
