@@ -569,6 +569,17 @@ impl Shared {
                 shared.on_exit(id, status);
             })
             .map_err(|e| Error::io("cannot start a pool thread", e))?;
+        // Join the threads of workers already gone (finished, so this
+        // doesn't wait), so a pool that keeps replacing workers doesn't
+        // keep their threads (or, on Windows, their handles). A reader
+        // calling this from `on_exit` is still running and stays.
+        let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut st.threads)
+            .into_iter()
+            .partition(|t| t.is_finished());
+        st.threads = live;
+        for t in done {
+            let _ = t.join();
+        }
         st.threads.push(writer);
         st.threads.push(reader);
         st.starting += 1;
