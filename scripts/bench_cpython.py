@@ -50,8 +50,8 @@ def main():
     ap.add_argument("--n-chunk1", type=int, help="tasks per chunksize=1 run")
     ap.add_argument("--n-chunk1000", type=int, help="tasks per chunksize=1000 run")
     args = ap.parse_args()
-    n1 = args.n_chunk1 or (5_000 if args.quick else 20_000)
-    n1000 = args.n_chunk1000 or (500_000 if args.quick else 2_000_000)
+    n1 = args.n_chunk1 or (20_000 if args.quick else 100_000)
+    n1000 = args.n_chunk1000 or (1_000_000 if args.quick else 5_000_000)
 
     supported = mp.get_all_start_methods()
     methods = [m for m in METHODS if m in supported]
