@@ -1,9 +1,7 @@
 //! Isolation under concurrency, and pool workers orphaned by a killed
 //! parent.
 
-use std::time::Duration;
-
-use multiproc::{Connection, Pipe, Pool, PoolBuilder, Process, ProcessBuilder};
+use multiproc::{Connection, Pool, PoolBuilder, Process};
 
 multiproc::test_support!();
 
@@ -66,6 +64,8 @@ fn concurrent_processes_and_pools_see_only_their_own_pipes() {
 #[cfg(any(target_os = "linux", windows))]
 #[test]
 fn pool_workers_die_when_their_parent_is_killed_outright() {
+    use multiproc::{Pipe, ProcessBuilder};
+    use std::time::Duration;
     let (mine, theirs) = Pipe::duplex().unwrap();
     let owner = ProcessBuilder::new().spawn(pool_owner, theirs).unwrap();
     let workers: Vec<u32> = mine.recv().unwrap();

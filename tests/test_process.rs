@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use multiproc::{Connection, Pipe, Process, ProcessBuilder};
+use multiproc::{Connection, Process, ProcessBuilder};
 
 multiproc::test_support!();
 
@@ -149,6 +149,12 @@ fn wait_on_many_processes_returns_those_that_exited() {
     );
 }
 
+/// One of the hundred: a square to compute, or a blocker we terminate.
+enum OneOfHundred {
+    Square(Process<u64>),
+    Terminated(Process<()>),
+}
+
 #[test]
 fn a_hundred_processes_some_terminated() {
     let procs: Vec<_> = (0..100u64)
@@ -156,16 +162,16 @@ fn a_hundred_processes_some_terminated() {
             if i % 4 == 0 {
                 let p = Process::<()>::spawn(block_forever, ()).unwrap();
                 p.terminate().unwrap();
-                Err(p)
+                OneOfHundred::Terminated(p)
             } else {
-                Ok(Process::spawn(square, i).unwrap())
+                OneOfHundred::Square(Process::spawn(square, i).unwrap())
             }
         })
         .collect();
     for (i, p) in procs.into_iter().enumerate() {
         match p {
-            Ok(p) => assert_eq!(p.join().unwrap(), (i * i) as u64),
-            Err(p) => assert!(p.join().unwrap_err().is_terminated()),
+            OneOfHundred::Square(p) => assert_eq!(p.join().unwrap(), (i * i) as u64),
+            OneOfHundred::Terminated(p) => assert!(p.join().unwrap_err().is_terminated()),
         }
     }
 }
@@ -243,9 +249,11 @@ fn names_default_and_custom_are_seen_by_the_child() {
     assert_eq!(multiproc::current_process_name(), "MainProcess");
 }
 
+#[cfg(any(target_os = "linux", windows))]
 /// Spawns an intermediate worker that starts a grandchild with the given
 /// flags and reports its pid; returns (intermediate, its connection, pid).
 fn intermediate(daemon: bool, kill_on_parent_death: bool) -> (Process<()>, Connection, u32) {
+    use multiproc::Pipe;
     let (mine, theirs) = Pipe::duplex().unwrap();
     let p = ProcessBuilder::new()
         .spawn(spawn_grandchild, (theirs, daemon, kill_on_parent_death))
