@@ -20,7 +20,7 @@
 //! `imap` are pulled and not yet yielded), so a million-task iterator runs in
 //! bounded memory.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::PathBuf;
@@ -63,6 +63,24 @@ enum ToWorker {
         chunks: Vec<WireChunk>,
     },
     Shutdown,
+}
+
+/// The sending side of [`ToWorker`], borrowing the payloads (the same
+/// encoding: postcard writes a slice and a `Vec` alike).
+#[derive(Serialize)]
+enum ToWorkerRef<'a> {
+    Work {
+        frame: u64,
+        entries: &'a [&'a str],
+        chunks: &'a [WireChunkRef<'a>],
+    },
+}
+
+#[derive(Serialize)]
+struct WireChunkRef<'a> {
+    id: u64,
+    entry: u16,
+    tasks: &'a [Vec<u8>],
 }
 
 #[derive(Serialize, Deserialize)]
@@ -254,6 +272,8 @@ struct State {
     broken: Option<String>,
     starting: usize,
     failed_starts: u32,
+    /// Where the next dispatch starts its round.
+    next_worker: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -306,14 +326,16 @@ impl State {
 }
 
 impl Shared {
-    /// Sends queued chunks to workers with room, round robin.
+    /// Sends queued chunks to workers with room, round robin from where
+    /// the last call stopped (so no worker is always served first).
     fn dispatch(&self, st: &mut State) {
         if st.queue.is_empty() && !st.workers.iter().any(|w| w.retiring) {
             return;
         }
         let now = Instant::now();
         let n = st.workers.len();
-        for k in 0..n {
+        let start = st.next_worker % n.max(1);
+        for k in (start..n).chain(0..start) {
             if st.queue.is_empty() {
                 break;
             }
@@ -325,36 +347,45 @@ impl Shared {
             let entry = st.chunks.get(&head).map_or("", |c| c.entry);
             let (per_frame, window) = st.pacing(entry);
             let room = window.saturating_sub(w.inflight.len()).min(per_frame);
-            if room == 0 {
+            // A busy worker gets a new frame only when a whole one fits (or
+            // the queue is shorter): topping it up chunk by chunk would
+            // cost a write and a `Started` reply per chunk.
+            if room == 0 || (!w.inflight.is_empty() && room < per_frame && room < st.queue.len()) {
                 continue;
             }
-            let mut entries: Vec<String> = Vec::new();
+            let frame_id = st.next_id();
+            let State {
+                queue,
+                chunks,
+                workers,
+                ..
+            } = &mut *st;
+            let w = &mut workers[k];
+            let mut entries: Vec<&str> = Vec::new();
             let mut wire = Vec::new();
-            let mut ids = Vec::new();
             let mut tasks_sent = 0;
             while wire.len() < room {
-                let Some(cid) = st.queue.pop_front() else {
+                let Some(cid) = queue.pop_front() else {
                     break;
                 };
-                let Some(c) = st.chunks.get(&cid) else {
+                let Some(c) = chunks.get(&cid) else {
                     continue;
                 };
-                let e = match entries.iter().position(|x| x == c.entry) {
+                let e = match entries.iter().position(|x| *x == c.entry) {
                     Some(i) => i,
                     None => {
-                        entries.push(c.entry.to_string());
+                        entries.push(c.entry);
                         entries.len() - 1
                     }
                 };
                 tasks_sent += c.tasks.len() as u64;
-                wire.push(WireChunk {
+                wire.push(WireChunkRef {
                     id: cid,
                     entry: e as u16,
-                    tasks: c.tasks.clone(),
+                    tasks: &c.tasks,
                 });
-                ids.push(cid);
                 if let Some(max) = self.cfg.max_tasks_per_child {
-                    if st.workers[k].sent_tasks + tasks_sent >= max {
+                    if w.sent_tasks + tasks_sent >= max {
                         break;
                     }
                 }
@@ -362,18 +393,16 @@ impl Shared {
             if wire.is_empty() {
                 continue;
             }
-            let frame_id = st.next_id();
-            let frame = postcard::to_allocvec(&ToWorker::Work {
+            let frame = postcard::to_allocvec(&ToWorkerRef::Work {
                 frame: frame_id,
-                entries,
-                chunks: wire,
+                entries: &entries,
+                chunks: &wire,
             })
             .unwrap_or_default();
-            let w = &mut st.workers[k];
             if w.inflight.is_empty() {
                 w.head_since = now;
             }
-            w.inflight.extend(ids.into_iter().map(|c| (c, frame_id)));
+            w.inflight.extend(wire.iter().map(|c| (c.id, frame_id)));
             w.sent_tasks += tasks_sent;
             if let Some(max) = self.cfg.max_tasks_per_child {
                 if w.sent_tasks >= max {
@@ -383,6 +412,7 @@ impl Shared {
             if let Some(tx) = &w.tx {
                 let _ = tx.send(frame);
             }
+            st.next_worker = k + 1;
         }
         // Retiring workers with nothing left in flight: ask them to exit.
         for w in st.workers.iter_mut() {
@@ -627,7 +657,6 @@ impl Shared {
             },
         );
         st.queue.push_back(cid);
-        self.dispatch(st);
         Ok(())
     }
 
@@ -817,6 +846,7 @@ impl PoolBuilder {
                 broken: None,
                 starting: 0,
                 failed_starts: 0,
+                next_worker: 0,
             }),
             cond: Condvar::new(),
             cfg: Config {
@@ -993,10 +1023,11 @@ impl Pool {
                 entry: name.to_string(),
                 source: e,
             })),
-            Ok(payload) => self
-                .shared
-                .enqueue(&mut st, job, name, 0, vec![payload])
-                .err(),
+            Ok(payload) => {
+                let r = self.shared.enqueue(&mut st, job, name, 0, vec![payload]);
+                self.shared.dispatch(&mut st);
+                r.err()
+            }
         };
         drop(st);
         AsyncResult {
@@ -1187,6 +1218,49 @@ impl<R> Drop for AsyncResult<R> {
     }
 }
 
+/// Results that arrived and wait to be handed out: in input order (a
+/// window starting at the next sequence number to yield) or as they came.
+struct Ready {
+    ordered: bool,
+    /// Ordered: the sequence number of `slots[0]`.
+    base: u64,
+    slots: VecDeque<Option<TaskResult>>,
+}
+
+impl Ready {
+    fn new(ordered: bool) -> Self {
+        Ready {
+            ordered,
+            base: 0,
+            slots: VecDeque::new(),
+        }
+    }
+
+    fn insert(&mut self, seq: u64, r: TaskResult) {
+        if !self.ordered {
+            self.slots.push_back(Some(r));
+            return;
+        }
+        let i = (seq - self.base) as usize;
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, || None);
+        }
+        self.slots[i] = Some(r);
+    }
+
+    fn has_next(&self) -> bool {
+        matches!(self.slots.front(), Some(Some(_)))
+    }
+
+    fn take_next(&mut self) -> Option<TaskResult> {
+        if !self.has_next() {
+            return None;
+        }
+        self.base += 1;
+        self.slots.pop_front().flatten()
+    }
+}
+
 /// The stream of results of [`Pool::imap`] / [`Pool::imap_unordered`].
 ///
 /// Dropping it cancels the tasks that haven't been sent to a worker yet.
@@ -1195,12 +1269,11 @@ pub struct Imap<I, R> {
     job: u64,
     entry: &'static str,
     inputs: std::iter::Fuse<I>,
-    ordered: bool,
     chunksize: Option<usize>,
     pulled: u64,
     yielded: u64,
     exhausted: bool,
-    ready: BTreeMap<u64, TaskResult>,
+    ready: Ready,
     failed: Option<Error>,
     _r: PhantomData<fn() -> R>,
 }
@@ -1235,12 +1308,11 @@ where
             job,
             entry,
             inputs: inputs.fuse(),
-            ordered,
             chunksize: None,
             pulled: 0,
             yielded: 0,
             exhausted: false,
-            ready: BTreeMap::new(),
+            ready: Ready::new(ordered),
             failed,
             _r: PhantomData,
         }
@@ -1270,8 +1342,15 @@ where
         }
     }
 
-    /// Pulls and queues more inputs while the pool has room for them.
+    /// Pulls and queues more inputs while the pool has room for them,
+    /// then hands them to the workers in one go (so frames fill up).
     fn feed(&mut self) {
+        self.feed_queue();
+        let mut st = lock(&self.pool.state);
+        self.pool.dispatch(&mut st);
+    }
+
+    fn feed_queue(&mut self) {
         loop {
             if self.exhausted || self.pulled - self.yielded >= WINDOW {
                 return;
@@ -1358,12 +1437,7 @@ where
         }
         loop {
             // Something to hand out?
-            let next = if self.ordered {
-                self.ready.remove(&self.yielded).map(|r| (self.yielded, r))
-            } else {
-                self.ready.pop_first()
-            };
-            if let Some((_, r)) = next {
+            if let Some(r) = self.ready.take_next() {
                 self.yielded += 1;
                 return Some(decode(r));
             }
@@ -1383,13 +1457,12 @@ where
                     .map(|j| std::mem::take(&mut j.results))
                     .unwrap_or_default();
                 if !got.is_empty() {
-                    self.ready.extend(got);
+                    for (seq, r) in got {
+                        self.ready.insert(seq, r);
+                    }
                     break;
                 }
-                if !self.ready.is_empty() && !self.ordered {
-                    break;
-                }
-                if self.ordered && self.ready.contains_key(&self.yielded) {
+                if self.ready.has_next() {
                     break;
                 }
                 // Room to feed more before sleeping?
