@@ -161,6 +161,9 @@ macro_rules! entry {
                     name: || $crate::__private::type_name_of(&$f),
                     sig: || $crate::__private::signature_of(&$f),
                     run: |input| $crate::__private::run_entry($f, input),
+                    run_batch: |input, out, fails| {
+                        $crate::__private::run_batch($f, input, out, fails)
+                    },
                 };
             };
             #[cfg(windows)]
@@ -169,6 +172,9 @@ macro_rules! entry {
                     name: || $crate::__private::type_name_of(&$f),
                     sig: || $crate::__private::signature_of(&$f),
                     run: |input| $crate::__private::run_entry($f, input),
+                    run_batch: |input, out, fails| {
+                        $crate::__private::run_batch($f, input, out, fails)
+                    },
                 }
             }
         )+
@@ -273,7 +279,7 @@ pub struct ReadmeDoctests;
 pub mod __private {
     #[cfg(not(windows))]
     pub use crate::spawn::ENTRIES;
-    pub use crate::spawn::{run_entry, signature_of, type_name_of, EntryDef};
+    pub use crate::spawn::{run_batch, run_entry, signature_of, type_name_of, EntryDef};
     #[cfg(windows)]
     pub use inventory;
     #[cfg(not(windows))]

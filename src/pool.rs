@@ -36,7 +36,7 @@ use crate::connection::{Connection, Pipe};
 use crate::error::{Error, Kind, Result};
 use crate::popen::{ExitStatus, Popen, PopenBuilder};
 use crate::process::Stdio;
-use crate::spawn::{self, PanicReport};
+use crate::spawn::{self, PanicReport, TaskFail};
 
 /// At most this many tasks of one `imap`/`map` are pulled from its input
 /// and not yet handed back to the caller.
@@ -80,14 +80,17 @@ enum ToWorkerRef<'a> {
 struct WireChunkRef<'a> {
     id: u64,
     entry: u16,
-    tasks: &'a [Vec<u8>],
+    #[serde(with = "serde_bytes")]
+    tasks: &'a [u8],
 }
 
+/// A chunk: its tasks' arguments, each length-prefixed, back to back.
 #[derive(Serialize, Deserialize)]
 struct WireChunk {
     id: u64,
     entry: u16,
-    tasks: Vec<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
+    tasks: Vec<u8>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -96,9 +99,13 @@ enum FromWorker {
     /// The worker read frame `0` and starts on its chunks, in order.
     Started(u64),
     InitFailed(String),
+    /// Chunk `id` is done: the results of the tasks that succeeded, each
+    /// length-prefixed, in order; the ones that failed, by index.
     Done {
         id: u64,
-        results: Vec<Outcome>,
+        #[serde(with = "serde_bytes")]
+        values: Vec<u8>,
+        fails: Vec<(u32, TaskFail)>,
     },
 }
 
@@ -175,10 +182,24 @@ fn pool_worker_main((conn, cfg): (Connection, WorkerConfig)) {
         };
         let defs: Vec<_> = entries.iter().map(|n| spawn::find_entry(n)).collect();
         for c in chunks {
-            let name = entries.get(c.entry as usize).map_or("", String::as_str);
-            let def = defs.get(c.entry as usize).copied().flatten();
-            let results = c.tasks.iter().map(|p| run_task(def, name, p)).collect();
-            if conn.send(&FromWorker::Done { id: c.id, results }).is_err() {
+            let mut values = Vec::new();
+            let mut fails = Vec::new();
+            match defs.get(c.entry as usize).copied().flatten() {
+                Some(def) => {
+                    (def.run_batch)(&c.tasks, &mut values, &mut fails);
+                }
+                None => {
+                    let name = entries.get(c.entry as usize).map_or("", String::as_str);
+                    let why = format!("unknown entry `{name}` in the worker");
+                    fails.push((0, TaskFail::BadArgs(why)));
+                }
+            }
+            let done = FromWorker::Done {
+                id: c.id,
+                values,
+                fails,
+            };
+            if conn.send(&done).is_err() {
                 return;
             }
         }
@@ -224,18 +245,73 @@ impl Failure {
     }
 }
 
-type TaskResult = std::result::Result<Vec<u8>, Failure>;
-
+/// A chunk waiting to be sent or in flight.
 struct ChunkRec {
     job: u64,
     first: u64,
     entry: &'static str,
-    tasks: Vec<Vec<u8>>,
+    /// How many tasks; their arguments, each length-prefixed.
+    n: u32,
+    tasks: Vec<u8>,
+}
+
+/// A chunk's results, handed out one task at a time.
+struct ChunkResults {
+    first: u64,
+    n: u32,
+    next: u32,
+    /// The length-prefixed results of the tasks that succeeded, in order.
+    values: Vec<u8>,
+    pos: usize,
+    /// The tasks that failed, by index, in order.
+    fails: VecDeque<(u32, Failure)>,
+    /// Every task of the chunk failed this way.
+    all: Option<Failure>,
+}
+
+impl ChunkResults {
+    fn failed(first: u64, n: u32, why: Failure) -> Self {
+        ChunkResults {
+            first,
+            n,
+            next: 0,
+            values: Vec::new(),
+            pos: 0,
+            fails: VecDeque::new(),
+            all: Some(why),
+        }
+    }
+
+    fn has_next(&self) -> bool {
+        self.next < self.n
+    }
+
+    fn next_result<R: DeserializeOwned>(&mut self) -> Option<Result<R>> {
+        if self.next >= self.n {
+            return None;
+        }
+        let i = self.next;
+        self.next += 1;
+        if let Some(why) = &self.all {
+            return Some(Err(why.clone().into_error()));
+        }
+        if self.fails.front().is_some_and(|(j, _)| *j == i) {
+            let (_, why) = self.fails.pop_front()?;
+            return Some(Err(why.into_error()));
+        }
+        let Some((item, rest)) = spawn::take_frame(&self.values[self.pos..]) else {
+            return Some(Err(Error::new(Kind::PoolBroken(
+                "a worker sent fewer results than tasks".into(),
+            ))));
+        };
+        self.pos = self.values.len() - rest.len();
+        Some(decode(item))
+    }
 }
 
 #[derive(Default)]
 struct JobRec {
-    results: Vec<(u64, TaskResult)>,
+    results: Vec<ChunkResults>,
 }
 
 struct WorkerSlot {
@@ -317,9 +393,7 @@ impl State {
     fn fail_chunk(&mut self, cid: u64, why: Failure) {
         if let Some(c) = self.chunks.remove(&cid) {
             if let Some(job) = self.jobs.get_mut(&c.job) {
-                for i in 0..c.tasks.len() as u64 {
-                    job.results.push((c.first + i, Err(why.clone())));
-                }
+                job.results.push(ChunkResults::failed(c.first, c.n, why));
             }
         }
     }
@@ -378,7 +452,7 @@ impl Shared {
                         entries.len() - 1
                     }
                 };
-                tasks_sent += c.tasks.len() as u64;
+                tasks_sent += u64::from(c.n);
                 wire.push(WireChunkRef {
                     id: cid,
                     entry: e as u16,
@@ -447,7 +521,7 @@ impl Shared {
                     w.head_since = Instant::now();
                 }
             }
-            FromWorker::Done { id, results } => {
+            FromWorker::Done { id, values, fails } => {
                 let now = Instant::now();
                 let w = &mut st.workers[k];
                 if w.inflight.front().map(|&(c, _)| c) == Some(id) {
@@ -458,20 +532,33 @@ impl Shared {
                 let took = now.saturating_duration_since(w.head_since);
                 w.head_since = now;
                 if let Some(c) = st.chunks.remove(&id) {
-                    if !results.is_empty() {
-                        let per_task = took / results.len() as u32;
+                    if c.n > 0 {
+                        let per_task = took / c.n;
                         let s = st.stats.entry(c.entry).or_insert(EntryStats { per_task });
                         s.per_task = (s.per_task * 3 + per_task) / 4;
                     }
                     if let Some(job) = st.jobs.get_mut(&c.job) {
-                        for (i, r) in results.into_iter().enumerate() {
-                            let r = match r {
-                                Outcome::Value(v) => Ok(v),
-                                Outcome::Panic(p) => Err(Failure::Panic(p)),
-                                Outcome::BadArgs(m) => Err(Failure::BadArgs(m)),
-                            };
-                            job.results.push((c.first + i as u64, r));
-                        }
+                        let fails = fails
+                            .into_iter()
+                            .map(|(i, f)| {
+                                (
+                                    i,
+                                    match f {
+                                        TaskFail::Panic(p) => Failure::Panic(p),
+                                        TaskFail::BadArgs(m) => Failure::BadArgs(m),
+                                    },
+                                )
+                            })
+                            .collect();
+                        job.results.push(ChunkResults {
+                            first: c.first,
+                            n: c.n,
+                            next: 0,
+                            values,
+                            pos: 0,
+                            fails,
+                            all: None,
+                        });
                     }
                 }
             }
@@ -634,7 +721,7 @@ impl Shared {
         job: u64,
         entry: &'static str,
         first: u64,
-        tasks: Vec<Vec<u8>>,
+        (n, tasks): (u32, Vec<u8>),
     ) -> Result<()> {
         if let Some(why) = &st.broken {
             return Err(Error::new(Kind::PoolBroken(why.clone())));
@@ -653,6 +740,7 @@ impl Shared {
                 job,
                 first,
                 entry,
+                n,
                 tasks,
             },
         );
@@ -1024,7 +1112,9 @@ impl Pool {
                 source: e,
             })),
             Ok(payload) => {
-                let r = self.shared.enqueue(&mut st, job, name, 0, vec![payload]);
+                let mut task = Vec::with_capacity(payload.len() + 2);
+                spawn::put_frame(&mut task, &payload);
+                let r = self.shared.enqueue(&mut st, job, name, 0, (1, task));
                 self.shared.dispatch(&mut st);
                 r.err()
             }
@@ -1149,16 +1239,13 @@ impl<R> fmt::Debug for AsyncResult<R> {
     }
 }
 
-fn decode<R: DeserializeOwned>(r: TaskResult) -> Result<R> {
-    match r {
-        Ok(bytes) => postcard::from_bytes(&bytes).map_err(|source| {
-            Error::new(Kind::Decode {
-                what: "a task's result",
-                source,
-            })
-        }),
-        Err(f) => Err(f.into_error()),
-    }
+fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<R> {
+    postcard::from_bytes(bytes).map_err(|source| {
+        Error::new(Kind::Decode {
+            what: "a task's result",
+            source,
+        })
+    })
 }
 
 impl<R: DeserializeOwned> AsyncResult<R> {
@@ -1166,8 +1253,8 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     pub fn is_ready(&mut self) -> bool {
         if self.done.is_none() {
             let mut st = lock(&self.shared.state);
-            if let Some(r) = st.jobs.get_mut(&self.job).and_then(|j| j.results.pop()) {
-                self.done = Some(decode(r.1));
+            if let Some(mut r) = st.jobs.get_mut(&self.job).and_then(|j| j.results.pop()) {
+                self.done = r.next_result();
             }
         }
         self.done.is_some()
@@ -1199,9 +1286,9 @@ impl<R: DeserializeOwned> AsyncResult<R> {
         }
         let mut st = lock(&self.shared.state);
         loop {
-            if let Some(r) = st.jobs.get_mut(&self.job).and_then(|j| j.results.pop()) {
+            if let Some(mut r) = st.jobs.get_mut(&self.job).and_then(|j| j.results.pop()) {
                 st.jobs.remove(&self.job);
-                self.done = Some(decode(r.1));
+                self.done = r.next_result();
                 return true;
             }
             if until.is_some_and(|u| Instant::now() >= u) {
@@ -1218,46 +1305,61 @@ impl<R> Drop for AsyncResult<R> {
     }
 }
 
-/// Results that arrived and wait to be handed out: in input order (a
-/// window starting at the next sequence number to yield) or as they came.
+/// Results that arrived and wait to be handed out, a chunk at a time: in
+/// input order (the chunk that starts where the last one ended) or as
+/// they came.
 struct Ready {
     ordered: bool,
-    /// Ordered: the sequence number of `slots[0]`.
-    base: u64,
-    slots: VecDeque<Option<TaskResult>>,
+    /// Ordered: the sequence number of the next task to hand out.
+    next_seq: u64,
+    current: Option<ChunkResults>,
+    waiting: HashMap<u64, ChunkResults>,
+    arrived: VecDeque<ChunkResults>,
 }
 
 impl Ready {
     fn new(ordered: bool) -> Self {
         Ready {
             ordered,
-            base: 0,
-            slots: VecDeque::new(),
+            next_seq: 0,
+            current: None,
+            waiting: HashMap::new(),
+            arrived: VecDeque::new(),
         }
     }
 
-    fn insert(&mut self, seq: u64, r: TaskResult) {
-        if !self.ordered {
-            self.slots.push_back(Some(r));
+    fn insert(&mut self, c: ChunkResults) {
+        if c.n == 0 {
             return;
         }
-        let i = (seq - self.base) as usize;
-        if self.slots.len() <= i {
-            self.slots.resize_with(i + 1, || None);
+        if self.ordered {
+            self.waiting.insert(c.first, c);
+        } else {
+            self.arrived.push_back(c);
         }
-        self.slots[i] = Some(r);
     }
 
     fn has_next(&self) -> bool {
-        matches!(self.slots.front(), Some(Some(_)))
+        self.current.as_ref().is_some_and(ChunkResults::has_next)
+            || if self.ordered {
+                self.waiting.contains_key(&self.next_seq)
+            } else {
+                !self.arrived.is_empty()
+            }
     }
 
-    fn take_next(&mut self) -> Option<TaskResult> {
-        if !self.has_next() {
-            return None;
+    fn next_result<R: DeserializeOwned>(&mut self) -> Option<Result<R>> {
+        loop {
+            if let Some(r) = self.current.as_mut().and_then(ChunkResults::next_result) {
+                self.next_seq += 1;
+                return Some(r);
+            }
+            self.current = Some(if self.ordered {
+                self.waiting.remove(&self.next_seq)?
+            } else {
+                self.arrived.pop_front()?
+            });
         }
-        self.base += 1;
-        self.slots.pop_front().flatten()
     }
 }
 
@@ -1274,6 +1376,8 @@ pub struct Imap<I, R> {
     yielded: u64,
     exhausted: bool,
     ready: Ready,
+    /// Reused to encode each input.
+    scratch: Vec<u8>,
     failed: Option<Error>,
     _r: PhantomData<fn() -> R>,
 }
@@ -1313,6 +1417,7 @@ where
             yielded: 0,
             exhausted: false,
             ready: Ready::new(ordered),
+            scratch: Vec::new(),
             failed,
             _r: PhantomData,
         }
@@ -1366,47 +1471,56 @@ where
             if !room {
                 return;
             }
-            let mut tasks = Vec::with_capacity(chunk);
+            // Each argument length-prefixed, back to back, in one buffer.
+            let mut tasks = Vec::new();
+            let mut n = 0u32;
+            let mut pulled = 0;
+            let mut scratch = std::mem::take(&mut self.scratch);
             let items: Vec<I::Item> = self.inputs.by_ref().take(chunk).collect();
             for item in items {
-                match postcard::to_allocvec(&item) {
-                    Ok(p) => tasks.push(p),
+                pulled += 1;
+                scratch.clear();
+                match postcard::to_io(&item, &mut scratch) {
+                    Ok(_) => {
+                        spawn::put_frame(&mut tasks, &scratch);
+                        n += 1;
+                    }
                     Err(e) => {
                         // This task can't be sent: its own error, now.
-                        if !tasks.is_empty() {
-                            let t = std::mem::take(&mut tasks);
-                            let n = t.len() as u64;
-                            self.submit_chunk(self.pulled, t);
-                            self.pulled += n;
+                        if n > 0 {
+                            let at = self.pulled;
+                            self.pulled += u64::from(n);
+                            self.submit_chunk(at, (n, std::mem::take(&mut tasks)));
+                            n = 0;
                         }
-                        self.ready.insert(
-                            self.pulled,
-                            Err(Failure::BadArgs(format!("cannot serialize the input: {e}"))),
-                        );
+                        let why = Failure::BadArgs(format!("cannot serialize the input: {e}"));
+                        self.ready.insert(ChunkResults::failed(self.pulled, 1, why));
                         self.pulled += 1;
                     }
                 }
             }
-            if tasks.is_empty() {
+            self.scratch = scratch;
+            if pulled < chunk {
                 self.exhausted = true;
-                return;
             }
-            let n = tasks.len() as u64;
-            if (n as usize) < chunk {
-                self.exhausted = true;
+            if n == 0 {
+                if pulled == 0 {
+                    self.exhausted = true;
+                    return;
+                }
+                continue;
             }
             let at = self.pulled;
-            self.pulled += n;
-            self.submit_chunk(at, tasks);
+            self.pulled += u64::from(n);
+            self.submit_chunk(at, (n, tasks));
         }
     }
 
-    fn submit_chunk(&mut self, first: u64, tasks: Vec<Vec<u8>>) {
-        let n = tasks.len() as u64;
+    fn submit_chunk(&mut self, first: u64, (n, tasks): (u32, Vec<u8>)) {
         let res = {
             let mut st = lock(&self.pool.state);
             self.pool
-                .enqueue(&mut st, self.job, self.entry, first, tasks)
+                .enqueue(&mut st, self.job, self.entry, first, (n, tasks))
         };
         if let Err(e) = res {
             let why = if e.is_pool_broken() {
@@ -1414,9 +1528,7 @@ where
             } else {
                 Failure::Closed
             };
-            for i in 0..n {
-                self.ready.insert(first + i, Err(why.clone()));
-            }
+            self.ready.insert(ChunkResults::failed(first, n, why));
         }
     }
 }
@@ -1437,9 +1549,9 @@ where
         }
         loop {
             // Something to hand out?
-            if let Some(r) = self.ready.take_next() {
+            if let Some(r) = self.ready.next_result() {
                 self.yielded += 1;
-                return Some(decode(r));
+                return Some(r);
             }
             if self.exhausted && self.yielded == self.pulled {
                 return None;
@@ -1457,8 +1569,8 @@ where
                     .map(|j| std::mem::take(&mut j.results))
                     .unwrap_or_default();
                 if !got.is_empty() {
-                    for (seq, r) in got {
-                        self.ready.insert(seq, r);
+                    for c in got {
+                        self.ready.insert(c);
                     }
                     break;
                 }
