@@ -86,3 +86,32 @@ fn executable_path_with_spaces_and_non_ascii_works() {
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn set_executable_names_the_worker_host_for_every_spawn() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("multiproc-host-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let host = dir.join(exe.file_name().unwrap());
+    std::fs::copy(&exe, &host).unwrap();
+
+    multiproc::set_executable(Some(host.clone()));
+    assert_eq!(multiproc::executable().unwrap(), host);
+    let p = Popen::spawn(exit_with, &42);
+    multiproc::set_executable(None);
+    let p = p.unwrap();
+    assert_eq!(wait_done(&p).code(), Some(42));
+    assert_eq!(multiproc::executable().unwrap(), exe);
+
+    // A host that can't start is the spawn's error, naming the host.
+    multiproc::set_executable(Some(dir.join("missing-host")));
+    let err = Popen::spawn(exit_with, &1).unwrap_err();
+    multiproc::set_executable(None);
+    assert!(
+        err.is_spawn() && err.to_string().contains("missing-host"),
+        "{err}"
+    );
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}
