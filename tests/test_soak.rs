@@ -17,6 +17,14 @@ multiproc::entry!(square);
 
 /// (open fds/handles, threads where the OS tells us cheaply).
 fn census() -> (usize, Option<usize>) {
+    // Windows keeps a dropped child's kill-on-close job until its
+    // processes are gone; Wine updates a job's process count a moment
+    // after the exit. Nothing here starts grandchildren, so every kept job
+    // empties: wait for that (bounded), then count.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while multiproc::__private::settle() > 0 && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
     let handles = multiproc::__private::open_handle_count().unwrap();
     let threads = std::fs::read_dir("/proc/self/task").ok().map(|d| d.count());
     (handles, threads)

@@ -76,6 +76,9 @@
 //!     // Each token can be taken once; unknown or reused tokens are an error.
 //!     pub(crate) fn take_handle(&mut self, token: u64) -> io::Result<OwnedRaw>;
 //! }
+//! // Releases what is kept only until it is no longer needed (Windows:
+//! // kill-on-close jobs of dropped children whose processes all exited).
+//! pub(crate) fn settle() -> usize;  // how many are still kept
 //! pub(crate) fn open_handle_count() -> io::Result<usize>;
 //! // fds >= 3 (Unix) / pipe handles other than the std handles (Windows)
 //! pub(crate) fn open_ipc_handles() -> io::Result<Vec<u64>>;

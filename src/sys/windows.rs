@@ -919,6 +919,16 @@ impl Job {
 /// which then kills them as promised.
 static KEPT_JOBS: Mutex<Vec<Job>> = Mutex::new(Vec::new());
 
+/// Closes the kept jobs that have emptied since (they are otherwise
+/// pruned at the next drop of a `Child`). Wine updates a job's process
+/// count a moment after the process exits, so a job can be kept although
+/// its only process was already reaped. Returns how many are still kept.
+pub(crate) fn settle() -> usize {
+    let mut kept = KEPT_JOBS.lock().unwrap_or_else(PoisonError::into_inner);
+    kept.retain(Job::has_processes);
+    kept.len()
+}
+
 // ---------------------------------------------------------------------------
 // Parent side: the child
 // ---------------------------------------------------------------------------
