@@ -232,7 +232,10 @@ impl Connection {
         }
         // A big message: read straight into its own buffer, grown as the
         // bytes arrive (never more than the cap, which was checked).
-        let mut msg = Vec::new();
+        // Room for the whole frame up to 64 MiB at once (one allocation, no
+        // copies while growing); past that, grow with the bytes that arrive,
+        // so a peer that announces a big frame and stalls costs no more.
+        let mut msg = Vec::with_capacity(len.min(64 << 20));
         msg.extend_from_slice(avail);
         let n = avail.len();
         rx.consume(n);
@@ -422,9 +425,15 @@ struct Wire<H> {
 impl Serialize for Connection {
     /// Only while spawning: the worker gets its own copy of this end.
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let token = duplicate_for_child(self.chan.as_raw()).map_err(serde::ser::Error::custom)?;
+        let tokens = self
+            .chan
+            .pass_handles()
+            .into_iter()
+            .map(duplicate_for_child)
+            .collect::<Result<Vec<u64>>>()
+            .map_err(serde::ser::Error::custom)?;
         Wire {
-            handle: token,
+            handle: tokens,
             readable: self.readable,
             writable: self.writable,
             max_len: self.max_message_len(),
@@ -435,9 +444,15 @@ impl Serialize for Connection {
 
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let w = Wire::<u64>::deserialize(d)?;
-        let h = spawn::take_passed_handle(w.handle).map_err(serde::de::Error::custom)?;
-        let c = Connection::new(sys::Channel::from_owned(h), w.readable, w.writable);
+        let w = Wire::<Vec<u64>>::deserialize(d)?;
+        let chan = w
+            .handle
+            .into_iter()
+            .map(spawn::take_passed_handle)
+            .collect::<std::io::Result<Vec<_>>>()
+            .and_then(sys::Channel::from_passed)
+            .map_err(serde::de::Error::custom)?;
+        let c = Connection::new(chan, w.readable, w.writable);
         c.set_max_message_len(w.max_len);
         Ok(c)
     }

@@ -424,6 +424,7 @@ pub fn init() {
         return;
     };
     IS_WORKER.store(true, Ordering::Relaxed);
+    sys::ignore_sigpipe();
     let code = match worker_main(rest) {
         Ok(code) => code,
         Err(f) => fail(f),

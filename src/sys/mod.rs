@@ -53,7 +53,8 @@
 //!                                timeout: Option<Duration>) -> io::Result<Option<usize>>;
 //!     // Blocks for data, appends at most `max` bytes to v (no zero-fill); 0 = EOF.
 //!     pub(crate) fn read_append(&self, v: &mut Vec<u8>, max: usize) -> io::Result<usize>;
-//!     pub(crate) fn from_owned(h: OwnedRaw) -> Channel;   // a passed Connection end
+//!     pub(crate) fn from_passed(h: Vec<OwnedRaw>) -> io::Result<Channel>; // a passed Connection end
+//!     pub(crate) fn pass_handles(&self) -> Vec<BorrowedRaw<'_>>;
 //!     pub(crate) fn as_raw(&self) -> BorrowedRaw<'_>;
 //! }
 //! // Child side: redirect stdout (1) / stderr (2) to a passed handle.
@@ -202,3 +203,26 @@ pub(crate) fn set_std_handle(which: u8, h: OwnedRaw) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(windows)]
+impl Channel {
+    /// Rebuilds a passed end (one handle on Windows).
+    pub(crate) fn from_passed(mut handles: Vec<OwnedRaw>) -> std::io::Result<Channel> {
+        match (handles.pop(), handles.is_empty()) {
+            (Some(h), true) => Ok(Channel::from_owned(h)),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a passed channel has one handle on Windows",
+            )),
+        }
+    }
+
+    /// The handles that make up this end, to pass to a child.
+    pub(crate) fn pass_handles(&self) -> Vec<BorrowedRaw<'_>> {
+        vec![self.as_raw()]
+    }
+}
+
+/// Nothing to do on Windows: writes to a closed pipe fail with an error.
+#[cfg(windows)]
+pub(crate) fn ignore_sigpipe() {}

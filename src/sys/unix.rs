@@ -343,7 +343,14 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
         status: Mutex::new(None),
         own_group: req.new_group,
     };
-    Ok((child, Channel { fd: parent_end }))
+    Ok((
+        child,
+        Channel {
+            fd: parent_end,
+            wr: None,
+            socket: true,
+        },
+    ))
 }
 
 #[cfg(target_os = "linux")]
@@ -668,10 +675,18 @@ fn broken_pipe(e: Errno) -> io::Error {
     }
 }
 
-/// The parent's end of the bootstrap channel.
+/// One end of a channel: the parent's end of the bootstrap socket, or an
+/// end of a `Pipe`, which is made of pipes (a pair for duplex): on Linux a
+/// pipe round trip costs about half what an `AF_UNIX` socket's does.
 #[derive(Debug)]
 pub(crate) struct Channel {
+    /// The socket, or the pipe end this end reads from (a write-only end:
+    /// the pipe end it writes to).
     fd: OwnedFd,
+    /// The pipe end a duplex pipe end writes to.
+    wr: Option<OwnedFd>,
+    /// `fd` is a socket: send with MSG_NOSIGNAL, receive with recv.
+    socket: bool,
 }
 
 impl Channel {
@@ -710,9 +725,16 @@ impl Channel {
         Ok(())
     }
 
-    /// Writes to the child without raising SIGPIPE.
+    /// Writes what fits. A socket never raises SIGPIPE (MSG_NOSIGNAL); a
+    /// pipe whose reader is gone does, which Rust programs ignore (std
+    /// sets SIGPIPE to SIG_IGN before `main`, and `init` does in workers),
+    /// so the write fails with EPIPE instead.
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        retry_intr(|| rustix::net::send(&self.fd, buf, SEND_FLAGS))
+        match &self.wr {
+            Some(w) => retry_intr(|| rustix::io::write(w, buf)),
+            None if self.socket => retry_intr(|| rustix::net::send(&self.fd, buf, SEND_FLAGS)),
+            None => retry_intr(|| rustix::io::write(&self.fd, buf)),
+        }
     }
 }
 
@@ -881,6 +903,7 @@ impl Channel {
     ) -> io::Result<Option<usize>> {
         read_timeout(
             self.fd.as_fd(),
+            self.socket,
             child.and_then(Child::sentinel),
             buf,
             timeout,
@@ -891,6 +914,7 @@ impl Channel {
 /// Waits for `fd` to be readable (or `exit` to fire), then reads.
 pub(crate) fn read_timeout(
     fd: BorrowedFd<'_>,
+    socket: bool,
     exit: Option<BorrowedFd<'_>>,
     buf: &mut [u8],
     timeout: Option<Duration>,
@@ -911,11 +935,21 @@ pub(crate) fn read_timeout(
         }
         let data_ready = !polls[0].revents().is_empty();
         let exited = polls.get(1).is_some_and(|p| !p.revents().is_empty());
+        if !socket {
+            // A pipe: poll said readable (data or EOF), so read won't block
+            // (only one reader at a time: the Connection holds a lock).
+            if data_ready {
+                return Ok(Some(retry_intr(|| rustix::io::read(fd, &mut *buf))?));
+            }
+            if exited {
+                return Ok(Some(0));
+            }
+            continue;
+        }
         match rustix::net::recv(fd, &mut *buf, rustix::net::RecvFlags::DONTWAIT) {
             Ok((n, _)) => return Ok(Some(n)),
             Err(Errno::AGAIN) if exited => return Ok(Some(0)),
             Err(Errno::AGAIN) | Err(Errno::INTR) => {}
-            Err(Errno::NOTSOCK) if data_ready => return Ok(Some(rustix::io::read(fd, buf)?)),
             Err(Errno::CONNRESET) => return Ok(Some(0)),
             Err(e) => return Err(e.into()),
         }
@@ -987,16 +1021,29 @@ pub(crate) fn wait_any(
     }
 }
 
-/// A connected pair of channels for `Pipe`: an `AF_UNIX` stream
-/// socketpair; simplex shuts down the unused directions, so the first end
-/// only reads and the second only writes.
+/// A close-on-exec pipe with a larger buffer where Linux allows it (fewer
+/// switches between writer and reader for big messages).
+fn big_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = cloexec_pipe()?;
+    #[cfg(target_os = "linux")]
+    let _ = rustix::pipe::fcntl_setpipe_size(&w, 1 << 20);
+    Ok((r, w))
+}
+
+/// A connected pair of channels for `Pipe`: two pipes for duplex (one
+/// each way), one for simplex (reader, writer).
 pub(crate) fn pipe(duplex: bool) -> io::Result<(Channel, Channel)> {
-    let (a, b) = stream_socketpair()?;
+    let end = |fd, wr| Channel {
+        fd,
+        wr,
+        socket: false,
+    };
+    let (r1, w1) = big_pipe()?;
     if !duplex {
-        rustix::net::shutdown(&a, rustix::net::Shutdown::Write)?;
-        rustix::net::shutdown(&b, rustix::net::Shutdown::Read)?;
+        return Ok((end(r1, None), end(w1, None)));
     }
-    Ok((Channel { fd: a }, Channel { fd: b }))
+    let (r2, w2) = big_pipe()?;
+    Ok((end(r1, Some(w2)), end(r2, Some(w1))))
 }
 
 impl Channel {
@@ -1020,12 +1067,30 @@ impl Channel {
         Ok(n)
     }
 
-    /// Wraps an fd received from a parent (a passed `Connection`).
-    pub(crate) fn from_owned(fd: OwnedRaw) -> Channel {
-        Channel { fd }
+    /// Rebuilds a passed end from the fds [`pass_handles`](Self::pass_handles)
+    /// listed, in that order.
+    pub(crate) fn from_passed(mut fds: Vec<OwnedRaw>) -> io::Result<Channel> {
+        if fds.is_empty() || fds.len() > 2 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a passed channel has one or two handles",
+            ));
+        }
+        let wr = (fds.len() == 2).then(|| fds.pop()).flatten();
+        let fd = fds.pop().expect("checked above");
+        let socket = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode)
+            == rustix::fs::FileType::Socket;
+        Ok(Channel { fd, wr, socket })
     }
 
-    /// The fd, to pass to a child or to wait on.
+    /// The handles that make up this end, to pass to a child.
+    pub(crate) fn pass_handles(&self) -> Vec<BorrowedRaw<'_>> {
+        std::iter::once(self.fd.as_fd())
+            .chain(self.wr.as_ref().map(|w| w.as_fd()))
+            .collect()
+    }
+
+    /// The handle that becomes ready when there is something to read.
     pub(crate) fn as_raw(&self) -> BorrowedRaw<'_> {
         self.fd.as_fd()
     }
@@ -1034,4 +1099,14 @@ impl Channel {
 /// Nothing lingers on Unix (see the Windows version).
 pub(crate) fn settle() -> usize {
     0
+}
+
+/// Workers ignore SIGPIPE, as std makes every Rust program do before
+/// `main` (a worker started by `test_support!` runs before that): writing
+/// to a pipe whose reader is gone then fails with EPIPE instead of killing
+/// the worker.
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no
+    // handler code; it is what std does at startup.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
