@@ -1,5 +1,13 @@
 //! `Pipe` and `Connection`: framed messages between processes.
 //!
+//! Underneath: on Unix, pipes (one each way for a duplex pair), close-on-
+//! exec, with a 1 MiB buffer where Linux allows it; on Windows, a named
+//! pipe opened for overlapped I/O. Writing to a peer that is gone fails
+//! with [`Error::is_eof`]; on Unix that relies on SIGPIPE being ignored,
+//! which std arranges for every Rust program before `main` (and `init`
+//! does in workers) — a host program that restores SIGPIPE's default would
+//! be killed instead.
+//!
 //! Each message is a little-endian `u64` length followed by that many
 //! bytes. A frame longer than the receiving end's cap (see
 //! [`Connection::set_max_message_len`]) is refused before anything is
