@@ -757,7 +757,7 @@ impl Shared {
             let Some(&(head, _)) = w.inflight.front() else {
                 continue;
             };
-            let n = st.chunks.get(&head).map_or(1, |c| c.tasks.len().max(1)) as u32;
+            let n = st.chunks.get(&head).map_or(1, |c| c.n.max(1));
             let deadline = w.head_since + timeout * n;
             if now >= deadline {
                 if !w.timed_out {
