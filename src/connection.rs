@@ -32,6 +32,10 @@ use crate::sys;
 pub const DEFAULT_MAX_MESSAGE_LEN: u64 = 256 << 20;
 
 const HEADER: usize = 8;
+/// Set in a frame's length when its body travels on the bulk lane.
+const BULK_FLAG: u64 = 1 << 63;
+/// Bodies this big take the bulk lane where there is one.
+const BULK_MIN: usize = 256 * 1024;
 const CHUNK: usize = 64 * 1024;
 /// Below this, header and body go out in one write.
 const COALESCE: usize = 64 * 1024;
@@ -177,12 +181,18 @@ impl Connection {
             })
         })?;
         let len = (frame.len() - HEADER) as u64;
+        if len as usize >= BULK_MIN && self.chan.has_bulk() {
+            return self.write_bulk_frame(&frame[HEADER..]);
+        }
         frame[..HEADER].copy_from_slice(&len.to_le_bytes());
         self.write_frame(&frame, &[])
     }
 
     /// Sends `bytes` as one message.
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        if bytes.len() >= BULK_MIN && self.chan.has_bulk() {
+            return self.write_bulk_frame(bytes);
+        }
         let header = (bytes.len() as u64).to_le_bytes();
         if bytes.len() <= COALESCE {
             let mut frame = Vec::with_capacity(HEADER + bytes.len());
@@ -199,18 +209,20 @@ impl Connection {
             return Err(Error::new(Kind::WrongDirection("send on a read-only end")));
         }
         let _guard = lock(&self.tx);
-        for mut part in [a, b] {
-            while !part.is_empty() {
-                match self.chan.write(part) {
-                    Ok(0) => return Err(Error::new(Kind::Eof)),
-                    Ok(n) => part = &part[n..],
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) if is_peer_gone(&e) => return Err(Error::new(Kind::Eof)),
-                    Err(e) => return Err(Error::io("cannot send", e)),
-                }
-            }
+        write_all(a, |p| self.chan.write(p))?;
+        write_all(b, |p| self.chan.write(p))
+    }
+
+    /// A big message: the flagged header on the pipe, the body on the bulk
+    /// lane (the receiver reads them in that order).
+    fn write_bulk_frame(&self, body: &[u8]) -> Result<()> {
+        if !self.writable {
+            return Err(Error::new(Kind::WrongDirection("send on a read-only end")));
         }
-        Ok(())
+        let _guard = lock(&self.tx);
+        let header = (body.len() as u64 | BULK_FLAG).to_le_bytes();
+        write_all(&header, |p| self.chan.write(p))?;
+        write_all(body, |p| self.chan.write_bulk(p))
     }
 
     /// Receives a value sent with [`send`](Connection::send). Blocks until a
@@ -229,9 +241,12 @@ impl Connection {
     /// Receives one message's bytes.
     pub fn recv_bytes(&self) -> Result<Vec<u8>> {
         let mut rx = self.rx_guard()?;
-        let len = self.frame_header(&mut rx)?;
+        let (len, bulk) = self.frame_header(&mut rx)?;
         let len = usize::try_from(len).map_err(|_| self.too_large(&mut rx, len))?;
         rx.consume(HEADER);
+        if bulk {
+            return self.read_bulk_body(&mut rx, len);
+        }
         let avail = rx.avail();
         if avail.len() >= len {
             let msg = avail[..len].to_vec();
@@ -265,7 +280,7 @@ impl Connection {
     /// `BufferTooShort`), telling the size needed.
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
         let mut rx = self.rx_guard()?;
-        let len = self.frame_header(&mut rx)?;
+        let (len, bulk) = self.frame_header(&mut rx)?;
         if len > buf.len() as u64 {
             return Err(Error::new(Kind::BufferTooShort {
                 needed: len,
@@ -274,6 +289,11 @@ impl Connection {
         }
         let len = len as usize;
         rx.consume(HEADER);
+        if bulk {
+            let body = self.read_bulk_body(&mut rx, len)?;
+            buf[..len].copy_from_slice(&body);
+            return Ok(len);
+        }
         let avail = rx.avail();
         let first = avail.len().min(len);
         buf[..first].copy_from_slice(&avail[..first]);
@@ -333,17 +353,42 @@ impl Connection {
 
     /// Makes sure the 8-byte header is buffered; returns the body length
     /// (checked against the cap) and leaves the header in place.
-    fn frame_header(&self, rx: &mut Rx) -> Result<u64> {
+    fn frame_header(&self, rx: &mut Rx) -> Result<(u64, bool)> {
         while rx.avail().len() < HEADER {
             self.fill(rx, None)?;
         }
         let mut h = [0u8; HEADER];
         h.copy_from_slice(&rx.avail()[..HEADER]);
-        let len = u64::from_le_bytes(h);
+        let raw = u64::from_le_bytes(h);
+        let (len, bulk) = (raw & !BULK_FLAG, raw & BULK_FLAG != 0);
         if len > self.max_message_len() {
             return Err(self.too_large(rx, len));
         }
-        Ok(len)
+        if bulk && !self.chan.has_bulk() {
+            let why = "a frame for a bulk lane this end doesn't have";
+            rx.poisoned = Some(why.into());
+            return Err(Error::new(Kind::Poisoned(why.into())));
+        }
+        Ok((len, bulk))
+    }
+
+    /// Reads a `len`-byte body from the bulk lane.
+    fn read_bulk_body(&self, rx: &mut Rx, len: usize) -> Result<Vec<u8>> {
+        // Room for up to 64 MiB at once; past that, grow as bytes arrive.
+        let mut msg = Vec::with_capacity(len.min(64 << 20));
+        while msg.len() < len {
+            let step = (len - msg.len()).min(msg.len().max(CHUNK * 16));
+            match self.chan.read_bulk_append(&mut msg, step) {
+                Ok(0) => {
+                    let why = "the peer closed the connection in the middle of a message";
+                    rx.poisoned = Some(why.into());
+                    return Err(Error::new(Kind::Poisoned(why.into())));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(Error::io("cannot receive", e)),
+            }
+        }
+        Ok(msg)
     }
 
     fn too_large(&self, rx: &mut Rx, len: u64) -> Error {
@@ -413,6 +458,20 @@ impl Connection {
     pub(crate) fn channel(&self) -> &sys::Channel {
         &self.chan
     }
+}
+
+/// Writes all of `part` with `write`; a peer that is gone is end of file.
+fn write_all(mut part: &[u8], write: impl Fn(&[u8]) -> std::io::Result<usize>) -> Result<()> {
+    while !part.is_empty() {
+        match write(part) {
+            Ok(0) => return Err(Error::new(Kind::Eof)),
+            Ok(n) => part = &part[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if is_peer_gone(&e) => return Err(Error::new(Kind::Eof)),
+            Err(e) => return Err(Error::io("cannot send", e)),
+        }
+    }
+    Ok(())
 }
 
 fn is_peer_gone(e: &std::io::Error) -> bool {

@@ -41,8 +41,9 @@ fn concurrent_processes_and_pools_see_only_their_own_pipes() {
                         let p = Process::spawn(visible_handles, round).unwrap();
                         seen.push(("process", p.join().unwrap(), 1));
                         // A pool worker: bootstrap channel + its task pipe
-                        // (a pipe each way on Unix, one duplex pipe on Windows).
-                        let task_pipe = if cfg!(unix) { 2 } else { 1 };
+                        // (on Unix a pipe each way and a bulk socket; on
+                        // Windows one duplex named pipe).
+                        let task_pipe = if cfg!(unix) { 3 } else { 1 };
                         let pool = PoolBuilder::new().workers(1).build().unwrap();
                         for n in pool.map_chunked(visible_handles, [t, round], 1).unwrap() {
                             seen.push(("pool worker", n, 1 + task_pipe));

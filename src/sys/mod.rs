@@ -55,6 +55,11 @@
 //!     pub(crate) fn read_append(&self, v: &mut Vec<u8>, max: usize) -> io::Result<usize>;
 //!     pub(crate) fn from_passed(h: Vec<OwnedRaw>) -> io::Result<Channel>; // a passed Connection end
 //!     pub(crate) fn pass_handles(&self) -> Vec<BorrowedRaw<'_>>;
+//!     // A second lane for big message bodies (Unix: a socket next to the
+//!     // pipes); Windows has none.
+//!     pub(crate) fn has_bulk(&self) -> bool;
+//!     pub(crate) fn write_bulk(&self, buf: &[u8]) -> io::Result<usize>;
+//!     pub(crate) fn read_bulk_append(&self, v: &mut Vec<u8>, max: usize) -> io::Result<usize>;
 //!     pub(crate) fn as_raw(&self) -> BorrowedRaw<'_>;
 //! }
 //! // Child side: redirect stdout (1) / stderr (2) to a passed handle.
@@ -220,6 +225,21 @@ impl Channel {
     /// The handles that make up this end, to pass to a child.
     pub(crate) fn pass_handles(&self) -> Vec<BorrowedRaw<'_>> {
         vec![self.as_raw()]
+    }
+
+    /// No bulk lane on Windows: one named pipe carries everything.
+    pub(crate) fn has_bulk(&self) -> bool {
+        false
+    }
+
+    /// Never called: there is no bulk lane.
+    pub(crate) fn write_bulk(&self, _buf: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("no bulk lane"))
+    }
+
+    /// Never called: there is no bulk lane.
+    pub(crate) fn read_bulk_append(&self, _v: &mut Vec<u8>, _max: usize) -> std::io::Result<usize> {
+        Err(std::io::Error::other("no bulk lane"))
     }
 }
 

@@ -349,6 +349,7 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
             fd: parent_end,
             wr: None,
             socket: true,
+            bulk: None,
         },
     ))
 }
@@ -687,6 +688,10 @@ pub(crate) struct Channel {
     wr: Option<OwnedFd>,
     /// `fd` is a socket: send with MSG_NOSIGNAL, receive with recv.
     socket: bool,
+    /// A `Pipe` end's bulk lane: a socket for the bodies of big messages,
+    /// which a socket moves about twice as fast as a pipe (the framing
+    /// says which messages take it; see `connection.rs`).
+    bulk: Option<OwnedFd>,
 }
 
 impl Channel {
@@ -1033,61 +1038,91 @@ fn big_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// A connected pair of channels for `Pipe`: two pipes for duplex (one
 /// each way), one for simplex (reader, writer).
 pub(crate) fn pipe(duplex: bool) -> io::Result<(Channel, Channel)> {
-    let end = |fd, wr| Channel {
+    let end = |fd, wr, bulk| Channel {
         fd,
         wr,
         socket: false,
+        bulk: Some(bulk),
     };
+    let (ba, bb) = stream_socketpair()?;
     let (r1, w1) = big_pipe()?;
     if !duplex {
-        return Ok((end(r1, None), end(w1, None)));
+        return Ok((end(r1, None, ba), end(w1, None, bb)));
     }
     let (r2, w2) = big_pipe()?;
-    Ok((end(r1, Some(w2)), end(r2, Some(w1))))
+    Ok((end(r1, Some(w2), ba), end(r2, Some(w1), bb)))
 }
 
 impl Channel {
     /// Blocks until there is data, then appends at most `max` bytes of it
     /// to `v` without zero-filling the space first; 0 at EOF.
     pub(crate) fn read_append(&self, v: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-        v.reserve(max);
-        let spare = &mut v.spare_capacity_mut()[..max];
-        let n = loop {
-            match rustix::io::read(&self.fd, &mut *spare) {
-                Ok((init, _)) => break init.len(),
-                Err(Errno::INTR) => {}
-                Err(Errno::CONNRESET) => break 0,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        let len = v.len() + n;
-        // SAFETY: read(2) initialized the first `n` bytes of the spare
-        // capacity, which directly follow the current length.
-        unsafe { v.set_len(len) };
-        Ok(n)
+        read_append_fd(self.fd.as_fd(), v, max)
     }
 
     /// Rebuilds a passed end from the fds [`pass_handles`](Self::pass_handles)
     /// listed, in that order.
     pub(crate) fn from_passed(mut fds: Vec<OwnedRaw>) -> io::Result<Channel> {
-        if fds.is_empty() || fds.len() > 2 {
+        if fds.is_empty() || fds.len() > 3 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "a passed channel has one or two handles",
+                "a passed channel has one to three handles",
             ));
         }
+        let is_socket = |fd: &OwnedFd| -> io::Result<bool> {
+            Ok(
+                rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(fd)?.st_mode)
+                    == rustix::fs::FileType::Socket,
+            )
+        };
+        // [fd, wr?, bulk?]: a pipe end's last handle is its bulk socket.
+        let bulk = match fds.last() {
+            Some(last) if fds.len() > 1 && is_socket(last)? => fds.pop(),
+            _ => None,
+        };
         let wr = (fds.len() == 2).then(|| fds.pop()).flatten();
-        let fd = fds.pop().expect("checked above");
-        let socket = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode)
-            == rustix::fs::FileType::Socket;
-        Ok(Channel { fd, wr, socket })
+        let fd = fds.pop().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "a passed channel has no handle")
+        })?;
+        let socket = is_socket(&fd)?;
+        Ok(Channel {
+            fd,
+            wr,
+            socket,
+            bulk,
+        })
     }
 
     /// The handles that make up this end, to pass to a child.
     pub(crate) fn pass_handles(&self) -> Vec<BorrowedRaw<'_>> {
         std::iter::once(self.fd.as_fd())
             .chain(self.wr.as_ref().map(|w| w.as_fd()))
+            .chain(self.bulk.as_ref().map(|b| b.as_fd()))
             .collect()
+    }
+
+    /// Whether this end has a bulk lane for big message bodies.
+    pub(crate) fn has_bulk(&self) -> bool {
+        self.bulk.is_some()
+    }
+
+    /// Writes what fits to the bulk lane (without SIGPIPE).
+    pub(crate) fn write_bulk(&self, buf: &[u8]) -> io::Result<usize> {
+        let b = self
+            .bulk
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no bulk lane"))?;
+        retry_intr(|| rustix::net::send(b, buf, SEND_FLAGS))
+    }
+
+    /// Blocks until the bulk lane has data, then appends at most `max`
+    /// bytes of it to `v` (no zero-fill); 0 at EOF.
+    pub(crate) fn read_bulk_append(&self, v: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let b = self
+            .bulk
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no bulk lane"))?;
+        read_append_fd(b.as_fd(), v, max)
     }
 
     /// The handle that becomes ready when there is something to read.
@@ -1109,4 +1144,24 @@ pub(crate) fn ignore_sigpipe() {
     // SAFETY: setting a signal's disposition to SIG_IGN installs no
     // handler code; it is what std does at startup.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Blocks until `fd` has data, then appends at most `max` bytes of it to
+/// `v` without zero-filling the space first; 0 at EOF.
+fn read_append_fd(fd: BorrowedFd<'_>, v: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    v.reserve(max);
+    let spare = &mut v.spare_capacity_mut()[..max];
+    let n = loop {
+        match rustix::io::read(fd, &mut *spare) {
+            Ok((init, _)) => break init.len(),
+            Err(Errno::INTR) => {}
+            Err(Errno::CONNRESET) => break 0,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let len = v.len() + n;
+    // SAFETY: read(2) initialized the first `n` bytes of the spare
+    // capacity, which directly follow the current length.
+    unsafe { v.set_len(len) };
+    Ok(n)
 }
