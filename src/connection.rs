@@ -1,8 +1,10 @@
 //! `Pipe` and `Connection`: framed messages between processes.
 //!
 //! Underneath: on Unix, pipes (one each way for a duplex pair), close-on-
-//! exec, with a 1 MiB buffer where Linux allows it; on Windows, a named
-//! pipe opened for overlapped I/O. Writing to a peer that is gone fails
+//! exec, with a 1 MiB buffer where Linux allows it, plus a socket for the
+//! bodies of messages of 256 KiB and more (the frame header, on the pipe,
+//! says so: pipes give the fastest small round trips, sockets the fastest
+//! bulk transfer); on Windows, a named pipe opened for overlapped I/O. Writing to a peer that is gone fails
 //! with [`Error::is_eof`]; on Unix that relies on SIGPIPE being ignored,
 //! which std arranges for every Rust program before `main` (and `init`
 //! does in workers) — a host program that restores SIGPIPE's default would
