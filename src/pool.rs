@@ -109,13 +109,6 @@ enum FromWorker {
     },
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-enum Outcome {
-    Value(Vec<u8>),
-    Panic(PanicReport),
-    BadArgs(String),
-}
-
 #[derive(Serialize, Deserialize)]
 struct WorkerConfig {
     initializer: Option<(String, Vec<u8>)>,
@@ -129,33 +122,26 @@ pub(crate) fn decode_messages(data: &[u8]) -> (bool, bool) {
     )
 }
 
-fn run_task(entry: Option<&spawn::EntryDef>, name: &str, payload: &[u8]) -> Outcome {
-    let Some(entry) = entry else {
-        return Outcome::BadArgs(format!("unknown entry `{name}` in the worker"));
-    };
+/// Runs the pool's initializer; why it failed, if it did.
+fn run_initializer(name: &str, payload: &[u8]) -> std::result::Result<(), String> {
+    let entry = spawn::find_entry(name)
+        .ok_or_else(|| format!("the initializer: unknown entry `{name}` in the worker"))?;
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (entry.run)(payload))) {
-        Ok(Ok(bytes)) => Outcome::Value(bytes),
-        Ok(Err(msg)) => Outcome::BadArgs(msg),
-        Err(_) => Outcome::Panic(spawn::take_panic_report()),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(msg)) => Err(format!("the initializer: {msg}")),
+        Err(_) => Err(format!(
+            "the initializer panicked: {}",
+            spawn::take_panic_report().message
+        )),
     }
 }
 
 /// The loop a pool worker runs.
 fn pool_worker_main((conn, cfg): (Connection, WorkerConfig)) {
     if let Some((name, payload)) = cfg.initializer {
-        match run_task(spawn::find_entry(&name), &name, &payload) {
-            Outcome::Value(_) => {}
-            Outcome::Panic(p) => {
-                let _ = conn.send(&FromWorker::InitFailed(format!(
-                    "the initializer panicked: {}",
-                    p.message
-                )));
-                return;
-            }
-            Outcome::BadArgs(m) => {
-                let _ = conn.send(&FromWorker::InitFailed(format!("the initializer: {m}")));
-                return;
-            }
+        if let Err(why) = run_initializer(&name, &payload) {
+            let _ = conn.send(&FromWorker::InitFailed(why));
+            return;
         }
     }
     if conn.send(&FromWorker::Ready).is_err() {
