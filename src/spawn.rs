@@ -127,8 +127,8 @@ where
         rest = next;
         match postcard::from_bytes::<A>(arg) {
             Err(e) => fails.push((i, TaskFail::BadArgs(e.to_string()))),
-            Ok(a) => match panic::catch_unwind(AssertUnwindSafe(|| f(a))) {
-                Err(_) => fails.push((i, TaskFail::Panic(take_panic_report()))),
+            Ok(a) => match catch_task(|| f(a)) {
+                Err(report) => fails.push((i, TaskFail::Panic(report))),
                 Ok(v) => {
                     scratch.clear();
                     match postcard::to_io(&v, &mut scratch) {
@@ -544,7 +544,7 @@ fn worker_main(marker: &str) -> Result<i32, Fail> {
                 })?;
         }
     }
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| (entry.run)(&payload)));
+    let outcome = catch_task(|| (entry.run)(&payload));
     let chan = CHILD_CHANNEL.with(|c| c.borrow_mut().take());
     let (reply, code) = match outcome {
         Ok(Ok(bytes)) => (Reply::Value(bytes), exit_code::SUCCESS),
@@ -553,7 +553,7 @@ fn worker_main(marker: &str) -> Result<i32, Fail> {
             eprintln!("multiproc worker {}: {msg}", std::process::id());
             (Reply::BadArgs(msg), exit_code::BAD_PAYLOAD)
         }
-        Err(_) => (Reply::Panic(take_panic_report()), exit_code::PANIC),
+        Err(report) => (Reply::Panic(report), exit_code::PANIC),
     };
     if flags & FLAG_WANT_RESULT != 0 {
         if let Some(chan) = chan {
@@ -599,31 +599,62 @@ pub struct PanicReport {
     pub location: Option<String>,
 }
 
-static PANIC_REPORT: std::sync::Mutex<Option<PanicReport>> = std::sync::Mutex::new(None);
+thread_local! {
+    /// The latest panic on this thread, as the panic hook saw it (message
+    /// and location); cleared by [`catch_task`] before each task or entry.
+    /// Per thread: `catch_unwind` catches only this thread's panics, so a
+    /// panic on another thread of the entry must not be taken for its own.
+    static PANIC_REPORT: std::cell::Cell<Option<PanicReport>> = const { std::cell::Cell::new(None) };
+}
 
 fn install_panic_hook() {
     let previous = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "Box<dyn Any>".to_string());
         let location = info.location().map(|l| l.to_string());
-        if let Ok(mut slot) = PANIC_REPORT.lock() {
-            slot.get_or_insert(PanicReport { message, location });
-        }
+        let report = PanicReport {
+            message: payload_message(info.payload()),
+            location,
+        };
+        // The latest panic wins: one the task caught itself came earlier.
+        let _ = PANIC_REPORT.try_with(|slot| slot.set(Some(report)));
         previous(info);
     }));
 }
 
+/// A panic payload's message: the `&str` or `String` of `panic!`.
+fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "Box<dyn Any>".to_string())
+}
+
+/// Runs one task or entry, catching a panic: the report of the panic that
+/// ended it. The captured report is cleared first, so a panic that an
+/// earlier task (or this one) caught itself is never reported for it.
+pub(crate) fn catch_task<T>(f: impl FnOnce() -> T) -> Result<T, PanicReport> {
+    let _ = PANIC_REPORT.try_with(|slot| slot.set(None));
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let message = payload_message(&*payload);
+        // The hook's location belongs to this payload only if the messages
+        // agree (a panic caught inside a destructor while unwinding would
+        // otherwise lend its location).
+        let location = take_latest_panic()
+            .filter(|r| r.message == message)
+            .and_then(|r| r.location);
+        PanicReport { message, location }
+    })
+}
+
+fn take_latest_panic() -> Option<PanicReport> {
+    PANIC_REPORT.try_with(|slot| slot.take()).ok().flatten()
+}
+
+/// The latest panic the hook saw on this thread, taken (empty if none);
+/// for code that catches panics itself. Prefer [`catch_task`].
 pub(crate) fn take_panic_report() -> PanicReport {
-    PANIC_REPORT
-        .lock()
-        .ok()
-        .and_then(|mut s| s.take())
-        .unwrap_or_default()
+    take_latest_panic().unwrap_or_default()
 }
 
 #[cfg(test)]
