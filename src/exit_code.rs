@@ -9,7 +9,7 @@
 //! | 0 | [`SUCCESS`] | the entry function returned |
 //! | 101 | [`PANIC`] | the entry function panicked (Rust's own panic exit code) |
 //! | 200 | [`BAD_COMMAND_LINE`] | the worker marker on the command line is malformed |
-//! | 201 | [`NO_CHANNEL`] | the bootstrap channel could not be opened or read (parent gone, bad handle) |
+//! | 201 | [`NO_CHANNEL`] | the bootstrap channel could not be opened or read (parent gone, bad handle; on Unix a marker naming another fd than 3), or the parent was gone before the parent-death check was armed |
 //! | 202 | [`TRUNCATED`] | the bootstrap data ended early (the parent died or closed the channel) |
 //! | 203 | [`BAD_MAGIC`] | the bootstrap data does not start with multiproc's magic bytes |
 //! | 204 | [`VERSION_MISMATCH`] | parent and worker speak different protocol versions |

@@ -293,6 +293,18 @@ pub mod __private {
         v
     }
 
+    /// The same with worker options: `die_with_parent` asks the worker to
+    /// arm the parent-death check.
+    pub fn bootstrap_bytes_with(entry: &str, payload: &[u8], die_with_parent: bool) -> Vec<u8> {
+        let options = crate::spawn::WorkerOptions {
+            die_with_parent,
+            ..Default::default()
+        };
+        let mut v = crate::spawn::encode_header(entry, 0, &options, payload.len());
+        v.extend_from_slice(payload);
+        v
+    }
+
     /// The entry id of the function item `F`.
     pub fn entry_id<F>(_: &F) -> &'static str {
         std::any::type_name::<F>()

@@ -410,6 +410,21 @@ pub(crate) fn init_called() -> bool {
 /// worker; spawning without it (and without
 /// [`set_executable`](crate::set_executable)) fails, so a program that forgot
 /// it can't recursively run its own `main` in every child.
+///
+/// # Security
+///
+/// `init()` trusts its command line: whoever can start this executable with
+/// the worker marker and feed it bootstrap data can run any registered entry
+/// with arguments of their choosing. That is no more than they could do by
+/// running the program themselves, unless the program runs with privileges
+/// its caller lacks: don't call `init()` in a setuid/setgid executable or
+/// one whose command line an untrusted party controls (a CGI script, a
+/// helper started with user-supplied arguments). On Unix the bootstrap
+/// channel is only ever taken from fd 3, where the spawn places it: a
+/// program started by inetd or a socket-activating service manager, which
+/// has a socket as stdin/stdout, is not a worker however its command line
+/// reads (a marker that names another fd fails with
+/// [`exit_code::NO_CHANNEL`]).
 pub fn init() {
     INIT_CALLED.store(true, Ordering::Relaxed);
     let mut args = std::env::args_os().skip(1);

@@ -67,7 +67,8 @@
 //! // A connected pair for Pipe: duplex, or (reader, writer).
 //! pub(crate) fn pipe(duplex: bool) -> io::Result<(Channel, Channel)>;
 //! // Child side, after the bootstrap: arrange to die with the parent
-//! // (Linux: PR_SET_PDEATHSIG + getppid re-check; elsewhere nothing to do).
+//! // (Linux: PR_SET_PDEATHSIG + getppid re-check, an error if the parent
+//! // is already gone; elsewhere nothing to do).
 //! pub(crate) fn die_with_parent(parent_pid: u32) -> io::Result<()>;
 //! // A waitable handle on any process by pid (tests: did a grandchild die?).
 //! pub(crate) fn watch_process(pid: u32) -> io::Result<OwnedRaw>;

@@ -750,10 +750,21 @@ pub(crate) struct ChildChannel {
     received: Vec<Option<OwnedFd>>,
 }
 
-/// Takes fd `token.handle`, after checking that it is an open socket.
+/// Takes fd `token.handle`, after checking that it is fd 3 (where `spawn`
+/// places the channel; never stdin, stdout or stderr, which a program
+/// started by inetd or a service manager may have as a socket) and an open
+/// socket.
 pub(crate) fn open_bootstrap(token: BootToken) -> io::Result<ChildChannel> {
-    let raw = RawFd::try_from(token.handle)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "fd number out of range"))?;
+    if token.handle != CHILD_FD as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the marker names fd {}, but the bootstrap channel is always fd {CHILD_FD}",
+                token.handle
+            ),
+        ));
+    }
+    let raw = CHILD_FD;
     // SAFETY: F_GETFD on any integer is sound; it fails with EBADF when the
     // fd is not open.
     if unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
@@ -963,14 +974,19 @@ pub(crate) fn read_timeout(
 
 /// Child side: die with SIGKILL when the parent dies (prctl(2)
 /// PR_SET_PDEATHSIG), then check the parent didn't die before that was
-/// armed (we'd have been re-parented already).
+/// armed: we'd have been re-parented already, and get an error saying so
+/// (the worker then exits with `NO_CHANNEL` and its stderr line).
 #[cfg(target_os = "linux")]
 pub(crate) fn die_with_parent(parent_pid: u32) -> io::Result<()> {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-    let ppid = rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32);
-    if ppid != Some(parent_pid) {
-        // The parent is already gone.
-        std::process::exit(crate::exit_code::NO_CHANNEL);
+    let ppid = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
+    if ppid != parent_pid {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "the parent (pid {parent_pid}) is gone: this process's parent is now pid {ppid}"
+            ),
+        ));
     }
     Ok(())
 }
