@@ -19,11 +19,12 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::deadline;
 use crate::error::{Error, Kind, Result};
 use crate::popen::{duplicate_for_child, ExitStatus};
 use crate::process::Sentinel;
@@ -309,7 +310,8 @@ impl Connection {
     }
 
     /// Whether a message (or end of file) can be received without
-    /// blocking, waiting at most `timeout` (forever with `None`).
+    /// blocking, waiting at most `timeout` (forever with `None`, or with a
+    /// timeout too long to be a deadline, such as `Duration::MAX`).
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         let mut rx = self.rx_guard()?;
         if !rx.avail().is_empty() || rx.eof {
@@ -549,7 +551,8 @@ impl<'a> From<&'a Connection> for Waitable<'a> {
 }
 
 /// Waits until at least one of `objects` is ready, at most `timeout`
-/// (forever with `None`); returns the indices of the ready ones, empty on
+/// (forever with `None`, or with a timeout too long to be a deadline, such
+/// as `Duration::MAX`); returns the indices of the ready ones, empty on
 /// timeout (Python's `multiprocessing.connection.wait`).
 ///
 /// There is no limit on the number of objects (on Windows, beyond the 64
@@ -565,7 +568,7 @@ impl<'a> From<&'a Connection> for Waitable<'a> {
 /// # Ok(()) }
 /// ```
 pub fn wait(objects: &[Waitable<'_>], timeout: Option<Duration>) -> Result<Vec<usize>> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = deadline::deadline_of(timeout);
     loop {
         // What is ready without asking the OS: buffered messages, exits
         // already recorded, processes we can only poll.
@@ -593,7 +596,7 @@ pub fn wait(objects: &[Waitable<'_>], timeout: Option<Duration>) -> Result<Vec<u
         if !ready.is_empty() {
             return Ok(ready);
         }
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let left = deadline::left(deadline);
         // Without a waitable handle for some process, poll every 10 ms.
         let slice = if must_poll {
             Some(left.map_or(Duration::from_millis(10), |l| {
@@ -608,7 +611,7 @@ pub fn wait(objects: &[Waitable<'_>], timeout: Option<Duration>) -> Result<Vec<u
             out.sort_unstable();
             return Ok(out);
         }
-        if left == Some(Duration::ZERO) || (left.is_some() && !must_poll) {
+        if deadline::passed(deadline) {
             return Ok(Vec::new());
         }
     }

@@ -109,12 +109,15 @@
 //!   everything they start, nested workers included; Ctrl-C in a terminal
 //!   reaches only the parent (which, dying, takes parent-death workers
 //!   along).
+//! - **Timeouts.** Every `timeout` parameter takes any `Duration`; one
+//!   too long to be a deadline (`Duration::MAX`) means no deadline.
 //! - **Windows consoles.** Workers share the parent's console (no console
 //!   window opens for them); when the parent has none, they are created
 //!   with `CREATE_NO_WINDOW`.
 #![deny(unsafe_code)]
 
 mod connection;
+mod deadline;
 mod error;
 pub mod exit_code;
 mod pool;

@@ -33,6 +33,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::{Connection, Pipe};
+use crate::deadline;
 use crate::error::{Error, Kind, Result};
 use crate::popen::{ExitStatus, Popen, PopenBuilder};
 use crate::process::Stdio;
@@ -744,7 +745,13 @@ impl Shared {
                 continue;
             };
             let n = st.chunks.get(&head).map_or(1, |c| c.n.max(1));
-            let deadline = w.head_since + timeout * n;
+            // Overflow (a huge timeout) means no deadline.
+            let Some(deadline) = timeout
+                .checked_mul(n)
+                .and_then(|t| w.head_since.checked_add(t))
+            else {
+                continue;
+            };
             if now >= deadline {
                 if !w.timed_out {
                     w.timed_out = true;
@@ -870,7 +877,8 @@ impl PoolBuilder {
     /// [`Error::is_timeout`]; its worker is killed and replaced. With a
     /// timeout, automatic chunking sends one task per chunk; with an
     /// explicit chunk size the limit is `timeout × chunksize` per chunk.
-    /// Enforced while some thread waits on the pool.
+    /// Enforced while some thread waits on the pool. A timeout too long to
+    /// be a deadline (`Duration::MAX`) is no limit.
     pub fn task_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.task_timeout = Some(timeout);
         self
@@ -1153,7 +1161,7 @@ impl Pool {
     /// The hook that lets fault tests kill a worker mid-task.
     #[doc(hidden)]
     pub fn wait_busy(&self, timeout: Duration) -> Vec<u32> {
-        let until = Instant::now() + timeout;
+        let until = deadline::deadline(timeout);
         let mut st = lock(&self.shared.state);
         loop {
             let busy: Vec<u32> = st
@@ -1166,10 +1174,10 @@ impl Pool {
                 })
                 .map(|w| w.popen.pid())
                 .collect();
-            if !busy.is_empty() || Instant::now() >= until {
+            if !busy.is_empty() || deadline::passed(until) {
                 return busy;
             }
-            st = self.shared.wait(st, Some(until));
+            st = self.shared.wait(st, until);
         }
     }
 
@@ -1254,10 +1262,12 @@ impl<R: DeserializeOwned> AsyncResult<R> {
         }
     }
 
-    /// Waits at most `timeout`: `None` if the result isn't there yet. Once
+    /// Waits at most `timeout` (forever if it is too long to be a
+    /// deadline, such as `Duration::MAX`): `None` if the result isn't
+    /// there yet. Once
     /// it returned `Some`, the result is gone; later calls give an error.
     pub fn get_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
-        if self.wait_until(Some(Instant::now() + timeout)) {
+        if self.wait_until(deadline::deadline(timeout)) {
             let r = self.done.take();
             self.done = Some(Err(Error::new(Kind::AlreadyJoined)));
             r

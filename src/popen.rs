@@ -426,7 +426,8 @@ impl Popen {
     }
 
     /// Waits for the worker to exit, at most `timeout` (forever with
-    /// `None`). `Ok(None)` means it is still running. The status is
+    /// `None`, or with a timeout too long to be a deadline, such as
+    /// `Duration::MAX`). `Ok(None)` means it is still running. The status is
     /// recorded only once the OS confirmed the exit, and kept: later calls
     /// return it at once. Safe to call from several threads, also while
     /// another calls [`terminate`](Popen::terminate).

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::deadline;
 use crate::error::{Error, Kind, Result};
 use crate::exit_code;
 use crate::popen::{ExitStatus, Popen, PopenBuilder};
@@ -224,16 +225,17 @@ impl<T: DeserializeOwned> Process<T> {
 
     /// Like [`join`](Process::join), waiting at most `timeout`: `Ok(None)`
     /// while the worker is still running. After it returned the result (or
-    /// an error about the worker), later calls fail.
+    /// an error about the worker), later calls fail. Any `Duration` is
+    /// valid: one too long for a deadline (`Duration::MAX`) waits forever.
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<T>> {
-        self.join_deadline(Some(Instant::now() + timeout))
+        self.join_deadline(deadline::deadline(timeout))
     }
 
     fn join_deadline(&mut self, deadline: Option<Instant>) -> Result<Option<T>> {
         if self.joined {
             return Err(Error::new(Kind::AlreadyJoined));
         }
-        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let left = || deadline::left(deadline);
         let mut chunk = vec![0u8; 64 * 1024];
         while !self.reply_done {
             let Some(channel) = self.popen.channel() else {

@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::io::Errno;
 use rustix::net::{
@@ -23,6 +23,7 @@ use rustix::net::{
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, WaitIdStatus};
 
 use super::{BootToken, RawStatus, SpawnRequest, StdioMode};
+use crate::deadline;
 
 /// An owned OS resource: a file descriptor.
 pub(crate) type OwnedRaw = OwnedFd;
@@ -434,13 +435,13 @@ impl Child {
     /// Waits for the exit, up to `timeout`; the status is recorded only
     /// once `waitid` reported it.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<Option<RawStatus>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = deadline::deadline_of(timeout);
         let mut backoff = Duration::from_micros(200);
         loop {
             if let Some(st) = self.try_reap(&mut lock(&self.status))? {
                 return Ok(Some(st));
             }
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let left = deadline::left(deadline);
             if left == Some(Duration::ZERO) {
                 return Ok(None);
             }
@@ -624,14 +625,22 @@ fn retry_intr<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> 
     }
 }
 
+/// The longest single poll: `i32::MAX` milliseconds (24.8 days), what
+/// poll(2)'s `int` timeout holds where rustix has no ppoll (macOS); longer
+/// waits poll again until their deadline.
+const MAX_POLL: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// A poll timeout, clamped to [`MAX_POLL`].
 fn to_timespec(d: Duration) -> rustix::event::Timespec {
+    let d = d.min(MAX_POLL);
     rustix::event::Timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as _,
+        tv_sec: d.as_secs() as _,
         tv_nsec: d.subsec_nanos() as _,
     }
 }
 
-/// Waits until `fd` is readable or `timeout` passes; true if readable.
+/// Waits until `fd` is readable or `timeout` passes (at most [`MAX_POLL`]
+/// at a time: the caller loops until its deadline); true if readable.
 pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
     let ts = timeout.map(to_timespec);
     let mut polls = [rustix::event::PollFd::new(
@@ -936,15 +945,16 @@ pub(crate) fn read_timeout(
     timeout: Option<Duration>,
 ) -> io::Result<Option<usize>> {
     use rustix::event::{PollFd, PollFlags};
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = deadline::deadline_of(timeout);
     loop {
-        let left = deadline.map(|d| to_timespec(d.saturating_duration_since(Instant::now())));
+        let left = deadline::left(deadline).map(to_timespec);
         let mut polls = vec![PollFd::new(&fd, PollFlags::IN)];
         if let Some(e) = &exit {
             polls.push(PollFd::new(e, PollFlags::IN));
         }
         match rustix::event::poll(&mut polls, left.as_ref()) {
-            Ok(0) => return Ok(None),
+            Ok(0) if deadline::passed(deadline) => return Ok(None),
+            Ok(0) => continue, // a clamped poll ended before the deadline
             Ok(_) => {}
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
@@ -1022,12 +1032,14 @@ pub(crate) fn wait_any(
     timeout: Option<Duration>,
 ) -> io::Result<Vec<usize>> {
     use rustix::event::{PollFd, PollFlags};
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = deadline::deadline_of(timeout);
     loop {
-        let left = deadline.map(|d| to_timespec(d.saturating_duration_since(Instant::now())));
+        let left = deadline::left(deadline).map(to_timespec);
         let mut polls: Vec<PollFd<'_>> =
             objs.iter().map(|o| PollFd::new(o, PollFlags::IN)).collect();
         match rustix::event::poll(&mut polls, left.as_ref()) {
+            // A clamped poll that ended before the deadline: again.
+            Ok(0) if !deadline::passed(deadline) => continue,
             Ok(_) => {
                 return Ok(polls
                     .iter()
@@ -1180,4 +1192,18 @@ fn read_append_fd(fd: BorrowedFd<'_>, v: &mut Vec<u8>, max: usize) -> io::Result
     // capacity, which directly follow the current length.
     unsafe { v.set_len(len) };
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_timeouts_are_clamped_to_what_poll_takes() {
+        let ts = to_timespec(Duration::MAX);
+        assert_eq!(ts.tv_sec as u64, MAX_POLL.as_secs());
+        assert_eq!(ts.tv_nsec as u32, MAX_POLL.subsec_nanos());
+        let ts = to_timespec(Duration::from_millis(1_500));
+        assert_eq!((ts.tv_sec, ts.tv_nsec), (1, 500_000_000));
+    }
 }

@@ -59,7 +59,7 @@ use std::os::windows::io::{
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use windows_sys::core::BOOL;
 use windows_sys::Win32::Foundation::{
@@ -92,6 +92,7 @@ use windows_sys::Win32::System::Threading::{
 use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
 
 use super::{BootToken, RawStatus, SpawnRequest, StdioMode};
+use crate::deadline;
 
 /// An owned OS handle.
 pub(crate) type OwnedRaw = OwnedHandle;
@@ -237,16 +238,17 @@ fn new_event() -> io::Result<OwnedHandle> {
     unsafe { owned_or_null(raw) }
 }
 
-/// Milliseconds for a Win32 wait: `None` waits forever; a duration is rounded
-/// up to whole milliseconds (never wake up before it has passed); one too
-/// long for a `u32` (or equal to `INFINITE`, `u32::MAX`) waits forever.
-fn timeout_ms(timeout: Option<Duration>) -> u32 {
-    match timeout {
+/// Milliseconds for a Win32 wait until `deadline`: `None` (no deadline)
+/// waits forever (`INFINITE`); otherwise the time left, rounded up to
+/// whole milliseconds (never wake up before it has passed), and at most
+/// `INFINITE - 1` (49.7 days), so that a long finite wait never turns into
+/// an infinite one by accident: callers wait again until the deadline.
+fn ms_until(deadline: Option<Instant>) -> u32 {
+    match deadline::left(deadline) {
         None => INFINITE,
         Some(d) => u32::try_from(d.as_nanos().div_ceil(1_000_000))
-            .ok()
-            .filter(|&ms| ms != INFINITE)
-            .unwrap_or(INFINITE),
+            .unwrap_or(INFINITE)
+            .min(INFINITE - 1),
     }
 }
 
@@ -976,8 +978,15 @@ impl Child {
             return Ok(Some(*status));
         }
         let handle = self.process.as_raw_handle();
-        // SAFETY: `handle` is our open process handle, which has SYNCHRONIZE.
-        let woken = unsafe { WaitForSingleObject(handle, timeout_ms(timeout)) };
+        let deadline = deadline::deadline_of(timeout);
+        let woken = loop {
+            // SAFETY: `handle` is our open process handle, which has SYNCHRONIZE.
+            let woken = unsafe { WaitForSingleObject(handle, ms_until(deadline)) };
+            // A wait clamped to 49.7 days may end before the deadline.
+            if woken != WAIT_TIMEOUT || deadline::passed(deadline) {
+                break woken;
+            }
+        };
         match woken {
             WAIT_OBJECT_0 => {}
             WAIT_TIMEOUT => return Ok(None),
@@ -1217,8 +1226,9 @@ impl Channel {
             return Ok(Some(0));
         }
         let pipe = self.pipe.as_handle();
-        let ms = timeout_ms(timeout);
+        let deadline = deadline::deadline_of(timeout);
         loop {
+            let ms = ms_until(deadline);
             let mut op = Op::new(pipe)?;
             match op.read(buf) {
                 Ok(()) => {}
@@ -1238,7 +1248,8 @@ impl Channel {
                 Finished::Canceled => {}
             }
             match woken? {
-                None => return Ok(None),
+                None if deadline::passed(deadline) => return Ok(None),
+                None => continue, // a wait clamped to 49.7 days
                 // The child exited while the read waited. What it wrote
                 // before is still in the pipe: read that first.
                 Some(_) if bytes_available(pipe.as_raw_handle())? == 0 => return Ok(Some(0)),
@@ -1383,7 +1394,13 @@ pub(crate) fn wait_any(
         }
     }
     let ready_now = probes.iter().flatten().any(|(_, started)| !started);
-    let ms = if ready_now { 0 } else { timeout_ms(timeout) };
+    // At most 49.7 days at once: `connection::wait` waits again until its
+    // deadline.
+    let ms = if ready_now {
+        0
+    } else {
+        ms_until(deadline::deadline_of(timeout))
+    };
     let woken = wait_for_any(&handles, ms);
     // Collect every ready object, not just the first, and stop the probes.
     let mut ready = Vec::new();
@@ -1667,3 +1684,18 @@ const _: () = {
     assert_send_sync::<Child>();
     assert_send_sync::<Channel>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_milliseconds_round_up_and_stay_finite() {
+        assert_eq!(ms_until(None), INFINITE);
+        let far = deadline::deadline(Duration::from_secs(100 * 86_400));
+        assert_eq!(ms_until(far), INFINITE - 1);
+        assert_eq!(ms_until(Some(Instant::now())), 0);
+        let soon = ms_until(deadline::deadline(Duration::from_micros(1_500)));
+        assert!((1..=2).contains(&soon), "{soon}");
+    }
+}
