@@ -75,6 +75,10 @@ pub(crate) enum Kind {
     PoolBroken(String),
     #[error("{0}")]
     PoolClosed(&'static str),
+    #[error("{0}")]
+    Usage(String),
+    #[error("pool worker {pid} broke the pool protocol ({why}); it was killed")]
+    WorkerProtocol { pid: u32, why: String },
     #[error("the process was already joined")]
     AlreadyJoined,
     #[error("worker process {pid} sent a result of {len} bytes, over the cap of {max}")]
@@ -147,7 +151,9 @@ impl Error {
         matches!(*self.kind, Kind::NotSpawning)
     }
 
-    /// The arguments could not be serialized.
+    /// The arguments could not be serialized in this process: a spawn's
+    /// arguments, a message, or a pool task's input (through
+    /// [`Pool::submit`](crate::Pool::submit), `map` and `imap` alike).
     pub fn is_encode(&self) -> bool {
         matches!(*self.kind, Kind::Encode { .. })
     }
@@ -217,6 +223,23 @@ impl Error {
         matches!(*self.kind, Kind::PoolClosed(_))
     }
 
+    /// The call itself was wrong, whatever the processes did (Python's
+    /// `ValueError`): an argument out of range (`Pool::new(0)`,
+    /// `max_tasks_per_child(0)`), an option the pool cannot honor
+    /// (`Stdio::Capture` for pool workers), or a call out of order
+    /// (`Pool::join` before `close`).
+    pub fn is_usage(&self) -> bool {
+        matches!(*self.kind, Kind::Usage(_))
+    }
+
+    /// A pool worker sent something that is not a pool message (an
+    /// undecodable frame, one over the connection's size cap, a frame cut
+    /// off): the pool killed it, and the task it was running failed with
+    /// this error, which names the worker ([`Error::pid`]) and what it sent.
+    pub fn is_protocol_violation(&self) -> bool {
+        matches!(*self.kind, Kind::WorkerProtocol { .. })
+    }
+
     /// The process id the error is about, where there is one.
     pub fn pid(&self) -> Option<u32> {
         match *self.kind {
@@ -228,7 +251,8 @@ impl Error {
             | Kind::Terminated { pid, .. }
             | Kind::NoResult { pid, .. }
             | Kind::WorkerDied { pid, .. }
-            | Kind::TaskTimeout { pid, .. } => Some(pid),
+            | Kind::TaskTimeout { pid, .. }
+            | Kind::WorkerProtocol { pid, .. } => Some(pid),
             _ => None,
         }
     }
@@ -250,7 +274,9 @@ impl Error {
     }
 
     /// A result could not be decoded, or was over its size cap, or a pool
-    /// task's input could not be serialized or decoded.
+    /// task's input could not be decoded in the worker. (An input that
+    /// cannot be serialized in this process is [`Error::is_encode`], through
+    /// every pool call alike.)
     pub fn is_decode(&self) -> bool {
         matches!(
             *self.kind,
@@ -307,6 +333,7 @@ impl From<Error> for io::Error {
             None if e.is_exited_early() => io::ErrorKind::BrokenPipe,
             None if e.is_eof() => io::ErrorKind::UnexpectedEof,
             None if e.is_encode() => io::ErrorKind::InvalidData,
+            None if e.is_usage() => io::ErrorKind::InvalidInput,
             None => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)

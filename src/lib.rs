@@ -351,6 +351,12 @@ pub mod __private {
         crate::sys::settle()
     }
 
+    /// In a pool worker, while it runs a task: writes `bytes` to the
+    /// parent unframed, as a hostile worker would; false elsewhere.
+    pub fn pool_worker_send_raw(bytes: &[u8]) -> bool {
+        crate::pool::worker_send_raw(bytes)
+    }
+
     /// The fds beyond stdio (Unix) / pipe handles beyond the std handles
     /// (Windows) this process has open.
     pub fn open_ipc_handles() -> std::io::Result<Vec<u64>> {

@@ -20,12 +20,14 @@
 //! `imap` are pulled and not yet yielded), so a million-task iterator runs in
 //! bounded memory.
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -137,8 +139,22 @@ fn run_initializer(name: &str, payload: &[u8]) -> std::result::Result<(), String
     }
 }
 
+/// A pool worker's channel to its parent, for [`worker_send_raw`].
+static WORKER_CONN: OnceLock<Arc<Connection>> = OnceLock::new();
+
+/// In a pool worker: writes `bytes` to the parent as they are, unframed,
+/// as a hostile or broken worker would. False outside a pool worker. The
+/// hook behind the protocol-violation tests.
+pub(crate) fn worker_send_raw(bytes: &[u8]) -> bool {
+    WORKER_CONN
+        .get()
+        .is_some_and(|c| c.__send_raw(bytes).is_ok())
+}
+
 /// The loop a pool worker runs.
 fn pool_worker_main((conn, cfg): (Connection, WorkerConfig)) {
+    let conn = Arc::new(conn);
+    let _ = WORKER_CONN.set(Arc::clone(&conn));
     if let Some((name, payload)) = cfg.initializer {
         if let Err(why) = run_initializer(&name, &payload) {
             let _ = conn.send(&FromWorker::InitFailed(why));
@@ -198,6 +214,63 @@ mod registration {
     crate::entry!(super::pool_worker_main);
 }
 
+/// How long a worker whose channel ended may take to exit before it is
+/// killed. Its exit follows at once (the OS closes a process's handles as
+/// it exits, a moment before the exit is visible); only a worker that
+/// closed its channel and kept running waits this long.
+const EXIT_GRACE: Duration = Duration::from_secs(5);
+/// After we killed a worker, how long to wait for the OS to confirm it.
+/// A kill takes effect at once; this bounds only a process the OS can't
+/// end (stuck in the kernel), which the reaper then collects later.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+/// The signal `Popen::kill` sends on Unix (SIGKILL; there is no signal on
+/// Windows, where a kill ends the process with `TERMINATE`).
+const KILL_SIGNAL: i32 = 9;
+
+/// The reader thread's loop: hands each message from a worker to
+/// `on_message` until the stream ends. `None` when it ended (the worker
+/// exited, or closed its channel); `Some(why)` when the worker sent
+/// something that is not a pool message.
+fn read_worker(conn: &Connection, mut on_message: impl FnMut(FromWorker)) -> Option<String> {
+    loop {
+        let frame = match conn.recv_bytes() {
+            Ok(frame) => frame,
+            // The end of the stream, whole or cut off in the middle of a
+            // message (a worker killed while it wrote).
+            Err(e) if e.is_eof() || e.is_poisoned() => return None,
+            Err(e) if e.is_message_too_large() => {
+                return Some(format!("it announced a frame that was refused: {e}"))
+            }
+            Err(e) => return Some(format!("its messages can't be read: {e}")),
+        };
+        match postcard::from_bytes::<FromWorker>(&frame) {
+            Ok(msg) => on_message(msg),
+            Err(e) => {
+                return Some(format!(
+                    "it sent a message of {} bytes that is not a pool message: {e}",
+                    frame.len()
+                ))
+            }
+        }
+    }
+}
+
+/// After [`read_worker`]: makes sure the worker is gone and tells how it
+/// ended. A worker that broke the protocol is killed at once; one whose
+/// stream ended is given [`EXIT_GRACE`] to exit, and killed (a protocol
+/// violation too) if it is still running then.
+fn worker_end(popen: &Popen, violation: Option<String>) -> (Option<ExitStatus>, Option<String>) {
+    let why = match violation {
+        Some(why) => why,
+        None => match popen.wait(Some(EXIT_GRACE)) {
+            Ok(Some(status)) => return (Some(status), None),
+            _ => format!("it closed its channel but was still running {EXIT_GRACE:?} later"),
+        },
+    };
+    let _ = popen.kill();
+    (popen.wait(Some(KILL_WAIT)).ok().flatten(), Some(why))
+}
+
 // ---------------------------------------------------------------- state
 
 /// Why a task produced no value.
@@ -213,6 +286,16 @@ enum Failure {
         pid: u32,
         timeout: Duration,
     },
+    /// The worker sent something that is not a pool message; we killed it.
+    Protocol {
+        pid: u32,
+        why: String,
+    },
+    /// The input could not be serialized here.
+    Encode {
+        entry: &'static str,
+        source: postcard::Error,
+    },
     Broken(String),
     Terminated,
     Closed,
@@ -225,6 +308,11 @@ impl Failure {
             Failure::BadArgs(why) => Kind::TaskBadArgs(why),
             Failure::Died { pid, status } => Kind::WorkerDied { pid, status },
             Failure::Timeout { pid, timeout } => Kind::TaskTimeout { pid, timeout },
+            Failure::Protocol { pid, why } => Kind::WorkerProtocol { pid, why },
+            Failure::Encode { entry, source } => Kind::Encode {
+                entry: entry.to_string(),
+                source,
+            },
             Failure::Broken(why) => Kind::PoolBroken(why),
             Failure::Terminated => Kind::PoolClosed("the pool was terminated"),
             Failure::Closed => Kind::PoolClosed("the pool is closed"),
@@ -555,7 +643,9 @@ impl Shared {
         self.cond.notify_all();
     }
 
-    fn on_exit(self: &Arc<Self>, wid: u64, status: Option<ExitStatus>) {
+    /// Worker `wid` is gone: `status` is how it ended (if known);
+    /// `violation`, what it sent that made us kill it.
+    fn on_exit(self: &Arc<Self>, wid: u64, status: Option<ExitStatus>, violation: Option<String>) {
         let mut st = lock(&self.state);
         let Some(k) = st.workers.iter().position(|w| w.id == wid) else {
             return;
@@ -585,9 +675,15 @@ impl Shared {
             .next_if(|&(_, frame)| frame <= started)
             .map(|(c, _)| c);
         if let Some(head) = head {
+            // A timed-out worker was killed by us; if it ended some other
+            // way first (an abort, say), that is what happened.
+            let killed_by_us =
+                status.is_none_or(|s| s.signal() == Some(KILL_SIGNAL) || s.is_terminated());
             let why = if st.terminated {
                 Failure::Terminated
-            } else if w.timed_out {
+            } else if let Some(why) = violation {
+                Failure::Protocol { pid, why }
+            } else if w.timed_out && killed_by_us {
                 Failure::Timeout {
                     pid,
                     timeout: self.cfg.task_timeout.unwrap_or_default(),
@@ -602,6 +698,19 @@ impl Shared {
         for cid in rest.into_iter().rev() {
             st.queue.push_front(cid);
         }
+        let replace = !st.terminated
+            && st.broken.is_none()
+            && !(st.closed && st.queue.is_empty())
+            && st.workers.len() < self.cfg.workers;
+        if replace {
+            if let Err(e) = self.spawn_worker(&mut st) {
+                st.broken
+                    .get_or_insert(format!("cannot replace worker {pid}: {e}"));
+            }
+        }
+        // Terminated, or broken just now or before: nothing queued will
+        // run (and `enqueue` refuses new work), so it fails now rather
+        // than wait for a worker that will never come.
         if st.terminated || st.broken.is_some() {
             let why = if st.terminated {
                 Failure::Terminated
@@ -611,11 +720,6 @@ impl Shared {
             let queued: Vec<u64> = st.queue.drain(..).collect();
             for cid in queued {
                 st.fail_chunk(cid, why.clone());
-            }
-        } else if !(st.closed && st.queue.is_empty()) && st.workers.len() < self.cfg.workers {
-            if let Err(e) = self.spawn_worker(&mut st) {
-                st.broken
-                    .get_or_insert(format!("cannot replace a worker: {e}"));
             }
         }
         self.dispatch(&mut st);
@@ -648,29 +752,9 @@ impl Shared {
         let reader = std::thread::Builder::new()
             .name(format!("multiproc-pool-r{}", popen.pid()))
             .spawn(move || {
-                while let Ok(frame) = conn.recv_bytes() {
-                    match postcard::from_bytes::<FromWorker>(&frame) {
-                        Ok(msg) => shared.on_message(id, msg),
-                        Err(_) => {
-                            let _ = reader_popen.kill();
-                            break;
-                        }
-                    }
-                }
-                // EOF: the worker exited (or is about to). Its status,
-                // once the OS confirms it; a worker that closed its end
-                // but lingers is killed.
-                let status = match reader_popen.wait(Some(Duration::from_secs(5))) {
-                    Ok(Some(s)) => Some(s),
-                    _ => {
-                        let _ = reader_popen.kill();
-                        reader_popen
-                            .wait(Some(Duration::from_secs(5)))
-                            .ok()
-                            .flatten()
-                    }
-                };
-                shared.on_exit(id, status);
+                let violation = read_worker(&conn, |msg| shared.on_message(id, msg));
+                let (status, violation) = worker_end(&reader_popen, violation);
+                shared.on_exit(id, status, violation);
             })
             .map_err(|e| Error::io("cannot start a pool thread", e))?;
         // Join the threads of workers already gone (finished, so this
@@ -709,16 +793,16 @@ impl Shared {
         entry: &'static str,
         first: u64,
         (n, tasks): (u32, Vec<u8>),
-    ) -> Result<()> {
+    ) -> std::result::Result<(), Failure> {
         if let Some(why) = &st.broken {
-            return Err(Error::new(Kind::PoolBroken(why.clone())));
+            return Err(Failure::Broken(why.clone()));
         }
         if st.closed {
-            return Err(Error::new(Kind::PoolClosed(if st.terminated {
-                "the pool was terminated"
+            return Err(if st.terminated {
+                Failure::Terminated
             } else {
-                "the pool is closed"
-            })));
+                Failure::Closed
+            });
         }
         let cid = st.next_id();
         st.chunks.insert(
@@ -819,6 +903,7 @@ pub struct PoolBuilder {
     initializer: Option<std::result::Result<(String, Vec<u8>), String>>,
     max_tasks_per_child: Option<u64>,
     task_timeout: Option<Duration>,
+    stdio: Stdio,
     popen: PopenBuilder,
 }
 
@@ -839,13 +924,16 @@ impl PoolBuilder {
             initializer: None,
             max_tasks_per_child: None,
             task_timeout: None,
+            stdio: Stdio::Inherit,
             popen,
         }
     }
 
-    /// The number of worker processes (at least 1).
+    /// The number of worker processes. It must be at least 1:
+    /// [`build`](PoolBuilder::build) refuses 0 with [`Error::is_usage`]
+    /// (Python's `Pool(0)` raises `ValueError`).
     pub fn workers(&mut self, n: usize) -> &mut Self {
-        self.workers = n.max(1);
+        self.workers = n;
         self
     }
 
@@ -867,9 +955,10 @@ impl PoolBuilder {
     }
 
     /// Replace each worker after it ran `n` tasks (Python's
-    /// `maxtasksperchild`).
+    /// `maxtasksperchild`). `n` must be at least 1:
+    /// [`build`](PoolBuilder::build) refuses 0 with [`Error::is_usage`].
     pub fn max_tasks_per_child(&mut self, n: u64) -> &mut Self {
-        self.max_tasks_per_child = Some(n.max(1));
+        self.max_tasks_per_child = Some(n);
         self
     }
 
@@ -884,9 +973,17 @@ impl PoolBuilder {
         self
     }
 
-    /// Where the workers' stdio goes.
+    /// Where the workers' stdin, stdout and stderr go: [`Stdio::Inherit`]
+    /// (the default) or [`Stdio::Null`].
+    ///
+    /// [`Stdio::Capture`] is refused: [`build`](PoolBuilder::build) fails
+    /// with [`Error::is_usage`]. A pool's workers are shared by all its
+    /// tasks and replaced as they die, so there is no one stream to hand
+    /// back; run the work in a [`Process`](crate::Process) to capture its
+    /// output.
     pub fn stdio(&mut self, stdio: Stdio) -> &mut Self {
         self.popen.null_stdio(stdio == Stdio::Null);
+        self.stdio = stdio;
         self
     }
 
@@ -903,7 +1000,27 @@ impl PoolBuilder {
     }
 
     /// Starts the workers and waits until all are ready (initializer done).
+    ///
+    /// Fails with [`Error::is_usage`] for options that make no pool: 0
+    /// workers, `max_tasks_per_child(0)`, [`Stdio::Capture`].
     pub fn build(&self) -> Result<Pool> {
+        if self.workers == 0 {
+            return Err(Error::new(Kind::Usage(
+                "a pool needs at least one worker (got 0)".into(),
+            )));
+        }
+        if self.max_tasks_per_child == Some(0) {
+            return Err(Error::new(Kind::Usage(
+                "max_tasks_per_child must be at least 1 (got 0)".into(),
+            )));
+        }
+        if self.stdio == Stdio::Capture {
+            return Err(Error::new(Kind::Usage(
+                "a pool cannot capture its workers' output (Stdio::Capture): use \
+                 Stdio::Inherit or Stdio::Null, or a Process to capture a task's output"
+                    .into(),
+            )));
+        }
         let initializer = match &self.initializer {
             None => None,
             Some(Ok((name, payload))) => {
@@ -986,6 +1103,17 @@ impl PoolBuilder {
 ///   survives and goes on.
 /// - A task past [`PoolBuilder::task_timeout`] fails with
 ///   [`Error::is_timeout`]; its worker is killed and replaced.
+/// - A worker that sends something that is not a pool message (an
+///   undecodable frame, a frame over the connection's size cap) is killed
+///   at once; the task it was running fails with
+///   [`Error::is_protocol_violation`], naming the worker and what it sent.
+/// - A worker that can't be replaced (the executable is gone, no
+///   resources) breaks the pool: every queued task and every later call
+///   fails at once with [`Error::is_pool_broken`], whose message says why;
+///   tasks already running on other workers finish. So do workers that
+///   keep dying before they are ready (5 in a row).
+/// - Misuse is [`Error::is_usage`]: 0 workers, `max_tasks_per_child(0)`,
+///   [`Stdio::Capture`], [`join`](Pool::join) before [`close`](Pool::close).
 ///
 /// # Drop
 ///
@@ -1005,7 +1133,8 @@ impl fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A pool of `n` workers with default options.
+    /// A pool of `n` workers with default options; `n == 0` is an error
+    /// ([`Error::is_usage`]).
     pub fn new(n: usize) -> Result<Pool> {
         PoolBuilder::new().workers(n).build()
     }
@@ -1110,7 +1239,7 @@ impl Pool {
                 spawn::put_frame(&mut task, &payload);
                 let r = self.shared.enqueue(&mut st, job, name, 0, (1, task));
                 self.shared.dispatch(&mut st);
-                r.err()
+                r.err().map(Failure::into_error)
             }
         };
         drop(st);
@@ -1129,12 +1258,16 @@ impl Pool {
     }
 
     /// Waits for the queued work to finish and the workers to exit. Call
-    /// [`close`](Pool::close) (or [`terminate`](Pool::terminate)) first.
+    /// [`close`](Pool::close) (or [`terminate`](Pool::terminate)) first;
+    /// called on an open pool it fails at once with [`Error::is_usage`]
+    /// (as Python's `Pool.join` raises `ValueError`).
     pub fn join(&self) -> Result<()> {
         let mut st = lock(&self.shared.state);
         if !st.closed {
-            return Err(Error::new(Kind::PoolClosed(
-                "join() needs close() or terminate() first",
+            return Err(Error::new(Kind::Usage(
+                "Pool::join() was called before close() or terminate(): \
+                 the pool is still open, so its work would never end"
+                    .into(),
             )));
         }
         while !st.queue.is_empty() || st.workers.iter().any(|w| !w.inflight.is_empty()) {
@@ -1362,6 +1495,24 @@ impl Ready {
 /// The stream of results of [`Pool::imap`] / [`Pool::imap_unordered`].
 ///
 /// Dropping it cancels the tasks that haven't been sent to a worker yet.
+///
+/// # Panics
+///
+/// Inputs are pulled from the caller's iterator ahead of the results, so
+/// a panic in that iterator (or in an input's `Serialize` impl) happens
+/// before the results of the inputs that came before it are in. It is
+/// caught and held: those results are handed out first (in input order
+/// for `imap`; all of them, as they complete, for `imap_unordered`), and
+/// the `next()` call that would have produced the panicking input's result
+/// resumes the panic instead, with its original payload
+/// ([`std::panic::resume_unwind`]). Nothing after it is pulled. That is
+/// where a sequential `inputs.map(f)` would have panicked (CPython's
+/// `imap` raises the iterator's exception at the same point). The panic
+/// hook runs when the panic happens, so its message may be printed before
+/// the earlier results are handed out; an `Imap` dropped before reaching
+/// that position drops the panic. [`Pool::map`] and
+/// [`Pool::map_results`] collect an `Imap`, so they panic the same way
+/// once they reach it.
 pub struct Imap<I, R> {
     pool: Arc<Shared>,
     job: u64,
@@ -1375,6 +1526,10 @@ pub struct Imap<I, R> {
     /// Reused to encode each input.
     scratch: Vec<u8>,
     failed: Option<Error>,
+    /// The panic of the caller's iterator (or `Serialize` impl), resumed
+    /// after the results of the inputs before it. In a `Mutex` only so that
+    /// `Imap` stays `Sync`; never contended.
+    input_panic: Mutex<Option<Box<dyn Any + Send>>>,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -1415,6 +1570,7 @@ where
             ready: Ready::new(ordered),
             scratch: Vec::new(),
             failed,
+            input_panic: Mutex::new(None),
             _r: PhantomData,
         }
     }
@@ -1467,49 +1623,92 @@ where
             if !room {
                 return;
             }
+            // The caller's iterator may panic: keep the items it gave
+            // before that, and hand the panic back at its position, after
+            // their results (see `Imap`).
+            let mut items: Vec<I::Item> = Vec::new();
+            let inputs = &mut self.inputs;
+            let pulling = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                for item in inputs.by_ref().take(chunk) {
+                    items.push(item);
+                }
+            }));
+            match pulling {
+                Ok(()) if items.len() < chunk => self.exhausted = true,
+                Ok(()) => {}
+                Err(payload) => self.stop_at_panic(payload),
+            }
             // Each argument length-prefixed, back to back, in one buffer.
             let mut tasks = Vec::new();
             let mut n = 0u32;
-            let mut pulled = 0;
             let mut scratch = std::mem::take(&mut self.scratch);
-            let items: Vec<I::Item> = self.inputs.by_ref().take(chunk).collect();
             for item in items {
-                pulled += 1;
                 scratch.clear();
-                match postcard::to_io(&item, &mut scratch) {
-                    Ok(_) => {
+                // A `Serialize` impl is the caller's code too.
+                let encoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    postcard::to_io(&item, &mut scratch).map(|_| ())
+                }));
+                match encoded {
+                    Ok(Ok(())) => {
                         spawn::put_frame(&mut tasks, &scratch);
                         n += 1;
                     }
-                    Err(e) => {
-                        // This task can't be sent: its own error, now.
+                    Ok(Err(source)) => {
+                        // This task can't be sent: its own error, now (the
+                        // same error `submit` gives).
                         if n > 0 {
                             let at = self.pulled;
                             self.pulled += u64::from(n);
                             self.submit_chunk(at, (n, std::mem::take(&mut tasks)));
                             n = 0;
                         }
-                        let why = Failure::BadArgs(format!("cannot serialize the input: {e}"));
+                        let why = Failure::Encode {
+                            entry: self.entry,
+                            source,
+                        };
                         self.ready.insert(ChunkResults::failed(self.pulled, 1, why));
                         self.pulled += 1;
+                    }
+                    Err(payload) => {
+                        // At an earlier position than an iterator panic of
+                        // this chunk, so it replaces that one.
+                        self.stop_at_panic(payload);
+                        break;
                     }
                 }
             }
             self.scratch = scratch;
-            if pulled < chunk {
-                self.exhausted = true;
+            if n > 0 {
+                let at = self.pulled;
+                self.pulled += u64::from(n);
+                self.submit_chunk(at, (n, tasks));
             }
-            if n == 0 {
-                if pulled == 0 {
-                    self.exhausted = true;
-                    return;
-                }
-                continue;
-            }
-            let at = self.pulled;
-            self.pulled += u64::from(n);
-            self.submit_chunk(at, (n, tasks));
         }
+    }
+
+    /// The caller's code panicked while the next input was pulled or
+    /// encoded: nothing more is pulled, and the panic resumes once every
+    /// earlier task's result was handed out.
+    fn stop_at_panic(&mut self, payload: Box<dyn Any + Send>) {
+        self.exhausted = true;
+        *self
+            .input_panic
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner()) = Some(payload);
+    }
+
+    /// At the end of the results: resumes a panic of the caller's input
+    /// (see [`stop_at_panic`](Self::stop_at_panic)), else the end.
+    fn end(&mut self) -> Option<Result<R>> {
+        let payload = self
+            .input_panic
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(payload) = payload {
+            std::panic::resume_unwind(payload);
+        }
+        None
     }
 
     fn submit_chunk(&mut self, first: u64, (n, tasks): (u32, Vec<u8>)) {
@@ -1518,12 +1717,7 @@ where
             self.pool
                 .enqueue(&mut st, self.job, self.entry, first, (n, tasks))
         };
-        if let Err(e) = res {
-            let why = if e.is_pool_broken() {
-                Failure::Broken(e.to_string())
-            } else {
-                Failure::Closed
-            };
+        if let Err(why) = res {
             self.ready.insert(ChunkResults::failed(first, n, why));
         }
     }
@@ -1550,11 +1744,11 @@ where
                 return Some(r);
             }
             if self.exhausted && self.yielded == self.pulled {
-                return None;
+                return self.end();
             }
             self.feed();
             if self.exhausted && self.yielded == self.pulled {
-                return None;
+                return self.end();
             }
             // Collect what arrived, or wait for it.
             let mut st = lock(&self.pool.state);

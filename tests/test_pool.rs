@@ -98,6 +98,13 @@ fn picky(p: Picky) -> Picky {
     p
 }
 
+/// Sends `frame` to the parent as a hostile worker would, then waits to
+/// be killed.
+fn send_raw_then_hang(frame: Vec<u8>) {
+    assert!(multiproc::__private::pool_worker_send_raw(&frame));
+    hang(())
+}
+
 multiproc::entry!(
     square,
     my_pid,
@@ -108,7 +115,8 @@ multiproc::entry!(
     init_fails,
     read_init,
     slow_square,
-    picky
+    picky,
+    send_raw_then_hang
 );
 
 fn pool(n: usize) -> Pool {
@@ -331,7 +339,9 @@ fn unserializable_inputs_and_undecodable_results_are_task_errors() {
     for (i, r) in out.iter().enumerate() {
         let v = 10 + i as u64;
         match v {
-            13 | 17 => assert!(r.as_ref().unwrap_err().is_decode(), "{v}: {r:?}"),
+            // 13 fails here, serialized by the parent; 17 in the worker.
+            13 => assert!(r.as_ref().unwrap_err().is_encode(), "{v}: {r:?}"),
+            17 => assert!(r.as_ref().unwrap_err().is_decode(), "{v}: {r:?}"),
             _ => assert_eq!(r.as_ref().unwrap(), &Picky(v)),
         }
     }
@@ -420,4 +430,158 @@ fn chaos_every_task_ends_once_as_value_or_worker_died() {
         "{died} failures for {kills:?} kills"
     );
     assert_eq!(p.map(square, 0..10u64).unwrap()[9], 81);
+}
+
+#[test]
+fn an_unserializable_input_is_an_encode_error_through_every_call() {
+    let p = pool(1);
+    let via_submit = p.submit(picky, Picky(13)).get().unwrap_err();
+    let via_map = p.map(picky, [Picky(13)]).unwrap_err();
+    let via_imap = p.imap(picky, [Picky(13)]).next().unwrap().unwrap_err();
+    let via_unordered = p
+        .imap_unordered(picky, [Picky(13)])
+        .next()
+        .unwrap()
+        .unwrap_err();
+    for e in [via_submit, via_map, via_imap, via_unordered] {
+        assert!(e.is_encode() && !e.is_decode(), "{e}");
+    }
+}
+
+#[test]
+fn zero_workers_and_zero_max_tasks_per_child_are_usage_errors() {
+    let e = Pool::new(0).unwrap_err();
+    assert!(e.is_usage() && !e.is_pool_broken(), "{e}");
+    assert!(e.to_string().contains("at least one worker"), "{e}");
+    let e = PoolBuilder::new().workers(0).build().unwrap_err();
+    assert!(e.is_usage(), "{e}");
+    let e = PoolBuilder::new()
+        .workers(1)
+        .max_tasks_per_child(0)
+        .build()
+        .unwrap_err();
+    assert!(e.is_usage(), "{e}");
+    assert!(e.to_string().contains("max_tasks_per_child"), "{e}");
+    assert_eq!(
+        std::io::Error::from(e).kind(),
+        std::io::ErrorKind::InvalidInput
+    );
+}
+
+#[test]
+fn capture_stdio_is_refused_when_the_pool_is_built() {
+    let e = PoolBuilder::new()
+        .workers(1)
+        .stdio(Stdio::Capture)
+        .build()
+        .unwrap_err();
+    assert!(e.is_usage(), "{e}");
+    assert!(e.to_string().contains("Stdio::Capture"), "{e}");
+    // The other choices still build.
+    for s in [Stdio::Inherit, Stdio::Null] {
+        let p = PoolBuilder::new().workers(1).stdio(s).build().unwrap();
+        assert_eq!(p.map(square, [3u64]).unwrap(), vec![9]);
+    }
+}
+
+#[test]
+fn join_before_close_is_a_usage_error_and_leaves_the_pool_usable() {
+    let p = pool(1);
+    let e = p.join().unwrap_err();
+    assert!(e.is_usage() && !e.is_pool_closed(), "{e}");
+    assert!(e.to_string().contains("close()"), "{e}");
+    assert_eq!(p.submit(square, 4u64).get().unwrap(), 16);
+    p.close();
+    p.join().unwrap();
+}
+
+/// A pool of one whose worker sends `frame` while running a task: that
+/// task's error.
+fn hostile_frame(frame: Vec<u8>) -> (multiproc::Error, u32) {
+    let p = pool(1);
+    let pid = p.pids()[0];
+    let err = p.submit(send_raw_then_hang, frame).get().unwrap_err();
+    // Replaced, and usable.
+    assert_eq!(p.map(square, 0..10u64).unwrap()[3], 9);
+    assert!(!p.pids().contains(&pid));
+    (err, pid)
+}
+
+#[test]
+fn an_over_cap_frame_from_a_worker_is_a_protocol_violation_naming_it() {
+    let (err, pid) = hostile_frame(u64::MAX.to_le_bytes().to_vec());
+    assert!(err.is_protocol_violation(), "{err}");
+    assert!(!err.is_worker_died(), "{err}");
+    assert_eq!(err.pid(), Some(pid));
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&pid.to_string()) && msg.contains("cap"),
+        "{msg}"
+    );
+    assert!(!msg.contains("signal"), "{msg}");
+}
+
+#[test]
+fn a_garbage_frame_from_a_worker_is_a_protocol_violation_naming_it() {
+    let mut frame = 4u64.to_le_bytes().to_vec();
+    frame.extend_from_slice(&[0xff; 4]); // no FromWorker starts like this
+    let (err, pid) = hostile_frame(frame);
+    assert!(err.is_protocol_violation(), "{err}");
+    assert_eq!(err.pid(), Some(pid));
+    let msg = err.to_string();
+    assert!(msg.contains("not a pool message"), "{msg}");
+    assert!(!msg.contains("signal"), "{msg}");
+}
+
+/// 0, 1, 2, … then a panic when item `at` is pulled.
+fn panicking_inputs(at: u64) -> impl Iterator<Item = u64> {
+    (0..10u64).inspect(move |&i| {
+        if i == at {
+            panic!("input {i} can't be made")
+        }
+    })
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_panic_in_the_imap_input_comes_after_the_earlier_results() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let p = pool(2);
+    let mut got = Vec::new();
+    let mut it = p.imap(square, panicking_inputs(3)).chunksize(1);
+    let caught = catch_unwind(AssertUnwindSafe(|| {
+        for r in &mut it {
+            got.push(r.unwrap());
+        }
+    }));
+    assert_eq!(got, vec![0, 1, 4], "the results before the panic, in order");
+    let msg = panic_message(caught.expect_err("the input's panic resumes"));
+    assert_eq!(msg, "input 3 can't be made");
+    assert!(it.next().is_none(), "nothing after the panic");
+
+    // Unordered: every earlier result, then the panic.
+    let mut got = Vec::new();
+    let caught = catch_unwind(AssertUnwindSafe(|| {
+        for r in p.imap_unordered(square, panicking_inputs(3)).chunksize(1) {
+            got.push(r.unwrap());
+        }
+    }));
+    got.sort_unstable();
+    assert_eq!(got, vec![0, 1, 4]);
+    assert!(caught.is_err());
+
+    // map reaches it after the earlier tasks succeeded.
+    let caught = catch_unwind(AssertUnwindSafe(|| p.map(square, panicking_inputs(5))));
+    assert_eq!(
+        panic_message(caught.expect_err("map panics")),
+        "input 5 can't be made"
+    );
+    // The pool is fine.
+    assert_eq!(p.map(square, 0..4u64).unwrap(), vec![0, 1, 4, 9]);
 }
