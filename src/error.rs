@@ -60,6 +60,12 @@ pub(crate) enum Kind {
     TaskPanicked { report: PanicReport },
     #[error("the task's input could not be used: {0}")]
     TaskBadArgs(String),
+    #[error("{}", result_encode_message(*pid, why))]
+    ResultEncode {
+        pid: Option<u32>,
+        status: Option<ExitStatus>,
+        why: String,
+    },
     #[error("pool worker {pid} died ({}) while running this task",
         status.map(|s| s.to_string()).unwrap_or_else(|| "status unknown".into()))]
     WorkerDied {
@@ -151,11 +157,22 @@ impl Error {
         matches!(*self.kind, Kind::NotSpawning)
     }
 
-    /// The arguments could not be serialized in this process: a spawn's
+    /// A value could not be serialized: in this process, a spawn's
     /// arguments, a message, or a pool task's input (through
-    /// [`Pool::submit`](crate::Pool::submit), `map` and `imap` alike).
+    /// [`Pool::submit`](crate::Pool::submit), `map` and `imap` alike) —
+    /// nothing was started or sent; or in the worker, the result of an
+    /// entry or task that ran ([`Error::is_result_encode`] tells that case
+    /// apart).
     pub fn is_encode(&self) -> bool {
-        matches!(*self.kind, Kind::Encode { .. })
+        matches!(*self.kind, Kind::Encode { .. } | Kind::ResultEncode { .. })
+    }
+
+    /// The entry function (or pool task) ran and returned, but its result
+    /// could not be serialized in the worker (its `Serialize` failed); the
+    /// message says why. A [`Process`](crate::Process) worker exits with
+    /// [`exit_code::BAD_RESULT`](crate::exit_code::BAD_RESULT) then.
+    pub fn is_result_encode(&self) -> bool {
+        matches!(*self.kind, Kind::ResultEncode { .. })
     }
 
     /// The peer closed its end of the connection.
@@ -253,6 +270,7 @@ impl Error {
             | Kind::WorkerDied { pid, .. }
             | Kind::TaskTimeout { pid, .. }
             | Kind::WorkerProtocol { pid, .. } => Some(pid),
+            Kind::ResultEncode { pid, .. } => pid,
             _ => None,
         }
     }
@@ -291,7 +309,7 @@ impl Error {
             | Kind::BootstrapFailed { status, .. }
             | Kind::Terminated { status, .. }
             | Kind::NoResult { status, .. } => Some(status),
-            Kind::WorkerDied { status, .. } => status,
+            Kind::WorkerDied { status, .. } | Kind::ResultEncode { status, .. } => status,
             _ => None,
         }
     }
@@ -337,6 +355,15 @@ impl From<Error> for io::Error {
             None => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)
+    }
+}
+
+fn result_encode_message(pid: Option<u32>, why: &str) -> String {
+    match pid {
+        Some(pid) => format!(
+            "worker process {pid} ran the entry, but its result cannot be serialized: {why}"
+        ),
+        None => format!("the task ran, but its result cannot be serialized: {why}"),
     }
 }
 

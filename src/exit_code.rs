@@ -1,8 +1,10 @@
 //! How a worker process ends, by exit code.
 //!
-//! A worker exits with one of these codes when multiproc itself ends it;
-//! anything else is the entry function's own doing (`std::process::exit(n)`,
-//! a signal, an abort).
+//! A worker exits with one of these codes when multiproc itself ends it.
+//! An entry function may exit with any code itself (`std::process::exit(n)`,
+//! a signal, an abort) — these included — so a code alone does not say who
+//! ended the worker; [`Process::join`](crate::Process::join) tells them
+//! apart by what the worker said, not by the code (see below).
 //!
 //! | code | constant | meaning |
 //! |---|---|---|
@@ -18,11 +20,27 @@
 //! | 207 | [`TOO_LARGE`] | a length in the bootstrap data is over its cap (nothing was allocated for it) |
 //! | 208 | [`BAD_PAYLOAD`] | the arguments could not be decoded for the entry's type |
 //! | 209 | [`RESULT_UNDELIVERED`] | the entry finished but its result could not be sent back |
+//! | 210 | [`BAD_RESULT`] | the entry returned, but its result could not be serialized |
 //! | 65536 | [`TERMINATE`] | Windows: ended by `terminate()` (`TerminateProcess(h, 0x10000)`, as CPython) |
 //!
 //! Every bootstrap failure (200–208) also prints one line on stderr,
 //! `multiproc worker <pid>: bootstrap failed: <reason>`, and happens without
 //! waiting for anything but the parent's data.
+//!
+//! # How `Process::join` tells a bootstrap failure from the entry's exit
+//!
+//! A worker spawned by [`Process`](crate::Process) reports on its bootstrap
+//! channel: `started` once its bootstrap is through (right before the entry
+//! runs), then the result, the panic, or why the result could not be
+//! encoded; or, instead of all that, why its bootstrap failed, when it got
+//! far enough to read the parent's header. `join` reports a bootstrap
+//! failure ([`Error::is_bootstrap_failure`](crate::Error::is_bootstrap_failure))
+//! when the worker said so, or when it exited with a code from 200–208
+//! before saying `started` (it could not open or read the channel, say);
+//! an exit after `started` is the entry's own, whatever the code
+//! ([`Error::is_no_result`](crate::Error::is_no_result)). A
+//! [`Popen`](crate::Popen) reads no replies: its
+//! [`ExitStatus`](crate::ExitStatus) gives just the code.
 
 /// The entry function returned.
 pub const SUCCESS: i32 = 0;
@@ -48,6 +66,8 @@ pub const TOO_LARGE: i32 = 207;
 pub const BAD_PAYLOAD: i32 = 208;
 /// The result could not be sent back.
 pub const RESULT_UNDELIVERED: i32 = 209;
+/// The entry returned, but its result could not be serialized.
+pub const BAD_RESULT: i32 = 210;
 /// Windows: the exit code `terminate()` gives (CPython's `TERMINATE`).
 pub const TERMINATE: i32 = 0x10000;
 
@@ -65,6 +85,7 @@ pub(crate) fn describe(code: i32) -> Option<&'static str> {
         TOO_LARGE => "bootstrap: length over cap",
         BAD_PAYLOAD => "bootstrap: undecodable arguments",
         RESULT_UNDELIVERED => "result undelivered",
+        BAD_RESULT => "result not serializable",
         TERMINATE if cfg!(windows) => "terminated",
         _ => return None,
     })

@@ -76,10 +76,11 @@
 //! | what happened | predicate | details |
 //! |---|---|---|
 //! | the entry panicked | [`Error::is_panic`] | [`Error::panic_report`]: message, location |
-//! | it exited without a result (`process::exit(3)`) | [`Error::is_no_result`] | [`Error::exit_status`] `.code() == Some(3)` |
+//! | it returned, but its result can't be serialized | [`Error::is_result_encode`] | the reason; exit code 210 ([`exit_code::BAD_RESULT`]) |
+//! | it exited without a result (`process::exit(3)`), with any code, 200–210 included | [`Error::is_no_result`] | [`Error::exit_status`] `.code() == Some(3)` |
 //! | a signal killed it (Unix), or another process's `TerminateProcess` (Windows) | [`Error::is_no_result`] | `.signal()`, or `.code()` with that code |
 //! | we stopped it (`terminate`, `kill`, `*_tree`) | [`Error::is_terminated`] | SIGTERM / SIGKILL; Windows exit code `0x10000` |
-//! | its bootstrap failed | [`Error::is_bootstrap_failure`] | exit code 200–208, see [`exit_code`] |
+//! | its bootstrap failed: the worker said so (with the reason), or it exited with 200–208 before its bootstrap was through | [`Error::is_bootstrap_failure`] | the reason; exit code 200–208, see [`exit_code`] |
 //!
 //! [`Process::exitcode`] follows Python: the exit code, minus the signal
 //! number for a signal, and `-15` for a Windows process ended with

@@ -278,6 +278,8 @@ fn worker_end(popen: &Popen, violation: Option<String>) -> (Option<ExitStatus>, 
 enum Failure {
     Panic(PanicReport),
     BadArgs(String),
+    /// The task ran; its result could not be serialized.
+    BadResult(String),
     Died {
         pid: u32,
         status: Option<ExitStatus>,
@@ -306,6 +308,11 @@ impl Failure {
         Error::new(match self {
             Failure::Panic(report) => Kind::TaskPanicked { report },
             Failure::BadArgs(why) => Kind::TaskBadArgs(why),
+            Failure::BadResult(why) => Kind::ResultEncode {
+                pid: None,
+                status: None,
+                why,
+            },
             Failure::Died { pid, status } => Kind::WorkerDied { pid, status },
             Failure::Timeout { pid, timeout } => Kind::TaskTimeout { pid, timeout },
             Failure::Protocol { pid, why } => Kind::WorkerProtocol { pid, why },
@@ -621,6 +628,7 @@ impl Shared {
                                     match f {
                                         TaskFail::Panic(p) => Failure::Panic(p),
                                         TaskFail::BadArgs(m) => Failure::BadArgs(m),
+                                        TaskFail::BadResult(m) => Failure::BadResult(m),
                                     },
                                 )
                             })

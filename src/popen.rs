@@ -72,8 +72,11 @@ impl fmt::Display for ExitStatus {
         match self.0 {
             sys::RawStatus::Exited(c) => {
                 write!(f, "exit code {c}")?;
-                if let Some(why) = exit_code::describe(c) {
-                    write!(f, " ({why})")?;
+                // Only codes no entry is likely to choose itself get a
+                // gloss: an entry may well exit with 205, say, and a status
+                // alone can't tell (see `exit_code`).
+                if c == exit_code::TERMINATE && cfg!(windows) {
+                    write!(f, " (terminated)")?;
                 }
                 Ok(())
             }

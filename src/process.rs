@@ -164,6 +164,7 @@ impl ProcessBuilder {
             stopped_by_us: AtomicBool::new(false),
             reply: Vec::new(),
             reply_done: false,
+            started: false,
             joined: false,
             max_result_len: self.max_result_len,
             _result: PhantomData,
@@ -200,6 +201,8 @@ pub struct Process<T> {
     stopped_by_us: AtomicBool,
     reply: Vec<u8>,
     reply_done: bool,
+    /// The worker said its bootstrap is through.
+    started: bool,
     joined: bool,
     max_result_len: u64,
     _result: PhantomData<fn() -> T>,
@@ -250,8 +253,9 @@ impl<T: DeserializeOwned> Process<T> {
                 Some(0) => self.reply_done = true,
                 Some(n) => {
                     self.reply.extend_from_slice(&chunk[..n]);
-                    if let Some(len) = frame_len(&self.reply) {
-                        if len > self.max_result_len {
+                    self.reply_done = match self.take_started() {
+                        Ok(done) => done,
+                        Err(len) => {
                             let _ = self.popen.kill();
                             self.joined = true;
                             return Err(Error::new(Kind::ResultTooLarge {
@@ -260,8 +264,7 @@ impl<T: DeserializeOwned> Process<T> {
                                 max: self.max_result_len,
                             }));
                         }
-                        self.reply_done = self.reply.len() as u64 >= 8 + len;
-                    }
+                    };
                 }
             }
         }
@@ -270,6 +273,34 @@ impl<T: DeserializeOwned> Process<T> {
         };
         self.joined = true;
         self.outcome(status).map(Some)
+    }
+
+    /// Takes a `Started` frame off the front of the replies (noting that
+    /// the bootstrap is through); whether the final reply is complete.
+    /// `Err(len)` for a frame over the result cap.
+    fn take_started(&mut self) -> std::result::Result<bool, u64> {
+        loop {
+            let Some(len) = frame_len(&self.reply) else {
+                return Ok(false);
+            };
+            if len > self.max_result_len {
+                return Err(len);
+            }
+            let end = usize::try_from(len).map_or(usize::MAX, |l| l.saturating_add(8));
+            if self.reply.len() < end {
+                return Ok(false);
+            }
+            if self.started
+                || !matches!(
+                    postcard::from_bytes(&self.reply[8..end]),
+                    Ok(Reply::Started)
+                )
+            {
+                return Ok(true);
+            }
+            self.started = true;
+            self.reply.drain(..end);
+        }
     }
 
     fn outcome(&mut self, status: ExitStatus) -> Result<T> {
@@ -286,13 +317,22 @@ impl<T: DeserializeOwned> Process<T> {
                 })
             }),
             Some(Reply::Panic(report)) => Err(Error::new(Kind::Panicked { pid, report })),
-            Some(Reply::BadArgs(why)) => {
+            Some(Reply::BadArgs(why) | Reply::BootFailed(why)) => {
                 Err(Error::new(Kind::BootstrapFailed { pid, status, why }))
             }
-            None => {
+            Some(Reply::BadResult(why)) => Err(Error::new(Kind::ResultEncode {
+                pid: Some(pid),
+                status: Some(status),
+                why,
+            })),
+            Some(Reply::Started) | None => {
+                // No word from the worker: a bootstrap code counts only if
+                // the worker never got as far as `Started` (it could not
+                // use the channel); after that, the code is the entry's.
                 if let Some(why) = status
                     .code()
                     .filter(|c| (exit_code::BAD_COMMAND_LINE..=exit_code::BAD_PAYLOAD).contains(c))
+                    .filter(|_| !self.started)
                     .and_then(exit_code::describe)
                 {
                     return Err(Error::new(Kind::BootstrapFailed {

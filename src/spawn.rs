@@ -7,7 +7,7 @@
 //! |---|---|
 //! | 8 | magic `MULTPROC` |
 //! | 4 | protocol version, little endian ([`PROTOCOL_VERSION`]) |
-//! | 4 | flags (bit 0: send the entry's result back) |
+//! | 4 | flags (bit 0: reply on the channel: `Started`, then the result, a panic or why not; see [`exit_code`](crate::exit_code)) |
 //! | 8 | build identity (a hash of the crate version and the entry table) |
 //! | 4 | entry id length (at most [`MAX_ENTRY_LEN`]) |
 //! | 4 | options length (at most [`MAX_OPTIONS_LEN`]) |
@@ -56,7 +56,7 @@ pub struct EntryDef {
     /// The signature: `type_name` of `fn(A) -> R`.
     pub sig: fn() -> &'static str,
     /// Decodes the arguments, calls the function, encodes its result.
-    pub run: fn(&[u8]) -> Result<Vec<u8>, String>,
+    pub run: fn(&[u8]) -> Result<Vec<u8>, RunFail>,
     /// The same over a batch of length-prefixed arguments (see
     /// [`run_batch`]); returns how many tasks it ran.
     pub run_batch: fn(&[u8], &mut Vec<u8>, &mut TaskFails) -> u32,
@@ -72,8 +72,31 @@ pub type TaskFails = Vec<(u32, TaskFail)>;
 pub enum TaskFail {
     /// It panicked.
     Panic(PanicReport),
-    /// Its argument could not be decoded, or its result encoded.
+    /// Its argument could not be decoded (it did not run).
     BadArgs(String),
+    /// It ran, but its result could not be serialized.
+    BadResult(String),
+}
+
+/// Why an entry produced no result bytes, other than a panic.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum RunFail {
+    /// The arguments could not be decoded: the function did not run.
+    BadArgs(String),
+    /// The function ran, but its result could not be serialized.
+    BadResult(String),
+}
+
+impl std::fmt::Display for RunFail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunFail::BadArgs(why) => write!(f, "cannot decode the arguments: {why}"),
+            RunFail::BadResult(why) => {
+                write!(f, "ran, but cannot serialize the result: {why}")
+            }
+        }
+    }
 }
 
 /// Appends `item` to `out` as a LEB128 length, then its bytes.
@@ -133,10 +156,7 @@ where
                     scratch.clear();
                     match postcard::to_io(&v, &mut scratch) {
                         Ok(_) => put_frame(out, &scratch),
-                        Err(e) => fails.push((
-                            i,
-                            TaskFail::BadArgs(format!("cannot serialize the result: {e}")),
-                        )),
+                        Err(e) => fails.push((i, TaskFail::BadResult(e.to_string()))),
                     }
                 }
             },
@@ -182,15 +202,15 @@ pub fn signature_of<F: Fn(A) -> R, A, R>(_: &F) -> &'static str {
 
 /// The child half of an entry: decode, call, encode.
 #[doc(hidden)]
-pub fn run_entry<F, A, R>(f: F, input: &[u8]) -> Result<Vec<u8>, String>
+pub fn run_entry<F, A, R>(f: F, input: &[u8]) -> Result<Vec<u8>, RunFail>
 where
     F: Fn(A) -> R,
     A: DeserializeOwned,
     R: Serialize,
 {
-    let args: A = postcard::from_bytes(input).map_err(|e| e.to_string())?;
+    let args: A = postcard::from_bytes(input).map_err(|e| RunFail::BadArgs(e.to_string()))?;
     let out = f(args);
-    postcard::to_allocvec(&out).map_err(|e| format!("cannot serialize the result: {e}"))
+    postcard::to_allocvec(&out).map_err(|e| RunFail::BadResult(e.to_string()))
 }
 
 pub(crate) fn find_entry(name: &str) -> Option<&'static EntryDef> {
@@ -472,7 +492,6 @@ fn read_failure(e: io::Error) -> Fail {
 
 /// A validated bootstrap, as read after the header.
 pub(crate) struct Bootstrap {
-    pub flags: u32,
     pub entry_name: String,
     pub entry: &'static EntryDef,
     pub options: WorkerOptions,
@@ -501,7 +520,6 @@ pub(crate) fn read_bootstrap(hdr: &[u8; HEADER_LEN], r: &mut impl Read) -> Resul
     })?;
     let payload = read_bounded(r, header.payload_len).map_err(read_failure)?;
     Ok(Bootstrap {
-        flags: header.flags,
         entry_name,
         entry,
         options,
@@ -530,15 +548,26 @@ fn worker_main(marker: &str) -> Result<i32, Fail> {
     })?;
     let mut hdr = [0u8; HEADER_LEN];
     chan.recv_header(&mut hdr).map_err(read_failure)?;
-    let boot = read_bootstrap(&hdr, &mut ChannelReader(&chan))?;
+    // From here on a failure is also reported over the channel when the
+    // parent reads replies, so that it learns why from the worker itself.
+    let wants_reply = wants_reply(&hdr);
+    let failed = |f: Fail, chan: Option<&sys::ChildChannel>| {
+        if let (true, Some(chan)) = (wants_reply, chan) {
+            let _ = send_reply(chan, &Reply::BootFailed(f.1.clone()));
+        }
+        f
+    };
+    let boot =
+        read_bootstrap(&hdr, &mut ChannelReader(&chan)).map_err(|f| failed(f, Some(&chan)))?;
     let (entry_name, options, payload) = (boot.entry_name, boot.options, boot.payload);
-    let (entry, flags) = (boot.entry, boot.flags);
+    let entry = boot.entry;
     if options.die_with_parent {
         sys::die_with_parent(token.parent_pid).map_err(|e| {
-            Fail(
+            let f = Fail(
                 exit_code::NO_CHANNEL,
                 format!("cannot arm parent-death: {e}"),
-            )
+            );
+            failed(f, Some(&chan))
         })?;
     }
     if let Some(name) = options.name {
@@ -552,35 +581,69 @@ fn worker_main(marker: &str) -> Result<i32, Fail> {
             take_passed_handle(token)
                 .and_then(|h| sys::set_std_handle(which, h))
                 .map_err(|e| {
-                    Fail(
+                    let f = Fail(
                         exit_code::NO_CHANNEL,
                         format!("cannot install the captured output handle: {e}"),
-                    )
+                    );
+                    CHILD_CHANNEL.with(|c| failed(f, c.borrow().as_ref()))
                 })?;
         }
+    }
+    if wants_reply {
+        // The bootstrap is through: whatever ends this process from here
+        // on (its own `exit(205)` included) is the entry's doing.
+        CHILD_CHANNEL.with(|c| {
+            if let Some(chan) = c.borrow().as_ref() {
+                let _ = send_reply(chan, &Reply::Started);
+            }
+        });
     }
     let outcome = catch_task(|| (entry.run)(&payload));
     let chan = CHILD_CHANNEL.with(|c| c.borrow_mut().take());
     let (reply, code) = match outcome {
         Ok(Ok(bytes)) => (Reply::Value(bytes), exit_code::SUCCESS),
-        Ok(Err(msg)) => {
-            let msg = format!("cannot decode the arguments of `{entry_name}`: {msg}");
+        Ok(Err(RunFail::BadArgs(why))) => {
+            let msg = format!("cannot decode the arguments of `{entry_name}`: {why}");
             eprintln!("multiproc worker {}: {msg}", std::process::id());
             (Reply::BadArgs(msg), exit_code::BAD_PAYLOAD)
         }
+        Ok(Err(RunFail::BadResult(why))) => {
+            eprintln!(
+                "multiproc worker {}: `{entry_name}` returned, but its result cannot be serialized: {why}",
+                std::process::id()
+            );
+            (Reply::BadResult(why), exit_code::BAD_RESULT)
+        }
         Err(report) => (Reply::Panic(report), exit_code::PANIC),
     };
-    if flags & FLAG_WANT_RESULT != 0 {
+    if wants_reply {
         if let Some(chan) = chan {
-            let frame = postcard::to_allocvec(&reply).unwrap_or_default();
-            let mut out = (frame.len() as u64).to_le_bytes().to_vec();
-            out.extend_from_slice(&frame);
-            if write_all(&chan, &out).is_err() {
+            if send_reply(&chan, &reply).is_err() {
                 return Ok(exit_code::RESULT_UNDELIVERED.max(code));
             }
         }
     }
     Ok(code)
+}
+
+/// Whether the parent reads replies on the channel (a [`Process`]): only
+/// trusted from a header whose magic and version are right.
+///
+/// [`Process`]: crate::Process
+fn wants_reply(hdr: &[u8; HEADER_LEN]) -> bool {
+    let flags = u32::from_le_bytes([hdr[12], hdr[13], hdr[14], hdr[15]]);
+    hdr[..8] == MAGIC
+        && hdr[8..12] == PROTOCOL_VERSION.to_le_bytes()
+        && flags & FLAG_WANT_RESULT != 0
+}
+
+/// Writes one reply frame: its length (8 bytes, little endian), then the
+/// reply (postcard).
+fn send_reply(chan: &sys::ChildChannel, reply: &Reply) -> io::Result<()> {
+    let frame = postcard::to_allocvec(reply).map_err(io::Error::other)?;
+    let mut out = (frame.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&frame);
+    write_all(chan, &out)
 }
 
 fn write_all(chan: &sys::ChildChannel, mut buf: &[u8]) -> io::Result<()> {
@@ -594,15 +657,24 @@ fn write_all(chan: &sys::ChildChannel, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// What a worker sends back when asked for its result.
+/// What a worker sends back when asked for its result: `Started` once its
+/// bootstrap is through, then one of the others; or only `BootFailed`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Reply {
     /// The entry returned; its result, serialized.
     Value(Vec<u8>),
     /// The entry panicked.
     Panic(PanicReport),
-    /// The arguments could not be decoded.
+    /// The arguments could not be decoded (a bootstrap failure: the entry
+    /// did not run).
     BadArgs(String),
+    /// The bootstrap is through; the entry runs next.
+    Started,
+    /// The bootstrap failed, and why (the worker exits with the matching
+    /// [`exit_code`]).
+    BootFailed(String),
+    /// The entry returned, but its result could not be serialized.
+    BadResult(String),
 }
 
 /// A panic in a worker, as data.

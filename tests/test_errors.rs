@@ -1,7 +1,8 @@
 //! Errors that say what happened: the right panic, a result that can't be
 //! encoded, an entry's own exit code in the bootstrap range.
 
-use multiproc::{PoolBuilder, ProcessBuilder, Stdio};
+use multiproc::{exit_code, PoolBuilder, Process, ProcessBuilder, Stdio};
+use serde::{Serialize, Serializer};
 
 multiproc::test_support!();
 
@@ -9,8 +10,11 @@ multiproc::test_support!();
 fn catch_then_panic(_: ()) -> u32 {
     let caught = std::panic::catch_unwind(|| panic!("caught inside the entry"));
     assert!(caught.is_err());
+    const _LINE: () = assert!(REAL_PANIC_LINE == line!() + 1);
     panic!("the real panic")
 }
+
+const REAL_PANIC_LINE: u32 = 14;
 
 /// Task 0 catches its own panic and returns; task 1 panics for real.
 fn task_panics_unless_zero(i: u32) -> u32 {
@@ -19,10 +23,62 @@ fn task_panics_unless_zero(i: u32) -> u32 {
         assert!(caught.is_err());
         return 0;
     }
+    const _LINE: () = assert!(TASK_PANIC_LINE == line!() + 1);
     panic!("task {i} panicked for real")
 }
 
-multiproc::entry!(catch_then_panic, task_panics_unless_zero);
+const TASK_PANIC_LINE: u32 = 27;
+
+fn exit_with(code: i32) {
+    std::process::exit(code)
+}
+
+/// A value whose `Serialize` fails.
+#[derive(Debug)]
+struct Unencodable;
+
+impl Serialize for Unencodable {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("Unencodable refuses"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Unencodable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d).map(|_| Unencodable)
+    }
+}
+
+/// Returns a result that cannot be serialized.
+fn returns_unencodable(_: u32) -> Unencodable {
+    Unencodable
+}
+
+/// Serializes as a `u8`; never deserializes.
+#[derive(Debug)]
+struct Undecodable;
+
+impl Serialize for Undecodable {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(1)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Undecodable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("Undecodable refuses"))
+    }
+}
+
+fn takes_undecodable(_: Undecodable) {}
+
+multiproc::entry!(
+    takes_undecodable,
+    catch_then_panic,
+    task_panics_unless_zero,
+    exit_with,
+    returns_unencodable
+);
 
 #[test]
 fn a_process_reports_the_panic_that_ended_it_not_one_it_caught() {
@@ -35,7 +91,8 @@ fn a_process_reports_the_panic_that_ended_it_not_one_it_caught() {
     let report = err.panic_report().unwrap();
     assert_eq!(report.message, "the real panic");
     let location = report.location.as_deref().unwrap();
-    assert!(location.contains("test_errors.rs:12:"), "{location}");
+    let here = format!("test_errors.rs:{REAL_PANIC_LINE}:");
+    assert!(location.contains(&here), "{location}");
 }
 
 #[test]
@@ -52,5 +109,76 @@ fn a_pool_task_reports_its_own_panic_not_an_earlier_caught_one() {
     let report = err.panic_report().unwrap();
     assert_eq!(report.message, "task 1 panicked for real");
     let location = report.location.as_deref().unwrap();
-    assert!(location.contains("test_errors.rs:22:"), "{location}");
+    let here = format!("test_errors.rs:{TASK_PANIC_LINE}:");
+    assert!(location.contains(&here), "{location}");
+}
+
+#[test]
+fn an_entry_exiting_with_a_bootstrap_code_is_no_result_not_a_bootstrap_failure() {
+    for code in [
+        exit_code::BAD_COMMAND_LINE,
+        exit_code::BUILD_MISMATCH,
+        exit_code::BAD_PAYLOAD,
+    ] {
+        let err = Process::<()>::spawn(exit_with, code)
+            .unwrap()
+            .join()
+            .unwrap_err();
+        assert!(err.is_no_result(), "{code}: {err}");
+        assert!(!err.is_bootstrap_failure(), "{code}: {err}");
+        assert_eq!(err.exit_status().unwrap().code(), Some(code));
+        assert!(!err.to_string().contains("bootstrap"), "{err}");
+    }
+}
+
+#[test]
+fn a_result_that_cannot_be_serialized_is_named_as_such_by_process_join() {
+    let p = ProcessBuilder::new()
+        .stdio(Stdio::Null)
+        .spawn(returns_unencodable, 1)
+        .unwrap();
+    let err = p.join().unwrap_err();
+    assert!(err.is_result_encode(), "{err}");
+    assert!(err.is_encode(), "{err}");
+    assert!(!err.is_bootstrap_failure(), "{err}");
+    assert!(!err.is_decode(), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("result"), "{msg}");
+    assert!(!msg.contains("arguments"), "{msg}");
+    assert_eq!(
+        err.exit_status().and_then(|s| s.code()),
+        Some(exit_code::BAD_RESULT)
+    );
+}
+
+#[test]
+fn a_result_that_cannot_be_serialized_is_named_as_such_by_the_pool() {
+    let pool = PoolBuilder::new().workers(1).build().unwrap();
+    for r in pool.map_results(returns_unencodable, [1, 2]) {
+        let err = r.unwrap_err();
+        assert!(err.is_result_encode(), "{err}");
+        assert!(!err.is_decode(), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("result"), "{msg}");
+        assert!(!msg.contains("input"), "{msg}");
+    }
+    let err = pool.submit(returns_unencodable, 3).get().unwrap_err();
+    assert!(err.is_result_encode(), "{err}");
+}
+
+#[test]
+fn arguments_the_worker_cannot_decode_are_a_bootstrap_failure_it_reports() {
+    let p = ProcessBuilder::new()
+        .stdio(Stdio::Null)
+        .spawn(takes_undecodable, Undecodable)
+        .unwrap();
+    let err = p.join().unwrap_err();
+    assert!(err.is_bootstrap_failure(), "{err}");
+    assert_eq!(
+        err.exit_status().and_then(|s| s.code()),
+        Some(exit_code::BAD_PAYLOAD)
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("cannot decode the arguments"), "{msg}");
+    assert!(msg.contains("takes_undecodable"), "{msg}");
 }
