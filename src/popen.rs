@@ -396,7 +396,10 @@ impl<'de> Deserialize<'de> for PassedHandle {
 /// handles but does **not** kill the worker, as with `std::process::Child`;
 /// ask for that with [`PopenBuilder::kill_on_drop`]. On Unix a worker that
 /// is still running when dropped is reaped by a background thread once it
-/// exits, so no zombie stays behind.
+/// exits, so no zombie stays behind. Dropping never fails: if that thread
+/// can't be started (the fd or thread limit is reached), the worker is
+/// listed and reaped at a later drop or spawn, which try again; until then
+/// it may stay a zombie once it exits.
 pub struct Popen {
     child: Arc<sys::Child>,
     channel: Option<sys::Channel>,
@@ -519,6 +522,12 @@ impl Drop for Popen {
     fn drop(&mut self) {
         if self.kill_on_drop {
             let _ = self.child.kill();
+        }
+        if Arc::strong_count(&self.child) > 1 {
+            // Someone keeps the child (the daemon list, until this process
+            // exits), so its own drop, which hands it to the reaper, won't
+            // run now: have it reaped once it exits all the same.
+            sys::reap_in_background(&self.child);
         }
     }
 }

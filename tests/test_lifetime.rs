@@ -7,11 +7,12 @@
 //! an ordinary program: [`scenario`] runs one `#[ignore]`d test of this file
 //! there, selected by `MULTIPROC_SCENARIO`, and returns its output.
 
-#[cfg(unix)]
-use std::process::Command;
+#![cfg_attr(not(unix), allow(unused_imports, dead_code))]
 
-#[cfg(unix)]
-use multiproc::exit_code;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use multiproc::{exit_code, Connection, Pipe, ProcessBuilder};
 
 multiproc::test_support!();
 
@@ -19,7 +20,73 @@ fn exit_with(code: i32) {
     std::process::exit(code)
 }
 
-multiproc::entry!(exit_with);
+/// Returns once the other end of `conn` is gone.
+fn wait_for_eof(conn: Connection) {
+    while conn.recv::<u8>().is_ok() {}
+}
+
+multiproc::entry!(exit_with, wait_for_eof);
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// Runs the `#[ignore]`d test `name` of this binary in a new process (an
+/// ordinary program, not a worker); `setup` adjusts the command. A scenario
+/// still running after two minutes is killed (and fails: no exit code).
+fn scenario(name: &str, setup: impl FnOnce(&mut Command)) -> Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("MULTIPROC_SCENARIO", name)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    setup(&mut cmd);
+    let mut child = cmd.spawn().expect("run the scenario");
+    fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    }
+    let out_reader = read_all(child.stdout.take().unwrap());
+    let err_reader = read_all(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = Output {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    };
+    eprintln!(
+        "scenario {name}: {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Whether this process runs scenario `name` (see [`scenario`]); false in
+/// an ordinary test run, even with `--ignored`.
+fn in_scenario(name: &str) -> bool {
+    std::env::var("MULTIPROC_SCENARIO").as_deref() == Ok(name)
+}
 
 /// A bootstrap for `exit_with(code)`.
 #[cfg(unix)]
@@ -103,3 +170,185 @@ fn parent_death_check_prints_the_documented_line() {
     );
     assert!(stderr.contains("parent"), "{stderr}");
 }
+
+/// Process `pid`'s state letter (`R`, `S`, `Z`, ...) while it is a child of
+/// this process; `None` once it is not (reaped, pid gone or reused).
+#[cfg(target_os = "linux")]
+fn child_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ppid ...": comm may hold anything, so split after the last ')'.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid: u32 = fields.next()?.parse().ok()?;
+    (ppid == std::process::id()).then_some(state)
+}
+
+/// Waits (bounded) until none of `pids` is a child of ours any more: each
+/// has exited and was reaped. Panics naming those still there.
+#[cfg(target_os = "linux")]
+fn assert_reaped(pids: &[u32]) {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let left: Vec<(u32, char)> = pids
+            .iter()
+            .filter_map(|&p| child_state(p).map(|s| (p, s)))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still our children after {LONG:?} (pid, state): {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// Issue 9 item 19: a daemonic Process that is dropped is reaped once it
+// exits, not left a zombie until the next daemon spawn or our exit.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_dropped_daemon_is_reaped_once_it_exits() {
+    let (mine, theirs) = Pipe::duplex().unwrap();
+    let p = ProcessBuilder::new()
+        .daemon(true)
+        .spawn(wait_for_eof, theirs)
+        .unwrap();
+    let pid = p.pid();
+    drop(p);
+    assert!(child_state(pid).is_some_and(|s| s != 'Z'));
+    drop(mine); // the worker sees end of file and returns
+    assert_reaped(&[pid]);
+}
+
+// Issue 9 item 3: dropping a running Process when no fd is left for the
+// reaper's wake pipe neither panics nor aborts; the child is reaped later.
+#[cfg(unix)]
+#[test]
+fn dropping_at_the_fd_limit_does_not_panic() {
+    let out = scenario("scenario_drop_at_the_fd_limit", |_| {});
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("spawn failed as expected"), "{stdout}");
+    assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
+}
+
+#[cfg(unix)]
+#[test]
+#[ignore = "a scenario, run by dropping_at_the_fd_limit_does_not_panic"]
+fn scenario_drop_at_the_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    if !in_scenario("scenario_drop_at_the_fd_limit") {
+        return;
+    }
+    let maximum = getrlimit(Resource::Nofile).maximum;
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(40),
+            maximum,
+        },
+    )
+    .unwrap();
+    // Each child holds our end of a pipe, its bootstrap channel and pidfd.
+    let mut children = Vec::new();
+    let err = loop {
+        assert!(children.len() < 40, "the fd limit never bit");
+        let (mine, theirs) = match Pipe::duplex() {
+            Ok(pair) => pair,
+            Err(e) => break e,
+        };
+        match ProcessBuilder::new()
+            .kill_on_parent_death(true)
+            .spawn(wait_for_eof, theirs)
+        {
+            Ok(p) => children.push((p, mine)),
+            Err(e) => break e,
+        }
+    };
+    // Out of fds: in the spawn itself, or while passing the pipe end
+    // (an encode error), or in making the pipe (an I/O error).
+    assert!(
+        err.is_spawn() || err.is_encode() || err.to_string().contains("Too many open files"),
+        "{err}"
+    );
+    println!("spawn failed as expected: {err}");
+    let pids: Vec<u32> = children.iter().map(|(p, _)| p.pid()).collect();
+    // Take what the failed spawn gave back: nothing is left for the
+    // reaper's wake pipe.
+    let mut filler = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        filler.push(f);
+    }
+    let (p, mine) = children.pop().unwrap();
+    drop(p);
+    drop(mine); // the child returns
+    drop(filler);
+    while let Some((p, mine)) = children.pop() {
+        drop(p);
+        drop(mine);
+    }
+    #[cfg(target_os = "linux")]
+    assert_reaped(&pids);
+    let _ = pids;
+}
+
+// Issue 9 item 3: with a low process/thread limit (RLIMIT_NPROC), building
+// a pool fails with an error, never a panic in a constructor or a drop.
+// The limit binds only unprivileged users: as root the scenarios run as
+// `nobody` (uid 65534); otherwise this test is skipped.
+#[cfg(target_os = "linux")]
+#[test]
+fn pool_at_the_process_limit_is_an_error_not_a_panic() {
+    use std::os::unix::process::CommandExt;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: RLIMIT_NPROC binds only unprivileged users; run as root to test");
+        return;
+    }
+    let mut errors = 0;
+    for limit in 1..=16 {
+        let out = scenario("scenario_pool_at_the_process_limit", |cmd| {
+            cmd.uid(65534)
+                .gid(65534)
+                .env("MULTIPROC_NPROC", limit.to_string());
+        });
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "limit {limit}");
+        assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
+        errors += usize::from(stdout.contains("Pool::new failed"));
+    }
+    assert!(errors > 0, "the process limit never bit");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "a scenario, run by pool_at_the_process_limit_is_an_error_not_a_panic"]
+fn scenario_pool_at_the_process_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    if !in_scenario("scenario_pool_at_the_process_limit") {
+        return;
+    }
+    let limit: u64 = std::env::var("MULTIPROC_NPROC").unwrap().parse().unwrap();
+    let maximum = getrlimit(Resource::Nproc).maximum;
+    setrlimit(
+        Resource::Nproc,
+        Rlimit {
+            current: Some(limit),
+            maximum,
+        },
+    )
+    .unwrap();
+    match multiproc::Pool::new(4) {
+        Ok(pool) => {
+            let squares = pool.map(square, 0..8u64);
+            println!("Pool::new worked: {squares:?}");
+        }
+        Err(e) => println!("Pool::new failed: {e}"),
+    }
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+multiproc::entry!(square);

@@ -37,6 +37,9 @@
 //!     // process handle); None where the OS has no such thing.
 //!     pub(crate) fn sentinel(&self) -> Option<BorrowedRaw<'_>>;
 //! }
+//! // Unix: have a child that others still hold reaped once it exits (a
+//! // dropped daemon); never fails or blocks. Windows: nothing to do.
+//! pub(crate) fn reap_in_background(child: &Arc<Child>);
 //! pub(crate) struct HandleTransfer;   // Default
 //! impl HandleTransfer {
 //!     // Returns the token the child passes to ChildChannel::take_handle.

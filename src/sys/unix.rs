@@ -12,7 +12,8 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use rustix::io::Errno;
@@ -313,6 +314,7 @@ fn spawner() -> io::Result<&'static Mutex<std::sync::mpsc::Sender<SpawnJob>>> {
 
 /// Starts `req.exe` with the child's end of a fresh socketpair at fd 3.
 pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
+    REAPER.retry();
     let (parent_end, child_end) = stream_socketpair()?;
     // dup2(fd, fd) would keep FD_CLOEXEC on older C libraries, so the
     // child's end must not already be fd 3.
@@ -357,7 +359,6 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
 
 #[cfg(target_os = "linux")]
 fn open_pidfd(pid: Pid) -> Option<OwnedFd> {
-    use std::sync::atomic::{AtomicBool, Ordering};
     /// Set once `pidfd_open` said ENOSYS (Linux < 5.3).
     static NO_PIDFD: AtomicBool = AtomicBool::new(false);
     if NO_PIDFD.load(Ordering::Relaxed) {
@@ -531,66 +532,123 @@ impl Drop for Child {
                 status: Mutex::new(None),
                 own_group: self.own_group,
             };
-            reaper().adopt(child);
+            REAPER.adopt(Arc::new(child));
         }
     }
 }
 
-/// One background thread that reaps children dropped while still running.
-struct Reaper {
-    children: Mutex<Vec<Child>>,
-    added: Condvar,
-    wake: (OwnedFd, OwnedFd),
+/// Has `child` reaped once it exits, although others still hold it (a
+/// daemonic child dropped by its `Process` stays in the daemon list until
+/// this process exits, so its `Drop` doesn't run).
+pub(crate) fn reap_in_background(child: &Arc<Child>) {
+    if matches!(child.try_reap(&mut lock(&child.status)), Ok(None)) {
+        REAPER.adopt(Arc::clone(child));
+    }
 }
 
-fn reaper() -> &'static Reaper {
-    static REAPER: OnceLock<&'static Reaper> = OnceLock::new();
-    REAPER.get_or_init(|| {
-        let wake = cloexec_pipe().expect("multiproc: cannot create the reaper's wake pipe");
-        let r: &'static Reaper = Box::leak(Box::new(Reaper {
-            children: Mutex::new(Vec::new()),
-            added: Condvar::new(),
-            wake,
-        }));
-        std::thread::Builder::new()
-            .name("multiproc-reaper".into())
-            .spawn(move || r.run())
-            .expect("multiproc: cannot start the reaper thread");
-        r
-    })
+/// Children that were dropped while running, reaped once they exit by a
+/// background thread, so that none stays a zombie.
+///
+/// Dropping never fails: the thread and its wake pipe are created on first
+/// use, and when that isn't possible (the fd limit, the thread or process
+/// limit) the child stays listed, and the list is swept without blocking
+/// at the next drop or spawn, which also try to start the thread again.
+/// Until then an exited child stays a zombie.
+struct Reaper {
+    children: Mutex<Vec<Arc<Child>>>,
+    added: Condvar,
+    /// Written to when a child is added, so that the thread polls it too.
+    wake: OnceLock<(OwnedFd, OwnedFd)>,
+    /// The thread runs (set once, under `start`).
+    started: AtomicBool,
+    start: Mutex<()>,
 }
+
+static REAPER: Reaper = Reaper {
+    children: Mutex::new(Vec::new()),
+    added: Condvar::new(),
+    wake: OnceLock::new(),
+    started: AtomicBool::new(false),
+    start: Mutex::new(()),
+};
 
 impl Reaper {
-    fn adopt(&self, child: Child) {
+    fn adopt(&self, child: Arc<Child>) {
         lock(&self.children).push(child);
+        self.kick();
+    }
+
+    /// Makes sure the listed children get reaped: wakes the thread, or,
+    /// when it can't be started, reaps those that have exited right now.
+    fn kick(&self) {
+        if !self.started.load(Ordering::Acquire) {
+            let _start = lock(&self.start);
+            if !self.started.load(Ordering::Acquire) && !self.try_start() {
+                // Under `start`: the thread can't begin watching these
+                // children while they are removed here.
+                lock(&self.children)
+                    .retain(|c| matches!(c.try_reap(&mut lock(&c.status)), Ok(None)));
+                return;
+            }
+        }
         self.added.notify_one();
-        let _ = rustix::io::write(&self.wake.1, &[1]);
+        if let Some((_, w)) = self.wake.get() {
+            // Non-blocking: a full pipe already wakes the thread.
+            let _ = rustix::io::write(w, &[1]);
+        }
+    }
+
+    /// Starts the thread (called under `start`); false if it can't be.
+    fn try_start(&self) -> bool {
+        if self.wake.get().is_none() {
+            match nonblocking_pipe() {
+                Ok(p) => {
+                    let _ = self.wake.set(p);
+                }
+                Err(_) => return false,
+            }
+        }
+        let started = std::thread::Builder::new()
+            .name("multiproc-reaper".into())
+            .spawn(|| REAPER.run())
+            .is_ok();
+        self.started.store(started, Ordering::Release);
+        started
+    }
+
+    /// At a spawn: another chance for children listed while the thread
+    /// could not be started.
+    fn retry(&self) {
+        if !self.started.load(Ordering::Acquire) && !lock(&self.children).is_empty() {
+            self.kick();
+        }
     }
 
     fn run(&self) {
+        let Some((wake, _)) = self.wake.get() else {
+            return; // set before the thread is started
+        };
         loop {
-            let mut list = lock(&self.children);
-            list.retain(|c| matches!(c.try_reap(&mut lock(&c.status)), Ok(None)));
-            while list.is_empty() {
-                list = self.added.wait(list).unwrap_or_else(|e| e.into_inner());
-            }
-            let fds: Vec<RawFd> = list
-                .iter()
-                .filter_map(|c| c.pidfd.as_ref().map(|f| f.as_raw_fd()))
-                .collect();
-            let all_pidfd = fds.len() == list.len();
-            drop(list);
-            // SAFETY-free: borrow the raw fds only while the children that
-            // own them are in the list, which only this thread shrinks.
-            let mut polls: Vec<rustix::event::PollFd<'_>> = Vec::with_capacity(fds.len() + 1);
+            // Our own references, so the pidfds stay open while polled even
+            // if another thread drops its `Child` meanwhile.
+            let watched: Vec<Arc<Child>> = {
+                let mut list = lock(&self.children);
+                list.retain(|c| matches!(c.try_reap(&mut lock(&c.status)), Ok(None)));
+                while list.is_empty() {
+                    list = self.added.wait(list).unwrap_or_else(|e| e.into_inner());
+                }
+                list.clone()
+            };
+            let mut polls: Vec<rustix::event::PollFd<'_>> = Vec::with_capacity(watched.len() + 1);
             polls.push(rustix::event::PollFd::new(
-                &self.wake.0,
+                wake,
                 rustix::event::PollFlags::IN,
             ));
-            let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|&fd| borrow_listed(fd)).collect();
-            for fd in &borrowed {
+            for fd in watched.iter().filter_map(|c| c.pidfd.as_ref()) {
                 polls.push(rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN));
             }
+            // Without a pidfd for every child, look again every 100 ms.
+            let all_pidfd = polls.len() == watched.len() + 1;
             let timeout = rustix::event::Timespec {
                 tv_sec: 0,
                 tv_nsec: 100_000_000,
@@ -598,18 +656,20 @@ impl Reaper {
             let _ = rustix::event::poll(&mut polls, (!all_pidfd).then_some(&timeout));
             if polls[0].revents().contains(rustix::event::PollFlags::IN) {
                 let mut buf = [0u8; 64];
-                let _ = rustix::io::read(&self.wake.0, &mut buf);
+                let _ = rustix::io::read(wake, &mut buf);
             }
         }
     }
 }
 
-/// Borrows a pidfd owned by a child in the reaper's list.
-fn borrow_listed(fd: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: the fd belongs to a `Child` in the reaper's list; only the
-    // reaper thread removes children from it, and it drops these borrows
-    // before it does.
-    unsafe { BorrowedFd::borrow_raw(fd) }
+/// A close-on-exec, non-blocking pipe.
+fn nonblocking_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = cloexec_pipe()?;
+    for fd in [&r, &w] {
+        let flags = rustix::fs::fcntl_getfl(fd)?;
+        rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+    }
+    Ok((r, w))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

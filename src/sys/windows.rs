@@ -607,36 +607,48 @@ fn wait_for_any(handles: &[HANDLE], timeout_ms: u32) -> io::Result<Option<usize>
     let stop_raw = stop.as_raw_handle() as usize;
     let group = MAX_WAIT_OBJECTS - 1;
     let results: Vec<io::Result<Option<usize>>> = std::thread::scope(|s| {
-        let workers: Vec<_> = handles
-            .chunks(group)
-            .enumerate()
-            .map(|(k, chunk)| {
-                // Raw handles are pointers, which are not `Send`; the
-                // handles stay open (borrowed by our caller) until the
-                // scope ends.
-                let len = chunk.len();
-                let mut raw: Vec<usize> = chunk.iter().map(|&h| h as usize).collect();
-                raw.push(stop_raw);
-                s.spawn(move || {
-                    let hs: Vec<HANDLE> = raw.iter().map(|&h| h as HANDLE).collect();
-                    let got = wait_for_group(&hs, timeout_ms);
+        let mut workers = Vec::new();
+        let mut failed = None;
+        for (k, chunk) in handles.chunks(group).enumerate() {
+            // Raw handles are pointers, which are not `Send`; the handles
+            // stay open (borrowed by our caller) until the scope ends.
+            let len = chunk.len();
+            let mut raw: Vec<usize> = chunk.iter().map(|&h| h as usize).collect();
+            raw.push(stop_raw);
+            let started = std::thread::Builder::new().spawn_scoped(s, move || {
+                let hs: Vec<HANDLE> = raw.iter().map(|&h| h as HANDLE).collect();
+                let got = wait_for_group(&hs, timeout_ms);
+                // SAFETY: `stop` is open until the scope ends.
+                unsafe { SetEvent(stop_raw as HANDLE) };
+                match got {
+                    Ok(Some(i)) if i == len => Ok(None), // `stop`
+                    Ok(Some(i)) => Ok(Some(k * group + i)),
+                    other => other,
+                }
+            });
+            match started {
+                Ok(w) => workers.push(w),
+                Err(e) => {
+                    // No thread to spare (a resource limit): stop the
+                    // helpers already waiting and report it.
                     // SAFETY: `stop` is open until the scope ends.
                     unsafe { SetEvent(stop_raw as HANDLE) };
-                    match got {
-                        Ok(Some(i)) if i == len => Ok(None), // `stop`
-                        Ok(Some(i)) => Ok(Some(k * group + i)),
-                        other => other,
-                    }
-                })
-            })
-            .collect();
-        workers
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut results: Vec<io::Result<Option<usize>>> = workers
             .into_iter()
             .map(|w| {
                 w.join()
                     .unwrap_or_else(|_| Err(io::Error::other("a wait helper thread panicked")))
             })
-            .collect()
+            .collect();
+        if let Some(e) = failed {
+            results.push(Err(e));
+        }
+        results
     });
     let mut first = None;
     for r in results {
@@ -1088,6 +1100,10 @@ impl Drop for Child {
         }
     }
 }
+
+/// Nothing to do: Windows has no zombies (the exit code lives as long as
+/// a handle on the process, which the `Child` owns).
+pub(crate) fn reap_in_background(_child: &std::sync::Arc<Child>) {}
 
 /// Handles made available to a child while it is spawned.
 ///
