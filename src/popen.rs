@@ -108,6 +108,16 @@ pub fn set_executable(path: Option<PathBuf>) {
 }
 
 /// The program the next worker will run.
+///
+/// By default that is this process's own executable. On Linux workers are
+/// then started from the running image (`/proc/self/exe`), not from the
+/// file at this path, so replacing the binary on disk while the program
+/// runs (a package upgrade, `cargo build`) doesn't change what workers run;
+/// their `argv[0]` is this path and their `current_exe()` the path this
+/// process was started from (with ` (deleted)` appended once the file was
+/// replaced). Elsewhere workers start from this path: after the file there
+/// was replaced they run the new file, whose bootstrap fails its build
+/// check ([`exit_code::BUILD_MISMATCH`]) unless it is the same build.
 pub fn executable() -> Result<PathBuf> {
     if let Some(p) = EXECUTABLE.read().unwrap_or_else(|e| e.into_inner()).clone() {
         return Ok(p);
@@ -265,19 +275,20 @@ impl PopenBuilder {
         &self,
         bootstrap: &mut dyn FnMut(&sys::Child) -> Result<Vec<u8>>,
     ) -> Result<Popen> {
-        let exe = match &self.executable {
-            Some(p) => p.clone(),
+        let (exe, running_image) = match &self.executable {
+            Some(p) => (p.clone(), false),
             None => {
                 let set = EXECUTABLE.read().unwrap_or_else(|e| e.into_inner()).clone();
                 if set.is_none() && !spawn::init_called() {
                     return Err(Error::new(Kind::NotInitialized));
                 }
-                executable()?
+                (executable()?, set.is_none())
             }
         };
         let args = |t: sys::BootToken| vec![spawn::marker_arg(t).into()];
         let req = sys::SpawnRequest {
             exe: &exe,
+            running_image,
             args: &args,
             stdio: self.stdio,
             kill_on_parent_death: self.options.die_with_parent,

@@ -12,7 +12,7 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use multiproc::{exit_code, Connection, Pipe, ProcessBuilder};
+use multiproc::{exit_code, Connection, Pipe, Process, ProcessBuilder};
 
 multiproc::test_support!();
 
@@ -33,9 +33,14 @@ const LONG: Duration = Duration::from_secs(30);
 /// ordinary program, not a worker); `setup` adjusts the command. A scenario
 /// still running after two minutes is killed (and fails: no exit code).
 fn scenario(name: &str, setup: impl FnOnce(&mut Command)) -> Output {
+    scenario_in(&std::env::current_exe().unwrap(), name, setup)
+}
+
+/// [`scenario`] in `exe`, a copy of this test binary.
+fn scenario_in(exe: &std::path::Path, name: &str, setup: impl FnOnce(&mut Command)) -> Output {
     use std::io::Read;
     use std::process::Stdio;
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    let mut cmd = Command::new(exe);
     cmd.args([
         name,
         "--exact",
@@ -47,7 +52,18 @@ fn scenario(name: &str, setup: impl FnOnce(&mut Command)) -> Output {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     setup(&mut cmd);
-    let mut child = cmd.spawn().expect("run the scenario");
+    // A fresh copy may still be open for writing in a child that another
+    // test thread is starting (until its exec closes it): ETXTBSY.
+    let mut tries = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => break other.expect("run the scenario"),
+        }
+    };
     fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
         std::thread::spawn(move || {
             let mut v = Vec::new();
@@ -352,3 +368,45 @@ fn square(x: u64) -> u64 {
 }
 
 multiproc::entry!(square);
+
+// Issue 9 item 5: replacing the executable on disk by rename (as package
+// upgrades and `cargo build` do) doesn't break later spawns: on Linux
+// workers start from the running image, so they run this build's entries.
+#[cfg(target_os = "linux")]
+#[test]
+fn spawning_after_the_binary_was_replaced_runs_the_running_image() {
+    let dir = std::env::temp_dir().join(format!("multiproc-replaced-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("app");
+    std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+    let out = scenario_in(&copy, "scenario_replaced_binary", |_| {});
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
+    assert!(stdout.contains("process: 49, pool: [0, 1, 4]"), "{stdout}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "a scenario, run by spawning_after_the_binary_was_replaced_runs_the_running_image"]
+fn scenario_replaced_binary() {
+    use std::os::unix::fs::PermissionsExt;
+    if !in_scenario("scenario_replaced_binary") {
+        return;
+    }
+    let me = std::env::current_exe().unwrap();
+    // Something else entirely at our path: run, it would exit with 99.
+    let new = me.with_file_name("app.new");
+    std::fs::write(&new, "#!/bin/sh\nexit 99\n").unwrap();
+    std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&new, &me).unwrap();
+    let now = std::env::current_exe().unwrap();
+    assert!(now.to_string_lossy().ends_with(" (deleted)"), "{now:?}");
+    let process = Process::spawn(square, 7u64).unwrap().join().unwrap();
+    let pool = multiproc::Pool::new(1)
+        .unwrap()
+        .map(square, 0..3u64)
+        .unwrap();
+    println!("process: {process}, pool: {pool:?}");
+}

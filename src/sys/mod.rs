@@ -142,6 +142,12 @@ pub(crate) enum StdioMode {
 pub(crate) struct SpawnRequest<'a> {
     /// The program to start.
     pub exe: &'a Path,
+    /// `exe` is this process's own executable: start the image that is
+    /// running rather than whatever file `exe` names now, where the OS
+    /// allows (Linux: `/proc/self/exe`, with `exe` as `argv[0]`), so that a
+    /// binary replaced on disk (a package upgrade, `cargo build`) still
+    /// starts workers of this build. Ignored elsewhere.
+    pub running_image: bool,
     /// Builds the arguments after the program name from the token.
     pub args: &'a dyn Fn(BootToken) -> Vec<OsString>,
     /// stdin, stdout, stderr.

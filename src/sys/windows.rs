@@ -708,6 +708,10 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
     // which nests in the job we are in ourselves (Windows 8 and later), so
     // a `terminate_tree` from further up still reaches nested workers.
     let _ = req.new_group;
+    // Windows can't start a process from the running image; `exe` is the
+    // path it was started from (a running executable can be renamed but
+    // not deleted or overwritten).
+    let _ = req.running_image;
     let (process, thread, pid) = create_process(&app, &mut cmd, creation_flags(req.stdio))?;
     let job = match contain(&process, &thread, req.kill_on_parent_death) {
         Ok(job) => job,
