@@ -90,11 +90,12 @@
 //!
 //! - **Drop.** Dropping a [`Popen`] or [`Process`] neither waits for nor
 //!   kills the worker (as `std::process::Child`); opt in with
-//!   [`PopenBuilder::kill_on_drop`]. On Unix a worker dropped while running
-//!   is reaped in the background, so no zombie stays (daemonic ones
-//!   included); if the reaper thread can't be started (fd or thread limit),
-//!   that waits for a later drop or spawn instead of failing the drop.
-//!   Dropping a [`Pool`] kills its workers and joins its threads.
+//!   [`PopenBuilder::kill_on_drop`] or [`ProcessBuilder::kill_on_drop`].
+//!   On Unix a worker dropped while running is reaped in the background,
+//!   so no zombie stays (daemonic ones included); if the reaper thread
+//!   can't be started (fd or thread limit), that waits for a later drop or
+//!   spawn instead of failing the drop. Dropping a [`Pool`] kills its
+//!   workers and joins its threads.
 //! - **Daemons.** A [daemonic](ProcessBuilder::daemon) process is
 //!   terminated when this process exits normally (return from `main`,
 //!   `std::process::exit`), as in Python. A parent killed outright runs no

@@ -202,6 +202,12 @@ impl PopenBuilder {
         self
     }
 
+    /// Where stdin (`which == 0`), stdout (`1`) or stderr (`2`) goes.
+    pub(crate) fn stream(&mut self, which: usize, mode: sys::StdioMode) -> &mut Self {
+        self.stdio[which] = mode;
+        self
+    }
+
     pub(crate) fn capture(&mut self, which: usize, w: Option<Arc<sys::Channel>>) -> &mut Self {
         self.capture[which] = w.map(CaptureEnd);
         self
@@ -260,6 +266,7 @@ impl PopenBuilder {
         self.spawn_bytes(&mut |child| {
             let body = payload(child)?;
             let mut options = self.options.clone();
+            options.null_std = sys::worker_nulls(self.stdio);
             for (slot, w) in options.capture.iter_mut().zip(&self.capture) {
                 if let Some(w) = w {
                     *slot = Some(duplicate_for_child(w.0.as_raw())?);

@@ -85,6 +85,13 @@ impl ProcessBuilder {
         self
     }
 
+    /// Kill the worker (as [`Process::kill`]) when the `Process` is dropped
+    /// without having been joined (default: false; see the type's docs).
+    pub fn kill_on_drop(&mut self, yes: bool) -> &mut Self {
+        self.popen.kill_on_drop(yes);
+        self
+    }
+
     /// The worker dies when this process dies, however it dies; see
     /// [`PopenBuilder::kill_on_parent_death`] for how, per platform.
     pub fn kill_on_parent_death(&mut self, yes: bool) -> &mut Self {
@@ -102,13 +109,22 @@ impl ProcessBuilder {
 
     /// Where the worker's stdout goes (after [`stdio`](ProcessBuilder::stdio)).
     pub fn stdout(&mut self, stdio: Stdio) -> &mut Self {
-        self.capture[0] = stdio == Stdio::Capture;
-        self
+        self.stream(1, stdio)
     }
 
     /// Where the worker's stderr goes (after [`stdio`](ProcessBuilder::stdio)).
     pub fn stderr(&mut self, stdio: Stdio) -> &mut Self {
-        self.capture[1] = stdio == Stdio::Capture;
+        self.stream(2, stdio)
+    }
+
+    fn stream(&mut self, which: usize, stdio: Stdio) -> &mut Self {
+        let mode = match stdio {
+            Stdio::Null => sys::StdioMode::Null,
+            // Captured output is installed by the worker itself.
+            Stdio::Inherit | Stdio::Capture => sys::StdioMode::Inherit,
+        };
+        self.popen.stream(which, mode);
+        self.capture[which - 1] = stdio == Stdio::Capture;
         self
     }
 
@@ -177,9 +193,10 @@ impl ProcessBuilder {
 /// # Drop
 ///
 /// Dropping a `Process` without joining it neither waits for nor kills the
-/// worker (unless it is [daemonic](ProcessBuilder::daemon) and this process
-/// exits, or it dies with its parent); on Unix it is reaped in the
-/// background once it exits.
+/// worker (unless it was built with
+/// [`kill_on_drop`](ProcessBuilder::kill_on_drop), or it is
+/// [daemonic](ProcessBuilder::daemon) and this process exits, or it dies
+/// with its parent); on Unix it is reaped in the background once it exits.
 ///
 /// # Example
 ///

@@ -61,6 +61,27 @@ fn talk(n: u32) -> u32 {
 
 multiproc::entry!(talk);
 
+/// Writes a line to stdout and one to stderr.
+fn leak_both(_: ()) {
+    println!("LEAK out");
+    eprintln!("LEAK err");
+}
+
+/// Runs `leak_both` in a grandchild whose stdout (`which == 1`) or stderr
+/// (`which == 2`) is the null device, the other stream inherited.
+fn quiet_grandchild(which: u8) {
+    let mut b = ProcessBuilder::new();
+    if which == 1 {
+        b.stdout(multiproc::Stdio::Null);
+    } else {
+        b.stderr(multiproc::Stdio::Null);
+    }
+    let p: Process<()> = b.spawn(leak_both, ()).expect("spawn grandchild");
+    p.join().expect("grandchild");
+}
+
+multiproc::entry!(leak_both, quiet_grandchild);
+
 multiproc::entry!(
     square,
     do_nothing,
@@ -335,4 +356,48 @@ fn captured_stdout_and_stderr_reach_the_parent() {
     assert_eq!(lines.len(), 2000);
     assert_eq!(lines[1999], "out 1999");
     assert_eq!(etext, "err done\n");
+}
+
+#[test]
+fn stdout_or_stderr_null_silences_that_stream_only() {
+    use std::io::Read;
+    for which in [1u8, 2] {
+        // The scenario runs in a middle process whose output we capture: what
+        // reaches its stdout/stderr is what the grandchild's parent would see.
+        let mut middle = ProcessBuilder::new()
+            .stdout(multiproc::Stdio::Capture)
+            .stderr(multiproc::Stdio::Capture)
+            .spawn(quiet_grandchild, which)
+            .unwrap();
+        let (mut out, mut err) = (middle.take_stdout().unwrap(), middle.take_stderr().unwrap());
+        let (mut otext, mut etext) = (String::new(), String::new());
+        std::thread::scope(|s| {
+            s.spawn(|| out.read_to_string(&mut otext).unwrap());
+            err.read_to_string(&mut etext).unwrap();
+        });
+        middle.join().unwrap();
+        if which == 1 {
+            assert_eq!(otext, "", "stdout(Null) leaked");
+            assert!(etext.contains("LEAK err"), "stderr lost: {etext:?}");
+        } else {
+            assert_eq!(otext, "LEAK out\n", "stdout lost");
+            assert!(!etext.contains("LEAK"), "stderr(Null) leaked: {etext:?}");
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", windows))]
+#[test]
+fn kill_on_drop_kills_the_worker() {
+    let p = ProcessBuilder::new()
+        .kill_on_drop(true)
+        .spawn::<_, _, ()>(block_forever, ())
+        .unwrap();
+    let watch = multiproc::__private::watch_pid(p.pid()).unwrap();
+    assert!(!watch.wait(Duration::ZERO).unwrap());
+    drop(p);
+    assert!(
+        watch.wait(LONG).unwrap(),
+        "the worker outlived its dropped Process"
+    );
 }

@@ -186,14 +186,16 @@ pub(crate) fn at_exit(f: extern "C" fn()) -> std::io::Result<()> {
     }
 }
 
-/// Child side: makes `h` this process's stdout (`which == 1`) or stderr
-/// (`which == 2`), for output captured by the parent. Unix: dup2 onto fd
-/// 1/2. Windows: `SetStdHandle`, which Rust's `std::io::stdout`/`stderr`
+/// Child side: makes `h` this process's stdin (`which == 0`), stdout
+/// (`1`) or stderr (`2`), for output captured by the parent or a stream
+/// the worker points at the null device itself. Unix: dup2 onto fd 0/1/2.
+/// Windows: `SetStdHandle`, which Rust's `std::io::stdout`/`stderr`
 /// consult on every write (C runtime streams opened at startup don't
 /// follow).
 #[cfg(unix)]
 pub(crate) fn set_std_handle(which: u8, h: OwnedRaw) -> std::io::Result<()> {
     match which {
+        0 => rustix::stdio::dup2_stdin(&h)?,
         1 => rustix::stdio::dup2_stdout(&h)?,
         _ => rustix::stdio::dup2_stderr(&h)?,
     }
@@ -203,20 +205,45 @@ pub(crate) fn set_std_handle(which: u8, h: OwnedRaw) -> std::io::Result<()> {
 /// See the Unix version.
 #[cfg(windows)]
 pub(crate) fn set_std_handle(which: u8, h: OwnedRaw) -> std::io::Result<()> {
-    use std::os::windows::io::IntoRawHandle;
-    use windows_sys::Win32::System::Console::{SetStdHandle, STD_ERROR_HANDLE, STD_OUTPUT_HANDLE};
-    let id = if which == 1 {
-        STD_OUTPUT_HANDLE
-    } else {
-        STD_ERROR_HANDLE
+    use std::os::windows::io::{AsRawHandle, IntoRawHandle};
+    use windows_sys::Win32::System::Console::{
+        SetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
     };
-    let raw = h.into_raw_handle();
-    // SAFETY: `raw` is an open handle we own; SetStdHandle takes it over
-    // as the process's standard handle for the rest of its life.
-    if unsafe { SetStdHandle(id, raw) } == 0 {
+    let id = match which {
+        0 => STD_INPUT_HANDLE,
+        1 => STD_OUTPUT_HANDLE,
+        _ => STD_ERROR_HANDLE,
+    };
+    // SAFETY: `h` is an open handle we own; on success SetStdHandle keeps
+    // it as the process's standard handle for the rest of its life (we
+    // give up ownership below); on failure `h` still closes it.
+    if unsafe { SetStdHandle(id, h.as_raw_handle()) } == 0 {
         return Err(std::io::Error::last_os_error());
     }
+    let _ = h.into_raw_handle();
     Ok(())
+}
+
+/// The null device's path.
+pub(crate) fn null_device() -> &'static Path {
+    Path::new(if cfg!(windows) { "NUL" } else { "/dev/null" })
+}
+
+/// Which of stdin, stdout and stderr a worker started with `stdio` must
+/// point at the null device itself, after its bootstrap.
+///
+/// Unix: none, `posix_spawn` opened `/dev/null` for each. Windows: the
+/// streams that are `Null` when the others are not: a child started
+/// without inheritance gets either all of the parent's standard handles
+/// or (`DETACHED_PROCESS`, all three `Null`) none (see
+/// `windows::creation_flags`). Output written before the worker's
+/// bootstrap is through (by code that runs before `main`) still reaches
+/// the parent's stream there.
+pub(crate) fn worker_nulls(stdio: [StdioMode; 3]) -> [bool; 3] {
+    if cfg!(unix) || stdio == [StdioMode::Null; 3] {
+        return [false; 3];
+    }
+    stdio.map(|m| m == StdioMode::Null)
 }
 
 #[cfg(windows)]

@@ -757,11 +757,13 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
 ///   what is written to them and reads end-of-file.
 ///
 /// A GUI-subsystem child ignores these flags.
-// TODO: a mix of `Null` and `Inherit` is treated as all `Inherit`. Doing it
-// right means passing the NUL device and the parent's handles in
-// `STARTUPINFOW` with `STARTF_USESTDHANDLES`, which only works with
-// inheritance: `bInheritHandles = TRUE` restricted to those handles by
-// `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`.
+///
+/// A mix of `Null` and `Inherit` starts the child as all `Inherit`; the
+/// worker then opens `NUL` for its `Null` streams itself, right after its
+/// bootstrap (`sys::worker_nulls`). Doing it here would mean passing the
+/// NUL device and the parent's handles in `STARTUPINFOW` with
+/// `STARTF_USESTDHANDLES`, which only works with inheritance
+/// (`bInheritHandles = TRUE` restricted by `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`).
 fn creation_flags(stdio: [StdioMode; 3]) -> u32 {
     let base = CREATE_SUSPENDED | CREATE_UNICODE_ENVIRONMENT;
     if stdio == [StdioMode::Null; 3] {
