@@ -450,7 +450,7 @@ pub(crate) fn init_called() -> bool {
 /// [`exit_code::NO_CHANNEL`]).
 pub fn init() {
     INIT_CALLED.store(true, Ordering::Relaxed);
-    let mut args = std::env::args_os().skip(1);
+    let mut args = sys::args_os().into_iter().skip(1);
     let Some(first) = args.next() else { return };
     let Some(rest) = first.to_str().and_then(|s| s.strip_prefix(MARKER)) else {
         if first.as_encoded_bytes().starts_with(MARKER.as_bytes()) {

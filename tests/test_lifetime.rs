@@ -25,7 +25,12 @@ fn wait_for_eof(conn: Connection) {
     while conn.recv::<u8>().is_ok() {}
 }
 
-multiproc::entry!(exit_with, wait_for_eof);
+/// The fds this worker has beyond stdin, stdout and stderr.
+fn open_fds(_: ()) -> Vec<u64> {
+    multiproc::__private::open_ipc_handles().unwrap()
+}
+
+multiproc::entry!(exit_with, wait_for_eof, open_fds);
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -409,4 +414,18 @@ fn scenario_replaced_binary() {
         .map(square, 0..3u64)
         .unwrap();
     println!("process: {process}, pool: {pool:?}");
+}
+
+// Issue 9 item 22: an fd someone opened without close-on-exec doesn't
+// reach a worker, whichever C library (glibc >= 2.34 has
+// posix_spawn_file_actions_addclosefrom_np, older ones and musl don't).
+#[cfg(unix)]
+#[test]
+fn an_fd_opened_without_cloexec_does_not_reach_a_worker() {
+    let stray = std::fs::File::open("/dev/null").unwrap();
+    rustix::io::fcntl_setfd(&stray, rustix::io::FdFlags::empty()).unwrap();
+    let seen = Process::spawn(open_fds, ()).unwrap().join().unwrap();
+    // Only the bootstrap channel, at fd 3.
+    assert_eq!(seen, vec![3]);
+    drop(stray);
 }

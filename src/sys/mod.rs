@@ -86,6 +86,8 @@
 //!     // Each token can be taken once; unknown or reused tokens are an error.
 //!     pub(crate) fn take_handle(&mut self, token: u64) -> io::Result<OwnedRaw>;
 //! }
+//! // The command line, also in a constructor before `main` (musl).
+//! pub(crate) fn args_os() -> Vec<OsString>;
 //! // Releases what is kept only until it is no longer needed (Windows:
 //! // kill-on-close jobs of dropped children whose processes all exited).
 //! pub(crate) fn settle() -> usize;  // how many are still kept

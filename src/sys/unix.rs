@@ -62,6 +62,66 @@ impl Drop for FileActions {
     }
 }
 
+/// The signature of `posix_spawn_file_actions_addclosefrom_np`.
+#[cfg(not(target_vendor = "apple"))]
+type AddCloseFrom =
+    unsafe extern "C" fn(*mut libc::posix_spawn_file_actions_t, libc::c_int) -> libc::c_int;
+
+/// `posix_spawn_file_actions_addclosefrom_np(3)`, looked up at run time
+/// (once): glibc has it since 2.34 and FreeBSD since 13.1, but older glibc
+/// (Debian 11, RHEL 8) and musl don't, and naming it at link time would
+/// keep the crate from linking there. A static musl binary has no dynamic
+/// symbols at all: `None` there too.
+#[cfg(not(target_vendor = "apple"))]
+fn addclosefrom() -> Option<AddCloseFrom> {
+    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
+    {
+        static FOUND: OnceLock<Option<AddCloseFrom>> = OnceLock::new();
+        *FOUND.get_or_init(|| {
+            let name = c"posix_spawn_file_actions_addclosefrom_np";
+            // SAFETY: looks a symbol up by a NUL-terminated name in the
+            // global scope; nothing is loaded or run.
+            let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+            (!found.is_null()).then(|| {
+                // SAFETY: where the C library defines this symbol it is that
+                // function, with this signature (posix_spawn_file_actions_addclosefrom_np(3)).
+                unsafe { std::mem::transmute::<*mut libc::c_void, AddCloseFrom>(found) }
+            })
+        })
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+    {
+        None
+    }
+}
+
+/// Without closefrom: a close action for each fd above 3 that is open now
+/// without close-on-exec (the others close themselves at the exec). An fd
+/// that another thread opens without close-on-exec after this listing can
+/// still slip through, as it would into any child this process starts; one
+/// closed meanwhile is harmless (glibc and musl ignore a failed close
+/// action on a valid fd number).
+#[cfg(not(target_vendor = "apple"))]
+fn close_inheritable(actions: &mut FileActions) -> io::Result<()> {
+    for fd in open_fds()? {
+        let Ok(fd) = RawFd::try_from(fd) else {
+            continue;
+        };
+        if fd <= CHILD_FD {
+            continue;
+        }
+        // SAFETY: F_GETFD on any integer is sound; it fails with EBADF for
+        // an fd that is not open (closed by another thread meanwhile).
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            // SAFETY: `actions` is initialized; the action only records
+            // the number.
+            cvt_nz(unsafe { libc::posix_spawn_file_actions_addclose(&mut actions.0, fd) })?;
+        }
+    }
+    Ok(())
+}
+
 /// `posix_spawnattr_t` that is destroyed when dropped.
 struct SpawnAttr(libc::posix_spawnattr_t);
 
@@ -256,13 +316,14 @@ impl Prepared {
         }
         // Only fds 0-3 reach the child, even fds that someone opened without
         // CLOEXEC (a jobserver pipe inherited from cargo, a C library's
-        // files). glibc >= 2.34 (posix_spawn_file_actions_addclosefrom_np(3));
-        // macOS gets the same from POSIX_SPAWN_CLOEXEC_DEFAULT below.
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: `actions` is initialized.
-        cvt_nz(unsafe {
-            libc::posix_spawn_file_actions_addclosefrom_np(&mut actions.0, CHILD_FD + 1)
-        })?;
+        // files). macOS gets that from POSIX_SPAWN_CLOEXEC_DEFAULT below.
+        #[cfg(not(target_vendor = "apple"))]
+        match addclosefrom() {
+            // SAFETY: `actions` is initialized; `f` is the C library's
+            // posix_spawn_file_actions_addclosefrom_np (see addclosefrom).
+            Some(f) => cvt_nz(unsafe { f(&mut actions.0, CHILD_FD + 1) })?,
+            None => close_inheritable(&mut actions)?,
+        }
 
         // Like std: the child starts with an empty signal mask and SIGPIPE
         // at its default, whatever this process did to them.
@@ -1241,6 +1302,26 @@ impl Channel {
     pub(crate) fn as_raw(&self) -> BorrowedRaw<'_> {
         self.fd.as_fd()
     }
+}
+
+/// This process's command line, also before `main`, where std has it only
+/// with glibc (which passes argv to `.init_array` constructors such as
+/// `test_support!`'s); with musl it is empty there, so Linux reads
+/// `/proc/self/cmdline` instead.
+pub(crate) fn args_os() -> Vec<OsString> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    #[cfg(target_os = "linux")]
+    if args.is_empty() {
+        use std::os::unix::ffi::OsStringExt;
+        if let Ok(raw) = std::fs::read("/proc/self/cmdline") {
+            let raw = raw.strip_suffix(&[0]).unwrap_or(&raw);
+            return raw
+                .split(|&b| b == 0)
+                .map(|a| OsString::from_vec(a.to_vec()))
+                .collect();
+        }
+    }
+    args
 }
 
 /// Nothing lingers on Unix (see the Windows version).

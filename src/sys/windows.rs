@@ -1107,6 +1107,11 @@ impl Drop for Child {
     }
 }
 
+/// This process's command line (std has it before `main` too).
+pub(crate) fn args_os() -> Vec<std::ffi::OsString> {
+    std::env::args_os().collect()
+}
+
 /// Nothing to do: Windows has no zombies (the exit code lives as long as
 /// a handle on the process, which the `Child` owns).
 pub(crate) fn reap_in_background(_child: &std::sync::Arc<Child>) {}
