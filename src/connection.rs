@@ -62,8 +62,21 @@ impl Pipe {
     pub fn duplex() -> Result<(Connection, Connection)> {
         let (a, b) = sys::pipe(true).map_err(|e| Error::io("cannot create a pipe", e))?;
         Ok((
-            Connection::new(a, true, true),
-            Connection::new(b, true, true),
+            Connection::new(a, true, true, false),
+            Connection::new(b, true, true, false),
+        ))
+    }
+
+    /// A duplex pair whose ends read ahead: each `recv` may take more than
+    /// one frame off the OS pipe into the end's buffer (fewer system calls
+    /// per message). Only for ends that are never shared with another
+    /// process, such as the pool's own channels: what one process buffered
+    /// is lost to every other.
+    pub(crate) fn duplex_read_ahead() -> Result<(Connection, Connection)> {
+        let (a, b) = sys::pipe(true).map_err(|e| Error::io("cannot create a pipe", e))?;
+        Ok((
+            Connection::new(a, true, true, true),
+            Connection::new(b, true, true, true),
         ))
     }
 
@@ -72,8 +85,8 @@ impl Pipe {
     pub fn simplex() -> Result<(Connection, Connection)> {
         let (r, w) = sys::pipe(false).map_err(|e| Error::io("cannot create a pipe", e))?;
         Ok((
-            Connection::new(r, true, false),
-            Connection::new(w, false, true),
+            Connection::new(r, true, false, false),
+            Connection::new(w, false, true, false),
         ))
     }
 }
@@ -105,6 +118,14 @@ impl Rx {
 /// concurrent senders (receivers) are serialized so that frames never
 /// interleave.
 ///
+/// An end can be shared between processes (passed to several workers, or
+/// kept by the parent after passing a copy), as in Python:
+/// [`recv`](Connection::recv) takes exactly one message off the OS pipe,
+/// and [`poll`](Connection::poll) takes nothing, so whatever one process
+/// did not receive is still there for the others. (Two processes receiving
+/// from the same end *at the same time* can still split a message between
+/// them, as in Python: take turns.)
+///
 /// A `Connection` can be an argument of [`Process::spawn`](crate::Process::spawn):
 /// the worker gets its own copy of this end (through
 /// [`duplicate_for_child`](crate::duplicate_for_child)), and the parent's
@@ -118,6 +139,9 @@ pub struct Connection {
     chan: sys::Channel,
     readable: bool,
     writable: bool,
+    /// May read past the current frame into `rx` (never on an end that
+    /// can be shared; see [`Pipe::duplex_read_ahead`]).
+    read_ahead: bool,
     max_len: AtomicU64,
     rx: Mutex<Rx>,
     tx: Mutex<()>,
@@ -137,11 +161,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Connection {
-    fn new(chan: sys::Channel, readable: bool, writable: bool) -> Self {
+    fn new(chan: sys::Channel, readable: bool, writable: bool, read_ahead: bool) -> Self {
         Connection {
             chan,
             readable,
             writable,
+            read_ahead,
             max_len: AtomicU64::new(DEFAULT_MAX_MESSAGE_LEN),
             rx: Mutex::new(Rx {
                 buf: Vec::new(),
@@ -280,7 +305,9 @@ impl Connection {
 
     /// Receives one message into `buf`, returning its length; fails without
     /// consuming the message when `buf` is too small (Python's
-    /// `BufferTooShort`), telling the size needed.
+    /// `BufferTooShort`), telling the size needed. The message is then kept
+    /// for this end in this process (its header was read already): receive
+    /// it here, not in another process sharing the end.
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
         let mut rx = self.rx_guard()?;
         let (len, bulk) = self.frame_header(&mut rx)?;
@@ -312,10 +339,21 @@ impl Connection {
     /// Whether a message (or end of file) can be received without
     /// blocking, waiting at most `timeout` (forever with `None`, or with a
     /// timeout too long to be a deadline, such as `Duration::MAX`).
+    ///
+    /// Receives nothing: a message that is there stays in the pipe for
+    /// whichever process receives next.
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         let mut rx = self.rx_guard()?;
         if !rx.avail().is_empty() || rx.eof {
             return Ok(true);
+        }
+        if !self.read_ahead {
+            // Readable (Unix: poll(2); Windows: a zero-byte overlapped
+            // read), without taking anything. The header of a bulk-lane
+            // message is on the pipe too, so the pipe is what tells.
+            let ready = sys::wait_any(&[self.chan.as_raw()], timeout)
+                .map_err(|e| Error::io("cannot poll", e))?;
+            return Ok(!ready.is_empty());
         }
         let mut chunk = [0u8; 4096];
         match self
@@ -359,7 +397,8 @@ impl Connection {
     /// (checked against the cap) and leaves the header in place.
     fn frame_header(&self, rx: &mut Rx) -> Result<(u64, bool)> {
         while rx.avail().len() < HEADER {
-            self.fill(rx, None)?;
+            let want = HEADER - rx.avail().len();
+            self.fill(rx, want)?;
         }
         let mut h = [0u8; HEADER];
         h.copy_from_slice(&rx.avail()[..HEADER]);
@@ -403,31 +442,20 @@ impl Connection {
         Error::new(Kind::MessageTooLarge { len, max })
     }
 
-    /// Reads more into the buffer; an error at end of file. A frame cut
-    /// off by EOF poisons the connection.
-    fn fill(&self, rx: &mut Rx, timeout: Option<Duration>) -> Result<()> {
+    /// Reads more into the buffer, blocking: `want` bytes at most, or a
+    /// whole chunk on an end that reads ahead; an error at end of file. A
+    /// frame cut off by EOF poisons the connection.
+    fn fill(&self, rx: &mut Rx, want: usize) -> Result<()> {
         if rx.start > 0 && rx.start == rx.buf.len() {
             rx.buf.clear();
             rx.start = 0;
         }
-        let old = rx.buf.len();
-        let got = if timeout.is_none() {
-            // Blocking: one read(2), into unfilled spare capacity.
-            self.chan
-                .read_append(&mut rx.buf, CHUNK)
-                .map_err(|e| Error::io("cannot receive", e))?
-        } else {
-            rx.buf.resize(old + CHUNK, 0);
-            match self.chan.read_timeout(None, &mut rx.buf[old..], timeout) {
-                Ok(Some(n)) => n,
-                Ok(None) => 0,
-                Err(e) => {
-                    rx.buf.truncate(old);
-                    return Err(Error::io("cannot receive", e));
-                }
-            }
-        };
-        rx.buf.truncate(old + got);
+        let max = if self.read_ahead { CHUNK } else { want };
+        // One read(2), into unfilled spare capacity.
+        let got = self
+            .chan
+            .read_append(&mut rx.buf, max)
+            .map_err(|e| Error::io("cannot receive", e))?;
         if got == 0 {
             return Err(self.eof(rx));
         }
@@ -490,6 +518,7 @@ struct Wire<H> {
     handle: H,
     readable: bool,
     writable: bool,
+    read_ahead: bool,
     max_len: u64,
 }
 
@@ -507,6 +536,7 @@ impl Serialize for Connection {
             handle: tokens,
             readable: self.readable,
             writable: self.writable,
+            read_ahead: self.read_ahead,
             max_len: self.max_message_len(),
         }
         .serialize(s)
@@ -523,7 +553,7 @@ impl<'de> Deserialize<'de> for Connection {
             .collect::<std::io::Result<Vec<_>>>()
             .and_then(sys::Channel::from_passed)
             .map_err(serde::de::Error::custom)?;
-        let c = Connection::new(chan, w.readable, w.writable);
+        let c = Connection::new(chan, w.readable, w.writable, w.read_ahead);
         c.set_max_message_len(w.max_len);
         Ok(c)
     }
@@ -552,8 +582,8 @@ impl<'a> From<&'a Connection> for Waitable<'a> {
 
 /// Waits until at least one of `objects` is ready, at most `timeout`
 /// (forever with `None`, or with a timeout too long to be a deadline, such
-/// as `Duration::MAX`); returns the indices of the ready ones, empty on
-/// timeout (Python's `multiprocessing.connection.wait`).
+/// as `Duration::MAX`); returns the indices of all the ready ones, in
+/// order, empty on timeout (Python's `multiprocessing.connection.wait`).
 ///
 /// There is no limit on the number of objects (on Windows, beyond the 64
 /// of `WaitForMultipleObjects`, helper threads wait on the rest).
@@ -594,6 +624,14 @@ pub fn wait(objects: &[Waitable<'_>], timeout: Option<Duration>) -> Result<Vec<u
             }
         }
         if !ready.is_empty() {
+            // Some are known ready: ask the OS about the rest without
+            // waiting, so that every ready object is reported.
+            if !handles.is_empty() {
+                let got = sys::wait_any(&handles, Some(Duration::ZERO))
+                    .map_err(|e| Error::io("cannot wait", e))?;
+                ready.extend(got.into_iter().map(|k| index[k]));
+                ready.sort_unstable();
+            }
             return Ok(ready);
         }
         let left = deadline::left(deadline);

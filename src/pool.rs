@@ -736,7 +736,7 @@ impl Shared {
     }
 
     fn spawn_worker(self: &Arc<Self>, st: &mut State) -> Result<()> {
-        let (mine, theirs) = Pipe::duplex()?;
+        let (mine, theirs) = Pipe::duplex_read_ahead()?;
         let cfg = WorkerConfig {
             initializer: self.cfg.initializer.clone(),
         };

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use multiproc::{Connection, Pipe, Process};
+use multiproc::{Connection, Pipe, Popen, Process};
 use serde::{Deserialize, Serialize};
 
 multiproc::test_support!();
@@ -43,7 +43,34 @@ fn sibling_receiver(conn: Connection) -> Vec<String> {
     }
 }
 
-multiproc::entry!(echo_loop, sibling_sender, sibling_receiver);
+/// Receives one message from a reader end it shares with its parent, then
+/// exits with 10 + that message (so the parent learns what it took).
+fn recv_one_and_exit(conn: Connection) {
+    let v: u32 = conn.recv().expect("recv in the child");
+    std::process::exit(10 + v as i32);
+}
+
+/// Receives one message's bytes, then exits with 10 + its size in MiB.
+fn recv_bytes_one_and_exit(conn: Connection) {
+    let v = conn.recv_bytes().expect("recv in the child");
+    std::process::exit(10 + (v.len() >> 20) as i32);
+}
+
+/// Polls a reader end it shares with its parent: exits 10 if a message is
+/// there, 11 if not.
+fn poll_and_exit(conn: Connection) {
+    let ready = conn.poll(Some(Duration::from_secs(60))).expect("poll");
+    std::process::exit(if ready { 10 } else { 11 });
+}
+
+multiproc::entry!(
+    echo_loop,
+    sibling_sender,
+    sibling_receiver,
+    recv_one_and_exit,
+    recv_bytes_one_and_exit,
+    poll_and_exit
+);
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 enum Shape {
@@ -254,4 +281,90 @@ fn wait_beyond_64_objects() {
     pairs[77].1.send(&1u8).unwrap();
     let objs: Vec<multiproc::Waitable<'_>> = pairs.iter().map(|(a, _)| a.into()).collect();
     assert_eq!(multiproc::wait(&objs, None).unwrap(), vec![77]);
+}
+
+fn exit_code(p: &Popen) -> Option<i32> {
+    p.wait(Some(Duration::from_secs(60)))
+        .unwrap()
+        .expect("worker still running after 60 s")
+        .code()
+}
+
+#[test]
+fn a_child_sharing_the_reader_takes_exactly_one_message() {
+    let (r, w) = Pipe::simplex().unwrap();
+    w.send(&1u32).unwrap();
+    w.send(&2u32).unwrap();
+    // The child gets its own copy of `r`; the parent keeps `r`.
+    let child = Popen::spawn(recv_one_and_exit, &r).unwrap();
+    assert_eq!(exit_code(&child), Some(11)); // the child took message 1
+    w.send(&3u32).unwrap();
+    drop(w);
+    assert_eq!(r.recv::<u32>().unwrap(), 2); // message 2 is still there
+    assert_eq!(r.recv::<u32>().unwrap(), 3);
+    assert!(r.recv::<u32>().unwrap_err().is_eof());
+}
+
+#[test]
+fn a_child_that_only_polls_consumes_nothing() {
+    let (r, w) = Pipe::simplex().unwrap();
+    w.send(&1u32).unwrap();
+    w.send(&2u32).unwrap();
+    let child = Popen::spawn(poll_and_exit, &r).unwrap();
+    assert_eq!(exit_code(&child), Some(10));
+    drop(w);
+    assert_eq!(r.recv::<u32>().unwrap(), 1);
+    assert_eq!(r.recv::<u32>().unwrap(), 2);
+    assert!(r.recv::<u32>().unwrap_err().is_eof());
+}
+
+#[test]
+fn poll_in_this_process_then_a_child_receives() {
+    let (r, w) = Pipe::simplex().unwrap();
+    w.send(&1u32).unwrap();
+    w.send(&2u32).unwrap();
+    drop(w);
+    assert!(r.poll(Some(Duration::ZERO)).unwrap());
+    let child = Popen::spawn(recv_one_and_exit, &r).unwrap();
+    assert_eq!(exit_code(&child), Some(11));
+    assert!(r.poll(Some(Duration::ZERO)).unwrap());
+    assert_eq!(r.recv::<u32>().unwrap(), 2);
+    assert!(r.recv::<u32>().unwrap_err().is_eof());
+}
+
+#[test]
+fn a_child_takes_a_big_message_and_leaves_the_next() {
+    // The big message's body takes the bulk lane on Unix; its header on
+    // the pipe is read exactly, so the next frame stays in the pipe.
+    let (r, w) = Pipe::simplex().unwrap();
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            w.send_bytes(&vec![7u8; 2 << 20]).unwrap();
+            w.send(&2u32).unwrap();
+        });
+        let child = Popen::spawn(recv_bytes_one_and_exit, &r).unwrap();
+        assert_eq!(exit_code(&child), Some(12)); // 2 MiB
+        writer.join().unwrap();
+    });
+    drop(w);
+    assert_eq!(r.recv::<u32>().unwrap(), 2);
+    assert!(r.recv::<u32>().unwrap_err().is_eof());
+}
+
+#[test]
+fn wait_reports_every_ready_object() {
+    let (mine, theirs) = Pipe::duplex().unwrap();
+    let p = Process::spawn(echo_loop, theirs).unwrap();
+    drop(mine); // the worker sees EOF and exits
+    let sentinel = p.sentinel();
+    assert_eq!(multiproc::wait(&[sentinel.into()], None).unwrap(), vec![0]);
+    // The exit is now known without asking the OS; the connection is
+    // ready only as far as the OS knows.
+    let (a, b) = Pipe::duplex().unwrap();
+    b.send(&1u8).unwrap();
+    let ready = multiproc::wait(&[sentinel.into(), (&a).into()], None).unwrap();
+    assert_eq!(ready, vec![0, 1]);
+    let ready = multiproc::wait(&[(&a).into(), sentinel.into()], Some(Duration::ZERO)).unwrap();
+    assert_eq!(ready, vec![0, 1]);
+    assert_eq!(p.join().unwrap(), 0);
 }
