@@ -50,6 +50,15 @@ fn recv_one_and_exit(conn: Connection) {
     std::process::exit(10 + v as i32);
 }
 
+/// Echoes one message through each of `conns`, in order; returns how many.
+fn echo_once_each(conns: Vec<Connection>) -> usize {
+    for c in &conns {
+        let m = c.recv_bytes().expect("recv in the child");
+        c.send_bytes(&m).expect("send in the child");
+    }
+    conns.len()
+}
+
 /// Receives one message's bytes, then exits with 10 + its size in MiB.
 fn recv_bytes_one_and_exit(conn: Connection) {
     let v = conn.recv_bytes().expect("recv in the child");
@@ -69,7 +78,8 @@ multiproc::entry!(
     sibling_receiver,
     recv_one_and_exit,
     recv_bytes_one_and_exit,
-    poll_and_exit
+    poll_and_exit,
+    echo_once_each
 );
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -367,4 +377,55 @@ fn wait_reports_every_ready_object() {
     let ready = multiproc::wait(&[(&a).into(), sentinel.into()], Some(Duration::ZERO)).unwrap();
     assert_eq!(ready, vec![0, 1]);
     assert_eq!(p.join().unwrap(), 0);
+}
+
+/// Raises this process's soft fd limit to at least `want` (capped by the
+/// hard limit); returns the soft limit now in force.
+#[cfg(unix)]
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
+fn raise_fd_limit(want: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into `lim`, which we own.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    if (lim.rlim_cur as u64) < want {
+        lim.rlim_cur = (want as libc::rlim_t).min(lim.rlim_max);
+        // SAFETY: setrlimit reads `lim`; raising the soft limit up to the
+        // hard one is always allowed.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    }
+    lim.rlim_cur as u64
+}
+
+#[cfg(windows)]
+fn raise_fd_limit(_want: u64) -> u64 {
+    u64::MAX
+}
+
+#[test]
+fn one_child_gets_hundreds_of_duplex_connections() {
+    // Unix: each end is 3 fds (two pipes and the bulk socket), and the
+    // parent holds both ends plus a copy of the child's while spawning:
+    // 9 fds per pair, and the child receives 3 per pair, more than one
+    // SCM_RIGHTS message (253 fds) carries.
+    let limit = raise_fd_limit(4096);
+    for n in [100usize, 150, 400] {
+        if n as u64 * 9 + 100 > limit {
+            eprintln!("skipping {n} connections: the fd limit is {limit}");
+            continue;
+        }
+        let (mine, theirs): (Vec<Connection>, Vec<Connection>) =
+            (0..n).map(|_| Pipe::duplex().unwrap()).unzip();
+        let p = Process::spawn(echo_once_each, theirs)
+            .unwrap_or_else(|e| panic!("spawn with {n} connections: {e}"));
+        for (i, c) in mine.iter().enumerate() {
+            c.send(&(i as u32)).unwrap();
+        }
+        for (i, c) in mine.iter().enumerate() {
+            assert_eq!(c.recv::<u32>().unwrap(), i as u32);
+        }
+        assert_eq!(p.join().unwrap(), n);
+    }
 }

@@ -81,6 +81,7 @@
 //! impl ChildChannel {
 //!     // Reads exactly buf.len() bytes; on Unix also receives the transferred fds.
 //!     pub(crate) fn recv_header(&mut self, buf: &mut [u8]) -> io::Result<()>;
+//!     // On Unix also receives transferred fds (any number, in batches).
 //!     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize>;
 //!     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize>;
 //!     // Each token can be taken once; unknown or reused tokens are an error.

@@ -7,6 +7,7 @@
 //! after the child exists, exactly as the Windows side duplicates them into
 //! the running child. So the child starts with fds 0, 1, 2 and 3 only.
 
+use std::cell::RefCell;
 use std::ffi::{CString, OsString};
 use std::io;
 use std::mem::MaybeUninit;
@@ -37,9 +38,9 @@ pub(crate) const TERMINATED: RawStatus = RawStatus::Signaled(libc::SIGTERM);
 /// The fd number the bootstrap socket has in the child.
 const CHILD_FD: RawFd = 3;
 
-/// At most this many fds travel with one bootstrap (`SCM_MAX_FD` is 253 on
-/// Linux, see unix(7)).
-pub(crate) const MAX_TRANSFER: usize = 253;
+/// At most this many fds travel in one `SCM_RIGHTS` message (`SCM_MAX_FD`
+/// is 253 on Linux, see unix(7)); more go in several messages.
+const FDS_PER_MESSAGE: usize = 253;
 
 /// `posix_spawn_file_actions_t` that is destroyed when dropped.
 struct FileActions(libc::posix_spawn_file_actions_t);
@@ -808,12 +809,6 @@ pub(crate) struct HandleTransfer {
 impl HandleTransfer {
     /// Queues a copy of `h`; the token is its index in what the child receives.
     pub(crate) fn add(&mut self, _child: &Child, h: BorrowedRaw<'_>) -> io::Result<u64> {
-        if self.fds.len() >= MAX_TRANSFER {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("at most {MAX_TRANSFER} handles can be passed to one child"),
-            ));
-        }
         self.fds.push(rustix::io::fcntl_dupfd_cloexec(h, 0)?);
         Ok((self.fds.len() - 1) as u64)
     }
@@ -849,7 +844,10 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
-    /// Writes `data`, the fds riding along with its first bytes.
+    /// Writes `data`, the fds riding along with its first bytes: at most
+    /// [`FDS_PER_MESSAGE`] per `sendmsg`, each batch but the last on one
+    /// byte of its own (the child collects them with every read, see
+    /// [`ChildChannel::read`]), so any number of fds can go.
     pub(crate) fn send_bootstrap(
         &self,
         _child: &Child,
@@ -857,17 +855,35 @@ impl Channel {
         transfer: HandleTransfer,
     ) -> io::Result<()> {
         let mut sent = 0;
-        if !transfer.fds.is_empty() {
-            let borrowed: Vec<BorrowedFd<'_>> = transfer.fds.iter().map(|f| f.as_fd()).collect();
-            let mut space =
-                vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
+        let batches = transfer.fds.len().div_ceil(FDS_PER_MESSAGE);
+        let mut space =
+            vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(FDS_PER_MESSAGE))];
+        for (i, batch) in transfer.fds.chunks(FDS_PER_MESSAGE).enumerate() {
+            let end = if i + 1 == batches {
+                data.len().min(sent + (1 << 16))
+            } else {
+                sent + 1
+            };
+            if end > data.len() || sent == end {
+                // Each token is at least a byte of the data, so this takes
+                // handles that were added but never written down.
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} handles need more than the {} bytes of bootstrap data to carry them",
+                        transfer.fds.len(),
+                        data.len()
+                    ),
+                ));
+            }
+            let borrowed: Vec<BorrowedFd<'_>> = batch.iter().map(|f| f.as_fd()).collect();
             let mut anc = SendAncillaryBuffer::new(&mut space);
             if !anc.push(SendAncillaryMessage::ScmRights(&borrowed)) {
                 return Err(io::Error::other("ancillary buffer too small"));
             }
-            let first = &data[..data.len().min(1 << 16)];
-            sent = retry_intr(|| {
-                rustix::net::sendmsg(&self.fd, &[io::IoSlice::new(first)], &mut anc, SEND_FLAGS)
+            let part = &data[sent..end];
+            sent += retry_intr(|| {
+                rustix::net::sendmsg(&self.fd, &[io::IoSlice::new(part)], &mut anc, SEND_FLAGS)
             })
             .map_err(|e| match e.raw_os_error().map(Errno::from_raw_os_error) {
                 Some(errno) => broken_pipe(errno),
@@ -901,7 +917,9 @@ impl Channel {
 #[derive(Debug)]
 pub(crate) struct ChildChannel {
     fd: OwnedFd,
-    received: Vec<Option<OwnedFd>>,
+    /// The fds received so far, in the order they were sent (a token is
+    /// an index here); filled by every read.
+    received: RefCell<Vec<Option<OwnedFd>>>,
 }
 
 /// Takes fd `token.handle`, after checking that it is fd 3 (where `spawn`
@@ -943,7 +961,7 @@ pub(crate) fn open_bootstrap(token: BootToken) -> io::Result<ChildChannel> {
     rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)?;
     Ok(ChildChannel {
         fd,
-        received: Vec::new(),
+        received: RefCell::new(Vec::new()),
     })
 }
 
@@ -951,34 +969,43 @@ impl ChildChannel {
     /// Reads exactly `buf.len()` bytes, collecting the fds that ride along.
     pub(crate) fn recv_header(&mut self, buf: &mut [u8]) -> io::Result<()> {
         let mut got = 0;
-        let mut space =
-            vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_TRANSFER))];
         while got < buf.len() {
-            let mut anc = RecvAncillaryBuffer::new(&mut space);
-            let msg = retry_intr(|| {
-                rustix::net::recvmsg(
-                    &self.fd,
-                    &mut [io::IoSliceMut::new(&mut buf[got..])],
-                    &mut anc,
-                    RECV_FLAGS,
-                )
-            })?;
-            for m in anc.drain() {
-                if let RecvAncillaryMessage::ScmRights(fds) = m {
-                    self.received.extend(fds.map(Some));
-                }
+            match self.read(&mut buf[got..])? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => got += n,
             }
-            if msg.bytes == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            got += msg.bytes;
         }
         Ok(())
     }
 
-    /// Reads from the parent; 0 is end of file.
+    /// Reads from the parent, collecting the fds that ride along (they may
+    /// come with any byte of the bootstrap data, a batch per `sendmsg`); 0
+    /// is end of file. A plain read(2) would close them unseen.
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        retry_intr(|| rustix::io::read(&self.fd, &mut *buf))
+        let mut space =
+            vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(FDS_PER_MESSAGE))];
+        let mut anc = RecvAncillaryBuffer::new(&mut space);
+        let msg = retry_intr(|| {
+            rustix::net::recvmsg(
+                &self.fd,
+                &mut [io::IoSliceMut::new(&mut *buf)],
+                &mut anc,
+                RECV_FLAGS,
+            )
+        })?;
+        let mut received = self.received.borrow_mut();
+        for m in anc.drain() {
+            if let RecvAncillaryMessage::ScmRights(fds) = m {
+                received.extend(fds.map(Some));
+            }
+        }
+        if msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+            // Fds were dropped for want of room: the tokens no longer match.
+            return Err(io::Error::other(
+                "passed handles were cut off (MSG_CTRUNC): too many in one message",
+            ));
+        }
+        Ok(msg.bytes)
     }
 
     /// Writes to the parent without raising SIGPIPE.
@@ -990,7 +1017,7 @@ impl ChildChannel {
     pub(crate) fn take_handle(&mut self, token: u64) -> io::Result<OwnedRaw> {
         usize::try_from(token)
             .ok()
-            .and_then(|i| self.received.get_mut(i))
+            .and_then(|i| self.received.get_mut().get_mut(i))
             .and_then(Option::take)
             .ok_or_else(|| {
                 io::Error::new(
