@@ -15,7 +15,7 @@
 //! | 202 | [`TRUNCATED`] | the bootstrap data ended early (the parent died or closed the channel) |
 //! | 203 | [`BAD_MAGIC`] | the bootstrap data does not start with multiproc's magic bytes |
 //! | 204 | [`VERSION_MISMATCH`] | parent and worker speak different protocol versions |
-//! | 205 | [`BUILD_MISMATCH`] | the worker executable is not the parent's build |
+//! | 205 | [`BUILD_MISMATCH`] | the worker executable is not the parent's build (see [`set_executable`](crate::set_executable) for what is compared) |
 //! | 206 | [`UNKNOWN_ENTRY`] | the worker has no entry function by the requested id |
 //! | 207 | [`TOO_LARGE`] | a length in the bootstrap data is over its cap (nothing was allocated for it) |
 //! | 208 | [`BAD_PAYLOAD`] | the arguments could not be decoded for the entry's type |

@@ -312,6 +312,12 @@ pub mod __private {
         v
     }
 
+    /// The link-time identity of this binary that the build check uses
+    /// (see `sys::image_build_id`).
+    pub fn image_build_id() -> Option<Vec<u8>> {
+        crate::sys::image_build_id()
+    }
+
     /// The entry id of the function item `F`.
     pub fn entry_id<F>(_: &F) -> &'static str {
         std::any::type_name::<F>()

@@ -95,14 +95,38 @@ static EXECUTABLE: RwLock<Option<PathBuf>> = RwLock::new(None);
 /// current one can't act as a worker:
 /// - multiproc lives in a library loaded by a host that isn't yours (a
 ///   plugin in a Python interpreter, a service host): point this at a small
-///   helper binary of yours that links the same code and calls `init()`;
+///   helper program that loads that same library file and calls a function
+///   of it that calls `init()` (the build check below is about the library
+///   that holds multiproc, so a program that merely links the same source
+///   is another build);
 /// - the current executable is a launcher that re-executes another binary
 ///   (a venv-style launcher): name the real binary, so the bootstrap channel
 ///   reaches the process that reads it.
 ///
-/// The worker must be the same build as the parent (same entry table);
-/// otherwise it exits with [`exit_code::BUILD_MISMATCH`]. `None` restores the
-/// default.
+/// `None` restores the default.
+///
+/// # The build check
+///
+/// The worker must be the same build as the parent; otherwise it exits
+/// with [`exit_code::BUILD_MISMATCH`] before running anything, and
+/// [`Process::join`](crate::Process::join) reports a bootstrap failure that
+/// says so. Parent and worker compare a hash of:
+/// - the bootstrap protocol version and multiproc's crate version;
+/// - the entry table: every registered entry's id and signature (the type
+///   names of its function, argument and result);
+/// - the link-time identity of the binary module (executable or shared
+///   library) that holds multiproc's code, read from its headers in memory:
+///   on Linux the GNU build id (a hash of the linked output, written by
+///   linkers with `--build-id`, the default of most distributions' GCC and
+///   Clang); on Windows the PE link time stamp, checksum and image size.
+///
+/// So a copy of the same file passes, and a rebuild that changed any code
+/// (an argument struct whose fields changed type but not size, say) is
+/// refused. Not caught: on macOS, and on Linux for a binary linked without
+/// a build id, only the first two are compared, so two builds with the
+/// same entry names and signatures are taken as one; on Windows, two links
+/// of the same code with the time stamp turned off (`/Brepro`,
+/// `--no-insert-timestamp`) that also have the same checksum and size.
 pub fn set_executable(path: Option<PathBuf>) {
     *EXECUTABLE.write().unwrap_or_else(|e| e.into_inner()) = path;
 }

@@ -8,7 +8,7 @@
 //! | 8 | magic `MULTPROC` |
 //! | 4 | protocol version, little endian ([`PROTOCOL_VERSION`]) |
 //! | 4 | flags (bit 0: reply on the channel: `Started`, then the result, a panic or why not; see [`exit_code`](crate::exit_code)) |
-//! | 8 | build identity (a hash of the crate version and the entry table) |
+//! | 8 | build identity (a hash of the protocol and crate versions, the entry table and the binary's build id; see [`set_executable`](crate::set_executable)) |
 //! | 4 | entry id length (at most [`MAX_ENTRY_LEN`]) |
 //! | 4 | options length (at most [`MAX_OPTIONS_LEN`]) |
 //! | 8 | payload length (at most [`MAX_PAYLOAD_LEN`]) |
@@ -217,8 +217,12 @@ pub(crate) fn find_entry(name: &str) -> Option<&'static EntryDef> {
     entries().find(|e| (e.name)() == name)
 }
 
-/// A hash of the crate version and the entry table: two processes with the
-/// same build identity agree on every entry's name and signature.
+/// The build identity: a hash of the protocol and crate versions, the entry
+/// table (every entry's name and signature) and the link-time identity of
+/// the binary that holds this code (`sys::image_build_id`: the GNU build id
+/// on Linux, the PE time stamp, checksum and size on Windows). See
+/// [`set_executable`](crate::set_executable) for what it does and does not
+/// catch.
 pub(crate) fn build_id() -> u64 {
     static ID: OnceLock<u64> = OnceLock::new();
     *ID.get_or_init(|| {
@@ -231,6 +235,7 @@ pub(crate) fn build_id() -> u64 {
         env!("CARGO_PKG_VERSION").hash(&mut h);
         PROTOCOL_VERSION.hash(&mut h);
         table.hash(&mut h);
+        sys::image_build_id().hash(&mut h);
         h.finish()
     })
 }
@@ -325,7 +330,8 @@ pub(crate) fn decode_header(b: &[u8; HEADER_LEN]) -> Result<Header, Fail> {
         return Err(Fail(
             exit_code::BUILD_MISMATCH,
             format!(
-                "build {build:016x} differs from this worker's {:016x}: the worker executable is not the parent's build",
+                "the worker executable is not the parent's build: its build identity \
+                 (crate version, entry table, binary build id) is {:016x}, the parent's {build:016x}",
                 build_id()
             ),
         ));

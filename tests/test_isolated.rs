@@ -18,7 +18,11 @@ fn exit_with(code: i32) {
 
 fn do_nothing(_: ()) {}
 
-multiproc::entry!(exit_with, do_nothing);
+fn double(x: u32) -> u32 {
+    2 * x
+}
+
+multiproc::entry!(exit_with, do_nothing, double);
 
 fn wait_done(p: &Popen) -> multiproc::ExitStatus {
     p.wait(Some(Duration::from_secs(30)))
@@ -113,5 +117,75 @@ fn set_executable_names_the_worker_host_for_every_spawn() {
         "{err}"
     );
     drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Changes the link-time build identity in the image of a binary, as
+/// another build would have it: Linux flips a byte of the GNU build-id
+/// note; Windows bumps the PE link time stamp.
+#[cfg(any(target_os = "linux", windows))]
+fn rebuild_identity(image: &mut [u8]) {
+    if cfg!(windows) {
+        let pe = u32::from_le_bytes(image[0x3c..0x40].try_into().unwrap()) as usize;
+        assert_eq!(&image[pe..pe + 4], b"PE\0\0");
+        image[pe + 8] = image[pe + 8].wrapping_add(1);
+    } else {
+        let id = multiproc::__private::image_build_id().expect("this binary has a build id");
+        let at = image
+            .windows(id.len())
+            .position(|w| w == id)
+            .expect("the build id is in the file");
+        image[at] ^= 0xff;
+    }
+}
+
+#[cfg(any(target_os = "linux", windows))]
+fn write_executable(path: &std::path::Path, image: &[u8]) {
+    std::fs::write(path, image).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+#[cfg(any(target_os = "linux", windows))]
+#[test]
+fn a_worker_binary_from_another_build_is_refused_with_build_mismatch() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("multiproc-rebuilt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut image = std::fs::read(&exe).unwrap();
+
+    // The same bytes elsewhere: the same build.
+    let same = dir.join(exe.file_name().unwrap());
+    write_executable(&same, &image);
+    let p = multiproc::ProcessBuilder::new()
+        .executable(&same)
+        .spawn(double, 21)
+        .unwrap();
+    assert_eq!(p.join().unwrap(), 42);
+
+    // Same entry table, same crate version, another build id: refused.
+    rebuild_identity(&mut image);
+    let other = dir.join(format!(
+        "rebuilt-{}",
+        exe.file_name().unwrap().to_string_lossy()
+    ));
+    write_executable(&other, &image);
+    let p = multiproc::ProcessBuilder::new()
+        .executable(&other)
+        .stderr(multiproc::Stdio::Null)
+        .spawn(double, 21)
+        .unwrap();
+    let err = p.join().unwrap_err();
+    assert!(err.is_bootstrap_failure(), "{err}");
+    assert_eq!(
+        err.exit_status().and_then(|s| s.code()),
+        Some(multiproc::exit_code::BUILD_MISMATCH),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not the parent's build"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

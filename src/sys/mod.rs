@@ -109,6 +109,9 @@ mod imp;
 
 pub(crate) use imp::*;
 
+mod image;
+pub(crate) use image::image_build_id;
+
 /// How a process ended, as the OS reported it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum RawStatus {
