@@ -1401,6 +1401,18 @@ pub(crate) fn wait_any(
             )),
         };
     }
+    let deadline = deadline::deadline_of(timeout);
+    loop {
+        let ready = wait_any_once(objs, deadline)?;
+        // A wait clamped to 49.7 days may end before the deadline.
+        if !ready.is_empty() || deadline.is_none() || deadline::passed(deadline) {
+            return Ok(ready);
+        }
+    }
+}
+
+/// One wait of [`wait_any`], at most [`ms_until`] `deadline`.
+fn wait_any_once(objs: &[BorrowedRaw<'_>], deadline: Option<Instant>) -> io::Result<Vec<usize>> {
     // Per object: `None` for a waitable object, or the pipe's probe and
     // whether it started (one that could not, on a write-only end or a
     // closed pipe, counts as ready: the caller's read will tell why).
@@ -1421,13 +1433,7 @@ pub(crate) fn wait_any(
         }
     }
     let ready_now = probes.iter().flatten().any(|(_, started)| !started);
-    // At most 49.7 days at once: `connection::wait` waits again until its
-    // deadline.
-    let ms = if ready_now {
-        0
-    } else {
-        ms_until(deadline::deadline_of(timeout))
-    };
+    let ms = if ready_now { 0 } else { ms_until(deadline) };
     let woken = wait_for_any(&handles, ms);
     // Collect every ready object, not just the first, and stop the probes.
     let mut ready = Vec::new();
