@@ -182,3 +182,37 @@ fn arguments_the_worker_cannot_decode_are_a_bootstrap_failure_it_reports() {
     assert!(msg.contains("cannot decode the arguments"), "{msg}");
     assert!(msg.contains("takes_undecodable"), "{msg}");
 }
+
+/// A "worker" that exits with a bootstrap code without reading anything:
+/// it never says its bootstrap is through, so the code is taken as the
+/// bootstrap's.
+#[cfg(unix)]
+#[test]
+fn an_exit_with_a_bootstrap_code_before_the_bootstrap_is_through_is_a_bootstrap_failure() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("multiproc-script-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("exits-203");
+    std::fs::write(&script, "#!/bin/sh\nexit 203\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let spawned = ProcessBuilder::new()
+        .executable(&script)
+        .spawn::<_, _, ()>(exit_with, 0);
+    let err = match spawned {
+        Ok(p) => p.join().unwrap_err(),
+        // It may exit before the bootstrap data is written: then the spawn
+        // reports how it ended.
+        Err(e) => {
+            assert!(e.is_exited_early(), "{e}");
+            e
+        }
+    };
+    assert_eq!(
+        err.exit_status().and_then(|s| s.code()),
+        Some(exit_code::BAD_MAGIC)
+    );
+    if !err.is_exited_early() {
+        assert!(err.is_bootstrap_failure(), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,14 +6,14 @@
 //! per process: no file is opened or hashed.
 //!
 //! - Linux (ELF): the GNU build-id note (`NT_GNU_BUILD_ID`), a hash of the
-//!   linked output that the linker writes with `--build-id` (the default
-//!   of the GCC and Clang that most distributions ship, and of rustc's
-//!   self-contained linking). A module without one gives `None`.
+//!   linked output that the linker writes with `--build-id` (which the GCC
+//!   and Clang drivers of most Linux distributions pass by default, also
+//!   when rustc links through them). A module without one gives `None`.
 //! - Windows (PE): the COFF header's link time stamp, and the optional
 //!   header's checksum and image size ("PE Format" on MSDN). GNU ld and
 //!   MSVC's link both set the time stamp to the time of linking unless told
 //!   not to (`--no-insert-timestamp`, `/Brepro`); the checksum is a sum
-//!   over the file's contents (GNU ld always writes it, link.exe with
+//!   over the file's contents (GNU ld writes it, link.exe with
 //!   `/RELEASE`).
 //! - Elsewhere: `None`.
 
