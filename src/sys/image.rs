@@ -138,14 +138,16 @@ pub(crate) fn image_build_id() -> Option<Vec<u8>> {
     // alike).
     let base = module as *const u8;
     let read_u32 = |offset: usize| {
-        // SAFETY: every offset read is inside the module's headers
-        // (`SizeOfHeaders` bytes from the base, mapped read-only as long
-        // as the module, which holds this code, is loaded); the read is
+        // SAFETY: every offset read is below 4096: inside the first page
+        // of the module's image, its headers, mapped read-only as long as
+        // the module (which holds this code) is loaded; the read is
         // unaligned-safe.
         unsafe { base.add(offset).cast::<u32>().read_unaligned() }
     };
     let nt = read_u32(0x3c) as usize;
-    if nt > 4096 || read_u32(nt) != u32::from_le_bytes(*b"PE\0\0") {
+    // Everything read lies in the first page (the headers' page: at least
+    // 4 KiB), which the offset check keeps us in.
+    if nt > 4096 - (24 + 68) || read_u32(nt) != u32::from_le_bytes(*b"PE\0\0") {
         return None;
     }
     let (stamp, size, checksum) = (
