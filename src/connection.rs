@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::deadline;
+use crate::encode;
 use crate::error::{Error, Kind, Result};
 use crate::popen::{duplicate_for_child, ExitStatus};
 use crate::process::Sentinel;
@@ -202,7 +203,7 @@ impl Connection {
     /// Sends a value (serialized with postcard).
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         let mut frame = vec![0u8; HEADER];
-        postcard::to_io(value, &mut frame).map_err(|source| {
+        encode::append(value, &mut frame).map_err(|source| {
             Error::new(Kind::Encode {
                 entry: "a message".into(),
                 source,
@@ -531,7 +532,7 @@ impl Serialize for Connection {
             .into_iter()
             .map(duplicate_for_child)
             .collect::<Result<Vec<u64>>>()
-            .map_err(serde::ser::Error::custom)?;
+            .map_err(encode::handle_error)?;
         Wire {
             handle: tokens,
             readable: self.readable,

@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::encode::EncodeError;
 use crate::popen::ExitStatus;
 use crate::spawn::PanicReport;
 
@@ -41,10 +42,7 @@ pub(crate) enum Kind {
     #[error("`duplicate_for_child` was called while no child is being spawned on this thread")]
     NotSpawning,
     #[error("cannot serialize the arguments for `{entry}`: {source}")]
-    Encode {
-        entry: String,
-        source: postcard::Error,
-    },
+    Encode { entry: String, source: EncodeError },
     #[error("the peer closed the connection (end of file)")]
     Eof,
     #[error("message of {len} bytes is over this connection's cap of {max} bytes")]
@@ -162,7 +160,11 @@ impl Error {
     /// [`Pool::submit`](crate::Pool::submit), `map` and `imap` alike) —
     /// nothing was started or sent; or in the worker, the result of an
     /// entry or task that ran ([`Error::is_result_encode`] tells that case
-    /// apart).
+    /// apart). The message says why: the one a `Serialize` impl gave to
+    /// `serde::ser::Error::custom`, or, for a handle (a
+    /// [`Connection`](crate::Connection)) that could not be passed to the
+    /// child, the OS error, which [`source`](std::error::Error::source)
+    /// also leads to.
     pub fn is_encode(&self) -> bool {
         matches!(*self.kind, Kind::Encode { .. } | Kind::ResultEncode { .. })
     }

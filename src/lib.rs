@@ -122,6 +122,7 @@
 
 mod connection;
 mod deadline;
+mod encode;
 mod error;
 pub mod exit_code;
 mod pool;

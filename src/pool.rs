@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::connection::{Connection, Pipe};
 use crate::deadline;
+use crate::encode::{self, EncodeError};
 use crate::error::{Error, Kind, Result};
 use crate::popen::{ExitStatus, Popen, PopenBuilder};
 use crate::process::Stdio;
@@ -296,7 +297,7 @@ enum Failure {
     /// The input could not be serialized here.
     Encode {
         entry: &'static str,
-        source: postcard::Error,
+        source: EncodeError,
     },
     Broken(String),
     Terminated,
@@ -955,7 +956,7 @@ impl PoolBuilder {
     {
         let name = std::any::type_name::<F>();
         self.initializer = Some(
-            postcard::to_allocvec(&args)
+            encode::to_vec(&args)
                 .map(|p| (name.to_string(), p))
                 .map_err(|e| format!("cannot serialize the initializer's arguments: {e}")),
         );
@@ -1234,7 +1235,7 @@ impl Pool {
         let mut st = lock(&self.shared.state);
         let job = st.next_id();
         st.jobs.insert(job, JobRec::default());
-        let early = match postcard::to_allocvec(&arg) {
+        let early = match encode::to_vec(&arg) {
             _ if spawn::find_entry(name).is_none() => {
                 Some(Error::new(Kind::UnknownEntry(name.to_string())))
             }
@@ -1654,7 +1655,7 @@ where
                 scratch.clear();
                 // A `Serialize` impl is the caller's code too.
                 let encoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    postcard::to_io(&item, &mut scratch).map(|_| ())
+                    encode::append(&item, &mut scratch)
                 }));
                 match encoded {
                     Ok(Ok(())) => {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::encode;
 use crate::error::{Error, Kind, Result};
 use crate::exit_code;
 use crate::spawn;
@@ -263,7 +264,7 @@ impl PopenBuilder {
             return Err(Error::new(Kind::UnknownEntry(name.to_string())));
         }
         self.spawn_raw(name, &mut |_| {
-            postcard::to_allocvec(args).map_err(|source| {
+            encode::to_vec(args).map_err(|source| {
                 Error::new(Kind::Encode {
                     entry: name.to_string(),
                     source,
@@ -416,7 +417,7 @@ impl PassedHandle {
 
 impl Serialize for PassedHandle {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let token = duplicate_for_child(sys::borrow(&self.0)).map_err(serde::ser::Error::custom)?;
+        let token = duplicate_for_child(sys::borrow(&self.0)).map_err(encode::handle_error)?;
         s.serialize_u64(token)
     }
 }

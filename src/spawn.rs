@@ -154,7 +154,7 @@ where
                 Err(report) => fails.push((i, TaskFail::Panic(report))),
                 Ok(v) => {
                     scratch.clear();
-                    match postcard::to_io(&v, &mut scratch) {
+                    match crate::encode::append(&v, &mut scratch) {
                         Ok(_) => put_frame(out, &scratch),
                         Err(e) => fails.push((i, TaskFail::BadResult(e.to_string()))),
                     }
@@ -210,7 +210,7 @@ where
 {
     let args: A = postcard::from_bytes(input).map_err(|e| RunFail::BadArgs(e.to_string()))?;
     let out = f(args);
-    postcard::to_allocvec(&out).map_err(|e| RunFail::BadResult(e.to_string()))
+    crate::encode::to_vec(&out).map_err(|e| RunFail::BadResult(e.to_string()))
 }
 
 pub(crate) fn find_entry(name: &str) -> Option<&'static EntryDef> {

@@ -1,0 +1,367 @@
+//! Serializing with postcard without losing why it failed.
+//!
+//! postcard turns every error a `Serialize` impl raises into a bare "Serde
+//! Serialization Error": the message given to `serde::ser::Error::custom`
+//! is dropped, and with it the OS error of a handle that could not be
+//! passed to a child. So:
+//!
+//! - a handle that can't be passed ([`handle_error`], used by the
+//!   `Serialize` impls of `Connection` and `PassedHandle`) leaves its full
+//!   error here, on this thread, before it fails the serializer;
+//! - otherwise, when postcard reports a custom error, the value is
+//!   serialized once more into nothing ([`Catch`]), which keeps the
+//!   message. That costs nothing when serialization succeeds; it runs the
+//!   value's `Serialize` impl a second time when it fails.
+
+use std::cell::Cell;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::ser::{self, Serialize};
+
+use crate::error::Error;
+
+thread_local! {
+    /// The error of a handle that could not be passed, from the
+    /// serialization that is running on this thread.
+    static CAUSE: Cell<Option<Error>> = const { Cell::new(None) };
+}
+
+/// Why a value could not be serialized.
+#[derive(Clone, Debug)]
+pub(crate) enum EncodeError {
+    /// postcard's own error (e.g. a sequence of unknown length).
+    Postcard(postcard::Error),
+    /// A `Serialize` impl failed with this message.
+    Custom(String),
+    /// A handle in the value could not be passed to the child.
+    Handle(Arc<Error>),
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::Postcard(e) => fmt::Display::fmt(e, f),
+            EncodeError::Custom(m) => f.write_str(m),
+            EncodeError::Handle(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EncodeError::Postcard(e) => Some(e),
+            EncodeError::Custom(_) => None,
+            // Its message is this one's already: go on with what caused it
+            // (the OS error).
+            EncodeError::Handle(e) => std::error::Error::source(&**e),
+        }
+    }
+}
+
+/// For a `Serialize` impl whose handle could not be passed: keeps `e` for
+/// the encoder on this thread and returns the serializer's error for it.
+pub(crate) fn handle_error<E: ser::Error>(e: Error) -> E {
+    let err = E::custom(&e);
+    CAUSE.with(|c| c.set(Some(e)));
+    err
+}
+
+/// `value`, serialized.
+pub(crate) fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::new();
+    append(value, &mut out)?;
+    Ok(out)
+}
+
+/// Appends `value`, serialized, to `out` (on error, `out` may hold part of
+/// it).
+pub(crate) fn append<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    // A cause left by a serialization that swallowed it is not ours.
+    CAUSE.with(|c| c.take());
+    match postcard::to_io(value, &mut *out) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(explain(value, e)),
+    }
+}
+
+fn explain<T: Serialize + ?Sized>(value: &T, e: postcard::Error) -> EncodeError {
+    if let Some(cause) = CAUSE.with(|c| c.take()) {
+        return EncodeError::Handle(Arc::new(cause));
+    }
+    if !matches!(e, postcard::Error::SerdeSerCustom) {
+        return EncodeError::Postcard(e);
+    }
+    let caught = value.serialize(Catch);
+    if let Some(cause) = CAUSE.with(|c| c.take()) {
+        return EncodeError::Handle(Arc::new(cause));
+    }
+    match caught {
+        Err(Caught(msg)) => EncodeError::Custom(msg),
+        // It failed only for postcard (or not the second time).
+        Ok(()) => EncodeError::Postcard(e),
+    }
+}
+
+/// A serializer that writes nothing and keeps the message of the first
+/// error; like postcard, not human-readable.
+struct Catch;
+
+#[derive(Debug)]
+struct Caught(String);
+
+impl fmt::Display for Caught {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Caught {}
+
+impl ser::Error for Caught {
+    fn custom<M: fmt::Display>(msg: M) -> Self {
+        Caught(msg.to_string())
+    }
+}
+
+type Done = Result<(), Caught>;
+
+impl ser::Serializer for Catch {
+    type Ok = ();
+    type Error = Caught;
+    type SerializeSeq = Catch;
+    type SerializeTuple = Catch;
+    type SerializeTupleStruct = Catch;
+    type SerializeTupleVariant = Catch;
+    type SerializeMap = Catch;
+    type SerializeStruct = Catch;
+    type SerializeStructVariant = Catch;
+
+    fn serialize_bool(self, _: bool) -> Done {
+        Ok(())
+    }
+    fn serialize_i8(self, _: i8) -> Done {
+        Ok(())
+    }
+    fn serialize_i16(self, _: i16) -> Done {
+        Ok(())
+    }
+    fn serialize_i32(self, _: i32) -> Done {
+        Ok(())
+    }
+    fn serialize_i64(self, _: i64) -> Done {
+        Ok(())
+    }
+    fn serialize_i128(self, _: i128) -> Done {
+        Ok(())
+    }
+    fn serialize_u8(self, _: u8) -> Done {
+        Ok(())
+    }
+    fn serialize_u16(self, _: u16) -> Done {
+        Ok(())
+    }
+    fn serialize_u32(self, _: u32) -> Done {
+        Ok(())
+    }
+    fn serialize_u64(self, _: u64) -> Done {
+        Ok(())
+    }
+    fn serialize_u128(self, _: u128) -> Done {
+        Ok(())
+    }
+    fn serialize_f32(self, _: f32) -> Done {
+        Ok(())
+    }
+    fn serialize_f64(self, _: f64) -> Done {
+        Ok(())
+    }
+    fn serialize_char(self, _: char) -> Done {
+        Ok(())
+    }
+    fn serialize_str(self, _: &str) -> Done {
+        Ok(())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Done {
+        Ok(())
+    }
+    fn serialize_none(self) -> Done {
+        Ok(())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Done {
+        v.serialize(Catch)
+    }
+    fn serialize_unit(self) -> Done {
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Done {
+        Ok(())
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Done {
+        Ok(())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Done {
+        v.serialize(Catch)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        v: &T,
+    ) -> Done {
+        v.serialize(Catch)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Catch, Caught> {
+        Ok(Catch)
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Catch, Caught> {
+        Ok(Catch)
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Catch, Caught> {
+        Ok(Catch)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Catch, Caught> {
+        Ok(Catch)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Catch, Caught> {
+        Ok(Catch)
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Catch, Caught> {
+        Ok(Catch)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Catch, Caught> {
+        Ok(Catch)
+    }
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+}
+
+impl ser::SerializeSeq for Catch {
+    type Ok = ();
+    type Error = Caught;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
+        v.serialize(Catch)
+    }
+    fn end(self) -> Done {
+        Ok(())
+    }
+}
+
+impl ser::SerializeTuple for Catch {
+    type Ok = ();
+    type Error = Caught;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
+        v.serialize(Catch)
+    }
+    fn end(self) -> Done {
+        Ok(())
+    }
+}
+
+impl ser::SerializeTupleStruct for Catch {
+    type Ok = ();
+    type Error = Caught;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
+        v.serialize(Catch)
+    }
+    fn end(self) -> Done {
+        Ok(())
+    }
+}
+
+impl ser::SerializeTupleVariant for Catch {
+    type Ok = ();
+    type Error = Caught;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
+        v.serialize(Catch)
+    }
+    fn end(self) -> Done {
+        Ok(())
+    }
+}
+
+impl ser::SerializeMap for Catch {
+    type Ok = ();
+    type Error = Caught;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Done {
+        k.serialize(Catch)
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
+        v.serialize(Catch)
+    }
+    fn end(self) -> Done {
+        Ok(())
+    }
+}
+
+impl ser::SerializeStruct for Catch {
+    type Ok = ();
+    type Error = Caught;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, v: &T) -> Done {
+        v.serialize(Catch)
+    }
+    fn end(self) -> Done {
+        Ok(())
+    }
+}
+
+impl ser::SerializeStructVariant for Catch {
+    type Ok = ();
+    type Error = Caught;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, v: &T) -> Done {
+        v.serialize(Catch)
+    }
+    fn end(self) -> Done {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fails;
+
+    impl Serialize for Fails {
+        fn serialize<S: ser::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(ser::Error::custom("13 cannot be serialized"))
+        }
+    }
+
+    #[test]
+    fn a_custom_message_survives() {
+        let e = to_vec(&(1u8, Some(vec![Fails]))).unwrap_err();
+        assert_eq!(e.to_string(), "13 cannot be serialized");
+    }
+
+    #[test]
+    fn postcards_own_errors_stay_postcards() {
+        struct Unsized;
+        impl Serialize for Unsized {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use ser::SerializeSeq;
+                s.serialize_seq(None)?.end()
+            }
+        }
+        let e = to_vec(&Unsized).unwrap_err();
+        assert!(matches!(e, EncodeError::Postcard(_)), "{e:?}");
+    }
+}
