@@ -95,11 +95,20 @@
 //!   so no zombie stays (daemonic ones included); if the reaper thread
 //!   can't be started (fd or thread limit), that waits for a later drop or
 //!   spawn instead of failing the drop. Dropping a [`Pool`] kills its
-//!   workers and joins its threads.
+//!   workers and joins its threads. A worker dropped right
+//!   after `spawn` still starts: on Windows it takes its end of the
+//!   bootstrap channel out of this process *after* `spawn` returned, so
+//!   this process keeps its copy until the worker has done that or exited,
+//!   and before exiting (a worker process after its entry, a program
+//!   returning from `main`) waits for that, at most 10 s. A Windows program
+//!   that calls `std::process::exit` right after dropping a worker that is
+//!   still starting skips that wait, and the worker may fail to start.
 //! - **Daemons.** A [daemonic](ProcessBuilder::daemon) process is
 //!   terminated when this process exits normally (return from `main`,
 //!   `std::process::exit`), as in Python. A parent killed outright runs no
-//!   exit code at all.
+//!   exit code at all; on Windows, though, daemons live in a kill-on-close
+//!   job object (`std::process::exit` skips exit handlers there), so they
+//!   end with this process however it ends.
 //! - **Parent death.** With [`ProcessBuilder::kill_on_parent_death`] (on
 //!   by default for pool workers) the worker dies with this process however
 //!   it dies: Windows puts it in a job object with `KILL_ON_JOB_CLOSE`

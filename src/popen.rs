@@ -156,6 +156,7 @@ pub fn executable() -> Result<PathBuf> {
 pub struct PopenBuilder {
     executable: Option<PathBuf>,
     kill_on_drop: bool,
+    daemon: bool,
     stdio: [sys::StdioMode; 3],
     flags: u32,
     options: spawn::WorkerOptions,
@@ -235,6 +236,14 @@ impl PopenBuilder {
 
     pub(crate) fn capture(&mut self, which: usize, w: Option<Arc<sys::Channel>>) -> &mut Self {
         self.capture[which] = w.map(CaptureEnd);
+        self
+    }
+
+    /// The worker is daemonic ([`ProcessBuilder::daemon`](crate::ProcessBuilder::daemon)):
+    /// the OS layer makes sure it ends with this process where exit
+    /// handlers don't run.
+    pub(crate) fn daemon(&mut self, yes: bool) -> &mut Self {
+        self.daemon = yes;
         self
     }
 
@@ -324,6 +333,7 @@ impl PopenBuilder {
             args: &args,
             stdio: self.stdio,
             kill_on_parent_death: self.options.die_with_parent,
+            daemon: self.daemon,
             new_group: !spawn::is_worker(),
         };
         let (child, channel) =
@@ -443,6 +453,8 @@ impl<'de> Deserialize<'de> for PassedHandle {
 /// can't be started (the fd or thread limit is reached), the worker is
 /// listed and reaped at a later drop or spawn, which try again; until then
 /// it may stay a zombie once it exits.
+/// A worker dropped right after `spawn` still starts (see the crate docs'
+/// caveats for the one exception on Windows).
 pub struct Popen {
     child: Arc<sys::Child>,
     channel: Option<sys::Channel>,

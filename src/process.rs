@@ -80,8 +80,16 @@ impl ProcessBuilder {
     /// (returns from `main` or calls `std::process::exit`), as in Python.
     /// A parent killed outright runs no exit code: combine with
     /// [`kill_on_parent_death`](ProcessBuilder::kill_on_parent_death) for that.
+    ///
+    /// Windows: `std::process::exit` is `ExitProcess` there, which skips
+    /// the C runtime's exit handlers, so a daemonic worker is instead put in
+    /// a job object with `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE` whose only
+    /// handle this process holds (as with `kill_on_parent_death`): it ends
+    /// however this process ends, killed outright included, which is
+    /// stronger than Python.
     pub fn daemon(&mut self, yes: bool) -> &mut Self {
         self.daemon = yes;
+        self.popen.daemon(yes);
         self
     }
 

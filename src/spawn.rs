@@ -473,6 +473,9 @@ pub fn init() {
         Ok(code) => code,
         Err(f) => fail(f),
     };
+    // Children the entry started and dropped may still be taking their
+    // bootstrap channel out of this process (Windows).
+    sys::before_exit();
     std::process::exit(code)
 }
 

@@ -35,20 +35,61 @@ fn my_name(_: ()) -> String {
     multiproc::current_process_name().to_string()
 }
 
-/// Spawns a grandchild (daemonic and/or dying with us, as asked) that
-/// blocks forever, reports its pid over `report`, then waits for a word on
-/// `report` before returning.
-fn spawn_grandchild((report, daemon, kill_on_parent_death): (Connection, bool, bool)) {
+/// A grandchild: says hello (its pid) over `hello`, then blocks forever.
+fn hello_then_block(hello: Connection) {
+    hello.send(&std::process::id()).expect("say hello");
+    drop(hello);
+    block_forever(())
+}
+
+/// How [`spawn_grandchild`] ends once it gets the word.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug)]
+enum Ending {
+    /// Return from the entry.
+    Return,
+    /// `std::process::exit(0)` inside the entry.
+    Exit,
+}
+
+/// What [`spawn_grandchild`] does: the grandchild's flags and how to end.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug)]
+struct Grandchild {
+    daemon: bool,
+    kill_on_parent_death: bool,
+    ending: Ending,
+}
+
+/// Spawns a grandchild (daemonic and/or dying with us, as asked) that says
+/// hello over `hello` and blocks forever, drops its handle at once (the
+/// grandchild must start all the same), reports its pid over `report`,
+/// then waits for a word on `report` before it ends as asked.
+fn spawn_grandchild((report, hello, how): (Connection, Connection, Grandchild)) {
     let g = ProcessBuilder::new()
-        .daemon(daemon)
-        .kill_on_parent_death(kill_on_parent_death)
-        .spawn(block_forever, ())
+        .daemon(how.daemon)
+        .kill_on_parent_death(how.kill_on_parent_death)
+        .spawn(hello_then_block, hello)
         .expect("spawn grandchild");
-    report.send(&g.pid()).expect("report pid");
-    let _go: u8 = report.recv().expect("wait for go");
-    // Dropping the handle neither kills nor forgets the grandchild: a
-    // daemon stays registered until this process exits.
+    let pid = g.pid();
+    // Dropping the handle neither kills nor forgets the grandchild, nor
+    // keeps it from starting: a daemon stays registered until this process
+    // exits.
     drop(g);
+    report.send(&pid).expect("report pid");
+    let _go: u8 = report.recv().expect("wait for go");
+    match how.ending {
+        Ending::Return => {}
+        Ending::Exit => std::process::exit(0),
+    }
+}
+
+/// Sends a greeting over `conn` and returns.
+fn send_hello(conn: Connection) {
+    conn.send("hello from the child").expect("send hello");
+}
+
+/// Starts a child that greets over `conn`, drops it and returns at once.
+fn spawn_hello_and_return(conn: Connection) {
+    drop(Process::<()>::spawn(send_hello, conn).expect("spawn"));
 }
 
 fn talk(n: u32) -> u32 {
@@ -90,7 +131,10 @@ multiproc::entry!(
     panics,
     aborts,
     my_name,
-    spawn_grandchild
+    spawn_grandchild,
+    hello_then_block,
+    send_hello,
+    spawn_hello_and_return
 );
 
 const LONG: Duration = Duration::from_secs(30);
@@ -277,36 +321,146 @@ fn names_default_and_custom_are_seen_by_the_child() {
 }
 
 #[cfg(any(target_os = "linux", windows))]
-/// Spawns an intermediate worker that starts a grandchild with the given
-/// flags and reports its pid; returns (intermediate, its connection, pid).
-fn intermediate(daemon: bool, kill_on_parent_death: bool) -> (Process<()>, Connection, u32) {
+/// Spawns an intermediate worker that starts a grandchild as `how` says
+/// and reports its pid; checks that the grandchild ran (it said hello with
+/// that pid) and returns (intermediate, its connection, pid).
+fn intermediate(how: Grandchild) -> (Process<()>, Connection, u32) {
     use multiproc::Pipe;
     let (mine, theirs) = Pipe::duplex().unwrap();
+    let (hello_r, hello_w) = Pipe::simplex().unwrap();
     let p = ProcessBuilder::new()
-        .spawn(spawn_grandchild, (theirs, daemon, kill_on_parent_death))
+        .spawn(spawn_grandchild, (theirs, hello_w, how))
         .unwrap();
     let pid: u32 = mine.recv().unwrap();
+    let hello: u32 = hello_r
+        .recv()
+        .expect("the grandchild never said hello: it did not start");
+    assert_eq!(hello, pid);
     (p, mine, pid)
 }
 
 #[cfg(any(target_os = "linux", windows))]
-#[test]
-fn daemon_children_are_gone_after_the_parent_returns() {
-    let (p, conn, grandchild) = intermediate(true, false);
+/// Starts a daemonic grandchild through an intermediate worker that then
+/// ends as `ending` says; the grandchild must be gone afterwards.
+fn daemon_grandchild_dies_with_its_parent(ending: Ending) {
+    let (mut p, conn, grandchild) = intermediate(Grandchild {
+        daemon: true,
+        kill_on_parent_death: false,
+        ending,
+    });
     let watch = multiproc::__private::watch_pid(grandchild).unwrap();
     assert!(!watch.wait(Duration::ZERO).unwrap());
     conn.send(&1u8).unwrap();
-    p.join().unwrap();
+    match ending {
+        Ending::Return => p.join_timeout(LONG).unwrap().expect("returned"),
+        Ending::Exit => {
+            let err = p.join_timeout(LONG).unwrap_err();
+            assert!(err.is_no_result(), "{err}");
+        }
+    }
+    assert_eq!(p.exitcode(), Some(0));
     assert!(
         watch.wait(LONG).unwrap(),
-        "daemon grandchild {grandchild} still running"
+        "daemon grandchild {grandchild} still running after its parent ended ({ending:?})"
     );
 }
 
 #[cfg(any(target_os = "linux", windows))]
 #[test]
+fn daemon_children_are_gone_after_the_parent_returns() {
+    daemon_grandchild_dies_with_its_parent(Ending::Return);
+}
+
+#[cfg(any(target_os = "linux", windows))]
+#[test]
+fn daemon_children_are_gone_after_the_parent_calls_exit() {
+    // Issue 9 item 6: on Windows `std::process::exit` is `ExitProcess`,
+    // which skips the C runtime's atexit handlers.
+    daemon_grandchild_dies_with_its_parent(Ending::Exit);
+}
+
+/// The environment variable that makes [`daemon_main_helper`] act: how the
+/// helper's `main` ends (`return` or `exit`).
+#[cfg(any(target_os = "linux", windows))]
+const DAEMON_MAIN_ENV: &str = "MULTIPROC_TEST_DAEMON_MAIN";
+
+/// Not a test by itself: run by [`daemon_children_are_gone_after_main_ends`]
+/// in a fresh copy of this test binary (a plain program, not a worker).
+/// Starts a daemonic grandchild, waits for its hello, prints its pid, waits
+/// for a line on stdin, then lets `main` return (the test harness returns
+/// from `main` when every test passed) or calls `std::process::exit(0)`.
+#[cfg(any(target_os = "linux", windows))]
+#[test]
+fn daemon_main_helper() {
+    let Ok(mode) = std::env::var(DAEMON_MAIN_ENV) else {
+        return;
+    };
+    let (hello_r, hello_w) = multiproc::Pipe::simplex().unwrap();
+    // No stdio: a grandchild that survived would otherwise keep the test's
+    // pipe on our stdout open.
+    let g = ProcessBuilder::new()
+        .daemon(true)
+        .stdio(multiproc::Stdio::Null)
+        .spawn(hello_then_block, hello_w)
+        .unwrap();
+    let pid = g.pid();
+    drop(g);
+    let hello: u32 = hello_r.recv().unwrap();
+    assert_eq!(hello, pid);
+    println!("grandchild {pid}");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    if mode == "exit" {
+        std::process::exit(0);
+    }
+}
+
+#[cfg(any(target_os = "linux", windows))]
+#[test]
+fn daemon_children_are_gone_after_main_ends() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    for mode in ["return", "exit"] {
+        let mut helper = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "daemon_main_helper", "--nocapture"])
+            .env(DAEMON_MAIN_ENV, mode)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = helper.stdin.take().unwrap();
+        let stdout = BufReader::new(helper.stdout.take().unwrap());
+        let mut pid = None;
+        let mut lines = stdout.lines();
+        for line in lines.by_ref() {
+            if let Some(p) = line.unwrap().strip_prefix("grandchild ") {
+                pid = Some(p.trim().parse::<u32>().unwrap());
+                break;
+            }
+        }
+        let grandchild = pid.expect("the helper printed no grandchild pid");
+        let watch = multiproc::__private::watch_pid(grandchild).unwrap();
+        assert!(!watch.wait(Duration::ZERO).unwrap());
+        stdin.write_all(b"go\n").unwrap();
+        drop(stdin);
+        let status = helper.wait().unwrap();
+        assert!(
+            watch.wait(LONG).unwrap(),
+            "daemon grandchild {grandchild} still running after main ended ({mode})"
+        );
+        let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+        assert!(status.success(), "helper ({mode}): {status}; {rest:?}");
+    }
+}
+
+#[cfg(any(target_os = "linux", windows))]
+#[test]
 fn kill_on_parent_death_children_die_when_the_parent_is_killed() {
-    let (p, _conn, grandchild) = intermediate(false, true);
+    let (p, _conn, grandchild) = intermediate(Grandchild {
+        daemon: false,
+        kill_on_parent_death: true,
+        ending: Ending::Return,
+    });
     let watch = multiproc::__private::watch_pid(grandchild).unwrap();
     p.kill().unwrap();
     assert!(p.join().unwrap_err().is_terminated());
@@ -319,7 +473,11 @@ fn kill_on_parent_death_children_die_when_the_parent_is_killed() {
 #[cfg(any(target_os = "linux", windows))]
 #[test]
 fn kill_tree_leaves_no_grandchild() {
-    let (p, _conn, grandchild) = intermediate(false, false);
+    let (p, _conn, grandchild) = intermediate(Grandchild {
+        daemon: false,
+        kill_on_parent_death: false,
+        ending: Ending::Return,
+    });
     let watch = multiproc::__private::watch_pid(grandchild).unwrap();
     p.kill_tree().unwrap();
     assert!(p.join().unwrap_err().is_terminated());
@@ -327,6 +485,45 @@ fn kill_tree_leaves_no_grandchild() {
         watch.wait(LONG).unwrap(),
         "grandchild {grandchild} survived kill_tree"
     );
+}
+
+#[test]
+fn a_process_dropped_right_after_spawn_still_runs() {
+    // Issue 9 item 2: on Windows the child takes its end of the bootstrap
+    // pipe out of the parent after `spawn` returned; dropping must not pull
+    // it away first. The parent's copy of the passed Connection is gone
+    // too: the child's own copy carries the message.
+    let (mine, theirs) = multiproc::Pipe::simplex().unwrap();
+    drop(Process::<()>::spawn(send_hello, theirs).unwrap());
+    let got: String = mine
+        .recv()
+        .expect("no hello: the dropped child did not start");
+    assert_eq!(got, "hello from the child");
+}
+
+#[test]
+fn a_worker_that_returns_right_after_spawning_still_starts_its_child() {
+    // Issue 9 item 2, one level down: the worker exits right after the
+    // spawn, which closes its copy of the grandchild's bootstrap pipe end
+    // unless it waits for the grandchild to take it first.
+    let (mine, theirs) = multiproc::Pipe::simplex().unwrap();
+    Process::<()>::spawn(spawn_hello_and_return, theirs)
+        .unwrap()
+        .join()
+        .unwrap();
+    let got: String = mine.recv().expect("no hello: the grandchild did not start");
+    assert_eq!(got, "hello from the child");
+}
+
+#[test]
+fn a_popen_dropped_right_after_spawn_still_runs() {
+    let (mine, theirs) = multiproc::Pipe::simplex().unwrap();
+    drop(multiproc::Popen::spawn(send_hello, &theirs).unwrap());
+    drop(theirs);
+    let got: String = mine
+        .recv()
+        .expect("no hello: the dropped child did not start");
+    assert_eq!(got, "hello from the child");
 }
 
 #[test]

@@ -90,8 +90,13 @@
 //! // The command line, also in a constructor before `main` (musl).
 //! pub(crate) fn args_os() -> Vec<OsString>;
 //! // Releases what is kept only until it is no longer needed (Windows:
-//! // kill-on-close jobs of dropped children whose processes all exited).
+//! // kill-on-close jobs of dropped children whose processes all exited,
+//! // bootstrap pipe ends of dropped children that took theirs or exited).
 //! pub(crate) fn settle() -> usize;  // how many are still kept
+//! // Called before a worker exits: waits (bounded) until children dropped
+//! // while still starting have taken their end of the bootstrap channel
+//! // (Windows); nothing on Unix.
+//! pub(crate) fn before_exit();      (Unix: in mod.rs)
 //! pub(crate) fn open_handle_count() -> io::Result<usize>;
 //! // fds >= 3 (Unix) / pipe handles other than the std handles (Windows)
 //! pub(crate) fn open_ipc_handles() -> io::Result<Vec<u64>>;
@@ -162,6 +167,15 @@ pub(crate) struct SpawnRequest<'a> {
     /// (Windows: a job object with KILL_ON_JOB_CLOSE; Linux: spawned from a
     /// thread that lives as long as the process, for PR_SET_PDEATHSIG).
     pub kill_on_parent_death: bool,
+    /// The child is daemonic: it must not outlive this process's normal
+    /// exit. Unix: nothing to do here (`std::process::exit` runs the C
+    /// runtime's exit handlers, where the layer above terminates daemons).
+    /// Windows: `std::process::exit` is `ExitProcess`, which skips them, so
+    /// the child gets a job with KILL_ON_JOB_CLOSE as for
+    /// `kill_on_parent_death` (which also ends it when this process is
+    /// killed).
+    #[cfg_attr(unix, allow(dead_code))]
+    pub daemon: bool,
     /// Unix: start a new process group led by the child (for `kill_tree`).
     /// False inside a worker, so that a top-level `kill_tree` reaches
     /// nested workers too.
@@ -181,7 +195,9 @@ pub(crate) fn borrow(h: &OwnedRaw) -> BorrowedRaw<'_> {
 }
 
 /// Runs `f` when the process exits normally (C `atexit`: after `main`
-/// returns or at `std::process::exit`; not when killed).
+/// returns; at `std::process::exit` on Unix, where it calls the C
+/// runtime's `exit`, but not on Windows, where it calls `ExitProcess`; not
+/// when killed).
 pub(crate) fn at_exit(f: extern "C" fn()) -> std::io::Result<()> {
     // SAFETY: `f` is a plain function without captured state; the C runtime
     // calls it once at exit.
@@ -251,6 +267,11 @@ pub(crate) fn worker_nulls(stdio: [StdioMode; 3]) -> [bool; 3] {
     }
     stdio.map(|m| m == StdioMode::Null)
 }
+
+/// Before this process exits: nothing to wait for on Unix (the child's end
+/// of the bootstrap channel is in the child from the start).
+#[cfg(unix)]
+pub(crate) fn before_exit() {}
 
 #[cfg(windows)]
 impl Channel {

@@ -22,6 +22,18 @@
 //!   fails. Every operation that may wait for the child therefore waits on
 //!   the child's process handle too: [`Channel::send_bootstrap`] and
 //!   [`Channel::read_timeout`] with a `child`.
+//!   A [`Child`] dropped before its process took its end hands the copy to
+//!   a process-wide list ([`KEPT_PEERS`]) instead of closing it, else the
+//!   child could never start; the child tells us when it has its own copy
+//!   by setting an event it duplicates out of the parent as well (the
+//!   command line carries both handle values), or it exits. Before a worker
+//!   exits, [`before_exit`] waits for those children. Handles passed with
+//!   [`HandleTransfer`] have no such problem: the parent duplicates them
+//!   into the child itself, so the child's copy exists before `spawn`
+//!   returns.
+//! * **Daemonic children get a kill-on-close job** (below), since
+//!   `std::process::exit` is `ExitProcess`, which skips the C runtime's
+//!   atexit handlers where the layer above terminates daemons on Unix.
 //! * **Channels are named pipes, not `CreatePipe`,** because only named
 //!   pipes support overlapped I/O ("Anonymous Pipe Operations" on MSDN:
 //!   asynchronous read and write operations are not supported by anonymous
@@ -58,7 +70,7 @@ use std::os::windows::io::{
 };
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use windows_sys::core::BOOL;
@@ -222,6 +234,29 @@ fn token_to_handle(token: u64) -> io::Result<HANDLE> {
     }
     // The check above bounds `token` to 32 bits, which fit in `usize`.
     Ok(token as usize as HANDLE)
+}
+
+/// The bootstrap token's handle field: the value of the child's end of the
+/// pipe in the low 32 bits, that of the [`Peer::ack`] event in the high 32
+/// bits. Handle values are 32-bit significant (see [`token_to_handle`]),
+/// so both fit; a value that does not is refused rather than cut.
+fn pack_boot_handles(pipe: HANDLE, ack: HANDLE) -> io::Result<u64> {
+    let (pipe, ack) = (handle_to_token(pipe), handle_to_token(ack));
+    if pipe > u64::from(u32::MAX) || ack > u64::from(u32::MAX) {
+        return Err(io::Error::other("a handle value does not fit in 32 bits"));
+    }
+    Ok(pipe | ack << 32)
+}
+
+/// The other way round: the pipe's handle value and the ack event's, if
+/// any (high bits 0: none, as on a hand-written command line).
+fn unpack_boot_handles(token: u64) -> io::Result<(HANDLE, Option<HANDLE>)> {
+    let pipe = token_to_handle(token & u64::from(u32::MAX))?;
+    let ack = match token >> 32 {
+        0 => None,
+        v => Some(token_to_handle(v)?),
+    };
+    Ok((pipe, ack))
 }
 
 /// A new manual-reset event, not signaled.
@@ -696,10 +731,12 @@ fn wait_for_group(handles: &[HANDLE], timeout_ms: u32) -> io::Result<Option<usiz
 /// closed (they are owned from the moment they exist) and a child already
 /// created is terminated and waited for.
 pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
+    prune_kept_peers();
     let (server, client) = named_pipe(PIPE_ACCESS_DUPLEX, GENERIC_READ | GENERIC_WRITE, 0)?;
+    let ack = new_event()?;
     let token = BootToken {
         parent_pid: std::process::id(),
-        handle: handle_to_token(client.as_raw_handle()),
+        handle: pack_boot_handles(client.as_raw_handle(), ack.as_raw_handle())?,
     };
     let args = (req.args)(token);
     let app = to_wide(req.exe.as_os_str())?;
@@ -713,7 +750,13 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
     // not deleted or overwritten).
     let _ = req.running_image;
     let (process, thread, pid) = create_process(&app, &mut cmd, creation_flags(req.stdio))?;
-    let job = match contain(&process, &thread, req.kill_on_parent_death) {
+    // A daemonic child must not outlive our normal exit, which on Windows
+    // is `ExitProcess` (Rust's `std::process::exit`): that skips the C
+    // runtime's atexit handlers, so the hook that terminates daemons does
+    // not run. A kill-on-close job, whose only handle we hold, does it
+    // whatever way we exit.
+    let kill_on_close = req.kill_on_parent_death || req.daemon;
+    let job = match contain(&process, &thread, kill_on_close) {
         Ok(job) => job,
         Err(err) => {
             // Still suspended: it has run no code of its own.
@@ -723,10 +766,10 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
     };
     drop(thread);
     let child = Child {
-        process,
+        process: Arc::new(process),
         pid,
         job,
-        bootstrap_peer: Mutex::new(Some(client)),
+        bootstrap_peer: Mutex::new(Some(Peer { pipe: client, ack })),
         status: OnceLock::new(),
     };
     Ok((child, Channel { pipe: server }))
@@ -940,13 +983,19 @@ impl Job {
 static KEPT_JOBS: Mutex<Vec<Job>> = Mutex::new(Vec::new());
 
 /// Closes the kept jobs that have emptied since (they are otherwise
-/// pruned at the next drop of a `Child`). Wine updates a job's process
-/// count a moment after the process exits, so a job can be kept although
-/// its only process was already reaped. Returns how many are still kept.
+/// pruned at the next drop of a `Child`), and the kept bootstrap peers
+/// ([`KEPT_PEERS`]) whose children took them or exited. Wine updates a
+/// job's process count a moment after the process exits, so a job can be
+/// kept although its only process was already reaped. Returns how many
+/// are still kept.
 pub(crate) fn settle() -> usize {
     let mut kept = KEPT_JOBS.lock().unwrap_or_else(PoisonError::into_inner);
     kept.retain(Job::has_processes);
-    kept.len()
+    let jobs = kept.len();
+    drop(kept);
+    let mut peers = KEPT_PEERS.lock().unwrap_or_else(PoisonError::into_inner);
+    peers.retain(|k| !k.done());
+    jobs + peers.len()
 }
 
 // ---------------------------------------------------------------------------
@@ -961,13 +1010,20 @@ pub(crate) fn settle() -> usize {
 ///
 /// # Drop
 ///
-/// Dropping it closes those handles; the process keeps running. A job with
-/// `KILL_ON_JOB_CLOSE` still holding processes is kept open until it is
-/// empty or this process exits ([`KEPT_JOBS`]), so that dropping does not
-/// kill while parent death still does.
+/// Dropping it closes those handles; the process keeps running. Two are
+/// handed over instead of closed, so that dropping neither kills nor keeps
+/// the child from starting:
+/// - a job with `KILL_ON_JOB_CLOSE` still holding processes is kept open
+///   until it is empty or this process exits ([`KEPT_JOBS`]), so that
+///   dropping does not kill while parent death still does;
+/// - the bootstrap peer, if the child has not taken its end yet (right
+///   after [`spawn`] returned it is usually still starting), is kept until
+///   it has or has exited ([`KEPT_PEERS`]). Closed now, the child would
+///   find nothing to duplicate and could never start.
 pub(crate) struct Child {
-    /// The process handle from `CreateProcessW` (all access).
-    process: OwnedHandle,
+    /// The process handle from `CreateProcessW` (all access); shared with
+    /// [`KEPT_PEERS`] once the `Child` is dropped.
+    process: Arc<OwnedHandle>,
     /// The process id, for display and the child's command line only.
     pid: u32,
     /// The child's job object, if it could join one.
@@ -975,9 +1031,94 @@ pub(crate) struct Child {
     /// The parent's copy of the child's end of the bootstrap pipe: the value
     /// the child duplicates out of us, so it must stay open until the child
     /// has done that or is gone (module docs).
-    bootstrap_peer: Mutex<Option<OwnedHandle>>,
+    bootstrap_peer: Mutex<Option<Peer>>,
     /// The exit status, once the OS has confirmed the exit.
     status: OnceLock<RawStatus>,
+}
+
+/// The parent's side of the child taking its end of the bootstrap pipe.
+struct Peer {
+    /// The parent's copy of the child's end: the handle value the child's
+    /// command line names and the child duplicates out of this process.
+    /// Only held, never used: its point is to stay open.
+    #[allow(dead_code, reason = "held open for the child to duplicate")]
+    pipe: OwnedHandle,
+    /// A manual-reset event the child duplicates out of this process too
+    /// and sets once it has its own copy of `pipe` ([`open_bootstrap`]):
+    /// from then on ours is no longer needed.
+    ack: OwnedHandle,
+}
+
+/// The bootstrap peer of a dropped [`Child`] that had not yet taken it,
+/// with the child's process handle.
+struct KeptPeer {
+    /// Signaled once the child has exited.
+    process: Arc<OwnedHandle>,
+    /// What the child has not taken yet.
+    peer: Peer,
+}
+
+impl KeptPeer {
+    /// Whether it can go: the child took its end (set the ack) or exited.
+    fn done(&self) -> bool {
+        is_signaled(self.peer.ack.as_raw_handle()) || is_signaled(self.process.as_raw_handle())
+    }
+}
+
+/// Bootstrap peers of children dropped before they took them (issue 9:
+/// `drop(Process::spawn(..))` must still run the child). Kept until the
+/// child has taken its end or exited: checked at every spawn, every drop
+/// of a `Child` and [`settle`], and waited for before this process exits
+/// ([`before_exit`]). One list for the process, no thread: each entry costs
+/// two handles (the process handle is shared with nothing else by then).
+static KEPT_PEERS: Mutex<Vec<KeptPeer>> = Mutex::new(Vec::new());
+
+/// The longest [`before_exit`] waits, in all, for children still starting.
+const EXIT_GRACE: Duration = Duration::from_secs(10);
+
+/// Hands `k` to [`KEPT_PEERS`], or closes it at once if it is already done;
+/// prunes the list on the way.
+fn keep_peer(k: KeptPeer) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    let mut kept = KEPT_PEERS.lock().unwrap_or_else(PoisonError::into_inner);
+    kept.retain(|k| !k.done());
+    if !k.done() {
+        kept.push(k);
+        drop(kept);
+        // Returning from `main` runs the C runtime's exit handlers (not so
+        // `std::process::exit`: see [`before_exit`]).
+        HOOK.call_once(|| {
+            let _ = super::at_exit(before_exit_hook);
+        });
+    }
+}
+
+/// Closes the kept peers whose children took them or exited.
+fn prune_kept_peers() {
+    let mut kept = KEPT_PEERS.lock().unwrap_or_else(PoisonError::into_inner);
+    kept.retain(|k| !k.done());
+}
+
+/// Before this process exits: waits until every child dropped before it
+/// took its end of the bootstrap pipe has taken it or exited, at most
+/// [`EXIT_GRACE`] in all. Exiting closes our copy, and a child that had not
+/// taken it by then could never start (a worker that spawns a grandchild
+/// and returns at once). Called by a worker before it exits, and by an
+/// atexit hook when `main` returns; a program that calls
+/// `std::process::exit` (`ExitProcess`, which skips atexit handlers) right
+/// after dropping a child that is still starting may lose it.
+pub(crate) fn before_exit() {
+    let kept = std::mem::take(&mut *KEPT_PEERS.lock().unwrap_or_else(PoisonError::into_inner));
+    let deadline = Some(Instant::now() + EXIT_GRACE);
+    for k in &kept {
+        let handles = [k.peer.ack.as_raw_handle(), k.process.as_raw_handle()];
+        let _ = wait_for_any(&handles, ms_until(deadline));
+    }
+}
+
+/// [`before_exit`] as a C runtime exit handler.
+extern "C" fn before_exit_hook() {
+    before_exit();
 }
 
 impl Child {
@@ -1098,6 +1239,17 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
+        let peer = self
+            .bootstrap_peer
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(peer) = peer {
+            keep_peer(KeptPeer {
+                process: Arc::clone(&self.process),
+                peer,
+            });
+        }
         let Some(job) = self.job.take() else { return };
         if job.kill_on_close && job.has_processes() {
             let mut kept = KEPT_JOBS.lock().unwrap_or_else(PoisonError::into_inner);
@@ -1476,13 +1628,17 @@ pub(crate) fn watch_process(pid: u32) -> io::Result<OwnedRaw> {
 /// Opens the parent with `PROCESS_DUP_HANDLE | SYNCHRONIZE` and duplicates
 /// the handle out of it with the same access, leaving the parent's copy in
 /// place (no `DUPLICATE_CLOSE_SOURCE`; module docs). The parent's process
-/// handle is kept: it can serve as the child's parent-death sentinel.
+/// handle is kept: it can serve as the child's parent-death sentinel. The
+/// parent's ack event is duplicated too; [`ChildChannel::recv_header`]
+/// sets it once the header came through our copy, so that the parent can
+/// close its own (`KEPT_PEERS`).
 ///
 /// If the parent died before this and its pid was reused, we open a stranger:
 /// the duplication then fails or yields some unrelated handle, and the
-/// bootstrap header's checks reject what it reads.
+/// bootstrap header's checks reject what it reads. (The "ack" would then
+/// be set only if a whole header came through that handle.)
 pub(crate) fn open_bootstrap(t: BootToken) -> io::Result<ChildChannel> {
-    let source = token_to_handle(t.handle)?;
+    let (source, ack) = unpack_boot_handles(t.handle)?;
     // SAFETY: plain call; the result is checked by `owned_or_null`.
     let raw = unsafe {
         OpenProcess(
@@ -1493,17 +1649,30 @@ pub(crate) fn open_bootstrap(t: BootToken) -> io::Result<ChildChannel> {
     };
     // SAFETY: fresh return value of `OpenProcess`, owned by nobody else.
     let parent = unsafe { owned_or_null(raw) }?;
+    let pipe = duplicate_from(&parent, source)?;
+    let ack = ack.map(|ack| duplicate_from(&parent, ack)).transpose()?;
+    Ok(ChildChannel {
+        pipe,
+        parent,
+        ack,
+        taken: HashSet::new(),
+    })
+}
+
+/// Duplicates the handle whose value in `source` (a process handle with
+/// `PROCESS_DUP_HANDLE`) is `h` into this process, with the same access.
+fn duplicate_from(source: &OwnedHandle, h: HANDLE) -> io::Result<OwnedHandle> {
     // SAFETY: plain call; returns the pseudo handle of this process, which
     // needs no closing.
     let me = unsafe { GetCurrentProcess() };
     let mut out: HANDLE = ptr::null_mut();
-    // SAFETY: `parent` is open with PROCESS_DUP_HANDLE; `source` is only a
-    // value in the parent's table, which the OS checks there; `out` is a
-    // valid place for the result.
+    // SAFETY: `source` is open with PROCESS_DUP_HANDLE; `h` is only a value
+    // in its table, which the OS checks there; `out` is a valid place for
+    // the result.
     let ok = unsafe {
         DuplicateHandle(
-            parent.as_raw_handle(),
-            source,
+            source.as_raw_handle(),
+            h,
             me,
             &mut out,
             0,
@@ -1513,12 +1682,7 @@ pub(crate) fn open_bootstrap(t: BootToken) -> io::Result<ChildChannel> {
     };
     cvt(ok)?;
     // SAFETY: on success `out` is a new handle in this process, ours alone.
-    let pipe = unsafe { OwnedHandle::from_raw_handle(out) };
-    Ok(ChildChannel {
-        pipe,
-        parent,
-        taken: HashSet::new(),
-    })
+    Ok(unsafe { OwnedHandle::from_raw_handle(out) })
 }
 
 /// Child side, after the bootstrap: nothing to do on Windows. Dying with the
@@ -1540,6 +1704,8 @@ pub(crate) struct ChildChannel {
     /// The parent process (`PROCESS_DUP_HANDLE | SYNCHRONIZE`); signaled
     /// when the parent exits.
     parent: OwnedHandle,
+    /// The parent's ack event ([`Peer::ack`]), until it is set.
+    ack: Option<OwnedHandle>,
     /// Tokens already turned into handles by `take_handle`.
     taken: HashSet<u64>,
 }
@@ -1569,6 +1735,13 @@ impl ChildChannel {
                 }
                 n => filled += n,
             }
+        }
+        if let Some(ack) = self.ack.take() {
+            // Our copy works: the parent may close its own. If this fails,
+            // the parent keeps it until we exit, which costs nothing more.
+            // SAFETY: `ack` is open, a copy of the parent's event with its
+            // access (EVENT_ALL_ACCESS, which includes EVENT_MODIFY_STATE).
+            unsafe { SetEvent(ack.as_raw_handle()) };
         }
         Ok(())
     }
@@ -1640,7 +1813,11 @@ impl ChildChannel {
         if self.taken.contains(&token) {
             return Err(invalid("was already taken"));
         }
-        if raw == self.pipe.as_raw_handle() || raw == self.parent.as_raw_handle() {
+        let ack = self.ack.as_ref().map(AsRawHandle::as_raw_handle);
+        if raw == self.pipe.as_raw_handle()
+            || raw == self.parent.as_raw_handle()
+            || Some(raw) == ack
+        {
             return Err(invalid("names a handle of the bootstrap channel"));
         }
         let mut flags = 0u32;
