@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -27,7 +27,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::deadline;
 use crate::encode;
 use crate::error::{Error, Kind, Result};
-use crate::popen::{duplicate_for_child, ExitStatus};
+use crate::popen::{duplicate_for_child, ExitStatus, Popen};
 use crate::process::Sentinel;
 use crate::spawn;
 use crate::sys;
@@ -146,6 +146,9 @@ pub struct Connection {
     max_len: AtomicU64,
     rx: Mutex<Rx>,
     tx: Mutex<()>,
+    /// The process at the other end, when reads must also end once it
+    /// exited (see [`watch_peer`](Connection::watch_peer)).
+    peer: OnceLock<Arc<sys::Child>>,
 }
 
 impl fmt::Debug for Connection {
@@ -176,6 +179,28 @@ impl Connection {
                 poisoned: None,
             }),
             tx: Mutex::new(()),
+            peer: OnceLock::new(),
+        }
+    }
+
+    /// From now on, a blocking receive on this end also ends, as end of
+    /// file (or a frame cut off), once `peer` has exited and nothing it
+    /// wrote is left — even while other processes hold the other end open
+    /// (children `peer` started, which inherited or were passed it). The
+    /// pool watches each worker this way, as `Process::join` does. Set
+    /// once; later calls are ignored.
+    pub(crate) fn watch_peer(&self, peer: &Popen) {
+        let _ = self.peer.set(Arc::clone(peer.child_arc()));
+    }
+
+    /// Blocks until there is data, then appends at most `max` bytes of it
+    /// (from the bulk lane with `bulk`); 0 at end of file, or once the
+    /// watched peer exited with nothing left.
+    fn read_more(&self, bulk: bool, v: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+        match (self.peer.get(), bulk) {
+            (Some(peer), _) => self.chan.read_append_watch(bulk, v, max, peer),
+            (None, false) => self.chan.read_append(v, max),
+            (None, true) => self.chan.read_bulk_append(v, max),
         }
     }
 
@@ -295,7 +320,7 @@ impl Connection {
             // Grow with the bytes that arrive (doubling), never past the
             // frame, and never read into the next frame.
             let step = (len - msg.len()).min(msg.len().max(CHUNK * 16));
-            match self.chan.read_append(&mut msg, step) {
+            match self.read_more(false, &mut msg, step) {
                 Ok(0) => return Err(self.eof(&mut rx)),
                 Ok(_) => {}
                 Err(e) => return Err(Error::io("cannot receive", e)),
@@ -422,7 +447,7 @@ impl Connection {
         let mut msg = Vec::with_capacity(len.min(64 << 20));
         while msg.len() < len {
             let step = (len - msg.len()).min(msg.len().max(CHUNK * 16));
-            match self.chan.read_bulk_append(&mut msg, step) {
+            match self.read_more(true, &mut msg, step) {
                 Ok(0) => {
                     let why = "the peer closed the connection in the middle of a message";
                     rx.poisoned = Some(why.into());
@@ -454,8 +479,7 @@ impl Connection {
         let max = if self.read_ahead { CHUNK } else { want };
         // One read(2), into unfilled spare capacity.
         let got = self
-            .chan
-            .read_append(&mut rx.buf, max)
+            .read_more(false, &mut rx.buf, max)
             .map_err(|e| Error::io("cannot receive", e))?;
         if got == 0 {
             return Err(self.eof(rx));

@@ -371,10 +371,11 @@ pub mod __private {
         crate::sys::settle()
     }
 
-    /// In a pool worker, while it runs a task: writes `bytes` to the
-    /// parent unframed, as a hostile worker would; false elsewhere.
-    pub fn pool_worker_send_raw(bytes: &[u8]) -> bool {
-        crate::pool::worker_send_raw(bytes)
+    /// In a pool worker, while it runs a task: the worker's channel to the
+    /// parent (to forge frames as a hostile worker would, or to hand it to
+    /// a grandchild); `None` elsewhere.
+    pub fn pool_worker_connection() -> Option<&'static crate::Connection> {
+        crate::pool::worker_connection()
     }
 
     /// The fds beyond stdio (Unix) / pipe handles beyond the std handles

@@ -15,6 +15,13 @@
 //! Per worker, one thread reads results and one writes frames, so neither
 //! side can block the other. Callers only wait for their own results.
 //!
+//! The reader learns that its worker died from the worker's pidfd (Linux
+//! 5.3+) or process handle (Windows), not only from the end of its pipe:
+//! a task that started a child holding the worker's end of the channel (a
+//! forked child inherits it) can't delay the failure until that child
+//! exits. (Without a pidfd, on macOS and older Linux, the end of the pipe
+//! is all there is.)
+//!
 //! A queued task holds no OS resource: inputs are pulled from the caller's
 //! iterator only as the workers catch up (at most [`WINDOW`] tasks of one
 //! `imap` are pulled and not yet yielded), so a million-task iterator runs in
@@ -140,16 +147,14 @@ fn run_initializer(name: &str, payload: &[u8]) -> std::result::Result<(), String
     }
 }
 
-/// A pool worker's channel to its parent, for [`worker_send_raw`].
+/// A pool worker's channel to its parent, for [`worker_connection`].
 static WORKER_CONN: OnceLock<Arc<Connection>> = OnceLock::new();
 
-/// In a pool worker: writes `bytes` to the parent as they are, unframed,
-/// as a hostile or broken worker would. False outside a pool worker. The
-/// hook behind the protocol-violation tests.
-pub(crate) fn worker_send_raw(bytes: &[u8]) -> bool {
-    WORKER_CONN
-        .get()
-        .is_some_and(|c| c.__send_raw(bytes).is_ok())
+/// In a pool worker: its channel to the parent; `None` elsewhere. The hook
+/// behind the fault tests (a task that forges frames as a hostile worker
+/// would, or hands the channel to a grandchild).
+pub(crate) fn worker_connection() -> Option<&'static Connection> {
+    WORKER_CONN.get().map(|c| &**c)
 }
 
 /// The loop a pool worker runs.
@@ -743,6 +748,9 @@ impl Shared {
         };
         let popen = Arc::new(self.cfg.popen.spawn(pool_worker_main, &(theirs, cfg))?);
         let conn = Arc::new(mine);
+        // The worker's exit ends the reader's stream even while children it
+        // started hold its end of the channel.
+        conn.watch_peer(&popen);
         let id = st.next_id();
         let (tx, rx) = mpsc::channel::<Vec<u8>>();
         let writer_conn = Arc::clone(&conn);

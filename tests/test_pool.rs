@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use multiproc::{Pool, PoolBuilder, Stdio};
+use std::path::PathBuf;
+
+use multiproc::{Connection, Pipe, Pool, PoolBuilder, PopenBuilder, Stdio};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 multiproc::test_support!();
@@ -98,10 +100,68 @@ fn picky(p: Picky) -> Picky {
     p
 }
 
+/// The argument of `hold_channel`. Serialized in a pool worker, it sends
+/// that worker's own channel to the pool (so the grandchild gets a copy of
+/// it, as a forked child inherits one), then `ready`.
+struct Holder {
+    worker: Option<Connection>,
+    ready: Connection,
+}
+
+impl Serialize for Holder {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let worker = match &self.worker {
+            Some(c) => c,
+            None => multiproc::__private::pool_worker_connection()
+                .ok_or_else(|| serde::ser::Error::custom("not in a pool worker"))?,
+        };
+        (worker, &self.ready).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Holder {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (worker, ready) = <(Connection, Connection)>::deserialize(d)?;
+        Ok(Holder {
+            worker: Some(worker),
+            ready,
+        })
+    }
+}
+
+/// A grandchild that holds a pool worker's channel. It lives a minute at
+/// most (not synchronization: a bound, so nothing lingers if the test
+/// fails); the test kills it sooner.
+fn hold_channel(h: Holder) {
+    h.ready.send(&std::process::id()).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+    drop(h);
+}
+
+/// A task that starts a grandchild holding this worker's channel, waits
+/// until it runs, writes its pid to `path`, and aborts.
+fn abort_while_a_grandchild_holds_the_channel(path: PathBuf) {
+    let (mine, theirs) = Pipe::duplex().unwrap();
+    let holder = Holder {
+        worker: None,
+        ready: theirs,
+    };
+    let grandchild = PopenBuilder::new()
+        .null_stdio(true)
+        .spawn(hold_channel, &holder)
+        .unwrap();
+    drop(holder);
+    let pid: u32 = mine.recv().unwrap();
+    assert_eq!(pid, grandchild.pid());
+    std::fs::write(&path, pid.to_string()).unwrap();
+    std::process::abort();
+}
+
 /// Sends `frame` to the parent as a hostile worker would, then waits to
 /// be killed.
 fn send_raw_then_hang(frame: Vec<u8>) {
-    assert!(multiproc::__private::pool_worker_send_raw(&frame));
+    let conn = multiproc::__private::pool_worker_connection().unwrap();
+    conn.__send_raw(&frame).unwrap();
     hang(())
 }
 
@@ -116,7 +176,9 @@ multiproc::entry!(
     read_init,
     slow_square,
     picky,
-    send_raw_then_hang
+    send_raw_then_hang,
+    hold_channel,
+    abort_while_a_grandchild_holds_the_channel
 );
 
 fn pool(n: usize) -> Pool {
@@ -214,20 +276,75 @@ fn assert_only_task_3_failed(out: &[multiproc::Result<u64>]) {
     }
 }
 
-#[test]
-fn abort_in_a_task_fails_only_that_task() {
-    let (out, p) = faulty_run(0);
-    assert_only_task_3_failed(&out);
-    let err = out[3].as_ref().unwrap_err();
-    assert!(err.is_worker_died(), "{err}");
-    let st = err.exit_status().unwrap();
+/// How `std::process::abort()` ends a process.
+fn assert_aborted(st: multiproc::ExitStatus) {
     if cfg!(unix) {
         assert_eq!(st.signal(), Some(6));
     } else {
         // Rust's abort() on Windows is __fastfail: STATUS_STACK_BUFFER_OVERRUN.
         assert_eq!(st.code(), Some(0xC000_0409_u32 as i32));
     }
+}
+
+#[test]
+fn abort_in_a_task_fails_only_that_task() {
+    let (out, p) = faulty_run(0);
+    assert_only_task_3_failed(&out);
+    let err = out[3].as_ref().unwrap_err();
+    assert!(err.is_worker_died(), "{err}");
+    assert_aborted(err.exit_status().unwrap());
     assert_eq!(p.map(square, [3u64]).unwrap(), vec![9]);
+}
+
+/// Kills process `pid` (not our child) with the system's own tool.
+fn kill_pid(pid: u32) {
+    let pid = pid.to_string();
+    let status = if cfg!(windows) {
+        std::process::Command::new("taskkill")
+            .args(["/F", "/PID", &pid])
+            .stdout(std::process::Stdio::null())
+            .status()
+    } else {
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+    };
+    assert!(status.unwrap().success(), "cannot kill {pid}");
+}
+
+#[cfg(any(target_os = "linux", windows))]
+#[test]
+fn a_dead_worker_is_noticed_while_a_grandchild_still_holds_its_channel() {
+    let path = std::env::temp_dir().join(format!("multiproc-holder-{}", std::process::id()));
+    let p = PoolBuilder::new()
+        .workers(1)
+        .stdio(Stdio::Null)
+        .task_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let err = p
+        .submit(abort_while_a_grandchild_holds_the_channel, path.clone())
+        .get()
+        .unwrap_err();
+    // The worker wrote the grandchild's pid before it aborted.
+    let holder: u32 = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let _ = std::fs::remove_file(&path);
+    let watch = multiproc::__private::watch_pid(holder);
+    let alive_at_error = matches!(
+        watch.as_ref().map(|w| w.wait(Duration::ZERO)),
+        Ok(Ok(false))
+    );
+    if alive_at_error {
+        kill_pid(holder);
+        assert!(watch.unwrap().wait(Duration::from_secs(30)).unwrap());
+    }
+    assert!(
+        alive_at_error,
+        "the error came only once the grandchild holding the channel was gone: {err}"
+    );
+    assert!(err.is_worker_died() && !err.is_timeout(), "{err}");
+    assert_aborted(err.exit_status().unwrap());
+    assert_eq!(p.map(square, 0..4u64).unwrap(), vec![0, 1, 4, 9]);
 }
 
 #[test]

@@ -56,6 +56,11 @@
 //!                                timeout: Option<Duration>) -> io::Result<Option<usize>>;
 //!     // Blocks for data, appends at most `max` bytes to v (no zero-fill); 0 = EOF.
 //!     pub(crate) fn read_append(&self, v: &mut Vec<u8>, max: usize) -> io::Result<usize>;
+//!     // The same (from the bulk lane with `bulk`), also 0 once `peer` exited
+//!     // with nothing left to read, whoever else holds its end (pidfd /
+//!     // process handle; without a pidfd, the plain read).
+//!     pub(crate) fn read_append_watch(&self, bulk: bool, v: &mut Vec<u8>, max: usize,
+//!                                     peer: &Child) -> io::Result<usize>;
 //!     pub(crate) fn from_passed(h: Vec<OwnedRaw>) -> io::Result<Channel>; // a passed Connection end
 //!     pub(crate) fn pass_handles(&self) -> Vec<BorrowedRaw<'_>>;
 //!     // A second lane for big message bodies (Unix: a socket next to the

@@ -1329,6 +1329,58 @@ impl Channel {
     pub(crate) fn as_raw(&self) -> BorrowedRaw<'_> {
         self.fd.as_fd()
     }
+
+    /// [`read_append`](Self::read_append) (with `bulk`:
+    /// [`read_bulk_append`](Self::read_bulk_append)) that also returns 0
+    /// once `peer` has exited and nothing it wrote is left, even while
+    /// other processes (its children, which inherited or were passed its
+    /// end) keep the pipe open. Without a pidfd (Linux < 5.3, macOS) it is
+    /// the plain read: end of file then comes when every holder closed.
+    pub(crate) fn read_append_watch(
+        &self,
+        bulk: bool,
+        v: &mut Vec<u8>,
+        max: usize,
+        peer: &Child,
+    ) -> io::Result<usize> {
+        let fd = match (&self.bulk, bulk) {
+            (Some(b), true) => b.as_fd(),
+            (None, true) => return Err(io::Error::other("no bulk lane")),
+            (_, false) => self.fd.as_fd(),
+        };
+        if let Some(exit) = peer.sentinel() {
+            if !readable_or_exited(fd, exit)? {
+                return Ok(0);
+            }
+        }
+        read_append_fd(fd, v, max)
+    }
+}
+
+/// Waits until `fd` is readable (true: data or end of file), or `exit` (a
+/// pidfd) fires with nothing left to read on `fd` (false).
+fn readable_or_exited(fd: BorrowedFd<'_>, exit: BorrowedFd<'_>) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags};
+    loop {
+        let mut polls = [
+            PollFd::new(&fd, PollFlags::IN),
+            PollFd::new(&exit, PollFlags::IN),
+        ];
+        match rustix::event::poll(&mut polls, None) {
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        if !polls[0].revents().is_empty() {
+            return Ok(true);
+        }
+        if !polls[1].revents().is_empty() {
+            // poll may have looked at `fd` just before the last write and
+            // at the pidfd after the exit; everything written before the
+            // exit is in the pipe now, so look once more.
+            return wait_readable(fd, Some(Duration::ZERO));
+        }
+    }
 }
 
 /// This process's command line, also before `main`, where std has it only

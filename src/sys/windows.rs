@@ -1465,6 +1465,61 @@ impl Channel {
         Ok(n)
     }
 
+    /// [`read_append`](Self::read_append) that also returns 0 once `peer`
+    /// has exited and nothing it wrote is left, even while other processes
+    /// (children it passed its end to) keep the pipe open: the read waits on
+    /// its completion and the peer's process handle, as
+    /// [`read_timeout`](Self::read_timeout) does. There is no bulk lane on
+    /// Windows: `bulk` is an error.
+    pub(crate) fn read_append_watch(
+        &self,
+        bulk: bool,
+        v: &mut Vec<u8>,
+        max: usize,
+        peer: &Child,
+    ) -> io::Result<usize> {
+        if bulk {
+            return Err(io::Error::other("no bulk lane"));
+        }
+        if max == 0 {
+            return Ok(0);
+        }
+        v.reserve(max);
+        let pipe = self.pipe.as_handle();
+        loop {
+            let spare = &mut v.spare_capacity_mut()[..max];
+            let mut op = Op::new(pipe)?;
+            let n = match op.read_uninit(spare) {
+                Err(err) if is_os_error(&err, ERROR_BROKEN_PIPE) => 0,
+                Err(err) => return Err(err),
+                Ok(()) => {
+                    let woken = wait_for_any(&[op.event(), peer.process.as_raw_handle()], INFINITE);
+                    match op.finish_if(matches!(woken, Ok(Some(0)))) {
+                        Finished::Done(n) => n as usize,
+                        Finished::Failed(err) if is_os_error(&err, ERROR_BROKEN_PIPE) => 0,
+                        Finished::Failed(err) => return Err(err),
+                        Finished::Canceled => {
+                            woken?;
+                            // The peer exited while the read waited. What it
+                            // wrote before is still in the pipe: read that first.
+                            if bytes_available(pipe.as_raw_handle())? == 0 {
+                                return Ok(0);
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            drop(op);
+            let len = v.len() + n;
+            // SAFETY: the read is over (`finish_if`), and it wrote the first
+            // `n` bytes of the spare capacity, which directly follow the
+            // current length.
+            unsafe { v.set_len(len) };
+            return Ok(n);
+        }
+    }
+
     /// Wraps an overlapped pipe end, as [`pipe`] makes them (after it
     /// travelled to this process).
     pub(crate) fn from_owned(h: OwnedRaw) -> Channel {
