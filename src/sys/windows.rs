@@ -1069,8 +1069,9 @@ impl KeptPeer {
 /// `drop(Process::spawn(..))` must still run the child). Kept until the
 /// child has taken its end or exited: checked at every spawn, every drop
 /// of a `Child` and [`settle`], and waited for before this process exits
-/// ([`before_exit`]). One list for the process, no thread: each entry costs
-/// two handles (the process handle is shared with nothing else by then).
+/// ([`before_exit`]). One list for the process, no thread: each entry holds
+/// three handles (the pipe end, the ack event and the process handle, which
+/// nothing else holds by then) for as long as its child is starting.
 static KEPT_PEERS: Mutex<Vec<KeptPeer>> = Mutex::new(Vec::new());
 
 /// The longest [`before_exit`] waits, in all, for children still starting.
