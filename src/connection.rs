@@ -147,8 +147,9 @@ pub struct Connection {
     rx: Mutex<Rx>,
     tx: Mutex<()>,
     /// The process at the other end, when reads must also end once it
-    /// exited (see [`watch_peer`](Connection::watch_peer)).
-    peer: OnceLock<Arc<sys::Child>>,
+    /// exited (see [`watch_peer`](Connection::watch_peer)), and whether
+    /// this end's reads were made non-blocking for that.
+    peer: OnceLock<(Arc<sys::Child>, bool)>,
 }
 
 impl fmt::Debug for Connection {
@@ -188,9 +189,13 @@ impl Connection {
     /// wrote is left — even while other processes hold the other end open
     /// (children `peer` started, which inherited or were passed it). The
     /// pool watches each worker this way, as `Process::join` does. Set
-    /// once; later calls are ignored.
+    /// once, before the first receive; later calls are ignored. Only for an
+    /// end that no other process holds (its pipe is made non-blocking).
     pub(crate) fn watch_peer(&self, peer: &Popen) {
-        let _ = self.peer.set(Arc::clone(peer.child_arc()));
+        if self.peer.get().is_none() {
+            let nonblocking = self.chan.set_nonblocking_reads();
+            let _ = self.peer.set((Arc::clone(peer.child_arc()), nonblocking));
+        }
     }
 
     /// Blocks until there is data, then appends at most `max` bytes of it
@@ -198,7 +203,10 @@ impl Connection {
     /// watched peer exited with nothing left.
     fn read_more(&self, bulk: bool, v: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
         match (self.peer.get(), bulk) {
-            (Some(peer), _) => self.chan.read_append_watch(bulk, v, max, peer),
+            (Some((peer, nonblocking)), _) => {
+                self.chan
+                    .read_append_watch(bulk, v, max, peer, *nonblocking)
+            }
             (None, false) => self.chan.read_append(v, max),
             (None, true) => self.chan.read_bulk_append(v, max),
         }

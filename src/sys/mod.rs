@@ -58,9 +58,13 @@
 //!     pub(crate) fn read_append(&self, v: &mut Vec<u8>, max: usize) -> io::Result<usize>;
 //!     // The same (from the bulk lane with `bulk`), also 0 once `peer` exited
 //!     // with nothing left to read, whoever else holds its end (pidfd /
-//!     // process handle; without a pidfd, the plain read).
+//!     // process handle; without a pidfd, the plain read). `nonblocking`:
+//!     // set_nonblocking_reads succeeded, so data already there needs no poll.
 //!     pub(crate) fn read_append_watch(&self, bulk: bool, v: &mut Vec<u8>, max: usize,
-//!                                     peer: &Child) -> io::Result<usize>;
+//!                                     peer: &Child, nonblocking: bool) -> io::Result<usize>;
+//!     // Unix: O_NONBLOCK on this end's pipe (an end no other process holds);
+//!     // Windows: nothing (false). True if done.
+//!     pub(crate) fn set_nonblocking_reads(&self) -> bool;
 //!     pub(crate) fn from_passed(h: Vec<OwnedRaw>) -> io::Result<Channel>; // a passed Connection end
 //!     pub(crate) fn pass_handles(&self) -> Vec<BorrowedRaw<'_>>;
 //!     // A second lane for big message bodies (Unix: a socket next to the

@@ -1330,31 +1330,97 @@ impl Channel {
         self.fd.as_fd()
     }
 
+    /// Makes reads of this end's pipe return at once when it is empty
+    /// (`O_NONBLOCK`), so that [`read_append_watch`](Self::read_append_watch)
+    /// can look for data before it polls; true if done. Only for an end that
+    /// no other process holds: the flag belongs to the open pipe, which an
+    /// inherited or passed copy shares. The bulk lane is left alone (its
+    /// writes must block); its reads don't wait with `MSG_DONTWAIT`.
+    pub(crate) fn set_nonblocking_reads(&self) -> bool {
+        if self.socket {
+            return false;
+        }
+        rustix::fs::fcntl_getfl(&self.fd)
+            .and_then(|fl| rustix::fs::fcntl_setfl(&self.fd, fl | rustix::fs::OFlags::NONBLOCK))
+            .is_ok()
+    }
+
     /// [`read_append`](Self::read_append) (with `bulk`:
     /// [`read_bulk_append`](Self::read_bulk_append)) that also returns 0
     /// once `peer` has exited and nothing it wrote is left, even while
     /// other processes (its children, which inherited or were passed its
-    /// end) keep the pipe open. Without a pidfd (Linux < 5.3, macOS) it is
-    /// the plain read: end of file then comes when every holder closed.
+    /// end) keep the pipe open. `nonblocking`: this end's pipe was made
+    /// non-blocking by [`set_nonblocking_reads`](Self::set_nonblocking_reads),
+    /// so data that is already there is read without a poll. Without a
+    /// pidfd (Linux < 5.3, macOS) it is the plain read: end of file then
+    /// comes when every holder closed.
     pub(crate) fn read_append_watch(
         &self,
         bulk: bool,
         v: &mut Vec<u8>,
         max: usize,
         peer: &Child,
+        nonblocking: bool,
     ) -> io::Result<usize> {
-        let fd = match (&self.bulk, bulk) {
-            (Some(b), true) => b.as_fd(),
+        let (fd, socket) = match (&self.bulk, bulk) {
+            (Some(b), true) => (b.as_fd(), true),
             (None, true) => return Err(io::Error::other("no bulk lane")),
-            (_, false) => self.fd.as_fd(),
+            (_, false) => (self.fd.as_fd(), self.socket),
         };
-        if let Some(exit) = peer.sentinel() {
+        let Some(exit) = peer.sentinel() else {
+            return read_append_fd(fd, v, max);
+        };
+        // A busy worker's results are often there already: look first
+        // where a read can't block, and poll only an empty channel.
+        let can_try = socket || nonblocking;
+        loop {
+            if can_try {
+                if let Some(n) = try_read_append(fd, socket, v, max)? {
+                    return Ok(n);
+                }
+            }
             if !readable_or_exited(fd, exit)? {
                 return Ok(0);
             }
+            if !can_try {
+                // Readable, and we are its only reader: this won't block.
+                return read_append_fd(fd, v, max);
+            }
         }
-        read_append_fd(fd, v, max)
     }
+}
+
+/// Appends at most `max` bytes of what `fd` has to `v` without waiting:
+/// `None` when there is nothing yet (a socket is read with `MSG_DONTWAIT`,
+/// a pipe must be non-blocking); `Some(0)` at end of file.
+fn try_read_append(
+    fd: BorrowedFd<'_>,
+    socket: bool,
+    v: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Option<usize>> {
+    v.reserve(max);
+    let spare = &mut v.spare_capacity_mut()[..max];
+    let n = loop {
+        let got = if socket {
+            rustix::net::recv(fd, &mut *spare, rustix::net::RecvFlags::DONTWAIT)
+                .map(|((init, _), _)| init.len())
+        } else {
+            rustix::io::read(fd, &mut *spare).map(|(init, _)| init.len())
+        };
+        match got {
+            Ok(n) => break n,
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => return Ok(None),
+            Err(Errno::CONNRESET) => break 0,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let len = v.len() + n;
+    // SAFETY: read(2) / recv(2) initialized the first `n` bytes of the
+    // spare capacity, which directly follow the current length.
+    unsafe { v.set_len(len) };
+    Ok(Some(n))
 }
 
 /// Waits until `fd` is readable (true: data or end of file), or `exit` (a

@@ -1466,6 +1466,13 @@ impl Channel {
         Ok(n)
     }
 
+    /// Nothing to do on Windows (see the Unix version): the watched read
+    /// is one overlapped read, whose completion and the peer's process
+    /// handle are waited on together. Always false.
+    pub(crate) fn set_nonblocking_reads(&self) -> bool {
+        false
+    }
+
     /// [`read_append`](Self::read_append) that also returns 0 once `peer`
     /// has exited and nothing it wrote is left, even while other processes
     /// (children it passed its end to) keep the pipe open: the read waits on
@@ -1478,6 +1485,7 @@ impl Channel {
         v: &mut Vec<u8>,
         max: usize,
         peer: &Child,
+        _nonblocking: bool,
     ) -> io::Result<usize> {
         if bulk {
             return Err(io::Error::other("no bulk lane"));
