@@ -1444,7 +1444,10 @@ fn readable_or_exited(fd: BorrowedFd<'_>, exit: BorrowedFd<'_>) -> io::Result<bo
             // poll may have looked at `fd` just before the last write and
             // at the pidfd after the exit; everything written before the
             // exit is in the pipe now, so look once more.
-            return wait_readable(fd, Some(Duration::ZERO));
+            let mut last = [PollFd::new(&fd, PollFlags::IN)];
+            let zero = to_timespec(Duration::ZERO);
+            retry_intr(|| rustix::event::poll(&mut last, Some(&zero)))?;
+            return Ok(!last[0].revents().is_empty());
         }
     }
 }
