@@ -27,9 +27,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::deadline;
 use crate::encode;
 use crate::error::{Error, Kind, Result};
-use crate::popen::{duplicate_for_child, ExitStatus, Popen};
+use crate::popen::{duplicate_for_child, Popen};
 use crate::process::Sentinel;
 use crate::spawn;
+use crate::status::ExitStatus;
 use crate::sys;
 
 /// The largest message a [`Connection`] accepts by default: 256 MiB.

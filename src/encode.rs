@@ -19,45 +19,13 @@ use std::sync::Arc;
 
 use serde::ser::{self, Serialize};
 
+pub(crate) use crate::error::EncodeError;
 use crate::error::Error;
 
 thread_local! {
     /// The error of a handle that could not be passed, from the
     /// serialization that is running on this thread.
     static CAUSE: Cell<Option<Error>> = const { Cell::new(None) };
-}
-
-/// Why a value could not be serialized.
-#[derive(Clone, Debug)]
-pub(crate) enum EncodeError {
-    /// postcard's own error (e.g. a sequence of unknown length).
-    Postcard(postcard::Error),
-    /// A `Serialize` impl failed with this message.
-    Custom(String),
-    /// A handle in the value could not be passed to the child.
-    Handle(Arc<Error>),
-}
-
-impl fmt::Display for EncodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EncodeError::Postcard(e) => fmt::Display::fmt(e, f),
-            EncodeError::Custom(m) => f.write_str(m),
-            EncodeError::Handle(e) => fmt::Display::fmt(e, f),
-        }
-    }
-}
-
-impl std::error::Error for EncodeError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            EncodeError::Postcard(e) => Some(e),
-            EncodeError::Custom(_) => None,
-            // Its message is this one's already: go on with what caused it
-            // (the OS error).
-            EncodeError::Handle(e) => std::error::Error::source(&**e),
-        }
-    }
 }
 
 /// For a `Serialize` impl whose handle could not be passed: keeps `e` for

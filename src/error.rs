@@ -3,10 +3,9 @@
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::encode::EncodeError;
-use crate::popen::ExitStatus;
-use crate::spawn::PanicReport;
+use crate::status::{ExitStatus, PanicReport};
 
 /// Everything that can go wrong in multiproc.
 ///
@@ -366,6 +365,39 @@ fn result_encode_message(pid: Option<u32>, why: &str) -> String {
             "worker process {pid} ran the entry, but its result cannot be serialized: {why}"
         ),
         None => format!("the task ran, but its result cannot be serialized: {why}"),
+    }
+}
+
+/// Why a value could not be serialized (see `encode.rs`, which makes it).
+#[derive(Clone, Debug)]
+pub(crate) enum EncodeError {
+    /// postcard's own error (e.g. a sequence of unknown length).
+    Postcard(postcard::Error),
+    /// A `Serialize` impl failed with this message.
+    Custom(String),
+    /// A handle in the value could not be passed to the child.
+    Handle(Arc<Error>),
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::Postcard(e) => fmt::Display::fmt(e, f),
+            EncodeError::Custom(m) => f.write_str(m),
+            EncodeError::Handle(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EncodeError::Postcard(e) => Some(e),
+            EncodeError::Custom(_) => None,
+            // Its message is this one's already: go on with what caused it
+            // (the OS error).
+            EncodeError::Handle(e) => std::error::Error::source(&**e),
+        }
     }
 }
 

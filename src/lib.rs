@@ -138,6 +138,7 @@ mod pool;
 mod popen;
 mod process;
 mod spawn;
+mod status;
 #[allow(unsafe_code)]
 mod sys;
 
@@ -147,13 +148,13 @@ pub use error::{Error, Result};
 pub use pool::Progress;
 pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, WINDOW};
 pub use popen::{
-    duplicate_for_child, executable, set_executable, ExitStatus, PassedHandle, Popen, PopenBuilder,
+    duplicate_for_child, executable, set_executable, PassedHandle, Popen, PopenBuilder,
 };
 pub use process::{ChildOutput, Process, ProcessBuilder, Sentinel, Stdio, DEFAULT_MAX_RESULT_LEN};
 pub use spawn::{
-    current_process_name, init, PanicReport, MAX_ENTRY_LEN, MAX_OPTIONS_LEN, MAX_PAYLOAD_LEN,
-    PROTOCOL_VERSION,
+    current_process_name, init, MAX_ENTRY_LEN, MAX_OPTIONS_LEN, MAX_PAYLOAD_LEN, PROTOCOL_VERSION,
 };
+pub use status::{ExitStatus, PanicReport};
 
 /// Registers functions that workers may run.
 ///

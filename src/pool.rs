@@ -45,9 +45,10 @@ use crate::connection::{Connection, Pipe};
 use crate::deadline;
 use crate::encode::{self, EncodeError};
 use crate::error::{Error, Kind, Result};
-use crate::popen::{ExitStatus, Popen, PopenBuilder};
+use crate::popen::{Popen, PopenBuilder};
 use crate::process::Stdio;
-use crate::spawn::{self, PanicReport, TaskFail};
+use crate::spawn::{self, TaskFail};
+use crate::status::{ExitStatus, PanicReport};
 
 /// At most this many tasks of one `imap`/`map` are pulled from its input
 /// and not yet handed back to the caller.

@@ -10,81 +10,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::encode;
 use crate::error::{Error, Kind, Result};
-use crate::exit_code;
 use crate::spawn;
+use crate::status::ExitStatus;
 use crate::sys;
-
-/// How a worker process ended, as the OS reported it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ExitStatus(sys::RawStatus);
-
-impl ExitStatus {
-    /// The exit code, if the process exited (on Windows always; a
-    /// `TerminateProcess` code such as `0x10000` included).
-    pub fn code(&self) -> Option<i32> {
-        match self.0 {
-            sys::RawStatus::Exited(c) => Some(c),
-            sys::RawStatus::Signaled(_) => None,
-        }
-    }
-
-    /// The signal that killed the process (Unix only).
-    pub fn signal(&self) -> Option<i32> {
-        match self.0 {
-            sys::RawStatus::Signaled(s) => Some(s),
-            sys::RawStatus::Exited(_) => None,
-        }
-    }
-
-    /// Exited with code 0.
-    pub fn success(&self) -> bool {
-        self.0 == sys::RawStatus::Exited(0)
-    }
-
-    /// Ended the way [`Popen::terminate`] ends a process: SIGTERM on Unix,
-    /// exit code [`exit_code::TERMINATE`] (`0x10000`) on Windows.
-    pub fn is_terminated(&self) -> bool {
-        self.0 == sys::TERMINATED
-    }
-
-    /// Python's `exitcode` convention: the exit code, or minus the signal
-    /// number when a signal killed the process.
-    /// A Windows process ended with `TERMINATE` reads as `-15` (`-SIGTERM`),
-    /// as CPython shows it.
-    pub fn python_exitcode(&self) -> i32 {
-        if self.is_terminated() {
-            return -15;
-        }
-        match self.0 {
-            sys::RawStatus::Exited(c) => c,
-            sys::RawStatus::Signaled(s) => -s,
-        }
-    }
-}
-
-impl fmt::Debug for ExitStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            sys::RawStatus::Exited(c) => {
-                write!(f, "exit code {c}")?;
-                // Only codes no entry is likely to choose itself get a
-                // gloss: an entry may well exit with 205, say, and a status
-                // alone can't tell (see `exit_code`).
-                if c == exit_code::TERMINATE && cfg!(windows) {
-                    write!(f, " (terminated)")?;
-                }
-                Ok(())
-            }
-            sys::RawStatus::Signaled(s) => write!(f, "signal {s}"),
-        }
-    }
-}
 
 static EXECUTABLE: RwLock<Option<PathBuf>> = RwLock::new(None);
 
@@ -109,7 +37,7 @@ static EXECUTABLE: RwLock<Option<PathBuf>> = RwLock::new(None);
 /// # The build check
 ///
 /// The worker must be the same build as the parent; otherwise it exits
-/// with [`exit_code::BUILD_MISMATCH`] before running anything, and
+/// with [`exit_code::BUILD_MISMATCH`](crate::exit_code::BUILD_MISMATCH) before running anything, and
 /// [`Process::join`](crate::Process::join) reports a bootstrap failure that
 /// says so. Parent and worker compare a hash of:
 /// - the bootstrap protocol version and multiproc's crate version;
@@ -142,7 +70,7 @@ pub fn set_executable(path: Option<PathBuf>) {
 /// process was started from (with ` (deleted)` appended once the file was
 /// replaced). Elsewhere workers start from this path: after the file there
 /// was replaced they run the new file, whose bootstrap fails its build
-/// check ([`exit_code::BUILD_MISMATCH`]) unless it is the same build.
+/// check ([`exit_code::BUILD_MISMATCH`](crate::exit_code::BUILD_MISMATCH)) unless it is the same build.
 pub fn executable() -> Result<PathBuf> {
     if let Some(p) = EXECUTABLE.read().unwrap_or_else(|e| e.into_inner()).clone() {
         return Ok(p);
@@ -509,7 +437,7 @@ impl Popen {
     }
 
     /// Asks the worker to stop: SIGTERM on Unix; on Windows
-    /// `TerminateProcess` with exit code [`exit_code::TERMINATE`].
+    /// `TerminateProcess` with exit code [`exit_code::TERMINATE`](crate::exit_code::TERMINATE).
     ///
     /// Records no status (the process may still be running; use
     /// [`wait`](Popen::wait)). Calling it again, or after the worker

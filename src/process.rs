@@ -14,8 +14,9 @@ use serde::Serialize;
 use crate::deadline;
 use crate::error::{Error, Kind, Result};
 use crate::exit_code;
-use crate::popen::{ExitStatus, Popen, PopenBuilder};
+use crate::popen::{Popen, PopenBuilder};
 use crate::spawn::Reply;
+use crate::status::ExitStatus;
 use crate::sys;
 
 /// The largest result a [`Process`] accepts from its worker by default: 1 GiB.

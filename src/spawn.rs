@@ -31,6 +31,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::exit_code;
+use crate::status::PanicReport;
 use crate::sys;
 
 /// The first bytes of every bootstrap.
@@ -700,15 +701,6 @@ pub(crate) enum Reply {
     BootFailed(String),
     /// The entry returned, but its result could not be serialized.
     BadResult(String),
-}
-
-/// A panic in a worker, as data.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PanicReport {
-    /// The panic message.
-    pub message: String,
-    /// `file:line:column` where it panicked, if known.
-    pub location: Option<String>,
 }
 
 thread_local! {
