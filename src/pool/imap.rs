@@ -1,0 +1,384 @@
+//! [`Imap`], the lazy stream of results of `imap`/`map`, and its
+//! [`Progress`] bar.
+
+use std::any::Any;
+use std::fmt;
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::results::{ChunkResults, Failure, Ready};
+use super::scheduler::{lock, JobRec, Shared, State};
+use super::{Pool, FRAME_TARGET, MAX_AUTO_CHUNK, WINDOW};
+use crate::encode;
+use crate::error::{Error, Kind, Result};
+use crate::spawn;
+
+/// The stream of results of [`Pool::imap`] / [`Pool::imap_unordered`].
+///
+/// Dropping it cancels the tasks that haven't been sent to a worker yet.
+///
+/// # Panics
+///
+/// Inputs are pulled from the caller's iterator ahead of the results, so
+/// a panic in that iterator (or in an input's `Serialize` impl) happens
+/// before the results of the inputs that came before it are in. It is
+/// caught and held: those results are handed out first (in input order
+/// for `imap`; all of them, as they complete, for `imap_unordered`), and
+/// the `next()` call that would have produced the panicking input's result
+/// resumes the panic instead, with its original payload
+/// ([`std::panic::resume_unwind`]). Nothing after it is pulled. That is
+/// where a sequential `inputs.map(f)` would have panicked (CPython's
+/// `imap` raises the iterator's exception at the same point). The panic
+/// hook runs when the panic happens, so its message may be printed before
+/// the earlier results are handed out; an `Imap` dropped before reaching
+/// that position drops the panic. [`Pool::map`] and
+/// [`Pool::map_results`] collect an `Imap`, so they panic the same way
+/// once they reach it.
+pub struct Imap<I, R> {
+    pool: Arc<Shared>,
+    job: u64,
+    entry: &'static str,
+    inputs: std::iter::Fuse<I>,
+    chunksize: Option<usize>,
+    pulled: u64,
+    yielded: u64,
+    exhausted: bool,
+    ready: Ready,
+    /// Reused to encode each input.
+    scratch: Vec<u8>,
+    failed: Option<Error>,
+    /// The panic of the caller's iterator (or `Serialize` impl), resumed
+    /// after the results of the inputs before it. In a `Mutex` only so that
+    /// `Imap` stays `Sync`; never contended.
+    input_panic: Mutex<Option<Box<dyn Any + Send>>>,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<I: Iterator, R> fmt::Debug for Imap<I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Imap")
+            .field("pulled", &self.pulled)
+            .field("yielded", &self.yielded)
+            .finish()
+    }
+}
+
+impl<I, R> Imap<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    pub(super) fn new(pool: &Pool, entry: &'static str, inputs: I, ordered: bool) -> Self {
+        let failed = spawn::find_entry(entry)
+            .is_none()
+            .then(|| Error::new(Kind::UnknownEntry(entry.to_string())));
+        let job = {
+            let mut st = lock(&pool.shared.state);
+            let job = st.next_id();
+            st.jobs.insert(job, JobRec::default());
+            job
+        };
+        Imap {
+            pool: Arc::clone(&pool.shared),
+            job,
+            entry,
+            inputs: inputs.fuse(),
+            chunksize: None,
+            pulled: 0,
+            yielded: 0,
+            exhausted: false,
+            ready: Ready::new(ordered),
+            scratch: Vec::new(),
+            failed,
+            input_panic: Mutex::new(None),
+            _r: PhantomData,
+        }
+    }
+
+    /// Sends the tasks in chunks of `n` (a chunk fails or succeeds on one
+    /// worker; larger chunks cost less per task). Default: automatic, from
+    /// the measured time per task.
+    pub fn chunksize(mut self, n: usize) -> Self {
+        self.chunksize = Some(n.max(1));
+        self
+    }
+
+    fn auto_chunk(&self, st: &State) -> usize {
+        if let Some(n) = self.chunksize {
+            return n;
+        }
+        if self.pool.cfg.task_timeout.is_some() {
+            return 1;
+        }
+        match st.stats.get(self.entry) {
+            None => 1,
+            Some(s) => {
+                let per = s.per_task.as_nanos().max(1);
+                ((FRAME_TARGET.as_nanos() / 2 / per) as usize).clamp(1, MAX_AUTO_CHUNK)
+            }
+        }
+    }
+
+    /// Pulls and queues more inputs while the pool has room for them,
+    /// then hands them to the workers in one go (so frames fill up).
+    fn feed(&mut self) {
+        self.feed_queue();
+        let mut st = lock(&self.pool.state);
+        self.pool.dispatch(&mut st);
+    }
+
+    fn feed_queue(&mut self) {
+        loop {
+            if self.exhausted || self.pulled - self.yielded >= WINDOW {
+                return;
+            }
+            let (chunk, room) = {
+                let st = lock(&self.pool.state);
+                let workers = st.workers.len().max(1);
+                let (per_frame, _) = st.pacing(self.entry);
+                // Keep about two frames per worker queued ahead.
+                let target = 2 * workers * per_frame;
+                (self.auto_chunk(&st), st.queue.len() < target)
+            };
+            if !room {
+                return;
+            }
+            // The caller's iterator may panic: keep the items it gave
+            // before that, and hand the panic back at its position, after
+            // their results (see `Imap`).
+            let mut items: Vec<I::Item> = Vec::new();
+            let inputs = &mut self.inputs;
+            let pulling = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                for item in inputs.by_ref().take(chunk) {
+                    items.push(item);
+                }
+            }));
+            match pulling {
+                Ok(()) if items.len() < chunk => self.exhausted = true,
+                Ok(()) => {}
+                Err(payload) => self.stop_at_panic(payload),
+            }
+            // Each argument length-prefixed, back to back, in one buffer.
+            let mut tasks = Vec::new();
+            let mut n = 0u32;
+            let mut scratch = std::mem::take(&mut self.scratch);
+            for item in items {
+                scratch.clear();
+                // A `Serialize` impl is the caller's code too.
+                let encoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    encode::append(&item, &mut scratch)
+                }));
+                match encoded {
+                    Ok(Ok(())) => {
+                        spawn::put_frame(&mut tasks, &scratch);
+                        n += 1;
+                    }
+                    Ok(Err(source)) => {
+                        // This task can't be sent: its own error, now (the
+                        // same error `submit` gives).
+                        if n > 0 {
+                            let at = self.pulled;
+                            self.pulled += u64::from(n);
+                            self.submit_chunk(at, (n, std::mem::take(&mut tasks)));
+                            n = 0;
+                        }
+                        let why = Failure::Encode {
+                            entry: self.entry,
+                            source,
+                        };
+                        self.ready.insert(ChunkResults::failed(self.pulled, 1, why));
+                        self.pulled += 1;
+                    }
+                    Err(payload) => {
+                        // At an earlier position than an iterator panic of
+                        // this chunk, so it replaces that one.
+                        self.stop_at_panic(payload);
+                        break;
+                    }
+                }
+            }
+            self.scratch = scratch;
+            if n > 0 {
+                let at = self.pulled;
+                self.pulled += u64::from(n);
+                self.submit_chunk(at, (n, tasks));
+            }
+        }
+    }
+
+    /// The caller's code panicked while the next input was pulled or
+    /// encoded: nothing more is pulled, and the panic resumes once every
+    /// earlier task's result was handed out.
+    fn stop_at_panic(&mut self, payload: Box<dyn Any + Send>) {
+        self.exhausted = true;
+        *self
+            .input_panic
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner()) = Some(payload);
+    }
+
+    /// At the end of the results: resumes a panic of the caller's input
+    /// (see [`stop_at_panic`](Self::stop_at_panic)), else the end.
+    fn end(&mut self) -> Option<Result<R>> {
+        let payload = self
+            .input_panic
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(payload) = payload {
+            std::panic::resume_unwind(payload);
+        }
+        None
+    }
+
+    fn submit_chunk(&mut self, first: u64, (n, tasks): (u32, Vec<u8>)) {
+        let res = {
+            let mut st = lock(&self.pool.state);
+            self.pool
+                .enqueue(&mut st, self.job, self.entry, first, (n, tasks))
+        };
+        if let Err(why) = res {
+            self.ready.insert(ChunkResults::failed(first, n, why));
+        }
+    }
+}
+
+impl<I, R> Iterator for Imap<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        if let Some(e) = self.failed.take() {
+            self.exhausted = true;
+            self.yielded = self.pulled;
+            return Some(Err(e));
+        }
+        loop {
+            // Something to hand out?
+            if let Some(r) = self.ready.next_result() {
+                self.yielded += 1;
+                return Some(r);
+            }
+            if self.exhausted && self.yielded == self.pulled {
+                return self.end();
+            }
+            self.feed();
+            if self.exhausted && self.yielded == self.pulled {
+                return self.end();
+            }
+            // Collect what arrived, or wait for it.
+            let mut st = lock(&self.pool.state);
+            loop {
+                let got = st
+                    .jobs
+                    .get_mut(&self.job)
+                    .map(|j| std::mem::take(&mut j.results))
+                    .unwrap_or_default();
+                if !got.is_empty() {
+                    for c in got {
+                        self.ready.insert(c);
+                    }
+                    break;
+                }
+                if self.ready.has_next() {
+                    break;
+                }
+                // Room to feed more before sleeping?
+                let workers = st.workers.len().max(1);
+                let (per_frame, _) = st.pacing(self.entry);
+                if !self.exhausted
+                    && self.pulled - self.yielded < WINDOW
+                    && st.queue.len() < 2 * workers * per_frame
+                {
+                    break;
+                }
+                st = self.pool.wait(st, None);
+            }
+        }
+    }
+}
+
+impl<I, R> Drop for Imap<I, R> {
+    fn drop(&mut self) {
+        let mut st = lock(&self.pool.state);
+        st.jobs.remove(&self.job);
+        let job = self.job;
+        let mine: Vec<u64> = st
+            .queue
+            .iter()
+            .copied()
+            .filter(|c| st.chunks.get(c).is_some_and(|c| c.job == job))
+            .collect();
+        st.queue.retain(|c| !mine.contains(c));
+        for c in mine {
+            st.chunks.remove(&c);
+        }
+    }
+}
+
+/// An [`Imap`] that draws a progress bar (count, rate, ETA) on stderr while
+/// it is iterated; from [`Imap::progress`]. Nothing is drawn when stderr is
+/// not a terminal.
+#[cfg(feature = "progress")]
+pub struct Progress<I: Iterator> {
+    inner: I,
+    bar: indicatif::ProgressBar,
+}
+
+#[cfg(feature = "progress")]
+impl<I, R> Imap<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    /// Shows a progress bar while iterating (feature `progress`, on by
+    /// default). The total is known when the input iterator knows its
+    /// exact length; otherwise the bar shows a count and rate.
+    pub fn progress(self) -> Progress<Self> {
+        let (lo, hi) = self.inputs.size_hint();
+        let bar = match hi {
+            Some(hi) if hi == lo => indicatif::ProgressBar::new(lo as u64 + self.pulled),
+            _ => indicatif::ProgressBar::no_length(),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} tasks  {per_sec}  ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Progress { inner: self, bar }
+    }
+}
+
+#[cfg(feature = "progress")]
+impl<I: Iterator> Iterator for Progress<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        let item = self.inner.next();
+        match item {
+            Some(_) => self.bar.inc(1),
+            None => self.bar.finish_and_clear(),
+        }
+        item
+    }
+}
+
+#[cfg(feature = "progress")]
+impl<I: Iterator> fmt::Debug for Progress<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Progress")
+            .field("pos", &self.bar.position())
+            .finish()
+    }
+}

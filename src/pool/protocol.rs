@@ -1,0 +1,168 @@
+//! The pool's wire format and the loop a worker runs over it.
+//!
+//! The parent writes [`ToWorker`] frames (many chunks of tasks each); the
+//! worker answers with [`FromWorker`] messages: `Started` when it reads a
+//! frame, `Done` for each chunk as soon as that chunk is finished.
+
+use std::sync::{Arc, OnceLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::connection::Connection;
+use crate::spawn::{self, TaskFail};
+
+// ---------------------------------------------------------------- wire
+
+#[derive(Serialize, Deserialize)]
+pub(super) enum ToWorker {
+    Work {
+        frame: u64,
+        entries: Vec<String>,
+        chunks: Vec<WireChunk>,
+    },
+    Shutdown,
+}
+
+/// The sending side of [`ToWorker`], borrowing the payloads (the same
+/// encoding: postcard writes a slice and a `Vec` alike).
+#[derive(Serialize)]
+pub(super) enum ToWorkerRef<'a> {
+    Work {
+        frame: u64,
+        entries: &'a [&'a str],
+        chunks: &'a [WireChunkRef<'a>],
+    },
+}
+
+#[derive(Serialize)]
+pub(super) struct WireChunkRef<'a> {
+    pub(super) id: u64,
+    pub(super) entry: u16,
+    #[serde(with = "serde_bytes")]
+    pub(super) tasks: &'a [u8],
+}
+
+/// A chunk: its tasks' arguments, each length-prefixed, back to back.
+#[derive(Serialize, Deserialize)]
+pub(super) struct WireChunk {
+    pub(super) id: u64,
+    pub(super) entry: u16,
+    #[serde(with = "serde_bytes")]
+    pub(super) tasks: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) enum FromWorker {
+    Ready,
+    /// The worker read frame `0` and starts on its chunks, in order.
+    Started(u64),
+    InitFailed(String),
+    /// Chunk `id` is done: the results of the tasks that succeeded, each
+    /// length-prefixed, in order; the ones that failed, by index.
+    Done {
+        id: u64,
+        #[serde(with = "serde_bytes")]
+        values: Vec<u8>,
+        fails: Vec<(u32, TaskFail)>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct WorkerConfig {
+    pub(super) initializer: Option<(String, Vec<u8>)>,
+}
+
+/// Decodes `data` as each of the pool's messages; whether each decoded.
+pub(crate) fn decode_messages(data: &[u8]) -> (bool, bool) {
+    (
+        postcard::from_bytes::<ToWorker>(data).is_ok(),
+        postcard::from_bytes::<FromWorker>(data).is_ok(),
+    )
+}
+
+/// Runs the pool's initializer; why it failed, if it did.
+fn run_initializer(name: &str, payload: &[u8]) -> std::result::Result<(), String> {
+    let entry = spawn::find_entry(name)
+        .ok_or_else(|| format!("the initializer: unknown entry `{name}` in the worker"))?;
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (entry.run)(payload))) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(msg)) => Err(format!("the initializer: {msg}")),
+        Err(_) => Err(format!(
+            "the initializer panicked: {}",
+            spawn::take_panic_report().message
+        )),
+    }
+}
+
+/// A pool worker's channel to its parent, for [`worker_connection`].
+static WORKER_CONN: OnceLock<Arc<Connection>> = OnceLock::new();
+
+/// In a pool worker: its channel to the parent; `None` elsewhere. The hook
+/// behind the fault tests (a task that forges frames as a hostile worker
+/// would, or hands the channel to a grandchild).
+pub(crate) fn worker_connection() -> Option<&'static Connection> {
+    WORKER_CONN.get().map(|c| &**c)
+}
+
+/// The loop a pool worker runs.
+pub(super) fn pool_worker_main((conn, cfg): (Connection, WorkerConfig)) {
+    let conn = Arc::new(conn);
+    let _ = WORKER_CONN.set(Arc::clone(&conn));
+    if let Some((name, payload)) = cfg.initializer {
+        if let Err(why) = run_initializer(&name, &payload) {
+            let _ = conn.send(&FromWorker::InitFailed(why));
+            return;
+        }
+    }
+    if conn.send(&FromWorker::Ready).is_err() {
+        return;
+    }
+    loop {
+        let Ok(frame) = conn.recv_bytes() else { return };
+        let Ok(msg) = postcard::from_bytes::<ToWorker>(&frame) else {
+            eprintln!("multiproc pool worker: undecodable frame from the parent");
+            return;
+        };
+        let (entries, chunks) = match msg {
+            ToWorker::Shutdown => return,
+            ToWorker::Work {
+                frame,
+                entries,
+                chunks,
+            } => {
+                if conn.send(&FromWorker::Started(frame)).is_err() {
+                    return;
+                }
+                (entries, chunks)
+            }
+        };
+        let defs: Vec<_> = entries.iter().map(|n| spawn::find_entry(n)).collect();
+        for c in chunks {
+            let mut values = Vec::new();
+            let mut fails = Vec::new();
+            match defs.get(c.entry as usize).copied().flatten() {
+                Some(def) => {
+                    (def.run_batch)(&c.tasks, &mut values, &mut fails);
+                }
+                None => {
+                    let name = entries.get(c.entry as usize).map_or("", String::as_str);
+                    let why = format!("unknown entry `{name}` in the worker");
+                    fails.push((0, TaskFail::BadArgs(why)));
+                }
+            }
+            let done = FromWorker::Done {
+                id: c.id,
+                values,
+                fails,
+            };
+            if conn.send(&done).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[allow(unsafe_code)] // linkme registers the entry through a link section
+mod registration {
+    crate::entry!(super::pool_worker_main);
+}

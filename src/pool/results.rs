@@ -1,0 +1,268 @@
+//! Results: why a task failed, a chunk's results handed out one task at
+//! a time, the results of an `imap` waiting to be handed out, and
+//! [`AsyncResult`].
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::scheduler::{lock, Shared};
+use crate::deadline;
+use crate::encode::EncodeError;
+use crate::error::{Error, Kind, Result};
+use crate::spawn;
+use crate::status::{ExitStatus, PanicReport};
+
+/// Why a task produced no value.
+#[derive(Clone, Debug)]
+pub(super) enum Failure {
+    Panic(PanicReport),
+    BadArgs(String),
+    /// The task ran; its result could not be serialized.
+    BadResult(String),
+    Died {
+        pid: u32,
+        status: Option<ExitStatus>,
+    },
+    Timeout {
+        pid: u32,
+        timeout: Duration,
+    },
+    /// The worker sent something that is not a pool message; we killed it.
+    Protocol {
+        pid: u32,
+        why: String,
+    },
+    /// The input could not be serialized here.
+    Encode {
+        entry: &'static str,
+        source: EncodeError,
+    },
+    Broken(String),
+    Terminated,
+    Closed,
+}
+
+impl Failure {
+    pub(super) fn into_error(self) -> Error {
+        Error::new(match self {
+            Failure::Panic(report) => Kind::TaskPanicked { report },
+            Failure::BadArgs(why) => Kind::TaskBadArgs(why),
+            Failure::BadResult(why) => Kind::ResultEncode {
+                pid: None,
+                status: None,
+                why,
+            },
+            Failure::Died { pid, status } => Kind::WorkerDied { pid, status },
+            Failure::Timeout { pid, timeout } => Kind::TaskTimeout { pid, timeout },
+            Failure::Protocol { pid, why } => Kind::WorkerProtocol { pid, why },
+            Failure::Encode { entry, source } => Kind::Encode {
+                entry: entry.to_string(),
+                source,
+            },
+            Failure::Broken(why) => Kind::PoolBroken(why),
+            Failure::Terminated => Kind::PoolClosed("the pool was terminated"),
+            Failure::Closed => Kind::PoolClosed("the pool is closed"),
+        })
+    }
+}
+
+/// A chunk's results, handed out one task at a time.
+pub(super) struct ChunkResults {
+    pub(super) first: u64,
+    pub(super) n: u32,
+    pub(super) next: u32,
+    /// The length-prefixed results of the tasks that succeeded, in order.
+    pub(super) values: Vec<u8>,
+    pub(super) pos: usize,
+    /// The tasks that failed, by index, in order.
+    pub(super) fails: VecDeque<(u32, Failure)>,
+    /// Every task of the chunk failed this way.
+    pub(super) all: Option<Failure>,
+}
+
+impl ChunkResults {
+    pub(super) fn failed(first: u64, n: u32, why: Failure) -> Self {
+        ChunkResults {
+            first,
+            n,
+            next: 0,
+            values: Vec::new(),
+            pos: 0,
+            fails: VecDeque::new(),
+            all: Some(why),
+        }
+    }
+
+    pub(super) fn has_next(&self) -> bool {
+        self.next < self.n
+    }
+
+    pub(super) fn next_result<R: DeserializeOwned>(&mut self) -> Option<Result<R>> {
+        if self.next >= self.n {
+            return None;
+        }
+        let i = self.next;
+        self.next += 1;
+        if let Some(why) = &self.all {
+            return Some(Err(why.clone().into_error()));
+        }
+        if self.fails.front().is_some_and(|(j, _)| *j == i) {
+            let (_, why) = self.fails.pop_front()?;
+            return Some(Err(why.into_error()));
+        }
+        let Some((item, rest)) = spawn::take_frame(&self.values[self.pos..]) else {
+            return Some(Err(Error::new(Kind::PoolBroken(
+                "a worker sent fewer results than tasks".into(),
+            ))));
+        };
+        self.pos = self.values.len() - rest.len();
+        Some(decode(item))
+    }
+}
+
+/// A task submitted with [`Pool::submit`].
+pub struct AsyncResult<R> {
+    pub(super) shared: Arc<Shared>,
+    pub(super) job: u64,
+    pub(super) done: Option<Result<R>>,
+    pub(super) _r: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("job", &self.job)
+            .finish()
+    }
+}
+
+fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<R> {
+    postcard::from_bytes(bytes).map_err(|source| {
+        Error::new(Kind::Decode {
+            what: "a task's result",
+            source,
+        })
+    })
+}
+
+impl<R: DeserializeOwned> AsyncResult<R> {
+    /// Whether the result is there.
+    pub fn is_ready(&mut self) -> bool {
+        if self.done.is_none() {
+            let mut st = lock(&self.shared.state);
+            if let Some(mut r) = st.jobs.get_mut(&self.job).and_then(|j| j.results.pop()) {
+                self.done = r.next_result();
+            }
+        }
+        self.done.is_some()
+    }
+
+    /// Waits for the result.
+    pub fn get(mut self) -> Result<R> {
+        match self.wait_until(None) {
+            true => self.done.take().expect("set when ready"),
+            false => unreachable!("no deadline"),
+        }
+    }
+
+    /// Waits at most `timeout` (forever if it is too long to be a
+    /// deadline, such as `Duration::MAX`): `None` if the result isn't
+    /// there yet. Once
+    /// it returned `Some`, the result is gone; later calls give an error.
+    pub fn get_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
+        if self.wait_until(deadline::deadline(timeout)) {
+            let r = self.done.take();
+            self.done = Some(Err(Error::new(Kind::AlreadyJoined)));
+            r
+        } else {
+            None
+        }
+    }
+
+    fn wait_until(&mut self, until: Option<Instant>) -> bool {
+        if self.done.is_some() {
+            return true;
+        }
+        let mut st = lock(&self.shared.state);
+        loop {
+            if let Some(mut r) = st.jobs.get_mut(&self.job).and_then(|j| j.results.pop()) {
+                st.jobs.remove(&self.job);
+                self.done = r.next_result();
+                return true;
+            }
+            if until.is_some_and(|u| Instant::now() >= u) {
+                return false;
+            }
+            st = self.shared.wait(st, until);
+        }
+    }
+}
+
+impl<R> Drop for AsyncResult<R> {
+    fn drop(&mut self) {
+        lock(&self.shared.state).jobs.remove(&self.job);
+    }
+}
+
+/// Results that arrived and wait to be handed out, a chunk at a time: in
+/// input order (the chunk that starts where the last one ended) or as
+/// they came.
+pub(super) struct Ready {
+    pub(super) ordered: bool,
+    /// Ordered: the sequence number of the next task to hand out.
+    next_seq: u64,
+    pub(super) current: Option<ChunkResults>,
+    pub(super) waiting: HashMap<u64, ChunkResults>,
+    pub(super) arrived: VecDeque<ChunkResults>,
+}
+
+impl Ready {
+    pub(super) fn new(ordered: bool) -> Self {
+        Ready {
+            ordered,
+            next_seq: 0,
+            current: None,
+            waiting: HashMap::new(),
+            arrived: VecDeque::new(),
+        }
+    }
+
+    pub(super) fn insert(&mut self, c: ChunkResults) {
+        if c.n == 0 {
+            return;
+        }
+        if self.ordered {
+            self.waiting.insert(c.first, c);
+        } else {
+            self.arrived.push_back(c);
+        }
+    }
+
+    pub(super) fn has_next(&self) -> bool {
+        self.current.as_ref().is_some_and(ChunkResults::has_next)
+            || if self.ordered {
+                self.waiting.contains_key(&self.next_seq)
+            } else {
+                !self.arrived.is_empty()
+            }
+    }
+
+    pub(super) fn next_result<R: DeserializeOwned>(&mut self) -> Option<Result<R>> {
+        loop {
+            if let Some(r) = self.current.as_mut().and_then(ChunkResults::next_result) {
+                self.next_seq += 1;
+                return Some(r);
+            }
+            self.current = Some(if self.ordered {
+                self.waiting.remove(&self.next_seq)?
+            } else {
+                self.arrived.pop_front()?
+            });
+        }
+    }
+}
