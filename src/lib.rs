@@ -295,9 +295,10 @@ pub struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::pool::run_batch;
     #[cfg(not(windows))]
     pub use crate::spawn::ENTRIES;
-    pub use crate::spawn::{run_batch, run_entry, signature_of, type_name_of, EntryDef};
+    pub use crate::spawn::{run_entry, signature_of, type_name_of, EntryDef};
     #[cfg(windows)]
     pub use inventory;
     #[cfg(not(windows))]

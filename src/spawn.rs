@@ -31,6 +31,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::exit_code;
+use crate::pool::TaskFails;
 use crate::status::PanicReport;
 use crate::sys;
 
@@ -59,24 +60,8 @@ pub struct EntryDef {
     /// Decodes the arguments, calls the function, encodes its result.
     pub run: fn(&[u8]) -> Result<Vec<u8>, RunFail>,
     /// The same over a batch of length-prefixed arguments (see
-    /// [`run_batch`]); returns how many tasks it ran.
+    /// [`run_batch`](crate::pool::run_batch)); returns how many tasks it ran.
     pub run_batch: fn(&[u8], &mut Vec<u8>, &mut TaskFails) -> u32,
-}
-
-/// The tasks of a batch that failed: (index in the batch, why).
-#[doc(hidden)]
-pub type TaskFails = Vec<(u32, TaskFail)>;
-
-/// Why one task of a batch produced no value.
-#[doc(hidden)]
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum TaskFail {
-    /// It panicked.
-    Panic(PanicReport),
-    /// Its argument could not be decoded (it did not run).
-    BadArgs(String),
-    /// It ran, but its result could not be serialized.
-    BadResult(String),
 }
 
 /// Why an entry produced no result bytes, other than a panic.
@@ -98,73 +83,6 @@ impl std::fmt::Display for RunFail {
             }
         }
     }
-}
-
-/// Appends `item` to `out` as a LEB128 length, then its bytes.
-pub(crate) fn put_frame(out: &mut Vec<u8>, item: &[u8]) {
-    let mut n = item.len() as u64;
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            break;
-        }
-        out.push(byte | 0x80);
-    }
-    out.extend_from_slice(item);
-}
-
-/// Splits the next length-prefixed item off `buf`; `None` when the length
-/// is malformed or runs past the end.
-pub(crate) fn take_frame(buf: &[u8]) -> Option<(&[u8], &[u8])> {
-    let mut len: u64 = 0;
-    for (i, &b) in buf.iter().enumerate().take(10) {
-        len |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            let rest = &buf[i + 1..];
-            let len = usize::try_from(len).ok().filter(|&l| l <= rest.len())?;
-            return Some(rest.split_at(len));
-        }
-    }
-    None
-}
-
-/// The child half of a pool chunk: for every length-prefixed argument in
-/// `input`, decode, call, and append the length-prefixed result to `out`;
-/// a task that fails appends nothing and is listed in `fails` instead.
-#[doc(hidden)]
-pub fn run_batch<F, A, R>(f: F, input: &[u8], out: &mut Vec<u8>, fails: &mut TaskFails) -> u32
-where
-    F: Fn(A) -> R,
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    let mut rest = input;
-    let mut i = 0u32;
-    let mut scratch = Vec::new();
-    while !rest.is_empty() {
-        let Some((arg, next)) = take_frame(rest) else {
-            fails.push((i, TaskFail::BadArgs("a truncated batch".into())));
-            return i + 1;
-        };
-        rest = next;
-        match postcard::from_bytes::<A>(arg) {
-            Err(e) => fails.push((i, TaskFail::BadArgs(e.to_string()))),
-            Ok(a) => match catch_task(|| f(a)) {
-                Err(report) => fails.push((i, TaskFail::Panic(report))),
-                Ok(v) => {
-                    scratch.clear();
-                    match crate::encode::append(&v, &mut scratch) {
-                        Ok(_) => put_frame(out, &scratch),
-                        Err(e) => fails.push((i, TaskFail::BadResult(e.to_string()))),
-                    }
-                }
-            },
-        }
-        i += 1;
-    }
-    i
 }
 
 /// Every entry registered with [`entry!`](crate::entry) anywhere in the
@@ -821,20 +739,6 @@ mod tests {
         assert_eq!(parse_marker("1,2"), None);
         assert_eq!(parse_marker("1,2,3,4"), None);
         assert_eq!(parse_marker("1,x,3"), None);
-    }
-
-    #[test]
-    fn frames_round_trip_and_reject_overruns() {
-        let mut buf = Vec::new();
-        for item in [&b""[..], b"a", &[7u8; 300]] {
-            put_frame(&mut buf, item);
-        }
-        let (a, rest) = take_frame(&buf).unwrap();
-        let (b, rest) = take_frame(rest).unwrap();
-        let (c, rest) = take_frame(rest).unwrap();
-        assert_eq!((a, b, c.len(), rest.len()), (&b""[..], &b"a"[..], 300, 0));
-        assert_eq!(take_frame(&[0x05, 1, 2]), None); // claims 5, has 2
-        assert_eq!(take_frame(&[0xff; 11]), None); // no end to the length
     }
 
     #[test]

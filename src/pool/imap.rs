@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::protocol::put_frame;
 use super::results::{ChunkResults, Failure, Ready};
 use super::scheduler::{lock, JobRec, Shared, State};
 use super::{Pool, FRAME_TARGET, MAX_AUTO_CHUNK, WINDOW};
@@ -175,7 +176,7 @@ where
                 }));
                 match encoded {
                     Ok(Ok(())) => {
-                        spawn::put_frame(&mut tasks, &scratch);
+                        put_frame(&mut tasks, &scratch);
                         n += 1;
                     }
                     Ok(Err(source)) => {

@@ -55,6 +55,7 @@ pub use imap::Imap;
 pub use imap::Progress;
 use protocol::ToWorker;
 pub(crate) use protocol::{decode_messages, worker_connection};
+pub use protocol::{run_batch, TaskFails};
 pub use results::AsyncResult;
 use results::Failure;
 use scheduler::{lock, Config, JobRec, Shared, State};
@@ -416,7 +417,7 @@ impl Pool {
             })),
             Ok(payload) => {
                 let mut task = Vec::with_capacity(payload.len() + 2);
-                spawn::put_frame(&mut task, &payload);
+                protocol::put_frame(&mut task, &payload);
                 let r = self.shared.enqueue(&mut st, job, name, 0, (1, task));
                 self.shared.dispatch(&mut st);
                 r.err().map(Failure::into_error)

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use super::protocol::take_frame;
 use super::scheduler::{lock, Shared};
 use crate::deadline;
 use crate::encode::EncodeError;
 use crate::error::{Error, Kind, Result};
-use crate::spawn;
 use crate::status::{ExitStatus, PanicReport};
 
 /// Why a task produced no value.
@@ -115,7 +115,7 @@ impl ChunkResults {
             let (_, why) = self.fails.pop_front()?;
             return Some(Err(why.into_error()));
         }
-        let Some((item, rest)) = spawn::take_frame(&self.values[self.pos..]) else {
+        let Some((item, rest)) = take_frame(&self.values[self.pos..]) else {
             return Some(Err(Error::new(Kind::PoolBroken(
                 "a worker sent fewer results than tasks".into(),
             ))));
@@ -125,7 +125,7 @@ impl ChunkResults {
     }
 }
 
-/// A task submitted with [`Pool::submit`].
+/// A task submitted with [`Pool::submit`](super::Pool::submit).
 pub struct AsyncResult<R> {
     pub(super) shared: Arc<Shared>,
     pub(super) job: u64,

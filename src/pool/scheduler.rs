@@ -7,12 +7,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::protocol::{FromWorker, ToWorker, ToWorkerRef, WireChunkRef};
+use super::protocol::{FromWorker, TaskFail, ToWorker, ToWorkerRef, WireChunkRef};
 use super::results::{ChunkResults, Failure};
 use super::workers::KILL_SIGNAL;
 use super::{FRAME_TARGET, MAX_FAILED_STARTS, MAX_FRAME_CHUNKS};
 use crate::popen::{Popen, PopenBuilder};
-use crate::spawn::TaskFail;
 use crate::status::ExitStatus;
 
 /// A chunk waiting to be sent or in flight.
