@@ -9,11 +9,164 @@ use crate::status::{ExitStatus, PanicReport};
 
 /// Everything that can go wrong in multiproc.
 ///
-/// An opaque type: ask it with the `is_*` predicates and accessors. Its
-/// `Display` says what failed and why; [`std::error::Error::source`] gives
-/// the underlying OS or serialization error where there is one.
+/// An opaque type, as [`std::io::Error`]: [`Error::kind`] says what went
+/// wrong as an [`ErrorKind`] to `match` on, the `is_*` predicates are
+/// shorthands for it, and the accessors give the details
+/// ([`Error::pid`], [`Error::exit_status`], [`Error::panic_report`],
+/// [`Error::io_error`], [`Error::buffer_too_short`]). Its `Display` says what
+/// failed and why; [`std::error::Error::source`] gives the underlying OS or
+/// serialization error where there is one. `From<Error> for io::Error`
+/// keeps the `Error` inside (get it back with [`io::Error::get_ref`]).
+///
+/// | [`ErrorKind`] | predicate | raised by |
+/// |---|---|---|
+/// | [`Spawn`](ErrorKind::Spawn) | [`is_spawn`](Error::is_spawn) | any spawn: the executable can't be found or started |
+/// | [`ExitedEarly`](ErrorKind::ExitedEarly) | [`is_exited_early`](Error::is_exited_early) | any spawn: the child ended before taking its bootstrap data |
+/// | [`BootstrapFailed`](ErrorKind::BootstrapFailed) | [`is_bootstrap_failure`](Error::is_bootstrap_failure) | [`Process::join`](crate::Process::join): the worker could not start the entry |
+/// | [`NotInitialized`](ErrorKind::NotInitialized) | [`is_not_initialized`](Error::is_not_initialized) | any spawn, before [`init`](crate::init) |
+/// | [`UnknownEntry`](ErrorKind::UnknownEntry) | [`is_unknown_entry`](Error::is_unknown_entry) | any spawn or pool call naming an unregistered function |
+/// | [`NotSpawning`](ErrorKind::NotSpawning) | [`is_not_spawning`](Error::is_not_spawning) | [`duplicate_for_child`](crate::duplicate_for_child) outside a spawn |
+/// | [`Encode`](ErrorKind::Encode) | [`is_encode`](Error::is_encode) | arguments, messages, pool inputs that can't be serialized here |
+/// | [`ResultEncode`](ErrorKind::ResultEncode) | [`is_result_encode`](Error::is_result_encode), [`is_encode`](Error::is_encode) | `join` or a pool result: the worker's result can't be serialized |
+/// | [`Decode`](ErrorKind::Decode) | [`is_decode`](Error::is_decode) | a result or message that can't be decoded; a pool task's input the worker can't decode |
+/// | [`ResultTooLarge`](ErrorKind::ResultTooLarge) | [`is_decode`](Error::is_decode) | [`Process::join`](crate::Process::join): a result over its cap |
+/// | [`Eof`](ErrorKind::Eof) | [`is_eof`](Error::is_eof) | [`Connection`](crate::Connection): the peer closed its end |
+/// | [`MessageTooLarge`](ErrorKind::MessageTooLarge) | [`is_message_too_large`](Error::is_message_too_large) | [`Connection`](crate::Connection): a frame over the cap |
+/// | [`Poisoned`](ErrorKind::Poisoned) | [`is_poisoned`](Error::is_poisoned) | [`Connection`](crate::Connection): unusable after a bad frame |
+/// | [`BufferTooShort`](ErrorKind::BufferTooShort) | [`buffer_too_short`](Error::buffer_too_short) | [`Connection::recv_bytes_into`](crate::Connection::recv_bytes_into) |
+/// | [`Panic`](ErrorKind::Panic) | [`is_panic`](Error::is_panic) | `join` or a pool result: the entry or task panicked |
+/// | [`NoResult`](ErrorKind::NoResult) | [`is_no_result`](Error::is_no_result) | [`Process::join`](crate::Process::join): the worker exited or was killed, not by us |
+/// | [`Terminated`](ErrorKind::Terminated) | [`is_terminated`](Error::is_terminated) | [`Process::join`](crate::Process::join): we stopped the worker |
+/// | [`WorkerDied`](ErrorKind::WorkerDied) | [`is_worker_died`](Error::is_worker_died) | a pool result: the worker died running the task |
+/// | [`Timeout`](ErrorKind::Timeout) | [`is_timeout`](Error::is_timeout) | a pool result: the task ran past the pool's task timeout |
+/// | [`ProtocolViolation`](ErrorKind::ProtocolViolation) | [`is_protocol_violation`](Error::is_protocol_violation) | a pool result: the worker sent garbage |
+/// | [`PoolBroken`](ErrorKind::PoolBroken) | [`is_pool_broken`](Error::is_pool_broken) | the pool: initializer failed, workers can't be replaced |
+/// | [`PoolClosed`](ErrorKind::PoolClosed) | [`is_pool_closed`](Error::is_pool_closed) | the pool: work after `close` or `terminate` |
+/// | [`Usage`](ErrorKind::Usage) | [`is_usage`](Error::is_usage) | a call that is wrong whatever the processes do |
+/// | [`Io`](ErrorKind::Io) | — ([`io_error`](Error::io_error) is `Some`) | any other OS error (pipes, waits, signals) |
+///
+/// # Example
+///
+/// ```
+/// use multiproc::{ErrorKind, Process};
+///
+/// fn half(x: u32) -> u32 {
+///     assert!(x % 2 == 0, "{x} is odd");
+///     x / 2
+/// }
+/// multiproc::entry!(half);
+///
+/// # fn main() -> Result<(), multiproc::Error> {
+/// multiproc::init();
+/// let err = Process::spawn(half, 3)?.join().unwrap_err();
+/// match err.kind() {
+///     ErrorKind::Panic => {
+///         assert_eq!(err.panic_report().unwrap().message, "3 is odd");
+///     }
+///     ErrorKind::NoResult | ErrorKind::Terminated => println!("ended: {:?}", err.exit_status()),
+///     _ => return Err(err),
+/// }
+/// # Ok(()) }
+/// ```
 pub struct Error {
     kind: Box<Kind>,
+}
+
+/// What kind of error an [`Error`] is, as [`std::io::ErrorKind`] is for
+/// [`std::io::Error`]: [`Error::kind`] returns it.
+///
+/// New kinds may be added (hence `#[non_exhaustive]`): a `match` needs a
+/// `_` arm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The process could not be started at all: the executable is missing
+    /// or unusable, the current executable can't be found, or the OS is out
+    /// of resources. [`Error::io_error`] has the OS error.
+    Spawn,
+    /// The child started but exited, or stopped reading, before its
+    /// bootstrap data was written; [`Error::exit_status`] tells how it
+    /// ended when it did.
+    ExitedEarly,
+    /// The worker's bootstrap failed: it said why (the message has it), or
+    /// it exited with a code from 200–208 before its bootstrap was through
+    /// (see [`exit_code`](crate::exit_code)). The entry did not run.
+    BootstrapFailed,
+    /// This process never called [`init`](crate::init) and names no
+    /// executable ([`set_executable`](crate::set_executable)), so it can't
+    /// spawn itself as a worker.
+    ///
+    /// ```
+    /// fn noop(_: ()) {}
+    /// multiproc::entry!(noop);
+    ///
+    /// // This program never calls `multiproc::init()`.
+    /// let err = multiproc::Process::spawn(noop, ()).unwrap_err();
+    /// assert_eq!(err.kind(), multiproc::ErrorKind::NotInitialized);
+    /// ```
+    NotInitialized,
+    /// The function is not registered with [`entry!`](crate::entry).
+    UnknownEntry,
+    /// [`duplicate_for_child`](crate::duplicate_for_child) was called
+    /// outside a spawn.
+    NotSpawning,
+    /// A value could not be serialized in this process: a spawn's
+    /// arguments, a message, a pool task's input or initializer arguments.
+    /// Nothing was started or sent.
+    Encode,
+    /// The entry function or pool task ran and returned, but its result
+    /// could not be serialized in the worker.
+    ResultEncode,
+    /// A result or message could not be decoded here, or a pool task's
+    /// input could not be decoded in the worker (a
+    /// [`Process`](crate::Process) worker reports that as
+    /// [`BootstrapFailed`](ErrorKind::BootstrapFailed)).
+    Decode,
+    /// A [`Process`](crate::Process) result was over its cap
+    /// ([`ProcessBuilder::max_result_len`](crate::ProcessBuilder::max_result_len));
+    /// the worker was killed.
+    ResultTooLarge,
+    /// The peer closed its end of the [`Connection`](crate::Connection).
+    Eof,
+    /// A frame was over the receiving end's size cap; the connection is
+    /// poisoned from then on.
+    MessageTooLarge,
+    /// The connection can't be used any more: an earlier frame was too
+    /// large or cut off.
+    Poisoned,
+    /// [`Connection::recv_bytes_into`](crate::Connection::recv_bytes_into)
+    /// got a buffer smaller than the message, which stays queued;
+    /// [`Error::buffer_too_short`] gives the size needed.
+    BufferTooShort,
+    /// The entry function or pool task panicked; [`Error::panic_report`]
+    /// has the message and location.
+    Panic,
+    /// The worker ended without a result and not by our doing: an exit
+    /// with any code (after its bootstrap), a signal, or another process's
+    /// `TerminateProcess`. [`Error::exit_status`] tells which.
+    NoResult,
+    /// The worker was stopped by our own `terminate`/`kill`.
+    Terminated,
+    /// A pool task failed because its worker died while running it.
+    WorkerDied,
+    /// A pool task ran past the pool's task timeout; its worker was killed.
+    Timeout,
+    /// A pool worker sent something that is not a pool message; the pool
+    /// killed it.
+    ProtocolViolation,
+    /// The pool can't run tasks: its initializer failed, or workers could
+    /// not be started or replaced.
+    PoolBroken,
+    /// The pool was closed or terminated before the work could run.
+    PoolClosed,
+    /// The call itself was wrong, whatever the processes did (Python's
+    /// `ValueError`): an argument out of range, an option that can't be
+    /// honored, a call out of order or repeated (asking for a result
+    /// already taken), a send on a read-only end.
+    Usage,
+    /// Another OS error (creating a pipe, waiting, reading, sending a
+    /// signal); [`Error::io_error`] has it.
+    Io,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,36 +275,74 @@ impl Error {
         Error::new(Kind::Io { what, source })
     }
 
+    /// What kind of error this is; the `is_*` predicates are shorthands
+    /// for it.
+    pub fn kind(&self) -> ErrorKind {
+        match *self.kind {
+            Kind::Spawn { .. } | Kind::CurrentExe(_) => ErrorKind::Spawn,
+            Kind::ExitedEarly { .. } | Kind::Bootstrap { .. } => ErrorKind::ExitedEarly,
+            Kind::BootstrapFailed { .. } => ErrorKind::BootstrapFailed,
+            Kind::NotInitialized => ErrorKind::NotInitialized,
+            Kind::UnknownEntry(_) => ErrorKind::UnknownEntry,
+            Kind::NotSpawning => ErrorKind::NotSpawning,
+            Kind::Encode { .. } => ErrorKind::Encode,
+            Kind::ResultEncode { .. } => ErrorKind::ResultEncode,
+            Kind::Decode { .. } | Kind::TaskBadArgs(_) => ErrorKind::Decode,
+            Kind::ResultTooLarge { .. } => ErrorKind::ResultTooLarge,
+            Kind::Eof => ErrorKind::Eof,
+            Kind::MessageTooLarge { .. } => ErrorKind::MessageTooLarge,
+            Kind::Poisoned(_) => ErrorKind::Poisoned,
+            Kind::BufferTooShort { .. } => ErrorKind::BufferTooShort,
+            Kind::Panicked { .. } | Kind::TaskPanicked { .. } => ErrorKind::Panic,
+            Kind::NoResult { .. } => ErrorKind::NoResult,
+            Kind::Terminated { .. } => ErrorKind::Terminated,
+            Kind::WorkerDied { .. } => ErrorKind::WorkerDied,
+            Kind::TaskTimeout { .. } => ErrorKind::Timeout,
+            Kind::WorkerProtocol { .. } => ErrorKind::ProtocolViolation,
+            Kind::PoolBroken(_) => ErrorKind::PoolBroken,
+            Kind::PoolClosed(_) => ErrorKind::PoolClosed,
+            Kind::Usage(_) | Kind::WrongDirection(_) | Kind::AlreadyJoined => ErrorKind::Usage,
+            Kind::Io { .. } => ErrorKind::Io,
+        }
+    }
+
     /// The process could not be started at all (missing or unusable
     /// executable, no resources).
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::Spawn`.
     pub fn is_spawn(&self) -> bool {
-        matches!(*self.kind, Kind::Spawn { .. } | Kind::CurrentExe(_))
+        self.kind() == ErrorKind::Spawn
     }
 
     /// The worker started but exited (or stopped reading) before its
     /// bootstrap data was written; [`Error::exit_status`] tells how it ended.
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::ExitedEarly`.
     pub fn is_exited_early(&self) -> bool {
-        matches!(
-            *self.kind,
-            Kind::ExitedEarly { .. } | Kind::Bootstrap { .. }
-        )
+        self.kind() == ErrorKind::ExitedEarly
     }
 
     /// The entry function is not registered with [`entry!`](crate::entry).
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::UnknownEntry`.
     pub fn is_unknown_entry(&self) -> bool {
-        matches!(*self.kind, Kind::UnknownEntry(_))
+        self.kind() == ErrorKind::UnknownEntry
     }
 
     /// The current executable can't act as a worker: `init()` was never
     /// called and no executable was set.
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::NotInitialized`.
     pub fn is_not_initialized(&self) -> bool {
-        matches!(*self.kind, Kind::NotInitialized)
+        self.kind() == ErrorKind::NotInitialized
     }
 
     /// [`duplicate_for_child`](crate::duplicate_for_child) was called
     /// outside a spawn.
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::NotSpawning`.
     pub fn is_not_spawning(&self) -> bool {
-        matches!(*self.kind, Kind::NotSpawning)
+        self.kind() == ErrorKind::NotSpawning
     }
 
     /// A value could not be serialized: in this process, a spawn's
@@ -164,33 +355,44 @@ impl Error {
     /// [`Connection`](crate::Connection)) that could not be passed to the
     /// child, the OS error, which [`source`](std::error::Error::source)
     /// also leads to.
+    ///
+    /// Spans two kinds: true when [`Error::kind`] is [`ErrorKind::Encode`]
+    /// (here) or [`ErrorKind::ResultEncode`] (in the worker).
     pub fn is_encode(&self) -> bool {
-        matches!(*self.kind, Kind::Encode { .. } | Kind::ResultEncode { .. })
+        matches!(self.kind(), ErrorKind::Encode | ErrorKind::ResultEncode)
     }
 
     /// The entry function (or pool task) ran and returned, but its result
     /// could not be serialized in the worker (its `Serialize` failed); the
     /// message says why. A [`Process`](crate::Process) worker exits with
     /// [`exit_code::BAD_RESULT`](crate::exit_code::BAD_RESULT) then.
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::ResultEncode`.
     pub fn is_result_encode(&self) -> bool {
-        matches!(*self.kind, Kind::ResultEncode { .. })
+        self.kind() == ErrorKind::ResultEncode
     }
 
     /// The peer closed its end of the connection.
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::Eof`.
     pub fn is_eof(&self) -> bool {
-        matches!(*self.kind, Kind::Eof)
+        self.kind() == ErrorKind::Eof
     }
 
     /// A frame was over the receiving end's size cap (the connection is
     /// poisoned from then on).
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::MessageTooLarge`.
     pub fn is_message_too_large(&self) -> bool {
-        matches!(*self.kind, Kind::MessageTooLarge { .. })
+        self.kind() == ErrorKind::MessageTooLarge
     }
 
     /// The connection can't be used any more: an earlier frame was too
     /// large or cut off.
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::Poisoned`.
     pub fn is_poisoned(&self) -> bool {
-        matches!(*self.kind, Kind::Poisoned(_))
+        self.kind() == ErrorKind::Poisoned
     }
 
     /// `recv_bytes_into` got a buffer smaller than the message; the message
@@ -204,11 +406,10 @@ impl Error {
 
     /// The worker (or pool task) panicked; [`Error::panic_report`] has
     /// the message.
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::Panic`.
     pub fn is_panic(&self) -> bool {
-        matches!(
-            *self.kind,
-            Kind::Panicked { .. } | Kind::TaskPanicked { .. }
-        )
+        self.kind() == ErrorKind::Panic
     }
 
     /// The panic's message and location, if the worker panicked.
@@ -221,41 +422,58 @@ impl Error {
 
     /// A pool task failed because its worker died while running it;
     /// [`Error::pid`] and [`Error::exit_status`] say which and how.
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::WorkerDied`.
     pub fn is_worker_died(&self) -> bool {
-        matches!(*self.kind, Kind::WorkerDied { .. })
+        self.kind() == ErrorKind::WorkerDied
     }
 
     /// A pool task ran past the pool's task timeout.
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::Timeout`.
     pub fn is_timeout(&self) -> bool {
-        matches!(*self.kind, Kind::TaskTimeout { .. })
+        self.kind() == ErrorKind::Timeout
     }
 
-    /// The pool can't run tasks: its initializer failed, or a worker could
-    /// not be replaced.
+    /// The pool can't run tasks: its initializer failed, or workers could
+    /// not be started or replaced.
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::PoolBroken`.
     pub fn is_pool_broken(&self) -> bool {
-        matches!(*self.kind, Kind::PoolBroken(_))
+        self.kind() == ErrorKind::PoolBroken
     }
 
     /// The pool was closed or terminated.
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::PoolClosed`.
     pub fn is_pool_closed(&self) -> bool {
-        matches!(*self.kind, Kind::PoolClosed(_))
+        self.kind() == ErrorKind::PoolClosed
     }
 
     /// The call itself was wrong, whatever the processes did (Python's
     /// `ValueError`): an argument out of range (`Pool::new(0)`,
     /// `max_tasks_per_child(0)`), an option the pool cannot honor
-    /// (`Stdio::Capture` for pool workers), or a call out of order
-    /// (`Pool::join` before `close`).
+    /// (`Stdio::Capture` for pool workers), a call out of order
+    /// (`Pool::join` before `close`) or repeated
+    /// ([`Process::join_timeout`](crate::Process::join_timeout) or
+    /// [`AsyncResult::get_timeout`](crate::AsyncResult::get_timeout) after
+    /// the result was taken), or a send on a
+    /// read-only end of a [`Pipe::simplex`](crate::Pipe::simplex) (a
+    /// receive on a write-only one).
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::Usage`.
     pub fn is_usage(&self) -> bool {
-        matches!(*self.kind, Kind::Usage(_))
+        self.kind() == ErrorKind::Usage
     }
 
     /// A pool worker sent something that is not a pool message (an
     /// undecodable frame, one over the connection's size cap, a frame cut
     /// off): the pool killed it, and the task it was running failed with
     /// this error, which names the worker ([`Error::pid`]) and what it sent.
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::ProtocolViolation`.
     pub fn is_protocol_violation(&self) -> bool {
-        matches!(*self.kind, Kind::WorkerProtocol { .. })
+        self.kind() == ErrorKind::ProtocolViolation
     }
 
     /// The process id the error is about, where there is one.
@@ -277,30 +495,40 @@ impl Error {
     }
 
     /// The worker was stopped by our own `terminate`/`kill`.
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::Terminated`.
     pub fn is_terminated(&self) -> bool {
-        matches!(*self.kind, Kind::Terminated { .. })
+        self.kind() == ErrorKind::Terminated
     }
 
     /// The worker ended without a result and not by our doing: an exit
-    /// code, a signal, or another process's `TerminateProcess`.
+    /// with any code after its bootstrap was through (200–210 included), a
+    /// signal, or another process's `TerminateProcess` ([`Error::exit_status`]
+    /// tells which). Not [`is_terminated`](Error::is_terminated) (our own
+    /// `terminate`/`kill`) nor [`is_bootstrap_failure`](Error::is_bootstrap_failure)
+    /// (an exit with 200–208 before the bootstrap was through).
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::NoResult`.
     pub fn is_no_result(&self) -> bool {
-        matches!(*self.kind, Kind::NoResult { .. })
+        self.kind() == ErrorKind::NoResult
     }
 
     /// The worker's bootstrap failed (see [`exit_code`](crate::exit_code)).
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::BootstrapFailed`.
     pub fn is_bootstrap_failure(&self) -> bool {
-        matches!(*self.kind, Kind::BootstrapFailed { .. })
+        self.kind() == ErrorKind::BootstrapFailed
     }
 
     /// A result could not be decoded, or was over its size cap, or a pool
     /// task's input could not be decoded in the worker. (An input that
     /// cannot be serialized in this process is [`Error::is_encode`], through
     /// every pool call alike.)
+    ///
+    /// Spans two kinds: true when [`Error::kind`] is [`ErrorKind::Decode`]
+    /// or [`ErrorKind::ResultTooLarge`].
     pub fn is_decode(&self) -> bool {
-        matches!(
-            *self.kind,
-            Kind::Decode { .. } | Kind::ResultTooLarge { .. } | Kind::TaskBadArgs(_)
-        )
+        matches!(self.kind(), ErrorKind::Decode | ErrorKind::ResultTooLarge)
     }
 
     /// How the worker ended, when the error is about its end.
@@ -315,13 +543,21 @@ impl Error {
         }
     }
 
-    /// The underlying OS error, if this is one.
+    /// The underlying OS error, if there is one: for
+    /// [`ErrorKind::Spawn`], [`ErrorKind::Io`], an
+    /// [`ErrorKind::ExitedEarly`] found writing the bootstrap data, and an
+    /// [`ErrorKind::Encode`] for a handle (a [`Connection`](crate::Connection))
+    /// that could not be passed to the child (`EMFILE`, say).
     pub fn io_error(&self) -> Option<&io::Error> {
         match &*self.kind {
             Kind::Spawn { source, .. }
             | Kind::Bootstrap { source, .. }
             | Kind::CurrentExe(source)
             | Kind::Io { source, .. } => Some(source),
+            Kind::Encode {
+                source: EncodeError::Handle(cause),
+                ..
+            } => cause.io_error(),
             _ => None,
         }
     }
@@ -345,15 +581,39 @@ impl std::error::Error for Error {
     }
 }
 
+/// The [`io::ErrorKind`] is the OS error's, where there is one
+/// ([`Error::io_error`]); otherwise [`BrokenPipe`](io::ErrorKind::BrokenPipe)
+/// for [`ErrorKind::ExitedEarly`], [`UnexpectedEof`](io::ErrorKind::UnexpectedEof)
+/// for [`ErrorKind::Eof`], [`InvalidData`](io::ErrorKind::InvalidData) for what
+/// can't be serialized or decoded (the `Encode`, `ResultEncode`, `Decode`,
+/// `ResultTooLarge`, `MessageTooLarge`, `Poisoned` and `ProtocolViolation`
+/// kinds), [`InvalidInput`](io::ErrorKind::InvalidInput) for a wrong call
+/// (`Usage`, `UnknownEntry`, `NotSpawning`, `BufferTooShort`),
+/// [`TimedOut`](io::ErrorKind::TimedOut) for [`ErrorKind::Timeout`], and
+/// [`Other`](io::ErrorKind::Other) for the rest. The `Error` itself stays
+/// inside: [`io::Error::get_ref`] and [`io::Error::into_inner`] give it
+/// back.
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         let kind = match e.io_error() {
             Some(src) => src.kind(),
-            None if e.is_exited_early() => io::ErrorKind::BrokenPipe,
-            None if e.is_eof() => io::ErrorKind::UnexpectedEof,
-            None if e.is_encode() => io::ErrorKind::InvalidData,
-            None if e.is_usage() => io::ErrorKind::InvalidInput,
-            None => io::ErrorKind::Other,
+            None => match e.kind() {
+                ErrorKind::ExitedEarly => io::ErrorKind::BrokenPipe,
+                ErrorKind::Eof => io::ErrorKind::UnexpectedEof,
+                ErrorKind::Encode
+                | ErrorKind::ResultEncode
+                | ErrorKind::Decode
+                | ErrorKind::ResultTooLarge
+                | ErrorKind::MessageTooLarge
+                | ErrorKind::Poisoned
+                | ErrorKind::ProtocolViolation => io::ErrorKind::InvalidData,
+                ErrorKind::Usage
+                | ErrorKind::UnknownEntry
+                | ErrorKind::NotSpawning
+                | ErrorKind::BufferTooShort => io::ErrorKind::InvalidInput,
+                ErrorKind::Timeout => io::ErrorKind::TimedOut,
+                _ => io::ErrorKind::Other,
+            },
         };
         io::Error::new(kind, e)
     }

@@ -143,7 +143,7 @@ mod status;
 mod sys;
 
 pub use connection::{wait, Connection, Pipe, Waitable, DEFAULT_MAX_MESSAGE_LEN};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "progress")]
 pub use pool::Progress;
 pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, WINDOW};

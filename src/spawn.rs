@@ -548,7 +548,10 @@ fn worker_main(marker: &str) -> Result<i32, Fail> {
         Ok(Ok(bytes)) => (Reply::Value(bytes), exit_code::SUCCESS),
         Ok(Err(RunFail::BadArgs(why))) => {
             let msg = format!("cannot decode the arguments of `{entry_name}`: {why}");
-            eprintln!("multiproc worker {}: {msg}", std::process::id());
+            eprintln!(
+                "multiproc worker {}: bootstrap failed: {msg}",
+                std::process::id()
+            );
             (Reply::BadArgs(msg), exit_code::BAD_PAYLOAD)
         }
         Ok(Err(RunFail::BadResult(why))) => {

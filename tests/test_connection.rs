@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use multiproc::{Connection, Pipe, Popen, Process};
+use multiproc::{Connection, ErrorKind, Pipe, Popen, Process};
 use serde::{Deserialize, Serialize};
 
 multiproc::test_support!();
@@ -145,6 +145,7 @@ fn recv_bytes_into_fits_or_says_how_much_is_needed() {
     let mut small = [0u8; 4];
     let err = b.recv_bytes_into(&mut small).unwrap_err();
     assert_eq!(err.buffer_too_short(), Some(11));
+    assert_eq!(err.kind(), ErrorKind::BufferTooShort);
     // The message stayed queued.
     let mut buf = [0u8; 32];
     let n = b.recv_bytes_into(&mut buf).unwrap();
@@ -172,6 +173,14 @@ fn eof_after_peer_close_is_an_error_not_a_hang() {
     assert!(b.poll(Some(Duration::ZERO)).unwrap()); // EOF counts as ready
     let err = b.recv::<u32>().unwrap_err();
     assert!(err.is_eof(), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Eof);
+    // As an io::Error: a matching kind, and the Error still inside.
+    let io = std::io::Error::from(err);
+    assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof);
+    let inner = io
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<multiproc::Error>());
+    assert_eq!(inner.map(|e| e.kind()), Some(ErrorKind::Eof));
     // Sending to a closed peer fails too.
     assert!(b.send(&1u8).unwrap_err().is_eof());
 }
@@ -183,8 +192,9 @@ fn simplex_ends_only_go_one_way() {
     assert!(w.writable() && !w.readable());
     w.send(&"one way").unwrap();
     assert_eq!(r.recv::<String>().unwrap(), "one way");
-    assert!(r.send(&1u8).is_err());
-    assert!(w.recv::<u8>().is_err());
+    // A call the end can't take: a usage error.
+    assert_eq!(r.send(&1u8).unwrap_err().kind(), ErrorKind::Usage);
+    assert_eq!(w.recv::<u8>().unwrap_err().kind(), ErrorKind::Usage);
 }
 
 #[test]
@@ -194,9 +204,12 @@ fn oversized_frame_is_rejected_and_poisons() {
     a.send_bytes(&[7u8; 2048]).unwrap();
     let err = b.recv_bytes().unwrap_err();
     assert!(err.is_message_too_large(), "{err}");
+    assert_eq!(err.kind(), ErrorKind::MessageTooLarge);
     // The stream can't be resynchronized: later calls fail the same way.
     a.send_bytes(b"ok").unwrap();
-    assert!(b.recv_bytes().unwrap_err().is_poisoned());
+    let err = b.recv_bytes().unwrap_err();
+    assert!(err.is_poisoned(), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Poisoned);
 }
 
 #[test]
@@ -215,6 +228,11 @@ fn garbage_body_is_a_decode_error() {
     a.send_bytes(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).unwrap();
     let err = b.recv::<String>().unwrap_err();
     assert!(err.is_decode(), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Decode);
+    assert_eq!(
+        std::io::Error::from(err).kind(),
+        std::io::ErrorKind::InvalidData
+    );
 }
 
 #[test]

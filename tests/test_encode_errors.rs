@@ -52,6 +52,7 @@ multiproc::entry!(spawn_under_a_low_fd_limit);
 
 fn assert_custom(err: &multiproc::Error) {
     assert!(err.is_encode(), "{err}");
+    assert_eq!(err.kind(), multiproc::ErrorKind::Encode);
     assert!(err.to_string().contains("13 cannot be serialized"), "{err}");
 }
 
@@ -102,6 +103,10 @@ struct Attempt {
     what: String,
     ok: bool,
     is_encode: bool,
+    /// `Error::kind`, as `Debug` shows it.
+    kind: String,
+    /// `Error::io_error` is EMFILE.
+    io_emfile: bool,
     /// The display of the error.
     message: String,
     /// An `io::Error` with EMFILE somewhere in its `source()` chain.
@@ -116,6 +121,8 @@ fn attempt(extra: u64, what: &'static str, r: Result<(), multiproc::Error>) -> A
             what: what.into(),
             ok: true,
             is_encode: false,
+            kind: String::new(),
+            io_emfile: false,
             message: String::new(),
             emfile_source: false,
         },
@@ -133,6 +140,8 @@ fn attempt(extra: u64, what: &'static str, r: Result<(), multiproc::Error>) -> A
                 what: what.into(),
                 ok: false,
                 is_encode: e.is_encode(),
+                kind: format!("{:?}", e.kind()),
+                io_emfile: e.io_error().and_then(|e| e.raw_os_error()) == Some(libc::EMFILE),
                 message: e.to_string(),
                 emfile_source,
             }
@@ -186,6 +195,16 @@ fn spawn_under_a_low_fd_limit(_: ()) -> Vec<Attempt> {
             break;
         }
     }
+    // Every fd taken: making a pipe fails with the OS error itself.
+    lim.rlim_cur = (highest + 1) as libc::rlim_t;
+    // SAFETY: setrlimit reads `lim`; lowering the soft limit is allowed.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    let mut filler = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        filler.push(f);
+    }
+    out.push(attempt(0, "Pipe::duplex", Pipe::duplex().map(drop)));
+    drop(filler);
     out
 }
 
@@ -207,8 +226,9 @@ fn fd_exhaustion_while_passing_handles_names_the_os_error() {
         // Some attempt failed while serializing (passing the handles), and
         // every failure names the OS error.
         assert!(
-            mine.iter().any(|a| !a.ok && a.is_encode && a.emfile_source),
-            "{what}: no encode failure with EMFILE as its source: {}",
+            mine.iter()
+                .any(|a| !a.ok && a.is_encode && a.emfile_source && a.io_emfile),
+            "{what}: no encode failure with EMFILE as its source and io_error: {}",
             show()
         );
         for a in mine.iter().filter(|a| !a.ok) {
@@ -218,4 +238,6 @@ fn fd_exhaustion_while_passing_handles_names_the_os_error() {
             );
         }
     }
+    let pipe = attempts.iter().find(|a| a.what == "Pipe::duplex").unwrap();
+    assert!(!pipe.ok && pipe.kind == "Io" && pipe.io_emfile, "{pipe:?}");
 }

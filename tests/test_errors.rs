@@ -1,7 +1,10 @@
 //! Errors that say what happened: the right panic, a result that can't be
 //! encoded, an entry's own exit code in the bootstrap range.
 
-use multiproc::{exit_code, PoolBuilder, Process, ProcessBuilder, Stdio};
+use std::io::Read;
+use std::time::Duration;
+
+use multiproc::{exit_code, ErrorKind, PoolBuilder, Process, ProcessBuilder, Stdio};
 use serde::{Serialize, Serializer};
 
 multiproc::test_support!();
@@ -14,7 +17,7 @@ fn catch_then_panic(_: ()) -> u32 {
     panic!("the real panic")
 }
 
-const REAL_PANIC_LINE: u32 = 14;
+const REAL_PANIC_LINE: u32 = 17;
 
 /// Task 0 catches its own panic and returns; task 1 panics for real.
 fn task_panics_unless_zero(i: u32) -> u32 {
@@ -27,7 +30,7 @@ fn task_panics_unless_zero(i: u32) -> u32 {
     panic!("task {i} panicked for real")
 }
 
-const TASK_PANIC_LINE: u32 = 27;
+const TASK_PANIC_LINE: u32 = 30;
 
 fn exit_with(code: i32) {
     std::process::exit(code)
@@ -72,7 +75,12 @@ impl<'de> serde::Deserialize<'de> for Undecodable {
 
 fn takes_undecodable(_: Undecodable) {}
 
+fn returns_bytes(n: usize) -> Vec<u8> {
+    vec![7; n]
+}
+
 multiproc::entry!(
+    returns_bytes,
     takes_undecodable,
     catch_then_panic,
     task_panics_unless_zero,
@@ -88,6 +96,7 @@ fn a_process_reports_the_panic_that_ended_it_not_one_it_caught() {
         .unwrap();
     let err = p.join().unwrap_err();
     assert!(err.is_panic(), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Panic);
     let report = err.panic_report().unwrap();
     assert_eq!(report.message, "the real panic");
     let location = report.location.as_deref().unwrap();
@@ -106,6 +115,7 @@ fn a_pool_task_reports_its_own_panic_not_an_earlier_caught_one() {
     let out = pool.map_chunked(task_panics_unless_zero, [0, 1], 1);
     let err = out.unwrap_err();
     assert!(err.is_panic(), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Panic);
     let report = err.panic_report().unwrap();
     assert_eq!(report.message, "task 1 panicked for real");
     let location = report.location.as_deref().unwrap();
@@ -125,6 +135,7 @@ fn an_entry_exiting_with_a_bootstrap_code_is_no_result_not_a_bootstrap_failure()
             .join()
             .unwrap_err();
         assert!(err.is_no_result(), "{code}: {err}");
+        assert_eq!(err.kind(), ErrorKind::NoResult);
         assert!(!err.is_bootstrap_failure(), "{code}: {err}");
         assert_eq!(err.exit_status().unwrap().code(), Some(code));
         assert!(!err.to_string().contains("bootstrap"), "{err}");
@@ -140,6 +151,7 @@ fn a_result_that_cannot_be_serialized_is_named_as_such_by_process_join() {
     let err = p.join().unwrap_err();
     assert!(err.is_result_encode(), "{err}");
     assert!(err.is_encode(), "{err}");
+    assert_eq!(err.kind(), ErrorKind::ResultEncode);
     assert!(!err.is_bootstrap_failure(), "{err}");
     assert!(!err.is_decode(), "{err}");
     let msg = err.to_string();
@@ -164,16 +176,30 @@ fn a_result_that_cannot_be_serialized_is_named_as_such_by_the_pool() {
     }
     let err = pool.submit(returns_unencodable, 3).get().unwrap_err();
     assert!(err.is_result_encode(), "{err}");
+    assert_eq!(err.kind(), ErrorKind::ResultEncode);
 }
 
 #[test]
 fn arguments_the_worker_cannot_decode_are_a_bootstrap_failure_it_reports() {
-    let p = ProcessBuilder::new()
+    let mut p = ProcessBuilder::new()
         .stdio(Stdio::Null)
+        .stderr(Stdio::Capture)
         .spawn(takes_undecodable, Undecodable)
         .unwrap();
+    // The line `exit_code` promises for every bootstrap failure.
+    let mut stderr = String::new();
+    p.take_stderr()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.starts_with("multiproc worker ") && stderr.contains(": bootstrap failed: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cannot decode the arguments"), "{stderr}");
     let err = p.join().unwrap_err();
     assert!(err.is_bootstrap_failure(), "{err}");
+    assert_eq!(err.kind(), ErrorKind::BootstrapFailed);
     assert_eq!(
         err.exit_status().and_then(|s| s.code()),
         Some(exit_code::BAD_PAYLOAD)
@@ -204,6 +230,7 @@ fn an_exit_with_a_bootstrap_code_before_the_bootstrap_is_through_is_a_bootstrap_
         // reports how it ended.
         Err(e) => {
             assert!(e.is_exited_early(), "{e}");
+            assert_eq!(e.kind(), ErrorKind::ExitedEarly);
             e
         }
     };
@@ -215,4 +242,22 @@ fn an_exit_with_a_bootstrap_code_before_the_bootstrap_is_through_is_a_bootstrap_
         assert!(err.is_bootstrap_failure(), "{err}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_result_over_its_cap_is_a_decode_error_and_a_second_join_a_usage_error() {
+    let mut p = ProcessBuilder::new()
+        .max_result_len(100)
+        .spawn(returns_bytes, 1000)
+        .unwrap();
+    let err = p.join_timeout(Duration::MAX).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ResultTooLarge);
+    assert!(err.is_decode(), "{err}");
+    assert_eq!(
+        std::io::Error::from(err).kind(),
+        std::io::ErrorKind::InvalidData
+    );
+    let err = p.join_timeout(Duration::MAX).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage);
+    assert!(err.is_usage(), "{err}");
 }

@@ -42,6 +42,7 @@ fn missing_executable_is_a_clear_error_and_leaves_nothing() {
     // A first failure may set up what the OS caches for process creation.
     let err = missing();
     assert!(err.is_spawn(), "{err}");
+    assert_eq!(err.kind(), multiproc::ErrorKind::Spawn);
     assert!(
         err.to_string().contains("/no/such/dir/multiproc-worker"),
         "{err}"

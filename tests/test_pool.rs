@@ -226,6 +226,7 @@ fn submit_get_timeout_and_ready() {
         .expect("terminated pool answers")
         .unwrap_err();
     assert!(err.is_pool_closed(), "{err}");
+    assert_eq!(err.kind(), multiproc::ErrorKind::PoolClosed);
 }
 
 #[test]
@@ -237,6 +238,7 @@ fn a_worker_killed_from_outside_fails_only_its_task() {
     assert!(p.kill_worker(killed[0]));
     let err = h.get().unwrap_err();
     assert!(err.is_worker_died(), "{err}");
+    assert_eq!(err.kind(), multiproc::ErrorKind::WorkerDied);
     let st = err.exit_status().expect("status known");
     assert!(!st.success());
     assert!(
@@ -404,6 +406,11 @@ fn a_task_past_its_timeout_fails_and_its_worker_is_replaced() {
     let ok = p.submit(square, 5u64);
     let err = h.get().unwrap_err();
     assert!(err.is_timeout(), "{err}");
+    assert_eq!(err.kind(), multiproc::ErrorKind::Timeout);
+    assert_eq!(
+        std::io::Error::from(err).kind(),
+        std::io::ErrorKind::TimedOut
+    );
     assert_eq!(ok.get().unwrap(), 25);
     assert_eq!(p.map(square, 0..50u64).unwrap()[7], 49);
     assert!(!p.pids().is_empty());
@@ -446,7 +453,19 @@ fn a_failing_initializer_is_a_clear_error_not_a_respawn_loop() {
         .build()
         .unwrap_err();
     assert!(err.is_pool_broken(), "{err}");
+    assert_eq!(err.kind(), multiproc::ErrorKind::PoolBroken);
     assert!(err.to_string().contains("initializer says no"), "{err}");
+}
+
+#[test]
+fn initializer_arguments_that_cannot_be_serialized_are_an_encode_error() {
+    let err = PoolBuilder::new()
+        .workers(1)
+        .initializer(picky, Picky(13))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), multiproc::ErrorKind::Encode);
+    assert!(err.to_string().contains("13 can't be serialized"), "{err}");
 }
 
 #[test]
@@ -457,8 +476,16 @@ fn unserializable_inputs_and_undecodable_results_are_task_errors() {
         let v = 10 + i as u64;
         match v {
             // 13 fails here, serialized by the parent; 17 in the worker.
-            13 => assert!(r.as_ref().unwrap_err().is_encode(), "{v}: {r:?}"),
-            17 => assert!(r.as_ref().unwrap_err().is_decode(), "{v}: {r:?}"),
+            13 => assert_eq!(
+                r.as_ref().unwrap_err().kind(),
+                multiproc::ErrorKind::Encode,
+                "{v}: {r:?}"
+            ),
+            17 => assert_eq!(
+                r.as_ref().unwrap_err().kind(),
+                multiproc::ErrorKind::Decode,
+                "{v}: {r:?}"
+            ),
             _ => assert_eq!(r.as_ref().unwrap(), &Picky(v)),
         }
     }
@@ -572,6 +599,7 @@ fn zero_workers_and_zero_max_tasks_per_child_are_usage_errors() {
     assert!(e.to_string().contains("at least one worker"), "{e}");
     let e = PoolBuilder::new().workers(0).build().unwrap_err();
     assert!(e.is_usage(), "{e}");
+    assert_eq!(e.kind(), multiproc::ErrorKind::Usage);
     let e = PoolBuilder::new()
         .workers(1)
         .max_tasks_per_child(0)
@@ -628,6 +656,7 @@ fn hostile_frame(frame: Vec<u8>) -> (multiproc::Error, u32) {
 fn an_over_cap_frame_from_a_worker_is_a_protocol_violation_naming_it() {
     let (err, pid) = hostile_frame(u64::MAX.to_le_bytes().to_vec());
     assert!(err.is_protocol_violation(), "{err}");
+    assert_eq!(err.kind(), multiproc::ErrorKind::ProtocolViolation);
     assert!(!err.is_worker_died(), "{err}");
     assert_eq!(err.pid(), Some(pid));
     let msg = err.to_string();

@@ -148,6 +148,11 @@ fn duplicate_for_child_outside_a_spawn_is_an_error() {
     let h = std::os::windows::io::AsHandle::as_handle(&r);
     let err = multiproc::duplicate_for_child(h).unwrap_err();
     assert!(err.is_not_spawning(), "{err}");
+    assert_eq!(err.kind(), multiproc::ErrorKind::NotSpawning);
+    assert_eq!(
+        std::io::Error::from(err).kind(),
+        std::io::ErrorKind::InvalidInput
+    );
 }
 
 #[test]
@@ -167,6 +172,7 @@ fn unregistered_entry_is_refused_before_spawning() {
     fn not_registered(_: ()) {}
     let err = Popen::spawn(not_registered, &()).unwrap_err();
     assert!(err.is_unknown_entry(), "{err}");
+    assert_eq!(err.kind(), multiproc::ErrorKind::UnknownEntry);
     assert!(err.to_string().contains("not_registered"), "{err}");
 }
 
@@ -273,6 +279,7 @@ fn worker_that_dies_during_a_big_bootstrap_does_not_hang_the_parent() {
         .spawn_with_raw_bootstrap(&garbage)
         .unwrap_err();
     assert!(err.is_exited_early(), "{err}");
+    assert_eq!(err.kind(), multiproc::ErrorKind::ExitedEarly);
     assert_eq!(
         err.exit_status().and_then(|s| s.code()),
         Some(exit_code::BAD_MAGIC),

@@ -171,6 +171,7 @@ fn terminate_is_reported_as_terminated() {
     p.terminate().unwrap();
     let err = p.join_timeout(LONG).unwrap_err();
     assert!(err.is_terminated(), "{err}");
+    assert_eq!(err.kind(), multiproc::ErrorKind::Terminated);
     assert!(err.exit_status().unwrap().is_terminated());
     // Python: -SIGTERM on Unix, and TERMINATE shown as -SIGTERM on Windows.
     assert_eq!(p.exitcode(), Some(-15));

@@ -44,7 +44,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::deadline;
-use crate::encode;
+use crate::encode::{self, EncodeError};
 use crate::error::{Error, Kind, Result};
 use crate::popen::PopenBuilder;
 use crate::process::Stdio;
@@ -81,7 +81,7 @@ const FRAME_TARGET: Duration = Duration::from_millis(2);
 #[derive(Clone, Debug)]
 pub struct PoolBuilder {
     workers: usize,
-    initializer: Option<std::result::Result<(String, Vec<u8>), String>>,
+    initializer: Option<(String, std::result::Result<Vec<u8>, EncodeError>)>,
     max_tasks_per_child: Option<u64>,
     task_timeout: Option<Duration>,
     stdio: Stdio,
@@ -120,18 +120,15 @@ impl PoolBuilder {
 
     /// Runs `entry(args)` once in every worker before its first task. If it
     /// panics, the pool fails with [`Error::is_pool_broken`] instead of
-    /// respawning workers forever.
+    /// respawning workers forever. If `args` can't be serialized,
+    /// [`build`](PoolBuilder::build) fails with [`Error::is_encode`].
     pub fn initializer<F, A, R>(&mut self, _entry: F, args: A) -> &mut Self
     where
         F: Fn(A) -> R + Copy + 'static,
         A: Serialize,
     {
         let name = std::any::type_name::<F>();
-        self.initializer = Some(
-            encode::to_vec(&args)
-                .map(|p| (name.to_string(), p))
-                .map_err(|e| format!("cannot serialize the initializer's arguments: {e}")),
-        );
+        self.initializer = Some((name.to_string(), encode::to_vec(&args)));
         self
     }
 
@@ -204,13 +201,16 @@ impl PoolBuilder {
         }
         let initializer = match &self.initializer {
             None => None,
-            Some(Ok((name, payload))) => {
-                if spawn::find_entry(name).is_none() {
-                    return Err(Error::new(Kind::UnknownEntry(name.clone())));
-                }
-                Some((name.clone(), payload.clone()))
+            Some((name, _)) if spawn::find_entry(name).is_none() => {
+                return Err(Error::new(Kind::UnknownEntry(name.clone())));
             }
-            Some(Err(e)) => return Err(Error::new(Kind::PoolBroken(e.clone()))),
+            Some((name, Ok(payload))) => Some((name.clone(), payload.clone())),
+            Some((name, Err(e))) => {
+                return Err(Error::new(Kind::Encode {
+                    entry: name.clone(),
+                    source: e.clone(),
+                }))
+            }
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
