@@ -927,28 +927,33 @@ fn cpython_baseline(quick: bool, n_chunk1: u64, n_chunk1000: u64) -> Result<Cpyt
         let last = err.lines().last().unwrap_or("").trim().to_string();
         return Err(format!("{} failed ({status}): {last}", script.display()));
     }
-    let json = Json::parse(out.trim()).map_err(|e| format!("bad JSON from the script: {e}"))?;
+    let json: serde_json::Value =
+        serde_json::from_str(out.trim()).map_err(|e| format!("bad JSON from the script: {e}"))?;
+    // `preserve_order` keeps the script's order (spawn, forkserver, fork).
     let rates = |key: &str| -> Vec<(String, f64)> {
-        match json.get(key) {
-            Some(Json::Obj(kv)) => kv
-                .iter()
-                .filter_map(|(k, v)| v.num().map(|x| (k.clone(), x)))
-                .collect(),
-            _ => Vec::new(),
-        }
+        json.get(key)
+            .and_then(serde_json::Value::as_object)
+            .map(|kv| {
+                kv.iter()
+                    .filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x)))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    let errors = match json.get("errors") {
-        Some(Json::Obj(kv)) => kv
-            .iter()
-            .map(|(k, v)| (k.clone(), v.str().unwrap_or("?").to_string()))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let num = |key: &str| json.get(key).and_then(Json::num);
+    let errors = json
+        .get("errors")
+        .and_then(serde_json::Value::as_object)
+        .map(|kv| {
+            kv.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("?").to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let num = |key: &str| json.get(key).and_then(serde_json::Value::as_f64);
     Ok(Cpython {
         python: json
             .get("python")
-            .and_then(Json::str)
+            .and_then(serde_json::Value::as_str)
             .unwrap_or("?")
             .to_string(),
         runs: num("runs").unwrap_or(0.0) as u64,
@@ -960,190 +965,6 @@ fn cpython_baseline(quick: bool, n_chunk1: u64, n_chunk1000: u64) -> Result<Cpyt
         best_chunk1000: num("best_chunk1000"),
         errors,
     })
-}
-
-/// Just enough JSON to read the script's output.
-enum Json {
-    Null,
-    Bool(#[allow(dead_code)] bool),
-    Num(f64),
-    Str(String),
-    Arr(#[allow(dead_code)] Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn parse(s: &str) -> Result<Json, String> {
-        let mut p = JsonParser {
-            s: s.as_bytes(),
-            i: 0,
-        };
-        let v = p.value()?;
-        p.ws();
-        if p.i != p.s.len() {
-            return Err(format!("trailing data at byte {}", p.i));
-        }
-        Ok(v)
-    }
-
-    fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Obj(kv) => kv.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    fn num(&self) -> Option<f64> {
-        match self {
-            Json::Num(x) => Some(*x),
-            _ => None,
-        }
-    }
-
-    fn str(&self) -> Option<&str> {
-        match self {
-            Json::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-}
-
-struct JsonParser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl JsonParser<'_> {
-    fn ws(&mut self) {
-        while self.s.get(self.i).is_some_and(|c| c.is_ascii_whitespace()) {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, c: u8) -> Result<(), String> {
-        self.ws();
-        if self.s.get(self.i) == Some(&c) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(format!("expected `{}` at byte {}", c as char, self.i))
-        }
-    }
-
-    fn value(&mut self) -> Result<Json, String> {
-        self.ws();
-        match self.s.get(self.i) {
-            Some(b'{') => {
-                self.i += 1;
-                let mut kv = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b'}') {
-                    self.i += 1;
-                    return Ok(Json::Obj(kv));
-                }
-                loop {
-                    self.ws();
-                    let k = self.string()?;
-                    self.eat(b':')?;
-                    kv.push((k, self.value()?));
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Json::Obj(kv));
-                        }
-                        _ => return Err(format!("expected `,` or `}}` at byte {}", self.i)),
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b']') {
-                    self.i += 1;
-                    return Ok(Json::Arr(items));
-                }
-                loop {
-                    items.push(self.value()?);
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(Json::Arr(items));
-                        }
-                        _ => return Err(format!("expected `,` or `]` at byte {}", self.i)),
-                    }
-                }
-            }
-            Some(b'"') => Ok(Json::Str(self.string()?)),
-            Some(_) => {
-                let start = self.i;
-                while self
-                    .s
-                    .get(self.i)
-                    .is_some_and(|c| !matches!(c, b',' | b'}' | b']') && !c.is_ascii_whitespace())
-                {
-                    self.i += 1;
-                }
-                let word = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
-                match word {
-                    "null" => Ok(Json::Null),
-                    "true" => Ok(Json::Bool(true)),
-                    "false" => Ok(Json::Bool(false)),
-                    // Python's json writes NaN and Infinity bare.
-                    "NaN" | "Infinity" | "-Infinity" => Ok(Json::Null),
-                    w => w
-                        .parse()
-                        .map(Json::Num)
-                        .map_err(|_| format!("bad value `{w}` at byte {start}")),
-                }
-            }
-            None => Err("unexpected end".into()),
-        }
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        self.eat(b'"')?;
-        let mut out = Vec::new();
-        loop {
-            let Some(&c) = self.s.get(self.i) else {
-                return Err("unterminated string".into());
-            };
-            self.i += 1;
-            match c {
-                b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
-                b'\\' => {
-                    let Some(&e) = self.s.get(self.i) else {
-                        return Err("unterminated string".into());
-                    };
-                    self.i += 1;
-                    match e {
-                        b'n' => out.push(b'\n'),
-                        b't' => out.push(b'\t'),
-                        b'r' => out.push(b'\r'),
-                        b'b' => out.push(8),
-                        b'f' => out.push(12),
-                        b'u' => {
-                            let hex = self
-                                .s
-                                .get(self.i..self.i + 4)
-                                .and_then(|h| std::str::from_utf8(h).ok())
-                                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                                .ok_or("bad \\u escape")?;
-                            self.i += 4;
-                            let ch = char::from_u32(hex).unwrap_or('\u{fffd}');
-                            out.extend_from_slice(ch.to_string().as_bytes());
-                        }
-                        other => out.push(other),
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-    }
 }
 
 // ---------------------------------------------------------------- timing
