@@ -11,21 +11,25 @@
 //! | 0 | [`SUCCESS`] | the entry function returned |
 //! | 101 | [`PANIC`] | the entry function panicked (Rust's own panic exit code) |
 //! | 200 | [`BAD_COMMAND_LINE`] | the worker marker on the command line is malformed |
-//! | 201 | [`NO_CHANNEL`] | the bootstrap channel could not be opened or read (parent gone, bad handle; on Unix a marker naming another fd than 3), or the parent was gone before the parent-death check was armed |
+//! | 201 | [`NO_CHANNEL`] | the bootstrap channel could not be opened or read (parent gone, bad handle; on Unix a marker naming another fd than 3), the parent was gone before the parent-death check was armed, or the worker could not set up its standard streams (the null device, captured output) |
 //! | 202 | [`TRUNCATED`] | the bootstrap data ended early (the parent died or closed the channel) |
 //! | 203 | [`BAD_MAGIC`] | the bootstrap data does not start with multiproc's magic bytes |
 //! | 204 | [`VERSION_MISMATCH`] | parent and worker speak different protocol versions |
 //! | 205 | [`BUILD_MISMATCH`] | the worker executable is not the parent's build (see [`set_executable`](crate::set_executable) for what is compared) |
 //! | 206 | [`UNKNOWN_ENTRY`] | the worker has no entry function by the requested id |
 //! | 207 | [`TOO_LARGE`] | a length in the bootstrap data is over its cap (nothing was allocated for it) |
-//! | 208 | [`BAD_PAYLOAD`] | the arguments could not be decoded for the entry's type |
-//! | 209 | [`RESULT_UNDELIVERED`] | the entry finished but its result could not be sent back |
+//! | 208 | [`BAD_PAYLOAD`] | the worker options or the arguments could not be decoded (the arguments for the entry's type) |
+//! | 209 | [`RESULT_UNDELIVERED`] | the entry finished (returned, panicked, or its arguments could not be decoded) but what it has to report could not be sent back; 210 stays 210 |
 //! | 210 | [`BAD_RESULT`] | the entry returned, but its result could not be serialized |
 //! | 65536 | [`TERMINATE`] | Windows: ended by `terminate()` (`TerminateProcess(h, 0x10000)`, as CPython) |
 //!
 //! Every bootstrap failure (200–208) also prints one line on stderr,
 //! `multiproc worker <pid>: bootstrap failed: <reason>`, and happens without
-//! waiting for anything but the parent's data.
+//! waiting for anything but the parent's data. (A 208 for the arguments
+//! prints its line to the worker's stderr as set up by then: captured
+//! output, when the parent asked for it.) A 210 also prints one line, naming
+//! the entry and why its result cannot be serialized; a panic (101) prints
+//! Rust's panic message; 209 prints nothing of its own.
 //!
 //! # How `Process::join` tells a bootstrap failure from the entry's exit
 //!
@@ -48,7 +52,9 @@ pub const SUCCESS: i32 = 0;
 pub const PANIC: i32 = 101;
 /// The worker marker on the command line is malformed.
 pub const BAD_COMMAND_LINE: i32 = 200;
-/// The bootstrap channel could not be opened or read.
+/// The bootstrap channel could not be opened or read, the parent was gone
+/// before the parent-death check was armed, or the standard streams could
+/// not be set up.
 pub const NO_CHANNEL: i32 = 201;
 /// The bootstrap data ended early.
 pub const TRUNCATED: i32 = 202;
@@ -62,7 +68,7 @@ pub const BUILD_MISMATCH: i32 = 205;
 pub const UNKNOWN_ENTRY: i32 = 206;
 /// A length in the bootstrap data is over its cap.
 pub const TOO_LARGE: i32 = 207;
-/// The arguments could not be decoded.
+/// The worker options or the arguments could not be decoded.
 pub const BAD_PAYLOAD: i32 = 208;
 /// The result could not be sent back.
 pub const RESULT_UNDELIVERED: i32 = 209;

@@ -82,6 +82,9 @@
 //! | we stopped it (`terminate`, `kill`, `*_tree`) | [`Error::is_terminated`] | SIGTERM / SIGKILL; Windows exit code `0x10000` |
 //! | its bootstrap failed: the worker said so (with the reason), or it exited with 200–208 before its bootstrap was through | [`Error::is_bootstrap_failure`] | the reason; exit code 200–208, see [`exit_code`] |
 //!
+//! [`Error::kind`] gives the same answer as an [`ErrorKind`] to `match` on;
+//! the [`Error`] docs list every kind and where it comes from.
+//!
 //! [`Process::exitcode`] follows Python: the exit code, minus the signal
 //! number for a signal, and `-15` for a Windows process ended with
 //! `TERMINATE`.
@@ -210,11 +213,12 @@ macro_rules! entry {
 /// # fn main() {}
 /// ```
 ///
-/// It places a constructor in `.init_array` (Linux and other ELF systems),
+/// It places a constructor in `.init_array` (Linux, Android, FreeBSD),
 /// `__mod_init_func` (macOS) or `.CRT$XCY` (Windows, after the `.CRT$XCU`
 /// constructors that register entries there), which the C runtime calls
 /// before `main`; in a worker process it runs the requested entry and
-/// exits, so the test harness never starts there.
+/// exits, so the test harness never starts there. On other targets it
+/// places nothing and `init` does not run: call [`init`] yourself there.
 #[macro_export]
 macro_rules! test_support {
     () => {
