@@ -235,7 +235,7 @@ pub(crate) enum Kind {
     Usage(String),
     #[error("pool worker {pid} broke the pool protocol ({why}); it was killed")]
     WorkerProtocol { pid: u32, why: String },
-    #[error("the process was already joined")]
+    #[error("the result was already taken (joined before)")]
     AlreadyJoined,
     #[error("worker process {pid} sent a result of {len} bytes, over the cap of {max}")]
     ResultTooLarge { pid: u32, len: u64, max: u64 },

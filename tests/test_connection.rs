@@ -229,6 +229,9 @@ fn garbage_body_is_a_decode_error() {
     let err = b.recv::<String>().unwrap_err();
     assert!(err.is_decode(), "{err}");
     assert_eq!(err.kind(), ErrorKind::Decode);
+    // The decoder's own error is the cause.
+    let source = std::error::Error::source(&err).expect("a source");
+    assert!(source.is::<postcard::Error>(), "{source:?}");
     assert_eq!(
         std::io::Error::from(err).kind(),
         std::io::ErrorKind::InvalidData

@@ -43,6 +43,13 @@ fn missing_executable_is_a_clear_error_and_leaves_nothing() {
     let err = missing();
     assert!(err.is_spawn(), "{err}");
     assert_eq!(err.kind(), multiproc::ErrorKind::Spawn);
+    // The OS error is the cause, and what io_error gives.
+    assert_eq!(
+        err.io_error().map(|e| e.kind()),
+        Some(std::io::ErrorKind::NotFound),
+        "{err:?}"
+    );
+    assert!(std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>()));
     assert!(
         err.to_string().contains("/no/such/dir/multiproc-worker"),
         "{err}"
