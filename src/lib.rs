@@ -132,6 +132,7 @@
 //!   with `CREATE_NO_WINDOW`.
 #![deny(unsafe_code)]
 
+mod codec;
 mod connection;
 mod deadline;
 mod encode;
@@ -250,17 +251,17 @@ pub mod fuzzing {
     /// first, so the fuzzer reaches the length and entry checks. `Ok` or
     /// the exit code the worker would end with.
     pub fn bootstrap(data: &[u8], fix_prefix: bool) -> Result<(), i32> {
-        let mut data = data.to_vec();
-        if data.len() < crate::spawn::HEADER_LEN {
+        use crate::codec::header::{offset, LEN};
+        let Some((hdr, mut rest)) = data.split_first_chunk::<LEN>() else {
             return Err(crate::exit_code::TRUNCATED);
-        }
+        };
+        let mut hdr = *hdr;
         if fix_prefix {
-            let valid = crate::spawn::encode_header("", 0, &Default::default(), 0);
-            data[..24].copy_from_slice(&valid[..24]);
+            let valid = crate::spawn::encode_header("", false, &Default::default(), 0);
+            let prefix = offset::MAGIC.start..offset::BUILD.end;
+            hdr[prefix.clone()].copy_from_slice(&valid[prefix]);
         }
-        let mut hdr = [0u8; crate::spawn::HEADER_LEN];
-        hdr.copy_from_slice(&data[..crate::spawn::HEADER_LEN]);
-        crate::spawn::read_bootstrap(&hdr, &mut &data[crate::spawn::HEADER_LEN..])
+        crate::spawn::read_bootstrap(&hdr, &mut rest)
             .map(|_| ())
             .map_err(|f| f.0)
     }
@@ -311,7 +312,7 @@ pub mod __private {
     /// A well-formed bootstrap (header, entry id, payload), for tests that
     /// corrupt it.
     pub fn bootstrap_bytes(entry: &str, payload: &[u8]) -> Vec<u8> {
-        let mut v = crate::spawn::encode_header(entry, 0, &Default::default(), payload.len());
+        let mut v = crate::spawn::encode_header(entry, false, &Default::default(), payload.len());
         v.extend_from_slice(payload);
         v
     }
@@ -323,7 +324,7 @@ pub mod __private {
             die_with_parent,
             ..Default::default()
         };
-        let mut v = crate::spawn::encode_header(entry, 0, &options, payload.len());
+        let mut v = crate::spawn::encode_header(entry, false, &options, payload.len());
         v.extend_from_slice(payload);
         v
     }

@@ -86,7 +86,8 @@ pub struct PopenBuilder {
     kill_on_drop: bool,
     daemon: bool,
     stdio: [sys::StdioMode; 3],
-    flags: u32,
+    /// The worker sends replies on the channel (a `Process` reads them).
+    want_reply: bool,
     options: spawn::WorkerOptions,
     /// Write ends of the pipes that capture stdout / stderr.
     capture: [Option<CaptureEnd>; 2],
@@ -176,7 +177,7 @@ impl PopenBuilder {
     }
 
     pub(crate) fn want_result(&mut self) -> &mut Self {
-        self.flags |= spawn::FLAG_WANT_RESULT;
+        self.want_reply = true;
         self
     }
 
@@ -234,7 +235,7 @@ impl PopenBuilder {
                     *slot = Some(duplicate_for_child(w.0.as_raw())?);
                 }
             }
-            let mut data = spawn::encode_header(entry, self.flags, &options, body.len());
+            let mut data = spawn::encode_header(entry, self.want_reply, &options, body.len());
             data.extend_from_slice(&body);
             Ok(data)
         })

@@ -1,17 +1,12 @@
 //! The bootstrap protocol: how a parent tells a fresh worker what to run.
 //!
 //! The child is started as `<exe> --multiproc-worker=<version>,<parent pid>,<handle>`.
-//! It takes its end of the bootstrap channel (see `sys`), then reads:
+//! It takes its end of the bootstrap channel (see `sys`), then reads the
+//! header ([`codec::header`](crate::codec::header): magic, version, flags,
+//! build identity and the three lengths), then:
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 8 | magic `MULTPROC` |
-//! | 4 | protocol version, little endian ([`PROTOCOL_VERSION`]) |
-//! | 4 | flags (bit 0: reply on the channel: `Started`, then the result, a panic or why not; see [`exit_code`](crate::exit_code)) |
-//! | 8 | build identity (a hash of the protocol and crate versions, the entry table and the binary's build id; see [`set_executable`](crate::set_executable)) |
-//! | 4 | entry id length (at most [`MAX_ENTRY_LEN`]) |
-//! | 4 | options length (at most [`MAX_OPTIONS_LEN`]) |
-//! | 8 | payload length (at most [`MAX_PAYLOAD_LEN`]) |
 //! | n | entry id (the entry function's type name) |
 //! | n | options (process name, parent-death policy; postcard) |
 //! | n | payload (the arguments, postcard) |
@@ -30,25 +25,16 @@ use std::sync::OnceLock;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::codec::header::{self, Header};
 use crate::exit_code;
 use crate::pool::TaskFails;
 use crate::status::PanicReport;
 use crate::sys;
 
-/// The first bytes of every bootstrap.
-pub(crate) const MAGIC: [u8; 8] = *b"MULTPROC";
-/// The version of the bootstrap protocol; parent and child must agree.
-pub const PROTOCOL_VERSION: u32 = 1;
-/// The longest entry id a worker accepts.
-pub const MAX_ENTRY_LEN: u32 = 4096;
-/// The longest worker options block a worker accepts.
-pub const MAX_OPTIONS_LEN: u32 = 64 * 1024;
-/// The largest bootstrap payload (the serialized arguments) a worker accepts: 1 GiB.
-pub const MAX_PAYLOAD_LEN: u64 = 1 << 30;
+pub use crate::codec::header::{MAX_ENTRY_LEN, MAX_OPTIONS_LEN, MAX_PAYLOAD_LEN, PROTOCOL_VERSION};
+
 /// The command-line argument that makes a process a worker.
 pub(crate) const MARKER: &str = "--multiproc-worker=";
-pub(crate) const HEADER_LEN: usize = 40;
-pub(crate) const FLAG_WANT_RESULT: u32 = 1;
 
 /// One registered entry function.
 #[doc(hidden)]
@@ -176,19 +162,20 @@ pub(crate) struct WorkerOptions {
 /// Builds the header, entry id and options that precede the payload.
 pub(crate) fn encode_header(
     entry: &str,
-    flags: u32,
+    want_reply: bool,
     options: &WorkerOptions,
     payload_len: usize,
 ) -> Vec<u8> {
     let options = postcard::to_allocvec(options).unwrap_or_default();
-    let mut out = Vec::with_capacity(HEADER_LEN + entry.len() + options.len() + payload_len);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
-    out.extend_from_slice(&flags.to_le_bytes());
-    out.extend_from_slice(&build_id().to_le_bytes());
-    out.extend_from_slice(&(entry.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(options.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(payload_len as u64).to_le_bytes());
+    let header = Header {
+        want_reply,
+        build: build_id(),
+        entry_len: entry.len() as u32,
+        options_len: options.len() as u32,
+        payload_len: payload_len as u64,
+    };
+    let mut out = Vec::with_capacity(header::LEN + entry.len() + options.len() + payload_len);
+    out.extend_from_slice(&header.encode());
     out.extend_from_slice(entry.as_bytes());
     out.extend_from_slice(&options);
     out
@@ -213,75 +200,9 @@ fn parse_marker(s: &str) -> Option<(u32, sys::BootToken)> {
 #[derive(Debug)]
 pub(crate) struct Fail(pub i32, pub String);
 
-/// The header fields, after validation.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Header {
-    pub flags: u32,
-    pub entry_len: u32,
-    pub options_len: u32,
-    pub payload_len: u64,
-}
-
-/// Checks a header in the order a reader would trust it: magic, version,
-/// build, then the lengths against their caps.
-pub(crate) fn decode_header(b: &[u8; HEADER_LEN]) -> Result<Header, Fail> {
-    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    let u64_at = |i: usize| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[i..i + 8]);
-        u64::from_le_bytes(a)
-    };
-    if b[..8] != MAGIC {
-        return Err(Fail(
-            exit_code::BAD_MAGIC,
-            "bad magic: not multiproc bootstrap data".into(),
-        ));
-    }
-    let version = u32_at(8);
-    if version != PROTOCOL_VERSION {
-        return Err(Fail(
-            exit_code::VERSION_MISMATCH,
-            format!("protocol version {version}, this worker speaks {PROTOCOL_VERSION}"),
-        ));
-    }
-    let build = u64_at(16);
-    if build != build_id() {
-        return Err(Fail(
-            exit_code::BUILD_MISMATCH,
-            format!(
-                "the worker executable is not the parent's build: its build identity \
-                 (crate version, entry table, binary build id) is {:016x}, the parent's {build:016x}",
-                build_id()
-            ),
-        ));
-    }
-    let entry_len = u32_at(24);
-    if entry_len > MAX_ENTRY_LEN {
-        return Err(Fail(
-            exit_code::TOO_LARGE,
-            format!("entry id of {entry_len} bytes (at most {MAX_ENTRY_LEN})"),
-        ));
-    }
-    let options_len = u32_at(28);
-    if options_len > MAX_OPTIONS_LEN {
-        return Err(Fail(
-            exit_code::TOO_LARGE,
-            format!("options of {options_len} bytes (at most {MAX_OPTIONS_LEN})"),
-        ));
-    }
-    let payload_len = u64_at(32);
-    if payload_len > MAX_PAYLOAD_LEN {
-        return Err(Fail(
-            exit_code::TOO_LARGE,
-            format!("payload of {payload_len} bytes (at most {MAX_PAYLOAD_LEN})"),
-        ));
-    }
-    Ok(Header {
-        flags: u32_at(12),
-        entry_len,
-        options_len,
-        payload_len,
-    })
+/// Checks a header (see [`Header::decode`]) against this build.
+fn decode_header(b: &[u8; header::LEN]) -> Result<Header, Fail> {
+    Header::decode(b, build_id()).map_err(|e| Fail(e.exit_code(), e.to_string()))
 }
 
 /// Reads exactly `len` bytes, growing the buffer only as bytes arrive.
@@ -432,7 +353,10 @@ pub(crate) struct Bootstrap {
 /// Validates `hdr` and reads the rest of the bootstrap from `r`: every
 /// length checked against its cap first, buffers grown only as bytes
 /// arrive. The decoder the fuzz target `bootstrap` drives.
-pub(crate) fn read_bootstrap(hdr: &[u8; HEADER_LEN], r: &mut impl Read) -> Result<Bootstrap, Fail> {
+pub(crate) fn read_bootstrap(
+    hdr: &[u8; header::LEN],
+    r: &mut impl Read,
+) -> Result<Bootstrap, Fail> {
     let header = decode_header(hdr)?;
     let entry_name = read_bounded(r, header.entry_len.into()).map_err(read_failure)?;
     let entry_name = String::from_utf8_lossy(&entry_name).into_owned();
@@ -477,11 +401,11 @@ fn worker_main(marker: &str) -> Result<i32, Fail> {
             format!("cannot open the bootstrap channel: {e}"),
         )
     })?;
-    let mut hdr = [0u8; HEADER_LEN];
+    let mut hdr = [0u8; header::LEN];
     chan.recv_header(&mut hdr).map_err(read_failure)?;
     // From here on a failure is also reported over the channel when the
     // parent reads replies, so that it learns why from the worker itself.
-    let wants_reply = wants_reply(&hdr);
+    let wants_reply = Header::wants_reply(&hdr);
     let failed = |f: Fail, chan: Option<&sys::ChildChannel>| {
         if let (true, Some(chan)) = (wants_reply, chan) {
             let _ = send_reply(chan, &Reply::BootFailed(f.1.clone()));
@@ -571,17 +495,6 @@ fn worker_main(marker: &str) -> Result<i32, Fail> {
         }
     }
     Ok(code)
-}
-
-/// Whether the parent reads replies on the channel (a [`Process`]): only
-/// trusted from a header whose magic and version are right.
-///
-/// [`Process`]: crate::Process
-fn wants_reply(hdr: &[u8; HEADER_LEN]) -> bool {
-    let flags = u32::from_le_bytes([hdr[12], hdr[13], hdr[14], hdr[15]]);
-    hdr[..8] == MAGIC
-        && hdr[8..12] == PROTOCOL_VERSION.to_le_bytes()
-        && flags & FLAG_WANT_RESULT != 0
 }
 
 /// Writes one reply frame: its length (8 bytes, little endian), then the
@@ -686,21 +599,21 @@ pub(crate) fn take_panic_report() -> PanicReport {
 mod tests {
     use super::*;
 
-    fn header(entry: &str, payload: u64) -> [u8; HEADER_LEN] {
-        let v = encode_header(entry, 0, &WorkerOptions::default(), 0);
-        let mut h = [0u8; HEADER_LEN];
-        h.copy_from_slice(&v[..HEADER_LEN]);
-        h[32..40].copy_from_slice(&payload.to_le_bytes());
+    fn header(entry: &str, payload_len: usize) -> [u8; header::LEN] {
+        let v = encode_header(entry, false, &WorkerOptions::default(), payload_len);
+        let mut h = [0u8; header::LEN];
+        h.copy_from_slice(&v[..header::LEN]);
         h
     }
 
     #[test]
-    fn header_round_trips() {
+    fn header_carries_entry_and_options_lengths() {
         let h = decode_header(&header("a::b", 12)).unwrap();
         assert_eq!(
             h,
             Header {
-                flags: 0,
+                want_reply: false,
+                build: build_id(),
                 entry_len: 4,
                 options_len: postcard::to_allocvec(&WorkerOptions::default())
                     .unwrap()
@@ -711,24 +624,12 @@ mod tests {
     }
 
     #[test]
-    fn huge_length_prefix_is_rejected_before_allocating() {
-        let e = decode_header(&header("x", 1 << 60)).unwrap_err();
-        assert_eq!(e.0, exit_code::TOO_LARGE);
-    }
-
-    #[test]
-    fn wrong_magic_version_and_build_are_rejected_in_that_order() {
+    fn header_of_another_build_fails_with_its_exit_code() {
         let mut h = header("x", 0);
-        h[8] = 9;
-        assert_eq!(
-            decode_header(&h).unwrap_err().0,
-            exit_code::VERSION_MISMATCH
-        );
-        h[0] = b'X';
-        assert_eq!(decode_header(&h).unwrap_err().0, exit_code::BAD_MAGIC);
-        let mut h = header("x", 0);
-        h[16] ^= 1;
-        assert_eq!(decode_header(&h).unwrap_err().0, exit_code::BUILD_MISMATCH);
+        h[header::offset::BUILD.start] ^= 1;
+        let f = decode_header(&h).unwrap_err();
+        assert_eq!(f.0, exit_code::BUILD_MISMATCH);
+        assert!(f.1.contains("not the parent's build"), "{}", f.1);
     }
 
     #[test]
@@ -738,7 +639,10 @@ mod tests {
             handle: 3,
         };
         let m = marker_arg(t);
-        assert_eq!(parse_marker(m.strip_prefix(MARKER).unwrap()), Some((1, t)));
+        assert_eq!(
+            parse_marker(m.strip_prefix(MARKER).unwrap()),
+            Some((PROTOCOL_VERSION, t))
+        );
         assert_eq!(parse_marker("1,2"), None);
         assert_eq!(parse_marker("1,2,3,4"), None);
         assert_eq!(parse_marker("1,x,3"), None);
