@@ -266,6 +266,20 @@ pub mod fuzzing {
             .map_err(|f| f.0)
     }
 
+    /// The parent's decoder of a worker's replies over `data`, arriving in
+    /// two reads split at `split`, with a reply cap of `cap` bytes: whether
+    /// a final reply came out (errors are the documented `ReplyError`s).
+    pub fn reply(data: &[u8], split: usize, cap: u64) -> bool {
+        let mut r = crate::codec::reply::ReplyReader::new(cap);
+        let (a, b) = data.split_at(split.min(data.len()));
+        let pushed = r.push(a).and_then(|()| match r.is_done() {
+            true => Ok(()),
+            false => r.push(b),
+        });
+        r.close();
+        pushed.is_ok() && r.finish().is_ok()
+    }
+
     /// The pool's message decoders (parent to worker and back).
     pub fn pool_messages(data: &[u8]) -> (bool, bool) {
         crate::pool::decode_messages(data)

@@ -4,10 +4,12 @@ use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::codec::reply::{Reply, ReplyError, ReplyReader};
+use crate::deadline;
 use crate::encode;
 use crate::error::{Error, Kind, Result};
 use crate::spawn;
@@ -86,8 +88,9 @@ pub struct PopenBuilder {
     kill_on_drop: bool,
     daemon: bool,
     stdio: [sys::StdioMode; 3],
-    /// The worker sends replies on the channel (a `Process` reads them).
-    want_reply: bool,
+    /// The worker sends replies on the channel, each at most this long (a
+    /// `Process` reads them).
+    reply_cap: Option<u64>,
     options: spawn::WorkerOptions,
     /// Write ends of the pipes that capture stdout / stderr.
     capture: [Option<CaptureEnd>; 2],
@@ -176,8 +179,11 @@ impl PopenBuilder {
         self
     }
 
-    pub(crate) fn want_result(&mut self) -> &mut Self {
-        self.want_reply = true;
+    /// Have the worker send replies on its channel (see
+    /// [`codec::reply`](crate::codec::reply)); a reply over `max_len` bytes
+    /// fails [`Popen::read_reply`].
+    pub(crate) fn want_reply(&mut self, max_len: u64) -> &mut Self {
+        self.reply_cap = Some(max_len);
         self
     }
 
@@ -235,7 +241,8 @@ impl PopenBuilder {
                     *slot = Some(duplicate_for_child(w.0.as_raw())?);
                 }
             }
-            let mut data = spawn::encode_header(entry, self.want_reply, &options, body.len());
+            let mut data =
+                spawn::encode_header(entry, self.reply_cap.is_some(), &options, body.len());
             data.extend_from_slice(&body);
             Ok(data)
         })
@@ -270,6 +277,7 @@ impl PopenBuilder {
         let popen = Popen {
             child: Arc::new(child),
             channel: Some(channel),
+            reply: self.reply_cap.map(ReplyReader::new),
             kill_on_drop: true, // until the bootstrap is through
         };
         SPAWNING.with(|s| {
@@ -387,7 +395,26 @@ impl<'de> Deserialize<'de> for PassedHandle {
 pub struct Popen {
     child: Arc<sys::Child>,
     channel: Option<sys::Channel>,
+    /// The worker's replies, when it was asked for them.
+    reply: Option<ReplyReader>,
     kill_on_drop: bool,
+}
+
+/// How far [`Popen::read_reply`] got.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ReplyProgress {
+    /// The deadline passed first.
+    Pending,
+    /// The final reply is in, or the worker closed its channel: see
+    /// [`Popen::take_reply`].
+    Done,
+    /// The worker announced a reply over the cap; nothing more can be read.
+    TooLarge {
+        /// The announced length.
+        len: u64,
+        /// The cap.
+        max: u64,
+    },
 }
 
 impl Popen {
@@ -483,8 +510,53 @@ impl Popen {
     /// Releases the handles; the same as dropping (see the type's docs).
     pub fn close(self) {}
 
-    pub(crate) fn channel(&self) -> Option<&sys::Channel> {
-        self.channel.as_ref()
+    /// Reads the worker's replies until the final one is in or the worker
+    /// closed its channel (or exited: whoever else holds its end), waiting
+    /// until `deadline` at most. `Done` at once for a worker that sends no
+    /// replies.
+    pub(crate) fn read_reply(&mut self, deadline: Option<Instant>) -> Result<ReplyProgress> {
+        let Some(reader) = self.reply.as_mut() else {
+            return Ok(ReplyProgress::Done);
+        };
+        let mut chunk = Vec::new();
+        while !reader.is_done() {
+            let Some(channel) = &self.channel else {
+                reader.close();
+                break;
+            };
+            if chunk.is_empty() {
+                chunk = vec![0u8; 64 * 1024];
+            }
+            let left = deadline::left(deadline);
+            match channel
+                .read_timeout(Some(&self.child), &mut chunk, left)
+                .map_err(|e| Error::io("cannot read the worker's result", e))?
+            {
+                None => return Ok(ReplyProgress::Pending),
+                Some(0) => reader.close(),
+                Some(n) => {
+                    if let Err(ReplyError::TooLarge { len, max }) = reader.push(&chunk[..n]) {
+                        return Ok(ReplyProgress::TooLarge { len, max });
+                    }
+                }
+            }
+        }
+        Ok(ReplyProgress::Done)
+    }
+
+    /// Whether the worker said its bootstrap is through (only a worker
+    /// asked for replies says so).
+    pub(crate) fn reply_started(&self) -> bool {
+        self.reply.as_ref().is_some_and(ReplyReader::started)
+    }
+
+    /// The worker's final reply, once [`read_reply`](Popen::read_reply)
+    /// is done; taken (a second call finds it missing).
+    pub(crate) fn take_reply(&mut self) -> std::result::Result<Reply, ReplyError> {
+        match self.reply.as_mut() {
+            Some(reader) => reader.finish(),
+            None => Err(ReplyError::Missing),
+        }
     }
 
     /// Kills and reaps a child whose spawn failed, then returns `err`.

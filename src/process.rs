@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::codec::reply::Reply;
 use crate::deadline;
 use crate::error::{Error, Kind, Result};
 use crate::exit_code;
-use crate::popen::{Popen, PopenBuilder};
-use crate::spawn::Reply;
+use crate::popen::{Popen, PopenBuilder, ReplyProgress};
 use crate::status::ExitStatus;
 use crate::sys;
 
@@ -45,7 +45,6 @@ pub struct ProcessBuilder {
     capture: [bool; 2],
     name: Option<String>,
     daemon: bool,
-    max_result_len: u64,
 }
 
 impl Default for ProcessBuilder {
@@ -60,13 +59,12 @@ impl ProcessBuilder {
     /// Default options: named `Process-N`, not daemonic, stdio inherited.
     pub fn new() -> Self {
         let mut popen = PopenBuilder::new();
-        popen.want_result();
+        popen.want_reply(DEFAULT_MAX_RESULT_LEN);
         ProcessBuilder {
             popen,
             capture: [false; 2],
             name: None,
             daemon: false,
-            max_result_len: DEFAULT_MAX_RESULT_LEN,
         }
     }
 
@@ -147,7 +145,7 @@ impl ProcessBuilder {
     /// The largest serialized result accepted from the worker; a larger
     /// one fails the join (default [`DEFAULT_MAX_RESULT_LEN`]).
     pub fn max_result_len(&mut self, bytes: u64) -> &mut Self {
-        self.max_result_len = bytes;
+        self.popen.want_reply(bytes);
         self
     }
 
@@ -187,11 +185,7 @@ impl ProcessBuilder {
             stderr,
             name,
             stopped_by_us: AtomicBool::new(false),
-            reply: Vec::new(),
-            reply_done: false,
-            started: false,
             joined: false,
-            max_result_len: self.max_result_len,
             _result: PhantomData,
         })
     }
@@ -225,12 +219,7 @@ pub struct Process<T> {
     stderr: Option<ChildOutput>,
     name: String,
     stopped_by_us: AtomicBool,
-    reply: Vec<u8>,
-    reply_done: bool,
-    /// The worker said its bootstrap is through.
-    started: bool,
     joined: bool,
-    max_result_len: u64,
     _result: PhantomData<fn() -> T>,
 }
 
@@ -264,101 +253,54 @@ impl<T: DeserializeOwned> Process<T> {
         if self.joined {
             return Err(Error::new(Kind::AlreadyJoined));
         }
-        let left = || deadline::left(deadline);
-        let mut chunk = vec![0u8; 64 * 1024];
-        while !self.reply_done {
-            let Some(channel) = self.popen.channel() else {
-                self.reply_done = true;
-                break;
-            };
-            match channel
-                .read_timeout(Some(self.popen.child()), &mut chunk, left())
-                .map_err(|e| Error::io("cannot read the worker's result", e))?
-            {
-                None => return Ok(None),
-                Some(0) => self.reply_done = true,
-                Some(n) => {
-                    self.reply.extend_from_slice(&chunk[..n]);
-                    self.reply_done = match self.take_started() {
-                        Ok(done) => done,
-                        Err(len) => {
-                            let _ = self.popen.kill();
-                            self.joined = true;
-                            return Err(Error::new(Kind::ResultTooLarge {
-                                pid: self.pid(),
-                                len,
-                                max: self.max_result_len,
-                            }));
-                        }
-                    };
-                }
+        match self.popen.read_reply(deadline)? {
+            ReplyProgress::Pending => return Ok(None),
+            ReplyProgress::Done => {}
+            ReplyProgress::TooLarge { len, max } => {
+                let _ = self.popen.kill();
+                self.joined = true;
+                return Err(Error::new(Kind::ResultTooLarge {
+                    pid: self.pid(),
+                    len,
+                    max,
+                }));
             }
         }
-        let Some(status) = self.popen.wait(left())? else {
+        let Some(status) = self.popen.wait(deadline::left(deadline))? else {
             return Ok(None);
         };
         self.joined = true;
         self.outcome(status).map(Some)
     }
 
-    /// Takes a `Started` frame off the front of the replies (noting that
-    /// the bootstrap is through); whether the final reply is complete.
-    /// `Err(len)` for a frame over the result cap.
-    fn take_started(&mut self) -> std::result::Result<bool, u64> {
-        loop {
-            let Some(len) = frame_len(&self.reply) else {
-                return Ok(false);
-            };
-            if len > self.max_result_len {
-                return Err(len);
-            }
-            let end = usize::try_from(len).map_or(usize::MAX, |l| l.saturating_add(8));
-            if self.reply.len() < end {
-                return Ok(false);
-            }
-            if self.started
-                || !matches!(
-                    postcard::from_bytes(&self.reply[8..end]),
-                    Ok(Reply::Started)
-                )
-            {
-                return Ok(true);
-            }
-            self.started = true;
-            self.reply.drain(..end);
-        }
-    }
-
     fn outcome(&mut self, status: ExitStatus) -> Result<T> {
         let pid = self.pid();
-        let reply = std::mem::take(&mut self.reply);
-        let frame = frame_len(&reply)
-            .filter(|&len| reply.len() as u64 == 8 + len)
-            .and_then(|_| postcard::from_bytes::<Reply>(&reply[8..]).ok());
-        match frame {
-            Some(Reply::Value(bytes)) => postcard::from_bytes(&bytes).map_err(|e| {
+        match self.popen.take_reply() {
+            Ok(Reply::Value(bytes)) => postcard::from_bytes(&bytes).map_err(|e| {
                 Error::new(Kind::Decode {
                     what: "the worker's result",
                     source: e,
                 })
             }),
-            Some(Reply::Panic(report)) => Err(Error::new(Kind::Panicked { pid, report })),
-            Some(Reply::BadArgs(why) | Reply::BootFailed(why)) => {
+            Ok(Reply::Panic(report)) => Err(Error::new(Kind::Panicked { pid, report })),
+            Ok(Reply::BadArgs(why) | Reply::BootFailed(why)) => {
                 Err(Error::new(Kind::BootstrapFailed { pid, status, why }))
             }
-            Some(Reply::BadResult(why)) => Err(Error::new(Kind::ResultEncode {
+            Ok(Reply::BadResult(why)) => Err(Error::new(Kind::ResultEncode {
                 pid: Some(pid),
                 status: Some(status),
                 why,
             })),
-            Some(Reply::Started) | None => {
-                // No word from the worker: a bootstrap code counts only if
-                // the worker never got as far as `Started` (it could not
-                // use the channel); after that, the code is the entry's.
+            // A second `Started`, nothing, or nothing readable: no word
+            // from the worker.
+            Ok(Reply::Started) | Err(_) => {
+                // A bootstrap code counts only if the worker never got as
+                // far as `Started` (it could not use the channel); after
+                // that, the code is the entry's.
                 if let Some(why) = status
                     .code()
                     .filter(|c| (exit_code::BAD_COMMAND_LINE..=exit_code::BAD_PAYLOAD).contains(c))
-                    .filter(|_| !self.started)
+                    .filter(|_| !self.popen.reply_started())
                     .and_then(exit_code::describe)
                 {
                     return Err(Error::new(Kind::BootstrapFailed {
@@ -374,11 +316,6 @@ impl<T: DeserializeOwned> Process<T> {
             }
         }
     }
-}
-
-fn frame_len(buf: &[u8]) -> Option<u64> {
-    let b: [u8; 8] = buf.get(..8)?.try_into().ok()?;
-    Some(u64::from_le_bytes(b))
 }
 
 impl<T> Process<T> {

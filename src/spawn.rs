@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::header::{self, Header};
+use crate::codec::reply::Reply;
 use crate::exit_code;
 use crate::pool::TaskFails;
 use crate::status::PanicReport;
@@ -497,13 +498,10 @@ fn worker_main(marker: &str) -> Result<i32, Fail> {
     Ok(code)
 }
 
-/// Writes one reply frame: its length (8 bytes, little endian), then the
-/// reply (postcard).
+/// Writes one reply frame (see [`codec::reply`](crate::codec::reply)).
 fn send_reply(chan: &sys::ChildChannel, reply: &Reply) -> io::Result<()> {
-    let frame = postcard::to_allocvec(reply).map_err(io::Error::other)?;
-    let mut out = (frame.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(&frame);
-    write_all(chan, &out)
+    let frame = reply.encode().map_err(io::Error::other)?;
+    write_all(chan, &frame)
 }
 
 fn write_all(chan: &sys::ChildChannel, mut buf: &[u8]) -> io::Result<()> {
@@ -515,26 +513,6 @@ fn write_all(chan: &sys::ChildChannel, mut buf: &[u8]) -> io::Result<()> {
         buf = &buf[n..];
     }
     Ok(())
-}
-
-/// What a worker sends back when asked for its result: `Started` once its
-/// bootstrap is through, then one of the others; or only `BootFailed`.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum Reply {
-    /// The entry returned; its result, serialized.
-    Value(Vec<u8>),
-    /// The entry panicked.
-    Panic(PanicReport),
-    /// The arguments could not be decoded (a bootstrap failure: the entry
-    /// did not run).
-    BadArgs(String),
-    /// The bootstrap is through; the entry runs next.
-    Started,
-    /// The bootstrap failed, and why (the worker exits with the matching
-    /// [`exit_code`]).
-    BootFailed(String),
-    /// The entry returned, but its result could not be serialized.
-    BadResult(String),
 }
 
 thread_local! {
