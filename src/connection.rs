@@ -24,12 +24,12 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::codec::handles;
 use crate::deadline;
 use crate::encode;
 use crate::error::{Error, Kind, Result};
-use crate::popen::{duplicate_for_child, Popen};
+use crate::popen::Popen;
 use crate::process::Sentinel;
-use crate::spawn;
 use crate::status::ExitStatus;
 use crate::sys;
 
@@ -547,48 +547,25 @@ fn is_peer_gone(e: &std::io::Error) -> bool {
     )
 }
 
-#[derive(Serialize, Deserialize)]
-struct Wire<H> {
-    handle: H,
-    readable: bool,
-    writable: bool,
-    read_ahead: bool,
-    max_len: u64,
-}
-
 impl Serialize for Connection {
-    /// Only while spawning: the worker gets its own copy of this end.
+    /// Only while spawning: the worker gets its own copy of this end (see
+    /// [`codec::handles`](crate::codec::handles) for the wire form).
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let tokens = self
-            .chan
-            .pass_handles()
-            .into_iter()
-            .map(duplicate_for_child)
-            .collect::<Result<Vec<u64>>>()
-            .map_err(encode::handle_error)?;
-        Wire {
-            handle: tokens,
+        let end = handles::EndSettings {
             readable: self.readable,
             writable: self.writable,
             read_ahead: self.read_ahead,
             max_len: self.max_message_len(),
-        }
-        .serialize(s)
+        };
+        handles::serialize_end(&self.chan, end, s)
     }
 }
 
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let w = Wire::<Vec<u64>>::deserialize(d)?;
-        let chan = w
-            .handle
-            .into_iter()
-            .map(spawn::take_passed_handle)
-            .collect::<std::io::Result<Vec<_>>>()
-            .and_then(sys::Channel::from_passed)
-            .map_err(serde::de::Error::custom)?;
-        let c = Connection::new(chan, w.readable, w.writable, w.read_ahead);
-        c.set_max_message_len(w.max_len);
+        let (chan, end) = handles::deserialize_end(d)?;
+        let c = Connection::new(chan, end.readable, end.writable, end.read_ahead);
+        c.set_max_message_len(end.max_len);
         Ok(c)
     }
 }

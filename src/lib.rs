@@ -146,14 +146,13 @@ mod status;
 #[allow(unsafe_code)]
 mod sys;
 
+pub use codec::handles::{duplicate_for_child, PassedHandle};
 pub use connection::{wait, Connection, Pipe, Waitable, DEFAULT_MAX_MESSAGE_LEN};
 pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "progress")]
 pub use pool::Progress;
 pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, WINDOW};
-pub use popen::{
-    duplicate_for_child, executable, set_executable, PassedHandle, Popen, PopenBuilder,
-};
+pub use popen::{executable, set_executable, Popen, PopenBuilder};
 pub use process::{ChildOutput, Process, ProcessBuilder, Sentinel, Stdio, DEFAULT_MAX_RESULT_LEN};
 pub use spawn::{
     current_process_name, init, MAX_ENTRY_LEN, MAX_OPTIONS_LEN, MAX_PAYLOAD_LEN, PROTOCOL_VERSION,

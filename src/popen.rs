@@ -1,13 +1,13 @@
 //! `Popen`: one worker process, as CPython's `popen_spawn_win32.Popen`.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Serialize;
 
+use crate::codec::handles::{self, duplicate_for_child};
 use crate::codec::reply::{Reply, ReplyError, ReplyReader};
 use crate::deadline;
 use crate::encode;
@@ -280,14 +280,7 @@ impl PopenBuilder {
             reply: self.reply_cap.map(ReplyReader::new),
             kill_on_drop: true, // until the bootstrap is through
         };
-        SPAWNING.with(|s| {
-            *s.borrow_mut() = Some((popen.child.clone(), sys::HandleTransfer::default()));
-        });
-        let data = bootstrap(&popen.child);
-        let transfer = SPAWNING
-            .with(|s| s.borrow_mut().take())
-            .map(|(_, t)| t)
-            .unwrap_or_default();
+        let (data, transfer) = handles::spawning(&popen.child, || bootstrap(&popen.child));
         let data = match data {
             Ok(d) => d,
             Err(e) => return Err(popen.abandon(e)),
@@ -311,70 +304,6 @@ impl PopenBuilder {
         let mut popen = popen;
         popen.kill_on_drop = self.kill_on_drop;
         Ok(popen)
-    }
-}
-
-thread_local! {
-    /// The child being spawned on this thread while its bootstrap data is
-    /// built (CPython's `get_spawning_popen()`), with the handles passed so far.
-    static SPAWNING: RefCell<Option<(Arc<sys::Child>, sys::HandleTransfer)>> =
-        const { RefCell::new(None) };
-}
-
-/// Makes `handle` available to the child that is being spawned on this
-/// thread, and returns the token under which the child finds it.
-///
-/// Only valid while a spawn serializes its arguments, i.e. from a
-/// `Serialize` impl of an argument ([`PassedHandle`] does this); anywhere
-/// else it fails with [`Error::is_not_spawning`]. On Windows the handle is
-/// duplicated into the child with `DuplicateHandle`; on Unix a copy of the
-/// fd travels with the bootstrap data (`SCM_RIGHTS`). The caller keeps its
-/// own handle either way.
-pub fn duplicate_for_child(handle: sys::BorrowedRaw<'_>) -> Result<u64> {
-    SPAWNING.with(|s| {
-        let mut s = s.borrow_mut();
-        let (child, transfer) = s.as_mut().ok_or_else(|| Error::new(Kind::NotSpawning))?;
-        transfer
-            .add(child, handle)
-            .map_err(|e| Error::io("cannot duplicate a handle for the child", e))
-    })
-}
-
-/// An OS handle (a Unix fd, a Windows `HANDLE`) sent to a worker inside its
-/// arguments.
-///
-/// Serializing it is only possible while spawning (it calls
-/// [`duplicate_for_child`]); in the worker, deserializing it yields the
-/// worker's own copy. It is the mechanism that lets a pipe end travel to a
-/// child.
-#[derive(Debug)]
-pub struct PassedHandle(sys::OwnedRaw);
-
-impl PassedHandle {
-    /// Wraps a handle to send.
-    pub fn new(handle: sys::OwnedRaw) -> Self {
-        PassedHandle(handle)
-    }
-
-    /// The handle.
-    pub fn into_inner(self) -> sys::OwnedRaw {
-        self.0
-    }
-}
-
-impl Serialize for PassedHandle {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let token = duplicate_for_child(sys::borrow(&self.0)).map_err(encode::handle_error)?;
-        s.serialize_u64(token)
-    }
-}
-
-impl<'de> Deserialize<'de> for PassedHandle {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let token = u64::deserialize(d)?;
-        spawn::take_passed_handle(token)
-            .map(PassedHandle)
-            .map_err(serde::de::Error::custom)
     }
 }
 

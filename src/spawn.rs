@@ -16,7 +16,6 @@
 //! against their caps before anything is allocated, and the payload buffer
 //! grows only with bytes that actually arrived.
 
-use std::cell::RefCell;
 use std::io::{self, Read};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +24,7 @@ use std::sync::OnceLock;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::codec::handles;
 use crate::codec::header::{self, Header};
 use crate::codec::reply::Reply;
 use crate::exit_code;
@@ -222,22 +222,6 @@ impl Read for ChannelReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.read(buf)
     }
-}
-
-thread_local! {
-    /// The worker's bootstrap channel while its arguments are decoded.
-    static CHILD_CHANNEL: RefCell<Option<sys::ChildChannel>> = const { RefCell::new(None) };
-}
-
-/// Takes a handle the parent passed with `duplicate_for_child`.
-pub(crate) fn take_passed_handle(token: u64) -> io::Result<sys::OwnedRaw> {
-    CHILD_CHANNEL.with(|c| match c.borrow_mut().as_mut() {
-        Some(ch) => ch.take_handle(token),
-        None => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "a passed handle can only be received while a worker decodes its arguments",
-        )),
-    })
 }
 
 static CURRENT_NAME: OnceLock<String> = OnceLock::new();
@@ -444,31 +428,31 @@ fn worker_main(marker: &str) -> Result<i32, Fail> {
             })?;
     }
     install_panic_hook();
-    CHILD_CHANNEL.with(|c| *c.borrow_mut() = Some(chan));
+    handles::receiving(chan);
     for (which, token) in [(1u8, options.capture[0]), (2u8, options.capture[1])] {
         if let Some(token) = token {
-            take_passed_handle(token)
+            handles::take_passed_handle(token)
                 .and_then(|h| sys::set_std_handle(which, h))
                 .map_err(|e| {
                     let f = Fail(
                         exit_code::NO_CHANNEL,
                         format!("cannot install the captured output handle: {e}"),
                     );
-                    CHILD_CHANNEL.with(|c| failed(f, c.borrow().as_ref()))
+                    handles::with_receiving(|chan| failed(f, chan))
                 })?;
         }
     }
     if wants_reply {
         // The bootstrap is through: whatever ends this process from here
         // on (its own `exit(205)` included) is the entry's doing.
-        CHILD_CHANNEL.with(|c| {
-            if let Some(chan) = c.borrow().as_ref() {
+        handles::with_receiving(|chan| {
+            if let Some(chan) = chan {
                 let _ = send_reply(chan, &Reply::Started);
             }
         });
     }
     let outcome = catch_task(|| (entry.run)(&payload));
-    let chan = CHILD_CHANNEL.with(|c| c.borrow_mut().take());
+    let chan = handles::stop_receiving();
     let (reply, code) = match outcome {
         Ok(Ok(bytes)) => (Reply::Value(bytes), exit_code::SUCCESS),
         Ok(Err(RunFail::BadArgs(why))) => {

@@ -136,7 +136,11 @@ fn socket_holding(data: &[u8]) -> std::os::fd::OwnedFd {
 #[test]
 fn forged_marker_naming_stdin_runs_no_entry() {
     let out = Command::new(std::env::current_exe().unwrap())
-        .arg(format!("--multiproc-worker=1,{},0", std::process::id()))
+        .arg(format!(
+            "--multiproc-worker={},{},0",
+            multiproc::PROTOCOL_VERSION,
+            std::process::id()
+        ))
         .stdin(socket_holding(&exit_bootstrap(42, false)))
         .output()
         .unwrap();
@@ -156,7 +160,11 @@ fn bootstrap_at_fd_3_runs_the_entry() {
         .arg("-c")
         .arg(r#"exec "$0" "$1" 3<&0 0</dev/null"#)
         .arg(std::env::current_exe().unwrap())
-        .arg(format!("--multiproc-worker=1,{},3", std::process::id()))
+        .arg(format!(
+            "--multiproc-worker={},{},3",
+            multiproc::PROTOCOL_VERSION,
+            std::process::id()
+        ))
         .stdin(socket_holding(&exit_bootstrap(42, false)))
         .output()
         .unwrap();
@@ -179,7 +187,10 @@ fn parent_death_check_prints_the_documented_line() {
         .arg("-c")
         .arg(r#"exec "$0" "$1" 3<&0 0</dev/null"#)
         .arg(std::env::current_exe().unwrap())
-        .arg("--multiproc-worker=1,1,3")
+        .arg(format!(
+            "--multiproc-worker={},1,3",
+            multiproc::PROTOCOL_VERSION
+        ))
         .stdin(socket_holding(&exit_bootstrap(42, true)))
         .output()
         .unwrap();

@@ -26,7 +26,7 @@ use crate::exit_code;
 /// The first bytes of every bootstrap.
 pub(crate) const MAGIC: [u8; 8] = *b"MULTPROC";
 /// The version of the bootstrap protocol; parent and child must agree.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The longest entry id a worker accepts.
 pub const MAX_ENTRY_LEN: u32 = 4096;
 /// The longest worker options block a worker accepts.

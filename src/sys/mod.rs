@@ -65,8 +65,9 @@
 //!     // Unix: O_NONBLOCK on this end's pipe (an end no other process holds);
 //!     // Windows: nothing (false). True if done.
 //!     pub(crate) fn set_nonblocking_reads(&self) -> bool;
-//!     pub(crate) fn from_passed(h: Vec<OwnedRaw>) -> io::Result<Channel>; // a passed Connection end
-//!     pub(crate) fn pass_handles(&self) -> Vec<BorrowedRaw<'_>>;
+//!     // A passed Connection end, from its handles in their roles.
+//!     pub(crate) fn from_passed(parts: ChannelParts<OwnedRaw>) -> io::Result<Channel>;
+//!     pub(crate) fn pass_handles(&self) -> ChannelParts<BorrowedRaw<'_>>;
 //!     // A second lane for big message bodies (Unix: a socket next to the
 //!     // pipes); Windows has none.
 //!     pub(crate) fn has_bulk(&self) -> bool;
@@ -191,6 +192,24 @@ pub(crate) struct SpawnRequest<'a> {
     pub new_group: bool,
 }
 
+/// The handles that make up a channel end, each in its role: what
+/// `Channel::pass_handles` gives and `Channel::from_passed` takes, so
+/// that a passed end is rebuilt from what it was, never from a guess at
+/// what each handle is (the layer above sends the roles as a kind tag,
+/// see `codec::handles`).
+#[derive(Debug)]
+pub(crate) struct ChannelParts<H> {
+    /// The handle reads come from (a write-only end: the one writes go
+    /// to); Windows: the named pipe, the only handle.
+    pub main: H,
+    /// `main` is a socket (Unix), not a pipe.
+    pub main_is_socket: bool,
+    /// Unix, a duplex end: the pipe end writes go to.
+    pub write: Option<H>,
+    /// Unix: the bulk-lane socket.
+    pub bulk: Option<H>,
+}
+
 /// Borrows an owned handle or fd.
 #[cfg(unix)]
 pub(crate) fn borrow(h: &OwnedRaw) -> BorrowedRaw<'_> {
@@ -284,20 +303,30 @@ pub(crate) fn before_exit() {}
 
 #[cfg(windows)]
 impl Channel {
-    /// Rebuilds a passed end (one handle on Windows).
-    pub(crate) fn from_passed(mut handles: Vec<OwnedRaw>) -> std::io::Result<Channel> {
-        match (handles.pop(), handles.is_empty()) {
-            (Some(h), true) => Ok(Channel::from_owned(h)),
+    /// Rebuilds a passed end: one named pipe on Windows.
+    pub(crate) fn from_passed(parts: ChannelParts<OwnedRaw>) -> std::io::Result<Channel> {
+        match parts {
+            ChannelParts {
+                main,
+                main_is_socket: false,
+                write: None,
+                bulk: None,
+            } => Ok(Channel::from_owned(main)),
             _ => Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                "a passed channel has one handle on Windows",
+                "a passed channel is one named pipe on Windows",
             )),
         }
     }
 
-    /// The handles that make up this end, to pass to a child.
-    pub(crate) fn pass_handles(&self) -> Vec<BorrowedRaw<'_>> {
-        vec![self.as_raw()]
+    /// The handle that makes up this end, to pass to a child.
+    pub(crate) fn pass_handles(&self) -> ChannelParts<BorrowedRaw<'_>> {
+        ChannelParts {
+            main: self.as_raw(),
+            main_is_socket: false,
+            write: None,
+            bulk: None,
+        }
     }
 
     /// No bulk lane on Windows: one named pipe carries everything.

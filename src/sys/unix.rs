@@ -1260,45 +1260,25 @@ impl Channel {
         read_append_fd(self.fd.as_fd(), v, max)
     }
 
-    /// Rebuilds a passed end from the fds [`pass_handles`](Self::pass_handles)
-    /// listed, in that order.
-    pub(crate) fn from_passed(mut fds: Vec<OwnedRaw>) -> io::Result<Channel> {
-        if fds.is_empty() || fds.len() > 3 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a passed channel has one to three handles",
-            ));
-        }
-        let is_socket = |fd: &OwnedFd| -> io::Result<bool> {
-            Ok(
-                rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(fd)?.st_mode)
-                    == rustix::fs::FileType::Socket,
-            )
-        };
-        // [fd, wr?, bulk?]: a pipe end's last handle is its bulk socket.
-        let bulk = match fds.last() {
-            Some(last) if fds.len() > 1 && is_socket(last)? => fds.pop(),
-            _ => None,
-        };
-        let wr = (fds.len() == 2).then(|| fds.pop()).flatten();
-        let fd = fds.pop().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, "a passed channel has no handle")
-        })?;
-        let socket = is_socket(&fd)?;
+    /// Rebuilds a passed end from its fds, each in the role
+    /// [`pass_handles`](Self::pass_handles) gave it.
+    pub(crate) fn from_passed(parts: super::ChannelParts<OwnedRaw>) -> io::Result<Channel> {
         Ok(Channel {
-            fd,
-            wr,
-            socket,
-            bulk,
+            fd: parts.main,
+            wr: parts.write,
+            socket: parts.main_is_socket,
+            bulk: parts.bulk,
         })
     }
 
-    /// The handles that make up this end, to pass to a child.
-    pub(crate) fn pass_handles(&self) -> Vec<BorrowedRaw<'_>> {
-        std::iter::once(self.fd.as_fd())
-            .chain(self.wr.as_ref().map(|w| w.as_fd()))
-            .chain(self.bulk.as_ref().map(|b| b.as_fd()))
-            .collect()
+    /// The fds that make up this end, each in its role, to pass to a child.
+    pub(crate) fn pass_handles(&self) -> super::ChannelParts<BorrowedRaw<'_>> {
+        super::ChannelParts {
+            main: self.fd.as_fd(),
+            main_is_socket: self.socket,
+            write: self.wr.as_ref().map(|w| w.as_fd()),
+            bulk: self.bulk.as_ref().map(|b| b.as_fd()),
+        }
     }
 
     /// Whether this end has a bulk lane for big message bodies.
