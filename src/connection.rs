@@ -624,7 +624,7 @@ pub fn wait(objects: &[Waitable<'_>], timeout: Option<Duration>) -> Result<Vec<u
                     handles.push(c.channel().as_raw());
                     index.push(i);
                 }
-                Waitable::Process(s) => match s.popen().child().sentinel() {
+                Waitable::Process(s) => match s.popen().sentinel() {
                     _ if exited(s.popen().poll()) => ready.push(i),
                     Some(h) => {
                         handles.push(h);

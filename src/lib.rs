@@ -152,8 +152,8 @@ pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "progress")]
 pub use pool::Progress;
 pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, WINDOW};
-pub use popen::{executable, set_executable, Popen, PopenBuilder};
-pub use process::{ChildOutput, Process, ProcessBuilder, Sentinel, Stdio, DEFAULT_MAX_RESULT_LEN};
+pub use popen::{executable, set_executable, ChildOutput, Popen, PopenBuilder};
+pub use process::{Process, ProcessBuilder, Sentinel, Stdio, DEFAULT_MAX_RESULT_LEN};
 pub use spawn::{
     current_process_name, init, MAX_ENTRY_LEN, MAX_OPTIONS_LEN, MAX_PAYLOAD_LEN, PROTOCOL_VERSION,
 };

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -92,18 +92,8 @@ pub struct PopenBuilder {
     /// `Process` reads them).
     reply_cap: Option<u64>,
     options: spawn::WorkerOptions,
-    /// Write ends of the pipes that capture stdout / stderr.
-    capture: [Option<CaptureEnd>; 2],
-}
-
-/// The write end of a capture pipe, shared by builder copies.
-#[derive(Clone)]
-struct CaptureEnd(Arc<sys::Channel>);
-
-impl fmt::Debug for CaptureEnd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CaptureEnd")
-    }
+    /// Capture stdout / stderr in a pipe to this process.
+    capture: [bool; 2],
 }
 
 impl PopenBuilder {
@@ -160,20 +150,29 @@ impl PopenBuilder {
         self
     }
 
-    /// Where stdin (`which == 0`), stdout (`1`) or stderr (`2`) goes.
-    pub(crate) fn stream(&mut self, which: usize, mode: sys::StdioMode) -> &mut Self {
-        self.stdio[which] = mode;
+    /// Whether stdin (`which == 0`), stdout (`1`) or stderr (`2`) goes to
+    /// the null device (or is inherited).
+    pub(crate) fn null_stream(&mut self, which: usize, null: bool) -> &mut Self {
+        self.stdio[which] = if null {
+            sys::StdioMode::Null
+        } else {
+            sys::StdioMode::Inherit
+        };
         self
     }
 
-    pub(crate) fn capture(&mut self, which: usize, w: Option<Arc<sys::Channel>>) -> &mut Self {
-        self.capture[which] = w.map(CaptureEnd);
+    /// Capture stdout (`which == 0`) or stderr (`1`) in a pipe to this
+    /// process, read through [`Popen::take_output`]; the worker installs
+    /// the pipe's write end itself once its bootstrap is through.
+    pub(crate) fn capture(&mut self, which: usize, yes: bool) -> &mut Self {
+        self.capture[which] = yes;
         self
     }
 
     /// The worker is daemonic ([`ProcessBuilder::daemon`](crate::ProcessBuilder::daemon)):
-    /// the OS layer makes sure it ends with this process where exit
-    /// handlers don't run.
+    /// it is terminated when this process exits normally (an exit
+    /// handler), and the OS layer makes sure it ends with this process
+    /// where exit handlers don't run.
     pub(crate) fn daemon(&mut self, yes: bool) -> &mut Self {
         self.daemon = yes;
         self
@@ -232,20 +231,31 @@ impl PopenBuilder {
         entry: &str,
         payload: &mut dyn FnMut(&sys::Child) -> Result<Vec<u8>>,
     ) -> Result<Popen> {
-        self.spawn_bytes(&mut |child| {
+        // Our write ends go away when this returns, so the readers see end
+        // of file once the worker (and whatever inherited them) exited.
+        let mut pipes = [None, None];
+        for (pipe, _) in pipes.iter_mut().zip(self.capture).filter(|(_, yes)| *yes) {
+            *pipe = Some(
+                sys::pipe(false)
+                    .map_err(|e| Error::io("cannot create a pipe for captured output", e))?,
+            );
+        }
+        let mut popen = self.spawn_bytes(&mut |child| {
             let body = payload(child)?;
             let mut options = self.options.clone();
             options.null_std = sys::worker_nulls(self.stdio);
-            for (slot, w) in options.capture.iter_mut().zip(&self.capture) {
-                if let Some(w) = w {
-                    *slot = Some(duplicate_for_child(w.0.as_raw())?);
+            for (slot, pipe) in options.capture.iter_mut().zip(&pipes) {
+                if let Some((_, w)) = pipe {
+                    *slot = Some(duplicate_for_child(w.as_raw())?);
                 }
             }
             let mut data =
                 spawn::encode_header(entry, self.reply_cap.is_some(), &options, body.len());
             data.extend_from_slice(&body);
             Ok(data)
-        })
+        })?;
+        popen.output = pipes.map(|p| p.map(|(r, _)| ChildOutput(r)));
+        Ok(popen)
     }
 
     fn spawn_bytes(
@@ -278,6 +288,7 @@ impl PopenBuilder {
             child: Arc::new(child),
             channel: Some(channel),
             reply: self.reply_cap.map(ReplyReader::new),
+            output: [None, None],
             kill_on_drop: true, // until the bootstrap is through
         };
         let (data, transfer) = handles::spawning(&popen.child, || bootstrap(&popen.child));
@@ -303,6 +314,9 @@ impl PopenBuilder {
         }
         let mut popen = popen;
         popen.kill_on_drop = self.kill_on_drop;
+        if self.daemon {
+            register_daemon(&popen.child);
+        }
         Ok(popen)
     }
 }
@@ -326,6 +340,8 @@ pub struct Popen {
     channel: Option<sys::Channel>,
     /// The worker's replies, when it was asked for them.
     reply: Option<ReplyReader>,
+    /// The read ends of captured stdout / stderr, until taken.
+    output: [Option<ChildOutput>; 2],
     kill_on_drop: bool,
 }
 
@@ -428,8 +444,17 @@ impl Popen {
             .map_err(|e| Error::io("cannot kill the worker's process tree", e))
     }
 
-    pub(crate) fn child(&self) -> &sys::Child {
-        &self.child
+    /// Something that becomes ready when the worker exits (pidfd /
+    /// process handle), for [`wait`](crate::wait); `None` where the OS has
+    /// no such thing (then poll [`Popen::poll`]).
+    pub(crate) fn sentinel(&self) -> Option<sys::BorrowedRaw<'_>> {
+        self.child.sentinel()
+    }
+
+    /// The read end of captured stdout (`which == 0`) or stderr (`1`),
+    /// once (see [`PopenBuilder::capture`]).
+    pub(crate) fn take_output(&mut self, which: usize) -> Option<ChildOutput> {
+        self.output[which].take()
     }
 
     pub(crate) fn child_arc(&self) -> &Arc<sys::Child> {
@@ -494,6 +519,53 @@ impl Popen {
         let _ = self.child.wait(Some(Duration::from_secs(5)));
         drop(self);
         err
+    }
+}
+
+/// A worker's captured stdout or stderr: read it to the end to get
+/// everything the worker wrote (end of file once it exited).
+pub struct ChildOutput(sys::Channel);
+
+impl fmt::Debug for ChildOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChildOutput")
+    }
+}
+
+impl std::io::Read for ChildOutput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        Ok(self.0.read_timeout(None, buf, None)?.unwrap_or(0))
+    }
+}
+
+/// Daemonic children, kept until they exit or this process does.
+static DAEMONS: Mutex<Vec<Arc<sys::Child>>> = Mutex::new(Vec::new());
+
+fn register_daemon(child: &Arc<sys::Child>) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let _ = sys::at_exit(terminate_daemons);
+    });
+    let mut list = DAEMONS.lock().unwrap_or_else(|e| e.into_inner());
+    list.retain(|c| matches!(c.wait(Some(Duration::ZERO)), Ok(None)));
+    list.push(Arc::clone(child));
+}
+
+/// At exit, as Python's `_exit_function`: terminate daemonic children, then
+/// reap them (killing any that ignore SIGTERM for a second).
+extern "C" fn terminate_daemons() {
+    let list: Vec<Arc<sys::Child>> = match DAEMONS.try_lock() {
+        Ok(mut l) => std::mem::take(&mut *l),
+        Err(_) => return,
+    };
+    for c in &list {
+        let _ = c.terminate();
+    }
+    for c in &list {
+        if !matches!(c.wait(Some(Duration::from_secs(1))), Ok(Some(_))) {
+            let _ = c.kill();
+            let _ = c.wait(Some(Duration::from_secs(1)));
+        }
     }
 }
 

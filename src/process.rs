@@ -5,7 +5,6 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -15,9 +14,8 @@ use crate::codec::reply::Reply;
 use crate::deadline;
 use crate::error::{Error, Kind, Result};
 use crate::exit_code;
-use crate::popen::{Popen, PopenBuilder, ReplyProgress};
+use crate::popen::{ChildOutput, Popen, PopenBuilder, ReplyProgress};
 use crate::status::ExitStatus;
-use crate::sys;
 
 /// The largest result a [`Process`] accepts from its worker by default: 1 GiB.
 pub const DEFAULT_MAX_RESULT_LEN: u64 = 1 << 30;
@@ -125,12 +123,9 @@ impl ProcessBuilder {
     }
 
     fn stream(&mut self, which: usize, stdio: Stdio) -> &mut Self {
-        let mode = match stdio {
-            Stdio::Null => sys::StdioMode::Null,
-            // Captured output is installed by the worker itself.
-            Stdio::Inherit | Stdio::Capture => sys::StdioMode::Inherit,
-        };
-        self.popen.stream(which, mode);
+        // Captured output is installed by the worker itself: the spawn
+        // leaves that stream inherited.
+        self.popen.null_stream(which, stdio == Stdio::Null);
         self.capture[which - 1] = stdio == Stdio::Capture;
         self
     }
@@ -163,22 +158,11 @@ impl ProcessBuilder {
             .unwrap_or_else(|| format!("Process-{}", COUNTER.fetch_add(1, Ordering::Relaxed) + 1));
         let mut popen = self.popen.clone();
         popen.name(name.clone());
-        let mut readers: [Option<ChildOutput>; 2] = [None, None];
         for (i, want) in self.capture.iter().enumerate() {
-            if *want {
-                let (r, w) = sys::pipe(false)
-                    .map_err(|e| Error::io("cannot create a pipe for captured output", e))?;
-                popen.capture(i, Some(Arc::new(w)));
-                readers[i] = Some(ChildOutput(r));
-            }
+            popen.capture(i, *want);
         }
-        // The builder copy holds our write ends: gone after the spawn, so
-        // the readers see EOF when the worker exits.
-        let popen = popen.spawn(entry, &args)?;
-        let [stdout, stderr] = readers;
-        if self.daemon {
-            register_daemon(&popen);
-        }
+        let mut popen = popen.spawn(entry, &args)?;
+        let (stdout, stderr) = (popen.take_output(0), popen.take_output(1));
         Ok(Process {
             popen,
             stdout,
@@ -404,22 +388,6 @@ impl<T> fmt::Debug for Process<T> {
     }
 }
 
-/// A worker's captured stdout or stderr: read it to the end to get
-/// everything the worker wrote (end of file once it exited).
-pub struct ChildOutput(sys::Channel);
-
-impl fmt::Debug for ChildOutput {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ChildOutput")
-    }
-}
-
-impl std::io::Read for ChildOutput {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        Ok(self.0.read_timeout(None, buf, None)?.unwrap_or(0))
-    }
-}
-
 /// A borrowed handle on a worker that [`wait`](crate::wait) can watch for
 /// its exit; from [`Process::sentinel`].
 #[derive(Clone, Copy, Debug)]
@@ -428,36 +396,5 @@ pub struct Sentinel<'a>(&'a Popen);
 impl Sentinel<'_> {
     pub(crate) fn popen(&self) -> &Popen {
         self.0
-    }
-}
-
-/// Daemonic children, kept until they exit or this process does.
-static DAEMONS: Mutex<Vec<Arc<sys::Child>>> = Mutex::new(Vec::new());
-
-fn register_daemon(p: &Popen) {
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let _ = sys::at_exit(terminate_daemons);
-    });
-    let mut list = DAEMONS.lock().unwrap_or_else(|e| e.into_inner());
-    list.retain(|c| matches!(c.wait(Some(Duration::ZERO)), Ok(None)));
-    list.push(Arc::clone(p.child_arc()));
-}
-
-/// At exit, as Python's `_exit_function`: terminate daemonic children, then
-/// reap them (killing any that ignore SIGTERM for a second).
-extern "C" fn terminate_daemons() {
-    let list: Vec<Arc<sys::Child>> = match DAEMONS.try_lock() {
-        Ok(mut l) => std::mem::take(&mut *l),
-        Err(_) => return,
-    };
-    for c in &list {
-        let _ = c.terminate();
-    }
-    for c in &list {
-        if !matches!(c.wait(Some(Duration::from_secs(1))), Ok(Some(_))) {
-            let _ = c.kill();
-            let _ = c.wait(Some(Duration::from_secs(1)));
-        }
     }
 }
