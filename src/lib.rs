@@ -279,6 +279,15 @@ pub mod fuzzing {
         pushed.is_ok() && r.finish().is_ok()
     }
 
+    /// The `Connection` wire form's decoder over `data` (postcard), up to
+    /// the point where handles would be taken: whether the kind tag and
+    /// the tokens fit together.
+    pub fn connection_wire(data: &[u8]) -> bool {
+        use crate::codec::handles::{check_kind, ConnectionWire};
+        postcard::from_bytes::<ConnectionWire>(data)
+            .is_ok_and(|w| check_kind(w.kind, w.handles.len()).is_ok())
+    }
+
     /// The pool's message decoders (parent to worker and back).
     pub fn pool_messages(data: &[u8]) -> (bool, bool) {
         crate::pool::decode_messages(data)
