@@ -548,8 +548,8 @@ fn is_peer_gone(e: &std::io::Error) -> bool {
 }
 
 impl Serialize for Connection {
-    /// Only while spawning: the worker gets its own copy of this end (see
-    /// [`codec::handles`](crate::codec::handles) for the wire form).
+    /// Only while spawning: the worker gets its own copy of this end.
+    // The wire form (a kind tag, then the handles' tokens): `codec::handles`.
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let end = handles::EndSettings {
             readable: self.readable,
