@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use super::protocol::put_frame;
 use super::results::{ChunkResults, Failure, Ready};
-use super::scheduler::{lock, JobRec, Shared, State};
+use super::scheduler::{JobRec, Scheduler};
+use super::workers::{lock, Shared};
 use super::{Pool, FRAME_TARGET, MAX_AUTO_CHUNK, WINDOW};
 use crate::encode;
 use crate::error::{Error, Kind, Result};
@@ -80,8 +81,8 @@ where
             .then(|| Error::new(Kind::UnknownEntry(entry.to_string())));
         let job = {
             let mut st = lock(&pool.shared.state);
-            let job = st.next_id();
-            st.jobs.insert(job, JobRec::default());
+            let job = st.sched.next_id();
+            st.sched.jobs.insert(job, JobRec::default());
             job
         };
         Imap {
@@ -109,11 +110,11 @@ where
         self
     }
 
-    fn auto_chunk(&self, st: &State) -> usize {
+    fn auto_chunk(&self, st: &Scheduler) -> usize {
         if let Some(n) = self.chunksize {
             return n;
         }
-        if self.pool.cfg.task_timeout.is_some() {
+        if self.pool.limits.task_timeout.is_some() {
             return 1;
         }
         match st.stats.get(self.entry) {
@@ -140,11 +141,12 @@ where
             }
             let (chunk, room) = {
                 let st = lock(&self.pool.state);
-                let workers = st.workers.len().max(1);
+                let st = &st.sched;
+                let workers = st.worker_count().max(1);
                 let (per_frame, _) = st.pacing(self.entry);
                 // Keep about two frames per worker queued ahead.
                 let target = 2 * workers * per_frame;
-                (self.auto_chunk(&st), st.queue.len() < target)
+                (self.auto_chunk(st), st.queue.len() < target)
             };
             if !room {
                 return;
@@ -240,8 +242,7 @@ where
     fn submit_chunk(&mut self, first: u64, (n, tasks): (u32, Vec<u8>)) {
         let res = {
             let mut st = lock(&self.pool.state);
-            self.pool
-                .enqueue(&mut st, self.job, self.entry, first, (n, tasks))
+            st.sched.enqueue(self.job, self.entry, first, (n, tasks))
         };
         if let Err(why) = res {
             self.ready.insert(ChunkResults::failed(first, n, why));
@@ -280,6 +281,7 @@ where
             let mut st = lock(&self.pool.state);
             loop {
                 let got = st
+                    .sched
                     .jobs
                     .get_mut(&self.job)
                     .map(|j| std::mem::take(&mut j.results))
@@ -294,11 +296,11 @@ where
                     break;
                 }
                 // Room to feed more before sleeping?
-                let workers = st.workers.len().max(1);
-                let (per_frame, _) = st.pacing(self.entry);
+                let workers = st.sched.worker_count().max(1);
+                let (per_frame, _) = st.sched.pacing(self.entry);
                 if !self.exhausted
                     && self.pulled - self.yielded < WINDOW
-                    && st.queue.len() < 2 * workers * per_frame
+                    && st.sched.queue.len() < 2 * workers * per_frame
                 {
                     break;
                 }
@@ -311,6 +313,7 @@ where
 impl<I, R> Drop for Imap<I, R> {
     fn drop(&mut self) {
         let mut st = lock(&self.pool.state);
+        let st = &mut st.sched;
         st.jobs.remove(&self.job);
         let job = self.job;
         let mine: Vec<u64> = st

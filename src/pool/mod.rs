@@ -33,7 +33,6 @@ mod results;
 mod scheduler;
 mod workers;
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::PathBuf;
@@ -43,7 +42,6 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::deadline;
 use crate::encode::{self, EncodeError};
 use crate::error::{Error, Kind, Result};
 use crate::popen::PopenBuilder;
@@ -53,12 +51,12 @@ use crate::spawn;
 pub use imap::Imap;
 #[cfg(feature = "progress")]
 pub use imap::Progress;
-use protocol::ToWorker;
 pub(crate) use protocol::{decode_messages, worker_connection};
 pub use protocol::{run_batch, TaskFails};
 pub use results::AsyncResult;
 use results::Failure;
-use scheduler::{lock, Config, JobRec, Shared, State};
+use scheduler::{JobRec, Limits, Scheduler};
+use workers::{lock, Inner, Shared, Spawner};
 
 /// At most this many tasks of one `imap`/`map` are pulled from its input
 /// and not yet handed back to the caller.
@@ -212,28 +210,17 @@ impl PoolBuilder {
                 }))
             }
         };
+        let limits = Limits {
+            workers: self.workers,
+            max_tasks_per_child: self.max_tasks_per_child,
+            task_timeout: self.task_timeout,
+        };
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                workers: Vec::new(),
-                queue: VecDeque::new(),
-                chunks: HashMap::new(),
-                jobs: HashMap::new(),
-                stats: HashMap::new(),
-                threads: Vec::new(),
-                next_id: 0,
-                closed: false,
-                terminated: false,
-                broken: None,
-                starting: 0,
-                failed_starts: 0,
-                next_worker: 0,
-            }),
+            state: Mutex::new(Inner::new(Scheduler::new(limits))),
             cond: Condvar::new(),
-            cfg: Config {
-                workers: self.workers,
+            limits,
+            spawner: Spawner {
                 initializer,
-                max_tasks_per_child: self.max_tasks_per_child,
-                task_timeout: self.task_timeout,
                 popen: self.popen.clone(),
             },
         });
@@ -241,12 +228,12 @@ impl PoolBuilder {
         {
             let mut st = lock(&pool.shared.state);
             for _ in 0..self.workers {
-                pool.shared.spawn_worker(&mut st)?;
+                pool.shared.start_worker(&mut st)?;
             }
-            while st.starting > 0 && st.broken.is_none() {
+            while st.sched.starting() && st.sched.broken.is_none() {
                 st = pool.shared.wait(st, None);
             }
-            if let Some(why) = st.broken.clone() {
+            if let Some(why) = st.sched.broken.clone() {
                 drop(st);
                 pool.shared.terminate();
                 return Err(Error::new(Kind::PoolBroken(why)));
@@ -308,7 +295,7 @@ pub struct Pool {
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
-            .field("workers", &self.shared.cfg.workers)
+            .field("workers", &self.shared.limits.workers)
             .finish()
     }
 }
@@ -328,12 +315,7 @@ impl Pool {
     /// The process ids of the workers that are ready for tasks (changes
     /// as workers are replaced).
     pub fn pids(&self) -> Vec<u32> {
-        lock(&self.shared.state)
-            .workers
-            .iter()
-            .filter(|w| w.ready)
-            .map(|w| w.popen.pid())
-            .collect()
+        lock(&self.shared.state).sched.ready_pids()
     }
 
     /// `entry` over every input, results in input order; fails on the
@@ -405,8 +387,8 @@ impl Pool {
     {
         let name = entry_name::<F, A, R>();
         let mut st = lock(&self.shared.state);
-        let job = st.next_id();
-        st.jobs.insert(job, JobRec::default());
+        let job = st.sched.next_id();
+        st.sched.jobs.insert(job, JobRec::default());
         let early = match encode::to_vec(&arg) {
             _ if spawn::find_entry(name).is_none() => {
                 Some(Error::new(Kind::UnknownEntry(name.to_string())))
@@ -418,7 +400,7 @@ impl Pool {
             Ok(payload) => {
                 let mut task = Vec::with_capacity(payload.len() + 2);
                 protocol::put_frame(&mut task, &payload);
-                let r = self.shared.enqueue(&mut st, job, name, 0, (1, task));
+                let r = st.sched.enqueue(job, name, 0, (1, task));
                 self.shared.dispatch(&mut st);
                 r.err().map(Failure::into_error)
             }
@@ -435,7 +417,7 @@ impl Pool {
     /// No more work will be submitted; workers exit once the queued work is
     /// done ([`join`](Pool::join) waits for that).
     pub fn close(&self) {
-        lock(&self.shared.state).closed = true;
+        lock(&self.shared.state).sched.closed = true;
     }
 
     /// Waits for the queued work to finish and the workers to exit. Call
@@ -444,51 +426,40 @@ impl Pool {
     /// (as Python's `Pool.join` raises `ValueError`).
     pub fn join(&self) -> Result<()> {
         let mut st = lock(&self.shared.state);
-        if !st.closed {
+        if !st.sched.closed {
             return Err(Error::new(Kind::Usage(
                 "Pool::join() was called before close() or terminate(): \
                  the pool is still open, so its work would never end"
                     .into(),
             )));
         }
-        while !st.queue.is_empty() || st.workers.iter().any(|w| !w.inflight.is_empty()) {
+        while !st.sched.idle() {
             st = self.shared.wait(st, None);
         }
-        for w in st.workers.iter_mut() {
-            if let Some(tx) = w.tx.take() {
-                let _ = tx.send(postcard::to_allocvec(&ToWorker::Shutdown).unwrap_or_default());
-            }
-        }
-        while !st.workers.is_empty() {
-            st = self.shared.wait(st, None);
-        }
-        let threads = std::mem::take(&mut st.threads);
-        drop(st);
-        for t in threads {
-            let _ = t.join();
-        }
+        self.shared.join_workers(st);
         Ok(())
     }
 
+    /// Kills the workers now; unfinished tasks fail.
+    pub fn terminate(&self) {
+        self.shared.terminate();
+    }
+}
+
+/// Test hooks (feature `test-hooks`, off by default; the crate's own
+/// tests turn it on): what the fault tests need to kill a worker mid-task.
+#[cfg(feature = "test-hooks")]
+impl Pool {
     /// Waits until some worker is running a task (it said it started the
-    /// frame that holds its oldest chunk); returns those workers' pids.
-    /// The hook that lets fault tests kill a worker mid-task.
+    /// frame that holds its oldest chunk), at most `timeout`; returns
+    /// those workers' pids (none if the time ran out).
     #[doc(hidden)]
     pub fn wait_busy(&self, timeout: Duration) -> Vec<u32> {
-        let until = deadline::deadline(timeout);
+        let until = crate::deadline::deadline(timeout);
         let mut st = lock(&self.shared.state);
         loop {
-            let busy: Vec<u32> = st
-                .workers
-                .iter()
-                .filter(|w| {
-                    w.inflight
-                        .front()
-                        .is_some_and(|&(_, f)| f <= w.started_frame)
-                })
-                .map(|w| w.popen.pid())
-                .collect();
-            if !busy.is_empty() || deadline::passed(until) {
+            let busy = st.sched.busy_pids();
+            if !busy.is_empty() || crate::deadline::passed(until) {
                 return busy;
             }
             st = self.shared.wait(st, until);
@@ -496,19 +467,11 @@ impl Pool {
     }
 
     /// Kills worker `pid` as an outside killer would (SIGKILL /
-    /// `TerminateProcess`): the hook behind the fault tests.
+    /// `TerminateProcess`); whether `pid` was a worker of this pool and
+    /// the kill was sent.
     #[doc(hidden)]
     pub fn kill_worker(&self, pid: u32) -> bool {
-        let st = lock(&self.shared.state);
-        match st.workers.iter().find(|w| w.popen.pid() == pid) {
-            Some(w) => w.popen.kill().is_ok(),
-            None => false,
-        }
-    }
-
-    /// Kills the workers now; unfinished tasks fail.
-    pub fn terminate(&self) {
-        self.shared.terminate();
+        self.shared.kill_pid(pid)
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use super::protocol::take_frame;
-use super::scheduler::{lock, Shared};
+use super::workers::{lock, Shared};
 use crate::deadline;
 use crate::encode::EncodeError;
 use crate::error::{Error, Kind, Result};
@@ -155,7 +155,12 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     pub fn is_ready(&mut self) -> bool {
         if self.done.is_none() {
             let mut st = lock(&self.shared.state);
-            if let Some(mut r) = st.jobs.get_mut(&self.job).and_then(|j| j.results.pop()) {
+            if let Some(mut r) = st
+                .sched
+                .jobs
+                .get_mut(&self.job)
+                .and_then(|j| j.results.pop())
+            {
                 self.done = r.next_result();
             }
         }
@@ -190,8 +195,13 @@ impl<R: DeserializeOwned> AsyncResult<R> {
         }
         let mut st = lock(&self.shared.state);
         loop {
-            if let Some(mut r) = st.jobs.get_mut(&self.job).and_then(|j| j.results.pop()) {
-                st.jobs.remove(&self.job);
+            if let Some(mut r) = st
+                .sched
+                .jobs
+                .get_mut(&self.job)
+                .and_then(|j| j.results.pop())
+            {
+                st.sched.jobs.remove(&self.job);
                 self.done = r.next_result();
                 return true;
             }
@@ -205,7 +215,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
 
 impl<R> Drop for AsyncResult<R> {
     fn drop(&mut self) {
-        lock(&self.shared.state).jobs.remove(&self.job);
+        lock(&self.shared.state).sched.jobs.remove(&self.job);
     }
 }
 

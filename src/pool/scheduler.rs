@@ -1,18 +1,56 @@
 //! The scheduler: the queue of chunks, the workers' chunks in flight,
-//! dispatch, timeouts, and what happens when a worker ends.
+//! dispatch, chunk pacing, timeouts, and what happens when a worker ends.
+//!
+//! A plain state machine over worker ids: no threads, no processes, no
+//! clock of its own. Everything it does to the outside world goes through
+//! [`Workers`] (start a worker, write it a frame, close its input, kill
+//! it, tell the time), which the pool's threads implement over real
+//! processes (`workers.rs`) and the tests below implement with a mock.
+//! The pool's threads drive it: they call it under the pool's lock when a
+//! caller queues work, a worker sends a message or ends, or a waiter looks
+//! at the timeouts.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::protocol::{FromWorker, TaskFail, ToWorker, ToWorkerRef, WireChunkRef};
 use super::results::{ChunkResults, Failure};
-use super::workers::KILL_SIGNAL;
 use super::{FRAME_TARGET, MAX_FAILED_STARTS, MAX_FRAME_CHUNKS};
-use crate::popen::{Popen, PopenBuilder};
+use crate::error::Result;
 use crate::status::ExitStatus;
+
+/// A worker, as the scheduler knows it: a number it chose.
+pub(super) type WorkerId = u64;
+
+/// The signal `Popen::kill` sends on Unix (SIGKILL; there is no signal on
+/// Windows, where a kill ends the process with `TERMINATE`).
+const KILL_SIGNAL: i32 = 9;
+
+/// What the scheduler asks of the world outside it. Calls are made under
+/// the pool's lock, so they must not block (a frame is handed to the
+/// worker's writer thread, a kill only starts the kill).
+pub(super) trait Workers {
+    /// Starts worker `id`; its pid. It reports through
+    /// [`Scheduler::on_message`] and [`Scheduler::on_exit`] with this id.
+    fn spawn(&mut self, id: WorkerId) -> Result<u32>;
+    /// Writes `frame` to worker `id`, after the frames written before.
+    fn send(&mut self, id: WorkerId, frame: Vec<u8>);
+    /// Nothing more will be written to worker `id`.
+    fn close(&mut self, id: WorkerId);
+    /// Kills worker `id`; its end is reported as usual.
+    fn kill(&mut self, id: WorkerId);
+    /// The time now.
+    fn now(&self) -> Instant;
+}
+
+/// The options the scheduler obeys.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Limits {
+    /// How many workers the pool keeps.
+    pub(super) workers: usize,
+    pub(super) max_tasks_per_child: Option<u64>,
+    pub(super) task_timeout: Option<Duration>,
+}
 
 /// A chunk waiting to be sent or in flight.
 pub(super) struct ChunkRec {
@@ -29,19 +67,29 @@ pub(super) struct JobRec {
     pub(super) results: Vec<ChunkResults>,
 }
 
-pub(super) struct WorkerSlot {
-    pub(super) id: u64,
-    pub(super) popen: Arc<Popen>,
-    pub(super) tx: Option<mpsc::Sender<Vec<u8>>>,
+struct Worker {
+    id: WorkerId,
+    pid: u32,
+    /// Frames can be written to it (not closed).
+    open: bool,
     /// Chunks sent, in order, with the frame that carried each.
-    pub(super) inflight: VecDeque<(u64, u64)>,
+    inflight: VecDeque<(u64, u64)>,
     /// The last frame the worker said it started.
-    pub(super) started_frame: u64,
-    pub(super) head_since: Instant,
-    pub(super) sent_tasks: u64,
-    pub(super) ready: bool,
-    pub(super) retiring: bool,
-    pub(super) timed_out: bool,
+    started_frame: u64,
+    head_since: Instant,
+    sent_tasks: u64,
+    ready: bool,
+    retiring: bool,
+    timed_out: bool,
+}
+
+impl Worker {
+    /// It said it started the frame that holds its oldest chunk.
+    fn busy(&self) -> bool {
+        self.inflight
+            .front()
+            .is_some_and(|&(_, f)| f <= self.started_frame)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -50,46 +98,86 @@ pub(super) struct EntryStats {
     pub(super) per_task: Duration,
 }
 
-pub(super) struct State {
-    pub(super) workers: Vec<WorkerSlot>,
+/// The pool's state: see the module docs.
+pub(super) struct Scheduler {
+    workers: Vec<Worker>,
     pub(super) queue: VecDeque<u64>,
     pub(super) chunks: HashMap<u64, ChunkRec>,
     pub(super) jobs: HashMap<u64, JobRec>,
     pub(super) stats: HashMap<&'static str, EntryStats>,
-    pub(super) threads: Vec<JoinHandle<()>>,
-    pub(super) next_id: u64,
+    next_id: u64,
     pub(super) closed: bool,
-    pub(super) terminated: bool,
+    terminated: bool,
     pub(super) broken: Option<String>,
-    pub(super) starting: usize,
-    pub(super) failed_starts: u32,
+    starting: usize,
+    failed_starts: u32,
     /// Where the next dispatch starts its round.
-    pub(super) next_worker: usize,
+    next_worker: usize,
+    limits: Limits,
 }
 
-#[derive(Clone, Debug)]
-pub(super) struct Config {
-    pub(super) workers: usize,
-    pub(super) initializer: Option<(String, Vec<u8>)>,
-    pub(super) max_tasks_per_child: Option<u64>,
-    pub(super) task_timeout: Option<Duration>,
-    pub(super) popen: PopenBuilder,
-}
+impl Scheduler {
+    pub(super) fn new(limits: Limits) -> Self {
+        Scheduler {
+            workers: Vec::new(),
+            queue: VecDeque::new(),
+            chunks: HashMap::new(),
+            jobs: HashMap::new(),
+            stats: HashMap::new(),
+            next_id: 0,
+            closed: false,
+            terminated: false,
+            broken: None,
+            starting: 0,
+            failed_starts: 0,
+            next_worker: 0,
+            limits,
+        }
+    }
 
-pub(super) struct Shared {
-    pub(super) state: Mutex<State>,
-    pub(super) cond: Condvar,
-    pub(super) cfg: Config,
-}
-
-pub(super) fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl State {
     pub(super) fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// How many workers there are (starting, ready or retiring).
+    pub(super) fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Some worker was started and has not said it is ready (nor ended).
+    pub(super) fn starting(&self) -> bool {
+        self.starting > 0
+    }
+
+    /// Nothing queued, nothing in flight.
+    pub(super) fn idle(&self) -> bool {
+        self.queue.is_empty() && self.workers.iter().all(|w| w.inflight.is_empty())
+    }
+
+    /// The pids of the workers ready for tasks.
+    pub(super) fn ready_pids(&self) -> Vec<u32> {
+        self.workers
+            .iter()
+            .filter(|w| w.ready)
+            .map(|w| w.pid)
+            .collect()
+    }
+
+    /// The pids of the workers running a task.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub(super) fn busy_pids(&self) -> Vec<u32> {
+        self.workers
+            .iter()
+            .filter(|w| w.busy())
+            .map(|w| w.pid)
+            .collect()
+    }
+
+    /// The worker whose pid is `pid`.
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    pub(super) fn worker_with_pid(&self, pid: u32) -> Option<WorkerId> {
+        self.workers.iter().find(|w| w.pid == pid).map(|w| w.id)
     }
 
     /// Chunks per frame and chunks in flight per worker for `entry`.
@@ -112,43 +200,65 @@ impl State {
             }
         }
     }
-}
 
-impl Shared {
+    /// Starts one more worker.
+    pub(super) fn start_worker(&mut self, io: &mut impl Workers) -> Result<()> {
+        let id = self.next_id();
+        let pid = io.spawn(id)?;
+        self.starting += 1;
+        self.workers.push(Worker {
+            id,
+            pid,
+            open: true,
+            inflight: VecDeque::new(),
+            started_frame: 0,
+            head_since: io.now(),
+            sent_tasks: 0,
+            ready: false,
+            retiring: false,
+            timed_out: false,
+        });
+        Ok(())
+    }
+
     /// Sends queued chunks to workers with room, round robin from where
     /// the last call stopped (so no worker is always served first).
-    pub(super) fn dispatch(&self, st: &mut State) {
-        if st.queue.is_empty() && !st.workers.iter().any(|w| w.retiring) {
+    pub(super) fn dispatch(&mut self, io: &mut impl Workers) {
+        if self.queue.is_empty() && !self.workers.iter().any(|w| w.retiring) {
             return;
         }
-        let now = Instant::now();
-        let n = st.workers.len();
-        let start = st.next_worker % n.max(1);
+        let now = io.now();
+        let n = self.workers.len();
+        let start = self.next_worker % n.max(1);
         for k in (start..n).chain(0..start) {
-            if st.queue.is_empty() {
+            if self.queue.is_empty() {
                 break;
             }
-            let w = &st.workers[k];
-            if !w.ready || w.retiring || w.tx.is_none() {
+            let w = &self.workers[k];
+            if !w.ready || w.retiring || !w.open {
                 continue;
             }
-            let Some(&head) = st.queue.front() else { break };
-            let entry = st.chunks.get(&head).map_or("", |c| c.entry);
-            let (per_frame, window) = st.pacing(entry);
+            let Some(&head) = self.queue.front() else {
+                break;
+            };
+            let entry = self.chunks.get(&head).map_or("", |c| c.entry);
+            let (per_frame, window) = self.pacing(entry);
             let room = window.saturating_sub(w.inflight.len()).min(per_frame);
             // A busy worker gets a new frame only when a whole one fits (or
             // the queue is shorter): topping it up chunk by chunk would
             // cost a write and a `Started` reply per chunk.
-            if room == 0 || (!w.inflight.is_empty() && room < per_frame && room < st.queue.len()) {
+            if room == 0 || (!w.inflight.is_empty() && room < per_frame && room < self.queue.len())
+            {
                 continue;
             }
-            let frame_id = st.next_id();
-            let State {
+            let frame_id = self.next_id();
+            let Scheduler {
                 queue,
                 chunks,
                 workers,
+                limits,
                 ..
-            } = &mut *st;
+            } = &mut *self;
             let w = &mut workers[k];
             let mut entries: Vec<&str> = Vec::new();
             let mut wire = Vec::new();
@@ -173,7 +283,7 @@ impl Shared {
                     entry: e as u16,
                     tasks: &c.tasks,
                 });
-                if let Some(max) = self.cfg.max_tasks_per_child {
+                if let Some(max) = limits.max_tasks_per_child {
                     if w.sent_tasks + tasks_sent >= max {
                         break;
                     }
@@ -193,52 +303,51 @@ impl Shared {
             }
             w.inflight.extend(wire.iter().map(|c| (c.id, frame_id)));
             w.sent_tasks += tasks_sent;
-            if let Some(max) = self.cfg.max_tasks_per_child {
+            if let Some(max) = limits.max_tasks_per_child {
                 if w.sent_tasks >= max {
                     w.retiring = true;
                 }
             }
-            if let Some(tx) = &w.tx {
-                let _ = tx.send(frame);
+            if w.open {
+                io.send(w.id, frame);
             }
-            st.next_worker = k + 1;
+            self.next_worker = k + 1;
         }
         // Retiring workers with nothing left in flight: ask them to exit.
-        for w in st.workers.iter_mut() {
-            if w.retiring && w.inflight.is_empty() {
-                if let Some(tx) = w.tx.take() {
-                    let frame = postcard::to_allocvec(&ToWorker::Shutdown).unwrap_or_default();
-                    let _ = tx.send(frame);
-                }
+        for w in self.workers.iter_mut() {
+            if w.retiring && w.inflight.is_empty() && w.open {
+                w.open = false;
+                io.send(w.id, shutdown_frame());
+                io.close(w.id);
             }
         }
     }
 
-    pub(super) fn on_message(self: &Arc<Self>, wid: u64, msg: FromWorker) {
-        let mut st = lock(&self.state);
-        let Some(k) = st.workers.iter().position(|w| w.id == wid) else {
+    /// Worker `wid` sent `msg`.
+    pub(super) fn on_message(&mut self, io: &mut impl Workers, wid: WorkerId, msg: FromWorker) {
+        let Some(k) = self.workers.iter().position(|w| w.id == wid) else {
             return;
         };
         match msg {
             FromWorker::Ready => {
-                st.workers[k].ready = true;
-                st.failed_starts = 0;
-                st.starting = st.starting.saturating_sub(1);
+                self.workers[k].ready = true;
+                self.failed_starts = 0;
+                self.starting = self.starting.saturating_sub(1);
             }
             FromWorker::InitFailed(why) => {
-                st.broken.get_or_insert(why);
-                st.starting = st.starting.saturating_sub(1);
+                self.broken.get_or_insert(why);
+                self.starting = self.starting.saturating_sub(1);
             }
             FromWorker::Started(frame) => {
-                let w = &mut st.workers[k];
+                let w = &mut self.workers[k];
                 w.started_frame = w.started_frame.max(frame);
                 if w.inflight.front().is_some_and(|&(_, f)| f == frame) {
-                    w.head_since = Instant::now();
+                    w.head_since = io.now();
                 }
             }
             FromWorker::Done { id, values, fails } => {
-                let now = Instant::now();
-                let w = &mut st.workers[k];
+                let now = io.now();
+                let w = &mut self.workers[k];
                 if w.inflight.front().map(|&(c, _)| c) == Some(id) {
                     w.inflight.pop_front();
                 } else {
@@ -246,13 +355,13 @@ impl Shared {
                 }
                 let took = now.saturating_duration_since(w.head_since);
                 w.head_since = now;
-                if let Some(c) = st.chunks.remove(&id) {
+                if let Some(c) = self.chunks.remove(&id) {
                     if c.n > 0 {
                         let per_task = took / c.n;
-                        let s = st.stats.entry(c.entry).or_insert(EntryStats { per_task });
+                        let s = self.stats.entry(c.entry).or_insert(EntryStats { per_task });
                         s.per_task = (s.per_task * 3 + per_task) / 4;
                     }
-                    if let Some(job) = st.jobs.get_mut(&c.job) {
+                    if let Some(job) = self.jobs.get_mut(&c.job) {
                         let fails = fails
                             .into_iter()
                             .map(|(i, f)| {
@@ -279,32 +388,30 @@ impl Shared {
                 }
             }
         }
-        self.dispatch(&mut st);
-        drop(st);
-        self.cond.notify_all();
+        self.dispatch(io);
     }
 
     /// Worker `wid` is gone: `status` is how it ended (if known);
     /// `violation`, what it sent that made us kill it.
     pub(super) fn on_exit(
-        self: &Arc<Self>,
-        wid: u64,
+        &mut self,
+        io: &mut impl Workers,
+        wid: WorkerId,
         status: Option<ExitStatus>,
         violation: Option<String>,
     ) {
-        let mut st = lock(&self.state);
-        let Some(k) = st.workers.iter().position(|w| w.id == wid) else {
+        let Some(k) = self.workers.iter().position(|w| w.id == wid) else {
             return;
         };
-        let w = st.workers.remove(k);
-        let pid = w.popen.pid();
-        if !w.ready && st.broken.is_none() && !st.terminated {
+        let w = self.workers.remove(k);
+        let pid = w.pid;
+        if !w.ready && self.broken.is_none() && !self.terminated {
             // Killed from outside while starting, or unable to start at
             // all: retry, but not forever.
-            st.starting = st.starting.saturating_sub(1);
-            st.failed_starts += 1;
-            if st.failed_starts >= MAX_FAILED_STARTS {
-                st.broken = Some(match status {
+            self.starting = self.starting.saturating_sub(1);
+            self.failed_starts += 1;
+            if self.failed_starts >= MAX_FAILED_STARTS {
+                self.broken = Some(match status {
                     Some(s) => format!(
                         "{MAX_FAILED_STARTS} workers in a row ended before they were ready; the last, {pid}, with {s}"
                     ),
@@ -325,74 +432,73 @@ impl Shared {
             // way first (an abort, say), that is what happened.
             let killed_by_us =
                 status.is_none_or(|s| s.signal() == Some(KILL_SIGNAL) || s.is_terminated());
-            let why = if st.terminated {
+            let why = if self.terminated {
                 Failure::Terminated
             } else if let Some(why) = violation {
                 Failure::Protocol { pid, why }
             } else if w.timed_out && killed_by_us {
                 Failure::Timeout {
                     pid,
-                    timeout: self.cfg.task_timeout.unwrap_or_default(),
+                    timeout: self.limits.task_timeout.unwrap_or_default(),
                 }
             } else {
                 Failure::Died { pid, status }
             };
-            st.fail_chunk(head, why);
+            self.fail_chunk(head, why);
         }
         // Never started: back to the front of the queue, in order.
         let rest: Vec<u64> = inflight.map(|(c, _)| c).collect();
         for cid in rest.into_iter().rev() {
-            st.queue.push_front(cid);
+            self.queue.push_front(cid);
         }
-        let replace = !st.terminated
-            && st.broken.is_none()
-            && !(st.closed && st.queue.is_empty())
-            && st.workers.len() < self.cfg.workers;
+        let replace = !self.terminated
+            && self.broken.is_none()
+            && !(self.closed && self.queue.is_empty())
+            && self.workers.len() < self.limits.workers;
         if replace {
-            if let Err(e) = self.spawn_worker(&mut st) {
-                st.broken
+            if let Err(e) = self.start_worker(io) {
+                self.broken
                     .get_or_insert(format!("cannot replace worker {pid}: {e}"));
             }
         }
         // Terminated, or broken just now or before: nothing queued will
         // run (and `enqueue` refuses new work), so it fails now rather
         // than wait for a worker that will never come.
-        if st.terminated || st.broken.is_some() {
-            let why = if st.terminated {
+        if self.terminated || self.broken.is_some() {
+            let why = if self.terminated {
                 Failure::Terminated
             } else {
-                Failure::Broken(st.broken.clone().unwrap_or_default())
+                Failure::Broken(self.broken.clone().unwrap_or_default())
             };
-            let queued: Vec<u64> = st.queue.drain(..).collect();
+            let queued: Vec<u64> = self.queue.drain(..).collect();
             for cid in queued {
-                st.fail_chunk(cid, why.clone());
+                self.fail_chunk(cid, why.clone());
             }
         }
-        self.dispatch(&mut st);
-        drop(st);
-        self.cond.notify_all();
+        self.dispatch(io);
     }
 
+    /// Queues a chunk of `n` tasks of `entry` (the tasks `first..first + n`
+    /// of `job`), or says why it can't run.
     pub(super) fn enqueue(
-        &self,
-        st: &mut State,
+        &mut self,
         job: u64,
         entry: &'static str,
         first: u64,
         (n, tasks): (u32, Vec<u8>),
     ) -> std::result::Result<(), Failure> {
-        if let Some(why) = &st.broken {
+        if let Some(why) = &self.broken {
             return Err(Failure::Broken(why.clone()));
         }
-        if st.closed {
-            return Err(if st.terminated {
+        if self.closed {
+            return Err(if self.terminated {
                 Failure::Terminated
             } else {
                 Failure::Closed
             });
         }
-        let cid = st.next_id();
-        st.chunks.insert(
+        let cid = self.next_id();
+        self.chunks.insert(
             cid,
             ChunkRec {
                 job,
@@ -402,20 +508,21 @@ impl Shared {
                 tasks,
             },
         );
-        st.queue.push_back(cid);
+        self.queue.push_back(cid);
         Ok(())
     }
 
-    /// Kills workers whose current chunk is past its deadline.
-    fn enforce_timeouts(&self, st: &mut State) -> Option<Instant> {
-        let timeout = self.cfg.task_timeout?;
-        let now = Instant::now();
+    /// Kills workers whose current chunk is past its deadline; the next
+    /// deadline, if any.
+    pub(super) fn enforce_timeouts(&mut self, io: &mut impl Workers) -> Option<Instant> {
+        let timeout = self.limits.task_timeout?;
+        let now = io.now();
         let mut next: Option<Instant> = None;
-        for w in st.workers.iter_mut() {
+        for w in self.workers.iter_mut() {
             let Some(&(head, _)) = w.inflight.front() else {
                 continue;
             };
-            let n = st.chunks.get(&head).map_or(1, |c| c.n.max(1));
+            let n = self.chunks.get(&head).map_or(1, |c| c.n.max(1));
             // Overflow (a huge timeout) means no deadline.
             let Some(deadline) = timeout
                 .checked_mul(n)
@@ -426,7 +533,7 @@ impl Shared {
             if now >= deadline {
                 if !w.timed_out {
                     w.timed_out = true;
-                    let _ = w.popen.kill();
+                    io.kill(w.id);
                 }
             } else {
                 next = Some(next.map_or(deadline, |d: Instant| d.min(deadline)));
@@ -435,48 +542,39 @@ impl Shared {
         next
     }
 
-    /// Waits for something to change (or `until`), enforcing timeouts.
-    pub(super) fn wait<'a>(
-        &'a self,
-        st: MutexGuard<'a, State>,
-        until: Option<Instant>,
-    ) -> MutexGuard<'a, State> {
-        let mut st = st;
-        let next = self.enforce_timeouts(&mut st);
-        let wake = match (next, until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match wake {
-            None => self.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
-            Some(t) => {
-                let d = t.saturating_duration_since(Instant::now());
-                self.cond
-                    .wait_timeout(st, d)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
+    /// After the queued work: asks every worker to exit.
+    pub(super) fn shutdown_all(&mut self, io: &mut impl Workers) {
+        for w in self.workers.iter_mut() {
+            if w.open {
+                w.open = false;
+                io.send(w.id, shutdown_frame());
+                io.close(w.id);
             }
         }
     }
 
-    pub(super) fn terminate(&self) {
-        let threads = {
-            let mut st = lock(&self.state);
-            st.terminated = true;
-            st.closed = true;
-            for w in st.workers.iter_mut() {
-                w.tx = None;
-                let _ = w.popen.kill();
+    /// Kills every worker; the queued tasks fail now, the ones in flight
+    /// as their workers' ends are reported.
+    pub(super) fn terminate(&mut self, io: &mut impl Workers) {
+        self.terminated = true;
+        self.closed = true;
+        for w in self.workers.iter_mut() {
+            if w.open {
+                w.open = false;
+                io.close(w.id);
             }
-            let queued: Vec<u64> = st.queue.drain(..).collect();
-            for cid in queued {
-                st.fail_chunk(cid, Failure::Terminated);
-            }
-            std::mem::take(&mut st.threads)
-        };
-        self.cond.notify_all();
-        for t in threads {
-            let _ = t.join();
+            io.kill(w.id);
+        }
+        let queued: Vec<u64> = self.queue.drain(..).collect();
+        for cid in queued {
+            self.fail_chunk(cid, Failure::Terminated);
         }
     }
 }
+
+fn shutdown_frame() -> Vec<u8> {
+    postcard::to_allocvec(&ToWorker::Shutdown).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,16 +1,24 @@
-//! The parent's side of each worker: starting it, and the reader and
-//! writer threads that carry its frames and notice its end.
+//! The pool's threads: they drive the [`Scheduler`] over real worker
+//! processes.
+//!
+//! [`Shared`] holds the scheduler under one lock with the workers' OS
+//! side (each worker's [`Popen`] and the sending end of its writer
+//! thread's queue) and the condition variable callers wait on. Per
+//! worker, one thread writes frames and one reads messages, so neither
+//! side can block the other; the reader hands each message, then the
+//! worker's end, to the scheduler. [`Os`] is the scheduler's
+//! [`Workers`] over these.
 
-use std::collections::VecDeque;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::protocol::{pool_worker_main, FromWorker, WorkerConfig};
-use super::scheduler::{Shared, State, WorkerSlot};
+use super::scheduler::{Limits, Scheduler, WorkerId, Workers};
 use crate::connection::{Connection, Pipe};
 use crate::error::{Error, Result};
-use crate::popen::Popen;
+use crate::popen::{Popen, PopenBuilder};
 use crate::status::ExitStatus;
 
 /// How long a worker whose channel ended may take to exit before it is
@@ -22,9 +30,6 @@ const EXIT_GRACE: Duration = Duration::from_secs(5);
 /// A kill takes effect at once; this bounds only a process the OS can't
 /// end (stuck in the kernel), which the reaper then collects later.
 const KILL_WAIT: Duration = Duration::from_secs(5);
-/// The signal `Popen::kill` sends on Unix (SIGKILL; there is no signal on
-/// Windows, where a kill ends the process with `TERMINATE`).
-pub(super) const KILL_SIGNAL: i32 = 9;
 
 /// The reader thread's loop: hands each message from a worker to
 /// `on_message` until the stream ends. `None` when it ended (the worker
@@ -70,18 +75,214 @@ fn worker_end(popen: &Popen, violation: Option<String>) -> (Option<ExitStatus>, 
     (popen.wait(Some(KILL_WAIT)).ok().flatten(), Some(why))
 }
 
+/// How the pool starts its workers.
+#[derive(Clone, Debug)]
+pub(super) struct Spawner {
+    pub(super) initializer: Option<(String, Vec<u8>)>,
+    pub(super) popen: PopenBuilder,
+}
+
+/// What the pool's callers and threads share.
+pub(super) struct Shared {
+    pub(super) state: Mutex<Inner>,
+    pub(super) cond: Condvar,
+    /// The scheduler's options (a copy, readable without the lock).
+    pub(super) limits: Limits,
+    pub(super) spawner: Spawner,
+}
+
+/// What [`Shared::state`] guards.
+pub(super) struct Inner {
+    pub(super) sched: Scheduler,
+    handles: Handles,
+}
+
+impl Inner {
+    pub(super) fn new(sched: Scheduler) -> Self {
+        Inner {
+            sched,
+            handles: Handles::default(),
+        }
+    }
+}
+
+/// The OS side of the workers the scheduler knows.
+#[derive(Default)]
+struct Handles {
+    workers: Vec<Handle>,
+    /// The workers' reader and writer threads.
+    threads: Vec<JoinHandle<()>>,
+}
+
+struct Handle {
+    id: WorkerId,
+    popen: Arc<Popen>,
+    /// To the worker's writer thread; `None` once closed.
+    tx: Option<mpsc::Sender<Vec<u8>>>,
+}
+
+impl Handles {
+    fn get(&mut self, id: WorkerId) -> Option<&mut Handle> {
+        self.workers.iter_mut().find(|h| h.id == id)
+    }
+}
+
+/// The scheduler's [`Workers`]: real processes and threads.
+struct Os<'a> {
+    shared: &'a Arc<Shared>,
+    handles: &'a mut Handles,
+}
+
+impl Workers for Os<'_> {
+    fn spawn(&mut self, id: WorkerId) -> Result<u32> {
+        self.shared.spawn_worker(self.handles, id)
+    }
+
+    fn send(&mut self, id: WorkerId, frame: Vec<u8>) {
+        if let Some(tx) = self.handles.get(id).and_then(|h| h.tx.as_ref()) {
+            let _ = tx.send(frame);
+        }
+    }
+
+    fn close(&mut self, id: WorkerId) {
+        if let Some(h) = self.handles.get(id) {
+            h.tx = None;
+        }
+    }
+
+    fn kill(&mut self, id: WorkerId) {
+        if let Some(h) = self.handles.get(id) {
+            let _ = h.popen.kill();
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+pub(super) fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Shared {
-    pub(super) fn spawn_worker(self: &Arc<Self>, st: &mut State) -> Result<()> {
+    /// Runs `f` on the scheduler with the real workers.
+    fn with<T>(
+        self: &Arc<Self>,
+        st: &mut Inner,
+        f: impl FnOnce(&mut Scheduler, &mut Os<'_>) -> T,
+    ) -> T {
+        let Inner { sched, handles } = st;
+        f(
+            sched,
+            &mut Os {
+                shared: self,
+                handles,
+            },
+        )
+    }
+
+    /// Starts one more worker.
+    pub(super) fn start_worker(self: &Arc<Self>, st: &mut Inner) -> Result<()> {
+        self.with(st, |sched, os| sched.start_worker(os))
+    }
+
+    /// Sends queued chunks to workers with room.
+    pub(super) fn dispatch(self: &Arc<Self>, st: &mut Inner) {
+        self.with(st, |sched, os| sched.dispatch(os));
+    }
+
+    /// The reader of worker `id` got `msg`.
+    fn on_message(self: &Arc<Self>, id: WorkerId, msg: FromWorker) {
+        let mut st = lock(&self.state);
+        self.with(&mut st, |sched, os| sched.on_message(os, id, msg));
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    /// Worker `id` is gone.
+    fn on_exit(self: &Arc<Self>, id: WorkerId, status: Option<ExitStatus>, why: Option<String>) {
+        let mut st = lock(&self.state);
+        st.handles.workers.retain(|h| h.id != id);
+        self.with(&mut st, |sched, os| sched.on_exit(os, id, status, why));
+        drop(st);
+        self.cond.notify_all();
+    }
+
+    /// Kills worker `pid` as an outside killer would; whether it was one
+    /// of ours and the kill was sent.
+    #[cfg(feature = "test-hooks")]
+    pub(super) fn kill_pid(&self, pid: u32) -> bool {
+        let mut st = lock(&self.state);
+        let Some(id) = st.sched.worker_with_pid(pid) else {
+            return false;
+        };
+        st.handles.get(id).is_some_and(|h| h.popen.kill().is_ok())
+    }
+
+    /// Waits for something to change (or `until`), enforcing timeouts.
+    pub(super) fn wait<'a>(
+        self: &'a Arc<Self>,
+        st: MutexGuard<'a, Inner>,
+        until: Option<Instant>,
+    ) -> MutexGuard<'a, Inner> {
+        let mut st = st;
+        let next = self.with(&mut st, |sched, os| sched.enforce_timeouts(os));
+        let wake = match (next, until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match wake {
+            None => self.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
+            Some(t) => {
+                let d = t.saturating_duration_since(Instant::now());
+                self.cond
+                    .wait_timeout(st, d)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        }
+    }
+
+    /// Asks every worker to exit once its work is done, waits until all
+    /// did, and joins the pool's threads.
+    pub(super) fn join_workers<'a>(self: &'a Arc<Self>, st: MutexGuard<'a, Inner>) {
+        let mut st = st;
+        self.with(&mut st, |sched, os| sched.shutdown_all(os));
+        while st.sched.worker_count() > 0 {
+            st = self.wait(st, None);
+        }
+        let threads = std::mem::take(&mut st.handles.threads);
+        drop(st);
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Kills the workers; unfinished tasks fail. Joins the pool's threads.
+    pub(super) fn terminate(self: &Arc<Self>) {
+        let threads = {
+            let mut st = lock(&self.state);
+            self.with(&mut st, |sched, os| sched.terminate(os));
+            std::mem::take(&mut st.handles.threads)
+        };
+        self.cond.notify_all();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Starts worker `id`: its process, and its writer and reader threads.
+    fn spawn_worker(self: &Arc<Self>, handles: &mut Handles, id: WorkerId) -> Result<u32> {
         let (mine, theirs) = Pipe::duplex_read_ahead()?;
         let cfg = WorkerConfig {
-            initializer: self.cfg.initializer.clone(),
+            initializer: self.spawner.initializer.clone(),
         };
-        let popen = Arc::new(self.cfg.popen.spawn(pool_worker_main, &(theirs, cfg))?);
+        let popen = Arc::new(self.spawner.popen.spawn(pool_worker_main, &(theirs, cfg))?);
         let conn = Arc::new(mine);
         // The worker's exit ends the reader's stream even while children it
         // started hold its end of the channel.
         conn.watch_peer(&popen);
-        let id = st.next_id();
         let (tx, rx) = mpsc::channel::<Vec<u8>>();
         let writer_conn = Arc::clone(&conn);
         let writer = std::thread::Builder::new()
@@ -108,28 +309,21 @@ impl Shared {
         // doesn't wait), so a pool that keeps replacing workers doesn't
         // keep their threads (or, on Windows, their handles). A reader
         // calling this from `on_exit` is still running and stays.
-        let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut st.threads)
+        let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut handles.threads)
             .into_iter()
             .partition(|t| t.is_finished());
-        st.threads = live;
+        handles.threads = live;
         for t in done {
             let _ = t.join();
         }
-        st.threads.push(writer);
-        st.threads.push(reader);
-        st.starting += 1;
-        st.workers.push(WorkerSlot {
+        handles.threads.push(writer);
+        handles.threads.push(reader);
+        let pid = popen.pid();
+        handles.workers.push(Handle {
             id,
             popen,
             tx: Some(tx),
-            inflight: VecDeque::new(),
-            started_frame: 0,
-            head_since: Instant::now(),
-            sent_tasks: 0,
-            ready: false,
-            retiring: false,
-            timed_out: false,
         });
-        Ok(())
+        Ok(pid)
     }
 }

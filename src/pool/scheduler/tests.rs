@@ -1,0 +1,459 @@
+//! The scheduler against a mock of its [`Workers`]: no processes, no
+//! threads, and a clock the test moves.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::error::Error;
+use crate::pool::protocol::put_frame;
+
+/// Records what the scheduler asked for; its clock moves only when a
+/// test moves it.
+struct Mock {
+    now: Instant,
+    spawned: Vec<WorkerId>,
+    /// Every frame written, decoded.
+    sent: Vec<(WorkerId, ToWorker)>,
+    closed: Vec<WorkerId>,
+    killed: Vec<WorkerId>,
+    /// `spawn` fails.
+    spawn_fails: bool,
+}
+
+impl Mock {
+    fn new() -> Self {
+        Mock {
+            now: Instant::now(),
+            spawned: Vec::new(),
+            sent: Vec::new(),
+            closed: Vec::new(),
+            killed: Vec::new(),
+            spawn_fails: false,
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+    }
+
+    /// The work frames written since the last call: (worker, frame id,
+    /// chunk ids).
+    fn take_work(&mut self) -> Vec<(WorkerId, u64, Vec<u64>)> {
+        self.sent
+            .drain(..)
+            .filter_map(|(w, msg)| match msg {
+                ToWorker::Work { frame, chunks, .. } => {
+                    Some((w, frame, chunks.iter().map(|c| c.id).collect()))
+                }
+                ToWorker::Shutdown => None,
+            })
+            .collect()
+    }
+
+    fn shutdowns(&self) -> Vec<WorkerId> {
+        self.sent
+            .iter()
+            .filter(|(_, m)| matches!(m, ToWorker::Shutdown))
+            .map(|&(w, _)| w)
+            .collect()
+    }
+}
+
+impl Workers for Mock {
+    fn spawn(&mut self, id: WorkerId) -> Result<u32> {
+        if self.spawn_fails {
+            return Err(Error::io(
+                "cannot start",
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        self.spawned.push(id);
+        Ok(1000 + id as u32)
+    }
+
+    fn send(&mut self, id: WorkerId, frame: Vec<u8>) {
+        let msg = postcard::from_bytes::<ToWorker>(&frame).expect("a pool message");
+        self.sent.push((id, msg));
+    }
+
+    fn close(&mut self, id: WorkerId) {
+        self.closed.push(id);
+    }
+
+    fn kill(&mut self, id: WorkerId) {
+        self.killed.push(id);
+    }
+
+    fn now(&self) -> Instant {
+        self.now
+    }
+}
+
+fn limits(workers: usize) -> Limits {
+    Limits {
+        workers,
+        max_tasks_per_child: None,
+        task_timeout: None,
+    }
+}
+
+/// A scheduler with `n` workers that said they are ready, and one job.
+fn ready(limits: Limits, io: &mut Mock) -> (Scheduler, Vec<WorkerId>, u64) {
+    let mut s = Scheduler::new(limits);
+    for _ in 0..limits.workers {
+        s.start_worker(io).unwrap();
+    }
+    let ids = io.spawned.clone();
+    assert!(s.starting());
+    for &w in &ids {
+        s.on_message(io, w, FromWorker::Ready);
+    }
+    assert!(!s.starting());
+    let job = s.next_id();
+    s.jobs.insert(job, JobRec::default());
+    (s, ids, job)
+}
+
+/// Queues chunks of `n` tasks each, numbered on from the job's last one.
+fn queue(s: &mut Scheduler, job: u64, chunks: &[u32]) {
+    let mut first = 0;
+    for &n in chunks {
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            put_frame(&mut tasks, &[0]);
+        }
+        s.enqueue(job, "e", first, (n, tasks)).unwrap();
+        first += u64::from(n);
+    }
+}
+
+fn done(id: u64, n: u32) -> FromWorker {
+    let mut values = Vec::new();
+    for _ in 0..n {
+        put_frame(&mut values, &[0]);
+    }
+    FromWorker::Done {
+        id,
+        values,
+        fails: Vec::new(),
+    }
+}
+
+/// The job's results so far: (first task, tasks, why all failed).
+fn results(s: &mut Scheduler, job: u64) -> Vec<(u64, u32, Option<Failure>)> {
+    std::mem::take(&mut s.jobs.get_mut(&job).unwrap().results)
+        .into_iter()
+        .map(|r| (r.first, r.n, r.all))
+        .collect()
+}
+
+#[test]
+fn dispatch_fills_ready_workers_round_robin_up_to_their_window() {
+    let mut io = Mock::new();
+    let (mut s, w, job) = ready(limits(2), &mut io);
+    queue(&mut s, job, &[1; 5]);
+    // Nothing measured yet: one chunk a frame, two in flight per worker.
+    s.dispatch(&mut io);
+    let first = io.take_work();
+    assert_eq!(first.len(), 2);
+    assert_eq!((first[0].0, first[1].0), (w[0], w[1]));
+    s.dispatch(&mut io);
+    let second = io.take_work();
+    assert_eq!(second.len(), 2);
+    assert!(second.iter().all(|(_, _, c)| c.len() == 1));
+    // Both windows full: the fifth chunk waits.
+    s.dispatch(&mut io);
+    assert!(io.take_work().is_empty());
+    assert_eq!(s.queue.len(), 1);
+    // A chunk done makes room on that worker. (Slow tasks, so the pacing
+    // stays at one chunk a frame.)
+    let (wid, frame, chunks) = &first[1];
+    s.on_message(&mut io, *wid, FromWorker::Started(*frame));
+    io.advance(Duration::from_secs(1));
+    s.on_message(&mut io, *wid, done(chunks[0], 1));
+    let third = io.take_work();
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].0, *wid);
+    assert!(s.queue.is_empty());
+}
+
+#[test]
+fn a_worker_that_is_not_ready_gets_nothing() {
+    let mut io = Mock::new();
+    let mut s = Scheduler::new(limits(1));
+    s.start_worker(&mut io).unwrap();
+    let job = s.next_id();
+    s.jobs.insert(job, JobRec::default());
+    queue(&mut s, job, &[1]);
+    s.dispatch(&mut io);
+    assert!(io.take_work().is_empty());
+    let w = io.spawned[0];
+    s.on_message(&mut io, w, FromWorker::Ready);
+    assert_eq!(io.take_work().len(), 1);
+}
+
+#[test]
+fn a_dead_worker_fails_only_its_running_chunk_and_the_rest_is_requeued() {
+    let mut io = Mock::new();
+    let (mut s, w, job) = ready(limits(2), &mut io);
+    queue(&mut s, job, &[1, 1, 1, 1]);
+    s.dispatch(&mut io);
+    s.dispatch(&mut io);
+    let sent = io.take_work();
+    let on_w0: Vec<_> = sent.iter().filter(|(x, ..)| *x == w[0]).collect();
+    assert_eq!(on_w0.len(), 2);
+    let (running, queued_behind) = (on_w0[0], on_w0[1]);
+    // w0 started its first frame only, then died.
+    s.on_message(&mut io, w[0], FromWorker::Started(running.1));
+    s.on_exit(&mut io, w[0], None, None);
+    let r = results(&mut s, job);
+    assert_eq!(r.len(), 1);
+    assert!(
+        matches!(r[0].2, Some(Failure::Died { pid, status: None }) if pid == 1000 + w[0] as u32),
+        "{:?}",
+        r[0].2
+    );
+    // The chunk it had not started goes back to the front of the queue,
+    // and a replacement starts (it gets the chunk once it is ready; w1's
+    // window is full).
+    assert_eq!(s.queue.front(), Some(&queued_behind.2[0]));
+    assert_eq!(io.spawned.len(), 3);
+    let replacement = io.spawned[2];
+    assert!(io.take_work().is_empty());
+    s.on_message(&mut io, replacement, FromWorker::Ready);
+    let resent = io.take_work();
+    assert_eq!(resent.len(), 1);
+    assert_eq!(resent[0].0, replacement);
+    assert_eq!(resent[0].2, queued_behind.2);
+}
+
+#[test]
+fn a_worker_that_dies_before_starting_its_frame_fails_nothing() {
+    let mut io = Mock::new();
+    let (mut s, w, job) = ready(limits(1), &mut io);
+    queue(&mut s, job, &[1, 1]);
+    s.dispatch(&mut io);
+    s.dispatch(&mut io);
+    assert_eq!(io.take_work().len(), 2);
+    s.on_exit(&mut io, w[0], None, None);
+    assert!(results(&mut s, job).is_empty());
+    assert_eq!(s.queue.len(), 2);
+}
+
+#[test]
+fn a_protocol_violation_is_named_on_the_running_chunk() {
+    let mut io = Mock::new();
+    let (mut s, w, job) = ready(limits(1), &mut io);
+    queue(&mut s, job, &[1]);
+    s.dispatch(&mut io);
+    let (_, frame, _) = io.take_work()[0].clone();
+    s.on_message(&mut io, w[0], FromWorker::Started(frame));
+    s.on_exit(&mut io, w[0], None, Some("garbage".into()));
+    let r = results(&mut s, job);
+    assert!(
+        matches!(&r[0].2, Some(Failure::Protocol { why, .. }) if why == "garbage"),
+        "{:?}",
+        r[0].2
+    );
+}
+
+#[test]
+fn a_chunk_past_its_timeout_gets_its_worker_killed_once_and_fails_as_a_timeout() {
+    let mut io = Mock::new();
+    let timeout = Duration::from_secs(1);
+    let lim = Limits {
+        task_timeout: Some(timeout),
+        ..limits(1)
+    };
+    let (mut s, w, job) = ready(lim, &mut io);
+    // Three tasks in one chunk: the limit is three timeouts.
+    queue(&mut s, job, &[3]);
+    s.dispatch(&mut io);
+    let (_, frame, _) = io.take_work()[0].clone();
+    io.advance(Duration::from_secs(10)); // before it started: not counted
+    s.on_message(&mut io, w[0], FromWorker::Started(frame));
+    let started = io.now;
+    assert_eq!(s.enforce_timeouts(&mut io), Some(started + 3 * timeout));
+    io.advance(3 * timeout - Duration::from_millis(1));
+    assert_eq!(s.enforce_timeouts(&mut io), Some(started + 3 * timeout));
+    assert!(io.killed.is_empty());
+    io.advance(Duration::from_millis(1));
+    assert_eq!(s.enforce_timeouts(&mut io), None);
+    assert_eq!(io.killed, [w[0]]);
+    // Not killed again while its end is on the way.
+    s.enforce_timeouts(&mut io);
+    assert_eq!(io.killed, [w[0]]);
+    s.on_exit(&mut io, w[0], None, None);
+    let r = results(&mut s, job);
+    assert!(
+        matches!(r[0].2, Some(Failure::Timeout { timeout: t, .. }) if t == timeout),
+        "{:?}",
+        r[0].2
+    );
+}
+
+#[test]
+fn no_timeout_means_no_deadline() {
+    let mut io = Mock::new();
+    let (mut s, _, job) = ready(limits(1), &mut io);
+    queue(&mut s, job, &[1]);
+    s.dispatch(&mut io);
+    io.advance(Duration::from_secs(1 << 40));
+    assert_eq!(s.enforce_timeouts(&mut io), None);
+    let huge = Limits {
+        task_timeout: Some(Duration::MAX),
+        ..limits(1)
+    };
+    let (mut s, _, job) = ready(huge, &mut io);
+    queue(&mut s, job, &[2]);
+    s.dispatch(&mut io);
+    assert_eq!(s.enforce_timeouts(&mut io), None);
+    assert!(io.killed.is_empty());
+}
+
+#[test]
+fn measured_fast_tasks_pack_many_chunks_into_one_frame() {
+    let mut io = Mock::new();
+    let (mut s, w, job) = ready(limits(1), &mut io);
+    assert_eq!(s.pacing("e"), (1, 2));
+    queue(&mut s, job, &[1]);
+    s.dispatch(&mut io);
+    let (_, frame, chunks) = io.take_work()[0].clone();
+    s.on_message(&mut io, w[0], FromWorker::Started(frame));
+    // One task took 2 µs: a frame of FRAME_TARGET holds 1000 such
+    // chunks, capped at MAX_FRAME_CHUNKS.
+    io.advance(Duration::from_micros(2));
+    s.on_message(&mut io, w[0], done(chunks[0], 1));
+    assert_eq!(s.pacing("e"), (MAX_FRAME_CHUNKS, 2 * MAX_FRAME_CHUNKS));
+    queue(&mut s, job, &[1; 3 * MAX_FRAME_CHUNKS]);
+    s.dispatch(&mut io);
+    let frames = io.take_work();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].2.len(), MAX_FRAME_CHUNKS);
+    // Busy, with room for a whole frame: it gets one.
+    s.dispatch(&mut io);
+    assert_eq!(io.take_work()[0].2.len(), MAX_FRAME_CHUNKS);
+    s.dispatch(&mut io);
+    assert!(io.take_work().is_empty(), "the window is full");
+    // One chunk done: room for one, less than a frame, and more than one
+    // queued: not topped up chunk by chunk.
+    s.on_message(&mut io, w[0], done(frames[0].2[0], 1));
+    assert!(io.take_work().is_empty());
+    assert_eq!(s.queue.len(), MAX_FRAME_CHUNKS);
+}
+
+#[test]
+fn slow_tasks_go_one_chunk_per_frame() {
+    let mut io = Mock::new();
+    let (mut s, w, job) = ready(limits(1), &mut io);
+    queue(&mut s, job, &[1]);
+    s.dispatch(&mut io);
+    let (_, frame, chunks) = io.take_work()[0].clone();
+    s.on_message(&mut io, w[0], FromWorker::Started(frame));
+    io.advance(Duration::from_secs(1));
+    s.on_message(&mut io, w[0], done(chunks[0], 1));
+    assert_eq!(s.pacing("e"), (1, 2));
+}
+
+#[test]
+fn a_worker_at_max_tasks_per_child_is_asked_to_exit_once_its_chunks_are_done() {
+    let mut io = Mock::new();
+    let lim = Limits {
+        max_tasks_per_child: Some(2),
+        ..limits(1)
+    };
+    let (mut s, w, job) = ready(lim, &mut io);
+    queue(&mut s, job, &[1, 1, 1]);
+    s.dispatch(&mut io);
+    s.dispatch(&mut io);
+    let sent = io.take_work();
+    assert_eq!(sent.len(), 2);
+    // Retiring: no third chunk, no shutdown while chunks are in flight.
+    s.dispatch(&mut io);
+    assert!(io.take_work().is_empty());
+    s.on_message(&mut io, w[0], done(sent[0].2[0], 1));
+    assert!(io.shutdowns().is_empty());
+    s.on_message(&mut io, w[0], done(sent[1].2[0], 1));
+    assert_eq!(io.shutdowns(), [w[0]]);
+    assert_eq!(io.closed, [w[0]]);
+    // It exits; its replacement takes the third chunk.
+    s.on_exit(&mut io, w[0], None, None);
+    let replacement = io.spawned[1];
+    s.on_message(&mut io, replacement, FromWorker::Ready);
+    let work = io.take_work();
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].0, replacement);
+}
+
+#[test]
+fn a_worker_that_cannot_be_replaced_breaks_the_pool_and_fails_the_queue() {
+    let mut io = Mock::new();
+    let (mut s, w, job) = ready(limits(1), &mut io);
+    queue(&mut s, job, &[1, 1, 1]);
+    s.dispatch(&mut io);
+    io.take_work();
+    io.spawn_fails = true;
+    s.on_exit(&mut io, w[0], None, None);
+    assert!(s
+        .broken
+        .as_deref()
+        .is_some_and(|b| b.contains("cannot replace")));
+    let r = results(&mut s, job);
+    // The chunk it was sent (never started) went back to the queue; all
+    // three fail.
+    assert_eq!(r.len(), 3);
+    assert_eq!(s.queue.len(), 0);
+    assert!(r
+        .iter()
+        .all(|(_, _, why)| matches!(why, Some(Failure::Broken(_)))));
+    assert!(matches!(
+        s.enqueue(job, "e", 9, (1, Vec::new())),
+        Err(Failure::Broken(_))
+    ));
+}
+
+#[test]
+fn workers_that_keep_dying_before_ready_break_the_pool() {
+    let mut io = Mock::new();
+    let mut s = Scheduler::new(limits(1));
+    s.start_worker(&mut io).unwrap();
+    for i in 0..MAX_FAILED_STARTS {
+        assert!(s.broken.is_none(), "broken after {i} failed starts");
+        let w = *io.spawned.last().unwrap();
+        s.on_exit(&mut io, w, None, None);
+    }
+    assert!(s.broken.is_some());
+    assert_eq!(io.spawned.len(), MAX_FAILED_STARTS as usize);
+    assert!(!s.starting());
+}
+
+#[test]
+fn terminate_kills_every_worker_and_fails_queued_and_running_chunks() {
+    let mut io = Mock::new();
+    let (mut s, w, job) = ready(limits(2), &mut io);
+    queue(&mut s, job, &[1, 1, 1, 1, 1]);
+    s.dispatch(&mut io);
+    let (_, frame, _) = io.take_work()[0].clone();
+    s.on_message(&mut io, w[0], FromWorker::Started(frame));
+    let queued = s.queue.len();
+    assert!(queued > 0);
+    s.terminate(&mut io);
+    assert_eq!(io.killed, w);
+    assert_eq!(io.closed, w);
+    let r = results(&mut s, job);
+    assert_eq!(r.len(), queued, "the queued chunks fail now");
+    // Then the ones in flight, as the workers' ends come in: the running
+    // one, and the ones never started (requeued, and nothing queued runs
+    // any more). Nothing is replaced.
+    s.on_exit(&mut io, w[0], None, None);
+    s.on_exit(&mut io, w[1], None, None);
+    let rest = results(&mut s, job);
+    assert_eq!(r.len() + rest.len(), 5);
+    assert!(r
+        .iter()
+        .chain(&rest)
+        .all(|(_, _, why)| matches!(why, Some(Failure::Terminated))));
+    assert_eq!(io.spawned.len(), 2);
+    assert_eq!(s.worker_count(), 0);
+    assert!(s.queue.is_empty());
+}
