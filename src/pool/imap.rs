@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::protocol::put_frame;
 use super::results::{ChunkResults, Failure, Ready};
-use super::scheduler::{JobRec, Scheduler};
+use super::scheduler::Scheduler;
 use super::workers::{lock, Shared};
 use super::{Pool, FRAME_TARGET, MAX_AUTO_CHUNK, WINDOW};
 use crate::encode;
@@ -79,12 +79,7 @@ where
         let failed = spawn::find_entry(entry)
             .is_none()
             .then(|| Error::new(Kind::UnknownEntry(entry.to_string())));
-        let job = {
-            let mut st = lock(&pool.shared.state);
-            let job = st.sched.next_id();
-            st.sched.jobs.insert(job, JobRec::default());
-            job
-        };
+        let job = { lock(&pool.shared.state).sched.new_job() };
         Imap {
             pool: Arc::clone(&pool.shared),
             job,
@@ -117,10 +112,10 @@ where
         if self.pool.limits.task_timeout.is_some() {
             return 1;
         }
-        match st.stats.get(self.entry) {
+        match st.per_task(self.entry) {
             None => 1,
-            Some(s) => {
-                let per = s.per_task.as_nanos().max(1);
+            Some(per_task) => {
+                let per = per_task.as_nanos().max(1);
                 ((FRAME_TARGET.as_nanos() / 2 / per) as usize).clamp(1, MAX_AUTO_CHUNK)
             }
         }
@@ -146,7 +141,7 @@ where
                 let (per_frame, _) = st.pacing(self.entry);
                 // Keep about two frames per worker queued ahead.
                 let target = 2 * workers * per_frame;
-                (self.auto_chunk(st), st.queue.len() < target)
+                (self.auto_chunk(st), st.queued() < target)
             };
             if !room {
                 return;
@@ -280,12 +275,7 @@ where
             // Collect what arrived, or wait for it.
             let mut st = lock(&self.pool.state);
             loop {
-                let got = st
-                    .sched
-                    .jobs
-                    .get_mut(&self.job)
-                    .map(|j| std::mem::take(&mut j.results))
-                    .unwrap_or_default();
+                let got = st.sched.take_results(self.job);
                 if !got.is_empty() {
                     for c in got {
                         self.ready.insert(c);
@@ -300,7 +290,7 @@ where
                 let (per_frame, _) = st.sched.pacing(self.entry);
                 if !self.exhausted
                     && self.pulled - self.yielded < WINDOW
-                    && st.sched.queue.len() < 2 * workers * per_frame
+                    && st.sched.queued() < 2 * workers * per_frame
                 {
                     break;
                 }
@@ -312,20 +302,7 @@ where
 
 impl<I, R> Drop for Imap<I, R> {
     fn drop(&mut self) {
-        let mut st = lock(&self.pool.state);
-        let st = &mut st.sched;
-        st.jobs.remove(&self.job);
-        let job = self.job;
-        let mine: Vec<u64> = st
-            .queue
-            .iter()
-            .copied()
-            .filter(|c| st.chunks.get(c).is_some_and(|c| c.job == job))
-            .collect();
-        st.queue.retain(|c| !mine.contains(c));
-        for c in mine {
-            st.chunks.remove(&c);
-        }
+        lock(&self.pool.state).sched.cancel_job(self.job);
     }
 }
 

@@ -55,7 +55,7 @@ pub(crate) use protocol::{decode_messages, worker_connection};
 pub use protocol::{run_batch, TaskFails};
 pub use results::AsyncResult;
 use results::Failure;
-use scheduler::{JobRec, Limits, Scheduler};
+use scheduler::{Limits, Scheduler};
 use workers::{lock, Inner, Shared, Spawner};
 
 /// At most this many tasks of one `imap`/`map` are pulled from its input
@@ -230,10 +230,10 @@ impl PoolBuilder {
             for _ in 0..self.workers {
                 pool.shared.start_worker(&mut st)?;
             }
-            while st.sched.starting() && st.sched.broken.is_none() {
+            while st.sched.starting() && st.sched.broken().is_none() {
                 st = pool.shared.wait(st, None);
             }
-            if let Some(why) = st.sched.broken.clone() {
+            if let Some(why) = st.sched.broken().map(str::to_string) {
                 drop(st);
                 pool.shared.terminate();
                 return Err(Error::new(Kind::PoolBroken(why)));
@@ -387,8 +387,7 @@ impl Pool {
     {
         let name = entry_name::<F, A, R>();
         let mut st = lock(&self.shared.state);
-        let job = st.sched.next_id();
-        st.sched.jobs.insert(job, JobRec::default());
+        let job = st.sched.new_job();
         let early = match encode::to_vec(&arg) {
             _ if spawn::find_entry(name).is_none() => {
                 Some(Error::new(Kind::UnknownEntry(name.to_string())))
@@ -417,7 +416,7 @@ impl Pool {
     /// No more work will be submitted; workers exit once the queued work is
     /// done ([`join`](Pool::join) waits for that).
     pub fn close(&self) {
-        lock(&self.shared.state).sched.closed = true;
+        lock(&self.shared.state).sched.close();
     }
 
     /// Waits for the queued work to finish and the workers to exit. Call
@@ -426,7 +425,7 @@ impl Pool {
     /// (as Python's `Pool.join` raises `ValueError`).
     pub fn join(&self) -> Result<()> {
         let mut st = lock(&self.shared.state);
-        if !st.sched.closed {
+        if !st.sched.is_closed() {
             return Err(Error::new(Kind::Usage(
                 "Pool::join() was called before close() or terminate(): \
                  the pool is still open, so its work would never end"

@@ -155,12 +155,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     pub fn is_ready(&mut self) -> bool {
         if self.done.is_none() {
             let mut st = lock(&self.shared.state);
-            if let Some(mut r) = st
-                .sched
-                .jobs
-                .get_mut(&self.job)
-                .and_then(|j| j.results.pop())
-            {
+            if let Some(mut r) = st.sched.pop_result(self.job) {
                 self.done = r.next_result();
             }
         }
@@ -195,13 +190,8 @@ impl<R: DeserializeOwned> AsyncResult<R> {
         }
         let mut st = lock(&self.shared.state);
         loop {
-            if let Some(mut r) = st
-                .sched
-                .jobs
-                .get_mut(&self.job)
-                .and_then(|j| j.results.pop())
-            {
-                st.sched.jobs.remove(&self.job);
+            if let Some(mut r) = st.sched.pop_result(self.job) {
+                st.sched.end_job(self.job);
                 self.done = r.next_result();
                 return true;
             }
@@ -215,7 +205,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
 
 impl<R> Drop for AsyncResult<R> {
     fn drop(&mut self) {
-        lock(&self.shared.state).sched.jobs.remove(&self.job);
+        lock(&self.shared.state).sched.end_job(self.job);
     }
 }
 

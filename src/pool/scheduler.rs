@@ -53,18 +53,20 @@ pub(super) struct Limits {
 }
 
 /// A chunk waiting to be sent or in flight.
-pub(super) struct ChunkRec {
-    pub(super) job: u64,
-    pub(super) first: u64,
-    pub(super) entry: &'static str,
+struct ChunkRec {
+    job: u64,
+    first: u64,
+    entry: &'static str,
     /// How many tasks; their arguments, each length-prefixed.
-    pub(super) n: u32,
-    pub(super) tasks: Vec<u8>,
+    n: u32,
+    tasks: Vec<u8>,
 }
 
+/// A caller's `imap`/`map`/`submit`: the results that arrived and were
+/// not yet taken.
 #[derive(Default)]
-pub(super) struct JobRec {
-    pub(super) results: Vec<ChunkResults>,
+struct JobRec {
+    results: Vec<ChunkResults>,
 }
 
 struct Worker {
@@ -93,22 +95,22 @@ impl Worker {
 }
 
 #[derive(Clone, Copy)]
-pub(super) struct EntryStats {
+struct EntryStats {
     /// Exponential average of the time one task takes.
-    pub(super) per_task: Duration,
+    per_task: Duration,
 }
 
 /// The pool's state: see the module docs.
 pub(super) struct Scheduler {
     workers: Vec<Worker>,
-    pub(super) queue: VecDeque<u64>,
-    pub(super) chunks: HashMap<u64, ChunkRec>,
-    pub(super) jobs: HashMap<u64, JobRec>,
-    pub(super) stats: HashMap<&'static str, EntryStats>,
+    queue: VecDeque<u64>,
+    chunks: HashMap<u64, ChunkRec>,
+    jobs: HashMap<u64, JobRec>,
+    stats: HashMap<&'static str, EntryStats>,
     next_id: u64,
-    pub(super) closed: bool,
+    closed: bool,
     terminated: bool,
-    pub(super) broken: Option<String>,
+    broken: Option<String>,
     starting: usize,
     failed_starts: u32,
     /// Where the next dispatch starts its round.
@@ -135,9 +137,74 @@ impl Scheduler {
         }
     }
 
-    pub(super) fn next_id(&mut self) -> u64 {
+    fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// A new job, to queue chunks for and take results from.
+    pub(super) fn new_job(&mut self) -> u64 {
+        let job = self.next_id();
+        self.jobs.insert(job, JobRec::default());
+        job
+    }
+
+    /// The results of `job` that arrived since the last call.
+    pub(super) fn take_results(&mut self, job: u64) -> Vec<ChunkResults> {
+        self.jobs
+            .get_mut(&job)
+            .map(|j| std::mem::take(&mut j.results))
+            .unwrap_or_default()
+    }
+
+    /// The latest result of `job` that arrived, if any.
+    pub(super) fn pop_result(&mut self, job: u64) -> Option<ChunkResults> {
+        self.jobs.get_mut(&job).and_then(|j| j.results.pop())
+    }
+
+    /// Forgets `job`: results that arrive for it later are dropped.
+    pub(super) fn end_job(&mut self, job: u64) {
+        self.jobs.remove(&job);
+    }
+
+    /// Forgets `job` and drops its chunks that are still queued; the ones
+    /// in flight finish, and their results are dropped.
+    pub(super) fn cancel_job(&mut self, job: u64) {
+        self.jobs.remove(&job);
+        let mine: Vec<u64> = self
+            .queue
+            .iter()
+            .copied()
+            .filter(|c| self.chunks.get(c).is_some_and(|c| c.job == job))
+            .collect();
+        self.queue.retain(|c| !mine.contains(c));
+        for c in mine {
+            self.chunks.remove(&c);
+        }
+    }
+
+    /// How many chunks wait to be sent.
+    pub(super) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The measured time one task of `entry` takes, if measured.
+    pub(super) fn per_task(&self, entry: &str) -> Option<Duration> {
+        self.stats.get(entry).map(|s| s.per_task)
+    }
+
+    /// No more work will be queued ([`enqueue`](Self::enqueue) refuses it).
+    pub(super) fn close(&mut self) {
+        self.closed = true;
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Why the pool is broken, if it is.
+    pub(super) fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
     }
 
     /// How many workers there are (starting, ready or retiring).

@@ -109,8 +109,7 @@ fn ready(limits: Limits, io: &mut Mock) -> (Scheduler, Vec<WorkerId>, u64) {
         s.on_message(io, w, FromWorker::Ready);
     }
     assert!(!s.starting());
-    let job = s.next_id();
-    s.jobs.insert(job, JobRec::default());
+    let job = s.new_job();
     (s, ids, job)
 }
 
@@ -141,7 +140,7 @@ fn done(id: u64, n: u32) -> FromWorker {
 
 /// The job's results so far: (first task, tasks, why all failed).
 fn results(s: &mut Scheduler, job: u64) -> Vec<(u64, u32, Option<Failure>)> {
-    std::mem::take(&mut s.jobs.get_mut(&job).unwrap().results)
+    s.take_results(job)
         .into_iter()
         .map(|r| (r.first, r.n, r.all))
         .collect()
@@ -182,8 +181,7 @@ fn a_worker_that_is_not_ready_gets_nothing() {
     let mut io = Mock::new();
     let mut s = Scheduler::new(limits(1));
     s.start_worker(&mut io).unwrap();
-    let job = s.next_id();
-    s.jobs.insert(job, JobRec::default());
+    let job = s.new_job();
     queue(&mut s, job, &[1]);
     s.dispatch(&mut io);
     assert!(io.take_work().is_empty());
@@ -456,4 +454,28 @@ fn terminate_kills_every_worker_and_fails_queued_and_running_chunks() {
     assert_eq!(io.spawned.len(), 2);
     assert_eq!(s.worker_count(), 0);
     assert!(s.queue.is_empty());
+}
+
+#[test]
+fn a_cancelled_job_leaves_the_queue_and_its_late_results_are_dropped() {
+    let mut io = Mock::new();
+    let (mut s, w, job) = ready(limits(1), &mut io);
+    let other = s.new_job();
+    queue(&mut s, job, &[1, 1, 1]);
+    queue(&mut s, other, &[1]);
+    s.dispatch(&mut io);
+    let (_, frame, chunks) = io.take_work()[0].clone();
+    s.cancel_job(job);
+    assert_eq!(s.queued(), 1, "only the other job's chunk is left");
+    // The chunk in flight finishes; its result goes nowhere, and the
+    // other job's chunk is sent.
+    s.on_message(&mut io, w[0], FromWorker::Started(frame));
+    io.advance(Duration::from_secs(1));
+    s.on_message(&mut io, w[0], done(chunks[0], 1));
+    assert!(s.take_results(job).is_empty());
+    let sent = io.take_work();
+    assert_eq!(sent.len(), 1);
+    s.on_message(&mut io, w[0], done(sent[0].2[0], 1));
+    assert_eq!(s.take_results(other).len(), 1);
+    assert!(s.idle());
 }
