@@ -409,8 +409,9 @@ impl Connection {
     }
 
     /// Writes `bytes` as they are, unframed: for tests that forge frames.
-    #[doc(hidden)]
-    pub fn __send_raw(&self, bytes: &[u8]) -> Result<()> {
+    /// A test hook (feature `test-hooks`), not part of the stable API.
+    #[cfg(feature = "test-hooks")]
+    pub fn send_unframed(&self, bytes: &[u8]) -> Result<()> {
         self.write_frame(bytes, &[])
     }
 

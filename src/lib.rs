@@ -242,8 +242,9 @@ macro_rules! test_support {
 }
 
 /// Entry points for the fuzz targets in `fuzz/`: every decoder that reads
-/// bytes from another process. Not part of the API.
-#[doc(hidden)]
+/// bytes from another process. A test hook: only with the `test-hooks`
+/// feature, and not part of the stable API.
+#[cfg(feature = "test-hooks")]
 pub mod fuzzing {
     /// The worker's bootstrap decoder over `data` (header first). If
     /// `fix_prefix`, the magic, version and build identity are made valid
@@ -303,7 +304,7 @@ pub mod fuzzing {
             return 0;
         };
         b.set_max_message_len(cap);
-        if a.__send_raw(data).is_err() {
+        if a.send_unframed(data).is_err() {
             return 0;
         }
         drop(a);
@@ -320,6 +321,7 @@ pub mod fuzzing {
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+/// What the macros expand to; not part of the API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::pool::run_batch;
@@ -330,7 +332,20 @@ pub mod __private {
     pub use inventory;
     #[cfg(not(windows))]
     pub use linkme;
+}
 
+/// Hooks for the crate's own tests: forged bootstraps, the build identity,
+/// and diagnostics on processes and open handles.
+///
+/// Only with the `test-hooks` feature (off by default; the crate's
+/// dev-dependency on itself turns it on for `cargo test`, as tokio's
+/// `test-util`), and not part of the stable API. Other hooks are methods
+/// under the same feature: [`PopenBuilder::spawn_with_raw_bootstrap`],
+/// [`Connection::send_unframed`], `Pool::wait_busy` and
+/// `Pool::kill_worker`; the fuzz targets' entry points are in
+/// [`fuzzing`].
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks {
     /// A well-formed bootstrap (header, entry id, payload), for tests that
     /// corrupt it.
     pub fn bootstrap_bytes(entry: &str, payload: &[u8]) -> Vec<u8> {

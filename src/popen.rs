@@ -216,10 +216,10 @@ impl PopenBuilder {
         })
     }
 
-    /// Starts a worker and sends it whatever `bootstrap` returns as its
-    /// full bootstrap data (header included): the hook behind the
-    /// bad-input tests. Not part of the API.
-    #[doc(hidden)]
+    /// Starts a worker and sends it `data` as its full bootstrap (header
+    /// included): the hook behind the bad-input tests. A test hook (feature `test-hooks`), not part of the
+    /// stable API.
+    #[cfg(feature = "test-hooks")]
     pub fn spawn_with_raw_bootstrap(&self, data: &[u8]) -> Result<Popen> {
         let mut p = self.spawn_bytes(&mut |_| Ok(data.to_vec()))?;
         p.channel = None; // the parent's side is done: the child sees EOF next

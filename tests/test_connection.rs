@@ -217,7 +217,7 @@ fn garbage_length_prefix_is_rejected_without_allocating() {
     let (a, b) = Pipe::duplex().unwrap();
     // A frame header claiming 2^60 bytes: refused before any allocation
     // (allocating it would abort the test process).
-    a.__send_raw(&(1u64 << 60).to_le_bytes()).unwrap();
+    a.send_unframed(&(1u64 << 60).to_le_bytes()).unwrap();
     let err = b.recv_bytes().unwrap_err();
     assert!(err.is_message_too_large(), "{err}");
 }
@@ -243,7 +243,7 @@ fn peer_dying_mid_message_is_an_error() {
     let (a, b) = Pipe::duplex().unwrap();
     let mut frame = 100u64.to_le_bytes().to_vec();
     frame.extend_from_slice(&[1u8; 10]); // 10 of the promised 100 bytes
-    a.__send_raw(&frame).unwrap();
+    a.send_unframed(&frame).unwrap();
     drop(a);
     let err = b.recv_bytes().unwrap_err();
     assert!(err.is_poisoned() || err.is_eof(), "{err}");

@@ -8,7 +8,7 @@ multiproc::test_support!();
 /// How many fds (Unix: beyond stdio) / pipe handles (Windows: beyond the
 /// std handles) this process can see.
 fn visible_handles(_: u64) -> usize {
-    multiproc::__private::open_ipc_handles()
+    multiproc::test_hooks::open_ipc_handles()
         .expect("list handles")
         .len()
 }
@@ -75,7 +75,7 @@ fn pool_workers_die_when_their_parent_is_killed_outright() {
     assert_eq!(workers.len(), 2);
     let watches: Vec<_> = workers
         .iter()
-        .map(|&pid| multiproc::__private::watch_pid(pid).unwrap())
+        .map(|&pid| multiproc::test_hooks::watch_pid(pid).unwrap())
         .collect();
     owner.kill().unwrap();
     assert!(owner.join().unwrap_err().is_terminated());

@@ -54,11 +54,11 @@ fn missing_executable_is_a_clear_error_and_leaves_nothing() {
         err.to_string().contains("/no/such/dir/multiproc-worker"),
         "{err}"
     );
-    let before = multiproc::__private::open_handle_count().unwrap();
+    let before = multiproc::test_hooks::open_handle_count().unwrap();
     for _ in 0..20 {
         assert!(missing().is_spawn());
     }
-    assert_eq!(multiproc::__private::open_handle_count().unwrap(), before);
+    assert_eq!(multiproc::test_hooks::open_handle_count().unwrap(), before);
 }
 
 #[test]
@@ -66,7 +66,7 @@ fn handle_count_is_unchanged_after_200_spawn_wait_cycles() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // Warm up whatever a first spawn sets up once.
     wait_done(&Popen::spawn(do_nothing, &()).unwrap());
-    let before = multiproc::__private::open_handle_count().unwrap();
+    let before = multiproc::test_hooks::open_handle_count().unwrap();
     for i in 0..200 {
         let p = Popen::spawn(exit_with, &(i % 7)).unwrap();
         assert_eq!(wait_done(&p).code(), Some(i % 7));
@@ -74,7 +74,7 @@ fn handle_count_is_unchanged_after_200_spawn_wait_cycles() {
             p.close();
         }
     }
-    assert_eq!(multiproc::__private::open_handle_count().unwrap(), before);
+    assert_eq!(multiproc::test_hooks::open_handle_count().unwrap(), before);
 }
 
 #[test]
@@ -138,7 +138,7 @@ fn rebuild_identity(image: &mut [u8]) {
         assert_eq!(&image[pe..pe + 4], b"PE\0\0");
         image[pe + 8] = image[pe + 8].wrapping_add(1);
     } else {
-        let id = multiproc::__private::image_build_id().expect("this binary has a build id");
+        let id = multiproc::test_hooks::image_build_id().expect("this binary has a build id");
         let at = image
             .windows(id.len())
             .position(|w| w == id)

@@ -27,7 +27,7 @@ fn wait_for_eof(conn: Connection) {
 
 /// The fds this worker has beyond stdin, stdout and stderr.
 fn open_fds(_: ()) -> Vec<u64> {
-    multiproc::__private::open_ipc_handles().unwrap()
+    multiproc::test_hooks::open_ipc_handles().unwrap()
 }
 
 multiproc::entry!(exit_with, wait_for_eof, open_fds);
@@ -113,8 +113,8 @@ fn in_scenario(name: &str) -> bool {
 #[cfg(unix)]
 fn exit_bootstrap(code: i32, die_with_parent: bool) -> Vec<u8> {
     let payload = postcard::to_allocvec(&code).unwrap();
-    multiproc::__private::bootstrap_bytes_with(
-        multiproc::__private::entry_id(&exit_with),
+    multiproc::test_hooks::bootstrap_bytes_with(
+        multiproc::test_hooks::entry_id(&exit_with),
         &payload,
         die_with_parent,
     )

@@ -112,7 +112,7 @@ impl Serialize for Holder {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let worker = match &self.worker {
             Some(c) => c,
-            None => multiproc::__private::pool_worker_connection()
+            None => multiproc::test_hooks::pool_worker_connection()
                 .ok_or_else(|| serde::ser::Error::custom("not in a pool worker"))?,
         };
         (worker, &self.ready).serialize(s)
@@ -160,8 +160,8 @@ fn abort_while_a_grandchild_holds_the_channel(path: PathBuf) {
 /// Sends `frame` to the parent as a hostile worker would, then waits to
 /// be killed.
 fn send_raw_then_hang(frame: Vec<u8>) {
-    let conn = multiproc::__private::pool_worker_connection().unwrap();
-    conn.__send_raw(&frame).unwrap();
+    let conn = multiproc::test_hooks::pool_worker_connection().unwrap();
+    conn.send_unframed(&frame).unwrap();
     hang(())
 }
 
@@ -331,7 +331,7 @@ fn a_dead_worker_is_noticed_while_a_grandchild_still_holds_its_channel() {
     // The worker wrote the grandchild's pid before it aborted.
     let holder: u32 = std::fs::read_to_string(&path).unwrap().parse().unwrap();
     let _ = std::fs::remove_file(&path);
-    let watch = multiproc::__private::watch_pid(holder);
+    let watch = multiproc::test_hooks::watch_pid(holder);
     let alive_at_error = matches!(
         watch.as_ref().map(|w| w.wait(Duration::ZERO)),
         Ok(Ok(false))
@@ -517,7 +517,7 @@ fn close_then_join_finishes_the_work() {
 #[test]
 fn drop_with_a_worker_stuck_in_a_loop_does_not_hang() {
     let p = pool(1);
-    let watch = multiproc::__private::watch_pid(p.pids()[0]).unwrap();
+    let watch = multiproc::test_hooks::watch_pid(p.pids()[0]).unwrap();
     let h = p.submit(spin, ());
     drop(p);
     assert!(

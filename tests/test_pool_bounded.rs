@@ -26,7 +26,7 @@ fn a_million_lazy_tasks_keep_fds_and_memory_bounded() {
     for (i, r) in p.imap(square, 0..n).enumerate() {
         sum = sum.wrapping_add(r.unwrap());
         if i % 25_000 == 0 && i >= 25_000 {
-            let now = multiproc::__private::open_handle_count().unwrap();
+            let now = multiproc::test_hooks::open_handle_count().unwrap();
             if i == 25_000 {
                 // Once the pool's threads have done their first I/O (on
                 // Windows each makes its event handles then).

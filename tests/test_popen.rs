@@ -22,7 +22,7 @@ fn block_forever(_: ()) {
 /// (Windows: beyond the std handles) this worker can see: 1 means it sees
 /// only its own bootstrap channel.
 fn count_visible_handles(_: ()) {
-    let seen = multiproc::__private::open_ipc_handles().expect("list handles");
+    let seen = multiproc::test_hooks::open_ipc_handles().expect("list handles");
     std::process::exit(seen.len() as i32)
 }
 
@@ -188,7 +188,7 @@ fn raw_bootstrap_exit_code(data: &[u8]) -> i32 {
 
 fn good_bootstrap() -> Vec<u8> {
     let payload = postcard::to_allocvec(&7i32).unwrap();
-    multiproc::__private::bootstrap_bytes(multiproc::__private::entry_id(&exit_with), &payload)
+    multiproc::test_hooks::bootstrap_bytes(multiproc::test_hooks::entry_id(&exit_with), &payload)
 }
 
 #[test]
@@ -244,10 +244,11 @@ fn huge_length_prefix_exits_with_too_large() {
 
 #[test]
 fn unknown_entry_and_bad_payload_are_refused() {
-    let b = multiproc::__private::bootstrap_bytes("no::such::entry", &[]);
+    let b = multiproc::test_hooks::bootstrap_bytes("no::such::entry", &[]);
     assert_eq!(raw_bootstrap_exit_code(&b), exit_code::UNKNOWN_ENTRY);
     // exit_with wants an i32; an empty payload can't be one.
-    let b = multiproc::__private::bootstrap_bytes(multiproc::__private::entry_id(&exit_with), &[]);
+    let b =
+        multiproc::test_hooks::bootstrap_bytes(multiproc::test_hooks::entry_id(&exit_with), &[]);
     assert_eq!(raw_bootstrap_exit_code(&b), exit_code::BAD_PAYLOAD);
 }
 

@@ -355,7 +355,7 @@ fn daemon_grandchild_dies_with_its_parent(ending: Ending) {
         kill_on_parent_death: false,
         ending,
     });
-    let watch = multiproc::__private::watch_pid(grandchild).unwrap();
+    let watch = multiproc::test_hooks::watch_pid(grandchild).unwrap();
     assert!(!watch.wait(Duration::ZERO).unwrap());
     conn.send(&1u8).unwrap();
     match ending {
@@ -446,7 +446,7 @@ fn daemon_children_are_gone_after_main_ends() {
             }
         }
         let grandchild = pid.expect("the helper printed no grandchild pid");
-        let watch = multiproc::__private::watch_pid(grandchild).unwrap();
+        let watch = multiproc::test_hooks::watch_pid(grandchild).unwrap();
         assert!(!watch.wait(Duration::ZERO).unwrap());
         stdin.write_all(b"go\n").unwrap();
         drop(stdin);
@@ -468,7 +468,7 @@ fn kill_on_parent_death_children_die_when_the_parent_is_killed() {
         kill_on_parent_death: true,
         ending: Ending::Return,
     });
-    let watch = multiproc::__private::watch_pid(grandchild).unwrap();
+    let watch = multiproc::test_hooks::watch_pid(grandchild).unwrap();
     p.kill().unwrap();
     assert!(p.join().unwrap_err().is_terminated());
     assert!(
@@ -485,7 +485,7 @@ fn kill_tree_leaves_no_grandchild() {
         kill_on_parent_death: false,
         ending: Ending::Return,
     });
-    let watch = multiproc::__private::watch_pid(grandchild).unwrap();
+    let watch = multiproc::test_hooks::watch_pid(grandchild).unwrap();
     p.kill_tree().unwrap();
     assert!(p.join().unwrap_err().is_terminated());
     assert!(
@@ -566,7 +566,7 @@ fn a_child_dropped_right_before_main_returns_still_starts() {
         .unwrap();
     // Wait for the child to be done (bounded); a watch that can't be
     // opened means it is gone already.
-    if let Ok(watch) = multiproc::__private::watch_pid(pid) {
+    if let Ok(watch) = multiproc::test_hooks::watch_pid(pid) {
         let _ = watch.wait(LONG);
     }
     let got = std::fs::read_to_string(&marker);
@@ -654,7 +654,7 @@ fn kill_on_drop_kills_the_worker() {
         .kill_on_drop(true)
         .spawn::<_, _, ()>(block_forever, ())
         .unwrap();
-    let watch = multiproc::__private::watch_pid(p.pid()).unwrap();
+    let watch = multiproc::test_hooks::watch_pid(p.pid()).unwrap();
     assert!(!watch.wait(Duration::ZERO).unwrap());
     drop(p);
     assert!(

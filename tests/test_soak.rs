@@ -22,10 +22,10 @@ fn census() -> (usize, Option<usize>) {
     // after the exit. Nothing here starts grandchildren, so every kept job
     // empties: wait for that (bounded), then count.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while multiproc::__private::settle() > 0 && std::time::Instant::now() < deadline {
+    while multiproc::test_hooks::settle() > 0 && std::time::Instant::now() < deadline {
         std::thread::yield_now();
     }
-    let handles = multiproc::__private::open_handle_count().unwrap();
+    let handles = multiproc::test_hooks::open_handle_count().unwrap();
     let threads = std::fs::read_dir("/proc/self/task").ok().map(|d| d.count());
     (handles, threads)
 }

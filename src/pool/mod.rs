@@ -51,6 +51,7 @@ use crate::spawn;
 pub use imap::Imap;
 #[cfg(feature = "progress")]
 pub use imap::Progress;
+#[cfg(feature = "test-hooks")]
 pub(crate) use protocol::{decode_messages, worker_connection};
 pub use protocol::{run_batch, TaskFails};
 pub use results::AsyncResult;

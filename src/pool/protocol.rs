@@ -163,6 +163,7 @@ pub(super) struct WorkerConfig {
 }
 
 /// Decodes `data` as each of the pool's messages; whether each decoded.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn decode_messages(data: &[u8]) -> (bool, bool) {
     (
         postcard::from_bytes::<ToWorker>(data).is_ok(),
@@ -190,6 +191,7 @@ static WORKER_CONN: OnceLock<Arc<Connection>> = OnceLock::new();
 /// In a pool worker: its channel to the parent; `None` elsewhere. The hook
 /// behind the fault tests (a task that forges frames as a hostile worker
 /// would, or hands the channel to a grandchild).
+#[cfg(feature = "test-hooks")]
 pub(crate) fn worker_connection() -> Option<&'static Connection> {
     WORKER_CONN.get().map(|c| &**c)
 }

@@ -14,7 +14,7 @@
 //! | `HandleTransfer` | handles made available to the child while it is spawned (`duplicate_for_child`) |
 //! | `open_bootstrap(BootToken) -> io::Result<ChildChannel>` | the child's side: takes its end of the channel |
 //! | `ChildChannel` | `recv_header`, `read`, `write`, `take_handle` |
-//! | `open_handle_count()`, `open_ipc_handles()` | diagnostics for leak and isolation tests |
+//! | `open_handle_count()`, `open_ipc_handles()` | diagnostics for leak and isolation tests (feature `test-hooks`, as `watch_process` and `settle`) |
 //!
 //! Exact signatures (both modules):
 //!

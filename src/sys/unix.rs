@@ -1028,6 +1028,8 @@ impl ChildChannel {
     }
 }
 
+// Used by `close_inheritable` and the test hooks.
+#[cfg(any(not(target_vendor = "apple"), feature = "test-hooks"))]
 fn fd_dir() -> &'static str {
     if cfg!(target_os = "linux") {
         "/proc/self/fd"
@@ -1037,6 +1039,7 @@ fn fd_dir() -> &'static str {
 }
 
 /// Every open fd of this process (without the one used to list them).
+#[cfg(any(not(target_vendor = "apple"), feature = "test-hooks"))]
 fn open_fds() -> io::Result<Vec<u64>> {
     let dir = rustix::fs::open(
         fd_dir(),
@@ -1063,11 +1066,13 @@ fn open_fds() -> io::Result<Vec<u64>> {
 }
 
 /// The number of open fds.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn open_handle_count() -> io::Result<usize> {
     Ok(open_fds()?.len())
 }
 
 /// The open fds beyond stdin, stdout and stderr.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn open_ipc_handles() -> io::Result<Vec<u64>> {
     Ok(open_fds()?.into_iter().filter(|&fd| fd > 2).collect())
 }
@@ -1180,6 +1185,7 @@ pub(crate) fn die_with_parent(_parent_pid: u32) -> io::Result<()> {
 }
 
 /// A pidfd for any process (Linux); it becomes readable when it exits.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn watch_process(pid: u32) -> io::Result<OwnedRaw> {
     #[cfg(target_os = "linux")]
     {
@@ -1453,6 +1459,7 @@ pub(crate) fn args_os() -> Vec<OsString> {
 }
 
 /// Nothing lingers on Unix (see the Windows version).
+#[cfg(feature = "test-hooks")]
 pub(crate) fn settle() -> usize {
     0
 }

@@ -99,7 +99,7 @@ use windows_sys::Win32::System::Threading::{
     CreateEventW, CreateProcessW, GetCurrentProcess, GetExitCodeProcess, OpenProcess, ResumeThread,
     SetEvent, TerminateProcess, WaitForMultipleObjects, WaitForSingleObject, CREATE_NO_WINDOW,
     CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT, DETACHED_PROCESS, INFINITE, PROCESS_DUP_HANDLE,
-    PROCESS_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE, STARTUPINFOW,
+    PROCESS_INFORMATION, PROCESS_SYNCHRONIZE, STARTUPINFOW,
 };
 use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
 
@@ -135,6 +135,7 @@ const MAX_WAIT_OBJECTS: usize = 64;
 
 /// The highest handle value [`open_handle_count`] and [`open_ipc_handles`]
 /// probe.
+#[cfg(feature = "test-hooks")]
 const MAX_PROBED_HANDLE: usize = 65536;
 
 // ---------------------------------------------------------------------------
@@ -988,6 +989,7 @@ static KEPT_JOBS: Mutex<Vec<Job>> = Mutex::new(Vec::new());
 /// job's process count a moment after the process exits, so a job can be
 /// kept although its only process was already reaped. Returns how many
 /// are still kept.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn settle() -> usize {
     let mut kept = KEPT_JOBS.lock().unwrap_or_else(PoisonError::into_inner);
     kept.retain(Job::has_processes);
@@ -1669,11 +1671,13 @@ fn wait_any_once(objs: &[BorrowedRaw<'_>], deadline: Option<Instant>) -> io::Res
 
 /// A waitable handle on any process by pid (`SYNCHRONIZE`): signaled once
 /// it has exited.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn watch_process(pid: u32) -> io::Result<OwnedRaw> {
     // SAFETY: plain call; the result is checked by `owned_or_null`.
     let raw = unsafe {
         OpenProcess(
-            PROCESS_SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION,
+            PROCESS_SYNCHRONIZE
+                | windows_sys::Win32::System::Threading::PROCESS_QUERY_LIMITED_INFORMATION,
             FALSE,
             pid,
         )
@@ -1908,6 +1912,7 @@ impl ChildChannel {
 /// Wine 8 returns TRUE and a count of 0 (shared/windows/README.md). Handle
 /// values above 65536 (a process with very many handles) are not seen; for
 /// leak and isolation tests that is plenty.
+#[cfg(feature = "test-hooks")]
 fn open_handles() -> impl Iterator<Item = HANDLE> {
     (4..=MAX_PROBED_HANDLE)
         .step_by(4)
@@ -1923,6 +1928,7 @@ fn open_handles() -> impl Iterator<Item = HANDLE> {
 /// How many handles this process has open (values up to 65536), for leak
 /// tests. See [`open_handles`] for why it probes instead of asking
 /// `GetProcessHandleCount`.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn open_handle_count() -> io::Result<usize> {
     Ok(open_handles().count())
 }
@@ -1934,6 +1940,7 @@ pub(crate) fn open_handle_count() -> io::Result<usize> {
 /// synchronous handle waits behind an operation another thread has in
 /// progress on it; don't call this while another thread is blocked reading
 /// a synchronous pipe.
+#[cfg(feature = "test-hooks")]
 pub(crate) fn open_ipc_handles() -> io::Result<Vec<u64>> {
     // `as_raw_handle` on the std streams asks `GetStdHandle`.
     let std_handles = [
