@@ -600,7 +600,7 @@ fn start_echo() -> (Connection, Process<u64>) {
 
 fn echo_big(exe: &Path, sz: &Sizes) -> Result<Figures, String> {
     let data: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
-    let (mine, echo) = start_echo();
+    let (mine, mut echo) = start_echo();
     let mut raw = RawEcho::start(exe);
     let RawEcho { input, output, .. } = &mut raw;
     let raw_in = input.as_mut().expect("stdin");
@@ -632,7 +632,7 @@ fn echo_big(exe: &Path, sz: &Sizes) -> Result<Figures, String> {
 
 fn ping_pong(exe: &Path, sz: &Sizes) -> Result<Figures, String> {
     let n = sz.ping_n;
-    let (mine, echo) = start_echo();
+    let (mine, mut echo) = start_echo();
     let mut raw = RawEcho::start(exe);
     let RawEcho { input, output, .. } = &mut raw;
     let raw_in = input.as_mut().expect("stdin");

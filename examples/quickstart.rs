@@ -59,7 +59,7 @@ fn main() -> Result<(), multiproc::Error> {
     multiproc::init(); // in a worker, this runs the requested function and exits
 
     // One process, one typed call.
-    let p = Process::spawn(count_primes, (0, 1_000_000))?;
+    let mut p = Process::spawn(count_primes, (0, 1_000_000))?;
     println!(
         "worker {} says: {} primes below one million",
         p.pid(),
@@ -68,7 +68,7 @@ fn main() -> Result<(), multiproc::Error> {
 
     // A pipe to a child; the Connection crosses into it.
     let (mine, theirs) = Pipe::duplex()?;
-    let child = Process::spawn(shout, theirs)?;
+    let mut child = Process::spawn(shout, theirs)?;
     mine.send(&"hello from the parent")?;
     println!("the child answered: {}", mine.recv::<String>()?);
     drop(mine);

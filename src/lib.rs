@@ -25,7 +25,7 @@
 //! fn main() -> Result<(), multiproc::Error> {
 //!     multiproc::init(); // in a worker, this runs the entry and exits
 //!
-//!     let p = multiproc::Process::spawn(square, 7)?;
+//!     let mut p = multiproc::Process::spawn(square, 7)?;
 //!     assert_eq!(p.join()?, 49);
 //!
 //!     let pool = multiproc::Pool::new(2)?;
@@ -61,7 +61,7 @@
 //! # fn main() -> Result<(), multiproc::Error> {
 //! # multiproc::init();
 //! let (mine, theirs) = Pipe::duplex()?;
-//! let child = Process::spawn(shout, theirs)?;
+//! let mut child = Process::spawn(shout, theirs)?;
 //! mine.send("hi")?;
 //! assert_eq!(mine.recv::<String>()?, "HI");
 //! drop(mine); // the child sees end of file and returns

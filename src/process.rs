@@ -193,7 +193,7 @@ impl ProcessBuilder {
 ///
 /// # fn main() -> Result<(), multiproc::Error> {
 /// # multiproc::init();
-/// let p = multiproc::Process::spawn(square, 7)?;
+/// let mut p = multiproc::Process::spawn(square, 7)?;
 /// assert_eq!(p.join()?, 49);
 /// # Ok(()) }
 /// ```
@@ -220,7 +220,27 @@ impl<T: DeserializeOwned> Process<T> {
     /// Waits for the worker and returns the entry's result, or why there is
     /// none: a panic (with its message), an exit without a result, a
     /// signal, a termination by us, a failed bootstrap.
-    pub fn join(mut self) -> Result<T> {
+    ///
+    /// As with CPython's `join()`, the `Process` stays usable afterwards:
+    /// [`exitcode`](Process::exitcode) and
+    /// [`exit_status`](Process::exit_status) report how the worker ended.
+    /// The result is handed out once: a second `join` (or `join_timeout`)
+    /// fails with [`ErrorKind::Usage`](crate::ErrorKind::Usage) ("the
+    /// result was already taken").
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    /// multiproc::entry!(square);
+    ///
+    /// # fn main() -> Result<(), multiproc::Error> {
+    /// # multiproc::init();
+    /// let mut p = multiproc::Process::spawn(square, 7)?;
+    /// assert_eq!(p.join()?, 49);
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// assert_eq!(p.join().unwrap_err().kind(), multiproc::ErrorKind::Usage);
+    /// # Ok(()) }
+    /// ```
+    pub fn join(&mut self) -> Result<T> {
         self.join_deadline(None)?
             .ok_or_else(|| Error::io("join", std::io::ErrorKind::TimedOut.into()))
     }
@@ -241,7 +261,10 @@ impl<T: DeserializeOwned> Process<T> {
             ReplyProgress::Pending => return Ok(None),
             ReplyProgress::Done => {}
             ReplyProgress::TooLarge { len, max } => {
+                // Killed, it exits at once: wait for that, so the process
+                // is queryable (`exitcode`) after the failed join.
                 let _ = self.popen.kill();
+                let _ = self.popen.wait(None);
                 self.joined = true;
                 return Err(Error::new(Kind::ResultTooLarge {
                     pid: self.pid(),

@@ -252,7 +252,7 @@ fn peer_dying_mid_message_is_an_error() {
 #[test]
 fn a_connection_passed_to_a_child_works_both_ways() {
     let (mine, theirs) = Pipe::duplex().unwrap();
-    let p = Process::spawn(echo_loop, theirs).unwrap();
+    let mut p = Process::spawn(echo_loop, theirs).unwrap();
     for msg in [&b""[..], b"x", &[9u8; 100_000]] {
         mine.send_bytes(msg).unwrap();
         assert_eq!(mine.recv_bytes().unwrap(), msg);
@@ -266,7 +266,7 @@ fn a_connection_passed_to_a_child_works_both_ways() {
 #[test]
 fn echo_of_64_mib_through_a_child() {
     let (mine, theirs) = Pipe::duplex().unwrap();
-    let p = Process::spawn(echo_loop, theirs).unwrap();
+    let mut p = Process::spawn(echo_loop, theirs).unwrap();
     let big: Vec<u8> = (0..64u32 << 20).map(|i| (i % 253) as u8).collect();
     std::thread::scope(|s| {
         let (mine, big) = (&mine, &big);
@@ -281,8 +281,8 @@ fn echo_of_64_mib_through_a_child() {
 #[test]
 fn sibling_to_sibling_pipe() {
     let (r, w) = Pipe::simplex().unwrap();
-    let receiver = Process::spawn(sibling_receiver, r).unwrap();
-    let sender = Process::spawn(sibling_sender, (w, 5u32)).unwrap();
+    let mut receiver = Process::spawn(sibling_receiver, r).unwrap();
+    let mut sender = Process::spawn(sibling_sender, (w, 5u32)).unwrap();
     sender.join().unwrap();
     let got = receiver.join().unwrap();
     assert_eq!(
@@ -385,7 +385,7 @@ fn a_child_takes_a_big_message_and_leaves_the_next() {
 #[test]
 fn wait_reports_every_ready_object() {
     let (mine, theirs) = Pipe::duplex().unwrap();
-    let p = Process::spawn(echo_loop, theirs).unwrap();
+    let mut p = Process::spawn(echo_loop, theirs).unwrap();
     drop(mine); // the worker sees EOF and exits
     let sentinel = p.sentinel();
     assert_eq!(multiproc::wait(&[sentinel.into()], None).unwrap(), vec![0]);
@@ -439,7 +439,7 @@ fn one_child_gets_hundreds_of_duplex_connections() {
         }
         let (mine, theirs): (Vec<Connection>, Vec<Connection>) =
             (0..n).map(|_| Pipe::duplex().unwrap()).unzip();
-        let p = Process::spawn(echo_once_each, theirs)
+        let mut p = Process::spawn(echo_once_each, theirs)
             .unwrap_or_else(|e| panic!("spawn with {n} connections: {e}"));
         for (i, c) in mine.iter().enumerate() {
             c.send(&(i as u32)).unwrap();

@@ -90,7 +90,7 @@ multiproc::entry!(
 
 #[test]
 fn a_process_reports_the_panic_that_ended_it_not_one_it_caught() {
-    let p = ProcessBuilder::new()
+    let mut p = ProcessBuilder::new()
         .stdio(Stdio::Null)
         .spawn(catch_then_panic, ())
         .unwrap();
@@ -144,7 +144,7 @@ fn an_entry_exiting_with_a_bootstrap_code_is_no_result_not_a_bootstrap_failure()
 
 #[test]
 fn a_result_that_cannot_be_serialized_is_named_as_such_by_process_join() {
-    let p = ProcessBuilder::new()
+    let mut p = ProcessBuilder::new()
         .stdio(Stdio::Null)
         .spawn(returns_unencodable, 1)
         .unwrap();
@@ -225,7 +225,7 @@ fn an_exit_with_a_bootstrap_code_before_the_bootstrap_is_through_is_a_bootstrap_
         .executable(&script)
         .spawn::<_, _, ()>(exit_with, 0);
     let err = match spawned {
-        Ok(p) => p.join().unwrap_err(),
+        Ok(mut p) => p.join().unwrap_err(),
         // It may exit before the bootstrap data is written: then the spawn
         // reports how it ended.
         Err(e) => {

@@ -38,7 +38,7 @@ fn concurrent_processes_and_pools_see_only_their_own_pipes() {
                     let mut seen = Vec::new();
                     for round in 0..3u64 {
                         // A process: its bootstrap channel only.
-                        let p = Process::spawn(visible_handles, round).unwrap();
+                        let mut p = Process::spawn(visible_handles, round).unwrap();
                         seen.push(("process", p.join().unwrap(), 1));
                         // A pool worker: bootstrap channel + its task pipe
                         // (on Unix a pipe each way and a bulk socket; on
@@ -70,7 +70,7 @@ fn pool_workers_die_when_their_parent_is_killed_outright() {
     use multiproc::{Pipe, ProcessBuilder};
     use std::time::Duration;
     let (mine, theirs) = Pipe::duplex().unwrap();
-    let owner = ProcessBuilder::new().spawn(pool_owner, theirs).unwrap();
+    let mut owner = ProcessBuilder::new().spawn(pool_owner, theirs).unwrap();
     let workers: Vec<u32> = mine.recv().unwrap();
     assert_eq!(workers.len(), 2);
     let watches: Vec<_> = workers

@@ -169,7 +169,7 @@ fn a_worker_binary_from_another_build_is_refused_with_build_mismatch() {
     // The same bytes elsewhere: the same build.
     let same = dir.join(exe.file_name().unwrap());
     write_executable(&same, &image);
-    let p = multiproc::ProcessBuilder::new()
+    let mut p = multiproc::ProcessBuilder::new()
         .executable(&same)
         .spawn(double, 21)
         .unwrap();
@@ -182,7 +182,7 @@ fn a_worker_binary_from_another_build_is_refused_with_build_mismatch() {
         exe.file_name().unwrap().to_string_lossy()
     ));
     write_executable(&other, &image);
-    let p = multiproc::ProcessBuilder::new()
+    let mut p = multiproc::ProcessBuilder::new()
         .executable(&other)
         .stderr(multiproc::Stdio::Null)
         .spawn(double, 21)

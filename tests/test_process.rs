@@ -122,7 +122,7 @@ fn quiet_grandchild(which: u8) {
     } else {
         b.stderr(multiproc::Stdio::Null);
     }
-    let p: Process<()> = b.spawn(leak_both, ()).expect("spawn grandchild");
+    let mut p: Process<()> = b.spawn(leak_both, ()).expect("spawn grandchild");
     p.join().expect("grandchild");
 }
 
@@ -147,8 +147,27 @@ const LONG: Duration = Duration::from_secs(30);
 
 #[test]
 fn join_returns_the_value() {
-    let p = Process::spawn(square, 7).unwrap();
+    let mut p = Process::spawn(square, 7).unwrap();
     assert_eq!(p.join().unwrap(), 49);
+}
+
+#[test]
+fn join_leaves_the_process_queryable_and_a_second_join_is_a_usage_error() {
+    let mut p = Process::spawn(exit_with, 3).unwrap();
+    assert!(p.join().unwrap_err().is_no_result());
+    assert!(!p.is_alive());
+    assert_eq!(p.exitcode(), Some(3));
+    assert_eq!(p.exit_status().and_then(|s| s.code()), Some(3));
+    let err = p.join().unwrap_err();
+    assert_eq!(err.kind(), multiproc::ErrorKind::Usage, "{err}");
+    assert!(err.to_string().contains("already taken"), "{err}");
+    // Still queryable after the refused join.
+    assert_eq!(p.exitcode(), Some(3));
+
+    let mut p = Process::spawn(square, 7).unwrap();
+    assert_eq!(p.join().unwrap(), 49);
+    assert_eq!(p.exitcode(), Some(0));
+    assert!(p.join_timeout(LONG).unwrap_err().is_usage());
 }
 
 #[test]
@@ -158,7 +177,7 @@ fn exitcode_and_is_alive_before_and_after() {
     assert!(!p.is_alive());
     assert_eq!(p.exitcode(), Some(0));
 
-    let b = Process::<()>::spawn(block_forever, ()).unwrap();
+    let mut b = Process::<()>::spawn(block_forever, ()).unwrap();
     assert!(b.is_alive());
     assert_eq!(b.exitcode(), None);
     b.kill().unwrap();
@@ -202,7 +221,7 @@ fn wait_on_many_processes_returns_those_that_exited() {
     let blockers: Vec<Process<()>> = (0..5)
         .map(|_| Process::spawn(block_forever, ()).unwrap())
         .collect();
-    let quick = Process::spawn(exit_with, 4).unwrap();
+    let mut quick = Process::spawn(exit_with, 4).unwrap();
     let mut all: Vec<multiproc::Waitable<'_>> =
         blockers.iter().map(|p| p.sentinel().into()).collect();
     all.push(quick.sentinel().into());
@@ -212,7 +231,7 @@ fn wait_on_many_processes_returns_those_that_exited() {
     for b in &blockers {
         b.kill().unwrap();
     }
-    for b in blockers {
+    for mut b in blockers {
         assert!(b.join().unwrap_err().is_terminated());
     }
     assert_eq!(
@@ -247,8 +266,8 @@ fn a_hundred_processes_some_terminated() {
         for (i, p) in procs.into_iter().enumerate() {
             let i = wave * 25 + i as u64;
             match p {
-                OneOfHundred::Square(p) => assert_eq!(p.join().unwrap(), i * i),
-                OneOfHundred::Terminated(p) => assert!(p.join().unwrap_err().is_terminated()),
+                OneOfHundred::Square(mut p) => assert_eq!(p.join().unwrap(), i * i),
+                OneOfHundred::Terminated(mut p) => assert!(p.join().unwrap_err().is_terminated()),
             }
         }
     }
@@ -256,7 +275,7 @@ fn a_hundred_processes_some_terminated() {
 
 #[test]
 fn a_panic_comes_back_with_message_and_location() {
-    let p = ProcessBuilder::new()
+    let mut p = ProcessBuilder::new()
         .stdio(multiproc::Stdio::Null)
         .spawn(panics, "boom 42".to_string())
         .unwrap();
@@ -277,7 +296,7 @@ fn a_panic_comes_back_with_message_and_location() {
 
 #[test]
 fn exit_without_result_carries_the_code() {
-    let p = Process::spawn(exit_with, 3).unwrap();
+    let mut p = Process::spawn(exit_with, 3).unwrap();
     let err = p.join().unwrap_err();
     assert!(err.is_no_result(), "{err}");
     assert_eq!(err.exit_status().unwrap().code(), Some(3));
@@ -285,7 +304,7 @@ fn exit_without_result_carries_the_code() {
 
 #[test]
 fn abort_is_reported() {
-    let p = ProcessBuilder::new()
+    let mut p = ProcessBuilder::new()
         .stdio(multiproc::Stdio::Null)
         .spawn(aborts, ())
         .unwrap();
@@ -313,12 +332,12 @@ fn join_timeout_on_a_running_child_returns_none() {
 
 #[test]
 fn names_default_and_custom_are_seen_by_the_child() {
-    let p = Process::spawn(my_name, ()).unwrap();
+    let mut p = Process::spawn(my_name, ()).unwrap();
     let name = p.name().to_string();
     assert!(name.starts_with("Process-"), "{name}");
     assert_eq!(p.join().unwrap(), name);
 
-    let p = ProcessBuilder::new()
+    let mut p = ProcessBuilder::new()
         .name("worker ä")
         .spawn(my_name, ())
         .unwrap();
@@ -463,7 +482,7 @@ fn daemon_children_are_gone_after_main_ends() {
 #[cfg(any(target_os = "linux", windows))]
 #[test]
 fn kill_on_parent_death_children_die_when_the_parent_is_killed() {
-    let (p, _conn, grandchild) = intermediate(Grandchild {
+    let (mut p, _conn, grandchild) = intermediate(Grandchild {
         daemon: false,
         kill_on_parent_death: true,
         ending: Ending::Return,
@@ -480,7 +499,7 @@ fn kill_on_parent_death_children_die_when_the_parent_is_killed() {
 #[cfg(any(target_os = "linux", windows))]
 #[test]
 fn kill_tree_leaves_no_grandchild() {
-    let (p, _conn, grandchild) = intermediate(Grandchild {
+    let (mut p, _conn, grandchild) = intermediate(Grandchild {
         daemon: false,
         kill_on_parent_death: false,
         ending: Ending::Return,

@@ -51,7 +51,7 @@ fn popen_wait_with_duration_max_gives_the_status() {
 #[test]
 fn poll_and_wait_with_duration_max_see_a_message() {
     let (mine, theirs) = Pipe::duplex().unwrap();
-    let child = Process::spawn(echo_doubled, theirs).unwrap();
+    let mut child = Process::spawn(echo_doubled, theirs).unwrap();
     // Becomes ready later: the reply comes only after our word.
     std::thread::scope(|s| {
         s.spawn(|| mine.send(&21u32).unwrap());
@@ -68,7 +68,7 @@ fn poll_and_wait_with_duration_max_see_a_message() {
 
     // wait() on a connection that becomes ready later.
     let (a, b) = Pipe::duplex().unwrap();
-    let child = Process::spawn(echo_doubled, b).unwrap();
+    let mut child = Process::spawn(echo_doubled, b).unwrap();
     std::thread::scope(|s| {
         s.spawn(|| a.send(&1u32).unwrap());
         let ready = multiproc::wait(&[(&a).into(), child.sentinel().into()], Some(FOREVER));
