@@ -363,6 +363,11 @@ pub(crate) enum ReplyProgress {
 }
 
 impl Popen {
+    /// A builder for more options; the same as [`PopenBuilder::new`].
+    pub fn builder() -> PopenBuilder {
+        PopenBuilder::new()
+    }
+
     /// Starts a worker with default options; see [`PopenBuilder::spawn`].
     ///
     /// ```

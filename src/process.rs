@@ -207,6 +207,27 @@ pub struct Process<T> {
     _result: PhantomData<fn() -> T>,
 }
 
+impl Process<()> {
+    /// A builder for more options; the same as [`ProcessBuilder::new`].
+    /// (The builder is not generic: the result type comes from the entry
+    /// given to [`ProcessBuilder::spawn`], so `Process::builder()` needs no
+    /// type annotation.)
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    /// multiproc::entry!(square);
+    ///
+    /// # fn main() -> Result<(), multiproc::Error> {
+    /// # multiproc::init();
+    /// let mut p = multiproc::Process::builder().name("squarer").spawn(square, 7)?;
+    /// assert_eq!(p.join()?, 49);
+    /// # Ok(()) }
+    /// ```
+    pub fn builder() -> ProcessBuilder {
+        ProcessBuilder::new()
+    }
+}
+
 impl<T: DeserializeOwned> Process<T> {
     /// Starts `entry(args)` in a new worker with default options.
     pub fn spawn<F, A>(entry: F, args: A) -> Result<Process<T>>

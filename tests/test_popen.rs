@@ -61,6 +61,21 @@ fn exit_codes_pass_through() {
 }
 
 #[test]
+fn builders_are_reached_from_their_types() {
+    let p = Popen::builder()
+        .kill_on_drop(true)
+        .spawn(exit_with, &7)
+        .unwrap();
+    assert_eq!(wait_done(&p).code(), Some(7));
+    let mut p = multiproc::Process::builder()
+        .name("built")
+        .spawn(exit_with, 8)
+        .unwrap();
+    assert!(p.join().unwrap_err().is_no_result());
+    assert_eq!(p.exitcode(), Some(8));
+}
+
+#[test]
 fn wait_with_short_timeout_on_running_worker_returns_none_then_status() {
     let p = Popen::spawn(block_forever, &()).unwrap();
     assert_eq!(p.wait(Some(Duration::from_millis(20))).unwrap(), None);
