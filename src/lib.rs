@@ -179,7 +179,7 @@ macro_rules! entry {
                 #[$crate::__private::linkme::distributed_slice($crate::__private::ENTRIES)]
                 #[linkme(crate = $crate::__private::linkme)]
                 static ENTRY: $crate::__private::EntryDef = $crate::__private::EntryDef {
-                    name: || $crate::__private::type_name_of(&$f),
+                    name: || $crate::__private::entry_id(&$f),
                     sig: || $crate::__private::signature_of(&$f),
                     run: |input| $crate::__private::run_entry($f, input),
                     run_batch: |input, out, fails| {
@@ -190,7 +190,7 @@ macro_rules! entry {
             #[cfg(windows)]
             $crate::__private::inventory::submit! {
                 $crate::__private::EntryDef {
-                    name: || $crate::__private::type_name_of(&$f),
+                    name: || $crate::__private::entry_id(&$f),
                     sig: || $crate::__private::signature_of(&$f),
                     run: |input| $crate::__private::run_entry($f, input),
                     run_batch: |input, out, fails| {
@@ -327,7 +327,7 @@ pub mod __private {
     pub use crate::pool::run_batch;
     #[cfg(not(windows))]
     pub use crate::spawn::ENTRIES;
-    pub use crate::spawn::{run_entry, signature_of, type_name_of, EntryDef};
+    pub use crate::spawn::{entry_id, run_entry, signature_of, EntryDef};
     #[cfg(windows)]
     pub use inventory;
     #[cfg(not(windows))]
@@ -373,8 +373,11 @@ pub mod test_hooks {
     }
 
     /// The entry id of the function item `F`.
-    pub fn entry_id<F>(_: &F) -> &'static str {
-        std::any::type_name::<F>()
+    pub fn entry_id<F, A, R>(f: &F) -> &'static str
+    where
+        F: Fn(A) -> R + Copy + 'static,
+    {
+        crate::spawn::entry_id(f)
     }
 
     /// A waitable handle on process `pid` (not necessarily our child):

@@ -191,18 +191,12 @@ impl PopenBuilder {
     /// Returns once the bootstrap data (entry and arguments) is fully
     /// written. `entry` must be a plain `fn` item registered with
     /// [`entry!`](crate::entry).
-    pub fn spawn<F, A, R>(&self, _entry: F, args: &A) -> Result<Popen>
+    pub fn spawn<F, A, R>(&self, entry: F, args: &A) -> Result<Popen>
     where
         F: Fn(A) -> R + Copy + 'static,
         A: Serialize,
     {
-        const {
-            assert!(
-                std::mem::size_of::<F>() == 0,
-                "a multiproc entry must be a plain fn item: closures that capture can't cross processes"
-            )
-        };
-        let name = std::any::type_name::<F>();
+        let name = spawn::entry_id(&entry);
         if spawn::find_entry(name).is_none() {
             return Err(Error::new(Kind::UnknownEntry(name.to_string())));
         }

@@ -94,9 +94,27 @@ fn entries() -> impl Iterator<Item = &'static EntryDef> {
     return inventory::iter::<EntryDef>.into_iter();
 }
 
-/// The id of the function item `F`.
+/// The stable id of the entry function `F`: its type name, which
+/// [`entry!`](crate::entry) registers and a worker looks up.
+///
+/// Every place that takes an entry gets its id here — registration, and
+/// the five public sites (`PopenBuilder::spawn`, through which
+/// `Process::spawn` goes; `PoolBuilder::initializer`; `Pool::imap`, through
+/// which `map*` go; `Pool::imap_unordered`; `Pool::submit`) — so a closure
+/// that captures fails to compile at each of them alike: its captures could
+/// not cross into another process. (A closure that captures nothing passes
+/// this check, but no `entry!` can name it, so it is an unknown entry.)
 #[doc(hidden)]
-pub fn type_name_of<F>(_: &F) -> &'static str {
+pub fn entry_id<F, A, R>(_: &F) -> &'static str
+where
+    F: Fn(A) -> R + Copy + 'static,
+{
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "a multiproc entry must be a plain fn item: closures that capture can't cross processes"
+        )
+    };
     std::any::type_name::<F>()
 }
 

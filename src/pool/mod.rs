@@ -121,12 +121,23 @@ impl PoolBuilder {
     /// panics, the pool fails with [`Error::is_pool_broken`] instead of
     /// respawning workers forever. If `args` can't be serialized,
     /// [`build`](PoolBuilder::build) fails with [`Error::is_encode`].
-    pub fn initializer<F, A, R>(&mut self, _entry: F, args: A) -> &mut Self
+    ///
+    /// `entry` is a plain `fn` item registered with [`entry!`](crate::entry),
+    /// as everywhere an entry is taken; a closure that captures doesn't
+    /// compile (its captures could not cross into the workers):
+    ///
+    /// ```compile_fail,E0080
+    /// # fn main() {
+    /// let offset = 1u64;
+    /// multiproc::Pool::builder().initializer(move |x: u64| x + offset, 2);
+    /// # }
+    /// ```
+    pub fn initializer<F, A, R>(&mut self, entry: F, args: A) -> &mut Self
     where
         F: Fn(A) -> R + Copy + 'static,
         A: Serialize,
     {
-        let name = std::any::type_name::<F>();
+        let name = spawn::entry_id(&entry);
         self.initializer = Some((name.to_string(), encode::to_vec(&args)));
         self
     }
@@ -358,35 +369,35 @@ impl Pool {
     /// A lazy, ordered stream of results; inputs are pulled as workers
     /// catch up. Set [`Imap::chunksize`] before iterating to fix the chunk
     /// size.
-    pub fn imap<F, A, R, I>(&self, _entry: F, inputs: I) -> Imap<I::IntoIter, R>
+    pub fn imap<F, A, R, I>(&self, entry: F, inputs: I) -> Imap<I::IntoIter, R>
     where
         F: Fn(A) -> R + Copy + 'static,
         I: IntoIterator<Item = A>,
         A: Serialize,
         R: DeserializeOwned,
     {
-        Imap::new(self, entry_name::<F, A, R>(), inputs.into_iter(), true)
+        Imap::new(self, spawn::entry_id(&entry), inputs.into_iter(), true)
     }
 
     /// Like [`imap`](Pool::imap), results in the order they complete.
-    pub fn imap_unordered<F, A, R, I>(&self, _entry: F, inputs: I) -> Imap<I::IntoIter, R>
+    pub fn imap_unordered<F, A, R, I>(&self, entry: F, inputs: I) -> Imap<I::IntoIter, R>
     where
         F: Fn(A) -> R + Copy + 'static,
         I: IntoIterator<Item = A>,
         A: Serialize,
         R: DeserializeOwned,
     {
-        Imap::new(self, entry_name::<F, A, R>(), inputs.into_iter(), false)
+        Imap::new(self, spawn::entry_id(&entry), inputs.into_iter(), false)
     }
 
     /// Runs `entry(arg)` on some worker; returns at once.
-    pub fn submit<F, A, R>(&self, _entry: F, arg: A) -> AsyncResult<R>
+    pub fn submit<F, A, R>(&self, entry: F, arg: A) -> AsyncResult<R>
     where
         F: Fn(A) -> R + Copy + 'static,
         A: Serialize,
         R: DeserializeOwned,
     {
-        let name = entry_name::<F, A, R>();
+        let name = spawn::entry_id(&entry);
         let mut st = lock(&self.shared.state);
         let job = st.sched.new_job();
         let early = match encode::to_vec(&arg) {
@@ -479,17 +490,4 @@ impl Drop for Pool {
     fn drop(&mut self) {
         self.shared.terminate();
     }
-}
-
-fn entry_name<F, A, R>() -> &'static str
-where
-    F: Fn(A) -> R + Copy + 'static,
-{
-    const {
-        assert!(
-            std::mem::size_of::<F>() == 0,
-            "a multiproc entry must be a plain fn item: closures that capture can't cross processes"
-        )
-    };
-    std::any::type_name::<F>()
 }
