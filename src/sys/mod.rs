@@ -119,7 +119,7 @@ use std::path::Path;
 #[path = "unix.rs"]
 mod imp;
 #[cfg(windows)]
-#[path = "windows.rs"]
+#[path = "windows/mod.rs"]
 mod imp;
 
 pub(crate) use imp::*;

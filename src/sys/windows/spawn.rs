@@ -1,0 +1,201 @@
+//! Parent side: starting a child (`CreateProcessW`, suspended, put in its
+//! job, then resumed).
+
+use std::io;
+use std::mem::size_of;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+use std::ptr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use windows_sys::Win32::Foundation::{FALSE, GENERIC_READ, GENERIC_WRITE};
+use windows_sys::Win32::Storage::FileSystem::{
+    CreateFileW, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING, PIPE_ACCESS_DUPLEX,
+};
+use windows_sys::Win32::System::Threading::{
+    CreateProcessW, TerminateProcess, WaitForSingleObject, CREATE_NO_WINDOW, CREATE_SUSPENDED,
+    CREATE_UNICODE_ENVIRONMENT, DETACHED_PROCESS, INFINITE, PROCESS_INFORMATION, STARTUPINFOW,
+};
+
+use super::{
+    args::make_command_line,
+    bootstrap::pack_boot_handles,
+    child::{prune_kept_peers, Child, Peer},
+    cvt,
+    job::contain,
+    new_event, owned_or_invalid,
+    pipe::{named_pipe, Channel},
+    to_wide, TERMINATE_CODE,
+};
+use crate::sys::{BootToken, SpawnRequest, StdioMode};
+
+/// Starts `req.exe` with the bootstrap channel ready for it to take.
+///
+/// The child gets no handles at all (`bInheritHandles = FALSE`); its
+/// arguments, built by `req.args`, carry where its end of the channel is.
+/// It starts suspended, is put into its own job object (with
+/// `KILL_ON_JOB_CLOSE` if `req.kill_on_parent_death`), then resumed, so it
+/// runs no code outside the job. On error every handle made so far is
+/// closed (they are owned from the moment they exist) and a child already
+/// created is terminated and waited for.
+pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
+    prune_kept_peers();
+    let (server, client) = named_pipe(PIPE_ACCESS_DUPLEX, GENERIC_READ | GENERIC_WRITE, 0)?;
+    let ack = new_event()?;
+    let token = BootToken {
+        parent_pid: std::process::id(),
+        handle: pack_boot_handles(client.as_raw_handle(), ack.as_raw_handle())?,
+    };
+    let args = (req.args)(token);
+    let app = to_wide(req.exe.as_os_str())?;
+    let mut cmd = make_command_line(req.exe.as_os_str(), &args)?;
+    // `req.new_group` is a Unix matter: here every child gets its own job,
+    // which nests in the job we are in ourselves (Windows 8 and later), so
+    // a `terminate_tree` from further up still reaches nested workers.
+    let _ = req.new_group;
+    // Windows can't start a process from the running image; `exe` is the
+    // path it was started from (a running executable can be renamed but
+    // not deleted or overwritten).
+    let _ = req.running_image;
+    let (process, thread, pid) = create_process(&app, &mut cmd, creation_flags(req.stdio))?;
+    // A daemonic child must not outlive our normal exit, which on Windows
+    // is `ExitProcess` (Rust's `std::process::exit`): that skips the C
+    // runtime's atexit handlers, so the hook that terminates daemons does
+    // not run. A kill-on-close job, whose only handle we hold, does it
+    // whatever way we exit.
+    let kill_on_close = req.kill_on_parent_death || req.daemon;
+    let job = match contain(&process, &thread, kill_on_close) {
+        Ok(job) => job,
+        Err(err) => {
+            // Still suspended: it has run no code of its own.
+            kill_and_reap(&process);
+            return Err(err);
+        }
+    };
+    drop(thread);
+    let child = Child {
+        process: Arc::new(process),
+        pid,
+        job,
+        bootstrap_peer: Mutex::new(Some(Peer { pipe: client, ack })),
+        status: OnceLock::new(),
+    };
+    Ok((child, Channel { pipe: server }))
+}
+
+/// The process creation flags for a child with these standard streams.
+///
+/// Always `CREATE_SUSPENDED` (see [`spawn`]) and
+/// `CREATE_UNICODE_ENVIRONMENT` (harmless with the inherited environment,
+/// required once one is passed).
+///
+/// Consoles ("Creation of a Console" and "Process Creation Flags" on
+/// MSDN), for a console-subsystem child:
+/// - This process has a console: no console flag. The child shares the
+///   console, and since there is no `STARTF_USESTDHANDLES`, CreateProcess
+///   duplicates our standard handles into it (duplicated, not inherited:
+///   `bInheritHandles` stays FALSE). That is [`StdioMode::Inherit`], and no
+///   window opens. `CREATE_NO_WINDOW` would be wrong here: it gives the
+///   child a new console of its own, without a window, and the child's
+///   standard handles point at that, so its output would vanish.
+/// - This process has no console (started detached, a service): the child
+///   would get a new console, and a window would flash up for every
+///   worker. `CREATE_NO_WINDOW` makes that console windowless. Its output
+///   has nowhere to go either way. (Wine 8 differs: there a child without
+///   a console flag writes to the parent's redirected handles.)
+/// - All three [`StdioMode::Null`]: `DETACHED_PROCESS`, no console at all;
+///   the child's standard handles are null, and Rust's std then discards
+///   what is written to them and reads end-of-file.
+///
+/// A GUI-subsystem child ignores these flags.
+///
+/// A mix of `Null` and `Inherit` starts the child as all `Inherit`; the
+/// worker then opens `NUL` for its `Null` streams itself, right after its
+/// bootstrap (`sys::worker_nulls`). Doing it here would mean passing the
+/// NUL device and the parent's handles in `STARTUPINFOW` with
+/// `STARTF_USESTDHANDLES`, which only works with inheritance
+/// (`bInheritHandles = TRUE` restricted by `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`).
+pub(super) fn creation_flags(stdio: [StdioMode; 3]) -> u32 {
+    let base = CREATE_SUSPENDED | CREATE_UNICODE_ENVIRONMENT;
+    if stdio == [StdioMode::Null; 3] {
+        base | DETACHED_PROCESS
+    } else if has_console() {
+        base
+    } else {
+        base | CREATE_NO_WINDOW
+    }
+}
+
+/// Whether this process is attached to a console: only then can it open
+/// `CONOUT$`, the console's active screen buffer ("Console Handles" on
+/// MSDN). Asked at each spawn, since `AllocConsole`/`FreeConsole` can
+/// change it.
+pub(super) fn has_console() -> bool {
+    let name: Vec<u16> = "CONOUT$\0".encode_utf16().collect();
+    // SAFETY: `name` is NUL-terminated and outlives the call; shared access,
+    // no security attributes; the result is checked below.
+    let raw = unsafe {
+        CreateFileW(
+            name.as_ptr(),
+            GENERIC_READ | GENERIC_WRITE,
+            FILE_SHARE_READ | FILE_SHARE_WRITE,
+            ptr::null(),
+            OPEN_EXISTING,
+            0,
+            ptr::null_mut(),
+        )
+    };
+    // SAFETY: fresh return value of `CreateFileW`, owned by nobody else; it
+    // is closed again at once.
+    unsafe { owned_or_invalid(raw) }.is_ok()
+}
+
+/// `CreateProcessW` without inheritance; returns the process handle, the
+/// main thread's handle and the pid.
+pub(super) fn create_process(
+    app: &[u16],
+    cmd: &mut [u16],
+    flags: u32,
+) -> io::Result<(OwnedHandle, OwnedHandle, u32)> {
+    let startup = STARTUPINFOW {
+        cb: size_of::<STARTUPINFOW>() as u32,
+        ..STARTUPINFOW::default()
+    };
+    let mut info = PROCESS_INFORMATION::default();
+    // SAFETY: `app` (`lpApplicationName`, so no search path is used) is
+    // NUL-terminated; `cmd` is a NUL-terminated, writable buffer
+    // (CreateProcessW may modify it); both outlive the call. No security
+    // attributes, no inheritance, inherited environment and directory;
+    // `startup` and `info` are valid for the call.
+    let ok = unsafe {
+        CreateProcessW(
+            app.as_ptr(),
+            cmd.as_mut_ptr(),
+            ptr::null(),
+            ptr::null(),
+            FALSE,
+            flags,
+            ptr::null(),
+            ptr::null(),
+            &startup,
+            &mut info,
+        )
+    };
+    cvt(ok)?;
+    // SAFETY: on success `hProcess` is a new handle to the child, ours alone.
+    let process = unsafe { OwnedHandle::from_raw_handle(info.hProcess) };
+    // SAFETY: on success `hThread` is a new handle to its main thread, ours
+    // alone.
+    let thread = unsafe { OwnedHandle::from_raw_handle(info.hThread) };
+    Ok((process, thread, info.dwProcessId))
+}
+
+/// Best effort for a child that must not live on: terminate it and, if that
+/// worked, wait until it is gone.
+pub(super) fn kill_and_reap(process: &OwnedHandle) {
+    // SAFETY: `process` is open with PROCESS_TERMINATE.
+    if unsafe { TerminateProcess(process.as_raw_handle(), TERMINATE_CODE) } != 0 {
+        // SAFETY: `process` is open with SYNCHRONIZE; a terminated process
+        // is signaled promptly.
+        unsafe { WaitForSingleObject(process.as_raw_handle(), INFINITE) };
+    }
+}
