@@ -121,6 +121,11 @@ mod imp;
 #[cfg(windows)]
 #[path = "windows/mod.rs"]
 mod imp;
+// The Windows command-line quoting is plain code over UTF-16: its unit
+// tests run on every platform.
+#[cfg(all(test, not(windows)))]
+#[path = "windows/args.rs"]
+mod windows_args;
 
 pub(crate) use imp::*;
 
