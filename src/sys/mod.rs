@@ -257,28 +257,6 @@ pub(crate) fn set_std_handle(which: u8, h: OwnedRaw) -> std::io::Result<()> {
     Ok(())
 }
 
-/// See the Unix version.
-#[cfg(windows)]
-pub(crate) fn set_std_handle(which: u8, h: OwnedRaw) -> std::io::Result<()> {
-    use std::os::windows::io::{AsRawHandle, IntoRawHandle};
-    use windows_sys::Win32::System::Console::{
-        SetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
-    };
-    let id = match which {
-        0 => STD_INPUT_HANDLE,
-        1 => STD_OUTPUT_HANDLE,
-        _ => STD_ERROR_HANDLE,
-    };
-    // SAFETY: `h` is an open handle we own; on success SetStdHandle keeps
-    // it as the process's standard handle for the rest of its life (we
-    // give up ownership below); on failure `h` still closes it.
-    if unsafe { SetStdHandle(id, h.as_raw_handle()) } == 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let _ = h.into_raw_handle();
-    Ok(())
-}
-
 /// The null device's path.
 pub(crate) fn null_device() -> &'static Path {
     Path::new(if cfg!(windows) { "NUL" } else { "/dev/null" })
@@ -305,51 +283,3 @@ pub(crate) fn worker_nulls(stdio: [StdioMode; 3]) -> [bool; 3] {
 /// of the bootstrap channel is in the child from the start).
 #[cfg(unix)]
 pub(crate) fn before_exit() {}
-
-#[cfg(windows)]
-impl Channel {
-    /// Rebuilds a passed end: one named pipe on Windows.
-    pub(crate) fn from_passed(parts: ChannelParts<OwnedRaw>) -> std::io::Result<Channel> {
-        match parts {
-            ChannelParts {
-                main,
-                main_is_socket: false,
-                write: None,
-                bulk: None,
-            } => Ok(Channel::from_owned(main)),
-            _ => Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "a passed channel is one named pipe on Windows",
-            )),
-        }
-    }
-
-    /// The handle that makes up this end, to pass to a child.
-    pub(crate) fn pass_handles(&self) -> ChannelParts<BorrowedRaw<'_>> {
-        ChannelParts {
-            main: self.as_raw(),
-            main_is_socket: false,
-            write: None,
-            bulk: None,
-        }
-    }
-
-    /// No bulk lane on Windows: one named pipe carries everything.
-    pub(crate) fn has_bulk(&self) -> bool {
-        false
-    }
-
-    /// Never called: there is no bulk lane.
-    pub(crate) fn write_bulk(&self, _buf: &[u8]) -> std::io::Result<usize> {
-        Err(std::io::Error::other("no bulk lane"))
-    }
-
-    /// Never called: there is no bulk lane.
-    pub(crate) fn read_bulk_append(&self, _v: &mut Vec<u8>, _max: usize) -> std::io::Result<usize> {
-        Err(std::io::Error::other("no bulk lane"))
-    }
-}
-
-/// Nothing to do on Windows: writes to a closed pipe fail with an error.
-#[cfg(windows)]
-pub(crate) fn ignore_sigpipe() {}

@@ -253,3 +253,27 @@ impl ChildChannel {
         Ok(unsafe { OwnedHandle::from_raw_handle(raw) })
     }
 }
+
+/// Child side: makes `h` this process's stdin (`which == 0`), stdout
+/// (`1`) or stderr (`2`) with `SetStdHandle`, which Rust's
+/// `std::io::stdout`/`stderr` consult on every write (C runtime streams
+/// opened at startup don't follow).
+pub(crate) fn set_std_handle(which: u8, h: OwnedRaw) -> io::Result<()> {
+    use std::os::windows::io::{AsRawHandle, IntoRawHandle};
+    use windows_sys::Win32::System::Console::{
+        SetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
+    };
+    let id = match which {
+        0 => STD_INPUT_HANDLE,
+        1 => STD_OUTPUT_HANDLE,
+        _ => STD_ERROR_HANDLE,
+    };
+    // SAFETY: `h` is an open handle we own; on success SetStdHandle keeps
+    // it as the process's standard handle for the rest of its life (we
+    // give up ownership below); on failure `h` still closes it.
+    if unsafe { SetStdHandle(id, h.as_raw_handle()) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let _ = h.into_raw_handle();
+    Ok(())
+}

@@ -84,7 +84,7 @@ mod spawn;
 mod wait;
 
 pub(crate) use args::args_os;
-pub(crate) use bootstrap::{die_with_parent, open_bootstrap, ChildChannel};
+pub(crate) use bootstrap::{die_with_parent, open_bootstrap, set_std_handle, ChildChannel};
 #[cfg(feature = "test-hooks")]
 pub(crate) use child::settle;
 pub(crate) use child::{before_exit, reap_in_background, Child, HandleTransfer};
@@ -259,6 +259,9 @@ const _: () = {
     assert_send_sync::<Child>();
     assert_send_sync::<Channel>();
 };
+
+/// Nothing to do on Windows: writes to a closed pipe fail with an error.
+pub(crate) fn ignore_sigpipe() {}
 
 #[cfg(test)]
 mod tests {

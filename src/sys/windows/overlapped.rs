@@ -189,15 +189,7 @@ impl<'a> Op<'a> {
             Some(e) => Finished::Failed(e),
         }
     }
-}
 
-impl Drop for Op<'_> {
-    fn drop(&mut self) {
-        let _ = self.cancel();
-    }
-}
-
-impl Op<'_> {
     /// [`finish`](Op::finish) if `done` (the event fired), otherwise
     /// [`cancel`](Op::cancel).
     pub(super) fn finish_if(&mut self, done: bool) -> Finished {
@@ -206,5 +198,11 @@ impl Op<'_> {
         } else {
             self.cancel()
         }
+    }
+}
+
+impl Drop for Op<'_> {
+    fn drop(&mut self) {
+        let _ = self.cancel();
     }
 }

@@ -20,6 +20,8 @@ use windows_sys::Win32::System::Pipes::{
 };
 use windows_sys::Win32::System::Threading::INFINITE;
 
+use crate::sys::ChannelParts;
+
 use super::{
     broken_pipe_kind,
     child::{Child, HandleTransfer},
@@ -330,6 +332,47 @@ impl Channel {
     /// The pipe handle, e.g. for [`wait_any`].
     pub(crate) fn as_raw(&self) -> BorrowedRaw<'_> {
         self.pipe.as_handle()
+    }
+
+    /// Rebuilds a passed end: one named pipe on Windows.
+    pub(crate) fn from_passed(parts: ChannelParts<OwnedRaw>) -> io::Result<Channel> {
+        match parts {
+            ChannelParts {
+                main,
+                main_is_socket: false,
+                write: None,
+                bulk: None,
+            } => Ok(Channel::from_owned(main)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a passed channel is one named pipe on Windows",
+            )),
+        }
+    }
+
+    /// The handle that makes up this end, to pass to a child.
+    pub(crate) fn pass_handles(&self) -> ChannelParts<BorrowedRaw<'_>> {
+        ChannelParts {
+            main: self.as_raw(),
+            main_is_socket: false,
+            write: None,
+            bulk: None,
+        }
+    }
+
+    /// No bulk lane on Windows: one named pipe carries everything.
+    pub(crate) fn has_bulk(&self) -> bool {
+        false
+    }
+
+    /// Never called: there is no bulk lane.
+    pub(crate) fn write_bulk(&self, _buf: &[u8]) -> io::Result<usize> {
+        Err(io::Error::other("no bulk lane"))
+    }
+
+    /// Never called: there is no bulk lane.
+    pub(crate) fn read_bulk_append(&self, _v: &mut Vec<u8>, _max: usize) -> io::Result<usize> {
+        Err(io::Error::other("no bulk lane"))
     }
 }
 
