@@ -33,9 +33,6 @@ use crate::process::Sentinel;
 use crate::status::ExitStatus;
 use crate::sys;
 
-/// The largest message a [`Connection`] accepts by default: 256 MiB.
-pub const DEFAULT_MAX_MESSAGE_LEN: u64 = 256 << 20;
-
 const HEADER: usize = 8;
 /// Set in a frame's length when its body travels on the bulk lane.
 const BULK_FLAG: u64 = 1 << 63;
@@ -167,13 +164,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Connection {
+    /// The largest message a `Connection` accepts by default: 256 MiB
+    /// (change it with [`set_max_message_len`](Connection::set_max_message_len)).
+    pub const DEFAULT_MAX_MESSAGE_LEN: u64 = 256 << 20;
+
     fn new(chan: sys::Channel, readable: bool, writable: bool, read_ahead: bool) -> Self {
         Connection {
             chan,
             readable,
             writable,
             read_ahead,
-            max_len: AtomicU64::new(DEFAULT_MAX_MESSAGE_LEN),
+            max_len: AtomicU64::new(Connection::DEFAULT_MAX_MESSAGE_LEN),
             rx: Mutex::new(Rx {
                 buf: Vec::new(),
                 start: 0,
@@ -214,7 +215,7 @@ impl Connection {
     }
 
     /// The largest message this end accepts (default
-    /// [`DEFAULT_MAX_MESSAGE_LEN`]).
+    /// [`Connection::DEFAULT_MAX_MESSAGE_LEN`]).
     pub fn set_max_message_len(&self, bytes: u64) {
         self.max_len.store(bytes, Ordering::Relaxed);
     }

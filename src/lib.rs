@@ -138,6 +138,19 @@ mod deadline;
 mod encode;
 mod error;
 pub mod exit_code;
+
+/// The bootstrap protocol's version and limits: what a worker accepts on
+/// its private bootstrap channel before it runs anything. A worker refuses
+/// a bootstrap that breaks them, exiting with
+/// [`exit_code::VERSION_MISMATCH`] or [`exit_code::TOO_LARGE`], which
+/// [`Process::join`] reports as a bootstrap failure. (Like
+/// [`exit_code`], these describe the protocol, not one type, so they get
+/// a module of their own.)
+pub mod bootstrap {
+    pub use crate::codec::header::{
+        MAX_ENTRY_LEN, MAX_OPTIONS_LEN, MAX_PAYLOAD_LEN, PROTOCOL_VERSION,
+    };
+}
 mod pool;
 mod popen;
 mod process;
@@ -147,16 +160,14 @@ mod status;
 mod sys;
 
 pub use codec::handles::{duplicate_for_child, PassedHandle};
-pub use connection::{wait, Connection, Pipe, Waitable, DEFAULT_MAX_MESSAGE_LEN};
+pub use connection::{wait, Connection, Pipe, Waitable};
 pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "progress")]
 pub use pool::Progress;
-pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, WINDOW};
+pub use pool::{AsyncResult, Imap, Pool, PoolBuilder};
 pub use popen::{executable, set_executable, ChildOutput, Popen, PopenBuilder};
-pub use process::{Process, ProcessBuilder, Sentinel, Stdio, DEFAULT_MAX_RESULT_LEN};
-pub use spawn::{
-    current_process_name, init, MAX_ENTRY_LEN, MAX_OPTIONS_LEN, MAX_PAYLOAD_LEN, PROTOCOL_VERSION,
-};
+pub use process::{Process, ProcessBuilder, Sentinel, Stdio};
+pub use spawn::{current_process_name, init};
 pub use status::{ExitStatus, PanicReport};
 
 /// Registers functions that workers may run.

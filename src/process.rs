@@ -17,9 +17,6 @@ use crate::exit_code;
 use crate::popen::{ChildOutput, Popen, PopenBuilder, ReplyProgress};
 use crate::status::ExitStatus;
 
-/// The largest result a [`Process`] accepts from its worker by default: 1 GiB.
-pub const DEFAULT_MAX_RESULT_LEN: u64 = 1 << 30;
-
 /// Where a worker's standard output and error go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Stdio {
@@ -54,10 +51,14 @@ impl Default for ProcessBuilder {
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl ProcessBuilder {
+    /// The largest result a [`Process`] accepts from its worker by default:
+    /// 1 GiB (change it with [`max_result_len`](ProcessBuilder::max_result_len)).
+    pub const DEFAULT_MAX_RESULT_LEN: u64 = 1 << 30;
+
     /// Default options: named `Process-N`, not daemonic, stdio inherited.
     pub fn new() -> Self {
         let mut popen = PopenBuilder::new();
-        popen.want_reply(DEFAULT_MAX_RESULT_LEN);
+        popen.want_reply(Self::DEFAULT_MAX_RESULT_LEN);
         ProcessBuilder {
             popen,
             capture: [false; 2],
@@ -138,7 +139,7 @@ impl ProcessBuilder {
     }
 
     /// The largest serialized result accepted from the worker; a larger
-    /// one fails the join (default [`DEFAULT_MAX_RESULT_LEN`]).
+    /// one fails the join (default [`DEFAULT_MAX_RESULT_LEN`](ProcessBuilder::DEFAULT_MAX_RESULT_LEN)).
     pub fn max_result_len(&mut self, bytes: u64) -> &mut Self {
         self.popen.want_reply(bytes);
         self

@@ -32,7 +32,7 @@ use crate::pool::TaskFails;
 use crate::status::PanicReport;
 use crate::sys;
 
-pub use crate::codec::header::{MAX_ENTRY_LEN, MAX_OPTIONS_LEN, MAX_PAYLOAD_LEN, PROTOCOL_VERSION};
+use crate::codec::header::PROTOCOL_VERSION;
 
 /// The command-line argument that makes a process a worker.
 pub(crate) const MARKER: &str = "--multiproc-worker=";

@@ -138,7 +138,7 @@ fn forged_marker_naming_stdin_runs_no_entry() {
     let out = Command::new(std::env::current_exe().unwrap())
         .arg(format!(
             "--multiproc-worker={},{},0",
-            multiproc::PROTOCOL_VERSION,
+            multiproc::bootstrap::PROTOCOL_VERSION,
             std::process::id()
         ))
         .stdin(socket_holding(&exit_bootstrap(42, false)))
@@ -162,7 +162,7 @@ fn bootstrap_at_fd_3_runs_the_entry() {
         .arg(std::env::current_exe().unwrap())
         .arg(format!(
             "--multiproc-worker={},{},3",
-            multiproc::PROTOCOL_VERSION,
+            multiproc::bootstrap::PROTOCOL_VERSION,
             std::process::id()
         ))
         .stdin(socket_holding(&exit_bootstrap(42, false)))
@@ -189,7 +189,7 @@ fn parent_death_check_prints_the_documented_line() {
         .arg(std::env::current_exe().unwrap())
         .arg(format!(
             "--multiproc-worker={},1,3",
-            multiproc::PROTOCOL_VERSION
+            multiproc::bootstrap::PROTOCOL_VERSION
         ))
         .stdin(socket_holding(&exit_bootstrap(42, true)))
         .output()

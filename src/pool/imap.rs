@@ -14,7 +14,7 @@ use super::protocol::put_frame;
 use super::results::{ChunkResults, Failure, Ready};
 use super::scheduler::Scheduler;
 use super::workers::{lock, Shared};
-use super::{Pool, FRAME_TARGET, MAX_AUTO_CHUNK, WINDOW};
+use super::{Pool, FRAME_TARGET, MAX_AUTO_CHUNK};
 use crate::encode;
 use crate::error::{Error, Kind, Result};
 use crate::spawn;
@@ -131,7 +131,7 @@ where
 
     fn feed_queue(&mut self) {
         loop {
-            if self.exhausted || self.pulled - self.yielded >= WINDOW {
+            if self.exhausted || self.pulled - self.yielded >= Pool::WINDOW {
                 return;
             }
             let (chunk, room) = {
@@ -289,7 +289,7 @@ where
                 let workers = st.sched.worker_count().max(1);
                 let (per_frame, _) = st.sched.pacing(self.entry);
                 if !self.exhausted
-                    && self.pulled - self.yielded < WINDOW
+                    && self.pulled - self.yielded < Pool::WINDOW
                     && st.sched.queued() < 2 * workers * per_frame
                 {
                     break;

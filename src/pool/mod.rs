@@ -23,7 +23,7 @@
 //! is all there is.)
 //!
 //! A queued task holds no OS resource: inputs are pulled from the caller's
-//! iterator only as the workers catch up (at most [`WINDOW`] tasks of one
+//! iterator only as the workers catch up (at most [`Pool::WINDOW`] tasks of one
 //! `imap` are pulled and not yet yielded), so a million-task iterator runs in
 //! bounded memory.
 
@@ -58,10 +58,6 @@ pub use results::AsyncResult;
 use results::Failure;
 use scheduler::{Limits, Scheduler};
 use workers::{lock, Inner, Shared, Spawner};
-
-/// At most this many tasks of one `imap`/`map` are pulled from its input
-/// and not yet handed back to the caller.
-pub const WINDOW: u64 = 16 * 1024;
 
 /// A pool whose workers die this many times in a row before they are
 /// ready gives up instead of respawning forever.
@@ -313,6 +309,10 @@ impl fmt::Debug for Pool {
 }
 
 impl Pool {
+    /// At most this many tasks of one `imap`/`map` are pulled from its
+    /// input and not yet handed back to the caller.
+    pub const WINDOW: u64 = 16 * 1024;
+
     /// A pool of `n` workers with default options; `n == 0` is an error
     /// ([`Error::is_usage`]).
     pub fn new(n: usize) -> Result<Pool> {
