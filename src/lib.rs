@@ -165,7 +165,7 @@ pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "progress")]
 pub use pool::Progress;
 pub use pool::{AsyncResult, Imap, Pool, PoolBuilder};
-pub use popen::{executable, set_executable, ChildOutput, Popen, PopenBuilder};
+pub use popen::{executable, reset_executable, set_executable, ChildOutput, Popen, PopenBuilder};
 pub use process::{Process, ProcessBuilder, Sentinel, Stdio};
 pub use spawn::{current_process_name, init};
 pub use status::{ExitStatus, PanicReport};

@@ -34,7 +34,11 @@ static EXECUTABLE: RwLock<Option<PathBuf>> = RwLock::new(None);
 ///   (a venv-style launcher): name the real binary, so the bootstrap channel
 ///   reaches the process that reads it.
 ///
-/// `None` restores the default.
+/// [`reset_executable`] restores the default. Every place that names an
+/// executable takes the same type as this function, `impl AsRef<Path>` (as
+/// `std::process::Command` does): [`PopenBuilder::executable`],
+/// [`ProcessBuilder::executable`](crate::ProcessBuilder::executable),
+/// [`PoolBuilder::executable`](crate::PoolBuilder::executable).
 ///
 /// # The build check
 ///
@@ -58,8 +62,14 @@ static EXECUTABLE: RwLock<Option<PathBuf>> = RwLock::new(None);
 /// same entry names and signatures are taken as one; on Windows, two links
 /// of the same code with the time stamp turned off (`/Brepro`,
 /// `--no-insert-timestamp`) that also have the same checksum and size.
-pub fn set_executable(path: Option<PathBuf>) {
-    *EXECUTABLE.write().unwrap_or_else(|e| e.into_inner()) = path;
+pub fn set_executable(path: impl AsRef<Path>) {
+    *EXECUTABLE.write().unwrap_or_else(|e| e.into_inner()) = Some(path.as_ref().to_path_buf());
+}
+
+/// Undoes [`set_executable`]: later spawns run this process's own
+/// executable again (see [`executable`]).
+pub fn reset_executable() {
+    *EXECUTABLE.write().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
 /// The program the next worker will run.

@@ -108,18 +108,18 @@ fn set_executable_names_the_worker_host_for_every_spawn() {
     let host = dir.join(exe.file_name().unwrap());
     std::fs::copy(&exe, &host).unwrap();
 
-    multiproc::set_executable(Some(host.clone()));
+    multiproc::set_executable(&host);
     assert_eq!(multiproc::executable().unwrap(), host);
     let p = Popen::spawn(exit_with, &42);
-    multiproc::set_executable(None);
+    multiproc::reset_executable();
     let p = p.unwrap();
     assert_eq!(wait_done(&p).code(), Some(42));
     assert_eq!(multiproc::executable().unwrap(), exe);
 
     // A host that can't start is the spawn's error, naming the host.
-    multiproc::set_executable(Some(dir.join("missing-host")));
+    multiproc::set_executable(dir.join("missing-host"));
     let err = Popen::spawn(exit_with, &1).unwrap_err();
-    multiproc::set_executable(None);
+    multiproc::reset_executable();
     assert!(
         err.is_spawn() && err.to_string().contains("missing-host"),
         "{err}"

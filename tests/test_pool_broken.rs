@@ -39,7 +39,7 @@ struct Restore;
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        multiproc::set_executable(None);
+        multiproc::reset_executable();
     }
 }
 
@@ -61,7 +61,7 @@ fn a_retired_worker_that_cannot_be_replaced_fails_the_rest_instead_of_hanging() 
         .build()
         .unwrap();
     let _restore = Restore;
-    multiproc::set_executable(Some(missing()));
+    multiproc::set_executable(missing());
     let out: Vec<_> = p.imap(square, 0..3u64).chunksize(1).collect();
     assert_eq!(out.len(), 3);
     assert_eq!(*out[0].as_ref().unwrap(), 0);
@@ -82,7 +82,7 @@ fn the_only_worker_killed_mid_imap_while_respawning_fails_does_not_hang() {
         s.spawn(|| {
             let busy = p.wait_busy(Duration::from_secs(30));
             assert_eq!(busy.len(), 1, "the worker runs task 0");
-            multiproc::set_executable(Some(missing()));
+            multiproc::set_executable(missing());
             assert!(p.kill_worker(busy[0]));
         });
         p.imap(hang_on_zero, 0..5u64).chunksize(1).collect()

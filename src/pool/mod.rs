@@ -35,7 +35,7 @@ mod workers;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -178,8 +178,8 @@ impl PoolBuilder {
     }
 
     /// Runs this program as the workers (see [`set_executable`](crate::set_executable)).
-    pub fn executable(&mut self, path: impl Into<PathBuf>) -> &mut Self {
-        self.popen.executable(path.into());
+    pub fn executable(&mut self, path: impl AsRef<Path>) -> &mut Self {
+        self.popen.executable(path);
         self
     }
 
