@@ -1,119 +1,18 @@
 //! The only code that calls the operating system.
 //!
-//! `unix.rs` and `windows.rs` export the same names with the same signatures;
-//! everything above this module is written once, without `cfg`. The contract
-//! both implement:
-//!
-//! | name | what it is |
-//! |---|---|
-//! | `OwnedRaw`, `BorrowedRaw<'a>` | `OwnedFd`/`BorrowedFd` or `OwnedHandle`/`BorrowedHandle` |
-//! | `TERMINATED` | the [`RawStatus`] that our `terminate()` produces (SIGTERM / exit code `0x10000`) |
-//! | `spawn(&SpawnRequest) -> io::Result<(Child, Channel)>` | creates the bootstrap channel, starts the child with it already set up; on error nothing is left behind |
-//! | `Child` | `id`, `wait`, `terminate`, `kill`, `transfer_handle`; `Send + Sync`; status recorded only after the OS confirmed the exit |
-//! | `Channel` | the parent's end of the bootstrap channel: `send_bootstrap`, `read`, `write` |
-//! | `HandleTransfer` | handles made available to the child while it is spawned (`duplicate_for_child`) |
-//! | `open_bootstrap(BootToken) -> io::Result<ChildChannel>` | the child's side: takes its end of the channel |
-//! | `ChildChannel` | `recv_header`, `read`, `write`, `take_handle` |
-//! | `open_handle_count()`, `open_ipc_handles()` | diagnostics for leak and isolation tests (feature `test-hooks`, as `watch_process` and `settle`) |
-//!
-//! Exact signatures (both modules):
-//!
-//! ```text
-//! pub(crate) type OwnedRaw; pub(crate) type BorrowedRaw<'a>;
-//! pub(crate) const TERMINATED: RawStatus;
-//! pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)>;
-//! impl Child {
-//!     pub(crate) fn id(&self) -> u32;
-//!     // None on timeout; Some only once the OS confirmed the exit; cached.
-//!     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<Option<RawStatus>>;
-//!     pub(crate) fn terminate(&self) -> io::Result<()>; // Ok if already exited
-//!     pub(crate) fn kill(&self) -> io::Result<()>;      // Ok if already exited
-//!     pub(crate) fn release_bootstrap_peer(&self);      // Windows: drop the parent's copy of the child's end
-//!     // The child and everything it started (Unix: its process group,
-//!     // Windows: its job object). Ok if already exited.
-//!     pub(crate) fn terminate_tree(&self) -> io::Result<()>;
-//!     pub(crate) fn kill_tree(&self) -> io::Result<()>;
-//!     // Something that becomes ready when the process exits (pidfd /
-//!     // process handle); None where the OS has no such thing.
-//!     pub(crate) fn sentinel(&self) -> Option<BorrowedRaw<'_>>;
-//! }
-//! // Unix: have a child that others still hold reaped once it exits (a
-//! // dropped daemon); never fails or blocks. Windows: nothing to do.
-//! pub(crate) fn reap_in_background(child: &Arc<Child>);
-//! pub(crate) struct HandleTransfer;   // Default
-//! impl HandleTransfer {
-//!     // Returns the token the child passes to ChildChannel::take_handle.
-//!     pub(crate) fn add(&mut self, child: &Child, h: BorrowedRaw<'_>) -> io::Result<u64>;
-//! }
-//! impl Channel {
-//!     // Writes all of `data` (and the handles) unless the child exits first:
-//!     // then an error of kind BrokenPipe. Never hangs on a dead child.
-//!     pub(crate) fn send_bootstrap(&self, child: &Child, data: &[u8], t: HandleTransfer) -> io::Result<()>;
-//!     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize>;
-//!     // Reads what is there, waiting at most `timeout`: None on timeout,
-//!     // Some(0) at EOF or once `child` exited with nothing left to read.
-//!     pub(crate) fn read_timeout(&self, child: Option<&Child>, buf: &mut [u8],
-//!                                timeout: Option<Duration>) -> io::Result<Option<usize>>;
-//!     // Blocks for data, appends at most `max` bytes to v (no zero-fill); 0 = EOF.
-//!     pub(crate) fn read_append(&self, v: &mut Vec<u8>, max: usize) -> io::Result<usize>;
-//!     // The same (from the bulk lane with `bulk`), also 0 once `peer` exited
-//!     // with nothing left to read, whoever else holds its end (pidfd /
-//!     // process handle; without a pidfd, the plain read). `nonblocking`:
-//!     // set_nonblocking_reads succeeded, so data already there needs no poll.
-//!     pub(crate) fn read_append_watch(&self, bulk: bool, v: &mut Vec<u8>, max: usize,
-//!                                     peer: &Child, nonblocking: bool) -> io::Result<usize>;
-//!     // Unix: O_NONBLOCK on this end's pipe (an end no other process holds);
-//!     // Windows: nothing (false). True if done.
-//!     pub(crate) fn set_nonblocking_reads(&self) -> bool;
-//!     // A passed Connection end, from its handles in their roles.
-//!     pub(crate) fn from_passed(parts: ChannelParts<OwnedRaw>) -> io::Result<Channel>;
-//!     pub(crate) fn pass_handles(&self) -> ChannelParts<BorrowedRaw<'_>>;
-//!     // A second lane for big message bodies (Unix: a socket next to the
-//!     // pipes); Windows has none.
-//!     pub(crate) fn has_bulk(&self) -> bool;
-//!     pub(crate) fn write_bulk(&self, buf: &[u8]) -> io::Result<usize>;
-//!     pub(crate) fn read_bulk_append(&self, v: &mut Vec<u8>, max: usize) -> io::Result<usize>;
-//!     pub(crate) fn as_raw(&self) -> BorrowedRaw<'_>;
-//! }
-//! // Child side: redirect stdout (1) / stderr (2) to a passed handle.
-//! pub(crate) fn set_std_handle(which: u8, h: OwnedRaw) -> io::Result<()>;  (in mod.rs)
-//! // A connected pair for Pipe: duplex, or (reader, writer).
-//! pub(crate) fn pipe(duplex: bool) -> io::Result<(Channel, Channel)>;
-//! // Child side, after the bootstrap: arrange to die with the parent
-//! // (Linux: PR_SET_PDEATHSIG + getppid re-check, an error if the parent
-//! // is already gone; elsewhere nothing to do).
-//! pub(crate) fn die_with_parent(parent_pid: u32) -> io::Result<()>;
-//! // A waitable handle on any process by pid (tests: did a grandchild die?).
-//! pub(crate) fn watch_process(pid: u32) -> io::Result<OwnedRaw>;
-//! // Waits until one of `objs` is ready (process exited / data readable).
-//! pub(crate) fn wait_any(objs: &[BorrowedRaw<'_>], timeout: Option<Duration>) -> io::Result<Vec<usize>>;
-//! pub(crate) fn open_bootstrap(t: BootToken) -> io::Result<ChildChannel>;
-//! impl ChildChannel {
-//!     // Reads exactly buf.len() bytes; on Unix also receives the transferred fds.
-//!     pub(crate) fn recv_header(&mut self, buf: &mut [u8]) -> io::Result<()>;
-//!     // On Unix also receives transferred fds (any number, in batches).
-//!     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize>;
-//!     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize>;
-//!     // Each token can be taken once; unknown or reused tokens are an error.
-//!     pub(crate) fn take_handle(&mut self, token: u64) -> io::Result<OwnedRaw>;
-//! }
-//! // The command line, also in a constructor before `main` (musl).
-//! pub(crate) fn args_os() -> Vec<OsString>;
-//! // Releases what is kept only until it is no longer needed (Windows:
-//! // kill-on-close jobs of dropped children whose processes all exited,
-//! // bootstrap pipe ends of dropped children that took theirs or exited).
-//! pub(crate) fn settle() -> usize;  // how many are still kept
-//! // Called before a worker exits: waits (bounded) until children dropped
-//! // while still starting have taken their end of the bootstrap channel
-//! // (Windows); nothing on Unix.
-//! pub(crate) fn before_exit();      (Unix: in mod.rs)
-//! pub(crate) fn open_handle_count() -> io::Result<usize>;
-//! // fds >= 3 (Unix) / pipe handles other than the std handles (Windows)
-//! pub(crate) fn open_ipc_handles() -> io::Result<Vec<u64>>;
-//! ```
+//! `unix/` and `windows/` export the same names with the same signatures;
+//! everything above this module is written once, without `cfg`. This file
+//! is the platform switch, the types both share, and the contract both
+//! implement, written as code: each `const _` below names one function or
+//! method the layers above use, with its signature, so that a platform
+//! that drifts from it does not compile. What each one promises is
+//! written next to it.
 
 use std::ffi::OsString;
+use std::io;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[cfg(unix)]
 #[path = "unix.rs"]
@@ -131,6 +30,139 @@ pub(crate) use imp::*;
 
 mod image;
 pub(crate) use image::image_build_id;
+
+// ---------------------------------------------------------------------------
+// The contract
+// ---------------------------------------------------------------------------
+
+/// An owned fd or handle (`OwnedFd` / `OwnedHandle`) and its borrowed form.
+const _: fn(&OwnedRaw) -> BorrowedRaw<'_> = borrow;
+/// The status our `terminate()` produces (SIGTERM / exit code `0x10000`).
+const _: RawStatus = TERMINATED;
+
+/// Creates the bootstrap channel and starts the child with its end already
+/// set up; on error nothing is left behind.
+const _: fn(&SpawnRequest<'_>) -> io::Result<(Child, Channel)> = spawn;
+
+// `Child`: a started process; the status is recorded only after the OS
+// confirmed the exit.
+const _: fn(&Child) -> u32 = Child::id;
+/// `None` on timeout; `Some` only once the OS confirmed the exit; cached.
+const _: fn(&Child, Option<Duration>) -> io::Result<Option<RawStatus>> = Child::wait;
+/// `Ok` if the process already exited.
+const _: fn(&Child) -> io::Result<()> = Child::terminate;
+/// `Ok` if the process already exited.
+const _: fn(&Child) -> io::Result<()> = Child::kill;
+/// The child and everything it started (Unix: its process group; Windows:
+/// its job object). `Ok` if already exited.
+const _: fn(&Child) -> io::Result<()> = Child::terminate_tree;
+/// As `terminate_tree`, with SIGKILL / `TerminateJobObject`.
+const _: fn(&Child) -> io::Result<()> = Child::kill_tree;
+/// Windows: drops the parent's copy of the child's end of the bootstrap
+/// pipe. Unix: nothing.
+const _: fn(&Child) = Child::release_bootstrap_peer;
+/// Something that becomes ready when the process exits (pidfd / process
+/// handle); `None` where the OS has no such thing.
+const _: fn(&Child) -> Option<BorrowedRaw<'_>> = Child::sentinel;
+/// Unix: have a child that others still hold reaped once it exits (a
+/// dropped daemon); never fails or blocks. Windows: nothing to do.
+const _: fn(&Arc<Child>) = reap_in_background;
+
+/// Handles made available to the child while it is spawned; returns the
+/// token the child passes to `ChildChannel::take_handle`.
+const _: fn(&mut HandleTransfer, &Child, BorrowedRaw<'_>) -> io::Result<u64> = HandleTransfer::add;
+const _: fn() -> HandleTransfer = HandleTransfer::default;
+
+// `Channel`: the parent's end of the bootstrap channel, or an end of a
+// `pipe`.
+/// Writes all of `data` (and the handles) unless the child exits first:
+/// then an error of kind `BrokenPipe`. Never hangs on a dead child.
+const _: fn(&Channel, &Child, &[u8], HandleTransfer) -> io::Result<()> = Channel::send_bootstrap;
+const _: fn(&Channel, &[u8]) -> io::Result<usize> = Channel::write;
+/// Reads what is there, waiting at most the timeout: `None` on timeout,
+/// `Some(0)` at EOF or once the child exited with nothing left to read.
+#[allow(clippy::type_complexity)] // the signature, spelled out
+const _: fn(&Channel, Option<&Child>, &mut [u8], Option<Duration>) -> io::Result<Option<usize>> =
+    Channel::read_timeout;
+/// Blocks for data, appends at most `max` bytes to `v` (no zero-fill);
+/// 0 at EOF.
+const _: fn(&Channel, &mut Vec<u8>, usize) -> io::Result<usize> = Channel::read_append;
+/// The same (from the bulk lane if asked), also 0 once `peer` exited with
+/// nothing left to read, whoever else holds its end (pidfd / process
+/// handle; without a pidfd, the plain read). The last argument: the
+/// `set_nonblocking_reads` result, so data already there needs no poll.
+#[allow(clippy::type_complexity)] // the signature, spelled out
+const _: fn(&Channel, bool, &mut Vec<u8>, usize, &Child, bool) -> io::Result<usize> =
+    Channel::read_append_watch;
+/// Unix: `O_NONBLOCK` on this end's pipe (an end no other process holds);
+/// Windows: nothing (false). True if done.
+const _: fn(&Channel) -> bool = Channel::set_nonblocking_reads;
+/// A passed `Connection` end, rebuilt from its handles in their roles.
+const _: fn(ChannelParts<OwnedRaw>) -> io::Result<Channel> = Channel::from_passed;
+const _: fn(&Channel) -> ChannelParts<BorrowedRaw<'_>> = Channel::pass_handles;
+/// A second lane for big message bodies (Unix: a socket next to the
+/// pipes); Windows has none.
+const _: fn(&Channel) -> bool = Channel::has_bulk;
+const _: fn(&Channel, &[u8]) -> io::Result<usize> = Channel::write_bulk;
+const _: fn(&Channel, &mut Vec<u8>, usize) -> io::Result<usize> = Channel::read_bulk_append;
+const _: fn(&Channel) -> BorrowedRaw<'_> = Channel::as_raw;
+/// A connected pair for `Pipe`: duplex, or (reader, writer).
+const _: fn(bool) -> io::Result<(Channel, Channel)> = pipe;
+/// Waits until one of the objects is ready (process exited / data
+/// readable); the indexes of those that are.
+const _: fn(&[BorrowedRaw<'_>], Option<Duration>) -> io::Result<Vec<usize>> = wait_any;
+
+/// `Child` and `Channel` are shared between threads by the layers above.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Child>();
+    assert_send_sync::<Channel>();
+};
+
+// The child's side.
+/// Takes the child's end of the bootstrap channel.
+const _: fn(BootToken) -> io::Result<ChildChannel> = open_bootstrap;
+/// Reads exactly `buf.len()` bytes; on Unix also receives the passed fds.
+const _: fn(&mut ChildChannel, &mut [u8]) -> io::Result<()> = ChildChannel::recv_header;
+/// On Unix also receives passed fds (any number, in batches).
+const _: fn(&ChildChannel, &mut [u8]) -> io::Result<usize> = ChildChannel::read;
+const _: fn(&ChildChannel, &[u8]) -> io::Result<usize> = ChildChannel::write;
+/// Each token can be taken once; unknown or reused tokens are an error.
+const _: fn(&mut ChildChannel, u64) -> io::Result<OwnedRaw> = ChildChannel::take_handle;
+/// Makes a handle stdin (0), stdout (1) or stderr (2).
+const _: fn(u8, OwnedRaw) -> io::Result<()> = set_std_handle;
+/// After the bootstrap: arrange to die with the parent (Linux:
+/// `PR_SET_PDEATHSIG` and a `getppid` re-check, an error if the parent is
+/// already gone; elsewhere nothing to do).
+const _: fn(u32) -> io::Result<()> = die_with_parent;
+/// Unix: writes to a closed pipe fail with `EPIPE` instead of killing.
+const _: fn() = ignore_sigpipe;
+/// The command line, also in a constructor before `main` (musl).
+const _: fn() -> Vec<OsString> = args_os;
+/// Before a worker exits: waits (bounded) until children dropped while
+/// still starting have taken their end of the bootstrap channel
+/// (Windows); nothing on Unix.
+const _: fn() = before_exit;
+
+// Diagnostics for the crate's own tests (feature `test-hooks`).
+/// A waitable handle on any process by pid (did a grandchild die?).
+#[cfg(feature = "test-hooks")]
+const _: fn(u32) -> io::Result<OwnedRaw> = watch_process;
+/// Releases what is kept only until it is no longer needed (Windows:
+/// kill-on-close jobs of dropped children whose processes all exited,
+/// bootstrap pipe ends of dropped children that took theirs or exited);
+/// how many are still kept.
+#[cfg(feature = "test-hooks")]
+const _: fn() -> usize = settle;
+#[cfg(feature = "test-hooks")]
+const _: fn() -> io::Result<usize> = open_handle_count;
+/// fds >= 3 (Unix) / pipe handles other than the std handles (Windows).
+#[cfg(feature = "test-hooks")]
+const _: fn() -> io::Result<Vec<u64>> = open_ipc_handles;
+
+// ---------------------------------------------------------------------------
+// Shared types and helpers
+// ---------------------------------------------------------------------------
 
 /// How a process ended, as the OS reported it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -253,13 +253,6 @@ fn is_signaled(h: HANDLE) -> bool {
     unsafe { WaitForSingleObject(h, 0) == WAIT_OBJECT_0 }
 }
 
-/// `Child` and `Channel` are shared between threads by the layers above.
-const _: () = {
-    const fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<Child>();
-    assert_send_sync::<Channel>();
-};
-
 /// Nothing to do on Windows: writes to a closed pipe fail with an error.
 pub(crate) fn ignore_sigpipe() {}
 
