@@ -120,13 +120,16 @@
 //!   workers from a thread that lives as long as the process, since Linux
 //!   ties the signal to the spawning thread. macOS has no equivalent: there
 //!   such workers outlive a killed parent.
-//! - **Process groups (Unix).** Workers spawned from a non-worker process
-//!   lead their own process group, so [`Process::kill_tree`] reaches
-//!   everything they start, nested workers included; Ctrl-C in a terminal
-//!   reaches only the parent (which, dying, takes parent-death workers
-//!   along).
-//! - **Timeouts.** Every `timeout` parameter takes any `Duration`; one
-//!   too long to be a deadline (`Duration::MAX`) means no deadline.
+//! - **Process groups and stdin (Unix).** As in CPython, workers stay in
+//!   their parent's process group and get the null device as stdin
+//!   ([`ProcessBuilder::stdin`] to inherit it): Ctrl-C in a terminal
+//!   reaches the workers along with the parent, and a worker that reads
+//!   stdin sees end of file instead of being stopped (SIGTTIN).
+//!   [`Process::kill_tree`] needs a worker that leads its own group: ask
+//!   for one with [`ProcessBuilder::own_process_group`] (it then reaches
+//!   everything the worker starts, nested workers included, but no longer
+//!   gets the terminal's signals); without it the tree operations fail.
+//!   On Windows every worker has its own job object, which they use.
 //! - **Windows consoles.** Workers share the parent's console (no console
 //!   window opens for them); when the parent has none, they are created
 //!   with `CREATE_NO_WINDOW`.

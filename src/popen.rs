@@ -92,11 +92,12 @@ pub fn executable() -> Result<PathBuf> {
 
 /// Options for spawning a [`Popen`]; `&mut self` setters, then
 /// [`spawn`](PopenBuilder::spawn).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PopenBuilder {
     executable: Option<PathBuf>,
     kill_on_drop: bool,
     daemon: bool,
+    own_group: bool,
     stdio: [sys::StdioMode; 3],
     /// The worker sends replies on the channel, each at most this long (a
     /// `Process` reads them).
@@ -106,8 +107,30 @@ pub struct PopenBuilder {
     capture: [bool; 2],
 }
 
+impl Default for PopenBuilder {
+    fn default() -> Self {
+        PopenBuilder {
+            executable: None,
+            kill_on_drop: false,
+            daemon: false,
+            own_group: false,
+            // stdin: the null device, as CPython gives its children.
+            stdio: [
+                sys::StdioMode::Null,
+                sys::StdioMode::Inherit,
+                sys::StdioMode::Inherit,
+            ],
+            reply_cap: None,
+            options: spawn::WorkerOptions::default(),
+            capture: [false; 2],
+        }
+    }
+}
+
 impl PopenBuilder {
-    /// Default options: the default executable, stdio inherited, no kill on drop.
+    /// Default options: the default executable, stdin the null device,
+    /// stdout and stderr inherited, in this process's process group, no
+    /// kill on drop.
     pub fn new() -> Self {
         Self::default()
     }
@@ -126,14 +149,49 @@ impl PopenBuilder {
     }
 
     /// Give the worker the null device as stdin, stdout and stderr instead
-    /// of the parent's.
+    /// of the parent's. `false` gives it the parent's stdout and stderr
+    /// and leaves stdin as [`inherit_stdin`](Self::inherit_stdin) set it.
     pub fn null_stdio(&mut self, yes: bool) -> &mut Self {
-        let mode = if yes {
-            sys::StdioMode::Null
+        if yes {
+            self.stdio = [sys::StdioMode::Null; 3];
         } else {
+            self.stdio[1] = sys::StdioMode::Inherit;
+            self.stdio[2] = sys::StdioMode::Inherit;
+        }
+        self
+    }
+
+    /// Give the worker this process's stdin (default: false, the null
+    /// device, as CPython gives its children: a worker that reads stdin
+    /// sees end of file instead of competing with the parent for its input,
+    /// or, under a terminal, being stopped by it).
+    pub fn inherit_stdin(&mut self, yes: bool) -> &mut Self {
+        self.stdio[0] = if yes {
             sys::StdioMode::Inherit
+        } else {
+            sys::StdioMode::Null
         };
-        self.stdio = [mode; 3];
+        self
+    }
+
+    /// Unix: the worker leads a new process group, which
+    /// [`Popen::kill_tree`] and [`Popen::terminate_tree`] signal (default:
+    /// false).
+    ///
+    /// By default a worker stays in this process's process group, as
+    /// CPython's children do, so the terminal's signals (Ctrl-C: SIGINT,
+    /// Ctrl-\\: SIGQUIT, a hangup) reach it along with this process. A
+    /// worker that leads its own group is outside the terminal's foreground
+    /// job: Ctrl-C doesn't reach it (use
+    /// [`kill_on_parent_death`](Self::kill_on_parent_death) so it goes with
+    /// this process), and if it reads the terminal it is stopped (SIGTTIN).
+    /// Workers it starts stay in its group unless they ask for their own,
+    /// so a tree kill reaches nested workers too.
+    ///
+    /// Windows: changes nothing; every worker gets its own job object,
+    /// which the tree operations use.
+    pub fn own_process_group(&mut self, yes: bool) -> &mut Self {
+        self.own_group = yes;
         self
     }
 
@@ -284,7 +342,7 @@ impl PopenBuilder {
             stdio: self.stdio,
             kill_on_parent_death: self.options.die_with_parent,
             daemon: self.daemon,
-            new_group: !spawn::is_worker(),
+            new_group: self.own_group,
         };
         let (child, channel) =
             sys::spawn(&req).map_err(|source| Error::new(Kind::Spawn { exe, source }))?;
@@ -440,13 +498,18 @@ impl Popen {
 
     /// Terminates the worker and everything it started (its process group
     /// on Unix, its job object on Windows).
+    ///
+    /// On Unix the worker must lead its own process group
+    /// ([`PopenBuilder::own_process_group`]); otherwise this fails (with an
+    /// error of kind `Unsupported` as its source) and signals nothing.
     pub fn terminate_tree(&self) -> Result<()> {
         self.child
             .terminate_tree()
             .map_err(|e| Error::io("cannot terminate the worker's process tree", e))
     }
 
-    /// Kills the worker and everything it started.
+    /// Kills the worker and everything it started (see
+    /// [`terminate_tree`](Self::terminate_tree)).
     pub fn kill_tree(&self) -> Result<()> {
         self.child
             .kill_tree()

@@ -55,7 +55,8 @@ impl ProcessBuilder {
     /// 1 GiB (change it with [`max_result_len`](ProcessBuilder::max_result_len)).
     pub const DEFAULT_MAX_RESULT_LEN: u64 = 1 << 30;
 
-    /// Default options: named `Process-N`, not daemonic, stdio inherited.
+    /// Default options: named `Process-N`, not daemonic, stdin the null
+    /// device, stdout and stderr inherited, in this process's process group.
     pub fn new() -> Self {
         let mut popen = PopenBuilder::new();
         popen.want_reply(Self::DEFAULT_MAX_RESULT_LEN);
@@ -105,11 +106,32 @@ impl ProcessBuilder {
         self
     }
 
-    /// Where the worker's stdin, stdout and stderr go: inherited or null
-    /// (`Capture` applies to stdout and stderr; stdin is then inherited).
+    /// Where the worker's stdout and stderr go; `Null` also makes stdin
+    /// the null device, which it is by default anyway (see
+    /// [`stdin`](ProcessBuilder::stdin)).
     pub fn stdio(&mut self, stdio: Stdio) -> &mut Self {
         self.popen.null_stdio(stdio == Stdio::Null);
         self.capture = [stdio == Stdio::Capture; 2];
+        self
+    }
+
+    /// Where the worker's stdin comes from: the null device by default (as
+    /// CPython's children), so that reading it gives end of file at once;
+    /// `Inherit` for this process's stdin. `Capture` is not available for
+    /// stdin and means `Null`. Windows starts workers without handle
+    /// inheritance, so there `Inherit` gives them the console's input when
+    /// they share this process's console, but not a redirected stdin.
+    pub fn stdin(&mut self, stdio: Stdio) -> &mut Self {
+        self.popen.inherit_stdin(stdio == Stdio::Inherit);
+        self
+    }
+
+    /// Unix: the worker leads a new process group, for
+    /// [`kill_tree`](Process::kill_tree) (default: false, the worker stays
+    /// in this process's group and gets the terminal's Ctrl-C with it). See
+    /// [`PopenBuilder::own_process_group`].
+    pub fn own_process_group(&mut self, yes: bool) -> &mut Self {
+        self.popen.own_process_group(yes);
         self
     }
 
@@ -404,14 +426,18 @@ impl<T> Process<T> {
 
     /// Terminates the worker and every process it started (Unix: its
     /// process group, SIGTERM; Windows: its job object). Call it before
-    /// joining: once the worker is reaped its group id may be reused.
+    /// joining: once the worker is reaped its group id may be reused. On
+    /// Unix the worker must lead its own process group
+    /// ([`ProcessBuilder::own_process_group`]); otherwise this fails and
+    /// signals nothing.
     pub fn terminate_tree(&self) -> Result<()> {
         self.stopped_by_us.store(true, Ordering::Relaxed);
         self.popen.terminate_tree()
     }
 
     /// Kills the worker and every process it started (SIGKILL to its
-    /// process group; Windows: its job object).
+    /// process group; Windows: its job object). The same conditions as
+    /// [`terminate_tree`](Process::terminate_tree).
     pub fn kill_tree(&self) -> Result<()> {
         self.stopped_by_us.store(true, Ordering::Relaxed);
         self.popen.kill_tree()

@@ -258,13 +258,6 @@ pub fn current_process_name() -> &'static str {
 }
 
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
-static IS_WORKER: AtomicBool = AtomicBool::new(false);
-
-/// Whether this process is a worker.
-pub(crate) fn is_worker() -> bool {
-    IS_WORKER.load(Ordering::Relaxed)
-}
-
 /// Whether this process called [`init`] (so its executable can be a worker).
 pub(crate) fn init_called() -> bool {
     INIT_CALLED.load(Ordering::Relaxed)
@@ -310,7 +303,6 @@ pub fn init() {
         }
         return;
     };
-    IS_WORKER.store(true, Ordering::Relaxed);
     sys::ignore_sigpipe();
     let code = match worker_main(rest) {
         Ok(code) => code,

@@ -351,10 +351,17 @@ fn names_default_and_custom_are_seen_by_the_child() {
 /// and reports its pid; checks that the grandchild ran (it said hello with
 /// that pid) and returns (intermediate, its connection, pid).
 fn intermediate(how: Grandchild) -> (Process<()>, Connection, u32) {
+    intermediate_with(how, false)
+}
+
+/// [`intermediate`], the intermediate leading its own process group
+/// (`own_group`, Unix) so that its tree can be killed.
+fn intermediate_with(how: Grandchild, own_group: bool) -> (Process<()>, Connection, u32) {
     use multiproc::Pipe;
     let (mine, theirs) = Pipe::duplex().unwrap();
     let (hello_r, hello_w) = Pipe::simplex().unwrap();
     let p = ProcessBuilder::new()
+        .own_process_group(own_group)
         .spawn(spawn_grandchild, (theirs, hello_w, how))
         .unwrap();
     let pid: u32 = mine.recv().unwrap();
@@ -499,11 +506,14 @@ fn kill_on_parent_death_children_die_when_the_parent_is_killed() {
 #[cfg(any(target_os = "linux", windows))]
 #[test]
 fn kill_tree_leaves_no_grandchild() {
-    let (mut p, _conn, grandchild) = intermediate(Grandchild {
-        daemon: false,
-        kill_on_parent_death: false,
-        ending: Ending::Return,
-    });
+    let (mut p, _conn, grandchild) = intermediate_with(
+        Grandchild {
+            daemon: false,
+            kill_on_parent_death: false,
+            ending: Ending::Return,
+        },
+        true,
+    );
     let watch = multiproc::test_hooks::watch_pid(grandchild).unwrap();
     p.kill_tree().unwrap();
     assert!(p.join().unwrap_err().is_terminated());

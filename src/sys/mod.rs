@@ -223,9 +223,8 @@ pub(crate) struct SpawnRequest<'a> {
     /// killed).
     #[cfg_attr(unix, allow(dead_code))]
     pub daemon: bool,
-    /// Unix: start a new process group led by the child (for `kill_tree`).
-    /// False inside a worker, so that a top-level `kill_tree` reaches
-    /// nested workers too.
+    /// Unix: start a new process group led by the child (for `kill_tree`,
+    /// which fails without one); otherwise the child stays in ours.
     pub new_group: bool,
 }
 

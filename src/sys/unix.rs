@@ -562,14 +562,20 @@ impl Child {
     /// lock: never after the child was reaped, when its pid could name a
     /// stranger. Exited-but-not-reaped is not an error either.
     fn signal(&self, sig: Signal, group: bool) -> io::Result<()> {
+        if group && !self.own_group {
+            // Its group is ours (or our parent's): signalling it would hit
+            // us and everyone else in it.
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the worker does not lead a process group of its own (ask for one with own_process_group(true))",
+            ));
+        }
         let slot = lock(&self.status);
         if slot.is_some() {
             return Ok(());
         }
         let res = match &self.pidfd {
-            // A worker shares our group when we are a worker ourselves:
-            // signalling the group would hit us too, so only the child then.
-            _ if group && self.own_group => rustix::process::kill_process_group(self.pid, sig),
+            _ if group => rustix::process::kill_process_group(self.pid, sig),
             Some(fd) => pidfd_signal(fd.as_fd(), self.pid, sig),
             None => rustix::process::kill_process(self.pid, sig),
         };
