@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(unix)]
-#[path = "unix.rs"]
+#[path = "unix/mod.rs"]
 mod imp;
 #[cfg(windows)]
 #[path = "windows/mod.rs"]

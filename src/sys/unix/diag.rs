@@ -1,0 +1,42 @@
+//! Diagnostics for the crate's own tests (feature `test-hooks`): open fds,
+//! and a pidfd on any process.
+
+use std::io;
+
+#[cfg(target_os = "linux")]
+use rustix::process::Pid;
+
+use super::{open_fds, OwnedRaw};
+
+/// The number of open fds.
+pub(crate) fn open_handle_count() -> io::Result<usize> {
+    Ok(open_fds()?.len())
+}
+
+/// The open fds beyond stdin, stdout and stderr.
+pub(crate) fn open_ipc_handles() -> io::Result<Vec<u64>> {
+    Ok(open_fds()?.into_iter().filter(|&fd| fd > 2).collect())
+}
+
+/// A pidfd for any process (Linux); it becomes readable when it exits.
+pub(crate) fn watch_process(pid: u32) -> io::Result<OwnedRaw> {
+    #[cfg(target_os = "linux")]
+    {
+        let pid = Pid::from_raw(pid as i32)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))?;
+        Ok(rustix::process::pidfd_open(
+            pid,
+            rustix::process::PidfdFlags::empty(),
+        )?)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// Nothing lingers on Unix (see the Windows version).
+pub(crate) fn settle() -> usize {
+    0
+}
