@@ -272,22 +272,6 @@ pub(crate) fn at_exit(f: extern "C" fn()) -> std::io::Result<()> {
     }
 }
 
-/// Child side: makes `h` this process's stdin (`which == 0`), stdout
-/// (`1`) or stderr (`2`), for output captured by the parent or a stream
-/// the worker points at the null device itself. Unix: dup2 onto fd 0/1/2.
-/// Windows: `SetStdHandle`, which Rust's `std::io::stdout`/`stderr`
-/// consult on every write (C runtime streams opened at startup don't
-/// follow).
-#[cfg(unix)]
-pub(crate) fn set_std_handle(which: u8, h: OwnedRaw) -> std::io::Result<()> {
-    match which {
-        0 => rustix::stdio::dup2_stdin(&h)?,
-        1 => rustix::stdio::dup2_stdout(&h)?,
-        _ => rustix::stdio::dup2_stderr(&h)?,
-    }
-    Ok(())
-}
-
 /// The null device's path.
 pub(crate) fn null_device() -> &'static Path {
     Path::new(if cfg!(windows) { "NUL" } else { "/dev/null" })
@@ -309,8 +293,3 @@ pub(crate) fn worker_nulls(stdio: [StdioMode; 3]) -> [bool; 3] {
     }
     stdio.map(|m| m == StdioMode::Null)
 }
-
-/// Before this process exits: nothing to wait for on Unix (the child's end
-/// of the bootstrap channel is in the child from the start).
-#[cfg(unix)]
-pub(crate) fn before_exit() {}

@@ -151,3 +151,15 @@ pub(crate) fn die_with_parent(parent_pid: u32) -> io::Result<()> {
 pub(crate) fn die_with_parent(_parent_pid: u32) -> io::Result<()> {
     Ok(())
 }
+
+/// Child side: makes `h` this process's stdin (`which == 0`), stdout
+/// (`1`) or stderr (`2`) with dup2 onto fd 0/1/2, for output captured by
+/// the parent or a stream the worker points at the null device itself.
+pub(crate) fn set_std_handle(which: u8, h: OwnedRaw) -> io::Result<()> {
+    match which {
+        0 => rustix::stdio::dup2_stdin(&h)?,
+        1 => rustix::stdio::dup2_stdout(&h)?,
+        _ => rustix::stdio::dup2_stderr(&h)?,
+    }
+    Ok(())
+}

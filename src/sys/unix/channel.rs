@@ -124,9 +124,7 @@ impl Channel {
             None => retry_intr(|| rustix::io::write(&self.fd, buf)),
         }
     }
-}
 
-impl Channel {
     /// Reads what is there within `timeout`; `Some(0)` at EOF or when
     /// `child` has exited and nothing is left to read.
     pub(crate) fn read_timeout(
@@ -143,82 +141,7 @@ impl Channel {
             timeout,
         )
     }
-}
 
-/// Waits for `fd` to be readable (or `exit` to fire), then reads.
-pub(crate) fn read_timeout(
-    fd: BorrowedFd<'_>,
-    socket: bool,
-    exit: Option<BorrowedFd<'_>>,
-    buf: &mut [u8],
-    timeout: Option<Duration>,
-) -> io::Result<Option<usize>> {
-    use rustix::event::{PollFd, PollFlags};
-    let deadline = deadline::deadline_of(timeout);
-    loop {
-        let left = deadline::left(deadline).map(to_timespec);
-        let mut polls = vec![PollFd::new(&fd, PollFlags::IN)];
-        if let Some(e) = &exit {
-            polls.push(PollFd::new(e, PollFlags::IN));
-        }
-        match rustix::event::poll(&mut polls, left.as_ref()) {
-            Ok(0) if deadline::passed(deadline) => return Ok(None),
-            Ok(0) => continue, // a clamped poll ended before the deadline
-            Ok(_) => {}
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-        let data_ready = !polls[0].revents().is_empty();
-        let exited = polls.get(1).is_some_and(|p| !p.revents().is_empty());
-        if !socket {
-            // A pipe: poll said readable (data or EOF), so read won't block
-            // (only one reader at a time: the Connection holds a lock).
-            if data_ready {
-                return Ok(Some(retry_intr(|| rustix::io::read(fd, &mut *buf))?));
-            }
-            if exited {
-                return Ok(Some(0));
-            }
-            continue;
-        }
-        match rustix::net::recv(fd, &mut *buf, rustix::net::RecvFlags::DONTWAIT) {
-            Ok((n, _)) => return Ok(Some(n)),
-            Err(Errno::AGAIN) if exited => return Ok(Some(0)),
-            Err(Errno::AGAIN) | Err(Errno::INTR) => {}
-            Err(Errno::CONNRESET) => return Ok(Some(0)),
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// A close-on-exec pipe with a larger buffer where Linux allows it (fewer
-/// switches between writer and reader for big messages).
-pub(super) fn big_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (r, w) = cloexec_pipe()?;
-    #[cfg(target_os = "linux")]
-    let _ = rustix::pipe::fcntl_setpipe_size(&w, 1 << 20);
-    Ok((r, w))
-}
-
-/// A connected pair of channels for `Pipe`: two pipes for duplex (one
-/// each way), one for simplex (reader, writer).
-pub(crate) fn pipe(duplex: bool) -> io::Result<(Channel, Channel)> {
-    let end = |fd, wr, bulk| Channel {
-        fd,
-        wr,
-        socket: false,
-        bulk: Some(bulk),
-    };
-    let (ba, bb) = stream_socketpair()?;
-    let (r1, w1) = big_pipe()?;
-    if !duplex {
-        return Ok((end(r1, None, ba), end(w1, None, bb)));
-    }
-    let (r2, w2) = big_pipe()?;
-    Ok((end(r1, Some(w2), ba), end(r2, Some(w1), bb)))
-}
-
-impl Channel {
     /// Blocks until there is data, then appends at most `max` bytes of it
     /// to `v` without zero-filling the space first; 0 at EOF.
     pub(crate) fn read_append(&self, v: &mut Vec<u8>, max: usize) -> io::Result<usize> {
@@ -333,6 +256,79 @@ impl Channel {
             }
         }
     }
+}
+
+/// Waits for `fd` to be readable (or `exit` to fire), then reads.
+pub(crate) fn read_timeout(
+    fd: BorrowedFd<'_>,
+    socket: bool,
+    exit: Option<BorrowedFd<'_>>,
+    buf: &mut [u8],
+    timeout: Option<Duration>,
+) -> io::Result<Option<usize>> {
+    use rustix::event::{PollFd, PollFlags};
+    let deadline = deadline::deadline_of(timeout);
+    loop {
+        let left = deadline::left(deadline).map(to_timespec);
+        let mut polls = vec![PollFd::new(&fd, PollFlags::IN)];
+        if let Some(e) = &exit {
+            polls.push(PollFd::new(e, PollFlags::IN));
+        }
+        match rustix::event::poll(&mut polls, left.as_ref()) {
+            Ok(0) if deadline::passed(deadline) => return Ok(None),
+            Ok(0) => continue, // a clamped poll ended before the deadline
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let data_ready = !polls[0].revents().is_empty();
+        let exited = polls.get(1).is_some_and(|p| !p.revents().is_empty());
+        if !socket {
+            // A pipe: poll said readable (data or EOF), so read won't block
+            // (only one reader at a time: the Connection holds a lock).
+            if data_ready {
+                return Ok(Some(retry_intr(|| rustix::io::read(fd, &mut *buf))?));
+            }
+            if exited {
+                return Ok(Some(0));
+            }
+            continue;
+        }
+        match rustix::net::recv(fd, &mut *buf, rustix::net::RecvFlags::DONTWAIT) {
+            Ok((n, _)) => return Ok(Some(n)),
+            Err(Errno::AGAIN) if exited => return Ok(Some(0)),
+            Err(Errno::AGAIN) | Err(Errno::INTR) => {}
+            Err(Errno::CONNRESET) => return Ok(Some(0)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A close-on-exec pipe with a larger buffer where Linux allows it (fewer
+/// switches between writer and reader for big messages).
+pub(super) fn big_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = cloexec_pipe()?;
+    #[cfg(target_os = "linux")]
+    let _ = rustix::pipe::fcntl_setpipe_size(&w, 1 << 20);
+    Ok((r, w))
+}
+
+/// A connected pair of channels for `Pipe`: two pipes for duplex (one
+/// each way), one for simplex (reader, writer).
+pub(crate) fn pipe(duplex: bool) -> io::Result<(Channel, Channel)> {
+    let end = |fd, wr, bulk| Channel {
+        fd,
+        wr,
+        socket: false,
+        bulk: Some(bulk),
+    };
+    let (ba, bb) = stream_socketpair()?;
+    let (r1, w1) = big_pipe()?;
+    if !duplex {
+        return Ok((end(r1, None, ba), end(w1, None, bb)));
+    }
+    let (r2, w2) = big_pipe()?;
+    Ok((end(r1, Some(w2), ba), end(r2, Some(w1), bb)))
 }
 
 /// Appends at most `max` bytes of what `fd` has to `v` without waiting:

@@ -145,6 +145,21 @@ impl Child {
 
     /// Windows keeps a copy of the child's end; Unix closed it at spawn.
     pub(crate) fn release_bootstrap_peer(&self) {}
+
+    /// SIGTERM to the child's process group.
+    pub(crate) fn terminate_tree(&self) -> io::Result<()> {
+        self.signal(Signal::TERM, true)
+    }
+
+    /// SIGKILL to the child's process group.
+    pub(crate) fn kill_tree(&self) -> io::Result<()> {
+        self.signal(Signal::KILL, true)
+    }
+
+    /// The pidfd, which becomes readable when the process exits.
+    pub(crate) fn sentinel(&self) -> Option<BorrowedRaw<'_>> {
+        self.pidfd.as_ref().map(|f| f.as_fd())
+    }
 }
 
 impl Drop for Child {
@@ -180,19 +195,6 @@ impl HandleTransfer {
     }
 }
 
-impl Child {
-    /// SIGTERM to the child's process group.
-    pub(crate) fn terminate_tree(&self) -> io::Result<()> {
-        self.signal(Signal::TERM, true)
-    }
-
-    /// SIGKILL to the child's process group.
-    pub(crate) fn kill_tree(&self) -> io::Result<()> {
-        self.signal(Signal::KILL, true)
-    }
-
-    /// The pidfd, which becomes readable when the process exits.
-    pub(crate) fn sentinel(&self) -> Option<BorrowedRaw<'_>> {
-        self.pidfd.as_ref().map(|f| f.as_fd())
-    }
-}
+/// Before this process exits: nothing to wait for on Unix (the child's end
+/// of the bootstrap channel is in the child from the start).
+pub(crate) fn before_exit() {}

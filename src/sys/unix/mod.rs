@@ -29,9 +29,9 @@ mod poll;
 mod reaper;
 mod spawn;
 
-pub(crate) use bootstrap::{die_with_parent, open_bootstrap, ChildChannel};
+pub(crate) use bootstrap::{die_with_parent, open_bootstrap, set_std_handle, ChildChannel};
 pub(crate) use channel::{pipe, Channel};
-pub(crate) use child::{Child, HandleTransfer};
+pub(crate) use child::{before_exit, Child, HandleTransfer};
 #[cfg(feature = "test-hooks")]
 pub(crate) use diag::{open_handle_count, open_ipc_handles, settle, watch_process};
 pub(crate) use poll::wait_any;
