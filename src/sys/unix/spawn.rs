@@ -20,24 +20,36 @@ use super::{
 };
 use crate::sys::{BootToken, SpawnRequest, StdioMode};
 
-/// `posix_spawn_file_actions_t` that is destroyed when dropped.
-pub(super) struct FileActions(libc::posix_spawn_file_actions_t);
+/// An initialized `posix_spawn_file_actions_t`, destroyed when dropped.
+///
+/// It stays in the box it was initialized in (POSIX does not say the
+/// object may move), and exists only once `init` succeeded, so `Drop`
+/// never destroys an uninitialized one.
+pub(super) struct FileActions(Box<MaybeUninit<libc::posix_spawn_file_actions_t>>);
 
 impl FileActions {
-    fn new() -> io::Result<Box<Self>> {
+    fn new() -> io::Result<Self> {
         let mut fa = Box::new(MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit());
         // SAFETY: `fa` is valid writable memory for the structure.
         cvt_nz(unsafe { libc::posix_spawn_file_actions_init(fa.as_mut_ptr()) })?;
-        // SAFETY: initialized by the call above; Box<MaybeUninit<T>> and
-        // Box<FileActions> have the same layout (repr of a one-field struct).
-        Ok(unsafe { Box::from_raw(Box::into_raw(fa).cast::<Self>()) })
+        Ok(Self(fa))
+    }
+
+    /// The initialized structure, for the `posix_spawn_file_actions_*` calls.
+    fn as_mut_ptr(&mut self) -> *mut libc::posix_spawn_file_actions_t {
+        self.0.as_mut_ptr()
+    }
+
+    /// The initialized structure, for `posix_spawn`.
+    fn as_ptr(&self) -> *const libc::posix_spawn_file_actions_t {
+        self.0.as_ptr()
     }
 }
 
 impl Drop for FileActions {
     fn drop(&mut self) {
         // SAFETY: initialized in `new`, destroyed once here.
-        unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
+        unsafe { libc::posix_spawn_file_actions_destroy(self.as_mut_ptr()) };
     }
 }
 
@@ -95,29 +107,39 @@ pub(super) fn close_inheritable(actions: &mut FileActions) -> io::Result<()> {
         if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
             // SAFETY: `actions` is initialized; the action only records
             // the number.
-            cvt_nz(unsafe { libc::posix_spawn_file_actions_addclose(&mut actions.0, fd) })?;
+            cvt_nz(unsafe { libc::posix_spawn_file_actions_addclose(actions.as_mut_ptr(), fd) })?;
         }
     }
     Ok(())
 }
 
-/// `posix_spawnattr_t` that is destroyed when dropped.
-pub(super) struct SpawnAttr(libc::posix_spawnattr_t);
+/// An initialized `posix_spawnattr_t`, destroyed when dropped (kept in
+/// its box and created only once `init` succeeded, as [`FileActions`]).
+pub(super) struct SpawnAttr(Box<MaybeUninit<libc::posix_spawnattr_t>>);
 
 impl SpawnAttr {
-    fn new() -> io::Result<Box<Self>> {
+    fn new() -> io::Result<Self> {
         let mut attr = Box::new(MaybeUninit::<libc::posix_spawnattr_t>::uninit());
         // SAFETY: `attr` is valid writable memory for the structure.
         cvt_nz(unsafe { libc::posix_spawnattr_init(attr.as_mut_ptr()) })?;
-        // SAFETY: initialized by the call above; same layout as `Self`.
-        Ok(unsafe { Box::from_raw(Box::into_raw(attr).cast::<Self>()) })
+        Ok(Self(attr))
+    }
+
+    /// The initialized structure, for the `posix_spawnattr_*` calls.
+    fn as_mut_ptr(&mut self) -> *mut libc::posix_spawnattr_t {
+        self.0.as_mut_ptr()
+    }
+
+    /// The initialized structure, for `posix_spawn`.
+    fn as_ptr(&self) -> *const libc::posix_spawnattr_t {
+        self.0.as_ptr()
     }
 }
 
 impl Drop for SpawnAttr {
     fn drop(&mut self) {
         // SAFETY: initialized in `new`, destroyed once here.
-        unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
+        unsafe { libc::posix_spawnattr_destroy(self.as_mut_ptr()) };
     }
 }
 
@@ -204,7 +226,11 @@ impl Prepared {
         let mut actions = FileActions::new()?;
         // SAFETY: `actions` is initialized; both fds are open until posix_spawn returns.
         cvt_nz(unsafe {
-            libc::posix_spawn_file_actions_adddup2(&mut actions.0, channel.as_raw_fd(), CHILD_FD)
+            libc::posix_spawn_file_actions_adddup2(
+                actions.as_mut_ptr(),
+                channel.as_raw_fd(),
+                CHILD_FD,
+            )
         })?;
         let null = c"/dev/null";
         for (fd, mode) in self.stdio.iter().enumerate() {
@@ -218,7 +244,7 @@ impl Prepared {
                 // string that outlives the call (posix_spawn copies it).
                 cvt_nz(unsafe {
                     libc::posix_spawn_file_actions_addopen(
-                        &mut actions.0,
+                        actions.as_mut_ptr(),
                         fd as libc::c_int,
                         null.as_ptr(),
                         flags,
@@ -234,7 +260,7 @@ impl Prepared {
         match addclosefrom() {
             // SAFETY: `actions` is initialized; `f` is the C library's
             // posix_spawn_file_actions_addclosefrom_np (see addclosefrom).
-            Some(f) => cvt_nz(unsafe { f(&mut actions.0, CHILD_FD + 1) })?,
+            Some(f) => cvt_nz(unsafe { f(actions.as_mut_ptr(), CHILD_FD + 1) })?,
             None => close_inheritable(&mut actions)?,
         }
 
@@ -247,18 +273,18 @@ impl Prepared {
         // SAFETY: initialized by sigemptyset above.
         let mut set = unsafe { set.assume_init() };
         // SAFETY: `attr` and `set` are initialized.
-        cvt_nz(unsafe { libc::posix_spawnattr_setsigmask(&mut attr.0, &set) })?;
+        cvt_nz(unsafe { libc::posix_spawnattr_setsigmask(attr.as_mut_ptr(), &set) })?;
         // SAFETY: `set` is an initialized sigset_t.
         unsafe { libc::sigaddset(&mut set, libc::SIGPIPE) };
         // SAFETY: `attr` and `set` are initialized.
-        cvt_nz(unsafe { libc::posix_spawnattr_setsigdefault(&mut attr.0, &set) })?;
+        cvt_nz(unsafe { libc::posix_spawnattr_setsigdefault(attr.as_mut_ptr(), &set) })?;
         #[allow(unused_mut)]
         let mut flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
         if self.new_group {
             // Its own process group (pgid = its pid), so that `kill_tree`
             // reaches everything it starts.
             // SAFETY: `attr` is initialized.
-            cvt_nz(unsafe { libc::posix_spawnattr_setpgroup(&mut attr.0, 0) })?;
+            cvt_nz(unsafe { libc::posix_spawnattr_setpgroup(attr.as_mut_ptr(), 0) })?;
             flags |= libc::POSIX_SPAWN_SETPGROUP;
         }
         #[cfg(target_vendor = "apple")]
@@ -266,7 +292,7 @@ impl Prepared {
             flags |= libc::POSIX_SPAWN_CLOEXEC_DEFAULT;
         }
         // SAFETY: `attr` is initialized.
-        cvt_nz(unsafe { libc::posix_spawnattr_setflags(&mut attr.0, flags as _) })?;
+        cvt_nz(unsafe { libc::posix_spawnattr_setflags(attr.as_mut_ptr(), flags as _) })?;
 
         let mut pid: libc::pid_t = 0;
         // SAFETY: every pointer is valid and NUL-terminated where required;
@@ -276,8 +302,8 @@ impl Prepared {
             libc::posix_spawn(
                 &mut pid,
                 self.program.as_ptr(),
-                &actions.0,
-                &attr.0,
+                actions.as_ptr(),
+                attr.as_ptr(),
                 argv.as_ptr(),
                 envp.as_ptr(),
             )
