@@ -1,5 +1,6 @@
 //! `Popen`: one worker process, as CPython's `popen_spawn_win32.Popen`.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -259,11 +260,21 @@ impl PopenBuilder {
     /// Returns once the bootstrap data (entry and arguments) is fully
     /// written. `entry` must be a plain `fn` item registered with
     /// [`entry!`](crate::entry).
-    pub fn spawn<F, A, R>(&self, entry: F, args: &A) -> Result<Popen>
+    ///
+    /// `args` is the entry's argument or a reference to it (anything that
+    /// [`Borrow`]s as it), the same for every spawn ([`Popen::spawn`],
+    /// [`Process::spawn`](crate::Process::spawn) and their builders): it is
+    /// serialized before this returns, so nothing needs to own it after.
+    /// Give a value away (`spawn(f, conn)`: it is dropped once sent), or
+    /// lend it and keep using it (`spawn(f, &conn)`: a
+    /// [`Connection`](crate::Connection) the worker and this process then
+    /// both hold, as a CPython parent keeps the objects it passed).
+    pub fn spawn<F, A, R>(&self, entry: F, args: impl Borrow<A>) -> Result<Popen>
     where
         F: Fn(A) -> R + Copy + 'static,
         A: Serialize,
     {
+        let args = args.borrow();
         let name = spawn::entry_id(&entry);
         if spawn::find_entry(name).is_none() {
             return Err(Error::new(Kind::UnknownEntry(name.to_string())));
@@ -437,11 +448,11 @@ impl Popen {
     /// fn exit_with(code: i32) { std::process::exit(code) }
     /// multiproc::entry!(exit_with);
     /// # multiproc::init();
-    /// let p = multiproc::Popen::spawn(exit_with, &42)?;
+    /// let p = multiproc::Popen::spawn(exit_with, 42)?;
     /// assert_eq!(p.wait(None)?.unwrap().code(), Some(42));
     /// # Ok(()) }
     /// ```
-    pub fn spawn<F, A, R>(entry: F, args: &A) -> Result<Popen>
+    pub fn spawn<F, A, R>(entry: F, args: impl Borrow<A>) -> Result<Popen>
     where
         F: Fn(A) -> R + Copy + 'static,
         A: Serialize,

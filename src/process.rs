@@ -1,6 +1,7 @@
 //! `Process<T>`: a typed call in a worker process, with Python's
 //! `multiprocessing.Process` semantics.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::Path;
@@ -168,8 +169,10 @@ impl ProcessBuilder {
     }
 
     /// Starts a worker running `entry(args)`; returns once the arguments
-    /// are written to it.
-    pub fn spawn<F, A, T>(&self, entry: F, args: A) -> Result<Process<T>>
+    /// are written to it. `args` is the argument or a reference to it, as
+    /// for [`PopenBuilder::spawn`](crate::PopenBuilder::spawn): give it
+    /// away or lend it.
+    pub fn spawn<F, A, T>(&self, entry: F, args: impl Borrow<A>) -> Result<Process<T>>
     where
         F: Fn(A) -> T + Copy + 'static,
         A: Serialize,
@@ -184,7 +187,7 @@ impl ProcessBuilder {
         for (i, want) in self.capture.iter().enumerate() {
             popen.capture(i, *want);
         }
-        let mut popen = popen.spawn(entry, &args)?;
+        let mut popen = popen.spawn(entry, args)?;
         let (stdout, stderr) = (popen.take_output(0), popen.take_output(1));
         Ok(Process {
             popen,
@@ -252,8 +255,9 @@ impl Process<()> {
 }
 
 impl<T: DeserializeOwned> Process<T> {
-    /// Starts `entry(args)` in a new worker with default options.
-    pub fn spawn<F, A>(entry: F, args: A) -> Result<Process<T>>
+    /// Starts `entry(args)` in a new worker with default options; `args`
+    /// is the argument or a reference to it (see [`ProcessBuilder::spawn`]).
+    pub fn spawn<F, A>(entry: F, args: impl Borrow<A>) -> Result<Process<T>>
     where
         F: Fn(A) -> T + Copy + 'static,
         A: Serialize,

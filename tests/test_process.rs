@@ -152,6 +152,30 @@ fn join_returns_the_value() {
 }
 
 #[test]
+fn spawn_takes_its_argument_given_or_lent() {
+    let mut p = Process::spawn(square, &7).unwrap();
+    assert_eq!(p.join().unwrap(), 49);
+
+    let (r, w) = multiproc::Pipe::simplex().unwrap();
+    // Lent: the child gets a copy, and `w` is still ours to use.
+    let mut p = Process::spawn(send_hello, &w).unwrap();
+    p.join().unwrap();
+    w.send("hello from the parent").unwrap();
+    // Given: the parent's last write end goes with the call.
+    let mut p = Process::spawn(send_hello, w).unwrap();
+    p.join().unwrap();
+    let got: Vec<String> = std::iter::from_fn(|| r.recv().ok()).collect();
+    assert_eq!(
+        got,
+        [
+            "hello from the child",
+            "hello from the parent",
+            "hello from the child"
+        ]
+    );
+}
+
+#[test]
 fn join_leaves_the_process_queryable_and_a_second_join_is_a_usage_error() {
     let mut p = Process::spawn(exit_with, 3).unwrap();
     assert!(p.join().unwrap_err().is_no_result());

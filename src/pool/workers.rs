@@ -278,7 +278,7 @@ impl Shared {
         let cfg = WorkerConfig {
             initializer: self.spawner.initializer.clone(),
         };
-        let popen = Arc::new(self.spawner.popen.spawn(pool_worker_main, &(theirs, cfg))?);
+        let popen = Arc::new(self.spawner.popen.spawn(pool_worker_main, (theirs, cfg))?);
         let conn = Arc::new(mine);
         // The worker's exit ends the reader's stream even while children it
         // started hold its end of the channel.
