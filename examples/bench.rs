@@ -523,7 +523,7 @@ fn bare_spawn_wait(exe: &Path) {
 }
 
 fn popen_spawn_wait() {
-    let p = Popen::spawn(nothing, &()).expect("spawn");
+    let p = Popen::spawn(nothing, ()).expect("spawn");
     let st = p.wait(None).expect("wait").expect("status");
     assert!(st.success(), "worker: {st}");
 }

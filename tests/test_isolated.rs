@@ -36,7 +36,7 @@ fn missing_executable_is_a_clear_error_and_leaves_nothing() {
     let missing = || {
         PopenBuilder::new()
             .executable("/no/such/dir/multiproc-worker")
-            .spawn(do_nothing, &())
+            .spawn(do_nothing, ())
             .unwrap_err()
     };
     // A first failure may set up what the OS caches for process creation.
@@ -65,10 +65,10 @@ fn missing_executable_is_a_clear_error_and_leaves_nothing() {
 fn handle_count_is_unchanged_after_200_spawn_wait_cycles() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // Warm up whatever a first spawn sets up once.
-    wait_done(&Popen::spawn(do_nothing, &()).unwrap());
+    wait_done(&Popen::spawn(do_nothing, ()).unwrap());
     let before = multiproc::test_hooks::open_handle_count().unwrap();
     for i in 0..200 {
-        let p = Popen::spawn(exit_with, &(i % 7)).unwrap();
+        let p = Popen::spawn(exit_with, i % 7).unwrap();
         assert_eq!(wait_done(&p).code(), Some(i % 7));
         if i % 2 == 0 {
             p.close();
@@ -92,7 +92,7 @@ fn executable_path_with_spaces_and_non_ascii_works() {
     std::fs::copy(&exe, &copy).unwrap();
     let p = PopenBuilder::new()
         .executable(&copy)
-        .spawn(exit_with, &42)
+        .spawn(exit_with, 42)
         .unwrap();
     assert_eq!(wait_done(&p).code(), Some(42));
     drop(p);
@@ -110,7 +110,7 @@ fn set_executable_names_the_worker_host_for_every_spawn() {
 
     multiproc::set_executable(&host);
     assert_eq!(multiproc::executable().unwrap(), host);
-    let p = Popen::spawn(exit_with, &42);
+    let p = Popen::spawn(exit_with, 42);
     multiproc::reset_executable();
     let p = p.unwrap();
     assert_eq!(wait_done(&p).code(), Some(42));
@@ -118,7 +118,7 @@ fn set_executable_names_the_worker_host_for_every_spawn() {
 
     // A host that can't start is the spawn's error, naming the host.
     multiproc::set_executable(dir.join("missing-host"));
-    let err = Popen::spawn(exit_with, &1).unwrap_err();
+    let err = Popen::spawn(exit_with, 1).unwrap_err();
     multiproc::reset_executable();
     assert!(
         err.is_spawn() && err.to_string().contains("missing-host"),

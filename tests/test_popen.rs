@@ -53,7 +53,7 @@ fn wait_done(p: &Popen) -> multiproc::ExitStatus {
 #[test]
 fn exit_codes_pass_through() {
     for code in [0, 1, 42, 255] {
-        let p = Popen::spawn(exit_with, &code).unwrap();
+        let p = Popen::spawn(exit_with, code).unwrap();
         let st = wait_done(&p);
         assert_eq!(st.code(), Some(code), "{st}");
         assert_eq!(st.success(), code == 0);
@@ -64,7 +64,7 @@ fn exit_codes_pass_through() {
 fn builders_are_reached_from_their_types() {
     let p = Popen::builder()
         .kill_on_drop(true)
-        .spawn(exit_with, &7)
+        .spawn(exit_with, 7)
         .unwrap();
     assert_eq!(wait_done(&p).code(), Some(7));
     let mut p = multiproc::Process::builder()
@@ -77,7 +77,7 @@ fn builders_are_reached_from_their_types() {
 
 #[test]
 fn wait_with_short_timeout_on_running_worker_returns_none_then_status() {
-    let p = Popen::spawn(block_forever, &()).unwrap();
+    let p = Popen::spawn(block_forever, ()).unwrap();
     assert_eq!(p.wait(Some(Duration::from_millis(20))).unwrap(), None);
     assert_eq!(p.poll().unwrap(), None);
     p.kill().unwrap();
@@ -90,7 +90,7 @@ fn wait_with_short_timeout_on_running_worker_returns_none_then_status() {
 
 #[test]
 fn poll_after_exit_gives_the_status() {
-    let p = Popen::spawn(exit_with, &3).unwrap();
+    let p = Popen::spawn(exit_with, 3).unwrap();
     let st = wait_done(&p);
     assert_eq!(p.poll().unwrap(), Some(st));
     assert_eq!(st.code(), Some(3));
@@ -98,7 +98,7 @@ fn poll_after_exit_gives_the_status() {
 
 #[test]
 fn terminate_gives_the_platform_terminate_status() {
-    let p = Popen::spawn(block_forever, &()).unwrap();
+    let p = Popen::spawn(block_forever, ()).unwrap();
     p.terminate().unwrap();
     let st = wait_done(&p);
     assert!(st.is_terminated(), "{st}");
@@ -113,7 +113,7 @@ fn terminate_gives_the_platform_terminate_status() {
 
 #[test]
 fn terminate_twice_and_after_exit_is_not_an_error() {
-    let p = Popen::spawn(block_forever, &()).unwrap();
+    let p = Popen::spawn(block_forever, ()).unwrap();
     p.terminate().unwrap();
     p.terminate().unwrap();
     let st = wait_done(&p);
@@ -123,7 +123,7 @@ fn terminate_twice_and_after_exit_is_not_an_error() {
 
     // Exited on its own, not yet waited for: still not an error, and the
     // status stays the worker's own.
-    let q = Popen::spawn(exit_with, &5).unwrap();
+    let q = Popen::spawn(exit_with, 5).unwrap();
     let st = wait_done(&q);
     q.terminate().unwrap();
     assert_eq!(q.wait(None).unwrap(), Some(st));
@@ -132,7 +132,7 @@ fn terminate_twice_and_after_exit_is_not_an_error() {
 
 #[test]
 fn kill_ends_a_running_worker() {
-    let p = Popen::spawn(block_forever, &()).unwrap();
+    let p = Popen::spawn(block_forever, ()).unwrap();
     p.kill().unwrap();
     let st = wait_done(&p);
     if cfg!(windows) {
@@ -145,7 +145,7 @@ fn kill_ends_a_running_worker() {
 
 #[test]
 fn wait_and_terminate_from_different_threads() {
-    let p = Popen::spawn(block_forever, &()).unwrap();
+    let p = Popen::spawn(block_forever, ()).unwrap();
     std::thread::scope(|s| {
         let waiter = s.spawn(|| p.wait(None).unwrap());
         p.terminate().unwrap();
@@ -173,7 +173,7 @@ fn duplicate_for_child_outside_a_spawn_is_an_error() {
 #[test]
 fn a_passed_pipe_end_works_in_the_child() {
     let (mut r, w) = std::io::pipe().unwrap();
-    let p = Popen::spawn(greet_through, &multiproc::PassedHandle::new(w.into())).unwrap();
+    let p = Popen::spawn(greet_through, multiproc::PassedHandle::new(w.into())).unwrap();
     // Our copy of the write end was dropped with the argument, so EOF comes
     // when the child is done.
     let mut got = String::new();
@@ -185,7 +185,7 @@ fn a_passed_pipe_end_works_in_the_child() {
 #[test]
 fn unregistered_entry_is_refused_before_spawning() {
     fn not_registered(_: ()) {}
-    let err = Popen::spawn(not_registered, &()).unwrap_err();
+    let err = Popen::spawn(not_registered, ()).unwrap_err();
     assert!(err.is_unknown_entry(), "{err}");
     assert_eq!(err.kind(), multiproc::ErrorKind::UnknownEntry);
     assert!(err.to_string().contains("not_registered"), "{err}");
@@ -311,7 +311,7 @@ fn concurrent_spawns_each_child_sees_only_its_own_channel() {
                 s.spawn(|| {
                     (0..25)
                         .map(|_| {
-                            let p = Popen::spawn(count_visible_handles, &()).unwrap();
+                            let p = Popen::spawn(count_visible_handles, ()).unwrap();
                             wait_done(&p).code()
                         })
                         .collect::<Vec<_>>()

@@ -41,7 +41,7 @@ fn join_timeout_with_duration_max_waits_for_the_result() {
 
 #[test]
 fn popen_wait_with_duration_max_gives_the_status() {
-    let p = Popen::spawn(exit_with, &5).unwrap();
+    let p = Popen::spawn(exit_with, 5).unwrap();
     let st = p.wait(Some(FOREVER)).unwrap().expect("exited");
     assert_eq!(st.code(), Some(5));
     // Recorded: ready now.
