@@ -246,18 +246,6 @@ pub(crate) struct ChannelParts<H> {
     pub bulk: Option<H>,
 }
 
-/// Borrows an owned handle or fd.
-#[cfg(unix)]
-pub(crate) fn borrow(h: &OwnedRaw) -> BorrowedRaw<'_> {
-    std::os::fd::AsFd::as_fd(h)
-}
-
-/// Borrows an owned handle or fd.
-#[cfg(windows)]
-pub(crate) fn borrow(h: &OwnedRaw) -> BorrowedRaw<'_> {
-    std::os::windows::io::AsHandle::as_handle(h)
-}
-
 /// Runs `f` when the process exits normally (C `atexit`: after `main`
 /// returns; at `std::process::exit` on Unix, where it calls the C
 /// runtime's `exit`, but not on Windows, where it calls `ExitProcess`; not

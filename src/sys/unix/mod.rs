@@ -43,6 +43,11 @@ pub(crate) type OwnedRaw = OwnedFd;
 /// A borrowed OS resource: a file descriptor.
 pub(crate) type BorrowedRaw<'a> = BorrowedFd<'a>;
 
+/// Borrows an owned handle or fd.
+pub(crate) fn borrow(h: &OwnedRaw) -> BorrowedRaw<'_> {
+    std::os::fd::AsFd::as_fd(h)
+}
+
 /// What `terminate()` produces: death by SIGTERM.
 pub(crate) const TERMINATED: RawStatus = RawStatus::Signaled(libc::SIGTERM);
 

@@ -100,6 +100,11 @@ pub(crate) type OwnedRaw = OwnedHandle;
 /// A borrowed OS handle.
 pub(crate) type BorrowedRaw<'a> = BorrowedHandle<'a>;
 
+/// Borrows an owned handle or fd.
+pub(crate) fn borrow(h: &OwnedRaw) -> BorrowedRaw<'_> {
+    std::os::windows::io::AsHandle::as_handle(h)
+}
+
 /// The exit code [`Child::terminate`] gives a process: CPython's
 /// `TERMINATE` (`0x10000`), so that "terminated by us" can be told apart
 /// from the small codes programs exit with.
