@@ -9,6 +9,9 @@ use serde::{Serialize, Serializer};
 
 multiproc::test_support!();
 
+mod common;
+use common::exit_with;
+
 /// Catches a panic of its own, then panics for real.
 fn catch_then_panic(_: ()) -> u32 {
     let caught = std::panic::catch_unwind(|| panic!("caught inside the entry"));
@@ -17,7 +20,7 @@ fn catch_then_panic(_: ()) -> u32 {
     panic!("the real panic")
 }
 
-const REAL_PANIC_LINE: u32 = 17;
+const REAL_PANIC_LINE: u32 = 20;
 
 /// Task 0 catches its own panic and returns; task 1 panics for real.
 fn task_panics_unless_zero(i: u32) -> u32 {
@@ -30,11 +33,7 @@ fn task_panics_unless_zero(i: u32) -> u32 {
     panic!("task {i} panicked for real")
 }
 
-const TASK_PANIC_LINE: u32 = 30;
-
-fn exit_with(code: i32) {
-    std::process::exit(code)
-}
+const TASK_PANIC_LINE: u32 = 33;
 
 /// A value whose `Serialize` fails.
 #[derive(Debug)]
@@ -84,7 +83,6 @@ multiproc::entry!(
     takes_undecodable,
     catch_then_panic,
     task_panics_unless_zero,
-    exit_with,
     returns_unencodable
 );
 

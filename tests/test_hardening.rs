@@ -5,18 +5,15 @@ use multiproc::{Connection, Pool, PoolBuilder, Process};
 
 multiproc::test_support!();
 
+mod common;
+use common::block_forever;
+
 /// How many fds (Unix: beyond stdio) / pipe handles (Windows: beyond the
 /// std handles) this process can see.
 fn visible_handles(_: u64) -> usize {
     multiproc::test_hooks::open_ipc_handles()
         .expect("list handles")
         .len()
-}
-
-fn block_forever(_: ()) {
-    loop {
-        std::thread::park();
-    }
 }
 
 /// Builds a pool whose workers die with this process, reports their pids,
@@ -27,7 +24,7 @@ fn pool_owner(report: Connection) {
     block_forever(());
 }
 
-multiproc::entry!(visible_handles, block_forever, pool_owner);
+multiproc::entry!(visible_handles, pool_owner);
 
 #[test]
 fn concurrent_processes_and_pools_see_only_their_own_pipes() {

@@ -4,31 +4,21 @@
 //! ETXTBSY — or change the count).
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use multiproc::{Popen, PopenBuilder};
 
 multiproc::test_support!();
 
+mod common;
+use common::{do_nothing, exit_with, wait_done};
+
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn exit_with(code: i32) {
-    std::process::exit(code)
-}
-
-fn do_nothing(_: ()) {}
 
 fn double(x: u32) -> u32 {
     2 * x
 }
 
-multiproc::entry!(exit_with, do_nothing, double);
-
-fn wait_done(p: &Popen) -> multiproc::ExitStatus {
-    p.wait(Some(Duration::from_secs(30)))
-        .expect("wait")
-        .expect("worker still running after 30 s")
-}
+multiproc::entry!(double);
 
 #[test]
 fn missing_executable_is_a_clear_error_and_leaves_nothing() {

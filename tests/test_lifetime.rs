@@ -7,18 +7,19 @@
 //! an ordinary program: [`scenario`] runs one `#[ignore]`d test of this file
 //! there, selected by `MULTIPROC_SCENARIO`, and returns its output.
 
-#![cfg_attr(not(unix), allow(unused_imports, dead_code))]
+#![cfg_attr(not(target_os = "linux"), allow(unused_imports, dead_code))]
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use multiproc::{exit_code, Connection, Pipe, Process, ProcessBuilder};
 
 multiproc::test_support!();
 
-fn exit_with(code: i32) {
-    std::process::exit(code)
-}
+mod common;
+use common::{
+    block_forever, exit_with, in_scenario, scenario, scenario_command, scenario_in, square, LONG,
+};
 
 /// Returns once the other end of `conn` is gone.
 fn wait_for_eof(conn: Connection) {
@@ -36,110 +37,7 @@ fn read_stdin_line(_: ()) -> usize {
     std::io::stdin().read_line(&mut line).unwrap_or(0)
 }
 
-fn block_forever(_: ()) {
-    loop {
-        std::thread::park();
-    }
-}
-
-multiproc::entry!(
-    exit_with,
-    wait_for_eof,
-    open_fds,
-    read_stdin_line,
-    block_forever
-);
-
-const LONG: Duration = Duration::from_secs(30);
-
-/// Runs the `#[ignore]`d test `name` of this binary in a new process (an
-/// ordinary program, not a worker); `setup` adjusts the command. A scenario
-/// still running after two minutes is killed (and fails: no exit code).
-fn scenario(name: &str, setup: impl FnOnce(&mut Command)) -> Output {
-    scenario_in(&std::env::current_exe().unwrap(), name, setup)
-}
-
-/// The command that runs scenario `name` (see [`scenario`]).
-fn scenario_command(exe: &std::path::Path, name: &str) -> Command {
-    let mut cmd = Command::new(exe);
-    cmd.args([
-        name,
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env("MULTIPROC_SCENARIO", name);
-    cmd
-}
-
-/// [`scenario`] in `exe`, a copy of this test binary.
-fn scenario_in(exe: &std::path::Path, name: &str, setup: impl FnOnce(&mut Command)) -> Output {
-    use std::io::Read;
-    use std::process::Stdio;
-    let mut cmd = Command::new(exe);
-    cmd.args([
-        name,
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env("MULTIPROC_SCENARIO", name)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    setup(&mut cmd);
-    // A fresh copy may still be open for writing in a child that another
-    // test thread is starting (until its exec closes it): ETXTBSY.
-    let mut tries = 0;
-    let mut child = loop {
-        match cmd.spawn() {
-            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            other => break other.expect("run the scenario"),
-        }
-    };
-    fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    }
-    let out_reader = read_all(child.stdout.take().unwrap());
-    let err_reader = read_all(child.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = Output {
-        status,
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    };
-    eprintln!(
-        "scenario {name}: {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Whether this process runs scenario `name` (see [`scenario`]); false in
-/// an ordinary test run, even with `--ignored`.
-fn in_scenario(name: &str) -> bool {
-    std::env::var("MULTIPROC_SCENARIO").as_deref() == Ok(name)
-}
+multiproc::entry!(wait_for_eof, open_fds, read_stdin_line);
 
 /// A bootstrap for `exit_with(code)`.
 #[cfg(unix)]
@@ -410,12 +308,6 @@ fn scenario_pool_at_the_process_limit() {
         Err(e) => println!("Pool::new failed: {e}"),
     }
 }
-
-fn square(x: u64) -> u64 {
-    x * x
-}
-
-multiproc::entry!(square);
 
 // Issue 9 item 5: replacing the executable on disk by rename (as package
 // upgrades and `cargo build` do) doesn't break later spawns: on Linux

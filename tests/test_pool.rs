@@ -12,18 +12,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 multiproc::test_support!();
 
-fn square(x: u64) -> u64 {
-    x * x
-}
+mod common;
+use common::{block_forever, pool, square};
 
 fn my_pid(_: u64) -> u32 {
     std::process::id()
-}
-
-fn hang(_: ()) {
-    loop {
-        std::thread::park();
-    }
 }
 
 fn spin(_: ()) {
@@ -162,13 +155,11 @@ fn abort_while_a_grandchild_holds_the_channel(path: PathBuf) {
 fn send_raw_then_hang(frame: Vec<u8>) {
     let conn = multiproc::test_hooks::pool_worker_connection().unwrap();
     conn.send_unframed(&frame).unwrap();
-    hang(())
+    block_forever(())
 }
 
 multiproc::entry!(
-    square,
     my_pid,
-    hang,
     spin,
     faulty,
     init_ok,
@@ -180,10 +171,6 @@ multiproc::entry!(
     hold_channel,
     abort_while_a_grandchild_holds_the_channel
 );
-
-fn pool(n: usize) -> Pool {
-    PoolBuilder::new().workers(n).build().unwrap()
-}
 
 #[test]
 fn map_is_ordered_and_complete() {
@@ -217,7 +204,7 @@ fn submit_get_timeout_and_ready() {
     let p = pool(2);
     let a = p.submit(square, 12u64);
     assert_eq!(a.get().unwrap(), 144);
-    let mut h = p.submit(hang, ());
+    let mut h = p.submit(block_forever, ());
     assert!(h.get_timeout(Duration::from_millis(50)).is_none());
     assert!(!h.is_ready());
     p.terminate();
@@ -232,9 +219,9 @@ fn submit_get_timeout_and_ready() {
 #[test]
 fn a_worker_killed_from_outside_fails_only_its_task() {
     let p = pool(2);
-    let h = p.submit(hang, ());
+    let h = p.submit(block_forever, ());
     let killed = p.wait_busy(Duration::from_secs(30));
-    assert_eq!(killed.len(), 1, "one worker runs `hang`");
+    assert_eq!(killed.len(), 1, "one worker runs `block_forever`");
     assert!(p.kill_worker(killed[0]));
     let err = h.get().unwrap_err();
     assert!(err.is_worker_died(), "{err}");
@@ -299,6 +286,7 @@ fn abort_in_a_task_fails_only_that_task() {
 }
 
 /// Kills process `pid` (not our child) with the system's own tool.
+#[cfg(any(target_os = "linux", windows))]
 fn kill_pid(pid: u32) {
     let pid = pid.to_string();
     let status = if cfg!(windows) {

@@ -2,19 +2,10 @@
 //! number of tasks. Alone in its test binary, because the count covers the
 //! whole process and other tests' pools would move it.
 
-use multiproc::PoolBuilder;
-
 multiproc::test_support!();
 
-fn square(x: u64) -> u64 {
-    x * x
-}
-
-multiproc::entry!(square);
-
-fn pool(n: usize) -> multiproc::Pool {
-    PoolBuilder::new().workers(n).build().unwrap()
-}
+mod common;
+use common::{pool, square};
 
 #[test]
 fn a_million_lazy_tasks_keep_fds_and_memory_bounded() {

@@ -11,12 +11,11 @@ use multiproc::PoolBuilder;
 
 multiproc::test_support!();
 
+mod common;
+use common::square;
+
 /// `set_executable` is process-wide: one test at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn square(x: u64) -> u64 {
-    x * x
-}
 
 fn hang_on_zero(x: u64) -> u64 {
     if x == 0 {
@@ -27,7 +26,7 @@ fn hang_on_zero(x: u64) -> u64 {
     x * x
 }
 
-multiproc::entry!(square, hang_on_zero);
+multiproc::entry!(hang_on_zero);
 
 /// A worker executable that doesn't exist.
 fn missing() -> PathBuf {

@@ -8,15 +8,8 @@ use multiproc::{exit_code, Popen, PopenBuilder};
 
 multiproc::test_support!();
 
-fn exit_with(code: i32) {
-    std::process::exit(code)
-}
-
-fn block_forever(_: ()) {
-    loop {
-        std::thread::park();
-    }
-}
+mod common;
+use common::{block_forever, exit_with, wait_done};
 
 /// Exits with the number of fds (Unix: beyond stdio) / pipe handles
 /// (Windows: beyond the std handles) this worker can see: 1 means it sees
@@ -32,23 +25,7 @@ fn greet_through(h: multiproc::PassedHandle) {
     write!(w, "hello from {}", std::process::id()).expect("write to the passed pipe");
 }
 
-fn do_nothing(_: ()) {}
-
-multiproc::entry!(
-    exit_with,
-    block_forever,
-    count_visible_handles,
-    greet_through,
-    do_nothing
-);
-
-const LONG: Duration = Duration::from_secs(30);
-
-fn wait_done(p: &Popen) -> multiproc::ExitStatus {
-    p.wait(Some(LONG))
-        .expect("wait")
-        .expect("worker still running after 30 s")
-}
+multiproc::entry!(count_visible_handles, greet_through);
 
 #[test]
 fn exit_codes_pass_through() {

@@ -7,21 +7,8 @@ use multiproc::{Connection, Process, ProcessBuilder};
 
 multiproc::test_support!();
 
-fn square(x: u64) -> u64 {
-    x * x
-}
-
-fn do_nothing(_: ()) {}
-
-fn exit_with(code: i32) {
-    std::process::exit(code)
-}
-
-fn block_forever(_: ()) {
-    loop {
-        std::thread::park();
-    }
-}
+mod common;
+use common::{block_forever, do_nothing, exit_with, in_scenario, scenario, square, LONG};
 
 fn panics(msg: String) -> u32 {
     panic!("{msg}")
@@ -129,10 +116,6 @@ fn quiet_grandchild(which: u8) {
 multiproc::entry!(leak_both, quiet_grandchild);
 
 multiproc::entry!(
-    square,
-    do_nothing,
-    exit_with,
-    block_forever,
     panics,
     aborts,
     my_name,
@@ -142,8 +125,6 @@ multiproc::entry!(
     spawn_hello_and_return,
     write_marker
 );
-
-const LONG: Duration = Duration::from_secs(30);
 
 #[test]
 fn join_returns_the_value() {
@@ -436,22 +417,24 @@ fn daemon_children_are_gone_after_the_parent_calls_exit() {
     daemon_grandchild_dies_with_its_parent(Ending::Exit);
 }
 
-/// The environment variable that makes [`daemon_main_helper`] act: how the
-/// helper's `main` ends (`return` or `exit`).
+/// The environment variable that tells [`scenario_daemon_main`] how its
+/// `main` ends (`return` or `exit`).
 #[cfg(any(target_os = "linux", windows))]
 const DAEMON_MAIN_ENV: &str = "MULTIPROC_TEST_DAEMON_MAIN";
 
-/// Not a test by itself: run by [`daemon_children_are_gone_after_main_ends`]
-/// in a fresh copy of this test binary (a plain program, not a worker).
-/// Starts a daemonic grandchild, waits for its hello, prints its pid, waits
-/// for a line on stdin, then lets `main` return (the test harness returns
-/// from `main` when every test passed) or calls `std::process::exit(0)`.
+/// A scenario (see `common::scenario`), run by
+/// [`daemon_children_are_gone_after_main_ends`]. Starts a daemonic
+/// grandchild, waits for its hello, prints its pid, waits for a line on
+/// stdin, then lets `main` return (the test harness returns from `main`
+/// when every test passed) or calls `std::process::exit(0)`.
 #[cfg(any(target_os = "linux", windows))]
 #[test]
-fn daemon_main_helper() {
-    let Ok(mode) = std::env::var(DAEMON_MAIN_ENV) else {
+#[ignore = "a scenario, run by daemon_children_are_gone_after_main_ends"]
+fn scenario_daemon_main() {
+    if !in_scenario("scenario_daemon_main") {
         return;
-    };
+    }
+    let mode = std::env::var(DAEMON_MAIN_ENV).unwrap();
     let (hello_r, hello_w) = multiproc::Pipe::simplex().unwrap();
     // No stdio: a grandchild that survived would otherwise keep the test's
     // pipe on our stdout open.
@@ -476,10 +459,10 @@ fn daemon_main_helper() {
 #[test]
 fn daemon_children_are_gone_after_main_ends() {
     use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     for mode in ["return", "exit"] {
-        let mut helper = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "daemon_main_helper", "--nocapture"])
+        let exe = std::env::current_exe().unwrap();
+        let mut helper = common::scenario_command(&exe, "scenario_daemon_main")
             .env(DAEMON_MAIN_ENV, mode)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -490,7 +473,8 @@ fn daemon_children_are_gone_after_main_ends() {
         let mut pid = None;
         let mut lines = stdout.lines();
         for line in lines.by_ref() {
-            if let Some(p) = line.unwrap().strip_prefix("grandchild ") {
+            // libtest may have written `test NAME ... ` before it.
+            if let Some((_, p)) = line.unwrap().split_once("grandchild ") {
                 pid = Some(p.trim().parse::<u32>().unwrap());
                 break;
             }
@@ -575,20 +559,21 @@ fn a_worker_that_returns_right_after_spawning_still_starts_its_child() {
     assert_eq!(got, "hello from the child");
 }
 
-/// The environment variable that makes [`drop_then_return_helper`] act:
-/// the marker file's path.
+/// The environment variable that tells [`scenario_drop_then_return`] the
+/// marker file's path.
 const DROP_MAIN_ENV: &str = "MULTIPROC_TEST_DROP_MAIN";
 
-/// Not a test by itself: run by
-/// [`a_child_dropped_right_before_main_returns_still_starts`] in a fresh
-/// copy of this test binary (a plain program, not a worker). Starts a child
-/// that writes a marker file, drops it, prints its pid and lets `main`
-/// return at once.
+/// A scenario (see `common::scenario`), run by
+/// [`a_child_dropped_right_before_main_returns_still_starts`]. Starts a
+/// child that writes a marker file, drops it, prints its pid and lets
+/// `main` return at once.
 #[test]
-fn drop_then_return_helper() {
-    let Some(path) = std::env::var_os(DROP_MAIN_ENV) else {
+#[ignore = "a scenario, run by a_child_dropped_right_before_main_returns_still_starts"]
+fn scenario_drop_then_return() {
+    if !in_scenario("scenario_drop_then_return") {
         return;
-    };
+    }
+    let path = std::env::var_os(DROP_MAIN_ENV).unwrap();
     let p = Process::<()>::spawn(write_marker, path.to_string_lossy().into_owned()).unwrap();
     let pid = p.pid();
     drop(p);
@@ -602,17 +587,15 @@ fn a_child_dropped_right_before_main_returns_still_starts() {
     // end out of the helper yet).
     let marker = std::env::temp_dir().join(format!("multiproc-drop-main-{}", std::process::id()));
     let _ = std::fs::remove_file(&marker);
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "drop_then_return_helper", "--nocapture"])
-        .env(DROP_MAIN_ENV, &marker)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let out = scenario("scenario_drop_then_return", |cmd| {
+        cmd.env(DROP_MAIN_ENV, &marker)
+            .stdin(std::process::Stdio::null());
+    });
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "helper: {}; {stdout}", out.status);
     let pid: u32 = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("grandchild "))
+        .find_map(|l| Some(l.split_once("grandchild ")?.1))
         .expect("the helper printed no pid")
         .trim()
         .parse()

@@ -9,11 +9,8 @@ use multiproc::{Pipe, PoolBuilder, Process};
 
 multiproc::test_support!();
 
-fn square(x: u64) -> u64 {
-    x * x
-}
-
-multiproc::entry!(square);
+mod common;
+use common::square;
 
 /// (open fds/handles, threads where the OS tells us cheaply).
 fn census() -> (usize, Option<usize>) {

@@ -8,13 +8,8 @@ use multiproc::{Connection, Pipe, PoolBuilder, Popen, Process};
 
 multiproc::test_support!();
 
-fn square(x: u64) -> u64 {
-    x * x
-}
-
-fn exit_with(code: i32) {
-    std::process::exit(code)
-}
+mod common;
+use common::{exit_with, square};
 
 /// Waits for a word on `conn`, then sends it back doubled.
 fn echo_doubled(conn: Connection) {
@@ -22,7 +17,7 @@ fn echo_doubled(conn: Connection) {
     conn.send(&(n * 2)).expect("reply");
 }
 
-multiproc::entry!(square, exit_with, echo_doubled);
+multiproc::entry!(echo_doubled);
 
 const FOREVER: Duration = Duration::MAX;
 

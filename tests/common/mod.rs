@@ -1,0 +1,138 @@
+//! Helpers shared by the integration tests: `mod common;` in a test file.
+//!
+//! Each file in `tests/` is its own binary and compiles this module once,
+//! so the entries below are registered exactly once per binary, here; a
+//! test file registers only its own. (`test_support!` stays in each file,
+//! where the crate docs say it goes.) Each binary uses only some of these,
+//! hence `dead_code` is allowed.
+#![allow(dead_code)]
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use multiproc::{ExitStatus, Pool, PoolBuilder, Popen};
+
+/// How long a test waits for something that takes milliseconds when all
+/// is well: long enough never to fail on a loaded machine, short enough
+/// that a hang fails the test instead of the whole run.
+pub const LONG: Duration = Duration::from_secs(30);
+
+pub fn square(x: u64) -> u64 {
+    x * x
+}
+
+pub fn exit_with(code: i32) {
+    std::process::exit(code)
+}
+
+pub fn do_nothing(_: ()) {}
+
+/// Never returns: a worker busy until it is killed.
+pub fn block_forever(_: ()) {
+    loop {
+        std::thread::park();
+    }
+}
+
+multiproc::entry!(square, exit_with, do_nothing, block_forever);
+
+/// A pool of `n` workers.
+pub fn pool(n: usize) -> Pool {
+    PoolBuilder::new().workers(n).build().unwrap()
+}
+
+/// Waits (at most [`LONG`]) for `p` to exit; its status.
+pub fn wait_done(p: &Popen) -> ExitStatus {
+    p.wait(Some(LONG))
+        .expect("wait")
+        .expect("worker still running after 30 s")
+}
+
+// ------------------------------------------------------------ scenarios
+//
+// Scenarios that change process-wide state (resource limits, stdin, the
+// executable on disk) or that must see `main` end run in a fresh copy of
+// the test binary started as an ordinary program (not a worker):
+// [`scenario`] runs one `#[ignore]`d test there, selected by
+// `MULTIPROC_SCENARIO`; that test starts with
+// `if !in_scenario("its_name") { return; }`.
+
+/// The command that runs the `#[ignore]`d test `name` of the binary `exe`
+/// as a scenario; stdio as `Command` leaves it (inherited).
+pub fn scenario_command(exe: &std::path::Path, name: &str) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("MULTIPROC_SCENARIO", name);
+    cmd
+}
+
+/// Runs the `#[ignore]`d test `name` of this binary as a scenario; `setup`
+/// adjusts the command. Its output, also printed to stderr. A scenario
+/// still running after two minutes is killed (and fails: no exit code).
+pub fn scenario(name: &str, setup: impl FnOnce(&mut Command)) -> Output {
+    scenario_in(&std::env::current_exe().unwrap(), name, setup)
+}
+
+/// [`scenario`] in `exe`, a copy of this test binary.
+pub fn scenario_in(exe: &std::path::Path, name: &str, setup: impl FnOnce(&mut Command)) -> Output {
+    use std::io::Read;
+    let mut cmd = scenario_command(exe, name);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    setup(&mut cmd);
+    // A fresh copy may still be open for writing in a child that another
+    // test thread is starting (until its exec closes it): ETXTBSY.
+    let mut tries = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => break other.expect("run the scenario"),
+        }
+    };
+    fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    }
+    let out_reader = read_all(child.stdout.take().unwrap());
+    let err_reader = read_all(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = Output {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    };
+    eprintln!(
+        "scenario {name}: {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Whether this process runs scenario `name` (see [`scenario`]); false in
+/// an ordinary test run, even with `--ignored`.
+pub fn in_scenario(name: &str) -> bool {
+    std::env::var("MULTIPROC_SCENARIO").as_deref() == Ok(name)
+}
