@@ -359,6 +359,7 @@ fn intermediate(how: Grandchild) -> (Process<()>, Connection, u32) {
     intermediate_with(how, false)
 }
 
+#[cfg(any(target_os = "linux", windows))]
 /// [`intermediate`], the intermediate leading its own process group
 /// (`own_group`, Unix) so that its tree can be killed.
 fn intermediate_with(how: Grandchild, own_group: bool) -> (Process<()>, Connection, u32) {
