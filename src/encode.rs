@@ -222,48 +222,30 @@ impl ser::Serializer for Catch {
     }
 }
 
-impl ser::SerializeSeq for Catch {
-    type Ok = ();
-    type Error = Caught;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
-        v.serialize(Catch)
-    }
-    fn end(self) -> Done {
-        Ok(())
-    }
+/// The compound serializers: each element, key, value or field is caught
+/// the same way, and the end is nothing.
+macro_rules! catch_compound {
+    ($($trait:ident :: $method:ident ($($skip:ty),*);)+) => {$(
+        impl ser::$trait for Catch {
+            type Ok = ();
+            type Error = Caught;
+            fn $method<T: Serialize + ?Sized>(&mut self, $(_: $skip,)* v: &T) -> Done {
+                v.serialize(Catch)
+            }
+            fn end(self) -> Done {
+                Ok(())
+            }
+        }
+    )+};
 }
 
-impl ser::SerializeTuple for Catch {
-    type Ok = ();
-    type Error = Caught;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
-        v.serialize(Catch)
-    }
-    fn end(self) -> Done {
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleStruct for Catch {
-    type Ok = ();
-    type Error = Caught;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
-        v.serialize(Catch)
-    }
-    fn end(self) -> Done {
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleVariant for Catch {
-    type Ok = ();
-    type Error = Caught;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
-        v.serialize(Catch)
-    }
-    fn end(self) -> Done {
-        Ok(())
-    }
+catch_compound! {
+    SerializeSeq::serialize_element();
+    SerializeTuple::serialize_element();
+    SerializeTupleStruct::serialize_field();
+    SerializeTupleVariant::serialize_field();
+    SerializeStruct::serialize_field(&'static str);
+    SerializeStructVariant::serialize_field(&'static str);
 }
 
 impl ser::SerializeMap for Catch {
@@ -273,28 +255,6 @@ impl ser::SerializeMap for Catch {
         k.serialize(Catch)
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Done {
-        v.serialize(Catch)
-    }
-    fn end(self) -> Done {
-        Ok(())
-    }
-}
-
-impl ser::SerializeStruct for Catch {
-    type Ok = ();
-    type Error = Caught;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, v: &T) -> Done {
-        v.serialize(Catch)
-    }
-    fn end(self) -> Done {
-        Ok(())
-    }
-}
-
-impl ser::SerializeStructVariant for Catch {
-    type Ok = ();
-    type Error = Caught;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, _: &'static str, v: &T) -> Done {
         v.serialize(Catch)
     }
     fn end(self) -> Done {
