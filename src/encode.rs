@@ -12,6 +12,11 @@
 //!   serialized once more into nothing ([`Catch`]), which keeps the
 //!   message. That costs nothing when serialization succeeds; it runs the
 //!   value's `Serialize` impl a second time when it fails.
+//!
+//! Decoding has the same hole ("Serde Deserialization Error"): a
+//! `Deserialize` impl that refuses what it received (a forged
+//! shared-memory block) says why with [`decode_error`], and [`from_bytes`]
+//! gives that message back.
 
 use std::cell::Cell;
 use std::fmt;
@@ -26,6 +31,49 @@ thread_local! {
     /// The error of a handle that could not be passed, from the
     /// serialization that is running on this thread.
     static CAUSE: Cell<Option<Error>> = const { Cell::new(None) };
+
+    /// Why a `Deserialize` impl refused its input, from the decoding that
+    /// is running on this thread.
+    static DECODE_CAUSE: Cell<Option<String>> = const { Cell::new(None) };
+}
+
+/// For a `Deserialize` impl that refuses its input: keeps `why` for
+/// [`from_bytes`] on this thread and returns the deserializer's error.
+pub(crate) fn decode_error<E: serde::de::Error>(why: impl fmt::Display) -> E {
+    let why = why.to_string();
+    let err = E::custom(&why);
+    DECODE_CAUSE.with(|c| c.set(Some(why)));
+    err
+}
+
+/// Why a value could not be decoded: postcard's error, and the message a
+/// `Deserialize` impl gave with [`decode_error`], which `Display` shows
+/// in its place.
+#[derive(Debug)]
+pub(crate) struct DecodeError {
+    /// postcard's error.
+    pub source: postcard::Error,
+    /// What the impl that refused said.
+    pub why: Option<String>,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.why {
+            Some(why) => f.write_str(why),
+            None => fmt::Display::fmt(&self.source, f),
+        }
+    }
+}
+
+/// `postcard::from_bytes`, keeping why a `Deserialize` impl refused.
+pub(crate) fn from_bytes<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    // A message left by a decoding that swallowed it is not ours.
+    DECODE_CAUSE.with(|c| c.take());
+    postcard::from_bytes(bytes).map_err(|source| DecodeError {
+        source,
+        why: DECODE_CAUSE.with(|c| c.take()),
+    })
 }
 
 /// For a `Serialize` impl whose handle could not be passed: keeps `e` for

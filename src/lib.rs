@@ -157,6 +157,7 @@ pub mod bootstrap {
 mod pool;
 mod popen;
 mod process;
+mod shared;
 mod spawn;
 mod status;
 #[allow(unsafe_code)]
@@ -170,6 +171,7 @@ pub use pool::Progress;
 pub use pool::{AsyncResult, Imap, Pool, PoolBuilder};
 pub use popen::{executable, reset_executable, set_executable, ChildOutput, Popen, PopenBuilder};
 pub use process::{Process, ProcessBuilder, Sentinel, Stdio};
+pub use shared::{Frozen, Shared, SharedAtomic, SharedMemory, SharedMut};
 pub use spawn::{current_process_name, init};
 pub use status::{ExitStatus, PanicReport};
 

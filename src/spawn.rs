@@ -132,7 +132,7 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let args: A = postcard::from_bytes(input).map_err(|e| RunFail::BadArgs(e.to_string()))?;
+    let args: A = crate::encode::from_bytes(input).map_err(|e| RunFail::BadArgs(e.to_string()))?;
     let out = f(args);
     crate::encode::to_vec(&out).map_err(|e| RunFail::BadResult(e.to_string()))
 }

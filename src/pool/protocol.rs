@@ -85,7 +85,7 @@ where
             return i + 1;
         };
         rest = next;
-        match postcard::from_bytes::<A>(arg) {
+        match crate::encode::from_bytes::<A>(arg) {
             Err(e) => fails.push((i, TaskFail::BadArgs(e.to_string()))),
             Ok(a) => match catch_task(|| f(a)) {
                 Err(report) => fails.push((i, TaskFail::Panic(report))),

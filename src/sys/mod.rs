@@ -30,6 +30,8 @@ pub(crate) use imp::*;
 
 mod image;
 pub(crate) use image::image_build_id;
+mod shm;
+pub(crate) use shm::{Shm, ShmAtomic};
 
 // ---------------------------------------------------------------------------
 // The contract
@@ -119,6 +121,28 @@ const _: () = {
     assert_send_sync::<Channel>();
 };
 
+// Shared memory (`shm.rs` on each side; its module docs say what each OS
+// guarantees).
+/// An anonymous block of `len` bytes (at least 1), zeroed, freed by the
+/// OS when the last handle and mapping are gone; Linux: sealed against
+/// resizing.
+const _: fn(usize) -> io::Result<OwnedRaw> = shm_create;
+/// Checks that the handle is such a block (Linux: a memfd with the
+/// resize seals, and the write seal iff `ReadOnly`; Windows: a section,
+/// not mappable writable if `ReadOnly`), of `len` bytes (Linux: exactly;
+/// elsewhere at least), and maps `len` bytes of it with `access`.
+const _: fn(BorrowedRaw<'_>, usize, ShmAccess) -> io::Result<ShmView> = shm_map;
+/// Makes the block read-only for good (Linux: `F_SEAL_WRITE`, which fails
+/// while a writable mapping exists; Windows: a read-only handle, the
+/// writable one closed; macOS: nothing); the handle to keep.
+const _: fn(OwnedRaw) -> io::Result<OwnedRaw> = shm_freeze;
+/// The mapping's first byte, page-aligned; unmapped when the view drops.
+const _: fn(&ShmView) -> *mut u8 = ShmView::as_ptr;
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ShmView>();
+};
+
 // The child's side.
 /// Takes the child's end of the bootstrap channel.
 const _: fn(BootToken) -> io::Result<ChildChannel> = open_bootstrap;
@@ -172,6 +196,15 @@ pub(crate) enum RawStatus {
     /// Killed by this signal (Unix only).
     #[cfg_attr(windows, allow(dead_code))]
     Signaled(i32),
+}
+
+/// How a shared-memory block is mapped (`shm_map`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ShmAccess {
+    /// Read and write.
+    ReadWrite,
+    /// Read only; the block must be frozen (`shm_freeze`).
+    ReadOnly,
 }
 
 /// Where a child finds its end of the bootstrap channel; travels on its

@@ -27,6 +27,7 @@ mod diag;
 mod pidfd;
 mod poll;
 mod reaper;
+mod shm;
 mod spawn;
 
 pub(crate) use bootstrap::{die_with_parent, open_bootstrap, set_std_handle, ChildChannel};
@@ -36,6 +37,7 @@ pub(crate) use child::{before_exit, Child, HandleTransfer};
 pub(crate) use diag::{open_handle_count, open_ipc_handles, settle, watch_process};
 pub(crate) use poll::wait_any;
 pub(crate) use reaper::reap_in_background;
+pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};
 pub(crate) use spawn::spawn;
 /// An owned OS resource: a file descriptor.
 pub(crate) type OwnedRaw = OwnedFd;

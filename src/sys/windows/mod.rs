@@ -80,6 +80,7 @@ mod diag;
 mod job;
 mod overlapped;
 mod pipe;
+mod shm;
 mod spawn;
 mod wait;
 
@@ -91,6 +92,7 @@ pub(crate) use child::{before_exit, reap_in_background, Child, HandleTransfer};
 #[cfg(feature = "test-hooks")]
 pub(crate) use diag::{open_handle_count, open_ipc_handles, watch_process};
 pub(crate) use pipe::{pipe, Channel};
+pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};
 pub(crate) use spawn::spawn;
 pub(crate) use wait::wait_any;
 

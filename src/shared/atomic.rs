@@ -1,0 +1,110 @@
+//! [`Shared`]: an atomic in shared memory.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::atomic;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::region::Region;
+use crate::encode;
+use crate::error::Result;
+use crate::sys::ShmAtomic;
+
+/// The std atomic integer types, which [`Shared`] can hold. Sealed: it
+/// can't be implemented outside this crate.
+pub trait SharedAtomic: ShmAtomic {}
+
+/// An atomic integer (`AtomicU64`, `AtomicI32`, …) in shared memory: every
+/// process holding it sees the same value.
+///
+/// It dereferences to the atomic, so all of its methods work
+/// (`fetch_add`, `compare_exchange`, …), across processes. That is sound
+/// because every access to an atomic is atomic, whoever makes it. Clones
+/// share the value; it crosses into a child like a
+/// [`Connection`](crate::Connection), and the memory is freed when the
+/// last process lets go of it.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// let hits = multiproc::Shared::new(AtomicU64::new(1))?;
+/// hits.fetch_add(2, Ordering::Relaxed);
+/// assert_eq!(hits.load(Ordering::Relaxed), 3);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Shared<A> {
+    region: Arc<Region>,
+    _a: PhantomData<A>,
+}
+
+impl<A> Clone for Shared<A> {
+    fn clone(&self) -> Self {
+        Shared {
+            region: Arc::clone(&self.region),
+            _a: PhantomData,
+        }
+    }
+}
+
+macro_rules! shared_atomic {
+    ($($t:ident),*) => {$(
+        impl SharedAtomic for atomic::$t {}
+    )*};
+}
+shared_atomic!(AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicUsize);
+shared_atomic!(AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize);
+
+impl<A: SharedAtomic> Shared<A> {
+    /// A new shared atomic holding `value`'s value; an I/O error if the OS
+    /// can't make the block.
+    pub fn new(value: A) -> Result<Self> {
+        Ok(Shared {
+            region: Arc::new(Region::with_atomic(value)?),
+            _a: PhantomData,
+        })
+    }
+}
+
+impl<A: SharedAtomic> Deref for Shared<A> {
+    type Target = A;
+    fn deref(&self) -> &A {
+        // Writable and shared, of exactly one `A` (checked on receipt).
+        &self
+            .region
+            .atomics::<A>()
+            .expect("a Shared block is writable and shared")[0]
+    }
+}
+
+impl<A: SharedAtomic + fmt::Debug> fmt::Debug for Shared<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Shared").field(&**self).finish()
+    }
+}
+
+impl<A: SharedAtomic> Serialize for Shared<A> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.region.serialize(s)
+    }
+}
+
+impl<'de, A: SharedAtomic> Deserialize<'de> for Shared<A> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let region = Region::deserialize_as(d, false)?;
+        let want = std::mem::size_of::<A>();
+        if region.len() != want || region.atomics::<A>().is_none() {
+            return Err(encode::decode_error(format!(
+                "a shared block of {} bytes arrived for a `{}` ({want} bytes)",
+                region.len(),
+                std::any::type_name::<A>()
+            )));
+        }
+        Ok(Shared {
+            region: Arc::new(region),
+            _a: PhantomData,
+        })
+    }
+}
