@@ -227,8 +227,13 @@ pub(crate) enum Kind {
         pid: u32,
         timeout: std::time::Duration,
     },
-    #[error("the pool is broken: {0}")]
-    PoolBroken(String),
+    #[error("the pool is broken: {why}")]
+    PoolBroken {
+        why: String,
+        /// The error behind it (a worker's spawn), whole; `Error::source`
+        /// gives it as itself (an `Error`, not the `Arc`).
+        cause: Option<Arc<Error>>,
+    },
     #[error("{0}")]
     PoolClosed(&'static str),
     #[error("{0}")]
@@ -299,7 +304,7 @@ impl Error {
             Kind::WorkerDied { .. } => ErrorKind::WorkerDied,
             Kind::TaskTimeout { .. } => ErrorKind::Timeout,
             Kind::WorkerProtocol { .. } => ErrorKind::ProtocolViolation,
-            Kind::PoolBroken(_) => ErrorKind::PoolBroken,
+            Kind::PoolBroken { .. } => ErrorKind::PoolBroken,
             Kind::PoolClosed(_) => ErrorKind::PoolClosed,
             Kind::Usage(_) | Kind::WrongDirection(_) | Kind::AlreadyJoined => ErrorKind::Usage,
             Kind::Io { .. } => ErrorKind::Io,
@@ -436,7 +441,10 @@ impl Error {
     }
 
     /// The pool can't run tasks: its initializer failed, or workers could
-    /// not be started or replaced.
+    /// not be started or replaced. When a worker could not be replaced,
+    /// the spawn's own error is this one's
+    /// [`source`](std::error::Error::source), and its OS error is
+    /// [`Error::io_error`].
     ///
     /// Shorthand for `self.kind() == ErrorKind::PoolBroken`.
     pub fn is_pool_broken(&self) -> bool {
@@ -547,7 +555,9 @@ impl Error {
     /// [`ErrorKind::Spawn`], [`ErrorKind::Io`], an
     /// [`ErrorKind::ExitedEarly`] found writing the bootstrap data, and an
     /// [`ErrorKind::Encode`] for a handle (a [`Connection`](crate::Connection))
-    /// that could not be passed to the child (`EMFILE`, say).
+    /// that could not be passed to the child (`EMFILE`, say), and an
+    /// [`ErrorKind::PoolBroken`] because a worker could not be replaced
+    /// (the spawn's OS error: `NotFound` for a missing executable).
     pub fn io_error(&self) -> Option<&io::Error> {
         match &*self.kind {
             Kind::Spawn { source, .. }
@@ -557,6 +567,9 @@ impl Error {
             Kind::Encode {
                 source: EncodeError::Handle(cause),
                 ..
+            }
+            | Kind::PoolBroken {
+                cause: Some(cause), ..
             } => cause.io_error(),
             _ => None,
         }
@@ -577,7 +590,12 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        std::error::Error::source(&*self.kind)
+        match &*self.kind {
+            Kind::PoolBroken {
+                cause: Some(cause), ..
+            } => Some(&**cause),
+            kind => std::error::Error::source(kind),
+        }
     }
 }
 

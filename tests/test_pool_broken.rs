@@ -49,6 +49,18 @@ fn assert_broken_naming_the_cause(e: &multiproc::Error) {
         e.to_string().contains(&*missing.to_string_lossy()),
         "the error names the missing program: {e}"
     );
+    // The spawn error itself is kept, not only its message: it is the
+    // source, and its OS error (a missing file) comes through.
+    let source = std::error::Error::source(e).expect("a pool-broken error has a source");
+    let spawn = source
+        .downcast_ref::<multiproc::Error>()
+        .expect("the source is the spawn's multiproc::Error");
+    assert_eq!(spawn.kind(), multiproc::ErrorKind::Spawn, "{spawn}");
+    assert_eq!(
+        e.io_error().map(std::io::Error::kind),
+        Some(std::io::ErrorKind::NotFound),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -241,10 +241,10 @@ impl PoolBuilder {
             while st.sched.starting() && st.sched.broken().is_none() {
                 st = pool.shared.wait(st, None);
             }
-            if let Some(why) = st.sched.broken().map(str::to_string) {
+            if let Some(broken) = st.sched.broken().map(|b| b.to_error()) {
                 drop(st);
                 pool.shared.terminate();
-                return Err(Error::new(Kind::PoolBroken(why)));
+                return Err(broken);
             }
         }
         Ok(pool)
@@ -285,7 +285,8 @@ impl PoolBuilder {
 ///   [`Error::is_protocol_violation`], naming the worker and what it sent.
 /// - A worker that can't be replaced (the executable is gone, no
 ///   resources) breaks the pool: every queued task and every later call
-///   fails at once with [`Error::is_pool_broken`], whose message says why;
+///   fails at once with [`Error::is_pool_broken`], whose message says why
+///   (and whose [`source`](std::error::Error::source) is the spawn error);
 ///   tasks already running on other workers finish. So do workers that
 ///   keep dying before they are ready (5 in a row).
 /// - Misuse is [`Error::is_usage`]: 0 workers, `max_tasks_per_child(0)`,

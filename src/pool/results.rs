@@ -17,6 +17,28 @@ use crate::encode::EncodeError;
 use crate::error::{Error, Kind, Result};
 use crate::status::{ExitStatus, PanicReport};
 
+/// Why the pool is broken: what happened, and the error behind it where
+/// there is one (the spawn error of a worker that could not be replaced),
+/// kept whole so that the pool-broken error's `source()` and `io_error()`
+/// reach it.
+#[derive(Clone, Debug)]
+pub(super) struct Broken {
+    pub(super) why: String,
+    pub(super) cause: Option<Arc<Error>>,
+}
+
+impl Broken {
+    /// Broken for a reason that has no error behind it.
+    pub(super) fn new(why: String) -> Self {
+        Broken { why, cause: None }
+    }
+
+    /// The error the pool fails with.
+    pub(super) fn to_error(&self) -> Error {
+        Failure::Broken(self.clone()).into_error()
+    }
+}
+
 /// Why a task produced no value.
 #[derive(Clone, Debug)]
 pub(super) enum Failure {
@@ -42,7 +64,7 @@ pub(super) enum Failure {
         entry: &'static str,
         source: EncodeError,
     },
-    Broken(String),
+    Broken(Broken),
     Terminated,
     Closed,
 }
@@ -64,7 +86,7 @@ impl Failure {
                 entry: entry.to_string(),
                 source,
             },
-            Failure::Broken(why) => Kind::PoolBroken(why),
+            Failure::Broken(Broken { why, cause }) => Kind::PoolBroken { why, cause },
             Failure::Terminated => Kind::PoolClosed("the pool was terminated"),
             Failure::Closed => Kind::PoolClosed("the pool is closed"),
         })
@@ -116,9 +138,10 @@ impl ChunkResults {
             return Some(Err(why.into_error()));
         }
         let Some((item, rest)) = take_frame(&self.values[self.pos..]) else {
-            return Some(Err(Error::new(Kind::PoolBroken(
-                "a worker sent fewer results than tasks".into(),
-            ))));
+            return Some(Err(Error::new(Kind::PoolBroken {
+                why: "a worker sent fewer results than tasks".into(),
+                cause: None,
+            })));
         };
         self.pos = self.values.len() - rest.len();
         Some(decode(item))

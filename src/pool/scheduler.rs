@@ -11,10 +11,11 @@
 //! at the timeouts.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::protocol::{FromWorker, TaskFail, ToWorker, ToWorkerRef, WireChunkRef};
-use super::results::{ChunkResults, Failure};
+use super::results::{Broken, ChunkResults, Failure};
 use super::{FRAME_TARGET, MAX_FAILED_STARTS, MAX_FRAME_CHUNKS};
 use crate::error::Result;
 use crate::status::ExitStatus;
@@ -110,7 +111,7 @@ pub(super) struct Scheduler {
     next_id: u64,
     closed: bool,
     terminated: bool,
-    broken: Option<String>,
+    broken: Option<Broken>,
     starting: usize,
     failed_starts: u32,
     /// Where the next dispatch starts its round.
@@ -203,8 +204,8 @@ impl Scheduler {
     }
 
     /// Why the pool is broken, if it is.
-    pub(super) fn broken(&self) -> Option<&str> {
-        self.broken.as_deref()
+    pub(super) fn broken(&self) -> Option<&Broken> {
+        self.broken.as_ref()
     }
 
     /// How many workers there are (starting, ready or retiring).
@@ -402,7 +403,7 @@ impl Scheduler {
                 self.starting = self.starting.saturating_sub(1);
             }
             FromWorker::InitFailed(why) => {
-                self.broken.get_or_insert(why);
+                self.broken.get_or_insert(Broken::new(why));
                 self.starting = self.starting.saturating_sub(1);
             }
             FromWorker::Started(frame) => {
@@ -478,12 +479,12 @@ impl Scheduler {
             self.starting = self.starting.saturating_sub(1);
             self.failed_starts += 1;
             if self.failed_starts >= MAX_FAILED_STARTS {
-                self.broken = Some(match status {
+                self.broken = Some(Broken::new(match status {
                     Some(s) => format!(
                         "{MAX_FAILED_STARTS} workers in a row ended before they were ready; the last, {pid}, with {s}"
                     ),
                     None => format!("{MAX_FAILED_STARTS} workers in a row ended before they were ready"),
-                });
+                }));
             }
         }
         let started = w.started_frame;
@@ -524,19 +525,21 @@ impl Scheduler {
             && self.workers.len() < self.limits.workers;
         if replace {
             if let Err(e) = self.start_worker(io) {
-                self.broken
-                    .get_or_insert(format!("cannot replace worker {pid}: {e}"));
+                self.broken.get_or_insert(Broken {
+                    why: format!("cannot replace worker {pid}: {e}"),
+                    cause: Some(Arc::new(e)),
+                });
             }
         }
         // Terminated, or broken just now or before: nothing queued will
         // run (and `enqueue` refuses new work), so it fails now rather
         // than wait for a worker that will never come.
-        if self.terminated || self.broken.is_some() {
-            let why = if self.terminated {
-                Failure::Terminated
-            } else {
-                Failure::Broken(self.broken.clone().unwrap_or_default())
-            };
+        let why = if self.terminated {
+            Some(Failure::Terminated)
+        } else {
+            self.broken.clone().map(Failure::Broken)
+        };
+        if let Some(why) = why {
             let queued: Vec<u64> = self.queue.drain(..).collect();
             for cid in queued {
                 self.fail_chunk(cid, why.clone());

@@ -392,10 +392,14 @@ fn a_worker_that_cannot_be_replaced_breaks_the_pool_and_fails_the_queue() {
     io.take_work();
     io.spawn_fails = true;
     s.on_exit(&mut io, w[0], None, None);
-    assert!(s
-        .broken
-        .as_deref()
-        .is_some_and(|b| b.contains("cannot replace")));
+    let broken = s.broken.as_ref().expect("broken");
+    assert!(broken.why.contains("cannot replace"), "{}", broken.why);
+    // The spawn error is kept whole, down to its OS error.
+    let cause = broken.cause.as_ref().expect("the spawn error is kept");
+    assert_eq!(
+        cause.io_error().map(std::io::Error::kind),
+        Some(std::io::ErrorKind::NotFound)
+    );
     let r = results(&mut s, job);
     // The chunk it was sent (never started) went back to the queue; all
     // three fail.
