@@ -305,6 +305,17 @@ pub mod fuzzing {
             .is_ok_and(|w| check_kind(w.kind, w.handles.len()).is_ok())
     }
 
+    /// The shared-memory block wire form's decoder over `data` (postcard),
+    /// up to the point where the handle would be taken: whether it is
+    /// accepted as a frozen block, and as a writable one.
+    pub fn shared_wire(data: &[u8]) -> (bool, bool) {
+        use crate::shared::region::RegionWire;
+        match postcard::from_bytes::<RegionWire>(data) {
+            Ok(w) => (w.check(true).is_ok(), w.check(false).is_ok()),
+            Err(_) => (false, false),
+        }
+    }
+
     /// The pool's message decoders (parent to worker and back).
     pub fn pool_messages(data: &[u8]) -> (bool, bool) {
         crate::pool::decode_messages(data)
@@ -394,6 +405,21 @@ pub mod test_hooks {
         F: Fn(A) -> R + Copy + 'static,
     {
         crate::spawn::entry_id(f)
+    }
+
+    pub use crate::shared::region::hooks::ForgedBlock;
+
+    /// An owned fd (Unix) or handle (Windows).
+    pub type OwnedRaw = crate::sys::OwnedRaw;
+
+    /// A copy of a frozen block's handle (to forge a block with).
+    pub fn frozen_handle<T>(block: &crate::Frozen<T>) -> std::io::Result<crate::sys::OwnedRaw> {
+        crate::shared::region::hooks::handle_of(block.region())
+    }
+
+    /// A copy of a raw block's handle (to forge a block with).
+    pub fn raw_handle(block: &crate::SharedMemory) -> std::io::Result<crate::sys::OwnedRaw> {
+        crate::shared::region::hooks::handle_of(block.region())
     }
 
     /// A waitable handle on process `pid` (not necessarily our child):

@@ -149,6 +149,14 @@ pub struct Frozen<T> {
     _t: PhantomData<T>,
 }
 
+impl<T> Frozen<T> {
+    /// Its region (test hooks).
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+}
+
 impl<T> Clone for Frozen<T> {
     fn clone(&self) -> Self {
         Frozen {

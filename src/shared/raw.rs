@@ -59,6 +59,12 @@ impl SharedMemory {
         self.len() == 0
     }
 
+    /// Its region (test hooks).
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+
     /// The first byte (see the type's docs for what may be done with it).
     pub fn as_ptr(&self) -> *mut u8 {
         self.region.as_ptr()

@@ -190,6 +190,102 @@ impl Serialize for Region {
     }
 }
 
+/// Test hooks (feature `test-hooks`): forged blocks, and a copy of a
+/// block's handle to forge them with.
+#[cfg(feature = "test-hooks")]
+pub(crate) mod hooks {
+    use std::marker::PhantomData;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Region, RegionWire};
+    use crate::codec::handles::duplicate_for_child;
+    use crate::encode;
+    use crate::sys;
+
+    /// Written as a shared block's wire form with any handle (or only a
+    /// token), any length and any frozen flag; read as a `T`. A worker
+    /// whose entry takes a `ForgedBlock<Frozen<u64>>` decodes the forgery
+    /// with `Frozen<u64>`'s decoder.
+    #[derive(Debug)]
+    pub struct ForgedBlock<T> {
+        handle: Option<sys::OwnedRaw>,
+        token: u64,
+        len: u64,
+        frozen: bool,
+        received: Option<T>,
+        _t: PhantomData<T>,
+    }
+
+    impl<T> ForgedBlock<T> {
+        /// A wire form that passes `handle` and says `len` bytes, `frozen`.
+        pub fn new(handle: sys::OwnedRaw, len: u64, frozen: bool) -> Self {
+            ForgedBlock {
+                handle: Some(handle),
+                token: 0,
+                len,
+                frozen,
+                received: None,
+                _t: PhantomData,
+            }
+        }
+
+        /// A wire form with `token` and no handle passed.
+        pub fn token_only(token: u64, len: u64, frozen: bool) -> Self {
+            ForgedBlock {
+                handle: None,
+                token,
+                len,
+                frozen,
+                received: None,
+                _t: PhantomData,
+            }
+        }
+
+        /// In the worker: what was decoded.
+        pub fn into_received(self) -> Option<T> {
+            self.received
+        }
+    }
+
+    impl<T> Serialize for ForgedBlock<T> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let token = match &self.handle {
+                Some(h) => duplicate_for_child(sys::borrow(h)).map_err(encode::handle_error)?,
+                None => self.token,
+            };
+            RegionWire {
+                token,
+                len: self.len,
+                frozen: self.frozen,
+            }
+            .serialize(s)
+        }
+    }
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for ForgedBlock<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            Ok(ForgedBlock {
+                handle: None,
+                token: 0,
+                len: 0,
+                frozen: false,
+                received: Some(T::deserialize(d)?),
+                _t: PhantomData,
+            })
+        }
+    }
+
+    /// A copy of `region`'s handle (for a `ForgedBlock`), if it can be
+    /// passed (not exclusive).
+    pub(crate) fn handle_of(region: &Region) -> std::io::Result<sys::OwnedRaw> {
+        let h = region.0.handle_to_pass().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "an exclusive block")
+        })?;
+        h.try_clone_to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
