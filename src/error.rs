@@ -20,7 +20,7 @@ use crate::status::{ExitStatus, PanicReport};
 ///
 /// | [`ErrorKind`] | predicate | raised by |
 /// |---|---|---|
-/// | [`Spawn`](ErrorKind::Spawn) | [`is_spawn`](Error::is_spawn) | any spawn: the executable can't be found or started |
+/// | [`Spawn`](ErrorKind::Spawn) | [`is_spawn`](Error::is_spawn) | any spawn: the executable can't be found or started, or was replaced on disk |
 /// | [`ExitedEarly`](ErrorKind::ExitedEarly) | [`is_exited_early`](Error::is_exited_early) | any spawn: the child ended before taking its bootstrap data |
 /// | [`BootstrapFailed`](ErrorKind::BootstrapFailed) | [`is_bootstrap_failure`](Error::is_bootstrap_failure) | [`Process::join`](crate::Process::join): the worker could not start the entry |
 /// | [`NotInitialized`](ErrorKind::NotInitialized) | [`is_not_initialized`](Error::is_not_initialized) | any spawn, before [`init`](crate::init) |
@@ -82,7 +82,13 @@ pub struct Error {
 pub enum ErrorKind {
     /// The process could not be started at all: the executable is missing
     /// or unusable, the current executable can't be found, or the OS is out
-    /// of resources. [`Error::io_error`] has the OS error.
+    /// of resources. [`Error::io_error`] has the OS error. Also when this
+    /// program's own executable was replaced or removed on disk since it
+    /// started and the running build can't be started any more (Windows
+    /// when the renamed file can't be found, as under Wine; macOS and the
+    /// other Unix systems but Linux; the message says so,
+    /// and [`Error::io_error`] is of kind [`io::ErrorKind::NotFound`]): see
+    /// [`executable`](crate::executable).
     Spawn,
     /// The child started but exited, or stopped reading, before its
     /// bootstrap data was written; [`Error::exit_status`] tells how it
@@ -312,7 +318,8 @@ impl Error {
     }
 
     /// The process could not be started at all (missing or unusable
-    /// executable, no resources).
+    /// executable, no resources, this program's executable replaced on
+    /// disk: see [`ErrorKind::Spawn`]).
     ///
     /// Shorthand for `self.kind() == ErrorKind::Spawn`.
     pub fn is_spawn(&self) -> bool {

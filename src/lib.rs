@@ -133,6 +133,13 @@
 //! - **Windows consoles.** Workers share the parent's console (no console
 //!   window opens for them); when the parent has none, they are created
 //!   with `CREATE_NO_WINDOW`.
+//! - **A binary replaced on disk.** Workers run the build that is
+//!   running, never a file put at its path later (an upgrade, `cargo
+//!   build`): Linux starts them from the running image, Windows from
+//!   wherever the renamed image is now; where that can't be done (macOS,
+//!   the other Unix systems, Wine) a spawn fails with an
+//!   [`ErrorKind::Spawn`] error that says the executable was replaced. See
+//!   [`executable`].
 #![deny(unsafe_code)]
 
 mod codec;
@@ -471,5 +478,12 @@ pub mod test_hooks {
     /// (Windows) this process has open.
     pub fn open_ipc_handles() -> std::io::Result<Vec<u64>> {
         crate::sys::open_ipc_handles()
+    }
+
+    /// Whether this is a Windows program running under Wine (where a few
+    /// calls differ from Windows in documented ways a test has to expect);
+    /// never on Unix.
+    pub fn under_wine() -> bool {
+        crate::sys::under_wine()
     }
 }

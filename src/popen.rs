@@ -56,6 +56,11 @@ static EXECUTABLE: RwLock<Option<PathBuf>> = RwLock::new(None);
 ///   linkers with `--build-id`, the default of most distributions' GCC and
 ///   Clang); on Windows the PE link time stamp, checksum and image size.
 ///
+/// A path set here is started as it is, whatever file is there at the
+/// time: only the default, this process's own executable, is started from
+/// the running image (see [`executable`] for what each platform does when
+/// that file is replaced on disk).
+///
 /// So a copy of the same file passes, and a rebuild that changed any code
 /// (an argument struct whose fields changed type but not size, say) is
 /// refused. Not caught: on macOS, and on Linux for a binary linked without
@@ -75,19 +80,51 @@ pub fn reset_executable() {
 
 /// The program the next worker will run.
 ///
-/// By default that is this process's own executable. On Linux workers are
-/// then started from the running image (`/proc/self/exe`), not from the
-/// file at this path, so replacing the binary on disk while the program
-/// runs (a package upgrade, `cargo build`) doesn't change what workers run;
-/// their `argv[0]` is this path and their `current_exe()` the path this
-/// process was started from (with ` (deleted)` appended once the file was
-/// replaced). Elsewhere workers start from this path: after the file there
-/// was replaced they run the new file, whose bootstrap fails its build
-/// check ([`exit_code::BUILD_MISMATCH`](crate::exit_code::BUILD_MISMATCH)) unless it is the same build.
+/// By default that is this process's own executable: the path it was
+/// started from, as [`init`](crate::init) found it. Workers then run the
+/// image that is running, not whatever file is at that path now, so a
+/// binary replaced on disk while the program runs (a package upgrade, an
+/// installer, `cargo build`) never gets to run as a worker of this one:
+/// - Linux: workers are started from the running image (`/proc/self/exe`,
+///   where `/proc` is mounted). Their `argv[0]` is this path; their
+///   `current_exe()` is the path this process was started from, with
+///   ` (deleted)` appended once the file was replaced.
+/// - Windows: a running `.exe` can be renamed (not overwritten or
+///   deleted), which is how it is replaced. `init` opens the file
+///   (sharing read, write and delete, so it is in no upgrade's way), and a
+///   spawn starts workers from where that file is now, found from the
+///   handle (`GetFinalPathNameByHandleW` follows renames) and checked
+///   after the process was created, still suspended: a process created
+///   from another file is terminated before it runs. `argv[0]` stays this
+///   path; the workers' `current_exe()` is where the file is. If the file
+///   can't be found (Wine 8, whose `GetFinalPathNameByHandleW` does not
+///   follow renames), the spawn fails as below.
+/// - macOS and the other Unix systems: a process can only be started from
+///   a path, so each spawn checks that the file at this path is still the
+///   one `init` saw (device and inode). Not caught: a file overwritten in
+///   place, or replaced in the moment between that check and the spawn
+///   (the bootstrap's build check, see [`set_executable`], still refuses
+///   another multiproc build).
+///
+/// Where the running image can't be started, the spawn fails with an
+/// [`ErrorKind::Spawn`](crate::ErrorKind::Spawn) error whose message says
+/// that this program's executable was replaced or removed on disk since it
+/// started; [`Pool::new`](crate::Pool::new) fails with it, and a running
+/// pool that can't replace a worker for this reason is broken
+/// ([`Error::is_pool_broken`](crate::Error::is_pool_broken)), naming it. A program that didn't call `init` before the
+/// replacement (or whose executable couldn't be opened then) starts
+/// workers from the path, as with [`set_executable`].
 pub fn executable() -> Result<PathBuf> {
     if let Some(p) = EXECUTABLE.read().unwrap_or_else(|e| e.into_inner()).clone() {
         return Ok(p);
     }
+    match spawn::running_image() {
+        Some(image) => Ok(image.path().to_path_buf()),
+        None => current_exe(),
+    }
+}
+
+fn current_exe() -> Result<PathBuf> {
     std::env::current_exe().map_err(|e| Error::new(Kind::CurrentExe(e)))
 }
 
@@ -269,6 +306,13 @@ impl PopenBuilder {
     /// lend it and keep using it (`spawn(f, &conn)`: a
     /// [`Connection`](crate::Connection) the worker and this process then
     /// both hold, as a CPython parent keeps the objects it passed).
+    ///
+    /// The worker runs this program's running build (unless another
+    /// executable was named), even after the file it was started from was
+    /// replaced on disk; where that can't be done (macOS, or Windows when
+    /// the renamed file can't be found) this fails with an
+    /// [`ErrorKind::Spawn`](crate::ErrorKind::Spawn) error that says the
+    /// executable was replaced. See [`executable`] for each platform.
     pub fn spawn<F, A, R>(&self, entry: F, args: impl Borrow<A>) -> Result<Popen>
     where
         F: Fn(A) -> R + Copy + 'static,
@@ -335,20 +379,22 @@ impl PopenBuilder {
         &self,
         bootstrap: &mut dyn FnMut(&sys::Child) -> Result<Vec<u8>>,
     ) -> Result<Popen> {
-        let (exe, running_image) = match &self.executable {
-            Some(p) => (p.clone(), false),
+        let (exe, image) = match &self.executable {
+            Some(p) => (p.clone(), None),
             None => {
                 let set = EXECUTABLE.read().unwrap_or_else(|e| e.into_inner()).clone();
-                if set.is_none() && !spawn::init_called() {
-                    return Err(Error::new(Kind::NotInitialized));
+                match (set, spawn::running_image()) {
+                    (Some(p), _) => (p, None),
+                    _ if !spawn::init_called() => return Err(Error::new(Kind::NotInitialized)),
+                    (None, Some(image)) => (image.path().to_path_buf(), Some(image)),
+                    (None, None) => (current_exe()?, None),
                 }
-                (executable()?, set.is_none())
             }
         };
         let args = |t: sys::BootToken| vec![spawn::marker_arg(t).into()];
         let req = sys::SpawnRequest {
             exe: &exe,
-            running_image,
+            image,
             args: &args,
             stdio: self.stdio,
             kill_on_parent_death: self.options.die_with_parent,

@@ -171,7 +171,9 @@ impl ProcessBuilder {
     /// Starts a worker running `entry(args)`; returns once the arguments
     /// are written to it. `args` is the argument or a reference to it, as
     /// for [`PopenBuilder::spawn`](crate::PopenBuilder::spawn): give it
-    /// away or lend it.
+    /// away or lend it. The worker runs this program's running build even
+    /// after its file was replaced on disk, or the spawn fails with an
+    /// error that says so (see [`executable`](crate::executable)).
     pub fn spawn<F, A, T>(&self, entry: F, args: impl Borrow<A>) -> Result<Process<T>>
     where
         F: Fn(A) -> T + Copy + 'static,

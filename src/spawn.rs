@@ -263,6 +263,14 @@ pub(crate) fn init_called() -> bool {
     INIT_CALLED.load(Ordering::Relaxed)
 }
 
+static IMAGE: OnceLock<Option<sys::RunningImage>> = OnceLock::new();
+/// This process's executable as [`init`] found it, to start workers from;
+/// `None` before `init`, or if it could not be opened then (spawns then
+/// start `current_exe()` as a path).
+pub(crate) fn running_image() -> Option<&'static sys::RunningImage> {
+    IMAGE.get().and_then(Option::as_ref)
+}
+
 /// Turns this process into a worker if it was started as one.
 ///
 /// Call it first thing in `main` (or use [`test_support!`](crate::test_support)
@@ -291,6 +299,9 @@ pub(crate) fn init_called() -> bool {
 /// reads (a marker that names another fd fails with
 /// [`exit_code::NO_CHANNEL`]).
 pub fn init() {
+    // Before anything else, so that a replacement of the binary on disk
+    // from now on is seen (in a worker too: its entry may spawn).
+    IMAGE.get_or_init(|| sys::RunningImage::open().ok());
     INIT_CALLED.store(true, Ordering::Relaxed);
     let mut args = sys::args_os().into_iter().skip(1);
     let Some(first) = args.next() else { return };

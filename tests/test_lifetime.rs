@@ -310,45 +310,113 @@ fn scenario_pool_at_the_process_limit() {
 }
 
 // Issue 9 item 5: replacing the executable on disk by rename (as package
-// upgrades and `cargo build` do) doesn't break later spawns: on Linux
-// workers start from the running image, so they run this build's entries.
-#[cfg(target_os = "linux")]
+// upgrades, installers and `cargo build` do) doesn't make later spawns run
+// the new file: they run the image that is running, or fail with a spawn
+// error that says the binary was replaced.
+// - Linux starts workers from the running image (`/proc/self/exe`).
+// - Windows starts them from wherever the renamed image is now (found from
+//   a handle on it kept open since `init`), after checking the file there
+//   is ours. Wine 8 differs: its `GetFinalPathNameByHandleW` keeps giving
+//   the name the handle was opened with after a rename, so the renamed
+//   image is not found and the spawn is refused instead.
+// - macOS (and other Unix) can only start a path: refused.
+// The scenario runs in a copy of this test binary that renames itself away
+// and puts at its path first another executable (Unix: a shell script;
+// Windows: a copy of itself with another PE time stamp, another build that
+// the bootstrap's build check refuses), then garbage.
 #[test]
-fn spawning_after_the_binary_was_replaced_runs_the_running_image() {
+fn spawning_after_the_binary_was_replaced_runs_the_running_image_or_says_so() {
     let dir = std::env::temp_dir().join(format!("multiproc-replaced-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let copy = dir.join("app");
+    let copy = dir.join(format!("app{}", std::env::consts::EXE_SUFFIX));
     std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
     let out = scenario_in(&copy, "scenario_replaced_binary", |_| {});
     let _ = std::fs::remove_dir_all(&dir);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
-    assert!(stdout.contains("process: 49, pool: [0, 1, 4]"), "{stdout}");
+    let runs = cfg!(target_os = "linux") || (cfg!(windows) && !multiproc::test_hooks::under_wine());
+    let expected = if runs {
+        "process: Ok(49), pool: Ok([0, 1, 4])"
+    } else {
+        "process: refused (replaced), pool: refused (replaced)"
+    };
+    for phase in ["another executable", "garbage"] {
+        let line = format!("{phase}: {expected}\n");
+        assert!(stdout.contains(&line), "want {line:?} in {stdout}");
+    }
 }
 
-#[cfg(target_os = "linux")]
+/// What a spawn after the binary was replaced gave: its value, or
+/// `refused (replaced)` for the spawn error that says so.
+fn replaced_outcome<T: std::fmt::Debug>(r: Result<T, multiproc::Error>) -> String {
+    match r {
+        Ok(v) => format!("Ok({v:?})"),
+        Err(e)
+            if e.is_spawn()
+                && e.to_string()
+                    .contains("executable was replaced or removed on disk") =>
+        {
+            eprintln!("refused: {e}");
+            "refused (replaced)".into()
+        }
+        Err(e) => format!("other error ({:?}): {e}", e.kind()),
+    }
+}
+
+/// Spawns a process and a pool in the scenario; one line of outcomes.
+fn spawn_after_replacement(phase: &str) {
+    let process = Process::spawn(square, 7u64).and_then(|mut p| p.join());
+    let pool = multiproc::Pool::new(1).and_then(|pool| pool.map(square, 0..3u64));
+    println!(
+        "{phase}: process: {}, pool: {}",
+        replaced_outcome(process),
+        replaced_outcome(pool)
+    );
+}
+
+/// Puts `bytes` at `path` the way an upgrade does: written beside it, then
+/// renamed over it; executable on Unix.
+fn install_at(path: &std::path::Path, bytes: &[u8]) {
+    let new = path.with_file_name("new.tmp");
+    std::fs::write(&new, bytes).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::rename(&new, path).unwrap();
+}
+
 #[test]
-#[ignore = "a scenario, run by spawning_after_the_binary_was_replaced_runs_the_running_image"]
+#[ignore = "a scenario, run by spawning_after_the_binary_was_replaced_runs_the_running_image_or_says_so"]
 fn scenario_replaced_binary() {
-    use std::os::unix::fs::PermissionsExt;
     if !in_scenario("scenario_replaced_binary") {
         return;
     }
     let me = std::env::current_exe().unwrap();
-    // Something else entirely at our path: run, it would exit with 99.
-    let new = me.with_file_name("app.new");
-    std::fs::write(&new, "#!/bin/sh\nexit 99\n").unwrap();
-    std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::rename(&new, &me).unwrap();
-    let now = std::env::current_exe().unwrap();
-    assert!(now.to_string_lossy().ends_with(" (deleted)"), "{now:?}");
-    let process = Process::spawn(square, 7u64).unwrap().join().unwrap();
-    let pool = multiproc::Pool::new(1)
-        .unwrap()
-        .map(square, 0..3u64)
-        .unwrap();
-    println!("process: {process}, pool: {pool:?}");
+    // Renamed away, as Windows installers do with a running .exe (Unix
+    // upgrades rename the new file over it, which leaves the running one
+    // nameless: the same to us).
+    let old = me.with_file_name(format!("app.old{}", std::env::consts::EXE_SUFFIX));
+    std::fs::rename(&me, &old).unwrap();
+    let another: Vec<u8> = if cfg!(windows) {
+        // This binary with its PE time stamp changed (the COFF header's
+        // TimeDateStamp, 8 bytes after the "PE\0\0" that `e_lfanew` at
+        // 0x3c points at): a valid program, but another build.
+        let mut pe = std::fs::read(&old).unwrap();
+        let at = u32::from_le_bytes(pe[0x3c..0x40].try_into().unwrap()) as usize;
+        assert_eq!(&pe[at..at + 4], b"PE\0\0");
+        pe[at + 8] ^= 1;
+        pe
+    } else {
+        // Something else entirely: run, it would exit with 99.
+        b"#!/bin/sh\nexit 99\n".to_vec()
+    };
+    install_at(&me, &another);
+    spawn_after_replacement("another executable");
+    install_at(&me, b"not a program");
+    spawn_after_replacement("garbage");
 }
 
 // Issue 9 item 22: an fd someone opened without close-on-exec doesn't

@@ -46,6 +46,16 @@ const _: RawStatus = TERMINATED;
 /// set up; on error nothing is left behind.
 const _: fn(&SpawnRequest<'_>) -> io::Result<(Child, Channel)> = spawn;
 
+// `RunningImage`: this process's own executable, taken note of at `init`
+// (before a replacement can happen), so that later spawns of it start the
+// image that is running or fail with [`image_gone`]'s error. Linux: nothing
+// is kept (spawns start `/proc/self/exe`); Windows: the file is kept open,
+// sharing everything, to find it again after a rename; other Unix: its
+// device and inode.
+const _: fn() -> io::Result<RunningImage> = RunningImage::open;
+/// The path this process was started from.
+const _: fn(&RunningImage) -> &Path = RunningImage::path;
+
 // `Child`: a started process; the status is recorded only after the OS
 // confirmed the exit.
 const _: fn(&Child) -> u32 = Child::id;
@@ -183,6 +193,9 @@ const _: fn() -> io::Result<usize> = open_handle_count;
 /// fds >= 3 (Unix) / pipe handles other than the std handles (Windows).
 #[cfg(feature = "test-hooks")]
 const _: fn() -> io::Result<Vec<u64>> = open_ipc_handles;
+/// Whether this is a Windows program running under Wine (never on Unix).
+#[cfg(feature = "test-hooks")]
+const _: fn() -> bool = under_wine;
 
 // ---------------------------------------------------------------------------
 // Shared types and helpers
@@ -231,14 +244,17 @@ pub(crate) enum StdioMode {
 
 /// Everything `spawn` needs.
 pub(crate) struct SpawnRequest<'a> {
-    /// The program to start.
+    /// The program to start (and its `argv[0]`).
     pub exe: &'a Path,
-    /// `exe` is this process's own executable: start the image that is
-    /// running rather than whatever file `exe` names now, where the OS
-    /// allows (Linux: `/proc/self/exe`, with `exe` as `argv[0]`), so that a
-    /// binary replaced on disk (a package upgrade, `cargo build`) still
-    /// starts workers of this build. Ignored elsewhere.
-    pub running_image: bool,
+    /// Set when `exe` is this process's own executable (`image.path()`):
+    /// start the image that is running rather than whatever file `exe`
+    /// names now, so that a binary replaced on disk (a package upgrade,
+    /// `cargo build`) still starts workers of this build, or else fail
+    /// with [`image_gone`]'s error. Linux: `/proc/self/exe`; Windows: the
+    /// file where it is now, found from the handle kept open since `init`
+    /// and checked after the child was created (still suspended); other
+    /// Unix: `exe` if its device and inode are still those seen at `init`.
+    pub image: Option<&'a RunningImage>,
     /// Builds the arguments after the program name from the token.
     pub args: &'a dyn Fn(BootToken) -> Vec<OsString>,
     /// stdin, stdout, stderr.
@@ -291,6 +307,22 @@ pub(crate) fn at_exit(f: extern "C" fn()) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::other("atexit failed"))
     }
+}
+
+/// The error a spawn of this process's own executable fails with when
+/// the file it was started from is no longer there to start: it was
+/// replaced (a new file at its path, and on Windows the old one not to be
+/// found either) or removed. `why` says what was seen. The layer above
+/// reports it as a spawn error naming the path.
+pub(crate) fn image_gone(why: impl std::fmt::Display) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!(
+            "this program's executable was replaced or removed on disk since the program \
+             started ({why}), and workers must run the same build as the program: restart \
+             the program, or name a worker executable with `multiproc::set_executable`"
+        ),
+    )
 }
 
 /// The null device's path.

@@ -13,6 +13,11 @@ pub(crate) fn open_handle_count() -> io::Result<usize> {
     Ok(open_fds()?.len())
 }
 
+/// Never: Wine runs Windows programs.
+pub(crate) fn under_wine() -> bool {
+    false
+}
+
 /// The open fds beyond stdin, stdout and stderr.
 pub(crate) fn open_ipc_handles() -> io::Result<Vec<u64>> {
     Ok(open_fds()?.into_iter().filter(|&fd| fd > 2).collect())

@@ -24,6 +24,7 @@ mod channel;
 mod child;
 #[cfg(feature = "test-hooks")]
 mod diag;
+mod exe;
 mod pidfd;
 mod poll;
 mod reaper;
@@ -34,7 +35,8 @@ pub(crate) use bootstrap::{die_with_parent, open_bootstrap, set_std_handle, Chil
 pub(crate) use channel::{pipe, Channel};
 pub(crate) use child::{before_exit, Child, HandleTransfer};
 #[cfg(feature = "test-hooks")]
-pub(crate) use diag::{open_handle_count, open_ipc_handles, settle, watch_process};
+pub(crate) use diag::{open_handle_count, open_ipc_handles, settle, under_wine, watch_process};
+pub(crate) use exe::RunningImage;
 pub(crate) use poll::wait_any;
 pub(crate) use reaper::reap_in_background;
 pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};

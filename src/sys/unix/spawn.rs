@@ -152,26 +152,6 @@ pub(super) fn cstring(bytes: &[u8]) -> io::Result<CString> {
     })
 }
 
-/// The running executable image, if the OS can start a process from it:
-/// Linux's `/proc/self/exe` (proc(5)). The new process resolves it before
-/// its exec, while it still has our memory map (posix_spawn clones with
-/// CLONE_VM, and a fork copies the map's executable file too), so it names
-/// our image even after the file at our path was replaced or deleted.
-pub(super) fn running_image() -> Option<&'static std::ffi::CStr> {
-    #[cfg(target_os = "linux")]
-    {
-        static USABLE: OnceLock<bool> = OnceLock::new();
-        let image = c"/proc/self/exe";
-        USABLE
-            .get_or_init(|| rustix::fs::access(image, rustix::fs::Access::EXEC_OK).is_ok())
-            .then_some(image)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        None
-    }
-}
-
 /// Everything `posix_spawn` needs, owned, so that it can be handed to the
 /// spawner thread.
 pub(super) struct Prepared {
@@ -189,9 +169,9 @@ impl Prepared {
             handle: CHILD_FD as u64,
         };
         let shown = cstring(req.exe.as_os_str().as_bytes())?;
-        let program = match running_image() {
-            Some(image) if req.running_image => image.to_owned(),
-            _ => shown.clone(),
+        let program = match req.image {
+            Some(image) => image.program()?,
+            None => shown.clone(),
         };
         let mut argv = vec![shown];
         for arg in (req.args)(token) {

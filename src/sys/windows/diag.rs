@@ -6,6 +6,7 @@ use std::os::windows::io::AsRawHandle;
 
 use windows_sys::Win32::Foundation::{GetHandleInformation, FALSE, HANDLE};
 use windows_sys::Win32::Storage::FileSystem::{GetFileType, FILE_TYPE_PIPE};
+use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Threading::{
     OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
 };
@@ -80,4 +81,22 @@ pub(crate) fn watch_process(pid: u32) -> io::Result<OwnedRaw> {
     };
     // SAFETY: fresh return value of `OpenProcess`, owned by nobody else.
     unsafe { owned_or_null(raw) }
+}
+
+/// Whether this process runs under Wine, which differs from Windows in a
+/// few documented ways the tests have to expect: Wine's `ntdll.dll`
+/// exports `wine_get_version` (Wine's own "Developer FAQ" names this check).
+pub(crate) fn under_wine() -> bool {
+    let name: Vec<u16> = "ntdll.dll\0".encode_utf16().collect();
+    // SAFETY: `name` is NUL-terminated and outlives the call; ntdll is
+    // loaded in every process, and the handle returned is not owned (no
+    // reference is taken, nothing to close).
+    let ntdll = unsafe { GetModuleHandleW(name.as_ptr()) };
+    if ntdll.is_null() {
+        return false;
+    }
+    // SAFETY: `ntdll` is a loaded module for as long as the process runs;
+    // the name is a NUL-terminated C string. The address is only compared
+    // with null, never called.
+    unsafe { GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()) }.is_some()
 }

@@ -77,6 +77,7 @@ mod bootstrap;
 mod child;
 #[cfg(feature = "test-hooks")]
 mod diag;
+mod exe;
 mod job;
 mod overlapped;
 mod pipe;
@@ -90,7 +91,8 @@ pub(crate) use bootstrap::{die_with_parent, open_bootstrap, set_std_handle, Chil
 pub(crate) use child::settle;
 pub(crate) use child::{before_exit, reap_in_background, Child, HandleTransfer};
 #[cfg(feature = "test-hooks")]
-pub(crate) use diag::{open_handle_count, open_ipc_handles, watch_process};
+pub(crate) use diag::{open_handle_count, open_ipc_handles, under_wine, watch_process};
+pub(crate) use exe::RunningImage;
 pub(crate) use pipe::{pipe, Channel};
 pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};
 pub(crate) use spawn::spawn;

@@ -1,9 +1,11 @@
 //! Parent side: starting a child (`CreateProcessW`, suspended, put in its
 //! job, then resumed).
 
+use std::ffi::OsString;
 use std::io;
 use std::mem::size_of;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+use std::path::Path;
 use std::ptr;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -21,12 +23,13 @@ use super::{
     bootstrap::pack_boot_handles,
     child::{prune_kept_peers, Child, Peer},
     cvt,
+    exe::RunningImage,
     job::contain,
     new_event, owned_or_invalid,
     pipe::{named_pipe, Channel},
     to_wide, TERMINATE_CODE,
 };
-use crate::sys::{BootToken, SpawnRequest, StdioMode};
+use crate::sys::{image_gone, BootToken, SpawnRequest, StdioMode};
 
 /// Starts `req.exe` with the bootstrap channel ready for it to take.
 ///
@@ -46,17 +49,19 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
         handle: pack_boot_handles(client.as_raw_handle(), ack.as_raw_handle())?,
     };
     let args = (req.args)(token);
-    let app = to_wide(req.exe.as_os_str())?;
-    let mut cmd = make_command_line(req.exe.as_os_str(), &args)?;
     // `req.new_group` is a Unix matter: here every child gets its own job,
     // which nests in the job we are in ourselves (Windows 8 and later), so
     // a `terminate_tree` from further up still reaches nested workers.
     let _ = req.new_group;
-    // Windows can't start a process from the running image; `exe` is the
-    // path it was started from (a running executable can be renamed but
-    // not deleted or overwritten).
-    let _ = req.running_image;
-    let (process, thread, pid) = create_process(&app, &mut cmd, creation_flags(req.stdio))?;
+    let flags = creation_flags(req.stdio);
+    let (process, thread, pid) = match req.image {
+        Some(image) => create_from_image(image, req.exe, &args, flags)?,
+        None => {
+            let app = to_wide(req.exe.as_os_str())?;
+            let mut cmd = make_command_line(req.exe.as_os_str(), &args)?;
+            create_process(&app, &mut cmd, flags)?
+        }
+    };
     // A daemonic child must not outlive our normal exit, which on Windows
     // is `ExitProcess` (Rust's `std::process::exit`): that skips the C
     // runtime's atexit handlers, so the hook that terminates daemons does
@@ -80,6 +85,47 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
         status: OnceLock::new(),
     };
     Ok((child, Channel { pipe: server }))
+}
+
+/// Starts this process's own executable (`image`), with `shown` as the
+/// program name on the command line: from where its file is now, so that
+/// an image renamed away (and replaced by a new file at its path) still
+/// starts workers of this build.
+///
+/// A process can only be started from a path, so the file at the path used
+/// is checked after `CreateProcessW`, while the child is still suspended:
+/// if it is not ours, that child is terminated (it ran no code) and the
+/// image is looked for where it is now ([`RunningImage::locate`]), which
+/// fails with `image_gone`'s error when it isn't found. One check per
+/// spawn while nothing moves; the path that worked is used from then on.
+/// A file that can't be checked (opening it for its attributes fails
+/// other than for "not found") is taken as it is, as before the check.
+fn create_from_image(
+    image: &RunningImage,
+    shown: &Path,
+    args: &[OsString],
+    flags: u32,
+) -> io::Result<(OwnedHandle, OwnedHandle, u32)> {
+    let mut from = image.last_path();
+    // Twice for a file that moved once; a third time if it moved again
+    // meanwhile.
+    for _ in 0..3 {
+        let app = to_wide(from.as_os_str())?;
+        // Built anew each time: `CreateProcessW` may modify it.
+        let mut cmd = make_command_line(shown.as_os_str(), args)?;
+        let created = create_process(&app, &mut cmd, flags);
+        if image.is_at(&from).unwrap_or(true) {
+            image.set_last_path(&from);
+            return created;
+        }
+        if let Ok((process, _, _)) = &created {
+            kill_and_reap(process);
+        }
+        from = image.locate()?;
+    }
+    Err(image_gone(
+        "it kept moving while a worker was being started",
+    ))
 }
 
 /// The process creation flags for a child with these standard streams.
