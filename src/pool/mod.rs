@@ -51,6 +51,7 @@ use crate::spawn;
 pub use imap::Imap;
 #[cfg(feature = "progress")]
 pub use imap::Progress;
+use protocol::InitArgs;
 #[cfg(feature = "test-hooks")]
 pub(crate) use protocol::{decode_messages, worker_connection};
 pub use protocol::{run_batch, TaskFails};
@@ -76,7 +77,7 @@ const FRAME_TARGET: Duration = Duration::from_millis(2);
 #[derive(Clone, Debug)]
 pub struct PoolBuilder {
     workers: usize,
-    initializer: Option<(String, std::result::Result<Vec<u8>, EncodeError>)>,
+    initializer: Option<(String, std::result::Result<(), EncodeError>, InitArgs)>,
     max_tasks_per_child: Option<u64>,
     task_timeout: Option<Duration>,
     stdio: Stdio,
@@ -118,6 +119,13 @@ impl PoolBuilder {
     /// respawning workers forever. If `args` can't be serialized,
     /// [`build`](PoolBuilder::build) fails with [`Error::is_encode`].
     ///
+    /// The pool keeps `args` and serializes it for each worker as that
+    /// worker starts (replacements included), so handles in it reach every
+    /// worker as they reach a spawned [`Process`](crate::Process): a
+    /// [`Connection`](crate::Connection), a [`Frozen`](crate::Frozen)
+    /// block each worker maps (one block, not a copy per worker), a
+    /// [`Shared`](crate::Shared) atomic.
+    ///
     /// `entry` is a plain `fn` item registered with [`entry!`](crate::entry),
     /// as everywhere an entry is taken; a closure that captures doesn't
     /// compile (its captures could not cross into the workers):
@@ -131,10 +139,17 @@ impl PoolBuilder {
     pub fn initializer<F, A, R>(&mut self, entry: F, args: A) -> &mut Self
     where
         F: Fn(A) -> R + Copy + 'static,
-        A: Serialize,
+        A: Serialize + Send + Sync + 'static,
     {
         let name = spawn::entry_id(&entry);
-        self.initializer = Some((name.to_string(), encode::to_vec(&args)));
+        // Checked now, so `build` can refuse what can't be serialized; a
+        // handle in it can only pass while a worker is spawned, which is
+        // when `args` is serialized for each worker.
+        let check = match encode::to_vec(&args) {
+            Err(EncodeError::Handle(e)) if e.is_not_spawning() => Ok(()),
+            other => other.map(drop),
+        };
+        self.initializer = Some((name.to_string(), check, InitArgs::new(args)));
         self
     }
 
@@ -207,11 +222,11 @@ impl PoolBuilder {
         }
         let initializer = match &self.initializer {
             None => None,
-            Some((name, _)) if spawn::find_entry(name).is_none() => {
+            Some((name, ..)) if spawn::find_entry(name).is_none() => {
                 return Err(Error::new(Kind::UnknownEntry(name.clone())));
             }
-            Some((name, Ok(payload))) => Some((name.clone(), payload.clone())),
-            Some((name, Err(e))) => {
+            Some((name, Ok(()), args)) => Some((name.clone(), args.clone())),
+            Some((name, Err(e), _)) => {
                 return Err(Error::new(Kind::Encode {
                     entry: name.clone(),
                     source: e.clone(),

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::Connection;
+use crate::encode::{self, EncodeError};
 use crate::spawn::{self, catch_task};
 use crate::status::PanicReport;
 
@@ -159,7 +160,64 @@ pub(super) enum FromWorker {
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct WorkerConfig {
-    pub(super) initializer: Option<(String, Vec<u8>)>,
+    pub(super) initializer: Option<(String, InitArgs)>,
+}
+
+/// The initializer's arguments. The parent keeps the value and serializes
+/// it anew for each worker, while that worker is spawned, so that the
+/// handles in it (a `Connection`, a `Frozen` block) pass to that worker;
+/// the worker receives the bytes and decodes them in the initializer,
+/// still inside its bootstrap (where passed handles can be taken).
+#[derive(Clone)]
+pub(crate) enum InitArgs {
+    /// The parent's side: writes the value.
+    Value(Arc<WriteArgs>),
+    /// The worker's side: the value's bytes.
+    Received(Vec<u8>),
+}
+
+/// Appends the initializer's arguments, serialized.
+type WriteArgs = dyn Fn(&mut Vec<u8>) -> Result<(), EncodeError> + Send + Sync;
+
+impl InitArgs {
+    pub(crate) fn new<A: Serialize + Send + Sync + 'static>(args: A) -> Self {
+        InitArgs::Value(Arc::new(move |out| encode::append(&args, out)))
+    }
+}
+
+impl std::fmt::Debug for InitArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InitArgs::Value(_) => f.write_str("InitArgs::Value(..)"),
+            InitArgs::Received(b) => write!(f, "InitArgs::Received({} bytes)", b.len()),
+        }
+    }
+}
+
+impl Serialize for InitArgs {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            InitArgs::Received(bytes) => s.serialize_bytes(bytes),
+            InitArgs::Value(write) => {
+                let mut bytes = Vec::new();
+                match write(&mut bytes) {
+                    Ok(()) => s.serialize_bytes(&bytes),
+                    // Keep the handle's error for the spawn's encoder.
+                    Err(EncodeError::Handle(e)) => Err(match Arc::try_unwrap(e) {
+                        Ok(e) => encode::handle_error(e),
+                        Err(e) => serde::ser::Error::custom(e),
+                    }),
+                    Err(e) => Err(serde::ser::Error::custom(e)),
+                }
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for InitArgs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_bytes::ByteBuf::deserialize(d).map(|b| InitArgs::Received(b.into_vec()))
+    }
 }
 
 /// Decodes `data` as each of the pool's messages; whether each decoded.
@@ -200,7 +258,7 @@ pub(crate) fn worker_connection() -> Option<&'static Connection> {
 pub(super) fn pool_worker_main((conn, cfg): (Connection, WorkerConfig)) {
     let conn = Arc::new(conn);
     let _ = WORKER_CONN.set(Arc::clone(&conn));
-    if let Some((name, payload)) = cfg.initializer {
+    if let Some((name, InitArgs::Received(payload))) = cfg.initializer {
         if let Err(why) = run_initializer(&name, &payload) {
             let _ = conn.send(&FromWorker::InitFailed(why));
             return;

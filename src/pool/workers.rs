@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::protocol::{pool_worker_main, FromWorker, WorkerConfig};
+use super::protocol::{pool_worker_main, FromWorker, InitArgs, WorkerConfig};
 use super::scheduler::{Limits, Scheduler, WorkerId, Workers};
 use crate::connection::{Connection, Pipe};
 use crate::error::{Error, Result};
@@ -78,7 +78,7 @@ fn worker_end(popen: &Popen, violation: Option<String>) -> (Option<ExitStatus>, 
 /// How the pool starts its workers.
 #[derive(Clone, Debug)]
 pub(super) struct Spawner {
-    pub(super) initializer: Option<(String, Vec<u8>)>,
+    pub(super) initializer: Option<(String, InitArgs)>,
     pub(super) popen: PopenBuilder,
 }
 
