@@ -25,7 +25,13 @@
 //!   (`imap(..).chunksize(1)`) vs CPython's best
 //!   `multiprocessing.Pool(2).map(square, range(N), chunksize=1)`;
 //! - pool tiny tasks, automatic chunking (`map`) vs CPython's best
-//!   `Pool(2).map(.., chunksize=1000)`.
+//!   `Pool(2).map(.., chunksize=1000)`;
+//! - broadcast: a child sums a 1 GiB `Frozen<u64>` (spawn, map, sum, join)
+//!   vs the same sum in the parent, in GiB/s; CPython's
+//!   `shared_memory.SharedMemory` + numpy, a spawned `Process` summing the
+//!   same 1 GiB (`scripts/bench_cpython.py --broadcast`), is printed under
+//!   the table (n/a, with the reason, without numpy:
+//!   `scripts/setup-bench.sh` installs it).
 //!
 //! The CPython figures come from `scripts/bench_cpython.py`, run as a
 //! subprocess with `python3` from `PATH` (same N, best of 3 runs for each
@@ -65,7 +71,16 @@ fn echo_loop(conn: Connection) -> u64 {
     n
 }
 
-multiproc::entry!(nothing, square, echo_loop);
+/// The broadcast row's child: sums the frozen block it maps.
+fn sum_block(block: multiproc::Frozen<u64>) -> u64 {
+    sum_u64(&block)
+}
+
+fn sum_u64(v: &[u64]) -> u64 {
+    v.iter().fold(0u64, |a, &x| a.wrapping_add(x))
+}
+
+multiproc::entry!(nothing, square, echo_loop, sum_block);
 
 const BIG: usize = 64 << 20;
 /// Pool workers in the pool rows (the CPython script uses `Pool(2)` too).
@@ -153,6 +168,7 @@ const STARTUP: &str = "pool startup, Pool::new(2) ready (us)";
 const RSS: &str = "idle worker RSS, pool vs bare (KiB)";
 const CHUNK1: &str = "pool x*x, chunksize 1 (tasks/s)";
 const AUTO: &str = "pool x*x, auto chunks (tasks/s)";
+const BROADCAST: &str = "broadcast: child sums 1 GiB frozen (GiB/s)";
 
 /// The rows measured so far, printed as they come.
 struct Table<'a> {
@@ -254,6 +270,9 @@ fn run(opts: &Opts) -> usize {
     let c1000 = cpython.as_ref().ok().and_then(|c| c.best_chunk1000);
     t.add(AUTO, "tasks/s", Target::AtLeast(2.0), || {
         pool_auto(&sz, c1000, &mut info)
+    });
+    t.add(BROADCAST, "GiB/s", Target::AtLeast(0.8), || {
+        broadcast(&sz, opts.no_cpython, &mut info)
     });
     let rows = t.rows;
 
@@ -965,6 +984,84 @@ fn cpython_baseline(quick: bool, n_chunk1: u64, n_chunk1000: u64) -> Result<Cpyt
         best_chunk1000: num("best_chunk1000"),
         errors,
     })
+}
+
+// ---------------------------------------------------------------- broadcast
+
+/// The broadcast row: a child spawned with a 1 GiB frozen block sums it
+/// (spawn to join) vs the parent summing its own mapping, GiB/s from the
+/// mean of `big_rounds` interleaved runs. CPython's figure goes to `info`.
+fn broadcast(sz: &Sizes, no_cpython: bool, info: &mut Vec<String>) -> Result<Figures, String> {
+    const GIB: usize = 1 << 30;
+    let mut block = multiproc::SharedMut::<u64>::zeroed(GIB / 8).map_err(|e| e.to_string())?;
+    for (i, x) in block.iter_mut().enumerate() {
+        *x = i as u64;
+    }
+    let block = block.freeze().map_err(|e| e.to_string())?;
+    let expected = sum_u64(&block);
+    let mut bad = None;
+    let (child, parent) = interleaved(
+        sz.big_rounds,
+        || match Process::spawn(sum_block, &block).and_then(|mut p| p.join()) {
+            Ok(got) if got == expected => {}
+            Ok(got) => bad = Some(format!("the child summed {got}, not {expected}")),
+            Err(e) => bad = Some(e.to_string()),
+        },
+        || assert_eq!(std::hint::black_box(sum_u64(&block)), expected),
+    );
+    if let Some(why) = bad {
+        return Err(why);
+    }
+    drop(block);
+    let line = if no_cpython {
+        "broadcast: cpython n/a (not run: --no-cpython)".to_string()
+    } else {
+        match cpython_broadcast() {
+            Ok((rate, python)) => format!(
+                "broadcast: cpython {python} shared_memory + numpy, a spawned Process sums 1 GiB: \
+                 {rate:.2} GiB/s (including the child's start)"
+            ),
+            Err(why) => format!("broadcast: cpython n/a ({why})"),
+        }
+    };
+    info.push(line);
+    Ok(Figures {
+        ours: 1.0 / child,
+        baseline: Some(1.0 / parent),
+    })
+}
+
+/// `scripts/bench_cpython.py --broadcast`: (GiB/s, python version).
+fn cpython_broadcast() -> Result<(f64, String), String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_cpython.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg("--broadcast")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "python3 is not on PATH".to_string(),
+            _ => format!("cannot run python3: {e}"),
+        })?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        format!(
+            "bad JSON from the script ({e}): {}",
+            err.lines().last().unwrap_or("")
+        )
+    })?;
+    if let Some(why) = json.get("error").and_then(serde_json::Value::as_str) {
+        return Err(why.to_string());
+    }
+    let rate = json
+        .get("broadcast_gib_s")
+        .and_then(serde_json::Value::as_f64)
+        .ok_or("no broadcast_gib_s in the script's JSON")?;
+    let python = json
+        .get("python")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("?");
+    Ok((rate, python.to_string()))
 }
 
 // ---------------------------------------------------------------- timing

@@ -69,6 +69,82 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Sharing state
+//!
+//! Processes share nothing by default; these types put memory in common,
+//! as Python's `shared_memory` and `Value` do, but without names or a
+//! tracker process: a block is anonymous (a memfd on Linux, a
+//! page-file-backed section on Windows), crosses into a child as a handle
+//! inside the child's arguments (a spawn's, or a pool initializer's), and
+//! the OS frees it when the last process holding it lets go, however that
+//! process ends, killed included.
+//!
+//! - [`SharedMut`] → [`Frozen`]: fill a block in one process, then
+//!   [`freeze`](SharedMut::freeze) it; every process that gets the
+//!   `Frozen` maps the same read-only memory as a `&[T]` (zero copy).
+//! - [`Shared`]: an atomic integer every holder sees (`fetch_add`,
+//!   `compare_exchange`, …).
+//! - [`SharedMemory`]: raw bytes behind a pointer, for code that brings
+//!   its own rules (`unsafe` to use).
+//!
+//! A frozen broadcast: the workers read the parent's data without a copy.
+//!
+//! ```
+//! use multiproc::{Frozen, Pool, SharedMut};
+//!
+//! fn total(data: Frozen<u64>) -> u64 {
+//!     data.iter().sum()
+//! }
+//! multiproc::entry!(total);
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! # multiproc::init();
+//! let mut block = SharedMut::<u64>::zeroed(1_000_000)?;
+//! for (i, x) in block.iter_mut().enumerate() {
+//!     *x = i as u64;
+//! }
+//! let data = block.freeze()?; // read-only from here on, everywhere
+//! let mut child = multiproc::Process::spawn(total, &data)?;
+//! assert_eq!(child.join()?, 499_999_500_000);
+//! # Ok(()) }
+//! ```
+//!
+//! The rules that make this sound, in plain words:
+//!
+//! 1. A `&[T]` is handed out only for memory no process can write while
+//!    it is borrowed: a [`SharedMut`] never leaves its process (it can't be
+//!    sent), and a [`Frozen`] block can't be written by anyone any more.
+//! 2. Memory that other processes may write is reached only through
+//!    atomics ([`Shared`]), whose every access is atomic, or through raw
+//!    pointers in `unsafe` code ([`SharedMemory`], whose docs give the
+//!    contract).
+//! 3. A received block is checked before it is mapped: what the handle is,
+//!    its size against what was sent (capped at 1 TiB), and for a frozen
+//!    block that it really is read-only (Linux: its seals). Anything else
+//!    fails the decoding with a message that says why, never undefined
+//!    behavior.
+//! 4. No block can shrink under a mapping (Linux: sealed against resizing
+//!    at creation), so no access past its end can fault (SIGBUS).
+//!
+//! | | Linux | Windows | macOS |
+//! |---|---|---|---|
+//! | a block | `memfd_create` (sealed against shrinking and growing) | `CreateFileMappingW` backed by the page file | `shm_open` with a random name, unlinked at once |
+//! | crossing | the fd, by `SCM_RIGHTS` | `DuplicateHandle` into the child | the fd, by `SCM_RIGHTS` |
+//! | checked on receipt | seals (`F_GET_SEALS`), exact size (`fstat`) | a section; a view of the size sent (`MapViewOfFile`, `VirtualQuery`) | size (`fstat`) |
+//! | [`Frozen`] is read-only by | `F_SEAL_WRITE`: no process can write it | read-only handles only (the writable one is closed); a received handle that maps writable is refused | read-only mappings: any process holding the fd could still map it writable (ours never do); the OS can't enforce it |
+//! | freed | when the last fd and mapping are gone | when the last handle and view are gone | when the last fd and mapping are gone |
+//!
+//! Not covered by rule 1: another program of the same user that opens
+//! `/proc/<pid>/fd/<n>` of a Linux process can map an exclusive
+//! [`SharedMut`] writable (as it can write `/proc/<pid>/mem`); that is
+//! outside what any Rust program can defend against.
+//!
+//! Today the shared types cross where a handle can: in a spawn's
+//! arguments ([`Process::spawn`], [`Popen`]) and in a pool initializer's
+//! ([`PoolBuilder::initializer`]); elsewhere (a pool task's argument, a
+//! [`Connection`] message) sending one fails with an encoding error
+//! ([`Error::is_encode`]) that says no child is being spawned.
+//!
 //! # How a process ends
 //!
 //! [`Process::join`] returns the value, or an [`Error`] that tells apart:
