@@ -240,6 +240,7 @@ pub mod bootstrap {
 mod pool;
 mod popen;
 mod process;
+mod queue;
 mod shared;
 mod spawn;
 mod status;

@@ -1,0 +1,131 @@
+//! Queues between processes (issue 12): `Queue`, `SimpleQueue`,
+//! `JoinableQueue`, built on a ring of bytes in shared memory.
+//!
+//! This page is the design; the files follow it, one concern each:
+//! [`ring`] (the bytes in the block: layout, commit points, checks — pure
+//! code, unit-tested on a `Vec<u8>`), `queue.rs` (`Queue<T>`: the lock,
+//! waiting and waking, serde, the wire form), `simple.rs` and
+//! `joinable.rs` (the two variants over it).
+//!
+//! # What CPython does, and why it breaks
+//!
+//! `multiprocessing.Queue` is a pipe, a lock around the pipe's write end,
+//! and a *feeder thread* in each process that puts: `put` hands the item
+//! to the thread and returns, and the thread pickles it and writes it to
+//! the pipe later. A process must flush its feeder before it can exit, so
+//! a parent that `join`s a child before draining the queue waits for a
+//! child that waits for the parent to read — the documented deadlock
+//! (CPython #73983, #87971). And a producer killed while holding the write
+//! lock leaves the lock held for good (every other producer hangs) or a
+//! half-written message in the pipe (every consumer reads garbage after
+//! it).
+//!
+//! # The ring, and why there is no feeder thread
+//!
+//! A queue is one block of anonymous shared memory (`shared::region` /
+//! `sys::Guarded`: memfd on Linux, a page-file section on Windows) holding
+//! a header and a ring of records, and a robust process-shared mutex that
+//! guards the whole block. `put` serializes the item in the calling
+//! thread (outside the lock), locks, copies the bytes into the ring and
+//! unlocks: when `put` returns the item *is in shared memory*, not in a
+//! buffer of the producer's. A process can exit — return from its entry,
+//! `process::exit`, be killed — right after `put` returns; its items stay
+//! in the block, which lives as long as any process maps it (the OS frees
+//! it when the last one lets go). Nothing needs flushing, so nothing can
+//! deadlock on exit, and no thread is started.
+//!
+//! # An item is wholly in the queue or not at all
+//!
+//! Each operation commits with one aligned 8-byte store into the header,
+//! done last, under the lock (see [`ring`]'s module docs for the layout):
+//!
+//! - `put` writes the record past the tail, then stores the tail word
+//!   (item count and position together). A producer killed before that
+//!   store put nothing (the half-written bytes are past the tail and are
+//!   overwritten by the next `put`); killed after it, the item is in.
+//! - `get` copies the oldest record into the caller's memory, then stores
+//!   the head word. A consumer killed before that store took nothing: the
+//!   item stays in the queue, first in line, for the next `get`. Killed
+//!   after it (between that store and `get` returning, a few instructions)
+//!   the item is gone with the process, as it would be after `get`
+//!   returned.
+//!
+//! A process killed while it holds the lock: the mutex is robust, so the
+//! next process to lock it is told the owner died (Linux: the kernel marks
+//! the futex `FUTEX_OWNER_DIED` from the dead thread's robust list;
+//! Windows: the kernel mutex is abandoned, `WAIT_ABANDONED`). Because of
+//! the single-store commits there is nothing to repair: the next locker
+//! checks the header ([`ring::Ring::check`]), marks the mutex consistent
+//! and goes on; callers never see the death. macOS has no robust mutexes:
+//! there a process killed inside `put`/`get` leaves the queue locked
+//! (documented; macOS only needs to compile).
+//!
+//! Bytes written into the block by anything but this code (a process
+//! using the raw shared-memory API, a bug) never cause a read out of
+//! bounds, a giant allocation or a panic: positions and counts are
+//! checked on every operation and a record's frame (its length and the
+//! length's complement) before its payload is copied. A payload that
+//! doesn't decode as a `T` is an error of kind `Decode` for that `get`
+//! (the item is consumed, the queue goes on); a frame or header that
+//! can't be right is also a `Decode` error, and the ring is emptied so the
+//! queue stays usable (the error says so).
+//!
+//! # Waiting and waking
+//!
+//! The header counts the consumers asleep waiting for an item and the
+//! producers asleep waiting for room (under the lock). Two counting
+//! semaphores do the sleeping: *items* (consumers sleep on it) and
+//! *room* (producers). A `get` that finds the ring empty increments the
+//! consumer count, unlocks, sleeps on *items*, locks, decrements, and
+//! looks again; a `put` that finds sleeping consumers releases *items*
+//! once after unlocking (a `get` likewise releases *room* for a sleeping
+//! producer). A semaphore keeps a release made before the sleeper sleeps,
+//! so no wakeup is lost between the unlock and the sleep. Linux: the
+//! semaphores are futex words in shared memory (`FUTEX_WAIT`/`FUTEX_WAKE`,
+//! shared, a syscall only when someone sleeps); Windows: kernel semaphore
+//! objects duplicated into each process (`WaitForSingleObject`,
+//! `ReleaseSemaphore`); macOS: polling. A release is skipped when nobody
+//! sleeps, so an uncontended `put`/`get` is a lock, a copy and an unlock.
+//!
+//! A process killed while asleep leaves its count one too high (so a few
+//! releases are wasted: spurious wakeups, which look again and sleep), and
+//! one killed after being woken but before taking the item swallows that
+//! wakeup. So that a crash can never leave a sleeper asleep next to an
+//! item, every sleep is at most [`RECHECK`] long: a wakeup lost to a
+//! crash costs at most that much latency, never a hang. `close` sets the
+//! closed flag and releases both semaphores once per sleeper, so blocked
+//! consumers see the end of data (and blocked producers the close) at
+//! once.
+//!
+//! # Bounds and large items
+//!
+//! A queue is bounded in bytes (the ring's data area, `max_bytes`, at
+//! most 1 GiB) and optionally in items (`max_items`). An item takes its
+//! serialized length plus 8 to 15 bytes. An item larger than the whole
+//! ring can never fit: `put` says so with an error of kind
+//! `MessageTooLarge` at once instead of waiting. Items up to the ring's
+//! size (MiB with a ring of a few MiB) go through the ring like any
+//! other, copied in one piece under the lock — the lock is held for the
+//! copy only (about a millisecond per MiB at worst), never while waiting
+//! for room, and a producer waiting for room for a large item does not
+//! stop producers of small items that fit: there is no ordering between
+//! producers, so small items are never blocked behind a large one.
+//!
+//! A `SimpleQueue` is a queue whose bound is only its byte size (a large
+//! one by default): its `put` blocks when that much is queued rather than
+//! growing memory without bound.
+//!
+//! `JoinableQueue` counts items marked done next to the tail's count of
+//! items put; `join` waits until they are equal. `task_done` is one
+//! 4-byte store under the lock, so it is also all-or-nothing.
+
+#![allow(dead_code)] // until the public types over it land (issue 12 step 2)
+
+pub(crate) mod ring;
+
+use std::time::Duration;
+
+/// The longest a blocked `put` or `get` sleeps before it looks at the
+/// ring again even without a wakeup: what a wakeup lost to a killed
+/// process costs at most.
+pub(crate) const RECHECK: Duration = Duration::from_millis(100);

@@ -1,0 +1,644 @@
+//! [`Ring`]: the byte ring a queue keeps in shared memory, as a view over
+//! the block's bytes. Pure data-structure code: no OS calls, no clock, no
+//! lock — the caller holds the queue's lock for as long as a `Ring`
+//! exists (the block is only ever reached through that lock), so here the
+//! bytes are plain `&mut [u8]`. Unit tests run it on a `Vec<u8>`.
+//!
+//! # Layout
+//!
+//! A [`HEADER`] of 64 bytes, then the data area of `cap` bytes (`cap` a
+//! multiple of 8, at most [`MAX_CAP`]). Integers are little-endian.
+//!
+//! | at | size | what |
+//! |---|---|---|
+//! | 0 | 4 | magic `MPQU` |
+//! | 4 | 4 | layout version |
+//! | 8 | 8 | `cap`, the data area's length |
+//! | 16 | 8 | the item capacity (`max_items`) |
+//! | 24 | 8 | the **head word**: items taken (high 32 bits), position of the oldest record (low 32) |
+//! | 32 | 8 | the **tail word**: items put (high 32 bits), position after the newest record (low 32) |
+//! | 40 | 4 | closed (0 / 1) |
+//! | 44 | 4 | consumers asleep waiting for an item |
+//! | 48 | 4 | producers asleep waiting for room |
+//! | 52 | 4 | items marked done (`JoinableQueue::task_done`), modulo 2³² |
+//!
+//! A position is a byte offset in the data area (`0..cap`, a multiple of
+//! 8). The bytes in use run from the head's position to the tail's,
+//! wrapping at the end; equal positions mean empty when the item counts
+//! are equal and full to the byte otherwise. The item counts wrap at 2³²
+//! (a ring holds far fewer: each record takes at least 8 bytes).
+//!
+//! A record is an 8-byte frame — the payload length `len` (u32) and its
+//! complement `!len` (u32) — then the payload, padded to a multiple of 8;
+//! it may wrap around the end of the data area (the frame never splits:
+//! positions and `cap` are multiples of 8).
+//!
+//! # Commit points
+//!
+//! Each operation changes exactly one word of the header, with one
+//! aligned 8-byte store, and does so last: `push` writes the record past
+//! the tail and then stores the tail word; `pop` copies the record out and
+//! then stores the head word. A process killed before that store left the
+//! queue as it was (a half-written record past the tail is never read; a
+//! record copied but not taken stays in the queue); killed after it, the
+//! operation happened. The item count and the byte position share the
+//! word, so the two can't disagree.
+//!
+//! Counts and positions are checked on every operation ([`Ring::check`]),
+//! and a record's frame before its payload is read: bytes written into the
+//! block by anything but this code are an error ([`Corrupt`]), never a
+//! read out of bounds or a giant allocation.
+
+use std::fmt;
+
+/// The header's length; the data area follows it.
+pub(crate) const HEADER: usize = 64;
+/// The largest data area: positions and byte counts fit in 32 bits.
+pub(crate) const MAX_CAP: usize = 1 << 30;
+/// The smallest data area: one empty record.
+pub(crate) const MIN_CAP: usize = 16;
+/// A record's frame (the length and its complement).
+pub(crate) const FRAME: usize = 8;
+
+const MAGIC: u32 = u32::from_le_bytes(*b"MPQU");
+const VERSION: u32 = 1;
+
+const MAGIC_AT: usize = 0;
+const VERSION_AT: usize = 4;
+const CAP_AT: usize = 8;
+const MAX_ITEMS_AT: usize = 16;
+const HEAD_AT: usize = 24;
+const TAIL_AT: usize = 32;
+const CLOSED_AT: usize = 40;
+const GET_SLEEPERS_AT: usize = 44;
+const PUT_SLEEPERS_AT: usize = 48;
+const DONE_AT: usize = 52;
+
+/// The bytes a record of a `len`-byte payload takes in the data area.
+pub(crate) fn record_len(len: usize) -> usize {
+    FRAME + len.div_ceil(8) * 8
+}
+
+/// The block length for a data area of `cap` bytes.
+pub(crate) fn block_len(cap: usize) -> usize {
+    HEADER + cap
+}
+
+/// What the block holds is not a ring this code wrote: a message saying
+/// what was found. The ring was reset to empty (see [`Ring::pop`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Corrupt(pub String);
+
+impl fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the queue's shared memory is corrupt: {}", self.0)
+    }
+}
+
+/// What [`Ring::push`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Push {
+    /// The item is in the ring.
+    Done,
+    /// No room now (items or bytes).
+    Full,
+    /// The ring is closed: nothing more goes in.
+    Closed,
+    /// The item is larger than the whole data area: it can never fit.
+    TooLarge,
+}
+
+/// What [`Ring::pop`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Pop {
+    /// The oldest item's payload is in the buffer and out of the ring.
+    Done,
+    /// No item now.
+    Empty,
+    /// No item, and the ring is closed: none will come.
+    Closed,
+}
+
+/// The head or tail word: an item count and a byte position in the data
+/// area (`0..cap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct End {
+    items: u32,
+    pos: u32,
+}
+
+impl End {
+    fn word(self) -> u64 {
+        (u64::from(self.items) << 32) | u64::from(self.pos)
+    }
+
+    fn of(word: u64) -> End {
+        End {
+            items: (word >> 32) as u32,
+            pos: word as u32,
+        }
+    }
+}
+
+/// A view of a ring's block (see the module docs), while the caller holds
+/// the queue's lock.
+pub(crate) struct Ring<'a> {
+    mem: &'a mut [u8],
+    /// The data area's length (from the block's length, not its header).
+    cap: usize,
+    max_items: u64,
+}
+
+impl<'a> Ring<'a> {
+    /// Writes a new, empty ring over `mem` (a fresh block of
+    /// `block_len(cap)` bytes, `cap` checked by the caller: a multiple of
+    /// 8 in `MIN_CAP..=MAX_CAP`), holding at most `max_items` items.
+    pub(crate) fn init(mem: &'a mut [u8], max_items: u64) -> Ring<'a> {
+        let cap = mem.len() - HEADER;
+        debug_assert!(cap.is_multiple_of(8) && (MIN_CAP..=MAX_CAP).contains(&cap));
+        mem[..HEADER].fill(0);
+        put_u64(mem, CAP_AT, cap as u64);
+        put_u64(mem, MAX_ITEMS_AT, max_items);
+        put_u32(mem, VERSION_AT, VERSION);
+        put_u32(mem, MAGIC_AT, MAGIC);
+        Ring {
+            mem,
+            cap,
+            max_items,
+        }
+    }
+
+    /// A view of a received block: its header must be a ring's, of the
+    /// data area its length leaves.
+    pub(crate) fn open(mem: &'a mut [u8]) -> Result<Ring<'a>, Corrupt> {
+        if mem.len() < HEADER + MIN_CAP || mem.len() > HEADER + MAX_CAP {
+            return Err(Corrupt(format!(
+                "a block of {} bytes can't hold a queue",
+                mem.len()
+            )));
+        }
+        if get_u32(mem, MAGIC_AT) != MAGIC || get_u32(mem, VERSION_AT) != VERSION {
+            return Err(Corrupt("the block is not a queue of this version".into()));
+        }
+        let cap = mem.len() - HEADER;
+        if get_u64(mem, CAP_AT) != cap as u64 || !cap.is_multiple_of(8) {
+            return Err(Corrupt(format!(
+                "the header says {} data bytes, the block has {cap}",
+                get_u64(mem, CAP_AT)
+            )));
+        }
+        let max_items = get_u64(mem, MAX_ITEMS_AT).max(1);
+        let ring = Ring {
+            mem,
+            cap,
+            max_items,
+        };
+        ring.ends()?;
+        Ok(ring)
+    }
+
+    /// The data area's length.
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// The largest payload that can ever fit.
+    pub(crate) fn max_item_len(&self) -> usize {
+        (self.cap - FRAME).min(u32::MAX as usize)
+    }
+
+    /// The head and tail, checked: positions in the data area and
+    /// 8-aligned, no more items than records fit in the used bytes.
+    fn ends(&self) -> Result<(End, End, usize), Corrupt> {
+        let head = End::of(get_u64(self.mem, HEAD_AT));
+        let tail = End::of(get_u64(self.mem, TAIL_AT));
+        let n = tail.items.wrapping_sub(head.items) as usize;
+        let (h, t) = (head.pos as usize, tail.pos as usize);
+        let bad = |what: &str| Corrupt(format!("{what} (head {head:?}, tail {tail:?})"));
+        if h >= self.cap || t >= self.cap || !h.is_multiple_of(8) || !t.is_multiple_of(8) {
+            return Err(bad("a position outside the data area"));
+        }
+        // Equal positions: empty, or (with items) full to the byte.
+        let used = match (t + self.cap - h) % self.cap {
+            0 if n > 0 => self.cap,
+            u => u,
+        };
+        if n * FRAME > used || (n == 0) != (used == 0) {
+            return Err(bad("item count and bytes in use disagree"));
+        }
+        Ok((head, tail, used))
+    }
+
+    /// Whether the header is sane (after a holder of the lock died, say).
+    pub(crate) fn check(&self) -> Result<(), Corrupt> {
+        self.ends().map(drop)
+    }
+
+    /// Items in the ring (0 if it is corrupt).
+    pub(crate) fn len(&self) -> usize {
+        self.ends()
+            .map(|(h, t, _)| t.items.wrapping_sub(h.items) as usize)
+            .unwrap_or(0)
+    }
+
+    /// Payload bytes plus frames and padding in use.
+    pub(crate) fn used_bytes(&self) -> usize {
+        self.ends().map(|(_, _, u)| u).unwrap_or(0)
+    }
+
+    /// Appends `item` as the newest record, if there is room.
+    pub(crate) fn push(&mut self, item: &[u8]) -> Result<Push, Corrupt> {
+        if self.is_closed() {
+            return Ok(Push::Closed);
+        }
+        if item.len() > self.max_item_len() {
+            return Ok(Push::TooLarge);
+        }
+        let (head, tail, used) = self.ends()?;
+        let need = record_len(item.len());
+        let n = tail.items.wrapping_sub(head.items) as u64;
+        if n >= self.max_items || self.cap - used < need {
+            return Ok(Push::Full);
+        }
+        let len = item.len() as u32;
+        let t = tail.pos as usize;
+        put_u32(self.mem, HEADER + t, len);
+        put_u32(self.mem, HEADER + t + 4, !len);
+        self.write_at((t + FRAME) % self.cap, item);
+        let next = End {
+            items: tail.items.wrapping_add(1),
+            pos: ((t + need) % self.cap) as u32,
+        };
+        // The commit point.
+        put_u64(self.mem, TAIL_AT, next.word());
+        Ok(Push::Done)
+    }
+
+    /// Takes the oldest record: its payload replaces `out`'s contents.
+    ///
+    /// A frame that does not fit what the header says is [`Corrupt`];
+    /// the ring is then emptied (head moved to the tail), so that the
+    /// queue stays usable: what was in it is lost, and the error says so.
+    pub(crate) fn pop(&mut self, out: &mut Vec<u8>) -> Result<Pop, Corrupt> {
+        let (head, _, used) = match self.ends() {
+            Ok(e) => e,
+            Err(e) => {
+                self.reset();
+                return Err(e);
+            }
+        };
+        if used == 0 {
+            return Ok(if self.is_closed() {
+                Pop::Closed
+            } else {
+                Pop::Empty
+            });
+        }
+        let h = head.pos as usize;
+        let len = get_u32(self.mem, HEADER + h);
+        let check = get_u32(self.mem, HEADER + h + 4);
+        let need = record_len(len as usize);
+        if check != !len || need > used {
+            self.reset();
+            return Err(Corrupt(format!(
+                "a record's frame says {len} bytes (check {check:#x}) with {used} bytes in use; \
+                 the queue was emptied"
+            )));
+        }
+        out.clear();
+        out.resize(len as usize, 0);
+        self.read_at((h + FRAME) % self.cap, out);
+        let next = End {
+            items: head.items.wrapping_add(1),
+            pos: ((h + need) % self.cap) as u32,
+        };
+        // The commit point.
+        put_u64(self.mem, HEAD_AT, next.word());
+        Ok(Pop::Done)
+    }
+
+    /// Empties the ring: the head moves to the tail.
+    fn reset(&mut self) {
+        let tail = End::of(get_u64(self.mem, TAIL_AT));
+        let tail = End {
+            items: tail.items,
+            pos: (tail.pos as usize % self.cap / 8 * 8) as u32,
+        };
+        put_u64(self.mem, TAIL_AT, tail.word());
+        put_u64(self.mem, HEAD_AT, tail.word());
+    }
+
+    /// Closed: `push` refuses, `pop` says `Closed` once empty.
+    pub(crate) fn is_closed(&self) -> bool {
+        get_u32(self.mem, CLOSED_AT) != 0
+    }
+
+    /// Closes the ring, for good.
+    pub(crate) fn close(&mut self) {
+        put_u32(self.mem, CLOSED_AT, 1);
+    }
+
+    /// Consumers asleep waiting for an item (a count the queue keeps).
+    pub(crate) fn get_sleepers(&self) -> u32 {
+        get_u32(self.mem, GET_SLEEPERS_AT)
+    }
+
+    /// Adds `d` (wrapping) to [`get_sleepers`](Ring::get_sleepers).
+    pub(crate) fn add_get_sleepers(&mut self, d: i32) {
+        let v = self.get_sleepers().wrapping_add_signed(d);
+        put_u32(self.mem, GET_SLEEPERS_AT, v);
+    }
+
+    /// Producers asleep waiting for room.
+    pub(crate) fn put_sleepers(&self) -> u32 {
+        get_u32(self.mem, PUT_SLEEPERS_AT)
+    }
+
+    /// Adds `d` (wrapping) to [`put_sleepers`](Ring::put_sleepers).
+    pub(crate) fn add_put_sleepers(&mut self, d: i32) {
+        let v = self.put_sleepers().wrapping_add_signed(d);
+        put_u32(self.mem, PUT_SLEEPERS_AT, v);
+    }
+
+    /// Items put and not yet marked done: the tail's item count less the
+    /// done count (both wrap at 2³², so the difference is exact while
+    /// fewer than 2³² are unfinished).
+    pub(crate) fn unfinished(&self) -> u32 {
+        let tail = End::of(get_u64(self.mem, TAIL_AT));
+        tail.items.wrapping_sub(get_u32(self.mem, DONE_AT))
+    }
+
+    /// Marks one item done (one 4-byte store: the commit point); `false`,
+    /// and nothing changes, if none is unfinished.
+    pub(crate) fn task_done(&mut self) -> bool {
+        if self.unfinished() == 0 {
+            return false;
+        }
+        let done = get_u32(self.mem, DONE_AT).wrapping_add(1);
+        put_u32(self.mem, DONE_AT, done);
+        true
+    }
+
+    /// Writes `bytes` at data offset `at`, wrapping at the end.
+    fn write_at(&mut self, at: usize, bytes: &[u8]) {
+        let first = bytes.len().min(self.cap - at);
+        let data = &mut self.mem[HEADER..];
+        data[at..at + first].copy_from_slice(&bytes[..first]);
+        data[..bytes.len() - first].copy_from_slice(&bytes[first..]);
+    }
+
+    /// Fills `out` from data offset `at`, wrapping at the end.
+    fn read_at(&self, at: usize, out: &mut [u8]) {
+        let first = out.len().min(self.cap - at);
+        let data = &self.mem[HEADER..];
+        out[..first].copy_from_slice(&data[at..at + first]);
+        let rest = out.len() - first;
+        out[first..].copy_from_slice(&data[..rest]);
+    }
+}
+
+fn get_u32(mem: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(mem[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn put_u32(mem: &mut [u8], at: usize, v: u32) {
+    mem[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn get_u64(mem: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(mem[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn put_u64(mem: &mut [u8], at: usize, v: u64) {
+    mem[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(cap: usize) -> Vec<u8> {
+        vec![0xAA; block_len(cap)]
+    }
+
+    fn pop(r: &mut Ring<'_>) -> Result<Option<Vec<u8>>, Corrupt> {
+        let mut out = vec![1, 2, 3];
+        match r.pop(&mut out)? {
+            Pop::Done => Ok(Some(out)),
+            Pop::Empty | Pop::Closed => Ok(None),
+        }
+    }
+
+    #[test]
+    fn items_come_out_in_order_and_whole() {
+        let mut mem = block(256);
+        let mut r = Ring::init(&mut mem, u64::MAX);
+        for i in 0..5u8 {
+            assert_eq!(r.push(&vec![i; i as usize * 3]), Ok(Push::Done));
+        }
+        assert_eq!(r.len(), 5);
+        for i in 0..5u8 {
+            assert_eq!(pop(&mut r).unwrap(), Some(vec![i; i as usize * 3]));
+        }
+        assert_eq!(r.len(), 0);
+        assert_eq!(r.pop(&mut Vec::new()), Ok(Pop::Empty));
+    }
+
+    #[test]
+    fn records_wrap_around_the_end_many_times() {
+        let mut mem = block(64);
+        let mut r = Ring::init(&mut mem, u64::MAX);
+        // 13-byte payloads take 24 bytes: they straddle the end in turn.
+        for round in 0..1000u32 {
+            let item: Vec<u8> = (0..13).map(|k| (round as u8).wrapping_add(k)).collect();
+            assert_eq!(r.push(&item), Ok(Push::Done), "round {round}");
+            assert_eq!(r.push(&item[..5]), Ok(Push::Done));
+            assert_eq!(pop(&mut r).unwrap(), Some(item.clone()));
+            assert_eq!(pop(&mut r).unwrap(), Some(item[..5].to_vec()));
+        }
+    }
+
+    #[test]
+    fn full_by_bytes_and_by_items() {
+        let mut mem = block(64);
+        let mut r = Ring::init(&mut mem, u64::MAX);
+        // 64 bytes hold exactly four 8-byte payloads (16 bytes each).
+        for _ in 0..4 {
+            assert_eq!(r.push(&[7; 8]), Ok(Push::Done));
+        }
+        assert_eq!(r.used_bytes(), 64);
+        assert_eq!(r.push(&[]), Ok(Push::Full));
+        assert_eq!(pop(&mut r).unwrap(), Some(vec![7; 8]));
+        assert_eq!(r.push(&[1; 9]), Ok(Push::Full), "9 bytes take 24");
+        assert_eq!(r.push(&[1; 8]), Ok(Push::Done));
+
+        let mut mem = block(256);
+        let mut r = Ring::init(&mut mem, 2);
+        assert_eq!(r.push(b"a"), Ok(Push::Done));
+        assert_eq!(r.push(b"b"), Ok(Push::Done));
+        assert_eq!(r.push(b"c"), Ok(Push::Full));
+    }
+
+    #[test]
+    fn an_item_larger_than_the_ring_is_too_large_not_full() {
+        let mut mem = block(64);
+        let mut r = Ring::init(&mut mem, u64::MAX);
+        assert_eq!(r.max_item_len(), 56);
+        assert_eq!(r.push(&[0; 57]), Ok(Push::TooLarge));
+        assert_eq!(r.push(&[9; 56]), Ok(Push::Done), "exactly the data area");
+        assert_eq!(pop(&mut r).unwrap(), Some(vec![9; 56]));
+    }
+
+    #[test]
+    fn closed_refuses_puts_and_drains_before_saying_closed() {
+        let mut mem = block(64);
+        let mut r = Ring::init(&mut mem, u64::MAX);
+        r.push(b"last").unwrap();
+        r.close();
+        assert_eq!(r.push(b"more"), Ok(Push::Closed));
+        assert_eq!(pop(&mut r).unwrap(), Some(b"last".to_vec()));
+        assert_eq!(r.pop(&mut Vec::new()), Ok(Pop::Closed));
+    }
+
+    #[test]
+    fn a_push_cut_off_before_its_commit_leaves_nothing() {
+        let mut mem = block(64);
+        let before = {
+            let mut r = Ring::init(&mut mem, u64::MAX);
+            r.push(b"kept").unwrap();
+            mem.clone()
+        };
+        // A producer that died while writing: record bytes past the tail,
+        // tail word untouched.
+        let mut mem = before.clone();
+        mem[HEADER + 16..HEADER + 40].fill(0x5A);
+        let mut r = Ring::open(&mut mem).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(pop(&mut r).unwrap(), Some(b"kept".to_vec()));
+        assert_eq!(pop(&mut r).unwrap(), None);
+    }
+
+    #[test]
+    fn a_pop_cut_off_before_its_commit_leaves_the_item() {
+        let mut mem = block(64);
+        let mut r = Ring::init(&mut mem, u64::MAX);
+        r.push(b"one").unwrap();
+        // A consumer that copied the record out and died: the head word
+        // is what counts, and it did not move.
+        let mut copy = vec![0; 3];
+        r.read_at(FRAME, &mut copy);
+        assert_eq!(copy, b"one");
+        let mut r = Ring::open(&mut mem).unwrap();
+        assert_eq!(pop(&mut r).unwrap(), Some(b"one".to_vec()));
+    }
+
+    #[test]
+    fn a_forged_frame_is_an_error_and_the_ring_stays_usable() {
+        let mut mem = block(64);
+        let mut r = Ring::init(&mut mem, u64::MAX);
+        r.push(b"abc").unwrap();
+        put_u32(&mut mem, HEADER, 1_000_000); // length, complement left wrong
+        let mut r = Ring::open(&mut mem).unwrap();
+        let e = pop(&mut r).unwrap_err();
+        assert!(e.0.contains("1000000"), "{e}");
+        assert_eq!(r.len(), 0);
+        assert_eq!(r.push(b"after"), Ok(Push::Done));
+        assert_eq!(pop(&mut r).unwrap(), Some(b"after".to_vec()));
+    }
+
+    #[test]
+    fn a_forged_frame_with_a_good_check_but_too_long_is_refused() {
+        let mut mem = block(64);
+        let mut r = Ring::init(&mut mem, u64::MAX);
+        r.push(b"abc").unwrap();
+        put_u32(&mut mem, HEADER, 40);
+        put_u32(&mut mem, HEADER + 4, !40);
+        let mut r = Ring::open(&mut mem).unwrap();
+        assert!(pop(&mut r).is_err(), "40 bytes claimed, 16 in use");
+    }
+
+    #[test]
+    fn forged_header_words_are_refused() {
+        let mut mem = block(64);
+        Ring::init(&mut mem, u64::MAX);
+        let fresh = mem.clone();
+        // Each forgery: a tail word that can't be.
+        let forgeries = [
+            End { items: 0, pos: 8 },   // bytes but no items
+            End { items: 9, pos: 16 },  // 9 items in 16 bytes
+            End { items: 1, pos: 12 },  // misaligned
+            End { items: 1, pos: 640 }, // outside
+        ];
+        for f in forgeries {
+            let mut mem = fresh.clone();
+            put_u64(&mut mem, TAIL_AT, f.word());
+            let e = Ring::open(&mut mem).err().expect("refused");
+            assert!(e.0.contains("tail"), "{e}");
+        }
+        let mut mem = fresh.clone();
+        put_u32(&mut mem, MAGIC_AT, 0);
+        assert!(Ring::open(&mut mem).is_err());
+        let mut mem = fresh.clone();
+        put_u64(&mut mem, CAP_AT, 128);
+        assert!(
+            Ring::open(&mut mem).is_err(),
+            "the header's cap is not the block's"
+        );
+        let mut short = fresh[..HEADER + 8].to_vec();
+        assert!(Ring::open(&mut short).is_err());
+    }
+
+    #[test]
+    fn a_forged_tail_in_a_live_ring_is_an_error_then_usable() {
+        let mut mem = block(64);
+        let mut r = Ring::init(&mut mem, u64::MAX);
+        r.push(b"x").unwrap();
+        put_u64(r.mem, TAIL_AT, End { items: 7, pos: 8 }.word());
+        assert!(r.push(b"y").is_err());
+        assert!(pop(&mut r).is_err());
+        assert_eq!(r.len(), 0);
+        assert_eq!(r.push(b"z"), Ok(Push::Done));
+        assert_eq!(pop(&mut r).unwrap(), Some(b"z".to_vec()));
+    }
+
+    #[test]
+    fn full_to_the_byte_is_told_from_empty() {
+        let mut mem = block(32);
+        let mut r = Ring::init(&mut mem, u64::MAX);
+        assert_eq!(r.push(&[3; 24]), Ok(Push::Done));
+        assert_eq!(r.used_bytes(), 32);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.push(&[]), Ok(Push::Full));
+        assert_eq!(pop(&mut r).unwrap(), Some(vec![3; 24]));
+        assert_eq!(r.used_bytes(), 0);
+    }
+
+    #[test]
+    fn unfinished_counts_puts_until_each_is_marked_done() {
+        let mut mem = block(64);
+        let mut r = Ring::init(&mut mem, u64::MAX);
+        assert!(!r.task_done(), "nothing put yet");
+        r.push(b"a").unwrap();
+        r.push(b"b").unwrap();
+        pop(&mut r).unwrap();
+        pop(&mut r).unwrap();
+        assert_eq!(r.unfinished(), 2, "taken is not done");
+        assert!(r.task_done());
+        assert_eq!(r.unfinished(), 1);
+        assert!(r.task_done());
+        assert_eq!(r.unfinished(), 0);
+        assert!(!r.task_done(), "more done than put");
+        assert_eq!(r.unfinished(), 0);
+    }
+
+    #[test]
+    fn the_sleeper_counts_add_up() {
+        let mut mem = block(32);
+        let mut r = Ring::init(&mut mem, u64::MAX);
+        r.add_get_sleepers(1);
+        r.add_get_sleepers(1);
+        r.add_put_sleepers(1);
+        r.add_get_sleepers(-1);
+        assert_eq!((r.get_sleepers(), r.put_sleepers()), (1, 1));
+    }
+}
