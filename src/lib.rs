@@ -83,7 +83,7 @@
 //!   [`freeze`](SharedMut::freeze) it; every process that gets the
 //!   `Frozen` maps the same read-only memory as a `&[T]` (zero copy).
 //! - [`Shared`]: an atomic integer every holder sees (`fetch_add`,
-//!   `compare_exchange`, …).
+//!   `compare_exchange`, …), or an array of them (`Shared<[AtomicU64]>`).
 //! - [`SharedMemory`]: raw bytes behind a pointer, for code that brings
 //!   its own rules (`unsafe` to use).
 //!

@@ -184,7 +184,22 @@ fn make_block_and_wait(report: multiproc::Connection) {
     common::block_forever(());
 }
 
+/// Adds 1 to slot `i` and to the last slot, `n` times each.
+fn count_slots((slots, i, n): (Shared<[AtomicU64]>, usize, u64)) {
+    let last = slots.len() - 1;
+    for _ in 0..n {
+        slots[i].fetch_add(1, Ordering::Relaxed);
+        slots[last].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn forged_slots(f: ForgedBlock<Shared<[AtomicU64]>>) -> usize {
+    f.into_received().expect("decoded").len()
+}
+
 multiproc::entry!(
+    count_slots,
+    forged_slots,
     checksum,
     count,
     poke,
@@ -491,4 +506,30 @@ fn scenario_a_thousand_blocks() {
     }
     assert_eq!(census(), start, "after 1 000 blocks");
     println!("blocks: counts back to start: {start:?}");
+}
+
+#[test]
+fn each_process_counts_in_its_slot_of_a_shared_array() {
+    let slots = Shared::<[AtomicU64]>::zeroed(5).unwrap();
+    let mut procs: Vec<_> = (0..4)
+        .map(|i| Process::spawn(count_slots, (slots.clone(), i, 1_000 * (i as u64 + 1))).unwrap())
+        .collect();
+    for p in &mut procs {
+        p.join().unwrap();
+    }
+    let got: Vec<u64> = slots.iter().map(|s| s.load(Ordering::SeqCst)).collect();
+    assert_eq!(got, [1_000, 2_000, 3_000, 4_000, 10_000]);
+}
+
+#[test]
+fn a_block_that_is_no_whole_number_of_atomics_is_refused() {
+    let raw = SharedMemory::new(12).unwrap();
+    let m = refusal!(
+        forged_slots,
+        ForgedBlock::new(raw_handle(&raw).unwrap(), 12, false)
+    );
+    assert!(
+        m.contains("not a whole number of `core::sync::atomic::AtomicU64`"),
+        "{m}"
+    );
 }

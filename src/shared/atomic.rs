@@ -1,4 +1,4 @@
-//! [`Shared`]: an atomic in shared memory.
+//! [`Shared`]: an atomic, or an array of them, in shared memory.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::region::Region;
 use crate::encode;
-use crate::error::Result;
+use crate::error::{Error, Kind, Result};
 use crate::sys::ShmAtomic;
 
 /// The std atomic integer types, which [`Shared`] can hold. Sealed: it
@@ -35,12 +35,24 @@ pub trait SharedAtomic: ShmAtomic {}
 /// assert_eq!(hits.load(Ordering::Relaxed), 3);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
-pub struct Shared<A> {
+///
+/// `Shared<[A]>` is an array of them ([`Shared::zeroed`]), dereferencing
+/// to `[A]`:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// let slots = multiproc::Shared::<[AtomicU32]>::zeroed(8)?;
+/// slots[3].store(7, Ordering::Relaxed);
+/// assert_eq!(slots.iter().map(|s| s.load(Ordering::Relaxed)).sum::<u32>(), 7);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Shared<A: ?Sized> {
     region: Arc<Region>,
     _a: PhantomData<A>,
 }
 
-impl<A> Clone for Shared<A> {
+impl<A: ?Sized> Clone for Shared<A> {
     fn clone(&self) -> Self {
         Shared {
             region: Arc::clone(&self.region),
@@ -63,6 +75,66 @@ impl<A: SharedAtomic> Shared<A> {
     pub fn new(value: A) -> Result<Self> {
         Ok(Shared {
             region: Arc::new(Region::with_atomic(value)?),
+            _a: PhantomData,
+        })
+    }
+}
+
+impl<A: SharedAtomic> Shared<[A]> {
+    /// `len` shared atomics, all zero. A [usage error](crate::Error::is_usage)
+    /// over 1 TiB; an I/O error if the OS can't make the block.
+    pub fn zeroed(len: usize) -> Result<Self> {
+        let bytes = len
+            .checked_mul(std::mem::size_of::<A>())
+            .filter(|&b| b <= Region::MAX_LEN)
+            .ok_or_else(|| {
+                Error::new(Kind::Usage(format!(
+                    "{len} shared atomics are over the cap of {} bytes",
+                    Region::MAX_LEN
+                )))
+            })?;
+        Ok(Shared {
+            region: Arc::new(Region::new(bytes)?),
+            _a: PhantomData,
+        })
+    }
+}
+
+impl<A: SharedAtomic> Deref for Shared<[A]> {
+    type Target = [A];
+    fn deref(&self) -> &[A] {
+        // Writable and shared, a whole number of `A`s (checked on receipt).
+        self.region
+            .atomics::<A>()
+            .expect("a Shared block is writable and shared")
+    }
+}
+
+impl<A: SharedAtomic + fmt::Debug> fmt::Debug for Shared<[A]> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Shared").field(&&**self).finish()
+    }
+}
+
+impl<A: SharedAtomic> Serialize for Shared<[A]> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.region.serialize(s)
+    }
+}
+
+impl<'de, A: SharedAtomic> Deserialize<'de> for Shared<[A]> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let region = Region::deserialize_as(d, false)?;
+        let size = std::mem::size_of::<A>();
+        if region.len() % size != 0 || region.atomics::<A>().is_none() {
+            return Err(encode::decode_error(format!(
+                "a shared block of {} bytes is not a whole number of `{}` ({size} bytes each)",
+                region.len(),
+                std::any::type_name::<A>()
+            )));
+        }
+        Ok(Shared {
+            region: Arc::new(region),
             _a: PhantomData,
         })
     }

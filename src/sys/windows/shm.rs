@@ -173,3 +173,49 @@ pub(crate) fn shm_freeze(h: OwnedHandle) -> io::Result<OwnedHandle> {
     drop(h);
     Ok(read_only)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::windows::io::AsHandle;
+
+    fn refused(r: io::Result<ShmView>) -> String {
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn a_block_maps_writable_then_frozen_read_only() {
+        let h = shm_create(8192).unwrap();
+        let v = shm_map(h.as_handle(), 8192, ShmAccess::ReadWrite).unwrap();
+        drop(v);
+        let h = shm_freeze(h).unwrap();
+        shm_map(h.as_handle(), 8192, ShmAccess::ReadOnly).unwrap();
+        // The frozen handle can't map writable any more.
+        refused(shm_map(h.as_handle(), 8192, ShmAccess::ReadWrite));
+    }
+
+    #[test]
+    fn a_writable_handle_is_not_a_frozen_block() {
+        let h = shm_create(4096).unwrap();
+        let m = refused(shm_map(h.as_handle(), 4096, ShmAccess::ReadOnly));
+        assert!(m.contains("allows writing"), "{m}");
+    }
+
+    #[test]
+    fn a_view_larger_than_the_section_or_of_no_bytes_is_refused() {
+        let h = shm_create(4096).unwrap();
+        // Sections are whole pages: 4096 bytes map as one page, 2 pages don't.
+        let m = refused(shm_map(h.as_handle(), 3 * 65536, ShmAccess::ReadWrite));
+        assert!(m.contains("not a shared-memory section"), "{m}");
+        refused(shm_map(h.as_handle(), 0, ShmAccess::ReadWrite));
+    }
+
+    #[test]
+    fn an_event_handle_is_not_a_section() {
+        let ev = super::super::new_event().unwrap();
+        let m = refused(shm_map(ev.as_handle(), 4096, ShmAccess::ReadWrite));
+        assert!(m.contains("not a shared-memory section"), "{m}");
+    }
+}
