@@ -206,9 +206,17 @@
 //!   everything the worker starts, nested workers included, but no longer
 //!   gets the terminal's signals); without it the tree operations fail.
 //!   On Windows every worker has its own job object, which they use.
+//! - **Standard streams.** Each of a worker's stdin, stdout and stderr is
+//!   set on its own ([`Stdio`]: `stdin`, `stdout`, `stderr` on
+//!   [`PopenBuilder`], [`ProcessBuilder`] and [`PoolBuilder`]): inherited
+//!   from this process, the null device, or (stdout and stderr of a
+//!   `Popen` or `Process`) captured in a pipe. Inherited and null streams
+//!   are in place before the worker runs any code; on Windows the worker
+//!   inherits exactly its standard handles and no other.
 //! - **Windows consoles.** Workers share the parent's console (no console
 //!   window opens for them); when the parent has none, they are created
-//!   with `CREATE_NO_WINDOW`.
+//!   with `CREATE_NO_WINDOW`; a worker whose three streams are all the
+//!   null device gets no console at all (`DETACHED_PROCESS`).
 //! - **A binary replaced on disk.** Workers run the build that is
 //!   running, never a file put at its path later (an upgrade, `cargo
 //!   build`): Linux starts them from the running image, Windows from
@@ -253,8 +261,10 @@ pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "progress")]
 pub use pool::Progress;
 pub use pool::{AsyncResult, Imap, Pool, PoolBuilder};
-pub use popen::{executable, reset_executable, set_executable, ChildOutput, Popen, PopenBuilder};
-pub use process::{Process, ProcessBuilder, Sentinel, Stdio};
+pub use popen::{
+    executable, reset_executable, set_executable, ChildOutput, Popen, PopenBuilder, Stdio,
+};
+pub use process::{Process, ProcessBuilder, Sentinel};
 pub use shared::{Frozen, Shared, SharedAtomic, SharedMemory, SharedMut};
 pub use spawn::{current_process_name, init};
 pub use status::{ExitStatus, PanicReport};
@@ -562,5 +572,14 @@ pub mod test_hooks {
     /// never on Unix.
     pub fn under_wine() -> bool {
         crate::sys::under_wine()
+    }
+
+    /// Makes the read end of a pipe inheritable, as a careless library
+    /// might (Unix: clears `FD_CLOEXEC`; Windows: sets
+    /// `HANDLE_FLAG_INHERIT`), to check that workers still don't get it.
+    pub fn make_inheritable(pipe: std::io::PipeReader) -> std::io::Result<std::io::PipeReader> {
+        let h = crate::sys::OwnedRaw::from(pipe);
+        crate::sys::set_inheritable(crate::sys::borrow(&h))?;
+        Ok(h.into())
     }
 }

@@ -128,6 +128,38 @@ fn current_exe() -> Result<PathBuf> {
     std::env::current_exe().map_err(|e| Error::new(Kind::CurrentExe(e)))
 }
 
+/// Where one of a worker's standard streams goes (or, for stdin, comes
+/// from): set per stream with `stdin`, `stdout` and `stderr` on
+/// [`PopenBuilder`], [`ProcessBuilder`](crate::ProcessBuilder) and
+/// [`PoolBuilder`](crate::PoolBuilder) alike.
+///
+/// `Inherit` and `Null` are set up by the spawn itself, before the worker
+/// runs any code: on Unix with `posix_spawn` file actions, on Windows with
+/// the standard handles of `STARTUPINFOEX`, inherited through
+/// `PROC_THREAD_ATTRIBUTE_HANDLE_LIST` (only those handles: nothing else
+/// is inheritable into a worker).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Stdio {
+    /// This process's own stream, whatever it is (a terminal, a console,
+    /// a file, a pipe). The default for stdout and stderr.
+    #[default]
+    Inherit,
+    /// The null device: reading gives end of file at once, writes are
+    /// discarded. The default for stdin (as CPython gives its children),
+    /// so that a worker neither competes with this process for its input
+    /// nor, in the background of a terminal, gets stopped by reading it.
+    Null,
+    /// stdout and stderr only: a pipe to this process, read with
+    /// [`Popen::take_stdout`] / [`Popen::take_stderr`] (or `Process`'s).
+    /// The worker installs the pipe itself once its bootstrap is through;
+    /// until then (code that runs before `main`) the stream is inherited.
+    /// As with `std::process`, a worker that fills the pipe while nobody
+    /// reads it waits until someone does. Refused for stdin, and for a
+    /// pool's workers (there is no one stream to hand back): spawning or
+    /// building fails with [`ErrorKind::Usage`](crate::ErrorKind::Usage).
+    Capture,
+}
+
 /// Options for spawning a [`Popen`]; `&mut self` setters, then
 /// [`spawn`](PopenBuilder::spawn).
 #[derive(Clone, Debug)]
@@ -136,13 +168,12 @@ pub struct PopenBuilder {
     kill_on_drop: bool,
     daemon: bool,
     own_group: bool,
-    stdio: [sys::StdioMode; 3],
+    /// stdin, stdout, stderr.
+    stdio: [Stdio; 3],
     /// The worker sends replies on the channel, each at most this long (a
     /// `Process` reads them).
     reply_cap: Option<u64>,
     options: spawn::WorkerOptions,
-    /// Capture stdout / stderr in a pipe to this process.
-    capture: [bool; 2],
 }
 
 impl Default for PopenBuilder {
@@ -153,14 +184,9 @@ impl Default for PopenBuilder {
             daemon: false,
             own_group: false,
             // stdin: the null device, as CPython gives its children.
-            stdio: [
-                sys::StdioMode::Null,
-                sys::StdioMode::Inherit,
-                sys::StdioMode::Inherit,
-            ],
+            stdio: [Stdio::Null, Stdio::Inherit, Stdio::Inherit],
             reply_cap: None,
             options: spawn::WorkerOptions::default(),
-            capture: [false; 2],
         }
     }
 }
@@ -186,30 +212,37 @@ impl PopenBuilder {
         self
     }
 
-    /// Give the worker the null device as stdin, stdout and stderr instead
-    /// of the parent's. `false` gives it the parent's stdout and stderr
-    /// and leaves stdin as [`inherit_stdin`](Self::inherit_stdin) set it.
-    pub fn null_stdio(&mut self, yes: bool) -> &mut Self {
-        if yes {
-            self.stdio = [sys::StdioMode::Null; 3];
-        } else {
-            self.stdio[1] = sys::StdioMode::Inherit;
-            self.stdio[2] = sys::StdioMode::Inherit;
-        }
+    /// Where the worker's stdin comes from: [`Stdio::Null`] (the default)
+    /// or [`Stdio::Inherit`], this process's stdin. [`Stdio::Capture`] is
+    /// refused: [`spawn`](Self::spawn) fails with
+    /// [`ErrorKind::Usage`](crate::ErrorKind::Usage).
+    pub fn stdin(&mut self, stdio: Stdio) -> &mut Self {
+        self.stdio[0] = stdio;
         self
     }
 
-    /// Give the worker this process's stdin (default: false, the null
-    /// device, as CPython gives its children: a worker that reads stdin
-    /// sees end of file instead of competing with the parent for its input,
-    /// or, under a terminal, being stopped by it).
-    pub fn inherit_stdin(&mut self, yes: bool) -> &mut Self {
-        self.stdio[0] = if yes {
-            sys::StdioMode::Inherit
-        } else {
-            sys::StdioMode::Null
-        };
+    /// Where the worker's stdout goes (default [`Stdio::Inherit`]).
+    pub fn stdout(&mut self, stdio: Stdio) -> &mut Self {
+        self.stdio[1] = stdio;
         self
+    }
+
+    /// Where the worker's stderr goes (default [`Stdio::Inherit`]).
+    pub fn stderr(&mut self, stdio: Stdio) -> &mut Self {
+        self.stdio[2] = stdio;
+        self
+    }
+
+    /// Where the worker's stdout and stderr go: the same as
+    /// [`stdout`](Self::stdout) and [`stderr`](Self::stderr) with `stdio`
+    /// (stdin stays as [`stdin`](Self::stdin) set it).
+    pub fn stdio(&mut self, stdio: Stdio) -> &mut Self {
+        self.stdout(stdio).stderr(stdio)
+    }
+
+    /// The stdin, stdout and stderr settings.
+    pub(crate) fn stdio_settings(&self) -> [Stdio; 3] {
+        self.stdio
     }
 
     /// Unix: the worker leads a new process group, which
@@ -253,25 +286,6 @@ impl PopenBuilder {
     /// killed parent).
     pub fn kill_on_parent_death(&mut self, yes: bool) -> &mut Self {
         self.options.die_with_parent = yes;
-        self
-    }
-
-    /// Whether stdin (`which == 0`), stdout (`1`) or stderr (`2`) goes to
-    /// the null device (or is inherited).
-    pub(crate) fn null_stream(&mut self, which: usize, null: bool) -> &mut Self {
-        self.stdio[which] = if null {
-            sys::StdioMode::Null
-        } else {
-            sys::StdioMode::Inherit
-        };
-        self
-    }
-
-    /// Capture stdout (`which == 0`) or stderr (`1`) in a pipe to this
-    /// process, read through [`Popen::take_output`]; the worker installs
-    /// the pipe's write end itself once its bootstrap is through.
-    pub(crate) fn capture(&mut self, which: usize, yes: bool) -> &mut Self {
-        self.capture[which] = yes;
         self
     }
 
@@ -351,7 +365,8 @@ impl PopenBuilder {
         // Our write ends go away when this returns, so the readers see end
         // of file once the worker (and whatever inherited them) exited.
         let mut pipes = [None, None];
-        for (pipe, _) in pipes.iter_mut().zip(self.capture).filter(|(_, yes)| *yes) {
+        let capture = [self.stdio[1], self.stdio[2]].map(|s| s == Stdio::Capture);
+        for (pipe, _) in pipes.iter_mut().zip(capture).filter(|(_, yes)| *yes) {
             *pipe = Some(
                 sys::pipe(false)
                     .map_err(|e| Error::io("cannot create a pipe for captured output", e))?,
@@ -360,7 +375,6 @@ impl PopenBuilder {
         let mut popen = self.spawn_bytes(&mut |child| {
             let body = payload(child)?;
             let mut options = self.options.clone();
-            options.null_std = sys::worker_nulls(self.stdio);
             for (slot, pipe) in options.capture.iter_mut().zip(&pipes) {
                 if let Some((_, w)) = pipe {
                     *slot = Some(duplicate_for_child(w.as_raw())?);
@@ -379,6 +393,13 @@ impl PopenBuilder {
         &self,
         bootstrap: &mut dyn FnMut(&sys::Child) -> Result<Vec<u8>>,
     ) -> Result<Popen> {
+        if self.stdio[0] == Stdio::Capture {
+            return Err(Error::new(Kind::Usage(
+                "stdin cannot be Stdio::Capture (only stdout and stderr can be captured): \
+                 use Stdio::Null or Stdio::Inherit"
+                    .into(),
+            )));
+        }
         let (exe, image) = match &self.executable {
             Some(p) => (p.clone(), None),
             None => {
@@ -396,7 +417,12 @@ impl PopenBuilder {
             exe: &exe,
             image,
             args: &args,
-            stdio: self.stdio,
+            // Captured streams are inherited until the worker installs
+            // its pipe.
+            stdio: self.stdio.map(|s| match s {
+                Stdio::Null => sys::StdioMode::Null,
+                Stdio::Inherit | Stdio::Capture => sys::StdioMode::Inherit,
+            }),
             kill_on_parent_death: self.options.die_with_parent,
             daemon: self.daemon,
             new_group: self.own_group,
@@ -580,10 +606,14 @@ impl Popen {
         self.child.sentinel()
     }
 
-    /// The read end of captured stdout (`which == 0`) or stderr (`1`),
-    /// once (see [`PopenBuilder::capture`]).
-    pub(crate) fn take_output(&mut self, which: usize) -> Option<ChildOutput> {
-        self.output[which].take()
+    /// The worker's captured stdout ([`Stdio::Capture`]), once.
+    pub fn take_stdout(&mut self) -> Option<ChildOutput> {
+        self.output[0].take()
+    }
+
+    /// The worker's captured stderr ([`Stdio::Capture`]), once.
+    pub fn take_stderr(&mut self) -> Option<ChildOutput> {
+        self.output[1].take()
     }
 
     pub(crate) fn child_arc(&self) -> &Arc<sys::Child> {
@@ -651,8 +681,9 @@ impl Popen {
     }
 }
 
-/// A worker's captured stdout or stderr: read it to the end to get
-/// everything the worker wrote (end of file once it exited).
+/// A worker's captured stdout or stderr ([`Stdio::Capture`]): read it to
+/// the end to get everything the worker wrote (end of file once it, and
+/// every process it passed the stream on to, exited).
 pub struct ChildOutput(sys::Channel);
 
 impl fmt::Debug for ChildOutput {

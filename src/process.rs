@@ -15,30 +15,14 @@ use crate::codec::reply::Reply;
 use crate::deadline;
 use crate::error::{Error, Kind, Result};
 use crate::exit_code;
-use crate::popen::{ChildOutput, Popen, PopenBuilder, ReplyProgress};
+use crate::popen::{ChildOutput, Popen, PopenBuilder, ReplyProgress, Stdio};
 use crate::status::ExitStatus;
-
-/// Where a worker's standard output and error go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Stdio {
-    /// The parent's own streams (the default).
-    #[default]
-    Inherit,
-    /// The null device.
-    Null,
-    /// A pipe to this process: read it with [`Process::take_stdout`] /
-    /// [`Process::take_stderr`] (stdout and stderr only). As with
-    /// `std::process`, a worker that fills the pipe while nobody reads it
-    /// waits until someone does.
-    Capture,
-}
 
 /// Options for a [`Process`]: `&mut self` setters, then
 /// [`spawn`](ProcessBuilder::spawn).
 #[derive(Clone, Debug)]
 pub struct ProcessBuilder {
     popen: PopenBuilder,
-    capture: [bool; 2],
     name: Option<String>,
     daemon: bool,
 }
@@ -63,7 +47,6 @@ impl ProcessBuilder {
         popen.want_reply(Self::DEFAULT_MAX_RESULT_LEN);
         ProcessBuilder {
             popen,
-            capture: [false; 2],
             name: None,
             daemon: false,
         }
@@ -107,23 +90,10 @@ impl ProcessBuilder {
         self
     }
 
-    /// Where the worker's stdout and stderr go; `Null` also makes stdin
-    /// the null device, which it is by default anyway (see
-    /// [`stdin`](ProcessBuilder::stdin)).
-    pub fn stdio(&mut self, stdio: Stdio) -> &mut Self {
-        self.popen.null_stdio(stdio == Stdio::Null);
-        self.capture = [stdio == Stdio::Capture; 2];
-        self
-    }
-
-    /// Where the worker's stdin comes from: the null device by default (as
-    /// CPython's children), so that reading it gives end of file at once;
-    /// `Inherit` for this process's stdin. `Capture` is not available for
-    /// stdin and means `Null`. Windows starts workers without handle
-    /// inheritance, so there `Inherit` gives them the console's input when
-    /// they share this process's console, but not a redirected stdin.
+    /// Where the worker's stdin comes from: [`Stdio::Null`] (the default)
+    /// or [`Stdio::Inherit`]; see [`PopenBuilder::stdin`].
     pub fn stdin(&mut self, stdio: Stdio) -> &mut Self {
-        self.popen.inherit_stdin(stdio == Stdio::Inherit);
+        self.popen.stdin(stdio);
         self
     }
 
@@ -136,21 +106,25 @@ impl ProcessBuilder {
         self
     }
 
-    /// Where the worker's stdout goes (after [`stdio`](ProcessBuilder::stdio)).
+    /// Where the worker's stdout goes (default [`Stdio::Inherit`]);
+    /// [`Stdio::Capture`] hands it back through [`Process::take_stdout`].
     pub fn stdout(&mut self, stdio: Stdio) -> &mut Self {
-        self.stream(1, stdio)
+        self.popen.stdout(stdio);
+        self
     }
 
-    /// Where the worker's stderr goes (after [`stdio`](ProcessBuilder::stdio)).
+    /// Where the worker's stderr goes (default [`Stdio::Inherit`]);
+    /// [`Stdio::Capture`] hands it back through [`Process::take_stderr`].
     pub fn stderr(&mut self, stdio: Stdio) -> &mut Self {
-        self.stream(2, stdio)
+        self.popen.stderr(stdio);
+        self
     }
 
-    fn stream(&mut self, which: usize, stdio: Stdio) -> &mut Self {
-        // Captured output is installed by the worker itself: the spawn
-        // leaves that stream inherited.
-        self.popen.null_stream(which, stdio == Stdio::Null);
-        self.capture[which - 1] = stdio == Stdio::Capture;
+    /// Where the worker's stdout and stderr go: the same as
+    /// [`stdout`](Self::stdout) and [`stderr`](Self::stderr) with `stdio`
+    /// (stdin stays as [`stdin`](Self::stdin) set it).
+    pub fn stdio(&mut self, stdio: Stdio) -> &mut Self {
+        self.popen.stdio(stdio);
         self
     }
 
@@ -186,11 +160,8 @@ impl ProcessBuilder {
             .unwrap_or_else(|| format!("Process-{}", COUNTER.fetch_add(1, Ordering::Relaxed) + 1));
         let mut popen = self.popen.clone();
         popen.name(name.clone());
-        for (i, want) in self.capture.iter().enumerate() {
-            popen.capture(i, *want);
-        }
         let mut popen = popen.spawn(entry, args)?;
-        let (stdout, stderr) = (popen.take_output(0), popen.take_output(1));
+        let (stdout, stderr) = (popen.take_stdout(), popen.take_stderr());
         Ok(Process {
             popen,
             stdout,

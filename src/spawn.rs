@@ -173,9 +173,6 @@ pub(crate) struct WorkerOptions {
     pub die_with_parent: bool,
     /// Passed-handle tokens to install as stdout / stderr (captured output).
     pub capture: [Option<u64>; 2],
-    /// Point stdin / stdout / stderr at the null device (where the spawn
-    /// itself could not: see `sys::worker_nulls`).
-    pub null_std: [bool; 3],
 }
 
 /// Builds the header, entry id and options that precede the payload.
@@ -433,20 +430,6 @@ fn worker_main(marker: &str) -> Result<i32, Fail> {
     }
     if let Some(name) = options.name {
         set_current_name(name);
-    }
-    for (which, _) in (0u8..).zip(options.null_std).filter(|(_, null)| *null) {
-        let null = std::fs::OpenOptions::new()
-            .read(which == 0)
-            .write(which != 0)
-            .open(sys::null_device());
-        null.and_then(|f| sys::set_std_handle(which, f.into()))
-            .map_err(|e| {
-                let f = Fail(
-                    exit_code::NO_CHANNEL,
-                    format!("cannot point standard stream {which} at the null device: {e}"),
-                );
-                failed(f, Some(&chan))
-            })?;
     }
     install_panic_hook();
     handles::receiving(chan);

@@ -140,7 +140,7 @@ fn abort_while_a_grandchild_holds_the_channel(path: PathBuf) {
         ready: theirs,
     };
     let grandchild = PopenBuilder::new()
-        .null_stdio(true)
+        .stdio(multiproc::Stdio::Null)
         .spawn(hold_channel, &holder)
         .unwrap();
     drop(holder);

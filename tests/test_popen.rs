@@ -172,7 +172,7 @@ fn unregistered_entry_is_refused_before_spawning() {
 /// worker's exit code.
 fn raw_bootstrap_exit_code(data: &[u8]) -> i32 {
     let p = PopenBuilder::new()
-        .null_stdio(true)
+        .stdio(multiproc::Stdio::Null)
         .spawn_with_raw_bootstrap(data)
         .unwrap();
     wait_done(&p).code().expect("exit code")
@@ -268,7 +268,7 @@ fn worker_that_dies_during_a_big_bootstrap_does_not_hang_the_parent() {
     // carrying the worker's exit status, not block on a full pipe.
     let garbage = vec![0x5au8; 64 << 20];
     let err = PopenBuilder::new()
-        .null_stdio(true)
+        .stdio(multiproc::Stdio::Null)
         .spawn_with_raw_bootstrap(&garbage)
         .unwrap_err();
     assert!(err.is_exited_early(), "{err}");
@@ -305,6 +305,31 @@ fn concurrent_spawns_each_child_sees_only_its_own_channel() {
             }
         }
     });
+}
+
+#[test]
+fn a_stray_inheritable_handle_does_not_reach_workers() {
+    use multiproc::Stdio::{Inherit, Null};
+    // What a careless library leaves behind: an fd without close-on-exec,
+    // a handle marked inheritable. On Windows a worker inherits its
+    // standard handles, so inheritance is on, restricted to exactly those
+    // (PROC_THREAD_ATTRIBUTE_HANDLE_LIST); on Unix everything above fd 3
+    // is closed in the child.
+    let (r, w) = std::io::pipe().unwrap();
+    let r = multiproc::test_hooks::make_inheritable(r).unwrap();
+    for [stdin, out] in [[Null, Null], [Null, Inherit], [Inherit, Inherit]] {
+        let p = PopenBuilder::new()
+            .stdin(stdin)
+            .stdio(out)
+            .spawn(count_visible_handles, ())
+            .unwrap();
+        assert_eq!(
+            wait_done(&p).code(),
+            Some(1),
+            "stdin {stdin:?}, stdout/stderr {out:?}: the worker saw more than its own channel"
+        );
+    }
+    drop((r, w));
 }
 
 #[test]

@@ -44,8 +44,7 @@ use serde::Serialize;
 
 use crate::encode::{self, EncodeError};
 use crate::error::{Error, Kind, Result};
-use crate::popen::PopenBuilder;
-use crate::process::Stdio;
+use crate::popen::{PopenBuilder, Stdio};
 use crate::spawn;
 
 pub use imap::Imap;
@@ -80,7 +79,6 @@ pub struct PoolBuilder {
     initializer: Option<(String, std::result::Result<(), EncodeError>, InitArgs)>,
     max_tasks_per_child: Option<u64>,
     task_timeout: Option<Duration>,
-    stdio: Stdio,
     popen: PopenBuilder,
 }
 
@@ -92,7 +90,8 @@ impl Default for PoolBuilder {
 
 impl PoolBuilder {
     /// Defaults: one worker per available CPU, no initializer, no task
-    /// limit, no timeout, stdio inherited, workers die with this process.
+    /// limit, no timeout, stdin the null device, stdout and stderr
+    /// inherited, workers die with this process.
     pub fn new() -> Self {
         let mut popen = PopenBuilder::new();
         popen.kill_on_parent_death(true);
@@ -101,7 +100,6 @@ impl PoolBuilder {
             initializer: None,
             max_tasks_per_child: None,
             task_timeout: None,
-            stdio: Stdio::Inherit,
             popen,
         }
     }
@@ -172,17 +170,40 @@ impl PoolBuilder {
         self
     }
 
-    /// Where the workers' stdin, stdout and stderr go: [`Stdio::Inherit`]
-    /// (the default) or [`Stdio::Null`].
+    /// Where the workers' stdin comes from: [`Stdio::Null`] (the
+    /// default) or [`Stdio::Inherit`].
     ///
-    /// [`Stdio::Capture`] is refused: [`build`](PoolBuilder::build) fails
-    /// with [`Error::is_usage`]. A pool's workers are shared by all its
-    /// tasks and replaced as they die, so there is no one stream to hand
-    /// back; run the work in a [`Process`](crate::Process) to capture its
-    /// output.
+    /// [`Stdio::Capture`] is refused here and for stdout and stderr:
+    /// [`build`](PoolBuilder::build) fails with [`Error::is_usage`]. A
+    /// pool's workers are shared by all its tasks and replaced as they
+    /// die, so there is no one stream to hand back; run the work in a
+    /// [`Process`](crate::Process) to capture its output.
+    pub fn stdin(&mut self, stdio: Stdio) -> &mut Self {
+        self.popen.stdin(stdio);
+        self
+    }
+
+    /// Where the workers' stdout goes: [`Stdio::Inherit`] (the default)
+    /// or [`Stdio::Null`] ([`Stdio::Capture`] is refused, see
+    /// [`stdin`](Self::stdin)).
+    pub fn stdout(&mut self, stdio: Stdio) -> &mut Self {
+        self.popen.stdout(stdio);
+        self
+    }
+
+    /// Where the workers' stderr goes: [`Stdio::Inherit`] (the default)
+    /// or [`Stdio::Null`] ([`Stdio::Capture`] is refused, see
+    /// [`stdin`](Self::stdin)).
+    pub fn stderr(&mut self, stdio: Stdio) -> &mut Self {
+        self.popen.stderr(stdio);
+        self
+    }
+
+    /// Where the workers' stdout and stderr go: the same as
+    /// [`stdout`](Self::stdout) and [`stderr`](Self::stderr) with `stdio`
+    /// (stdin stays as [`stdin`](Self::stdin) set it).
     pub fn stdio(&mut self, stdio: Stdio) -> &mut Self {
-        self.popen.null_stdio(stdio == Stdio::Null);
-        self.stdio = stdio;
+        self.popen.stdio(stdio);
         self
     }
 
@@ -201,7 +222,8 @@ impl PoolBuilder {
     /// Starts the workers and waits until all are ready (initializer done).
     ///
     /// Fails with [`Error::is_usage`] for options that make no pool: 0
-    /// workers, `max_tasks_per_child(0)`, [`Stdio::Capture`].
+    /// workers, `max_tasks_per_child(0)`, [`Stdio::Capture`] for any
+    /// stream.
     pub fn build(&self) -> Result<Pool> {
         if self.workers == 0 {
             return Err(Error::new(Kind::Usage(
@@ -213,12 +235,15 @@ impl PoolBuilder {
                 "max_tasks_per_child must be at least 1 (got 0)".into(),
             )));
         }
-        if self.stdio == Stdio::Capture {
-            return Err(Error::new(Kind::Usage(
-                "a pool cannot capture its workers' output (Stdio::Capture): use \
+        if let Some(which) = ["stdin", "stdout", "stderr"]
+            .into_iter()
+            .zip(self.popen.stdio_settings())
+            .find_map(|(which, s)| (s == Stdio::Capture).then_some(which))
+        {
+            return Err(Error::new(Kind::Usage(format!(
+                "a pool cannot capture its workers' {which} (Stdio::Capture): use \
                  Stdio::Inherit or Stdio::Null, or a Process to capture a task's output"
-                    .into(),
-            )));
+            ))));
         }
         let initializer = match &self.initializer {
             None => None,

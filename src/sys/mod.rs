@@ -196,6 +196,9 @@ const _: fn() -> io::Result<Vec<u64>> = open_ipc_handles;
 /// Whether this is a Windows program running under Wine (never on Unix).
 #[cfg(feature = "test-hooks")]
 const _: fn() -> bool = under_wine;
+/// Clears `FD_CLOEXEC` (Unix) / sets `HANDLE_FLAG_INHERIT` (Windows).
+#[cfg(feature = "test-hooks")]
+const _: fn(BorrowedRaw<'_>) -> io::Result<()> = set_inheritable;
 
 // ---------------------------------------------------------------------------
 // Shared types and helpers
@@ -323,26 +326,4 @@ pub(crate) fn image_gone(why: impl std::fmt::Display) -> io::Error {
              the program, or name a worker executable with `multiproc::set_executable`"
         ),
     )
-}
-
-/// The null device's path.
-pub(crate) fn null_device() -> &'static Path {
-    Path::new(if cfg!(windows) { "NUL" } else { "/dev/null" })
-}
-
-/// Which of stdin, stdout and stderr a worker started with `stdio` must
-/// point at the null device itself, after its bootstrap.
-///
-/// Unix: none, `posix_spawn` opened `/dev/null` for each. Windows: the
-/// streams that are `Null` when the others are not: a child started
-/// without inheritance gets either all of the parent's standard handles
-/// or (`DETACHED_PROCESS`, all three `Null`) none (see
-/// `windows::creation_flags`). Output written before the worker's
-/// bootstrap is through (by code that runs before `main`) still reaches
-/// the parent's stream there.
-pub(crate) fn worker_nulls(stdio: [StdioMode; 3]) -> [bool; 3] {
-    if cfg!(unix) || stdio == [StdioMode::Null; 3] {
-        return [false; 3];
-    }
-    stdio.map(|m| m == StdioMode::Null)
 }

@@ -6,7 +6,7 @@ use std::io;
 #[cfg(target_os = "linux")]
 use rustix::process::Pid;
 
-use super::{open_fds, OwnedRaw};
+use super::{open_fds, BorrowedRaw, OwnedRaw};
 
 /// The number of open fds.
 pub(crate) fn open_handle_count() -> io::Result<usize> {
@@ -44,4 +44,10 @@ pub(crate) fn watch_process(pid: u32) -> io::Result<OwnedRaw> {
 /// Nothing lingers on Unix (see the Windows version).
 pub(crate) fn settle() -> usize {
     0
+}
+
+/// Makes `fd` inheritable (clears `FD_CLOEXEC`): a stray fd that a
+/// careless library opened, for isolation tests.
+pub(crate) fn set_inheritable(fd: BorrowedRaw<'_>) -> io::Result<()> {
+    Ok(rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?)
 }

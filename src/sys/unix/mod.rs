@@ -35,7 +35,9 @@ pub(crate) use bootstrap::{die_with_parent, open_bootstrap, set_std_handle, Chil
 pub(crate) use channel::{pipe, Channel};
 pub(crate) use child::{before_exit, Child, HandleTransfer};
 #[cfg(feature = "test-hooks")]
-pub(crate) use diag::{open_handle_count, open_ipc_handles, settle, under_wine, watch_process};
+pub(crate) use diag::{
+    open_handle_count, open_ipc_handles, set_inheritable, settle, under_wine, watch_process,
+};
 pub(crate) use exe::RunningImage;
 pub(crate) use poll::wait_any;
 pub(crate) use reaper::reap_in_background;

@@ -4,14 +4,16 @@
 use std::io;
 use std::os::windows::io::AsRawHandle;
 
-use windows_sys::Win32::Foundation::{GetHandleInformation, FALSE, HANDLE};
+use windows_sys::Win32::Foundation::{
+    GetHandleInformation, SetHandleInformation, FALSE, HANDLE, HANDLE_FLAG_INHERIT,
+};
 use windows_sys::Win32::Storage::FileSystem::{GetFileType, FILE_TYPE_PIPE};
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Threading::{
     OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
 };
 
-use super::{handle_to_token, owned_or_null, OwnedRaw};
+use super::{cvt, handle_to_token, owned_or_null, BorrowedRaw, OwnedRaw};
 
 /// The highest handle value [`open_handle_count`] and [`open_ipc_handles`]
 /// probe.
@@ -99,4 +101,14 @@ pub(crate) fn under_wine() -> bool {
     // the name is a NUL-terminated C string. The address is only compared
     // with null, never called.
     unsafe { GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()) }.is_some()
+}
+
+/// Makes `h` inheritable (`HANDLE_FLAG_INHERIT`): a stray handle that a
+/// careless library made, for isolation tests.
+pub(crate) fn set_inheritable(h: BorrowedRaw<'_>) -> io::Result<()> {
+    // SAFETY: `h` is open (borrowed); only its inherit flag changes.
+    let ok = unsafe {
+        SetHandleInformation(h.as_raw_handle(), HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT)
+    };
+    cvt(ok)
 }

@@ -3,9 +3,11 @@
 //!
 //! # Design
 //!
-//! * **Nothing is inherited.** `CreateProcessW` runs with
-//!   `bInheritHandles = FALSE`, so a child can never receive a handle by
-//!   accident, whatever other threads are spawning at the same time
+//! * **Nothing is inherited but the standard handles.** `CreateProcessW`
+//!   gets the child's stdin, stdout and stderr in `STARTUPINFOW` and a
+//!   `PROC_THREAD_ATTRIBUTE_HANDLE_LIST` naming exactly those
+//!   ([`stdio`]), so a child can never receive another handle by accident,
+//!   whatever other threads are spawning at the same time
 //!   (rust-lang/rust#38227). The child instead *takes* its end of the
 //!   bootstrap channel: the command line carries the parent's pid and the
 //!   handle's value in the parent; the child opens the parent with
@@ -83,6 +85,7 @@ mod overlapped;
 mod pipe;
 mod shm;
 mod spawn;
+mod stdio;
 mod wait;
 
 pub(crate) use args::args_os;
@@ -91,7 +94,9 @@ pub(crate) use bootstrap::{die_with_parent, open_bootstrap, set_std_handle, Chil
 pub(crate) use child::settle;
 pub(crate) use child::{before_exit, reap_in_background, Child, HandleTransfer};
 #[cfg(feature = "test-hooks")]
-pub(crate) use diag::{open_handle_count, open_ipc_handles, under_wine, watch_process};
+pub(crate) use diag::{
+    open_handle_count, open_ipc_handles, set_inheritable, under_wine, watch_process,
+};
 pub(crate) use exe::RunningImage;
 pub(crate) use pipe::{pipe, Channel};
 pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};

@@ -9,13 +9,14 @@ use std::path::Path;
 use std::ptr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use windows_sys::Win32::Foundation::{FALSE, GENERIC_READ, GENERIC_WRITE};
+use windows_sys::Win32::Foundation::{FALSE, GENERIC_READ, GENERIC_WRITE, TRUE};
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING, PIPE_ACCESS_DUPLEX,
 };
 use windows_sys::Win32::System::Threading::{
     CreateProcessW, TerminateProcess, WaitForSingleObject, CREATE_NO_WINDOW, CREATE_SUSPENDED,
-    CREATE_UNICODE_ENVIRONMENT, DETACHED_PROCESS, INFINITE, PROCESS_INFORMATION, STARTUPINFOW,
+    CREATE_UNICODE_ENVIRONMENT, DETACHED_PROCESS, EXTENDED_STARTUPINFO_PRESENT, INFINITE,
+    PROCESS_INFORMATION, STARTF_USESTDHANDLES, STARTUPINFOEXW, STARTUPINFOW,
 };
 
 use super::{
@@ -27,14 +28,16 @@ use super::{
     job::contain,
     new_event, owned_or_invalid,
     pipe::{named_pipe, Channel},
+    stdio::{HandleList, StdHandles},
     to_wide, TERMINATE_CODE,
 };
 use crate::sys::{image_gone, BootToken, SpawnRequest, StdioMode};
 
 /// Starts `req.exe` with the bootstrap channel ready for it to take.
 ///
-/// The child gets no handles at all (`bInheritHandles = FALSE`); its
-/// arguments, built by `req.args`, carry where its end of the channel is.
+/// The child inherits its standard handles and nothing else (see
+/// [`create_process`]); its arguments, built by `req.args`, carry where
+/// its end of the channel is, which it duplicates out of this process.
 /// It starts suspended, is put into its own job object (with
 /// `KILL_ON_JOB_CLOSE` if `req.kill_on_parent_death`), then resumed, so it
 /// runs no code outside the job. On error every handle made so far is
@@ -54,14 +57,17 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
     // a `terminate_tree` from further up still reaches nested workers.
     let _ = req.new_group;
     let flags = creation_flags(req.stdio);
+    let std = StdHandles::new(req.stdio)?;
     let (process, thread, pid) = match req.image {
-        Some(image) => create_from_image(image, req.exe, &args, flags)?,
+        Some(image) => create_from_image(image, req.exe, &args, flags, &std)?,
         None => {
             let app = to_wide(req.exe.as_os_str())?;
             let mut cmd = make_command_line(req.exe.as_os_str(), &args)?;
-            create_process(&app, &mut cmd, flags)?
+            create_process(&app, &mut cmd, flags, &std)?
         }
     };
+    // The child has its own copies of its standard handles.
+    drop(std);
     // A daemonic child must not outlive our normal exit, which on Windows
     // is `ExitProcess` (Rust's `std::process::exit`): that skips the C
     // runtime's atexit handlers, so the hook that terminates daemons does
@@ -105,6 +111,7 @@ fn create_from_image(
     shown: &Path,
     args: &[OsString],
     flags: u32,
+    std: &StdHandles,
 ) -> io::Result<(OwnedHandle, OwnedHandle, u32)> {
     let mut from = image.last_path();
     // Twice for a file that moved once; a third time if it moved again
@@ -113,7 +120,7 @@ fn create_from_image(
         let app = to_wide(from.as_os_str())?;
         // Built anew each time: `CreateProcessW` may modify it.
         let mut cmd = make_command_line(shown.as_os_str(), args)?;
-        let created = create_process(&app, &mut cmd, flags);
+        let created = create_process(&app, &mut cmd, flags, std);
         if image.is_at(&from).unwrap_or(true) {
             image.set_last_path(&from);
             return created;
@@ -132,34 +139,21 @@ fn create_from_image(
 ///
 /// Always `CREATE_SUSPENDED` (see [`spawn`]) and
 /// `CREATE_UNICODE_ENVIRONMENT` (harmless with the inherited environment,
-/// required once one is passed).
+/// required once one is passed). The standard handles themselves are
+/// given in `STARTUPINFOW` ([`create_process`]), whatever the flags.
 ///
 /// Consoles ("Creation of a Console" and "Process Creation Flags" on
 /// MSDN), for a console-subsystem child:
 /// - This process has a console: no console flag. The child shares the
-///   console, and since there is no `STARTF_USESTDHANDLES`, CreateProcess
-///   duplicates our standard handles into it (duplicated, not inherited:
-///   `bInheritHandles` stays FALSE). That is [`StdioMode::Inherit`], and no
-///   window opens. `CREATE_NO_WINDOW` would be wrong here: it gives the
-///   child a new console of its own, without a window, and the child's
-///   standard handles point at that, so its output would vanish.
+///   console, and no window opens. `CREATE_NO_WINDOW` would be wrong here:
+///   it gives the child a new console of its own, without a window.
 /// - This process has no console (started detached, a service): the child
 ///   would get a new console, and a window would flash up for every
-///   worker. `CREATE_NO_WINDOW` makes that console windowless. Its output
-///   has nowhere to go either way. (Wine 8 differs: there a child without
-///   a console flag writes to the parent's redirected handles.)
-/// - All three [`StdioMode::Null`]: `DETACHED_PROCESS`, no console at all;
-///   the child's standard handles are null, and Rust's std then discards
-///   what is written to them and reads end-of-file.
+///   worker. `CREATE_NO_WINDOW` makes that console windowless.
+/// - All three [`StdioMode::Null`]: `DETACHED_PROCESS`, no console at
+///   all; its standard handles are the null device.
 ///
 /// A GUI-subsystem child ignores these flags.
-///
-/// A mix of `Null` and `Inherit` starts the child as all `Inherit`; the
-/// worker then opens `NUL` for its `Null` streams itself, right after its
-/// bootstrap (`sys::worker_nulls`). Doing it here would mean passing the
-/// NUL device and the parent's handles in `STARTUPINFOW` with
-/// `STARTF_USESTDHANDLES`, which only works with inheritance
-/// (`bInheritHandles = TRUE` restricted by `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`).
 pub(super) fn creation_flags(stdio: [StdioMode; 3]) -> u32 {
     let base = CREATE_SUSPENDED | CREATE_UNICODE_ENVIRONMENT;
     if stdio == [StdioMode::Null; 3] {
@@ -195,38 +189,72 @@ pub(super) fn has_console() -> bool {
     unsafe { owned_or_invalid(raw) }.is_ok()
 }
 
-/// `CreateProcessW` without inheritance; returns the process handle, the
-/// main thread's handle and the pid.
+/// `CreateProcessW` with the standard handles `std`, which are the only
+/// handles the child inherits; returns the process handle, the main
+/// thread's handle and the pid.
+///
+/// `STARTF_USESTDHANDLES` names the child's standard handles, which must
+/// be inherited; `PROC_THREAD_ATTRIBUTE_HANDLE_LIST` (in a
+/// `STARTUPINFOEXW`, with `EXTENDED_STARTUPINFO_PRESENT`) restricts
+/// inheritance to them, so no other handle of this process reaches the
+/// child, inheritable or not, whatever other threads do meanwhile
+/// (rust-lang/rust#38227). With no handle to inherit (a process without
+/// standard handles, spawning with `Inherit`), inheritance stays off.
 pub(super) fn create_process(
     app: &[u16],
     cmd: &mut [u16],
     flags: u32,
+    std: &StdHandles,
 ) -> io::Result<(OwnedHandle, OwnedHandle, u32)> {
-    let startup = STARTUPINFOW {
-        cb: size_of::<STARTUPINFOW>() as u32,
-        ..STARTUPINFOW::default()
+    let [input, output, error] = std.std();
+    let list = match std.inherit() {
+        [] => None,
+        handles => Some(HandleList::new(handles)?),
+    };
+    let startup = STARTUPINFOEXW {
+        StartupInfo: STARTUPINFOW {
+            cb: if list.is_some() {
+                size_of::<STARTUPINFOEXW>()
+            } else {
+                size_of::<STARTUPINFOW>()
+            } as u32,
+            dwFlags: STARTF_USESTDHANDLES,
+            hStdInput: input,
+            hStdOutput: output,
+            hStdError: error,
+            ..STARTUPINFOW::default()
+        },
+        lpAttributeList: list.as_ref().map_or(ptr::null_mut(), HandleList::as_ptr),
+    };
+    let (inherit, flags) = match list {
+        Some(_) => (TRUE, flags | EXTENDED_STARTUPINFO_PRESENT),
+        None => (FALSE, flags),
     };
     let mut info = PROCESS_INFORMATION::default();
     // SAFETY: `app` (`lpApplicationName`, so no search path is used) is
     // NUL-terminated; `cmd` is a NUL-terminated, writable buffer
     // (CreateProcessW may modify it); both outlive the call. No security
-    // attributes, no inheritance, inherited environment and directory;
-    // `startup` and `info` are valid for the call.
+    // attributes, inherited environment and directory. `startup` is valid
+    // for the call, a `STARTUPINFOEXW` whose attribute list (`list`, alive
+    // until after the call) holds the handle list when `inherit` is set,
+    // a plain `STARTUPINFOW` by its `cb` otherwise; `info` is valid for the
+    // call.
     let ok = unsafe {
         CreateProcessW(
             app.as_ptr(),
             cmd.as_mut_ptr(),
             ptr::null(),
             ptr::null(),
-            FALSE,
+            inherit,
             flags,
             ptr::null(),
             ptr::null(),
-            &startup,
+            &startup.StartupInfo,
             &mut info,
         )
     };
     cvt(ok)?;
+    drop(list);
     // SAFETY: on success `hProcess` is a new handle to the child, ours alone.
     let process = unsafe { OwnedHandle::from_raw_handle(info.hProcess) };
     // SAFETY: on success `hThread` is a new handle to its main thread, ours
