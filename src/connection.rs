@@ -294,12 +294,7 @@ impl Connection {
     /// closed its end.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
         let bytes = self.recv_bytes()?;
-        postcard::from_bytes(&bytes).map_err(|source| {
-            Error::new(Kind::Decode {
-                what: "a message",
-                source,
-            })
-        })
+        crate::encode::from_bytes(&bytes).map_err(|e| e.into_error("a message"))
     }
 
     /// Receives one message's bytes.

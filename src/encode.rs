@@ -66,6 +66,17 @@ impl fmt::Display for DecodeError {
     }
 }
 
+impl DecodeError {
+    /// The crate's error for it: decoding `what` failed.
+    pub(crate) fn into_error(self, what: &'static str) -> Error {
+        Error::new(crate::error::Kind::Decode {
+            what,
+            source: self.source,
+            why: self.why,
+        })
+    }
+}
+
 /// `postcard::from_bytes`, keeping why a `Deserialize` impl refused.
 pub(crate) fn from_bytes<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
     // A message left by a decoding that swallowed it is not ours.
@@ -312,6 +323,29 @@ impl ser::SerializeMap for Catch {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_deserialize_impls_refusal_message_survives() {
+        struct Picky;
+        impl<'de> serde::Deserialize<'de> for Picky {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let n = u8::deserialize(d)?;
+                match n {
+                    0 => Ok(Picky),
+                    _ => Err(decode_error(format!("{n} is not zero"))),
+                }
+            }
+        }
+        assert!(from_bytes::<Picky>(&[0]).is_ok());
+        let e = from_bytes::<(u8, Picky)>(&[1, 7]).err().unwrap();
+        assert_eq!(e.to_string(), "7 is not zero");
+        let e = e.into_error("a message");
+        assert_eq!(e.to_string(), "cannot decode a message: 7 is not zero");
+        assert!(e.is_decode());
+        // Plain garbage: postcard's own error, no stale message.
+        let e = from_bytes::<(u8, Picky)>(&[1]).err().unwrap();
+        assert!(e.why.is_none(), "{e}");
+    }
+
     use super::*;
 
     struct Fails;

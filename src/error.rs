@@ -250,10 +250,12 @@ pub(crate) enum Kind {
     AlreadyJoined,
     #[error("worker process {pid} sent a result of {len} bytes, over the cap of {max}")]
     ResultTooLarge { pid: u32, len: u64, max: u64 },
-    #[error("cannot decode {what}: {source}")]
+    #[error("cannot decode {what}: {}", why.clone().unwrap_or_else(|| source.to_string()))]
     Decode {
         what: &'static str,
         source: postcard::Error,
+        /// What a `Deserialize` impl that refused said (postcard drops it).
+        why: Option<String>,
     },
     #[error("worker process {pid} panicked: {}{}", report.message,
         report.location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default())]

@@ -304,12 +304,9 @@ impl<T: DeserializeOwned> Process<T> {
     fn outcome(&mut self, status: ExitStatus) -> Result<T> {
         let pid = self.pid();
         match self.popen.take_reply() {
-            Ok(Reply::Value(bytes)) => postcard::from_bytes(&bytes).map_err(|e| {
-                Error::new(Kind::Decode {
-                    what: "the worker's result",
-                    source: e,
-                })
-            }),
+            Ok(Reply::Value(bytes)) => {
+                crate::encode::from_bytes(&bytes).map_err(|e| e.into_error("the worker's result"))
+            }
             Ok(Reply::Panic(report)) => Err(Error::new(Kind::Panicked { pid, report })),
             Ok(Reply::BadArgs(why) | Reply::BootFailed(why)) => {
                 Err(Error::new(Kind::BootstrapFailed { pid, status, why }))

@@ -165,12 +165,7 @@ impl<R> fmt::Debug for AsyncResult<R> {
 }
 
 fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<R> {
-    postcard::from_bytes(bytes).map_err(|source| {
-        Error::new(Kind::Decode {
-            what: "a task's result",
-            source,
-        })
-    })
+    crate::encode::from_bytes(bytes).map_err(|e| e.into_error("a task's result"))
 }
 
 impl<R: DeserializeOwned> AsyncResult<R> {

@@ -91,10 +91,11 @@ pub(crate) fn shm_create(len: usize) -> io::Result<OwnedFd> {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        // At most 3 + 8 + 1 + 4 + 1 + 8 = 25 characters.
         let name = format!(
             "/mp{:x}.{:x}.{:x}",
             std::process::id(),
-            n,
+            n as u16,
             nanos ^ (n as u32).rotate_left(16)
         );
         match rustix::shm::open(
