@@ -42,6 +42,8 @@ use crate::status::{ExitStatus, PanicReport};
 /// | [`ProtocolViolation`](ErrorKind::ProtocolViolation) | [`is_protocol_violation`](Error::is_protocol_violation) | a pool result: the worker sent garbage |
 /// | [`PoolBroken`](ErrorKind::PoolBroken) | [`is_pool_broken`](Error::is_pool_broken) | the pool: initializer failed, workers can't be replaced |
 /// | [`PoolClosed`](ErrorKind::PoolClosed) | [`is_pool_closed`](Error::is_pool_closed) | the pool: work after `close` or `terminate` |
+/// | [`OwnerDied`](ErrorKind::OwnerDied) | [`is_owner_died`](Error::is_owner_died) | acquiring a [`Lock`](crate::Lock), [`RLock`](crate::RLock), [`Condition`](crate::Condition) or [`Value`](crate::Value): its last holder died holding it ([`LockError`](crate::LockError) carries the guard) |
+/// | [`BrokenBarrier`](ErrorKind::BrokenBarrier) | [`is_broken_barrier`](Error::is_broken_barrier) | [`Barrier::wait`](crate::Barrier::wait): a party died, timed out or aborted |
 /// | [`Usage`](ErrorKind::Usage) | [`is_usage`](Error::is_usage) | a call that is wrong whatever the processes do |
 /// | [`Io`](ErrorKind::Io) | — ([`io_error`](Error::io_error) is `Some`) | any other OS error (pipes, waits, signals) |
 ///
@@ -165,6 +167,19 @@ pub enum ErrorKind {
     PoolBroken,
     /// The pool was closed or terminated before the work could run.
     PoolClosed,
+    /// A lock's last holder died holding it (its process was killed, or
+    /// its thread ended with the guard alive): the data it guards may be
+    /// half updated. The [`LockError`](crate::LockError) that says so
+    /// carries the guard — the caller holds the lock —;
+    /// [`LockError::into_guard`](crate::LockError::into_guard) marks the
+    /// lock consistent and returns it. Until then every acquirer gets this
+    /// error. (Not detected on macOS: see the crate docs' "Sharing state".)
+    OwnerDied,
+    /// A [`Barrier`](crate::Barrier) is broken: a registered party died,
+    /// a wait timed out, or someone called
+    /// [`abort`](crate::Barrier::abort). Every waiter gets this error,
+    /// and so does every later wait (a broken barrier stays broken).
+    BrokenBarrier,
     /// The call itself was wrong, whatever the processes did (Python's
     /// `ValueError`): an argument out of range, an option that can't be
     /// honored, a call out of order or repeated (asking for a result
@@ -244,6 +259,10 @@ pub(crate) enum Kind {
     PoolClosed(&'static str),
     #[error("{0}")]
     Usage(String),
+    #[error("the last holder of this {what} died holding it: what it guards may be inconsistent")]
+    OwnerDied { what: &'static str },
+    #[error("the barrier is broken: {0}")]
+    BrokenBarrier(String),
     #[error("pool worker {pid} broke the pool protocol ({why}); it was killed")]
     WorkerProtocol { pid: u32, why: String },
     #[error("the result was already taken (joined before)")]
@@ -315,6 +334,8 @@ impl Error {
             Kind::PoolBroken { .. } => ErrorKind::PoolBroken,
             Kind::PoolClosed(_) => ErrorKind::PoolClosed,
             Kind::Usage(_) | Kind::WrongDirection(_) | Kind::AlreadyJoined => ErrorKind::Usage,
+            Kind::OwnerDied { .. } => ErrorKind::OwnerDied,
+            Kind::BrokenBarrier(_) => ErrorKind::BrokenBarrier,
             Kind::Io { .. } => ErrorKind::Io,
         }
     }
@@ -481,6 +502,20 @@ impl Error {
     /// Shorthand for `self.kind() == ErrorKind::Usage`.
     pub fn is_usage(&self) -> bool {
         self.kind() == ErrorKind::Usage
+    }
+
+    /// A lock's last holder died holding it.
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::OwnerDied`.
+    pub fn is_owner_died(&self) -> bool {
+        self.kind() == ErrorKind::OwnerDied
+    }
+
+    /// A barrier is broken.
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::BrokenBarrier`.
+    pub fn is_broken_barrier(&self) -> bool {
+        self.kind() == ErrorKind::BrokenBarrier
     }
 
     /// A pool worker sent something that is not a pool message (an

@@ -145,6 +145,123 @@
 //! [`Connection`] message) sending one fails with an encoding error
 //! ([`Error::is_encode`]) that says no child is being spawned.
 //!
+//! ## Locks, events, semaphores, barriers
+//!
+//! [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`],
+//! [`Condition`] and [`Barrier`] work across processes as Python's
+//! `multiprocessing` ones do, and [`Value`] is a plain value
+//! ([`bytemuck::Pod`]) in shared memory under its own lock. Each is
+//! `Send + Sync` and crosses into a child in its arguments (as a
+//! [`Connection`] does): the child gets its own handle on the same
+//! object. Acquiring has a blocking, a `try_` and a `_timeout` form (any
+//! `Duration`; `Duration::MAX` waits forever); guards release on drop.
+//!
+//! ```
+//! use multiproc::{Process, Value};
+//!
+//! fn add(counter: Value<u64>) {
+//!     for _ in 0..1000 {
+//!         *counter.lock().expect("lock") += 1;
+//!     }
+//! }
+//! multiproc::entry!(add);
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! # multiproc::init();
+//! let counter = Value::new(0u64)?;
+//! let mut workers = Vec::new();
+//! for _ in 0..4 {
+//!     workers.push(Process::<()>::spawn(add, &counter)?);
+//! }
+//! for w in &mut workers {
+//!     w.join()?;
+//! }
+//! assert_eq!(counter.get()?, 4000);
+//! # Ok(()) }
+//! ```
+//!
+//! A [`Barrier`] knows its parties when they [`register`](Barrier::register),
+//! so one that dies breaks it for the others instead of leaving them
+//! waiting:
+//!
+//! ```
+//! use multiproc::{Barrier, Process};
+//!
+//! fn party(b: Barrier) -> usize {
+//!     let _me = b.register().expect("register");
+//!     b.wait().expect("wait") // this party's arrival index
+//! }
+//! multiproc::entry!(party);
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! # multiproc::init();
+//! let b = Barrier::new(3)?;
+//! let mut parties = Vec::new();
+//! for _ in 0..2 {
+//!     parties.push(Process::<usize>::spawn(party, &b)?);
+//! }
+//! let me = b.register()?;
+//! let mut seen = vec![b.wait()?];
+//! drop(me);
+//! for p in &mut parties {
+//!     seen.push(p.join()?);
+//! }
+//! seen.sort();
+//! assert_eq!(seen, [0, 1, 2]);
+//! # Ok(()) }
+//! ```
+//!
+//! What each is on each platform:
+//!
+//! | primitive | Linux | Windows | macOS (compiles; slower) |
+//! |---|---|---|---|
+//! | [`Lock`], [`RLock`] | robust process-shared pthread mutex (`PTHREAD_MUTEX_ROBUST`, error-checking / recursive) in a memfd of its own | kernel mutex (`CreateMutexW`, unnamed) and an event for "a holder died" | process-shared pthread mutex, **not robust**; timed acquires poll |
+//! | [`Semaphore`], [`BoundedSemaphore`] | a counter and a futex in a memfd | kernel semaphore with its maximum | a counter; waits poll (≤ 1 ms naps) |
+//! | [`Event`] | a flag and a futex in a memfd | manual-reset kernel event | a flag; waits poll |
+//! | [`Condition`] | a `Lock` and three semaphores (CPython's algorithm) | the same | the same |
+//! | [`Barrier`] | state words in a memfd, two events, a robust mutex per party | state in a page-file section, kernel events and a mutex per party | no dead party is detected |
+//! | [`Value`] | a memfd under a `Lock` | a page-file section under a kernel mutex | as on Linux, not robust |
+//!
+//! Handles pass as the crate passes any handle ([`duplicate_for_child`]:
+//! `SCM_RIGHTS` on Unix, `DuplicateHandle` into the child on Windows). A
+//! worker checks what it receives before using it: a memfd sealed against
+//! resizing, of exactly the object's size, with the object's magic number
+//! and kind (Linux); a kernel object of the right type
+//! (`NtQueryObject`, Windows); the right number of handles and the right
+//! primitive. Anything else fails the worker's bootstrap with the reason.
+//!
+//! **A holder that dies.** The rules, where the OS tells (Linux, Windows):
+//!
+//! - A [`Lock`], [`RLock`], [`Condition`] or [`Value`] whose holder dies
+//!   holding it (its process killed, or its thread ended with the guard
+//!   alive) is released by the OS. The next acquirer gets it with an
+//!   error of kind [`ErrorKind::OwnerDied`]: a [`LockError`] that carries
+//!   the guard. [`LockError::into_guard`] marks the lock consistent and
+//!   gives the guard back, to repair the data through; until someone does
+//!   that, *every* acquirer gets the error. (Linux: `EOWNERDEAD` from the
+//!   kernel's robust futex list, then `pthread_mutex_consistent` and a
+//!   word of our own; Windows: `WAIT_ABANDONED`, then an event.)
+//! - A thread that acquires a [`Lock`] it already holds gets an error of
+//!   kind [`ErrorKind::Usage`] at once instead of deadlocking (a `try_`
+//!   form gets `None`); Windows mutexes are recursive, so a per-thread list
+//!   keeps a `Lock` from re-entering there.
+//! - A [`Semaphore`] does not know who holds its units: a dead holder's
+//!   units are lost (the count stays lower), on every platform, as in
+//!   CPython. An [`Event`] has no holder.
+//! - A [`Barrier`] party that [registered](Barrier::register) and dies
+//!   breaks the barrier: waiters look at the parties' locks every 50 ms
+//!   and get [`ErrorKind::BrokenBarrier`]. A party that never registered
+//!   can't be missed.
+//! - A process killed inside [`ConditionGuard::wait`] stays counted as a
+//!   sleeper: the `notify` that picks it waits for it for good (as in
+//!   CPython).
+//! - macOS has no robust mutexes: there a dead holder's lock stays held,
+//!   and `_timeout` forms are the way out.
+//!
+//! Processes that share a primitive trust each other: one that writes
+//! garbage into a shared block (outside this crate) can break the lock
+//! for all of them.
+//!
 //! # How a process ends
 //!
 //! [`Process::join`] returns the value, or an [`Error`] that tells apart:
@@ -252,6 +369,7 @@ mod queue;
 mod shared;
 mod spawn;
 mod status;
+mod sync;
 #[allow(unsafe_code)]
 mod sys;
 
@@ -268,6 +386,10 @@ pub use process::{Process, ProcessBuilder, Sentinel};
 pub use shared::{Frozen, Shared, SharedAtomic, SharedMemory, SharedMut};
 pub use spawn::{current_process_name, init};
 pub use status::{ExitStatus, PanicReport};
+pub use sync::{
+    Barrier, BarrierParty, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockError,
+    LockGuard, LockResult, RLock, RLockGuard, Semaphore, SemaphoreGuard, Value, ValueGuard,
+};
 
 /// Registers functions that workers may run.
 ///
@@ -408,6 +530,30 @@ pub mod fuzzing {
             Ok(w) => (w.check(true).is_ok(), w.check(false).is_ok()),
             Err(_) => (false, false),
         }
+    }
+
+    /// The synchronization primitives' decoders over `data` (postcard),
+    /// as a worker runs them: tag, handle counts and sizes are checked,
+    /// then handles would be taken — outside a worker that fails cleanly,
+    /// so nothing reaches the OS. How many decoded (always 0 here).
+    pub fn sync_wire(data: &[u8]) -> usize {
+        use crate::sync::{
+            Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, Value,
+        };
+        [
+            postcard::from_bytes::<Lock>(data).is_ok(),
+            postcard::from_bytes::<RLock>(data).is_ok(),
+            postcard::from_bytes::<Semaphore>(data).is_ok(),
+            postcard::from_bytes::<BoundedSemaphore>(data).is_ok(),
+            postcard::from_bytes::<Event>(data).is_ok(),
+            postcard::from_bytes::<Condition>(data).is_ok(),
+            postcard::from_bytes::<Barrier>(data).is_ok(),
+            postcard::from_bytes::<Value<u64>>(data).is_ok(),
+            postcard::from_bytes::<Value<[u8; 3]>>(data).is_ok(),
+        ]
+        .iter()
+        .filter(|ok| **ok)
+        .count()
     }
 
     /// The pool's message decoders (parent to worker and back).

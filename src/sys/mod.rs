@@ -12,7 +12,7 @@ use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[cfg(unix)]
 #[path = "unix/mod.rs"]
@@ -32,6 +32,8 @@ mod image;
 pub(crate) use image::image_build_id;
 mod shm;
 pub(crate) use shm::{Shm, ShmAtomic};
+mod guarded;
+pub(crate) use guarded::{Guarded, GuardedBytes};
 
 // ---------------------------------------------------------------------------
 // The contract
@@ -153,6 +155,48 @@ const _: () = {
     assert_send_sync::<ShmView>();
 };
 
+// Synchronization objects shared between processes (`sync.rs` on each
+// side; its module docs say which OS objects they are). Each is passed as
+// `HANDLES` handles plus a word (`parts` / `from_parts`); a received one
+// is checked to be of its kind before it is used.
+/// A mutex; `true`: recursive. Non-recursive: the holder locking it again
+/// gets `WouldDeadlock`. A holder that died is reported as `OwnerDied` to
+/// every locker until `mark_consistent`.
+const _: fn(bool) -> io::Result<SysMutex> = SysMutex::new;
+const _: fn(&SysMutex, Option<Instant>) -> io::Result<LockStatus> = SysMutex::lock;
+const _: fn(&SysMutex) -> io::Result<LockStatus> = SysMutex::try_lock;
+/// Only by the thread that holds it.
+const _: fn(&SysMutex) -> io::Result<()> = SysMutex::unlock;
+const _: fn(&SysMutex) = SysMutex::mark_consistent;
+const _: fn(&SysMutex) -> (Vec<BorrowedRaw<'_>>, u64) = SysMutex::parts;
+const _: fn(Vec<OwnedRaw>, u64, bool) -> io::Result<SysMutex> = SysMutex::from_parts;
+const _: usize = SysMutex::HANDLES;
+/// A counting semaphore: `new(initial, max)`; `acquire` is false on
+/// timeout; `release(n)` is false (nothing released) past the maximum.
+const _: fn(u32, u32) -> io::Result<SysSemaphore> = SysSemaphore::new;
+const _: fn(&SysSemaphore, Option<Instant>) -> io::Result<bool> = SysSemaphore::acquire;
+const _: fn(&SysSemaphore, u32) -> io::Result<bool> = SysSemaphore::release;
+/// The count, where the OS tells it.
+const _: fn(&SysSemaphore) -> Option<u32> = SysSemaphore::value;
+const _: fn(&SysSemaphore) -> (Vec<BorrowedRaw<'_>>, u64) = SysSemaphore::parts;
+const _: fn(Vec<OwnedRaw>, u64) -> io::Result<SysSemaphore> = SysSemaphore::from_parts;
+const _: usize = SysSemaphore::HANDLES;
+/// A manual-reset event; `wait` is false on timeout.
+const _: fn() -> io::Result<SysEvent> = SysEvent::new;
+const _: fn(&SysEvent) -> io::Result<()> = SysEvent::set;
+const _: fn(&SysEvent) -> io::Result<()> = SysEvent::clear;
+const _: fn(&SysEvent) -> io::Result<bool> = SysEvent::is_set;
+const _: fn(&SysEvent, Option<Instant>) -> io::Result<bool> = SysEvent::wait;
+const _: fn(&SysEvent) -> (Vec<BorrowedRaw<'_>>, u64) = SysEvent::parts;
+const _: fn(Vec<OwnedRaw>, u64) -> io::Result<SysEvent> = SysEvent::from_parts;
+const _: usize = SysEvent::HANDLES;
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<SysMutex>();
+    assert_send_sync::<SysSemaphore>();
+    assert_send_sync::<SysEvent>();
+};
+
 // The child's side.
 /// Takes the child's end of the bootstrap channel.
 const _: fn(BootToken) -> io::Result<ChildChannel> = open_bootstrap;
@@ -221,6 +265,20 @@ pub(crate) enum ShmAccess {
     ReadWrite,
     /// Read only; the block must be frozen (`shm_freeze`).
     ReadOnly,
+}
+
+/// What locking a `SysMutex` came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LockStatus {
+    /// Locked.
+    Acquired,
+    /// Locked, and a holder died holding it since it was last marked
+    /// consistent.
+    OwnerDied,
+    /// Not locked: the deadline passed (or, for `try_lock`, it is held).
+    TimedOut,
+    /// Not locked: a non-recursive mutex this thread already holds.
+    WouldDeadlock,
 }
 
 /// Where a child finds its end of the bootstrap channel; travels on its

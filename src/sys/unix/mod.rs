@@ -30,6 +30,7 @@ mod poll;
 mod reaper;
 mod shm;
 mod spawn;
+mod sync;
 
 pub(crate) use bootstrap::{die_with_parent, open_bootstrap, set_std_handle, ChildChannel};
 pub(crate) use channel::{pipe, Channel};
@@ -43,6 +44,7 @@ pub(crate) use poll::wait_any;
 pub(crate) use reaper::reap_in_background;
 pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};
 pub(crate) use spawn::spawn;
+pub(crate) use sync::{SysEvent, SysMutex, SysSemaphore};
 /// An owned OS resource: a file descriptor.
 pub(crate) type OwnedRaw = OwnedFd;
 

@@ -86,6 +86,7 @@ mod pipe;
 mod shm;
 mod spawn;
 mod stdio;
+mod sync;
 mod wait;
 
 pub(crate) use args::args_os;
@@ -101,6 +102,7 @@ pub(crate) use exe::RunningImage;
 pub(crate) use pipe::{pipe, Channel};
 pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};
 pub(crate) use spawn::spawn;
+pub(crate) use sync::{SysEvent, SysMutex, SysSemaphore};
 pub(crate) use wait::wait_any;
 
 /// An owned OS handle.

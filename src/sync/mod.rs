@@ -1,0 +1,37 @@
+//! Synchronization primitives shared between processes: [`Lock`],
+//! [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Event`],
+//! [`Condition`], [`Barrier`], and [`Value`] (a value in shared memory
+//! under a lock).
+//!
+//! Each is `Send + Sync` (share it between threads with an `Arc`) and
+//! serializable: put it in a worker's arguments and the worker gets its
+//! own handle on the same object, as with a
+//! [`Connection`](crate::Connection). What an OS object is on each
+//! platform is in `sys/{unix,windows}/sync.rs`; the wire form is
+//! [`wire`].
+
+mod barrier;
+mod condition;
+mod event;
+mod lock;
+mod rlock;
+mod semaphore;
+mod value;
+pub(crate) mod wire;
+
+pub use barrier::{Barrier, BarrierParty};
+pub use condition::{Condition, ConditionGuard};
+pub use event::Event;
+pub use lock::{Lock, LockError, LockGuard, LockResult};
+pub use rlock::{RLock, RLockGuard};
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+pub use value::{Value, ValueGuard};
+
+use crate::deadline;
+use std::time::{Duration, Instant};
+
+/// The deadline of a timeout form (`Duration::MAX` and other timeouts
+/// too long for an `Instant` mean none).
+fn until(timeout: Duration) -> Option<Instant> {
+    deadline::deadline(timeout)
+}
