@@ -32,6 +32,13 @@
 //!   same 1 GiB (`scripts/bench_cpython.py --broadcast`), is printed under
 //!   the table (n/a, with the reason, without numpy:
 //!   `scripts/setup-bench.sh` installs it).
+//! - lock: an uncontended `Lock` acquire + release (one thread) vs
+//!   CPython's `multiprocessing.Lock` acquire + release
+//!   (`scripts/bench_cpython.py --lock`), in ns;
+//! - lock-contended: 2 processes taking a `Value<u64>`'s lock 500 000
+//!   times each (1 M acquisitions, handed back and forth), ns per
+//!   acquisition, next to a `std::sync::Mutex<u64>` between 2 threads
+//!   (info: processes can't beat threads).
 //!
 //! The CPython figures come from `scripts/bench_cpython.py`, run as a
 //! subprocess with `python3` from `PATH` (same N, best of 3 runs for each
@@ -71,6 +78,23 @@ fn echo_loop(conn: Connection) -> u64 {
     n
 }
 
+/// The lock-contended row's child: says it is ready, waits for the start,
+/// then takes the counter's lock `n` times.
+fn contend(
+    (counter, ready, go, n): (
+        multiproc::Value<u64>,
+        multiproc::Semaphore,
+        multiproc::Event,
+        u64,
+    ),
+) {
+    ready.release().expect("ready");
+    go.wait().expect("go");
+    for _ in 0..n {
+        *counter.lock().expect("lock") += 1;
+    }
+}
+
 /// The broadcast row's child: sums the frozen block it maps.
 fn sum_block(block: multiproc::Frozen<u64>) -> u64 {
     sum_u64(&block)
@@ -80,7 +104,7 @@ fn sum_u64(v: &[u64]) -> u64 {
     v.iter().fold(0u64, |a, &x| a.wrapping_add(x))
 }
 
-multiproc::entry!(nothing, square, echo_loop, sum_block);
+multiproc::entry!(nothing, square, echo_loop, sum_block, contend);
 
 const BIG: usize = 64 << 20;
 /// Pool workers in the pool rows (the CPython script uses `Pool(2)` too).
@@ -169,6 +193,8 @@ const RSS: &str = "idle worker RSS, pool vs bare (KiB)";
 const CHUNK1: &str = "pool x*x, chunksize 1 (tasks/s)";
 const AUTO: &str = "pool x*x, auto chunks (tasks/s)";
 const BROADCAST: &str = "broadcast: child sums 1 GiB frozen (GiB/s)";
+const LOCK: &str = "lock: uncontended acquire+release (ns)";
+const LOCK_CONTENDED: &str = "lock-contended: 2 procs vs 2 threads (ns)";
 
 /// The rows measured so far, printed as they come.
 struct Table<'a> {
@@ -274,6 +300,10 @@ fn run(opts: &Opts) -> usize {
     t.add(BROADCAST, "GiB/s", Target::AtLeast(0.8), || {
         broadcast(&sz, opts.no_cpython, &mut info)
     });
+    t.add(LOCK, "ns", Target::AtMost(0.5), || {
+        lock_uncontended(opts.no_cpython, &mut info)
+    });
+    t.add(LOCK_CONTENDED, "ns", Target::Info, lock_contended);
     let rows = t.rows;
 
     // Extra information under the table.
@@ -1062,6 +1092,136 @@ fn cpython_broadcast() -> Result<(f64, String), String> {
         .and_then(serde_json::Value::as_str)
         .unwrap_or("?");
     Ok((rate, python.to_string()))
+}
+
+// ---------------------------------------------------------------- locks
+
+/// Acquisitions per lock run.
+const LOCK_N: u64 = 1_000_000;
+
+/// The lock row: ns per uncontended `Lock` acquire + release (best of 3
+/// runs of 1 M) vs CPython's `multiprocessing.Lock`, measured by the
+/// script in the same run.
+fn lock_uncontended(no_cpython: bool, info: &mut Vec<String>) -> Result<Figures, String> {
+    let lock = multiproc::Lock::new().map_err(|e| e.to_string())?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        for _ in 0..LOCK_N {
+            drop(std::hint::black_box(
+                lock.acquire().map_err(|e| e.to_string())?,
+            ));
+        }
+        best = best.min(t.elapsed().as_secs_f64() * 1e9 / LOCK_N as f64);
+    }
+    let baseline = if no_cpython {
+        info.push("lock: cpython n/a (not run: --no-cpython)".into());
+        None
+    } else {
+        match cpython_json("--lock").and_then(|j| {
+            let ns = j
+                .get("lock_ns")
+                .and_then(serde_json::Value::as_f64)
+                .ok_or("no lock_ns in the script's JSON")?;
+            let python = j
+                .get("python")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("?");
+            Ok((ns, python.to_string()))
+        }) {
+            Ok((ns, python)) => {
+                info.push(format!(
+                    "lock: baseline is cpython {python} multiprocessing.Lock acquire + release ({ns:.0} ns, best of 3 x 1 M)"
+                ));
+                Some(ns)
+            }
+            Err(why) => {
+                info.push(format!("lock: cpython n/a ({why})"));
+                None
+            }
+        }
+    };
+    Ok(Figures {
+        ours: best,
+        baseline,
+    })
+}
+
+/// The lock-contended row: 2 processes x 500 000 acquisitions of a
+/// `Value<u64>`'s lock (timed from the start signal to both joined), ns
+/// per acquisition, vs a `std::sync::Mutex<u64>` between 2 threads.
+fn lock_contended() -> Result<Figures, String> {
+    let err = |e: multiproc::Error| e.to_string();
+    let half = LOCK_N / 2;
+    let args = (
+        multiproc::Value::new(0u64).map_err(err)?,
+        multiproc::Semaphore::new(0).map_err(err)?,
+        multiproc::Event::new().map_err(err)?,
+        half,
+    );
+    let mut ps = Vec::new();
+    for _ in 0..2 {
+        ps.push(Process::<()>::spawn(contend, &args).map_err(err)?);
+    }
+    for _ in 0..2 {
+        args.1.acquire().map_err(err)?.forget();
+    }
+    let t = Instant::now();
+    args.2.set().map_err(err)?;
+    for p in &mut ps {
+        p.join().map_err(err)?;
+    }
+    let ours = t.elapsed().as_secs_f64() * 1e9 / LOCK_N as f64;
+    let total = args.0.get().map_err(err)?;
+    if total != LOCK_N {
+        return Err(format!("the counter reads {total}, not {LOCK_N}"));
+    }
+
+    let m = std::sync::Arc::new(Mutex::new(0u64));
+    let t = Instant::now();
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let m = std::sync::Arc::clone(&m);
+            std::thread::spawn(move || {
+                for _ in 0..half {
+                    *m.lock().unwrap() += 1;
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().map_err(|_| "a thread panicked".to_string())?;
+    }
+    let threads = t.elapsed().as_secs_f64() * 1e9 / LOCK_N as f64;
+    Ok(Figures {
+        ours,
+        baseline: Some(threads),
+    })
+}
+
+/// `scripts/bench_cpython.py <mode>`'s JSON object.
+fn cpython_json(mode: &str) -> Result<serde_json::Value, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_cpython.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(mode)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "python3 is not on PATH".to_string(),
+            _ => format!("cannot run python3: {e}"),
+        })?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        format!(
+            "bad JSON from the script ({e}): {}",
+            err.lines().last().unwrap_or("")
+        )
+    })?;
+    if let Some(why) = json.get("error").and_then(serde_json::Value::as_str) {
+        return Err(why.to_string());
+    }
+    Ok(json)
 }
 
 // ---------------------------------------------------------------- timing

@@ -17,6 +17,7 @@ method worked. Usage:
 
     scripts/bench_cpython.py [--quick] [--n-chunk1 N] [--n-chunk1000 N]
     scripts/bench_cpython.py --broadcast
+    scripts/bench_cpython.py --lock
 
 --broadcast measures only the broadcast row instead: a 1 GiB
 `shared_memory.SharedMemory` filled with numpy (uint64 0..N), summed by a
@@ -24,6 +25,10 @@ spawned `Process` that attaches it by name (numpy on the buffer, no
 copy), timed from `start()` to the sum arriving; the mean of 3 runs in
 GiB/s: {"broadcast_gib_s": x, "python": "3.x.y"}, or {"error": why}
 when numpy is not importable (`scripts/setup-bench.sh` installs it).
+
+--lock measures only the lock row's baseline: an uncontended
+`multiprocessing.Lock()` acquire + release in one thread, ns per pair,
+the best of 3 runs of 1 000 000: {"lock_ns": x, "python": "3.x.y"}.
 
 N defaults to 60 000 (chunksize=1) and 5 000 000 (chunksize=1000), or
 20 000 and 1 000 000 with --quick: about 30 s and 6 s on a 2-core VM.
@@ -106,7 +111,26 @@ def broadcast():
         shm.unlink()
 
 
+def lock_ns():
+    """The lock row's CPython figure (see the module docs)."""
+    n = 1_000_000
+    lock = mp.get_context("spawn").Lock()
+    acquire, release = lock.acquire, lock.release
+    best = float("inf")
+    for _ in range(RUNS):
+        t = time.perf_counter()
+        for _ in range(n):
+            acquire()
+            release()
+        best = min(best, (time.perf_counter() - t) * 1e9 / n)
+    return {"lock_ns": best, "python": platform.python_version()}
+
+
 def main():
+    if sys.argv[1:] == ["--lock"]:
+        json.dump(lock_ns(), sys.stdout)
+        print()
+        return 0
     if sys.argv[1:] == ["--broadcast"]:
         json.dump(broadcast(), sys.stdout)
         print()
