@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -28,9 +28,7 @@ use crate::codec::handles;
 use crate::deadline;
 use crate::encode;
 use crate::error::{Error, Kind, Result};
-use crate::popen::Popen;
-use crate::process::Sentinel;
-use crate::status::ExitStatus;
+use crate::popen::{ExitWatch, Popen, Sentinel};
 use crate::sys;
 
 const HEADER: usize = 8;
@@ -147,7 +145,7 @@ pub struct Connection {
     /// The process at the other end, when reads must also end once it
     /// exited (see [`watch_peer`](Connection::watch_peer)), and whether
     /// this end's reads were made non-blocking for that.
-    peer: OnceLock<(Arc<sys::Child>, bool)>,
+    peer: OnceLock<(ExitWatch, bool)>,
 }
 
 impl fmt::Debug for Connection {
@@ -196,7 +194,7 @@ impl Connection {
     pub(crate) fn watch_peer(&self, peer: &Popen) {
         if self.peer.get().is_none() {
             let nonblocking = self.chan.set_nonblocking_reads();
-            let _ = self.peer.set((Arc::clone(peer.child_arc()), nonblocking));
+            let _ = self.peer.set((peer.exit_watch(), nonblocking));
         }
     }
 
@@ -207,7 +205,7 @@ impl Connection {
         match (self.peer.get(), bulk) {
             (Some((peer, nonblocking)), _) => {
                 self.chan
-                    .read_append_watch(bulk, v, max, peer, *nonblocking)
+                    .read_append_watch(bulk, v, max, peer.handle(), *nonblocking)
             }
             (None, false) => self.chan.read_append(v, max),
             (None, true) => self.chan.read_bulk_append(v, max),
@@ -621,8 +619,8 @@ pub fn wait(objects: &[Waitable<'_>], timeout: Option<Duration>) -> Result<Vec<u
                     handles.push(c.channel().as_raw());
                     index.push(i);
                 }
-                Waitable::Process(s) => match s.popen().sentinel() {
-                    _ if exited(s.popen().poll()) => ready.push(i),
+                Waitable::Process(s) => match s.handle() {
+                    _ if s.exited() => ready.push(i),
                     Some(h) => {
                         handles.push(h);
                         index.push(i);
@@ -661,8 +659,4 @@ pub fn wait(objects: &[Waitable<'_>], timeout: Option<Duration>) -> Result<Vec<u
             return Ok(Vec::new());
         }
     }
-}
-
-fn exited(r: Result<Option<ExitStatus>>) -> bool {
-    matches!(r, Ok(Some(_)))
 }

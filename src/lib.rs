@@ -380,9 +380,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use pool::Progress;
 pub use pool::{AsyncResult, Imap, Pool, PoolBuilder};
 pub use popen::{
-    executable, reset_executable, set_executable, ChildOutput, Popen, PopenBuilder, Stdio,
+    executable, reset_executable, set_executable, ChildOutput, Popen, PopenBuilder, Sentinel, Stdio,
 };
-pub use process::{Process, ProcessBuilder, Sentinel};
+pub use process::{Process, ProcessBuilder};
 pub use shared::{Frozen, Shared, SharedAtomic, SharedMemory, SharedMut};
 pub use spawn::{current_process_name, init};
 pub use status::{ExitStatus, PanicReport};

@@ -599,11 +599,16 @@ impl Popen {
             .map_err(|e| Error::io("cannot kill the worker's process tree", e))
     }
 
-    /// Something that becomes ready when the worker exits (pidfd /
-    /// process handle), for [`wait`](crate::wait); `None` where the OS has
-    /// no such thing (then poll [`Popen::poll`]).
-    pub(crate) fn sentinel(&self) -> Option<sys::BorrowedRaw<'_>> {
-        self.child.sentinel()
+    /// Something to pass to [`wait`](crate::wait) that is ready once the
+    /// worker has exited.
+    pub fn sentinel(&self) -> Sentinel<'_> {
+        Sentinel(self)
+    }
+
+    /// A watch on the worker's exit that lives on after this `Popen` is
+    /// borrowed (or gone): see [`ExitWatch`].
+    pub(crate) fn exit_watch(&self) -> ExitWatch {
+        ExitWatch(Arc::clone(&self.child))
     }
 
     /// The worker's captured stdout ([`Stdio::Capture`]), once.
@@ -614,10 +619,6 @@ impl Popen {
     /// The worker's captured stderr ([`Stdio::Capture`]), once.
     pub fn take_stderr(&mut self) -> Option<ChildOutput> {
         self.output[1].take()
-    }
-
-    pub(crate) fn child_arc(&self) -> &Arc<sys::Child> {
-        &self.child
     }
 
     /// Releases the handles; the same as dropping (see the type's docs).
@@ -678,6 +679,48 @@ impl Popen {
         let _ = self.child.wait(Some(Duration::from_secs(5)));
         drop(self);
         err
+    }
+}
+
+/// A borrowed handle on a worker that [`wait`](crate::wait) can watch for
+/// its exit; from [`Popen::sentinel`] or
+/// [`Process::sentinel`](crate::Process::sentinel).
+#[derive(Clone, Copy, Debug)]
+pub struct Sentinel<'a>(&'a Popen);
+
+impl Sentinel<'_> {
+    /// Something that becomes ready when the worker exits (pidfd /
+    /// process handle); `None` where the OS has no such thing (then poll
+    /// [`exited`](Self::exited)).
+    pub(crate) fn handle(&self) -> Option<sys::BorrowedRaw<'_>> {
+        self.0.child.sentinel()
+    }
+
+    /// Whether the worker has exited (without blocking).
+    pub(crate) fn exited(&self) -> bool {
+        matches!(self.0.poll(), Ok(Some(_)))
+    }
+}
+
+/// A worker's exit, watched by someone that doesn't hold its [`Popen`]
+/// (a pool worker's reader thread, through
+/// [`Connection::watch_peer`](crate::Connection)): it keeps the process
+/// handle / pidfd open, so it stays valid (and the pid unused) for as long
+/// as the watch lives, whatever happens to the `Popen`.
+#[derive(Clone)]
+pub(crate) struct ExitWatch(Arc<sys::Child>);
+
+impl ExitWatch {
+    /// Something that becomes ready when the worker exits (pidfd /
+    /// process handle); `None` where the OS has no such thing.
+    pub(crate) fn handle(&self) -> Option<sys::BorrowedRaw<'_>> {
+        self.0.sentinel()
+    }
+}
+
+impl fmt::Debug for ExitWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ExitWatch").field(&self.0.id()).finish()
     }
 }
 

@@ -15,7 +15,7 @@ use crate::codec::reply::Reply;
 use crate::deadline;
 use crate::error::{Error, Kind, Result};
 use crate::exit_code;
-use crate::popen::{ChildOutput, Popen, PopenBuilder, ReplyProgress, Stdio};
+use crate::popen::{ChildOutput, Popen, PopenBuilder, ReplyProgress, Sentinel, Stdio};
 use crate::status::ExitStatus;
 
 /// Options for a [`Process`]: `&mut self` setters, then
@@ -420,7 +420,7 @@ impl<T> Process<T> {
     /// Something to pass to [`wait`](crate::wait) that is ready once the
     /// worker has exited.
     pub fn sentinel(&self) -> Sentinel<'_> {
-        Sentinel(&self.popen)
+        self.popen.sentinel()
     }
 }
 
@@ -430,16 +430,5 @@ impl<T> fmt::Debug for Process<T> {
             .field("name", &self.name)
             .field("pid", &self.pid())
             .finish()
-    }
-}
-
-/// A borrowed handle on a worker that [`wait`](crate::wait) can watch for
-/// its exit; from [`Process::sentinel`].
-#[derive(Clone, Copy, Debug)]
-pub struct Sentinel<'a>(&'a Popen);
-
-impl Sentinel<'_> {
-    pub(crate) fn popen(&self) -> &Popen {
-        self.0
     }
 }

@@ -28,7 +28,6 @@ use crate::codec::handles;
 use crate::codec::header::{self, Header};
 use crate::codec::reply::Reply;
 use crate::exit_code;
-use crate::pool::TaskFails;
 use crate::status::PanicReport;
 use crate::sys;
 
@@ -46,9 +45,27 @@ pub struct EntryDef {
     pub sig: fn() -> &'static str,
     /// Decodes the arguments, calls the function, encodes its result.
     pub run: fn(&[u8]) -> Result<Vec<u8>, RunFail>,
-    /// The same over a batch of length-prefixed arguments (see
-    /// [`run_batch`](crate::pool::run_batch)); returns how many tasks it ran.
+    /// The same over a batch of length-prefixed arguments, each task's
+    /// failure listed in the third argument instead of a result: the hook a
+    /// worker loop runs its batches with (the pool's, which
+    /// [`entry!`](crate::entry) fills in); returns how many tasks it ran.
     pub run_batch: fn(&[u8], &mut Vec<u8>, &mut TaskFails) -> u32,
+}
+
+/// The tasks of a batch that failed: (index in the batch, why).
+#[doc(hidden)]
+pub type TaskFails = Vec<(u32, TaskFail)>;
+
+/// Why one task of a batch produced no value.
+#[doc(hidden)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum TaskFail {
+    /// It panicked.
+    Panic(PanicReport),
+    /// Its argument could not be decoded (it did not run).
+    BadArgs(String),
+    /// It ran, but its result could not be serialized.
+    BadResult(String),
 }
 
 /// Why an entry produced no result bytes, other than a panic.

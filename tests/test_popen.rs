@@ -333,6 +333,16 @@ fn a_stray_inheritable_handle_does_not_reach_workers() {
 }
 
 #[test]
+fn a_popen_sentinel_is_ready_once_the_worker_exits() {
+    let p = Popen::spawn(block_forever, ()).unwrap();
+    let ready = multiproc::wait(&[p.sentinel().into()], Some(Duration::ZERO)).unwrap();
+    assert!(ready.is_empty(), "ready while the worker runs");
+    p.kill().unwrap();
+    let ready = multiproc::wait(&[p.sentinel().into()], Some(common::LONG)).unwrap();
+    assert_eq!(ready, vec![0]);
+}
+
+#[test]
 fn popen_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Popen>();

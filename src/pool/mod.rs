@@ -50,10 +50,10 @@ use crate::spawn;
 pub use imap::Imap;
 #[cfg(feature = "progress")]
 pub use imap::Progress;
+pub use protocol::run_batch;
 use protocol::InitArgs;
 #[cfg(feature = "test-hooks")]
 pub(crate) use protocol::{decode_messages, worker_connection};
-pub use protocol::{run_batch, TaskFails};
 pub use results::AsyncResult;
 use results::Failure;
 use scheduler::{Limits, Scheduler};

@@ -17,25 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::connection::Connection;
 use crate::encode::{self, EncodeError};
 use crate::spawn::{self, catch_task};
-use crate::status::PanicReport;
+pub(super) use crate::spawn::{TaskFail, TaskFails};
 
 // ---------------------------------------------------------------- wire
-
-/// The tasks of a batch that failed: (index in the batch, why).
-#[doc(hidden)]
-pub type TaskFails = Vec<(u32, TaskFail)>;
-
-/// Why one task of a batch produced no value.
-#[doc(hidden)]
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum TaskFail {
-    /// It panicked.
-    Panic(PanicReport),
-    /// Its argument could not be decoded (it did not run).
-    BadArgs(String),
-    /// It ran, but its result could not be serialized.
-    BadResult(String),
-}
 
 /// Appends `item` to `out` as a LEB128 length, then its bytes.
 pub(super) fn put_frame(out: &mut Vec<u8>, item: &[u8]) {

@@ -101,13 +101,20 @@ const _: fn(&Channel, Option<&Child>, &mut [u8], Option<Duration>) -> io::Result
 /// Blocks for data, appends at most `max` bytes to `v` (no zero-fill);
 /// 0 at EOF.
 const _: fn(&Channel, &mut Vec<u8>, usize) -> io::Result<usize> = Channel::read_append;
-/// The same (from the bulk lane if asked), also 0 once `peer` exited with
-/// nothing left to read, whoever else holds its end (pidfd / process
-/// handle; without a pidfd, the plain read). The last argument: the
+/// The same (from the bulk lane if asked), also 0 once the peer process
+/// whose exit handle is given (its `Child::sentinel`: pidfd / process
+/// handle) exited with nothing left to read, whoever else holds its end;
+/// without one, the plain read. The last argument: the
 /// `set_nonblocking_reads` result, so data already there needs no poll.
 #[allow(clippy::type_complexity)] // the signature, spelled out
-const _: fn(&Channel, bool, &mut Vec<u8>, usize, &Child, bool) -> io::Result<usize> =
-    Channel::read_append_watch;
+const _: fn(
+    &Channel,
+    bool,
+    &mut Vec<u8>,
+    usize,
+    Option<BorrowedRaw<'_>>,
+    bool,
+) -> io::Result<usize> = Channel::read_append_watch;
 /// Unix: `O_NONBLOCK` on this end's pipe (an end no other process holds);
 /// Windows: nothing (false). True if done.
 const _: fn(&Channel) -> bool = Channel::set_nonblocking_reads;

@@ -227,7 +227,7 @@ impl Channel {
         bulk: bool,
         v: &mut Vec<u8>,
         max: usize,
-        peer: &Child,
+        exit: Option<BorrowedFd<'_>>,
         nonblocking: bool,
     ) -> io::Result<usize> {
         let (fd, socket) = match (&self.bulk, bulk) {
@@ -235,7 +235,7 @@ impl Channel {
             (None, true) => return Err(io::Error::other("no bulk lane")),
             (_, false) => (self.fd.as_fd(), self.socket),
         };
-        let Some(exit) = peer.sentinel() else {
+        let Some(exit) = exit else {
             return read_append_fd(fd, v, max);
         };
         // A busy worker's results are often there already: look first

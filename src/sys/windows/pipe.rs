@@ -4,7 +4,7 @@ use std::collections::hash_map::RandomState;
 use std::ffi::OsStr;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::os::windows::io::{AsHandle, AsRawHandle, OwnedHandle};
+use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle};
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -278,12 +278,15 @@ impl Channel {
         bulk: bool,
         v: &mut Vec<u8>,
         max: usize,
-        peer: &Child,
+        exit: Option<BorrowedHandle<'_>>,
         _nonblocking: bool,
     ) -> io::Result<usize> {
         if bulk {
             return Err(io::Error::other("no bulk lane"));
         }
+        let Some(exit) = exit else {
+            return self.read_append(v, max);
+        };
         if max == 0 {
             return Ok(0);
         }
@@ -296,7 +299,7 @@ impl Channel {
                 Err(err) if is_os_error(&err, ERROR_BROKEN_PIPE) => 0,
                 Err(err) => return Err(err),
                 Ok(()) => {
-                    let woken = wait_for_any(&[op.event(), peer.process.as_raw_handle()], INFINITE);
+                    let woken = wait_for_any(&[op.event(), exit.as_raw_handle()], INFINITE);
                     match op.finish_if(matches!(woken, Ok(Some(0)))) {
                         Finished::Done(n) => n as usize,
                         Finished::Failed(err) if is_os_error(&err, ERROR_BROKEN_PIPE) => 0,
