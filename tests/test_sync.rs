@@ -93,6 +93,9 @@ fn take_all(
 /// A Lock decoded from whatever the parent wrote (see [`Forged`]).
 fn take_lock(_: Forged) {}
 
+/// A `Value<u32>` decoded from what the parent wrote: a `Value<u64>`.
+fn take_value_u32(_: ValueOfAnotherSize) {}
+
 /// Adds one to the counter `n` times, each under its lock.
 fn increment((counter, n): (Value<u64>, u32)) {
     for _ in 0..n {
@@ -162,6 +165,7 @@ multiproc::entry!(
     over_release,
     take_all,
     take_lock,
+    take_value_u32,
 );
 
 // ------------------------------------------------------------ locks
@@ -526,4 +530,36 @@ fn the_fuzz_seeds_decode_to_errors_outside_a_worker() {
         n += 1;
     }
     assert!(n >= 4);
+}
+
+/// Written as a `Value<u64>`, read as a `Value<u32>`.
+struct ValueOfAnotherSize(Value<u64>);
+
+impl Serialize for ValueOfAnotherSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ValueOfAnotherSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Value::<u32>::deserialize(d)?;
+        unreachable!("the parent only sends a Value<u64>")
+    }
+}
+
+#[test]
+fn a_value_of_another_size_is_refused_at_decode() {
+    let _s = shared();
+    let forged = ValueOfAnotherSize(Value::new(7u64).unwrap());
+    let mut p = Process::<()>::spawn(take_value_u32, &forged).unwrap();
+    let e = p.join_timeout(LONG).unwrap_err();
+    assert!(e.is_bootstrap_failure(), "{e}");
+    assert!(
+        e.to_string()
+            .contains("a Value of 8 bytes arrived where its type has 4"),
+        "{e}"
+    );
+    // Still ours, untouched.
+    assert_eq!(forged.0.get().unwrap(), 7);
 }

@@ -35,3 +35,16 @@ use std::time::{Duration, Instant};
 fn until(timeout: Duration) -> Option<Instant> {
     deadline::deadline(timeout)
 }
+
+/// Every primitive can be shared between threads and sent to another.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Lock>();
+    assert_send_sync::<RLock>();
+    assert_send_sync::<Semaphore>();
+    assert_send_sync::<BoundedSemaphore>();
+    assert_send_sync::<Event>();
+    assert_send_sync::<Condition>();
+    assert_send_sync::<Barrier>();
+    assert_send_sync::<Value<u64>>();
+};
