@@ -31,7 +31,7 @@ use crate::status::{ExitStatus, PanicReport};
 /// | [`Decode`](ErrorKind::Decode) | [`is_decode`](Error::is_decode) | a result or message that can't be decoded; a pool task's input the worker can't decode |
 /// | [`ResultTooLarge`](ErrorKind::ResultTooLarge) | [`is_decode`](Error::is_decode) | [`Process::join`](crate::Process::join): a result over its cap |
 /// | [`Eof`](ErrorKind::Eof) | [`is_eof`](Error::is_eof) | [`Connection`](crate::Connection): the peer closed its end |
-/// | [`MessageTooLarge`](ErrorKind::MessageTooLarge) | [`is_message_too_large`](Error::is_message_too_large) | [`Connection`](crate::Connection): a frame over the cap |
+/// | [`MessageTooLarge`](ErrorKind::MessageTooLarge) | [`is_message_too_large`](Error::is_message_too_large) | [`Connection`](crate::Connection): a frame over the cap; [`Queue::put`](crate::Queue::put): an item larger than the whole queue |
 /// | [`Poisoned`](ErrorKind::Poisoned) | [`is_poisoned`](Error::is_poisoned) | [`Connection`](crate::Connection): unusable after a bad frame |
 /// | [`BufferTooShort`](ErrorKind::BufferTooShort) | [`buffer_too_short`](Error::buffer_too_short) | [`Connection::recv_bytes_into`](crate::Connection::recv_bytes_into) |
 /// | [`Panic`](ErrorKind::Panic) | [`is_panic`](Error::is_panic) | `join` or a pool result: the entry or task panicked |
@@ -44,6 +44,9 @@ use crate::status::{ExitStatus, PanicReport};
 /// | [`PoolClosed`](ErrorKind::PoolClosed) | [`is_pool_closed`](Error::is_pool_closed) | the pool: work after `close` or `terminate` |
 /// | [`OwnerDied`](ErrorKind::OwnerDied) | [`is_owner_died`](Error::is_owner_died) | acquiring a [`Lock`](crate::Lock), [`RLock`](crate::RLock), [`Condition`](crate::Condition) or [`Value`](crate::Value): its last holder died holding it ([`LockError`](crate::LockError) carries the guard) |
 /// | [`BrokenBarrier`](ErrorKind::BrokenBarrier) | [`is_broken_barrier`](Error::is_broken_barrier) | [`Barrier::wait`](crate::Barrier::wait): a party died, timed out or aborted |
+/// | [`Full`](ErrorKind::Full) | [`is_full`](Error::is_full) | [`Queue::try_put`](crate::Queue::try_put), [`Queue::put_timeout`](crate::Queue::put_timeout): no room |
+/// | [`Empty`](ErrorKind::Empty) | [`is_empty`](Error::is_empty) | [`Queue::try_get`](crate::Queue::try_get), [`Queue::get_timeout`](crate::Queue::get_timeout): no item |
+/// | [`QueueClosed`](ErrorKind::QueueClosed) | [`is_queue_closed`](Error::is_queue_closed) | a [`Queue`](crate::Queue) after [`close`](crate::Queue::close): a put, or a get once it is drained |
 /// | [`Usage`](ErrorKind::Usage) | [`is_usage`](Error::is_usage) | a call that is wrong whatever the processes do |
 /// | [`Io`](ErrorKind::Io) | — ([`io_error`](Error::io_error) is `Some`) | any other OS error (pipes, waits, signals) |
 ///
@@ -137,7 +140,8 @@ pub enum ErrorKind {
     /// The peer closed its end of the [`Connection`](crate::Connection).
     Eof,
     /// A frame was over the receiving end's size cap; the connection is
-    /// poisoned from then on.
+    /// poisoned from then on. Also an item too large ever to fit in a
+    /// [`Queue`](crate::Queue) (its `max_bytes`); the item was not put.
     MessageTooLarge,
     /// The connection can't be used any more: an earlier frame was too
     /// large or cut off.
@@ -180,6 +184,20 @@ pub enum ErrorKind {
     /// [`abort`](crate::Barrier::abort). Every waiter gets this error,
     /// and so does every later wait (a broken barrier stays broken).
     BrokenBarrier,
+    /// A [`Queue`](crate::Queue) had no room for the item before the
+    /// deadline ([`try_put`](crate::Queue::try_put),
+    /// [`put_timeout`](crate::Queue::put_timeout); Python's `queue.Full`).
+    /// The item was not put.
+    Full,
+    /// A [`Queue`](crate::Queue) had no item before the deadline
+    /// ([`try_get`](crate::Queue::try_get),
+    /// [`get_timeout`](crate::Queue::get_timeout); Python's
+    /// `queue.Empty`).
+    Empty,
+    /// A [`Queue`](crate::Queue) was closed ([`close`](crate::Queue::close),
+    /// by any process): a put is refused, and a get says so once every
+    /// item put before the close was taken (end of data).
+    QueueClosed,
     /// The call itself was wrong, whatever the processes did (Python's
     /// `ValueError`): an argument out of range, an option that can't be
     /// honored, a call out of order or repeated (asking for a result
@@ -263,6 +281,16 @@ pub(crate) enum Kind {
     OwnerDied { what: &'static str },
     #[error("the barrier is broken: {0}")]
     BrokenBarrier(String),
+    #[error("the queue is full")]
+    QueueFull,
+    #[error("the queue is empty")]
+    QueueEmpty,
+    #[error("the queue is closed")]
+    QueueClosed,
+    #[error("an item of {len} bytes can never fit in this queue, whose largest item is {max} bytes (raise its max_bytes)")]
+    ItemTooLarge { len: u64, max: u64 },
+    #[error("{0}")]
+    QueueCorrupt(String),
     #[error("pool worker {pid} broke the pool protocol ({why}); it was killed")]
     WorkerProtocol { pid: u32, why: String },
     #[error("the result was already taken (joined before)")]
@@ -336,6 +364,11 @@ impl Error {
             Kind::Usage(_) | Kind::WrongDirection(_) | Kind::AlreadyJoined => ErrorKind::Usage,
             Kind::OwnerDied { .. } => ErrorKind::OwnerDied,
             Kind::BrokenBarrier(_) => ErrorKind::BrokenBarrier,
+            Kind::QueueFull => ErrorKind::Full,
+            Kind::QueueEmpty => ErrorKind::Empty,
+            Kind::QueueClosed => ErrorKind::QueueClosed,
+            Kind::ItemTooLarge { .. } => ErrorKind::MessageTooLarge,
+            Kind::QueueCorrupt(_) => ErrorKind::Decode,
             Kind::Io { .. } => ErrorKind::Io,
         }
     }
@@ -511,6 +544,27 @@ impl Error {
         self.kind() == ErrorKind::OwnerDied
     }
 
+    /// A queue had no room (see [`ErrorKind::Full`]).
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::Full`.
+    pub fn is_full(&self) -> bool {
+        self.kind() == ErrorKind::Full
+    }
+
+    /// A queue had no item (see [`ErrorKind::Empty`]).
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::Empty`.
+    pub fn is_empty(&self) -> bool {
+        self.kind() == ErrorKind::Empty
+    }
+
+    /// A queue was closed (see [`ErrorKind::QueueClosed`]).
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::QueueClosed`.
+    pub fn is_queue_closed(&self) -> bool {
+        self.kind() == ErrorKind::QueueClosed
+    }
+
     /// A barrier is broken.
     ///
     /// Shorthand for `self.kind() == ErrorKind::BrokenBarrier`.
@@ -651,8 +705,9 @@ impl std::error::Error for Error {
 /// `ResultTooLarge`, `MessageTooLarge`, `Poisoned` and `ProtocolViolation`
 /// kinds), [`InvalidInput`](io::ErrorKind::InvalidInput) for a wrong call
 /// (`Usage`, `UnknownEntry`, `NotSpawning`, `BufferTooShort`),
-/// [`TimedOut`](io::ErrorKind::TimedOut) for [`ErrorKind::Timeout`], and
-/// [`Other`](io::ErrorKind::Other) for the rest. The `Error` itself stays
+/// [`TimedOut`](io::ErrorKind::TimedOut) for [`ErrorKind::Timeout`],
+/// [`WouldBlock`](io::ErrorKind::WouldBlock) for [`ErrorKind::Full`] and
+/// [`ErrorKind::Empty`], and [`Other`](io::ErrorKind::Other) for the rest. The `Error` itself stays
 /// inside: [`io::Error::get_ref`] and [`io::Error::into_inner`] give it
 /// back.
 impl From<Error> for io::Error {
@@ -674,6 +729,7 @@ impl From<Error> for io::Error {
                 | ErrorKind::NotSpawning
                 | ErrorKind::BufferTooShort => io::ErrorKind::InvalidInput,
                 ErrorKind::Timeout => io::ErrorKind::TimedOut,
+                ErrorKind::Full | ErrorKind::Empty => io::ErrorKind::WouldBlock,
                 _ => io::ErrorKind::Other,
             },
         };

@@ -119,9 +119,11 @@
 //! items put; `join` waits until they are equal. `task_done` is one
 //! 4-byte store under the lock, so it is also all-or-nothing.
 
-#![allow(dead_code)] // until the public types over it land (issue 12 step 2)
-
+#[allow(clippy::module_inception)] // the brief's layout: queue/queue.rs is `Queue`
+mod queue;
 pub(crate) mod ring;
+
+pub use queue::{Queue, QueueBuilder};
 
 use std::time::Duration;
 

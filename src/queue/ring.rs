@@ -72,6 +72,7 @@ const TAIL_AT: usize = 32;
 const CLOSED_AT: usize = 40;
 const GET_SLEEPERS_AT: usize = 44;
 const PUT_SLEEPERS_AT: usize = 48;
+#[allow(dead_code)] // JoinableQueue comes next
 const DONE_AT: usize = 52;
 
 /// The bytes a record of a `len`-byte payload takes in the data area.
@@ -343,9 +344,9 @@ impl<'a> Ring<'a> {
         get_u32(self.mem, GET_SLEEPERS_AT)
     }
 
-    /// Adds `d` (wrapping) to [`get_sleepers`](Ring::get_sleepers).
+    /// Adds `d` to [`get_sleepers`](Ring::get_sleepers), saturating.
     pub(crate) fn add_get_sleepers(&mut self, d: i32) {
-        let v = self.get_sleepers().wrapping_add_signed(d);
+        let v = self.get_sleepers().saturating_add_signed(d);
         put_u32(self.mem, GET_SLEEPERS_AT, v);
     }
 
@@ -354,15 +355,16 @@ impl<'a> Ring<'a> {
         get_u32(self.mem, PUT_SLEEPERS_AT)
     }
 
-    /// Adds `d` (wrapping) to [`put_sleepers`](Ring::put_sleepers).
+    /// Adds `d` to [`put_sleepers`](Ring::put_sleepers), saturating.
     pub(crate) fn add_put_sleepers(&mut self, d: i32) {
-        let v = self.put_sleepers().wrapping_add_signed(d);
+        let v = self.put_sleepers().saturating_add_signed(d);
         put_u32(self.mem, PUT_SLEEPERS_AT, v);
     }
 
     /// Items put and not yet marked done: the tail's item count less the
     /// done count (both wrap at 2³², so the difference is exact while
     /// fewer than 2³² are unfinished).
+    #[allow(dead_code)] // JoinableQueue comes next
     pub(crate) fn unfinished(&self) -> u32 {
         let tail = End::of(get_u64(self.mem, TAIL_AT));
         tail.items.wrapping_sub(get_u32(self.mem, DONE_AT))
@@ -370,6 +372,7 @@ impl<'a> Ring<'a> {
 
     /// Marks one item done (one 4-byte store: the commit point); `false`,
     /// and nothing changes, if none is unfinished.
+    #[allow(dead_code)] // JoinableQueue comes next
     pub(crate) fn task_done(&mut self) -> bool {
         if self.unfinished() == 0 {
             return false;
@@ -640,5 +643,8 @@ mod tests {
         r.add_put_sleepers(1);
         r.add_get_sleepers(-1);
         assert_eq!((r.get_sleepers(), r.put_sleepers()), (1, 1));
+        r.add_put_sleepers(-1);
+        r.add_put_sleepers(-1);
+        assert_eq!(r.put_sleepers(), 0, "never below zero");
     }
 }

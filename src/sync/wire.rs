@@ -26,6 +26,7 @@ pub(crate) enum Tag {
     Condition,
     Barrier,
     Value,
+    Queue,
 }
 
 /// One OS object's part of a wire form.

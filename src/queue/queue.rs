@@ -1,0 +1,722 @@
+//! [`Queue`]: the typed queue, and [`Core`], the untyped one under every
+//! queue type: the ring's block under a robust mutex (`sys::Guarded`),
+//! two semaphores to sleep on, waiting and waking as the module docs of
+//! `queue` say, and the wire form.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::ring::{self, Pop, Push, Ring};
+use super::RECHECK;
+use crate::deadline;
+use crate::encode;
+use crate::error::{Error, Kind, Result};
+use crate::sync::wire::{self, ObjectWire, Tag};
+use crate::sys::{self, LockStatus};
+
+/// The most wakeups a semaphore holds before releases are dropped: what
+/// sleepers killed while counted can inflate it to (each wasted wakeup is
+/// one look at the ring).
+const MAX_WAKEUPS: u32 = 1024;
+
+/// How long a blocking call may wait.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    /// Not at all.
+    No,
+    /// Until then.
+    Until(Instant),
+    /// As long as it takes.
+    Forever,
+}
+
+impl Wait {
+    pub(crate) fn timeout(timeout: Duration) -> Wait {
+        if timeout.is_zero() {
+            return Wait::No;
+        }
+        match deadline::deadline(timeout) {
+            Some(d) => Wait::Until(d),
+            None => Wait::Forever,
+        }
+    }
+
+    /// The end of the next sleep (at most [`RECHECK`] from now), or
+    /// `None` if the time is up.
+    fn next_wake(self) -> Option<Instant> {
+        let now = Instant::now();
+        let tick = now + RECHECK;
+        match self {
+            Wait::No => None,
+            Wait::Until(d) if d <= now => None,
+            Wait::Until(d) => Some(d.min(tick)),
+            Wait::Forever => Some(tick),
+        }
+    }
+}
+
+/// What an operation under the lock came to.
+enum Step<R> {
+    Done(R),
+    Sleep,
+    Fail(Kind),
+}
+
+/// An untyped queue of byte strings (see the module docs of `queue`).
+#[derive(Debug)]
+pub(crate) struct Core {
+    guarded: sys::Guarded,
+    /// Consumers sleep on it.
+    items: sys::SysSemaphore,
+    /// Producers (and `join`ers) sleep on it.
+    room: sys::SysSemaphore,
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(what, e)
+}
+
+fn corrupt(c: ring::Corrupt) -> Kind {
+    Kind::QueueCorrupt(c.to_string())
+}
+
+impl Core {
+    /// A new empty queue with a data area of `max_bytes` (a multiple of 8
+    /// in `MIN_CAP..=MAX_CAP`, checked by the caller) and at most
+    /// `max_items` items.
+    pub(crate) fn new(max_items: u64, max_bytes: usize) -> Result<Core> {
+        let mut init = vec![0u8; ring::block_len(max_bytes)];
+        Ring::init(&mut init, max_items);
+        let guarded = sys::Guarded::new(&init).map_err(io("cannot create a queue"))?;
+        let sem = || {
+            sys::SysSemaphore::new(0, MAX_WAKEUPS).map_err(io("cannot create a queue's semaphore"))
+        };
+        Ok(Core {
+            guarded,
+            items: sem()?,
+            room: sem()?,
+        })
+    }
+
+    /// Runs `f` on the ring under the lock. A holder that died is no
+    /// news: each operation commits with one store (module docs), so the
+    /// ring is checked and the lock marked consistent.
+    fn locked<R>(&self, f: impl FnOnce(&mut Ring<'_>) -> R) -> Result<R> {
+        let (status, bytes) = self
+            .guarded
+            .lock(None, false)
+            .map_err(io("cannot lock a queue"))?;
+        let mut bytes = match (status, bytes) {
+            (LockStatus::Acquired | LockStatus::OwnerDied, Some(b)) => b,
+            (s, _) => {
+                return Err(Error::io(
+                    "cannot lock a queue",
+                    std::io::Error::other(format!("the lock said {s:?}")),
+                ))
+            }
+        };
+        let mut ring = Ring::open(bytes.bytes_mut()).map_err(|c| Error::new(corrupt(c)))?;
+        if status == LockStatus::OwnerDied {
+            ring.check().map_err(|c| Error::new(corrupt(c)))?;
+            bytes.mark_consistent();
+            ring = Ring::open(bytes.bytes_mut()).map_err(|c| Error::new(corrupt(c)))?;
+        }
+        Ok(f(&mut ring))
+    }
+
+    fn wake(sem: &sys::SysSemaphore, yes: bool) {
+        if yes {
+            // Past `MAX_WAKEUPS` (false) enough sleepers are due to wake
+            // anyway; an error here leaves them to their recheck.
+            let _ = sem.release(1);
+        }
+    }
+
+    /// Sleeps on `sem` until woken or `until`.
+    fn sleep(sem: &sys::SysSemaphore, until: Instant) -> Result<()> {
+        sem.acquire(Some(until))
+            .map_err(io("cannot wait on a queue"))
+            .map(drop)
+    }
+
+    /// Puts `item`, waiting for room as `wait` says.
+    pub(crate) fn put_bytes(&self, item: &[u8], wait: Wait) -> Result<()> {
+        let mut counted = false;
+        loop {
+            let step = self.locked(|ring| {
+                if counted {
+                    ring.add_put_sleepers(-1);
+                }
+                match ring.push(item) {
+                    Ok(Push::Done) => {
+                        let more_room = ring.used_bytes() < ring.cap();
+                        Step::Done((
+                            ring.get_sleepers() > 0,
+                            more_room && ring.put_sleepers() > 0,
+                        ))
+                    }
+                    Ok(Push::Full) => match wait.next_wake() {
+                        Some(_) => {
+                            ring.add_put_sleepers(1);
+                            Step::Sleep
+                        }
+                        None => Step::Fail(Kind::QueueFull),
+                    },
+                    Ok(Push::Closed) => Step::Fail(Kind::QueueClosed),
+                    Ok(Push::TooLarge) => Step::Fail(Kind::ItemTooLarge {
+                        len: item.len() as u64,
+                        max: ring.max_item_len() as u64,
+                    }),
+                    Err(c) => Step::Fail(corrupt(c)),
+                }
+            })?;
+            match step {
+                Step::Done((wake_consumer, pass_on)) => {
+                    Self::wake(&self.items, wake_consumer);
+                    Self::wake(&self.room, pass_on);
+                    return Ok(());
+                }
+                Step::Fail(k) => return Err(Error::new(k)),
+                Step::Sleep => {
+                    counted = true;
+                    if let Some(until) = wait.next_wake() {
+                        Self::sleep(&self.room, until)?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the oldest item into `out`, waiting for one as `wait` says.
+    pub(crate) fn get_bytes(&self, out: &mut Vec<u8>, wait: Wait) -> Result<()> {
+        let mut counted = false;
+        loop {
+            let step = self.locked(|ring| {
+                if counted {
+                    ring.add_get_sleepers(-1);
+                }
+                match ring.pop(out) {
+                    Ok(Pop::Done) => {
+                        let more_items = ring.len() > 0;
+                        Step::Done((
+                            ring.put_sleepers() > 0,
+                            more_items && ring.get_sleepers() > 0,
+                        ))
+                    }
+                    Ok(Pop::Empty) => match wait.next_wake() {
+                        Some(_) => {
+                            ring.add_get_sleepers(1);
+                            Step::Sleep
+                        }
+                        None => Step::Fail(Kind::QueueEmpty),
+                    },
+                    Ok(Pop::Closed) => Step::Fail(Kind::QueueClosed),
+                    Err(c) => Step::Fail(corrupt(c)),
+                }
+            })?;
+            match step {
+                Step::Done((wake_producer, pass_on)) => {
+                    Self::wake(&self.room, wake_producer);
+                    Self::wake(&self.items, pass_on);
+                    return Ok(());
+                }
+                Step::Fail(k) => return Err(Error::new(k)),
+                Step::Sleep => {
+                    counted = true;
+                    if let Some(until) = wait.next_wake() {
+                        Self::sleep(&self.items, until)?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Items in the queue now.
+    pub(crate) fn len(&self) -> Result<usize> {
+        self.locked(|r| r.len())
+    }
+
+    /// Closes the queue for every process and wakes every sleeper.
+    pub(crate) fn close(&self) -> Result<()> {
+        let (getters, putters) = self.locked(|r| {
+            r.close();
+            (r.get_sleepers(), r.put_sleepers())
+        })?;
+        for (sem, n) in [(&self.items, getters), (&self.room, putters)] {
+            for _ in 0..n.min(MAX_WAKEUPS) {
+                if !sem.release(1).unwrap_or(false) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closed, by any process.
+    pub(crate) fn is_closed(&self) -> Result<bool> {
+        self.locked(|r| r.is_closed())
+    }
+
+    /// The largest item, in serialized bytes.
+    pub(crate) fn max_item_len(&self) -> Result<usize> {
+        self.locked(|r| r.max_item_len())
+    }
+}
+
+impl Serialize for Core {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let (mutex, block) = self.guarded.parts();
+        (
+            Tag::Queue,
+            wire::ser::<S::Error>(mutex)?,
+            wire::ser::<S::Error>(block)?,
+            wire::ser::<S::Error>(self.items.parts())?,
+            wire::ser::<S::Error>(self.room.parts())?,
+        )
+            .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Core {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (tag, m, b, i, r) =
+            <(Tag, ObjectWire, ObjectWire, ObjectWire, ObjectWire)>::deserialize(d)?;
+        wire::check_tag(tag, Tag::Queue)?;
+        // The size before anything is mapped.
+        let len = usize::try_from(b.word)
+            .ok()
+            .filter(|l| {
+                (ring::block_len(ring::MIN_CAP)..=ring::block_len(ring::MAX_CAP)).contains(l)
+            })
+            .ok_or_else(|| {
+                wire::refuse(format!("a queue's block of {} bytes can't be one", b.word))
+            })?;
+        let mutex = wire::de(m, sys::SysMutex::HANDLES, |h, word| {
+            sys::SysMutex::from_parts(h, word, false)
+        })?;
+        let guarded = wire::de(b, 1, |mut h, _| {
+            let handle = h.pop().expect("one handle, counted");
+            sys::Guarded::open(mutex, handle, len)
+        })?;
+        let sem = |w| wire::de(w, sys::SysSemaphore::HANDLES, sys::SysSemaphore::from_parts);
+        let core = Core {
+            guarded,
+            items: sem(i)?,
+            room: sem(r)?,
+        };
+        core.locked(|_| ())
+            .map_err(|e| wire::refuse(format!("a queue refused: {e}")))?;
+        Ok(core)
+    }
+}
+
+/// A first-in first-out queue between processes (Python's
+/// `multiprocessing.Queue`): any number of processes and threads put
+/// items and take them, each item taken exactly once.
+///
+/// Items are any `Serialize + DeserializeOwned` type, serialized with
+/// postcard into a ring in shared memory. Pass a `Queue` to a child in
+/// its arguments (a spawn's, a pool initializer's) as a
+/// [`Connection`](crate::Connection) is passed; share it between threads
+/// with an `Arc` (it is `Send + Sync`).
+///
+/// - **Bounded**: by bytes (the ring, [`Queue::DEFAULT_MAX_BYTES`] unless
+///   [`QueueBuilder::max_bytes`] says otherwise) and optionally by items
+///   ([`Queue::with_capacity`], [`QueueBuilder::max_items`]). `put` waits
+///   for room; [`try_put`](Queue::try_put) and
+///   [`put_timeout`](Queue::put_timeout) fail with
+///   [`ErrorKind::Full`](crate::ErrorKind::Full) instead. An item larger
+///   than the whole ring is an error of kind
+///   [`MessageTooLarge`](crate::ErrorKind::MessageTooLarge) at once.
+/// - **No feeder thread**: when `put` returns, the item is in shared
+///   memory. The process may exit at once (return from its entry, be
+///   killed): its items stay in the queue, and joining it never waits for
+///   anyone to read them (CPython's #73983 deadlock can't happen).
+/// - **Crash safe** (Linux and Windows): an item is wholly in the queue
+///   or not at all. A producer killed inside `put` put nothing or the
+///   whole item; a consumer killed inside `get` before taking the item
+///   leaves it, first in line, for the next `get`. Either way the queue
+///   stays usable by everyone else. (macOS can't detect a lock holder's
+///   death: a process killed inside `put`/`get` there leaves the queue
+///   locked.)
+/// - [`close`](Queue::close) ends the queue for every process: puts fail
+///   with [`QueueClosed`](crate::ErrorKind::QueueClosed), gets drain what
+///   is left and then fail with it (end of data), blocked callers wake.
+///
+/// Order is first in, first out as the ring sees the puts; between
+/// producers there is no order (a producer waiting for room for a large
+/// item doesn't hold back others whose items fit).
+///
+/// ```
+/// use multiproc::{Process, Queue};
+///
+/// fn produce(q: Queue<u64>) {
+///     for i in 0..1000 {
+///         q.put(i).unwrap();
+///     }
+///     // Returns at once: the items are in the queue.
+/// }
+/// multiproc::entry!(produce);
+///
+/// # fn main() -> Result<(), multiproc::Error> {
+/// # multiproc::init();
+/// let q = Queue::<u64>::new()?;
+/// let mut child = Process::spawn(produce, &q)?;
+/// child.join()?; // no need to drain first
+/// let sum: u64 = (0..1000).map(|_| q.get()).sum::<multiproc::Result<u64>>()?;
+/// assert_eq!(sum, 499_500);
+/// assert!(q.try_get().unwrap_err().is_empty());
+/// # Ok(()) }
+/// ```
+pub struct Queue<T> {
+    core: Core,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue").finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Queue`] with its bounds: [`Queue::builder`].
+pub struct QueueBuilder<T> {
+    max_items: Option<usize>,
+    max_bytes: usize,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> fmt::Debug for QueueBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueBuilder")
+            .field("max_items", &self.max_items)
+            .field("max_bytes", &self.max_bytes)
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
+    /// At most `n` items in the queue (at least 1); without it, only
+    /// bytes bound the queue.
+    pub fn max_items(&mut self, n: usize) -> &mut Self {
+        self.max_items = Some(n);
+        self
+    }
+
+    /// The ring's size in bytes (default [`Queue::DEFAULT_MAX_BYTES`],
+    /// at most [`Queue::MAX_BYTES`], rounded up to a multiple of 8). An
+    /// item takes its serialized length plus 8 to 15 bytes, so the
+    /// largest item is `max_bytes - 8` bytes serialized. The ring's pages
+    /// are shared memory that the OS commits as they are first written.
+    pub fn max_bytes(&mut self, n: usize) -> &mut Self {
+        self.max_bytes = n;
+        self
+    }
+
+    fn core(&self) -> Result<Core> {
+        let usage = |m: String| Err(Error::new(Kind::Usage(m)));
+        if self.max_items == Some(0) {
+            return usage("a queue's max_items must be at least 1".into());
+        }
+        let bytes = self.max_bytes.div_ceil(8).saturating_mul(8);
+        if !(ring::MIN_CAP..=ring::MAX_CAP).contains(&bytes) {
+            return usage(format!(
+                "a queue's max_bytes must be {}..={} bytes, not {}",
+                ring::MIN_CAP,
+                ring::MAX_CAP,
+                self.max_bytes
+            ));
+        }
+        let items = self.max_items.map_or(u64::MAX, |n| n as u64);
+        Core::new(items, bytes)
+    }
+
+    /// A new, empty queue.
+    pub fn build(&self) -> Result<Queue<T>> {
+        Ok(Queue {
+            core: self.core()?,
+            _t: PhantomData,
+        })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// The ring's size unless [`QueueBuilder::max_bytes`] says otherwise:
+    /// 4 MiB.
+    pub const DEFAULT_MAX_BYTES: usize = 4 << 20;
+    /// The largest ring: 1 GiB.
+    pub const MAX_BYTES: usize = ring::MAX_CAP;
+
+    /// A new, empty queue bounded only by [`Queue::DEFAULT_MAX_BYTES`].
+    pub fn new() -> Result<Queue<T>> {
+        Self::builder().build()
+    }
+
+    /// A new, empty queue of at most `max_items` items (Python's
+    /// `Queue(maxsize)`; at least 1).
+    pub fn with_capacity(max_items: usize) -> Result<Queue<T>> {
+        Self::builder().max_items(max_items).build()
+    }
+
+    /// A builder, to set both bounds.
+    pub fn builder() -> QueueBuilder<T> {
+        QueueBuilder {
+            max_items: None,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            _t: PhantomData,
+        }
+    }
+
+    fn encode(item: &T) -> Result<Vec<u8>> {
+        encode::to_vec(item).map_err(|source| {
+            Error::new(Kind::Encode {
+                entry: "a queue item".into(),
+                source,
+            })
+        })
+    }
+
+    fn decode(bytes: &[u8]) -> Result<T> {
+        encode::from_bytes(bytes).map_err(|e| e.into_error("a queue item"))
+    }
+
+    /// Puts `item` (the value or a reference), waiting while the queue
+    /// is full. When it returns `Ok`, the item is in the queue, whatever
+    /// happens to this process next.
+    ///
+    /// Errors: [`QueueClosed`](crate::ErrorKind::QueueClosed),
+    /// [`MessageTooLarge`](crate::ErrorKind::MessageTooLarge) (the item
+    /// can never fit), [`Encode`](crate::ErrorKind::Encode).
+    pub fn put(&self, item: impl Borrow<T>) -> Result<()> {
+        self.core
+            .put_bytes(&Self::encode(item.borrow())?, Wait::Forever)
+    }
+
+    /// Puts `item`, waiting at most `timeout` for room; then an error of
+    /// kind [`Full`](crate::ErrorKind::Full). Other errors as
+    /// [`put`](Queue::put).
+    pub fn put_timeout(&self, item: impl Borrow<T>, timeout: Duration) -> Result<()> {
+        self.core
+            .put_bytes(&Self::encode(item.borrow())?, Wait::timeout(timeout))
+    }
+
+    /// Puts `item` if there is room now; else an error of kind
+    /// [`Full`](crate::ErrorKind::Full). Other errors as
+    /// [`put`](Queue::put).
+    pub fn try_put(&self, item: impl Borrow<T>) -> Result<()> {
+        self.core.put_bytes(&Self::encode(item.borrow())?, Wait::No)
+    }
+
+    /// Takes the oldest item, waiting while the queue is empty.
+    ///
+    /// Errors: [`QueueClosed`](crate::ErrorKind::QueueClosed) once the
+    /// queue is closed and drained; [`Decode`](crate::ErrorKind::Decode)
+    /// if the item is not a `T` (it is taken) or the queue's shared memory
+    /// was written by something else than a queue (the queue is emptied,
+    /// and usable again).
+    pub fn get(&self) -> Result<T> {
+        self.get_wait(Wait::Forever)
+    }
+
+    /// Takes the oldest item, waiting at most `timeout` for one; then an
+    /// error of kind [`Empty`](crate::ErrorKind::Empty). Other errors as
+    /// [`get`](Queue::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.get_wait(Wait::timeout(timeout))
+    }
+
+    /// Takes the oldest item if there is one now; else an error of kind
+    /// [`Empty`](crate::ErrorKind::Empty). Other errors as
+    /// [`get`](Queue::get).
+    pub fn try_get(&self) -> Result<T> {
+        self.get_wait(Wait::No)
+    }
+
+    fn get_wait(&self, wait: Wait) -> Result<T> {
+        let mut buf = Vec::new();
+        self.core.get_bytes(&mut buf, wait)?;
+        Self::decode(&buf)
+    }
+
+    /// The number of items in the queue now: an estimate, since other
+    /// processes put and take at the same time.
+    pub fn len(&self) -> Result<usize> {
+        self.core.len()
+    }
+
+    /// Whether the queue is empty now (an estimate, as [`len`](Queue::len)).
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Closes the queue, for every process that has it: later puts fail
+    /// with [`QueueClosed`](crate::ErrorKind::QueueClosed); gets take what
+    /// is left, then fail with it; blocked puts and gets wake and fail
+    /// (gets only once nothing is left). For good: a queue is not
+    /// reopened. (Python's `close` only stops this process's puts.)
+    pub fn close(&self) -> Result<()> {
+        self.core.close()
+    }
+
+    /// Whether the queue was closed, by any process.
+    pub fn is_closed(&self) -> Result<bool> {
+        self.core.is_closed()
+    }
+
+    /// The largest item that fits, in serialized bytes.
+    pub fn max_item_len(&self) -> Result<usize> {
+        self.core.max_item_len()
+    }
+}
+
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.core.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(Queue {
+            core: Core::deserialize(d)?,
+            _t: PhantomData,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use std::sync::Arc;
+
+    #[test]
+    fn items_go_through_in_order() {
+        let q = Queue::<String>::new().unwrap();
+        q.put("a".to_string()).unwrap();
+        let b = "b".to_string();
+        q.put(&b).unwrap(); // by reference
+        assert_eq!(b, "b");
+        assert_eq!(q.len().unwrap(), 2);
+        assert_eq!(q.get().unwrap(), "a");
+        assert_eq!(q.try_get().unwrap(), "b");
+        assert!(q.is_empty().unwrap());
+    }
+
+    #[test]
+    fn try_forms_say_full_and_empty() {
+        let q = Queue::<u32>::with_capacity(2).unwrap();
+        assert_eq!(q.try_get().unwrap_err().kind(), ErrorKind::Empty);
+        q.try_put(1).unwrap();
+        q.try_put(2).unwrap();
+        let e = q.try_put(3).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Full, "{e}");
+        let e = q.put_timeout(3, Duration::from_millis(20)).unwrap_err();
+        assert!(e.is_full());
+        assert_eq!(q.get().unwrap(), 1);
+        q.put_timeout(3, Duration::from_millis(20)).unwrap();
+        assert_eq!((q.get().unwrap(), q.get().unwrap()), (2, 3));
+        assert!(q
+            .get_timeout(Duration::from_millis(20))
+            .unwrap_err()
+            .is_empty());
+    }
+
+    #[test]
+    fn an_item_larger_than_the_ring_fails_at_once() {
+        let q = Queue::<Vec<u8>>::builder().max_bytes(1024).build().unwrap();
+        assert_eq!(q.max_item_len().unwrap(), 1016);
+        let e = q.put(vec![0u8; 2000]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::MessageTooLarge, "{e}");
+        q.put(vec![7u8; 1000]).unwrap();
+        assert_eq!(q.get().unwrap(), vec![7u8; 1000]);
+    }
+
+    #[test]
+    fn bad_bounds_are_usage_errors() {
+        assert!(Queue::<u8>::with_capacity(0).unwrap_err().is_usage());
+        assert!(Queue::<u8>::builder()
+            .max_bytes(8)
+            .build()
+            .unwrap_err()
+            .is_usage());
+        let e = Queue::<u8>::builder()
+            .max_bytes(Queue::<u8>::MAX_BYTES + 1)
+            .build()
+            .unwrap_err();
+        assert!(e.is_usage());
+    }
+
+    #[test]
+    fn close_wakes_a_blocked_get_and_refuses_puts() {
+        let q = Arc::new(Queue::<u8>::new().unwrap());
+        q.put(1).unwrap();
+        let q2 = q.clone();
+        let t = std::thread::spawn(move || (q2.get(), q2.get()));
+        // The thread takes the item and then blocks (or sees the close).
+        while q.len().unwrap() > 0 {
+            std::thread::yield_now();
+        }
+        q.close().unwrap();
+        let (a, b) = t.join().unwrap();
+        assert_eq!(a.unwrap(), 1);
+        assert_eq!(b.unwrap_err().kind(), ErrorKind::QueueClosed);
+        assert!(q.put(2).unwrap_err().is_queue_closed());
+        assert!(q.is_closed().unwrap());
+    }
+
+    #[test]
+    fn a_blocked_put_wakes_when_room_is_made() {
+        let q = Arc::new(Queue::<u32>::with_capacity(1).unwrap());
+        q.put(1).unwrap();
+        let q2 = q.clone();
+        let t = std::thread::spawn(move || q2.put(2));
+        assert_eq!(q.get().unwrap(), 1);
+        t.join().unwrap().unwrap();
+        assert_eq!(q.get().unwrap(), 2);
+    }
+
+    #[test]
+    fn threads_move_every_item_once() {
+        let q = Arc::new(Queue::<u64>::builder().max_bytes(256).build().unwrap());
+        let producers: Vec<_> = (0..3u64)
+            .map(|p| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2000 {
+                        q.put(p * 1_000_000 + i).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let consumers: Vec<_> = (0..3)
+            .map(|_| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    for _ in 0..2000 {
+                        got.push(q.get().unwrap());
+                    }
+                    got
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        let mut all: Vec<u64> = consumers
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        all.sort();
+        let want: Vec<u64> = (0..3u64)
+            .flat_map(|p| (0..2000).map(move |i| p * 1_000_000 + i))
+            .collect();
+        assert_eq!(all, want);
+    }
+}
