@@ -38,7 +38,18 @@
 //! - lock-contended: 2 processes taking a `Value<u64>`'s lock 500 000
 //!   times each (1 M acquisitions, handed back and forth), ns per
 //!   acquisition, next to a `std::sync::Mutex<u64>` between 2 threads
-//!   (info: processes can't beat threads).
+//!   (info: processes can't beat threads);
+//! - queue: a child puts `u64` items into a `Queue`, the parent gets them,
+//!   items/s from the first item received to the last, best of 3 runs, vs
+//!   CPython's `multiprocessing.Queue` doing the same
+//!   (`scripts/bench_cpython.py --queue`, which also measures
+//!   `SimpleQueue`: printed under the table);
+//! - queue, 1 MiB items (`serde_bytes::ByteBuf`), a child puts, the parent
+//!   gets, MiB/s, vs raw pipes streaming the same bytes through a child
+//!   that copies stdin to stdout (both pipes busy at once, so about one
+//!   pipe's rate);
+//! - queue, 4 producer processes → 4 consumer processes, `u64` items,
+//!   items/s (info, beside the 1 → 1 row).
 //!
 //! The CPython figures come from `scripts/bench_cpython.py`, run as a
 //! subprocess with `python3` from `PATH` (same N, best of 3 runs for each
@@ -195,6 +206,9 @@ const AUTO: &str = "pool x*x, auto chunks (tasks/s)";
 const BROADCAST: &str = "broadcast: child sums 1 GiB frozen (GiB/s)";
 const LOCK: &str = "lock: uncontended acquire+release (ns)";
 const LOCK_CONTENDED: &str = "lock-contended: 2 procs vs 2 threads (ns)";
+const QUEUE: &str = "queue: child puts u64, parent gets (items/s)";
+const QUEUE_BIG: &str = "queue: 1 MiB items, child -> parent (MiB/s)";
+const QUEUE_4X4: &str = "queue: 4 producers -> 4 consumers, u64 (items/s)";
 
 /// The rows measured so far, printed as they come.
 struct Table<'a> {
@@ -304,6 +318,13 @@ fn run(opts: &Opts) -> usize {
         lock_uncontended(opts.no_cpython, &mut info)
     });
     t.add(LOCK_CONTENDED, "ns", Target::Info, lock_contended);
+    t.add(QUEUE, "items/s", Target::AtLeast(20.0), || {
+        queue_row(quick, opts.no_cpython, &mut info)
+    });
+    t.add(QUEUE_BIG, "MiB/s", Target::AtLeast(0.8), || {
+        queue_big(&exe, &sz)
+    });
+    t.add(QUEUE_4X4, "items/s", Target::Info, || queue_4x4(quick));
     let rows = t.rows;
 
     // Extra information under the table.
@@ -1222,6 +1243,202 @@ fn cpython_json(mode: &str) -> Result<serde_json::Value, String> {
         return Err(why.to_string());
     }
     Ok(json)
+}
+
+// ---------------------------------------------------------------- queue
+
+/// The queue row's producer: puts `0..n`.
+fn queue_produce((q, n): (multiproc::Queue<u64>, u64)) {
+    for i in 0..n {
+        q.put(i).expect("put");
+    }
+}
+
+/// The 1 MiB row's producer: puts `n` items of 1 MiB.
+fn queue_produce_big((q, n): (multiproc::Queue<serde_bytes::ByteBuf>, u64)) {
+    let item = serde_bytes::ByteBuf::from(vec![7u8; 1 << 20]);
+    for _ in 0..n {
+        q.put(&item).expect("put");
+    }
+}
+
+/// The 4 x 4 row's consumer: takes items until the queue is closed.
+fn queue_consume(q: multiproc::Queue<u64>) -> u64 {
+    let mut n = 0;
+    while q.get().is_ok() {
+        n += 1;
+    }
+    n
+}
+
+multiproc::entry!(queue_produce, queue_produce_big, queue_consume);
+
+/// 1 MiB items from a child vs the same bytes streamed through raw pipes.
+fn queue_big(exe: &Path, sz: &Sizes) -> Result<Figures, String> {
+    const MIB: usize = 1 << 20;
+    let n = (BIG / MIB) as u64;
+    let data: Vec<u8> = vec![7u8; BIG];
+    let mut raw = RawEcho::start(exe);
+    let RawEcho { input, output, .. } = &mut raw;
+    let raw_in = input.as_mut().expect("stdin");
+    let mut bad = None;
+    let (ours, base) = interleaved(
+        sz.big_rounds,
+        || {
+            let run = || -> multiproc::Result<()> {
+                let args = (multiproc::Queue::<serde_bytes::ByteBuf>::new()?, n);
+                let mut child = Process::spawn(queue_produce_big, &args)?;
+                for _ in 0..n {
+                    let item = args.0.get()?;
+                    assert_eq!(item.len(), MIB);
+                }
+                child.join()
+            };
+            if let Err(e) = run() {
+                bad = Some(e.to_string());
+            }
+        },
+        || {
+            std::thread::scope(|s| {
+                s.spawn(|| raw_in.write_all(&data).expect("raw write"));
+                let mut back = vec![0u8; data.len()];
+                output.read_exact(&mut back).expect("raw read");
+            })
+        },
+    );
+    if let Some(why) = bad {
+        return Err(why);
+    }
+    let mib = |d: f64| BIG as f64 / d / MIB as f64;
+    Ok(Figures {
+        ours: mib(ours),
+        baseline: Some(mib(base)),
+    })
+}
+
+/// 4 producer processes and 4 consumer processes on one queue: items/s
+/// from the first spawn to the last consumer's end, the best of 3.
+fn queue_4x4(quick: bool) -> Result<Figures, String> {
+    let per: u64 = if quick { 100_000 } else { 500_000 };
+    let mut best = 0.0f64;
+    for _ in 0..POOL_RUNS {
+        let run = || -> multiproc::Result<f64> {
+            let args = (multiproc::Queue::<u64>::new()?, per);
+            let t = Instant::now();
+            let mut consumers = (0..4)
+                .map(|_| Process::spawn(queue_consume, &args.0))
+                .collect::<multiproc::Result<Vec<Process<u64>>>>()?;
+            let producers = (0..4)
+                .map(|_| Process::<()>::spawn(queue_produce, &args))
+                .collect::<multiproc::Result<Vec<_>>>()?;
+            for mut p in producers {
+                p.join()?;
+            }
+            args.0.close()?;
+            let mut got = 0;
+            for c in &mut consumers {
+                got += c.join()?;
+            }
+            let dt = t.elapsed().as_secs_f64();
+            assert_eq!(got, 4 * per);
+            Ok(got as f64 / dt)
+        };
+        best = best.max(run().map_err(|e| e.to_string())?);
+    }
+    Ok(Figures {
+        ours: best,
+        baseline: None,
+    })
+}
+
+/// A child puts `n` items, the parent gets them: the best of 3 runs of
+/// items/s from the first item received to the last; the baseline is
+/// CPython's `multiprocessing.Queue` measured the same way.
+fn queue_row(quick: bool, no_cpython: bool, info: &mut Vec<String>) -> Result<Figures, String> {
+    let n: u64 = if quick { 200_000 } else { 2_000_000 };
+    let mut best = 0.0f64;
+    for _ in 0..POOL_RUNS {
+        let args = (
+            multiproc::Queue::<u64>::new().map_err(|e| e.to_string())?,
+            n,
+        );
+        let mut child = Process::spawn(queue_produce, &args).map_err(|e| e.to_string())?;
+        let q = &args.0;
+        let mut sum = q.get().map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        for _ in 1..n {
+            sum = sum.wrapping_add(q.get().map_err(|e| e.to_string())?);
+        }
+        let dt = t.elapsed().as_secs_f64();
+        child.join().map_err(|e| e.to_string())?;
+        if sum != n * (n - 1) / 2 {
+            return Err(format!(
+                "the items summed to {sum}, not {}",
+                n * (n - 1) / 2
+            ));
+        }
+        best = best.max((n - 1) as f64 / dt);
+    }
+    let baseline = if no_cpython {
+        info.push("queue: cpython n/a (not run: --no-cpython)".into());
+        None
+    } else {
+        match cpython_queue(if quick { 50_000 } else { 200_000 }) {
+            Ok((q, simple, python)) => {
+                info.push(format!(
+                    "queue: cpython {python} (scripts/bench_cpython.py --queue, best of 3): \
+                     Queue {q:.0} items/s, SimpleQueue {simple:.0} items/s; \
+                     multiproc / SimpleQueue = {:.1} (target 10)",
+                    best / simple
+                ));
+                Some(q)
+            }
+            Err(why) => {
+                info.push(format!("queue: cpython n/a ({why})"));
+                None
+            }
+        }
+    };
+    Ok(Figures {
+        ours: best,
+        baseline,
+    })
+}
+
+/// `scripts/bench_cpython.py --queue N`: (Queue items/s, SimpleQueue
+/// items/s, python version).
+fn cpython_queue(n: u64) -> Result<(f64, f64, String), String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_cpython.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(["--queue", &n.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "python3 is not on PATH".to_string(),
+            _ => format!("cannot run python3: {e}"),
+        })?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        format!(
+            "bad JSON from the script ({e}): {}",
+            err.lines().last().unwrap_or("")
+        )
+    })?;
+    let num = |k: &str| {
+        json.get(k)
+            .and_then(serde_json::Value::as_f64)
+            .ok_or(format!("no {k} in the script's JSON"))
+    };
+    let python = json
+        .get("python")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("?");
+    Ok((
+        num("queue_items_s")?,
+        num("simple_queue_items_s")?,
+        python.to_string(),
+    ))
 }
 
 // ---------------------------------------------------------------- timing

@@ -18,6 +18,7 @@ method worked. Usage:
     scripts/bench_cpython.py [--quick] [--n-chunk1 N] [--n-chunk1000 N]
     scripts/bench_cpython.py --broadcast
     scripts/bench_cpython.py --lock
+    scripts/bench_cpython.py --queue N
 
 --broadcast measures only the broadcast row instead: a 1 GiB
 `shared_memory.SharedMemory` filled with numpy (uint64 0..N), summed by a
@@ -29,6 +30,12 @@ when numpy is not importable (`scripts/setup-bench.sh` installs it).
 --lock measures only the lock row's baseline: an uncontended
 `multiprocessing.Lock()` acquire + release in one thread, ns per pair,
 the best of 3 runs of 1 000 000: {"lock_ns": x, "python": "3.x.y"}.
+
+--queue N measures only the queue row: a child `Process` puts the ints
+0..N into a `multiprocessing.Queue` (then a `SimpleQueue`), the parent
+gets them; items/s from the first item received to the last, the best of
+3 runs each, with the default start method:
+{"queue_items_s": x, "simple_queue_items_s": y, "python": "3.x.y"}.
 
 N defaults to 60 000 (chunksize=1) and 5 000 000 (chunksize=1000), or
 20 000 and 1 000 000 with --quick: about 30 s and 6 s on a 2-core VM.
@@ -126,7 +133,45 @@ def lock_ns():
     return {"lock_ns": best, "python": platform.python_version()}
 
 
+def put_range(q, n):
+    """The queue row's producer."""
+    for i in range(n):
+        q.put(i)
+
+
+def queue_rate(make, n):
+    """The best of RUNS rates of a child putting range(n) into make()."""
+    best = 0.0
+    for _ in range(RUNS):
+        q = make()
+        p = mp.Process(target=put_range, args=(q, n))
+        p.start()
+        total = q.get()
+        t = time.perf_counter()
+        for _ in range(n - 1):
+            total += q.get()
+        dt = time.perf_counter() - t
+        p.join()
+        if total != n * (n - 1) // 2:
+            raise RuntimeError("wrong items from the queue")
+        best = max(best, (n - 1) / dt)
+    return best
+
+
+def queues(n):
+    """The queue row's CPython figures (see the module docs)."""
+    return {
+        "queue_items_s": queue_rate(mp.Queue, n),
+        "simple_queue_items_s": queue_rate(mp.SimpleQueue, n),
+        "python": platform.python_version(),
+    }
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--queue":
+        json.dump(queues(int(sys.argv[2])), sys.stdout)
+        print()
+        return 0
     if sys.argv[1:] == ["--lock"]:
         json.dump(lock_ns(), sys.stdout)
         print()
