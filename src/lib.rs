@@ -383,7 +383,7 @@ pub use popen::{
     executable, reset_executable, set_executable, ChildOutput, Popen, PopenBuilder, Sentinel, Stdio,
 };
 pub use process::{Process, ProcessBuilder};
-pub use queue::{Queue, QueueBuilder};
+pub use queue::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
 pub use shared::{Frozen, Shared, SharedAtomic, SharedMemory, SharedMut};
 pub use spawn::{current_process_name, init};
 pub use status::{ExitStatus, PanicReport};

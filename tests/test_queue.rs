@@ -7,7 +7,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use multiproc::{ErrorKind, Process, Queue, Semaphore, Shared};
+use std::sync::OnceLock;
+
+use multiproc::{
+    ErrorKind, JoinableQueue, PoolBuilder, Process, Queue, Semaphore, Shared, SimpleQueue,
+};
 
 multiproc::test_support!();
 
@@ -123,6 +127,58 @@ fn try_forms(q: Queue<u64>) -> Vec<String> {
     seen.push(kind(q.put_timeout(3, Duration::from_millis(10))));
     seen
 }
+
+/// Takes items until the queue is closed; for each, adds it to `handled`
+/// and then marks it done.
+fn handle_tasks((q, handled): (JoinableQueue<u64>, Shared<AtomicU64>)) -> u64 {
+    let mut n = 0;
+    loop {
+        match q.get() {
+            Ok(x) => {
+                handled.fetch_add(x, Ordering::SeqCst);
+                q.task_done().unwrap();
+                n += 1;
+            }
+            Err(e) if e.is_queue_closed() => return n,
+            Err(e) => panic!("get: {e}"),
+        }
+    }
+}
+
+/// Puts `0..n` into a `SimpleQueue`.
+fn simple_produce((q, n): (SimpleQueue<String>, u64)) {
+    for i in 0..n {
+        q.put(i.to_string()).unwrap();
+    }
+}
+
+/// A pool worker's queue, from its initializer.
+static WORKER_QUEUE: OnceLock<Queue<u64>> = OnceLock::new();
+
+fn keep_queue(q: Queue<u64>) {
+    WORKER_QUEUE
+        .set(q)
+        .expect("the initializer runs once per worker");
+}
+
+/// A pool task: puts its result into the worker's queue.
+fn square_into_queue(x: u64) {
+    WORKER_QUEUE.get().unwrap().put(x * x).unwrap();
+}
+
+/// A pool task: takes a job from the worker's queue (blocks while there
+/// is none).
+fn take_from_queue(_: ()) -> u64 {
+    WORKER_QUEUE.get().unwrap().get().unwrap()
+}
+
+multiproc::entry!(
+    handle_tasks,
+    simple_produce,
+    keep_queue,
+    square_into_queue,
+    take_from_queue
+);
 
 multiproc::entry!(
     produce,
@@ -282,6 +338,102 @@ fn an_item_that_is_not_a_t_is_a_decode_error_for_that_get_only() {
     assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
     assert_eq!(q.get().unwrap(), Even(4), "the bad item alone was lost");
     assert!(q.try_get().unwrap_err().is_empty());
+}
+
+#[test]
+fn join_returns_only_after_every_item_was_marked_done_in_other_processes() {
+    let n: u64 = if cfg!(windows) { 2_000 } else { 20_000 };
+    let args = (
+        JoinableQueue::<u64>::with_capacity(64).unwrap(),
+        Shared::new(AtomicU64::new(0)).unwrap(),
+    );
+    let mut workers: Vec<Process<u64>> = (0..2)
+        .map(|_| Process::spawn(handle_tasks, &args).unwrap())
+        .collect();
+    let (q, handled) = &args;
+    for i in 1..=n {
+        q.put(i).unwrap();
+    }
+    q.join().unwrap();
+    // Each worker adds an item before marking it done: join saw them all.
+    assert_eq!(handled.load(Ordering::SeqCst), n * (n + 1) / 2);
+    assert_eq!(q.unfinished().unwrap(), 0);
+    q.close().unwrap();
+    let total: u64 = workers.iter_mut().map(|w| join_within(w).unwrap()).sum();
+    assert_eq!(total, n);
+    let e = q.task_done().unwrap_err();
+    assert!(e.is_usage(), "more task_done than puts: {e}");
+}
+
+#[test]
+fn join_timeout_says_false_while_an_item_is_not_done() {
+    let q = JoinableQueue::<u64>::new().unwrap();
+    assert!(q.join_timeout(Duration::ZERO).unwrap(), "nothing put");
+    q.put(1).unwrap();
+    assert!(!q.join_timeout(Duration::from_millis(20)).unwrap());
+    assert_eq!(q.get().unwrap(), 1);
+    assert!(
+        !q.join_timeout(Duration::ZERO).unwrap(),
+        "taken is not done"
+    );
+    q.task_done().unwrap();
+    assert!(q.join_timeout(Duration::ZERO).unwrap());
+}
+
+#[test]
+fn a_simple_queue_carries_items_from_a_child_that_has_returned() {
+    let args = (SimpleQueue::<String>::new().unwrap(), 1_000);
+    let mut child = Process::spawn(simple_produce, &args).unwrap();
+    join_within(&mut child).unwrap();
+    let q = &args.0;
+    for i in 0..1_000u64 {
+        assert_eq!(q.get().unwrap(), i.to_string());
+    }
+    assert!(q.is_empty().unwrap());
+    q.close().unwrap();
+    assert!(q.get().unwrap_err().is_queue_closed());
+}
+
+/// The "results stream" pattern: a pool's initializer takes a queue, the
+/// tasks put their results into it, the parent reads them.
+#[test]
+fn pool_workers_stream_results_into_a_queue_from_their_initializer() {
+    let q = Queue::<u64>::new().unwrap();
+    let pool = PoolBuilder::new()
+        .workers(2)
+        .initializer(keep_queue, q.clone())
+        .build()
+        .unwrap();
+    pool.map(square_into_queue, 0..1_000u64).unwrap();
+    let mut sum = 0;
+    for _ in 0..1_000 {
+        sum += q.get_timeout(LONG).unwrap();
+    }
+    assert_eq!(sum, (0..1_000u64).map(|x| x * x).sum::<u64>());
+    assert!(q.try_get().unwrap_err().is_empty());
+}
+
+/// The "work queue" pattern, and a worker killed while blocked in `get`:
+/// its task fails with `WorkerDied`, the worker is replaced, and the
+/// replacement takes the next job from the same queue.
+#[test]
+fn a_pool_worker_killed_while_blocked_on_a_queue_is_replaced() {
+    let q = Queue::<u64>::new().unwrap();
+    let pool = PoolBuilder::new()
+        .workers(1)
+        .initializer(keep_queue, q.clone())
+        .build()
+        .unwrap();
+    let blocked = pool.submit(take_from_queue, ());
+    let busy = pool.wait_busy(LONG);
+    assert_eq!(busy.len(), 1);
+    assert!(pool.kill_worker(busy[0]));
+    let e = blocked.get().unwrap_err();
+    assert!(e.is_worker_died(), "{e}");
+    q.put(42).unwrap();
+    let next = pool.submit(take_from_queue, ());
+    assert_eq!(next.get().unwrap(), 42);
+    assert!(!pool.pids().contains(&busy[0]));
 }
 
 // ------------------------------------------------------------ chaos

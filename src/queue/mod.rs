@@ -119,11 +119,15 @@
 //! items put; `join` waits until they are equal. `task_done` is one
 //! 4-byte store under the lock, so it is also all-or-nothing.
 
+mod joinable;
 #[allow(clippy::module_inception)] // the brief's layout: queue/queue.rs is `Queue`
 mod queue;
 pub(crate) mod ring;
+mod simple;
 
+pub use joinable::JoinableQueue;
 pub use queue::{Queue, QueueBuilder};
+pub use simple::SimpleQueue;
 
 use std::time::Duration;
 

@@ -6,6 +6,7 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -48,7 +49,7 @@ impl Wait {
 
     /// The end of the next sleep (at most [`RECHECK`] from now), or
     /// `None` if the time is up.
-    fn next_wake(self) -> Option<Instant> {
+    pub(super) fn next_wake(self) -> Option<Instant> {
         let now = Instant::now();
         let tick = now + RECHECK;
         match self {
@@ -93,20 +94,38 @@ impl Core {
         let mut init = vec![0u8; ring::block_len(max_bytes)];
         Ring::init(&mut init, max_items);
         let guarded = sys::Guarded::new(&init).map_err(io("cannot create a queue"))?;
-        let sem = || {
-            sys::SysSemaphore::new(0, MAX_WAKEUPS).map_err(io("cannot create a queue's semaphore"))
-        };
         Ok(Core {
             guarded,
-            items: sem()?,
-            room: sem()?,
+            items: Self::semaphore()?,
+            room: Self::semaphore()?,
         })
+    }
+
+    /// A new semaphore to sleep on.
+    pub(super) fn semaphore() -> Result<sys::SysSemaphore> {
+        sys::SysSemaphore::new(0, MAX_WAKEUPS).map_err(io("cannot create a queue's semaphore"))
+    }
+
+    /// A received semaphore (in a `Deserialize` impl).
+    pub(super) fn semaphore_from_wire<E: serde::de::Error>(
+        w: ObjectWire,
+    ) -> std::result::Result<sys::SysSemaphore, E> {
+        wire::de(w, sys::SysSemaphore::HANDLES, sys::SysSemaphore::from_parts)
+    }
+
+    /// Wakes up to `n` sleepers on `sem`.
+    pub(super) fn wake_many(sem: &sys::SysSemaphore, n: u32) {
+        for _ in 0..n.min(MAX_WAKEUPS) {
+            if !sem.release(1).unwrap_or(false) {
+                break;
+            }
+        }
     }
 
     /// Runs `f` on the ring under the lock. A holder that died is no
     /// news: each operation commits with one store (module docs), so the
     /// ring is checked and the lock marked consistent.
-    fn locked<R>(&self, f: impl FnOnce(&mut Ring<'_>) -> R) -> Result<R> {
+    pub(super) fn locked<R>(&self, f: impl FnOnce(&mut Ring<'_>) -> R) -> Result<R> {
         let (status, bytes) = self
             .guarded
             .lock(None, false)
@@ -138,7 +157,7 @@ impl Core {
     }
 
     /// Sleeps on `sem` until woken or `until`.
-    fn sleep(sem: &sys::SysSemaphore, until: Instant) -> Result<()> {
+    pub(super) fn sleep(sem: &sys::SysSemaphore, until: Instant) -> Result<()> {
         sem.acquire(Some(until))
             .map_err(io("cannot wait on a queue"))
             .map(drop)
@@ -247,13 +266,8 @@ impl Core {
             r.close();
             (r.get_sleepers(), r.put_sleepers())
         })?;
-        for (sem, n) in [(&self.items, getters), (&self.room, putters)] {
-            for _ in 0..n.min(MAX_WAKEUPS) {
-                if !sem.release(1).unwrap_or(false) {
-                    break;
-                }
-            }
-        }
+        Self::wake_many(&self.items, getters);
+        Self::wake_many(&self.room, putters);
         Ok(())
     }
 
@@ -303,11 +317,10 @@ impl<'de> Deserialize<'de> for Core {
             let handle = h.pop().expect("one handle, counted");
             sys::Guarded::open(mutex, handle, len)
         })?;
-        let sem = |w| wire::de(w, sys::SysSemaphore::HANDLES, sys::SysSemaphore::from_parts);
         let core = Core {
             guarded,
-            items: sem(i)?,
-            room: sem(r)?,
+            items: Self::semaphore_from_wire(i)?,
+            room: Self::semaphore_from_wire(r)?,
         };
         core.locked(|_| ())
             .map_err(|e| wire::refuse(format!("a queue refused: {e}")))?;
@@ -323,7 +336,8 @@ impl<'de> Deserialize<'de> for Core {
 /// postcard into a ring in shared memory. Pass a `Queue` to a child in
 /// its arguments (a spawn's, a pool initializer's) as a
 /// [`Connection`](crate::Connection) is passed; share it between threads
-/// with an `Arc` (it is `Send + Sync`).
+/// by reference or by cloning it (it is `Send + Sync`; a clone is another
+/// handle on the same queue).
 ///
 /// - **Bounded**: by bytes (the ring, [`Queue::DEFAULT_MAX_BYTES`] unless
 ///   [`QueueBuilder::max_bytes`] says otherwise) and optionally by items
@@ -374,8 +388,19 @@ impl<'de> Deserialize<'de> for Core {
 /// # Ok(()) }
 /// ```
 pub struct Queue<T> {
-    core: Core,
+    pub(super) core: Arc<Core>,
     _t: PhantomData<fn(T) -> T>,
+}
+
+/// Another handle on the same queue, in this process (cheap: the OS
+/// objects are shared, not duplicated).
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            core: Arc::clone(&self.core),
+            _t: PhantomData,
+        }
+    }
 }
 
 impl<T> fmt::Debug for Queue<T> {
@@ -439,7 +464,7 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
     /// A new, empty queue.
     pub fn build(&self) -> Result<Queue<T>> {
         Ok(Queue {
-            core: self.core()?,
+            core: Arc::new(self.core()?),
             _t: PhantomData,
         })
     }
@@ -583,7 +608,7 @@ impl<T> Serialize for Queue<T> {
 impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Ok(Queue {
-            core: Core::deserialize(d)?,
+            core: Arc::new(Core::deserialize(d)?),
             _t: PhantomData,
         })
     }

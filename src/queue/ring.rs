@@ -21,6 +21,7 @@
 //! | 44 | 4 | consumers asleep waiting for an item |
 //! | 48 | 4 | producers asleep waiting for room |
 //! | 52 | 4 | items marked done (`JoinableQueue::task_done`), modulo 2³² |
+//! | 56 | 4 | `JoinableQueue::join`ers asleep |
 //!
 //! A position is a byte offset in the data area (`0..cap`, a multiple of
 //! 8). The bytes in use run from the head's position to the tail's,
@@ -72,8 +73,8 @@ const TAIL_AT: usize = 32;
 const CLOSED_AT: usize = 40;
 const GET_SLEEPERS_AT: usize = 44;
 const PUT_SLEEPERS_AT: usize = 48;
-#[allow(dead_code)] // JoinableQueue comes next
 const DONE_AT: usize = 52;
+const JOIN_SLEEPERS_AT: usize = 56;
 
 /// The bytes a record of a `len`-byte payload takes in the data area.
 pub(crate) fn record_len(len: usize) -> usize {
@@ -364,7 +365,6 @@ impl<'a> Ring<'a> {
     /// Items put and not yet marked done: the tail's item count less the
     /// done count (both wrap at 2³², so the difference is exact while
     /// fewer than 2³² are unfinished).
-    #[allow(dead_code)] // JoinableQueue comes next
     pub(crate) fn unfinished(&self) -> u32 {
         let tail = End::of(get_u64(self.mem, TAIL_AT));
         tail.items.wrapping_sub(get_u32(self.mem, DONE_AT))
@@ -372,7 +372,6 @@ impl<'a> Ring<'a> {
 
     /// Marks one item done (one 4-byte store: the commit point); `false`,
     /// and nothing changes, if none is unfinished.
-    #[allow(dead_code)] // JoinableQueue comes next
     pub(crate) fn task_done(&mut self) -> bool {
         if self.unfinished() == 0 {
             return false;
@@ -380,6 +379,17 @@ impl<'a> Ring<'a> {
         let done = get_u32(self.mem, DONE_AT).wrapping_add(1);
         put_u32(self.mem, DONE_AT, done);
         true
+    }
+
+    /// `join`ers asleep waiting for every item to be done.
+    pub(crate) fn join_sleepers(&self) -> u32 {
+        get_u32(self.mem, JOIN_SLEEPERS_AT)
+    }
+
+    /// Adds `d` to [`join_sleepers`](Ring::join_sleepers), saturating.
+    pub(crate) fn add_join_sleepers(&mut self, d: i32) {
+        let v = self.join_sleepers().saturating_add_signed(d);
+        put_u32(self.mem, JOIN_SLEEPERS_AT, v);
     }
 
     /// Writes `bytes` at data offset `at`, wrapping at the end.
