@@ -262,6 +262,106 @@
 //! garbage into a shared block (outside this crate) can break the lock
 //! for all of them.
 //!
+//! # Queues
+//!
+//! [`Queue`] is Python's `multiprocessing.Queue` without its two famous
+//! failures. Any number of processes put and get typed items (any
+//! `Serialize + DeserializeOwned`); each item is taken exactly once.
+//! [`SimpleQueue`] and [`JoinableQueue`] (`task_done`, `join`) are the
+//! other two Python queues. All three cross into children like a
+//! [`Connection`] (a spawn's or a pool initializer's arguments).
+//!
+//! What is guaranteed, in plain words:
+//!
+//! - **When `put` returns, the item is in the queue**: in shared memory,
+//!   not in a buffer or a thread of the producer. The producer may exit
+//!   or be killed right after; its items stay, and joining it never waits
+//!   for anyone to read them. (CPython's feeder thread makes a process
+//!   that put items wait at exit until they are read: joining it before
+//!   draining the queue hangs, #73983.)
+//! - **An item is wholly in the queue or not at all.** A producer killed
+//!   inside `put` put the whole item or nothing; a consumer killed inside
+//!   `get` before taking the item leaves it in the queue, first in line,
+//!   for the next `get`. A consumer killed after `get` returned loses what
+//!   it got, as any process loses what it held. No crash leaves the queue
+//!   locked or garbled for the others (CPython: a producer killed holding
+//!   the write lock blocks every other producer for good). macOS can't
+//!   detect a dead lock holder: there a process killed inside `put`/`get`
+//!   leaves the queue locked.
+//! - **Bounded.** By bytes (4 MiB by default, [`QueueBuilder::max_bytes`])
+//!   and optionally by items ([`Queue::with_capacity`]); `put` waits for
+//!   room, [`Queue::try_put`] and [`Queue::put_timeout`] fail with
+//!   [`ErrorKind::Full`]; [`Queue::try_get`] and [`Queue::get_timeout`]
+//!   with [`ErrorKind::Empty`]. An item larger than the whole queue fails
+//!   at once ([`ErrorKind::MessageTooLarge`]). A producer waiting for room
+//!   for a large item does not hold back others whose items fit.
+//! - **[`Queue::close`] is seen by every process**: puts fail with
+//!   [`ErrorKind::QueueClosed`], gets drain what is left and then fail with
+//!   it (end of data), and blocked callers wake.
+//! - An item that doesn't decode as the reader's type is an error of kind
+//!   [`ErrorKind::Decode`] for that `get` only.
+//!
+//! How: one block of shared memory holds a ring of serialized items, under
+//! a robust mutex (the kernel tells the next locker that a holder died);
+//! every `put` and `get` commits with one 8-byte store, so there is never
+//! anything to repair. Waiting is on semaphores (futexes on Linux, kernel
+//! semaphores on Windows), with a look at the ring at least every 100 ms
+//! so that a wakeup lost with a killed process costs latency, not a hang.
+//!
+//! A pipeline: a producer process, a pool whose workers take their
+//! results queue in the initializer, and the parent as the collector.
+//!
+//! ```
+//! use std::sync::OnceLock;
+//! use multiproc::{PoolBuilder, Process, Queue};
+//!
+//! static RESULTS: OnceLock<Queue<(u64, u64)>> = OnceLock::new();
+//!
+//! fn keep(results: Queue<(u64, u64)>) {
+//!     RESULTS.set(results).unwrap();
+//! }
+//! fn work(x: u64) {
+//!     RESULTS.get().unwrap().put((x, x * x)).unwrap();
+//! }
+//! fn produce(jobs: Queue<u64>) {
+//!     for x in 0..100 {
+//!         jobs.put(x).unwrap();
+//!     }
+//!     jobs.close().unwrap(); // end of data for every reader
+//! }
+//! multiproc::entry!(keep, work, produce);
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! # multiproc::init();
+//! let jobs = Queue::<u64>::new()?;
+//! let results = Queue::<(u64, u64)>::new()?;
+//! let pool = PoolBuilder::new()
+//!     .workers(2)
+//!     .initializer(keep, results.clone())
+//!     .build()?;
+//! let mut producer = Process::spawn(produce, &jobs)?;
+//! let mut submitted = Vec::new();
+//! loop {
+//!     match jobs.get() {
+//!         Ok(x) => submitted.push(pool.submit(work, x)),
+//!         Err(e) if e.is_queue_closed() => break,
+//!         Err(e) => return Err(e),
+//!     }
+//! }
+//! producer.join()?;
+//! for s in submitted {
+//!     s.get()?;
+//! }
+//! let mut total = 0;
+//! for _ in 0..100 {
+//!     let (x, sq) = results.get()?;
+//!     assert_eq!(sq, x * x);
+//!     total += sq;
+//! }
+//! assert_eq!(total, (0..100).map(|x| x * x).sum());
+//! # Ok(()) }
+//! ```
+//!
 //! # How a process ends
 //!
 //! [`Process::join`] returns the value, or an [`Error`] that tells apart:
@@ -555,6 +655,16 @@ pub mod fuzzing {
         .iter()
         .filter(|ok| **ok)
         .count()
+    }
+
+    /// A queue's ring over `block` as another process left it (see
+    /// `queue::ring::fuzz`; `fix_header` makes its header valid first), and
+    /// the `Queue` wire form's decoder over `block` (postcard, up to where
+    /// handles would be taken: outside a worker that fails cleanly). How
+    /// many items the ring gave, if it was accepted.
+    pub fn queue_ring(block: &[u8], fix_header: bool) -> Option<usize> {
+        let _ = postcard::from_bytes::<crate::Queue<u64>>(block);
+        crate::queue::ring::fuzz(block, fix_header).ok()
     }
 
     /// The pool's message decoders (parent to worker and back).

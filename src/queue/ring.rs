@@ -410,6 +410,34 @@ impl<'a> Ring<'a> {
     }
 }
 
+/// For the fuzz target: runs the decoder over `block` as a received
+/// ring's bytes (with `fix_header`, its magic, version and length made
+/// right first, so that the records are reached): opens it, takes up to
+/// 10 000 items, puts one. The items taken, or the first refusal.
+pub(crate) fn fuzz(block: &[u8], fix_header: bool) -> Result<usize, Corrupt> {
+    let mut mem = block.to_vec();
+    let len = mem.len();
+    if fix_header && len >= HEADER + MIN_CAP {
+        let cap = (len - HEADER) / 8 * 8;
+        mem.truncate(HEADER + cap);
+        put_u32(&mut mem, MAGIC_AT, MAGIC);
+        put_u32(&mut mem, VERSION_AT, VERSION);
+        put_u64(&mut mem, CAP_AT, cap as u64);
+    }
+    let mut ring = Ring::open(&mut mem)?;
+    let mut out = Vec::new();
+    let mut n = 0;
+    while n < 10_000 {
+        match ring.pop(&mut out)? {
+            Pop::Done => n += 1,
+            Pop::Empty | Pop::Closed => break,
+        }
+        assert!(out.len() <= ring.cap(), "a payload larger than the ring");
+    }
+    ring.push(block.get(..16).unwrap_or(block))?;
+    Ok(n)
+}
+
 fn get_u32(mem: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(mem[at..at + 4].try_into().expect("4 bytes"))
 }
@@ -642,6 +670,31 @@ mod tests {
         assert_eq!(r.unfinished(), 0);
         assert!(!r.task_done(), "more done than put");
         assert_eq!(r.unfinished(), 0);
+    }
+
+    #[test]
+    fn the_fuzz_entry_survives_random_blocks_and_reads_real_ones() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for len in [0, 7, 64, 80, 81, 200, 1000] {
+            for _ in 0..200 {
+                let block: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect();
+                let _ = fuzz(&block, false);
+                let _ = fuzz(&block, true);
+            }
+        }
+        let mut mem = block(128);
+        let mut r = Ring::init(&mut mem, u64::MAX);
+        for i in 0..5u8 {
+            r.push(&[i; 9]).unwrap();
+        }
+        assert_eq!(fuzz(&mem, false), Ok(5));
     }
 
     #[test]
