@@ -760,6 +760,13 @@ pub mod test_hooks {
 
     pub use crate::shared::region::hooks::ForgedBlock;
 
+    /// Writes `bytes` into `queue`'s ring over the oldest item's record
+    /// (its frame first), under the queue's lock, as a process writing
+    /// garbage into the shared block would; false if the queue is empty.
+    pub fn scribble_over_oldest<T>(queue: &crate::Queue<T>, bytes: &[u8]) -> crate::Result<bool> {
+        queue.core.scribble_over_oldest(bytes)
+    }
+
     /// An owned fd (Unix) or handle (Windows).
     pub type OwnedRaw = crate::sys::OwnedRaw;
 

@@ -91,9 +91,9 @@ impl Core {
     /// in `MIN_CAP..=MAX_CAP`, checked by the caller) and at most
     /// `max_items` items.
     pub(crate) fn new(max_items: u64, max_bytes: usize) -> Result<Core> {
-        let mut init = vec![0u8; ring::block_len(max_bytes)];
-        Ring::init(&mut init, max_items);
-        let guarded = sys::Guarded::new(&init).map_err(io("cannot create a queue"))?;
+        let head = ring::new_header(max_bytes, max_items);
+        let guarded = sys::Guarded::with_head(ring::block_len(max_bytes), &head)
+            .map_err(io("cannot create a queue"))?;
         Ok(Core {
             guarded,
             items: Self::semaphore()?,
@@ -276,6 +276,12 @@ impl Core {
         self.locked(|r| r.is_closed())
     }
 
+    /// See `test_hooks::scribble_over_oldest`.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn scribble_over_oldest(&self, bytes: &[u8]) -> Result<bool> {
+        self.locked(|r| r.scribble_over_oldest(bytes))
+    }
+
     /// The largest item, in serialized bytes.
     pub(crate) fn max_item_len(&self) -> Result<usize> {
         self.locked(|r| r.max_item_len())
@@ -388,7 +394,7 @@ impl<'de> Deserialize<'de> for Core {
 /// # Ok(()) }
 /// ```
 pub struct Queue<T> {
-    pub(super) core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
     _t: PhantomData<fn(T) -> T>,
 }
 

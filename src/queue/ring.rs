@@ -86,6 +86,19 @@ pub(crate) fn block_len(cap: usize) -> usize {
     HEADER + cap
 }
 
+/// The header of a new, empty ring of `cap` data bytes (a multiple of 8
+/// in `MIN_CAP..=MAX_CAP`, checked by the caller) holding at most
+/// `max_items` items; the data area may hold anything.
+pub(crate) fn new_header(cap: usize, max_items: u64) -> [u8; HEADER] {
+    debug_assert!(cap.is_multiple_of(8) && (MIN_CAP..=MAX_CAP).contains(&cap));
+    let mut h = [0u8; HEADER];
+    put_u64(&mut h, CAP_AT, cap as u64);
+    put_u64(&mut h, MAX_ITEMS_AT, max_items);
+    put_u32(&mut h, VERSION_AT, VERSION);
+    put_u32(&mut h, MAGIC_AT, MAGIC);
+    h
+}
+
 /// What the block holds is not a ring this code wrote: a message saying
 /// what was found. The ring was reset to empty (see [`Ring::pop`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,14 +168,10 @@ impl<'a> Ring<'a> {
     /// Writes a new, empty ring over `mem` (a fresh block of
     /// `block_len(cap)` bytes, `cap` checked by the caller: a multiple of
     /// 8 in `MIN_CAP..=MAX_CAP`), holding at most `max_items` items.
+    #[cfg(test)] // the queue writes only the header (`new_header`)
     pub(crate) fn init(mem: &'a mut [u8], max_items: u64) -> Ring<'a> {
         let cap = mem.len() - HEADER;
-        debug_assert!(cap.is_multiple_of(8) && (MIN_CAP..=MAX_CAP).contains(&cap));
-        mem[..HEADER].fill(0);
-        put_u64(mem, CAP_AT, cap as u64);
-        put_u64(mem, MAX_ITEMS_AT, max_items);
-        put_u32(mem, VERSION_AT, VERSION);
-        put_u32(mem, MAGIC_AT, MAGIC);
+        mem[..HEADER].copy_from_slice(&new_header(cap, max_items));
         Ring {
             mem,
             cap,
@@ -317,6 +326,21 @@ impl<'a> Ring<'a> {
         // The commit point.
         put_u64(self.mem, HEAD_AT, next.word());
         Ok(Pop::Done)
+    }
+
+    /// Writes `bytes` over the oldest record, frame first (wrapping at
+    /// the end); false if the ring is empty. A test hook: what a process
+    /// writing garbage into the block does.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn scribble_over_oldest(&mut self, bytes: &[u8]) -> bool {
+        match self.ends() {
+            Ok((head, _, used)) if used > 0 => {
+                let bytes = &bytes[..bytes.len().min(self.cap)];
+                self.write_at(head.pos as usize, bytes);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Empties the ring: the head moves to the tail.

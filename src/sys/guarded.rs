@@ -48,6 +48,26 @@ impl Guarded {
         })
     }
 
+    /// A new block of `len` bytes that starts with `head` (the rest zero:
+    /// pages nobody wrote yet, which the OS commits when they are first
+    /// written), and a new mutex. For large blocks whose contents start
+    /// small (a queue's ring).
+    pub(crate) fn with_head(len: usize, head: &[u8]) -> io::Result<Guarded> {
+        let mut shm = Shm::create(len)?;
+        shm.bytes_mut()
+            .ok_or_else(|| io::Error::other("a new shared-memory block is not exclusive"))?
+            .get_mut(..head.len())
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "a head longer than the block")
+            })?
+            .copy_from_slice(head);
+        shm.share();
+        Ok(Guarded {
+            mutex: SysMutex::new(false)?,
+            shm,
+        })
+    }
+
     /// A received one: the block must be writable and of `len` bytes
     /// (checked by `Shm::open`).
     pub(crate) fn open(mutex: SysMutex, handle: OwnedRaw, len: usize) -> io::Result<Guarded> {
