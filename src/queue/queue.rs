@@ -25,6 +25,29 @@ use crate::sys::{self, LockStatus};
 /// one look at the ring).
 const MAX_WAKEUPS: u32 = 1024;
 
+/// A thread's buffer for serialized items, kept between calls so that
+/// items don't cost an allocation each.
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    /// Larger buffers are not kept.
+    const KEEP: usize = 8 << 20;
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let r = f(&mut buf);
+            if buf.capacity() > KEEP {
+                *buf = Vec::new();
+            }
+            r
+        }
+        // In use further up this thread's stack (an item whose
+        // `Serialize` uses a queue): a fresh one.
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
 /// How long a blocking call may wait.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Wait {
@@ -503,12 +526,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    fn encode(item: &T) -> Result<Vec<u8>> {
-        encode::to_vec(item).map_err(|source| {
-            Error::new(Kind::Encode {
-                entry: "a queue item".into(),
-                source,
-            })
+    fn put_wait(&self, item: &T, wait: Wait) -> Result<()> {
+        with_scratch(|buf| {
+            encode::append(item, buf).map_err(|source| {
+                Error::new(Kind::Encode {
+                    entry: "a queue item".into(),
+                    source,
+                })
+            })?;
+            self.core.put_bytes(buf, wait)
         })
     }
 
@@ -524,23 +550,21 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// [`MessageTooLarge`](crate::ErrorKind::MessageTooLarge) (the item
     /// can never fit), [`Encode`](crate::ErrorKind::Encode).
     pub fn put(&self, item: impl Borrow<T>) -> Result<()> {
-        self.core
-            .put_bytes(&Self::encode(item.borrow())?, Wait::Forever)
+        self.put_wait(item.borrow(), Wait::Forever)
     }
 
     /// Puts `item`, waiting at most `timeout` for room; then an error of
     /// kind [`Full`](crate::ErrorKind::Full). Other errors as
     /// [`put`](Queue::put).
     pub fn put_timeout(&self, item: impl Borrow<T>, timeout: Duration) -> Result<()> {
-        self.core
-            .put_bytes(&Self::encode(item.borrow())?, Wait::timeout(timeout))
+        self.put_wait(item.borrow(), Wait::timeout(timeout))
     }
 
     /// Puts `item` if there is room now; else an error of kind
     /// [`Full`](crate::ErrorKind::Full). Other errors as
     /// [`put`](Queue::put).
     pub fn try_put(&self, item: impl Borrow<T>) -> Result<()> {
-        self.core.put_bytes(&Self::encode(item.borrow())?, Wait::No)
+        self.put_wait(item.borrow(), Wait::No)
     }
 
     /// Takes the oldest item, waiting while the queue is empty.
@@ -569,9 +593,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_wait(&self, wait: Wait) -> Result<T> {
-        let mut buf = Vec::new();
-        self.core.get_bytes(&mut buf, wait)?;
-        Self::decode(&buf)
+        with_scratch(|buf| {
+            self.core.get_bytes(buf, wait)?;
+            Self::decode(buf)
+        })
     }
 
     /// The number of items in the queue now: an estimate, since other

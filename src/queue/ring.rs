@@ -317,8 +317,7 @@ impl<'a> Ring<'a> {
             )));
         }
         out.clear();
-        out.resize(len as usize, 0);
-        self.read_at((h + FRAME) % self.cap, out);
+        self.append_from((h + FRAME) % self.cap, len as usize, out);
         let next = End {
             items: head.items.wrapping_add(1),
             pos: ((h + need) % self.cap) as u32,
@@ -424,7 +423,17 @@ impl<'a> Ring<'a> {
         data[..bytes.len() - first].copy_from_slice(&bytes[first..]);
     }
 
+    /// Appends `len` bytes from data offset `at` to `out`, wrapping at
+    /// the end (`len` at most `cap`).
+    fn append_from(&self, at: usize, len: usize, out: &mut Vec<u8>) {
+        let first = len.min(self.cap - at);
+        let data = &self.mem[HEADER..];
+        out.extend_from_slice(&data[at..at + first]);
+        out.extend_from_slice(&data[..len - first]);
+    }
+
     /// Fills `out` from data offset `at`, wrapping at the end.
+    #[cfg(test)]
     fn read_at(&self, at: usize, out: &mut [u8]) {
         let first = out.len().min(self.cap - at);
         let data = &self.mem[HEADER..];
