@@ -55,8 +55,10 @@
 //!   authority to wait and to terminate.
 //!
 //! Under Wine 8 (our Linux test bed) a few calls differ from Windows: see the
-//! notes at [`Child::terminate`], [`creation_flags`](spawn::creation_flags) and
-//! [`open_handle_count`].
+//! notes at [`Child::terminate`] and [`open_handle_count`]. Standard handles
+//! given with `STARTF_USESTDHANDLES` and `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`
+//! ([`stdio`]) behave there as on Windows: only the listed handles are
+//! inherited (`tests/test_popen.rs` fails under Wine without the list).
 
 use std::ffi::OsStr;
 use std::io;
