@@ -102,8 +102,11 @@ fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::io(what, e)
 }
 
-fn broken(why: u32) -> Error {
+fn broken(why: u32, parties: usize) -> Error {
     Error::new(Kind::BrokenBarrier(match why {
+        w if w >= PARTY_DIED + parties as u32 => {
+            "a process died holding the barrier's state lock".into()
+        }
         ABORTED => "it was aborted".into(),
         TIMED_OUT => "a wait timed out".into(),
         w if w >= PARTY_DIED => format!("registered party {} died", w - PARTY_DIED),
@@ -278,7 +281,7 @@ impl Barrier {
         let (g, words) = self.state()?;
         let why = words[BROKEN].load(Ordering::Relaxed);
         if why != NOT_BROKEN {
-            return Err(broken(why));
+            return Err(broken(why, self.slots.len()));
         }
         let gen = words[GENERATION].load(Ordering::Relaxed);
         let index = words[COUNT].fetch_add(1, Ordering::Relaxed) as usize;
@@ -307,7 +310,7 @@ impl Barrier {
             }
             let why = words[BROKEN].load(Ordering::Relaxed);
             if why != NOT_BROKEN {
-                return Err(broken(why));
+                return Err(broken(why, self.slots.len()));
             }
             let why = if let Some(i) = self.dead_party() {
                 PARTY_DIED + i as u32
@@ -317,7 +320,10 @@ impl Barrier {
                 continue;
             };
             self.break_locked(words, why)?;
-            return Err(broken(words[BROKEN].load(Ordering::Relaxed)));
+            return Err(broken(
+                words[BROKEN].load(Ordering::Relaxed),
+                self.slots.len(),
+            ));
         }
     }
 

@@ -77,12 +77,13 @@ struct MutexLayout {
     head: Header,
     /// 1 while a death of a holder has not been repaired.
     dirty: AtomicU32,
-    _pad: u32,
+    /// Unused (keeps the mutex 8-aligned); atomic like every other field.
+    _pad: AtomicU32,
     mutex: UnsafeCell<libc::pthread_mutex_t>,
 }
 
-// SAFETY: `repr(C)`, the header first; atomics, padding and an
-// `UnsafeCell` of a C struct of integers.
+// SAFETY: `repr(C)`, the header first; atomics and an `UnsafeCell` of a
+// C struct of integers.
 unsafe impl Layout for MutexLayout {
     fn header(&self) -> &Header {
         &self.head
