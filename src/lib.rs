@@ -760,6 +760,15 @@ pub mod test_hooks {
 
     pub use crate::shared::region::hooks::ForgedBlock;
 
+    /// Runs `f` while holding `queue`'s lock (as a process inside `put`
+    /// or `get` holds it).
+    pub fn with_queue_locked<T, R>(
+        queue: &crate::Queue<T>,
+        f: impl FnOnce() -> R,
+    ) -> crate::Result<R> {
+        queue.core.with_lock_held(f)
+    }
+
     /// Writes `bytes` into `queue`'s ring over the oldest item's record
     /// (its frame first), under the queue's lock, as a process writing
     /// garbage into the shared block would; false if the queue is empty.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use std::sync::OnceLock;
 
 use multiproc::{
-    ErrorKind, JoinableQueue, PoolBuilder, Process, Queue, Semaphore, Shared, SimpleQueue,
+    ErrorKind, Event, JoinableQueue, PoolBuilder, Process, Queue, Semaphore, Shared, SimpleQueue,
 };
 
 multiproc::test_support!();
@@ -185,7 +185,18 @@ fn put_big((q, n, len): (Queue<Vec<u8>>, usize, usize)) {
     }
 }
 
-multiproc::entry!(scribble, put_big);
+/// Takes the queue's lock, says so, and never lets go: killed holding it.
+fn hold_lock_until_killed((q, ready): (Queue<u64>, Event)) {
+    multiproc::test_hooks::with_queue_locked(&q, || {
+        ready.set().unwrap();
+        loop {
+            std::thread::park();
+        }
+    })
+    .unwrap();
+}
+
+multiproc::entry!(scribble, put_big, hold_lock_until_killed);
 
 multiproc::entry!(
     handle_tasks,
@@ -449,6 +460,36 @@ fn a_pool_worker_killed_while_blocked_on_a_queue_is_replaced() {
     let next = pool.submit(take_from_queue, ());
     assert_eq!(next.get().unwrap(), 42);
     assert!(!pool.pids().contains(&busy[0]));
+}
+
+/// A process killed while it holds the queue's lock (inside a `put` or
+/// `get`): the next caller gets the lock from the OS (robust mutex /
+/// abandoned kernel mutex) and the queue works on, items intact.
+#[test]
+fn a_process_killed_holding_the_queue_lock_does_not_lock_the_queue() {
+    let args = (Queue::<u64>::new().unwrap(), Event::new().unwrap());
+    args.0.put(1).unwrap();
+    let mut holder = Process::<()>::spawn(hold_lock_until_killed, &args).unwrap();
+    assert!(
+        args.1.wait_timeout(LONG).unwrap(),
+        "the holder took the lock"
+    );
+    holder.kill().unwrap();
+    assert!(join_within(&mut holder).is_err());
+    // In a thread, so that a lock held for good fails the test instead of
+    // hanging it.
+    let q = args.0.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let first = q.get_timeout(LONG);
+        let put = q.put(2);
+        let _ = tx.send((first, put, q.len(), q.try_get()));
+    });
+    let (first, put, len, second) = rx.recv_timeout(LONG).expect("the queue stayed locked");
+    assert_eq!(first.unwrap(), 1);
+    put.unwrap();
+    assert_eq!(len.unwrap(), 1);
+    assert_eq!(second.unwrap(), 2);
 }
 
 #[test]

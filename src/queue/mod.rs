@@ -55,8 +55,10 @@
 //! the futex `FUTEX_OWNER_DIED` from the dead thread's robust list;
 //! Windows: the kernel mutex is abandoned, `WAIT_ABANDONED`). Because of
 //! the single-store commits there is nothing to repair: the next locker
-//! checks the header ([`ring::Ring::check`]), marks the mutex consistent
-//! and goes on; callers never see the death. macOS has no robust mutexes:
+//! marks the mutex consistent and goes on (every operation checks the
+//! header words and the frames it reads anyway); callers never see the
+//! death (`tests/test_queue.rs`:
+//! `a_process_killed_holding_the_queue_lock_does_not_lock_the_queue`). macOS has no robust mutexes:
 //! there a process killed inside `put`/`get` leaves the queue locked
 //! (documented; macOS only needs to compile).
 //!

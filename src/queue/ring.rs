@@ -240,11 +240,6 @@ impl<'a> Ring<'a> {
         Ok((head, tail, used))
     }
 
-    /// Whether the header is sane (after a holder of the lock died, say).
-    pub(crate) fn check(&self) -> Result<(), Corrupt> {
-        self.ends().map(drop)
-    }
-
     /// Items in the ring (0 if it is corrupt).
     pub(crate) fn len(&self) -> usize {
         self.ends()
