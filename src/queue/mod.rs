@@ -137,3 +137,12 @@ use std::time::Duration;
 /// ring again even without a wakeup: what a wakeup lost to a killed
 /// process costs at most.
 pub(crate) const RECHECK: Duration = Duration::from_millis(100);
+
+// Every queue is `Send + Sync` whatever its item type: it holds no `T`,
+// only bytes in shared memory (items are serialized on the way in).
+const _: () = {
+    const fn assert_send_sync<Q: Send + Sync>() {}
+    assert_send_sync::<Queue<std::rc::Rc<u8>>>();
+    assert_send_sync::<SimpleQueue<std::rc::Rc<u8>>>();
+    assert_send_sync::<JoinableQueue<std::rc::Rc<u8>>>();
+};
