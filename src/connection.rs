@@ -17,14 +17,14 @@
 //! resynchronized after it, so every later call fails the same way.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec::handles;
+use crate::codec::handles::{self, Carried};
 use crate::deadline;
 use crate::encode;
 use crate::error::{Error, Kind, Result};
@@ -34,6 +34,10 @@ use crate::sys;
 const HEADER: usize = 8;
 /// Set in a frame's length when its body travels on the bulk lane.
 const BULK_FLAG: u64 = 1 << 63;
+/// Set in a frame's length when handles come with it: its body starts
+/// with a handle block (`codec::handles::put_block`), and on Unix their
+/// fds were sent on the bulk lane just before the frame.
+const HANDLES_FLAG: u64 = 1 << 62;
 /// Bodies this big take the bulk lane where there is one.
 const BULK_MIN: usize = 256 * 1024;
 const CHUNK: usize = 64 * 1024;
@@ -123,10 +127,43 @@ impl Rx {
 /// from the same end *at the same time* can still split a message between
 /// them, as in Python: take turns.)
 ///
-/// A `Connection` can be an argument of [`Process::spawn`](crate::Process::spawn):
-/// the worker gets its own copy of this end (through
-/// [`duplicate_for_child`](crate::duplicate_for_child)), and the parent's
-/// copy goes away with the argument.
+/// A `Connection` can be an argument of [`Process::spawn`](crate::Process::spawn),
+/// of a pool task or of a message sent over another `Connection`: the
+/// receiver gets its own copy of this end (through
+/// [`pass_handle`](crate::pass_handle)), and the sender's copy goes away
+/// with the value.
+///
+/// # Handles in messages
+///
+/// A message may carry OS handles: [`PassedHandle`](crate::PassedHandle)s,
+/// `Connection` ends, or any type whose `Serialize` impl calls
+/// [`pass_handle`](crate::pass_handle). [`send`](Connection::send) makes a
+/// copy of each, sends them with the message, and closes its copies;
+/// [`recv`](Connection::recv) gives the values that take them their own
+/// copies, and closes the ones nothing took.
+/// [`recv_bytes`](Connection::recv_bytes) and
+/// [`recv_bytes_into`](Connection::recv_bytes_into) close them all. A
+/// message without handles costs nothing more.
+///
+/// - **Unix**: the fds travel as `SCM_RIGHTS` on the end's socket (every
+///   end a [`Pipe`] makes has one, next to its pipes), batched (any
+///   number up to 4096 a message), just ahead of the message; the
+///   receiver owns them at once, close-on-exec (`MSG_CMSG_CLOEXEC`). A
+///   message whose handles don't arrive with it, or arrive in another
+///   number than it says, is refused with an error and the fds that came
+///   are closed (a record that can't be read poisons the end, as a bad
+///   frame does). A message that is never received: its fds are closed
+///   when the last copy of the receiving end closes.
+/// - **Windows**: a handle can't be sent down a pipe; it has to be
+///   duplicated into the receiving process, and a `Connection` does not
+///   know which process holds its other end (the OS names the process
+///   that *opened* a named pipe, not the one that holds it now; the bytes
+///   of a message are never trusted to name one, which would let a sender
+///   take a third process's handles). So `send` of a value with handles
+///   fails with an error there, except on the channels a [`Pool`](crate::Pool)
+///   keeps to its workers (the pool started them and holds their process
+///   handles), which is how handles reach pool tasks. A handle duplicated
+///   into a worker that never reads it stays open until that worker exits.
 ///
 /// # Drop
 ///
@@ -146,6 +183,9 @@ pub struct Connection {
     /// exited (see [`watch_peer`](Connection::watch_peer)), and whether
     /// this end's reads were made non-blocking for that.
     peer: OnceLock<(ExitWatch, bool)>,
+    /// Windows: handle values in a message are taken (the peer is the
+    /// process that started this one; see `take_handles_from_parent`).
+    trust_peer: AtomicBool,
 }
 
 impl fmt::Debug for Connection {
@@ -181,6 +221,7 @@ impl Connection {
             }),
             tx: Mutex::new(()),
             peer: OnceLock::new(),
+            trust_peer: AtomicBool::new(false),
         }
     }
 
@@ -196,6 +237,14 @@ impl Connection {
             let nonblocking = self.chan.set_nonblocking_reads();
             let _ = self.peer.set((peer.exit_watch(), nonblocking));
         }
+    }
+
+    /// Takes the handles that messages on this end carry even on Windows,
+    /// where they arrive as values duplicated into this process by the
+    /// sender: only for an end whose peer is the process that started this
+    /// one (a pool worker's channel), which can do that anyway.
+    pub(crate) fn take_handles_from_parent(&self) {
+        self.trust_peer.store(true, Ordering::Relaxed);
     }
 
     /// Blocks until there is data, then appends at most `max` bytes of it
@@ -234,14 +283,24 @@ impl Connection {
     }
 
     /// Sends a value (serialized with postcard).
+    ///
+    /// Handles inside it ([`PassedHandle`](crate::PassedHandle)s,
+    /// `Connection` ends, anything that calls
+    /// [`pass_handle`](crate::pass_handle)) travel with it, and the
+    /// receiver's [`recv`](Connection::recv) gets its own copies: see
+    /// "Handles in messages" on [`Connection`].
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         let mut frame = vec![0u8; HEADER];
-        encode::append(value, &mut frame).map_err(|source| {
+        let (encoded, handles) = handles::collecting(|| encode::append(value, &mut frame));
+        encoded.map_err(|source| {
             Error::new(Kind::Encode {
                 entry: "a message".into(),
                 source,
             })
         })?;
+        if !handles.is_empty() {
+            return self.send_with_handles(&frame[HEADER..], &[&handles]);
+        }
         let len = (frame.len() - HEADER) as u64;
         if len as usize >= BULK_MIN && self.chan.has_bulk() {
             return self.write_bulk_frame(&frame[HEADER..]);
@@ -263,6 +322,38 @@ impl Connection {
             self.write_frame(&frame, &[])
         } else {
             self.write_frame(&header, bytes)
+        }
+    }
+
+    /// Sends `payload` as one message with `handles` (their tokens, in
+    /// `payload`, are their indexes here): the handles first (Unix: on the
+    /// bulk lane; Windows: duplicated into the peer the pool set with
+    /// `watch_peer`, an error without one), then a frame flagged as
+    /// carrying them whose body is their block and `payload`, all under
+    /// the send lock.
+    pub(crate) fn send_with_handles(&self, payload: &[u8], parts: &[&Carried]) -> Result<()> {
+        if !self.writable {
+            return Err(Error::new(Kind::WrongDirection("send on a read-only end")));
+        }
+        let handles = Carried::borrow_all(parts);
+        let _guard = lock(&self.tx);
+        // Windows: the worker's process handle, to duplicate into.
+        let peer = self.peer.get().and_then(|(p, _)| p.handle());
+        let values = self
+            .chan
+            .send_handles(&handles, peer)
+            .map_err(|e| Error::io("cannot send the handles of a message", e))?;
+        let mut body = Vec::with_capacity(8 + 8 * values.len() + payload.len());
+        handles::put_block(&mut body, handles.len(), &values);
+        body.extend_from_slice(payload);
+        let bulk = body.len() >= BULK_MIN && self.chan.has_bulk();
+        let flags = HANDLES_FLAG | if bulk { BULK_FLAG } else { 0 };
+        let header = (body.len() as u64 | flags).to_le_bytes();
+        write_all(&header, |p| self.chan.write(p))?;
+        if bulk {
+            write_all(&body, |p| self.chan.write_bulk(p))
+        } else {
+            write_all(&body, |p| self.chan.write(p))
         }
     }
 
@@ -290,19 +381,76 @@ impl Connection {
     /// Receives a value sent with [`send`](Connection::send). Blocks until a
     /// whole message is there; fails with [`Error::is_eof`] once the peer
     /// closed its end.
+    ///
+    /// Handles that came with the message are the ones its
+    /// [`PassedHandle`](crate::PassedHandle)s and `Connection` ends take;
+    /// those it leaves are closed.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
-        let bytes = self.recv_bytes()?;
-        crate::encode::from_bytes(&bytes).map_err(|e| e.into_error("a message"))
+        let (bytes, handles) = self.recv_with_handles()?;
+        let decode = || encode::from_bytes(&bytes);
+        let value = if handles.is_empty() {
+            decode()
+        } else {
+            handles::receiving_message(handles, decode)
+        };
+        value.map_err(|e| e.into_error("a message"))
     }
 
-    /// Receives one message's bytes.
+    /// Receives one message's bytes. Handles that came with it are
+    /// closed (receive it with [`recv`](Connection::recv) to take them).
     pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        self.recv_with_handles().map(|(bytes, _)| bytes)
+    }
+
+    /// Receives one message: its bytes, and the handles that came with it
+    /// (tokens in the bytes are their indexes).
+    pub(crate) fn recv_with_handles(&self) -> Result<(Vec<u8>, Carried)> {
+        let (bytes, handles) = self.recv_frame()?;
+        Ok((bytes, handles?))
+    }
+
+    /// [`recv_with_handles`](Self::recv_with_handles), with the message's
+    /// bytes also when its handles could not be taken (a bad count, or on
+    /// Windows values it can't take).
+    #[allow(clippy::type_complexity)] // a message, and its handles or why not
+    pub(crate) fn recv_frame(&self) -> Result<(Vec<u8>, Result<Carried>)> {
         let mut rx = self.rx_guard()?;
-        let (len, bulk) = self.frame_header(&mut rx)?;
+        let (len, bulk, with_handles) = self.frame_header(&mut rx)?;
         let len = usize::try_from(len).map_err(|_| self.too_large(&mut rx, len))?;
         rx.consume(HEADER);
+        if !with_handles {
+            return Ok((self.recv_body(&mut rx, len, bulk)?, Ok(Carried::default())));
+        }
+        // Unix: the fds were sent just before the frame; take them before
+        // a body on the bulk lane, which they precede there.
+        let came = match self.chan.recv_handles() {
+            Ok(came) => came,
+            Err(e) => return Err(self.poison(&mut rx, format!("a message's handles: {e}"))),
+        };
+        let mut body = self.recv_body(&mut rx, len, bulk)?;
+        let Some((count, values, at)) = handles::take_block(&body) else {
+            return Err(self.poison(&mut rx, "a message's handle block is malformed".into()));
+        };
+        let trusted = self.trust_peer.load(Ordering::Relaxed);
+        let handles = self
+            .chan
+            .adopt_handles(came, count, &values, trusted)
+            .map(Carried::from_received)
+            .map_err(|e| Error::io("cannot take the handles of a message", e));
+        body.drain(..at);
+        Ok((body, handles))
+    }
+
+    /// Poisons this end: `why` is the error of this and every later call.
+    fn poison(&self, rx: &mut Rx, why: String) -> Error {
+        rx.poisoned = Some(why.clone());
+        Error::new(Kind::Poisoned(why))
+    }
+
+    /// Reads the `len`-byte body of the frame whose header was consumed.
+    fn recv_body(&self, rx: &mut Rx, len: usize, bulk: bool) -> Result<Vec<u8>> {
         if bulk {
-            return self.read_bulk_body(&mut rx, len);
+            return self.read_bulk_body(rx, len);
         }
         let avail = rx.avail();
         if avail.len() >= len {
@@ -324,7 +472,7 @@ impl Connection {
             // frame, and never read into the next frame.
             let step = (len - msg.len()).min(msg.len().max(CHUNK * 16));
             match self.read_more(false, &mut msg, step) {
-                Ok(0) => return Err(self.eof(&mut rx)),
+                Ok(0) => return Err(self.eof(rx)),
                 Ok(_) => {}
                 Err(e) => return Err(Error::io("cannot receive", e)),
             }
@@ -337,9 +485,25 @@ impl Connection {
     /// `BufferTooShort`), telling the size needed. The message is then kept
     /// for this end in this process (its header was read already): receive
     /// it here, not in another process sharing the end.
+    ///
+    /// A message that carried handles is taken whole whatever `buf`'s
+    /// size, and its handles are closed: when `buf` is too small for it,
+    /// the error tells the size and the message is gone.
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
         let mut rx = self.rx_guard()?;
-        let (len, bulk) = self.frame_header(&mut rx)?;
+        let (len, bulk, with_handles) = self.frame_header(&mut rx)?;
+        if with_handles {
+            drop(rx);
+            let (msg, _closed) = self.recv_with_handles()?;
+            if msg.len() > buf.len() {
+                return Err(Error::new(Kind::BufferTooShort {
+                    needed: msg.len() as u64,
+                    have: buf.len(),
+                }));
+            }
+            buf[..msg.len()].copy_from_slice(&msg);
+            return Ok(msg.len());
+        }
         if len > buf.len() as u64 {
             return Err(Error::new(Kind::BufferTooShort {
                 needed: len,
@@ -424,8 +588,9 @@ impl Connection {
     }
 
     /// Makes sure the 8-byte header is buffered; returns the body length
-    /// (checked against the cap) and leaves the header in place.
-    fn frame_header(&self, rx: &mut Rx) -> Result<(u64, bool)> {
+    /// (checked against the cap), whether the body is on the bulk lane and
+    /// whether handles come with it, and leaves the header in place.
+    fn frame_header(&self, rx: &mut Rx) -> Result<(u64, bool, bool)> {
         while rx.avail().len() < HEADER {
             let want = HEADER - rx.avail().len();
             self.fill(rx, want)?;
@@ -433,7 +598,8 @@ impl Connection {
         let mut h = [0u8; HEADER];
         h.copy_from_slice(&rx.avail()[..HEADER]);
         let raw = u64::from_le_bytes(h);
-        let (len, bulk) = (raw & !BULK_FLAG, raw & BULK_FLAG != 0);
+        let len = raw & !(BULK_FLAG | HANDLES_FLAG);
+        let (bulk, with_handles) = (raw & BULK_FLAG != 0, raw & HANDLES_FLAG != 0);
         if len > self.max_message_len() {
             return Err(self.too_large(rx, len));
         }
@@ -442,7 +608,7 @@ impl Connection {
             rx.poisoned = Some(why.into());
             return Err(Error::new(Kind::Poisoned(why.into())));
         }
-        Ok((len, bulk))
+        Ok((len, bulk, with_handles))
     }
 
     /// Reads a `len`-byte body from the bulk lane.
@@ -658,5 +824,69 @@ pub fn wait(objects: &[Waitable<'_>], timeout: Option<Duration>) -> Result<Vec<u
         if deadline::passed(deadline) {
             return Ok(Vec::new());
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// A frame flagged as carrying handles, with a block saying `count`.
+    fn handle_frame(count: u32, payload: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        handles::put_block(&mut body, count as usize, &[]);
+        body.extend_from_slice(payload);
+        let mut frame = (body.len() as u64 | HANDLES_FLAG).to_le_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        frame
+    }
+
+    #[test]
+    fn a_block_that_miscounts_the_handles_that_came_is_refused_and_the_end_goes_on() {
+        let (a, b) = Pipe::duplex().unwrap();
+        let (r, _w) = std::io::pipe().unwrap();
+        let fd = std::os::fd::AsFd::as_fd(&r);
+        // One fd comes; the frame's block says two.
+        a.chan.send_handles(&[fd], None).unwrap();
+        a.write_frame(&handle_frame(2, &[7]), &[]).unwrap();
+        let e = b.recv::<u8>().unwrap_err();
+        assert!(e.to_string().contains("says it carries 2 handles"), "{e}");
+        assert!(!e.is_poisoned(), "{e}");
+        // The record and the frame were both consumed: the next message
+        // is read as it should be.
+        a.send(&9u8).unwrap();
+        assert_eq!(b.recv::<u8>().unwrap(), 9);
+    }
+
+    #[test]
+    fn a_malformed_block_poisons_the_end() {
+        let (a, b) = Pipe::duplex().unwrap();
+        let (r, _w) = std::io::pipe().unwrap();
+        let fd = std::os::fd::AsFd::as_fd(&r);
+        a.chan.send_handles(&[fd], None).unwrap();
+        // A body of 3 bytes: too short for a block.
+        let mut frame = (3u64 | HANDLES_FLAG).to_le_bytes().to_vec();
+        frame.extend_from_slice(&[1, 0, 0]);
+        a.write_frame(&frame, &[]).unwrap();
+        assert!(b.recv::<u8>().unwrap_err().is_poisoned());
+    }
+
+    #[test]
+    fn big_messages_with_handles_take_the_bulk_lane_after_their_handles() {
+        let (a, b) = Pipe::duplex().unwrap();
+        let (_r, w) = std::io::pipe().unwrap();
+        let big = vec![5u8; BULK_MIN * 2];
+        let msg = (crate::PassedHandle::new(w.into()), big.clone());
+        // The body is bigger than a socket buffer: send from a thread.
+        let sender = std::thread::spawn(move || {
+            a.send(&msg).unwrap();
+            a
+        });
+        let (h, got): (crate::PassedHandle, Vec<u8>) = b.recv().unwrap();
+        let a = sender.join().unwrap();
+        assert_eq!(got, big);
+        drop(h);
+        a.send(&1u8).unwrap();
+        assert_eq!(b.recv::<u8>().unwrap(), 1);
     }
 }

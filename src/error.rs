@@ -25,7 +25,7 @@ use crate::status::{ExitStatus, PanicReport};
 /// | [`BootstrapFailed`](ErrorKind::BootstrapFailed) | [`is_bootstrap_failure`](Error::is_bootstrap_failure) | [`Process::join`](crate::Process::join): the worker could not start the entry |
 /// | [`NotInitialized`](ErrorKind::NotInitialized) | [`is_not_initialized`](Error::is_not_initialized) | any spawn, before [`init`](crate::init) |
 /// | [`UnknownEntry`](ErrorKind::UnknownEntry) | [`is_unknown_entry`](Error::is_unknown_entry) | any spawn or pool call naming an unregistered function |
-/// | [`NotSpawning`](ErrorKind::NotSpawning) | [`is_not_spawning`](Error::is_not_spawning) | [`duplicate_for_child`](crate::duplicate_for_child) outside a spawn |
+/// | [`NotSpawning`](ErrorKind::NotSpawning) | [`is_not_spawning`](Error::is_not_spawning) | [`pass_handle`](crate::pass_handle) outside a spawn, pool task or message |
 /// | [`Encode`](ErrorKind::Encode) | [`is_encode`](Error::is_encode) | arguments, messages, pool inputs that can't be serialized here |
 /// | [`ResultEncode`](ErrorKind::ResultEncode) | [`is_result_encode`](Error::is_result_encode), [`is_encode`](Error::is_encode) | `join` or a pool result: the worker's result can't be serialized |
 /// | [`Decode`](ErrorKind::Decode) | [`is_decode`](Error::is_decode) | a result or message that can't be decoded; a pool task's input the worker can't decode |
@@ -118,8 +118,8 @@ pub enum ErrorKind {
     NotInitialized,
     /// The function is not registered with [`entry!`](crate::entry).
     UnknownEntry,
-    /// [`duplicate_for_child`](crate::duplicate_for_child) was called
-    /// outside a spawn.
+    /// [`pass_handle`](crate::pass_handle) (or its former name `duplicate_for_child`) was called
+    /// outside a spawn, a pool task or a message.
     NotSpawning,
     /// A value could not be serialized in this process: a spawn's
     /// arguments, a message, a pool task's input or initializer arguments.
@@ -230,7 +230,7 @@ pub(crate) enum Kind {
     NotInitialized,
     #[error("cannot find the current executable (use `multiproc::set_executable`): {0}")]
     CurrentExe(#[source] io::Error),
-    #[error("`duplicate_for_child` was called while no child is being spawned on this thread")]
+    #[error("`pass_handle` (`duplicate_for_child`) was called while no child is being spawned and no pool task or message is being serialized on this thread")]
     NotSpawning,
     #[error("cannot serialize the arguments for `{entry}`: {source}")]
     Encode { entry: String, source: EncodeError },
@@ -405,8 +405,8 @@ impl Error {
         self.kind() == ErrorKind::NotInitialized
     }
 
-    /// [`duplicate_for_child`](crate::duplicate_for_child) was called
-    /// outside a spawn.
+    /// [`pass_handle`](crate::pass_handle) (or its former name `duplicate_for_child`) was called
+    /// outside a spawn, a pool task or a message.
     ///
     /// Shorthand for `self.kind() == ErrorKind::NotSpawning`.
     pub fn is_not_spawning(&self) -> bool {

@@ -473,7 +473,7 @@ mod sync;
 #[allow(unsafe_code)]
 mod sys;
 
-pub use codec::handles::{duplicate_for_child, PassedHandle};
+pub use codec::handles::{duplicate_for_child, pass_handle, PassedHandle};
 pub use connection::{wait, Connection, Pipe, Waitable};
 pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "progress")]
@@ -665,6 +665,21 @@ pub mod fuzzing {
     pub fn queue_ring(block: &[u8], fix_header: bool) -> Option<usize> {
         let _ = postcard::from_bytes::<crate::Queue<u64>>(block);
         crate::queue::ring::fuzz(block, fix_header).ok()
+    }
+
+    /// The handle block at the front of a message that carries handles
+    /// (its count, the values, their length): whether it decoded, and
+    /// then that it stayed within `data` and the handle cap.
+    pub fn handle_block(data: &[u8]) -> bool {
+        match crate::codec::handles::take_block(data) {
+            Some((count, values, at)) => {
+                assert!(at <= data.len() && at == 8 + 8 * values.len());
+                assert!(count <= crate::codec::handles::MAX_HANDLES);
+                assert!(values.len() <= crate::codec::handles::MAX_HANDLES);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The pool's message decoders (parent to worker and back).

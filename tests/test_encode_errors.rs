@@ -87,12 +87,25 @@ fn pool_map_and_submit_keep_the_serialize_message() {
 }
 
 #[test]
-fn passing_a_connection_outside_a_spawn_says_so() {
+fn passing_a_connection_outside_a_spawn_or_message_says_so() {
+    // Serialized for no other process (not a spawn, a pool task or a
+    // message): there is nowhere for its handles to go.
+    let (c, _d) = Pipe::duplex().unwrap();
+    let err = serde_json::to_string(&c).unwrap_err();
+    assert!(err.to_string().contains("pass_handle"), "{err}");
+}
+
+#[cfg(windows)]
+#[test]
+fn passing_a_connection_in_a_message_on_windows_says_why_not() {
     let (a, _b) = Pipe::duplex().unwrap();
     let (c, _d) = Pipe::duplex().unwrap();
     let err = a.send(&c).unwrap_err();
-    assert!(err.is_encode(), "{err}");
-    assert!(err.to_string().contains("duplicate_for_child"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("only to a process this one started"),
+        "{err}"
+    );
 }
 
 /// What one spawn attempt under a lowered fd limit gave.

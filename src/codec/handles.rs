@@ -1,17 +1,24 @@
-//! Handle passing: how an OS handle inside a worker's arguments reaches
-//! the worker.
+//! Handle passing: how an OS handle inside a value reaches the process
+//! that decodes it — a worker's arguments at spawn, a pool task, a message
+//! sent over a [`Connection`](crate::Connection).
 //!
-//! While a spawn serializes the arguments, the thread knows the child
-//! being spawned ([`spawning`]); a handle met there (a [`PassedHandle`], a
-//! [`Connection`](crate::Connection)) is made available to that child
-//! ([`duplicate_for_child`]: `DuplicateHandle` into it on Windows, a copy
-//! of the fd sent with the bootstrap data by `SCM_RIGHTS` on Unix) and
-//! written as a **token**, a `u64` under which the worker finds its own
-//! copy. While the worker decodes its arguments, the thread holds its
-//! bootstrap channel ([`receiving`]), and [`take_passed_handle`] turns a
-//! token back into an owned handle, once.
+//! One mechanism serves them all: "the handle transfer of the message
+//! being built (decoded) on this thread". While a value is serialized for
+//! another process, the thread holds an outgoing transfer: the child being
+//! spawned ([`spawning`]: `DuplicateHandle` into it on Windows, a copy of
+//! the fd sent with the bootstrap data by `SCM_RIGHTS` on Unix), or a
+//! message or pool task ([`collecting`]: copies owned by this process until
+//! the message is sent with them, see `connection.rs`). A handle met there
+//! (a [`PassedHandle`], a `Connection`, or any type that calls
+//! [`pass_handle`]) is added to it and written as a **token**, a `u64`
+//! under which the receiver finds its own copy. While the receiver decodes,
+//! the thread holds the handles that came ([`receiving`] for a worker's
+//! bootstrap channel, [`receiving_message`] for a message, [`next_task`]
+//! windows for a pool task), and [`take_passed_handle`] turns a token back
+//! into an owned handle, once. Handles that came and were not claimed are
+//! closed when the decoding ends.
 //!
-//! Wire forms (postcard, inside the arguments):
+//! Wire forms (postcard, inside the value):
 //!
 //! - a [`PassedHandle`]: its token;
 //! - a `Connection` end ([`ConnectionWire`]): the kind tag, the tokens of
@@ -27,6 +34,12 @@
 //!
 //! A tag with other bits, or a number of tokens other than the tag lists,
 //! is refused ([`HandlesError`]) before any handle is taken.
+//!
+//! A message that carries handles starts with a block ([`put_block`],
+//! [`take_block`]): the number of handles, then the values the receiver
+//! finds them under where the OS can't send them (Windows: the values the
+//! sender duplicated them to in the receiver; Unix: none, the fds travel
+//! on the socket).
 
 use std::cell::RefCell;
 use std::fmt;
@@ -39,15 +52,38 @@ use crate::encode;
 use crate::error::{Error, Kind, Result};
 use crate::sys;
 
+/// Where handles met while serializing on this thread go.
+enum Outgoing {
+    /// A spawn: into the child (Windows) or with its bootstrap data.
+    Spawn(Arc<sys::Child>, sys::HandleTransfer),
+    /// A message or pool task: copies owned here until it is sent.
+    Message(Vec<sys::OwnedRaw>),
+}
+
+/// The handles of the message being decoded on this thread.
+struct Incoming {
+    handles: Vec<Option<sys::OwnedRaw>>,
+    /// A pool chunk: how many handles each task has (empty: the whole
+    /// message is one window).
+    counts: Vec<u32>,
+    /// The next task's index in `counts`.
+    task: usize,
+    /// The window tokens index: `handles[base..base + len]`.
+    base: usize,
+    len: usize,
+}
+
 thread_local! {
-    /// The child being spawned on this thread while its bootstrap data is
-    /// built (CPython's `get_spawning_popen()`), with the handles passed so far.
-    static SPAWNING: RefCell<Option<(Arc<sys::Child>, sys::HandleTransfer)>> =
-        const { RefCell::new(None) };
+    /// The transfer of the value being serialized on this thread for
+    /// another process (CPython's `get_spawning_popen()`, generalized).
+    static OUTGOING: RefCell<Option<Outgoing>> = const { RefCell::new(None) };
 
     /// The worker's bootstrap channel while it decodes its arguments: where
     /// passed handles are taken from.
     static RECEIVING: RefCell<Option<sys::ChildChannel>> = const { RefCell::new(None) };
+
+    /// The handles of the message or pool chunk being decoded.
+    static MESSAGE_IN: RefCell<Option<Incoming>> = const { RefCell::new(None) };
 }
 
 /// Runs `build` (which serializes a child's arguments) with `child` as
@@ -57,32 +93,129 @@ pub(crate) fn spawning<R>(
     child: &Arc<sys::Child>,
     build: impl FnOnce() -> R,
 ) -> (R, sys::HandleTransfer) {
-    SPAWNING.with(|s| *s.borrow_mut() = Some((Arc::clone(child), Default::default())));
+    let outer = OUTGOING.with(|s| {
+        s.borrow_mut()
+            .replace(Outgoing::Spawn(Arc::clone(child), Default::default()))
+    });
     let out = build();
-    let transfer = SPAWNING
-        .with(|s| s.borrow_mut().take())
-        .map(|(_, t)| t)
-        .unwrap_or_default();
+    let transfer = match OUTGOING.with(|s| std::mem::replace(&mut *s.borrow_mut(), outer)) {
+        Some(Outgoing::Spawn(_, t)) => t,
+        _ => Default::default(),
+    };
     (out, transfer)
 }
 
-/// Makes `handle` available to the child that is being spawned on this
-/// thread, and returns the token under which the child finds it.
+/// The most handles one message (a pool frame included) carries.
+pub(crate) const MAX_HANDLES: usize = sys::MAX_MESSAGE_HANDLES;
+
+/// Handles that travel with a message or a pool task: copies owned by
+/// this process, closed when dropped (once sent, or when the task is
+/// done).
+#[derive(Debug, Default)]
+pub(crate) struct Carried(Vec<sys::OwnedRaw>);
+
+impl Carried {
+    /// Whether there are none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Adds `other`'s after these.
+    pub(crate) fn append(&mut self, mut other: Carried) {
+        self.0.append(&mut other.0);
+    }
+
+    /// The handles of `parts`, in order, borrowed (to send).
+    pub(crate) fn borrow_all<'a>(parts: &[&'a Carried]) -> Vec<sys::BorrowedRaw<'a>> {
+        parts
+            .iter()
+            .flat_map(|c| c.0.iter().map(sys::borrow))
+            .collect()
+    }
+
+    /// Received handles.
+    pub(crate) fn from_received(handles: Vec<sys::OwnedRaw>) -> Self {
+        Carried(handles)
+    }
+
+    /// Splits off the first `n` (fewer if there are fewer).
+    pub(crate) fn take_front(&mut self, n: usize) -> Carried {
+        let rest = self.0.split_off(n.min(self.0.len()));
+        Carried(std::mem::replace(&mut self.0, rest))
+    }
+}
+
+/// Runs `build` (which serializes a message or a pool task) with a message
+/// transfer on this thread; returns what it returned and copies of the
+/// handles it passed (tokens are their indexes), to send with it. Without
+/// handles this costs no system call and no allocation.
+pub(crate) fn collecting<R>(build: impl FnOnce() -> R) -> (R, Carried) {
+    let outer = OUTGOING.with(|s| s.borrow_mut().replace(Outgoing::Message(Vec::new())));
+    let out = build();
+    let handles = match OUTGOING.with(|s| std::mem::replace(&mut *s.borrow_mut(), outer)) {
+        Some(Outgoing::Message(v)) => v,
+        _ => Vec::new(),
+    };
+    (out, Carried(handles))
+}
+
+/// Makes `handle` travel with the value being serialized on this thread
+/// for another process, and returns the token under which the receiver
+/// finds its own copy.
 ///
-/// Only valid while a spawn serializes its arguments, i.e. from a
-/// `Serialize` impl of an argument ([`PassedHandle`] does this); anywhere
-/// else it fails with [`Error::is_not_spawning`]. On Windows the handle is
-/// duplicated into the child with `DuplicateHandle`; on Unix a copy of the
-/// fd travels with the bootstrap data (`SCM_RIGHTS`). The caller keeps its
-/// own handle either way.
-pub fn duplicate_for_child(handle: sys::BorrowedRaw<'_>) -> Result<u64> {
-    SPAWNING.with(|s| {
+/// Valid from a `Serialize` impl while a value is serialized for another
+/// process: a spawn's arguments, a pool task's arguments
+/// ([`Pool::submit`](crate::Pool::submit), `map`, `imap`, …), a message
+/// sent with [`Connection::send`](crate::Connection::send);
+/// [`PassedHandle`] and `Connection` do this. Anywhere else it fails with
+/// [`Error::is_not_spawning`]. The caller keeps its own handle either way.
+///
+/// How it travels: at spawn, `DuplicateHandle` into the child (Windows) or
+/// a copy of the fd sent with the bootstrap data by `SCM_RIGHTS` (Unix).
+/// In a message or task, a copy is made now, owned by this process until
+/// the message is sent (or the task is done): on Unix it goes as
+/// `SCM_RIGHTS` on the connection's socket; on Windows it is duplicated
+/// into the receiving process, which must be one this process started (a
+/// pool worker) — a message with handles on any other `Connection` fails
+/// to send there (see [`Connection`](crate::Connection)).
+pub fn pass_handle(handle: sys::BorrowedRaw<'_>) -> Result<u64> {
+    OUTGOING.with(|s| {
         let mut s = s.borrow_mut();
-        let (child, transfer) = s.as_mut().ok_or_else(|| Error::new(Kind::NotSpawning))?;
-        transfer
-            .add(child, handle)
-            .map_err(|e| Error::io("cannot duplicate a handle for the child", e))
+        match s.as_mut().ok_or_else(|| Error::new(Kind::NotSpawning))? {
+            Outgoing::Spawn(child, transfer) => transfer
+                .add(child, handle)
+                .map_err(|e| Error::io("cannot duplicate a handle for the child", e)),
+            Outgoing::Message(v) => {
+                if v.len() >= sys::MAX_MESSAGE_HANDLES {
+                    return Err(Error::io(
+                        "cannot pass a handle",
+                        io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!(
+                                "a message can carry at most {} handles",
+                                sys::MAX_MESSAGE_HANDLES
+                            ),
+                        ),
+                    ));
+                }
+                let copy = sys::duplicate(handle)
+                    .map_err(|e| Error::io("cannot duplicate a handle for a message", e))?;
+                v.push(copy);
+                Ok((v.len() - 1) as u64)
+            }
+        }
     })
+}
+
+/// The former name of [`pass_handle`], kept for the callers written when
+/// handles crossed only at spawn: the same function.
+pub fn duplicate_for_child(handle: sys::BorrowedRaw<'_>) -> Result<u64> {
+    pass_handle(handle)
 }
 
 /// Worker side: from now on passed handles are taken from `chan`, the
@@ -103,25 +236,165 @@ pub(crate) fn stop_receiving() -> Option<sys::ChildChannel> {
     RECEIVING.with(|c| c.borrow_mut().take())
 }
 
-/// Takes a handle the parent passed with [`duplicate_for_child`], by its
-/// token (each once).
+/// Runs `decode` with `handles` (those that came with a message; tokens
+/// are their indexes) as the ones [`take_passed_handle`] takes from; the
+/// ones not taken are closed when it returns.
+pub(crate) fn receiving_message<R>(handles: Carried, decode: impl FnOnce() -> R) -> R {
+    let handles = handles.0;
+    let len = handles.len();
+    let incoming = Incoming {
+        handles: handles.into_iter().map(Some).collect(),
+        counts: Vec::new(),
+        task: 0,
+        base: 0,
+        len,
+    };
+    with_incoming(incoming, decode)
+}
+
+/// Runs `f` (which runs a pool chunk's tasks) with `handles` (those of the
+/// chunk, in task order) as the ones its tasks take from: task `i` has
+/// `counts[i]` of them, and its tokens index those only, once
+/// [`next_task`] opened its window. Not taken: closed when it returns.
+pub(crate) fn receiving_batch<R>(handles: Carried, counts: Vec<u32>, f: impl FnOnce() -> R) -> R {
+    let incoming = Incoming {
+        handles: handles.0.into_iter().map(Some).collect(),
+        counts,
+        task: 0,
+        base: 0,
+        len: 0,
+    };
+    with_incoming(incoming, f)
+}
+
+fn with_incoming<R>(incoming: Incoming, f: impl FnOnce() -> R) -> R {
+    let outer = MESSAGE_IN.with(|m| m.borrow_mut().replace(incoming));
+    // Restored (and the handles nobody took closed) even if `f` panics.
+    struct Restore(Option<Incoming>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            let mine = MESSAGE_IN.with(|m| std::mem::replace(&mut *m.borrow_mut(), outer));
+            drop(mine);
+        }
+    }
+    let _restore = Restore(outer);
+    f()
+}
+
+/// In a pool chunk started with [`receiving_batch`]: the next task is
+/// about to be decoded; its handles (only) can be taken now. Without
+/// handles (no [`receiving_batch`]) it does nothing.
+pub(crate) fn next_task() {
+    MESSAGE_IN.with(|m| {
+        if let Some(inc) = m.borrow_mut().as_mut() {
+            if inc.counts.is_empty() {
+                return;
+            }
+            inc.len = inc.counts.get(inc.task).map_or(0, |&c| c as usize);
+            inc.task += 1;
+        }
+    })
+}
+
+/// In a pool chunk: the task [`next_task`] opened was decoded; the handles
+/// of it that it did not take are closed now, and none can be taken until
+/// the next task (so a message the task receives without handles of its
+/// own can't name them).
+pub(crate) fn task_decoded() {
+    MESSAGE_IN.with(|m| {
+        if let Some(inc) = m.borrow_mut().as_mut() {
+            if inc.counts.is_empty() {
+                return;
+            }
+            for h in inc.handles.iter_mut().skip(inc.base).take(inc.len) {
+                *h = None;
+            }
+            inc.base += inc.len;
+            inc.len = 0;
+        }
+    })
+}
+
+/// Takes a handle passed with [`pass_handle`], by its token (each once):
+/// from the message being decoded on this thread, else from the worker's
+/// bootstrap channel while it decodes its arguments.
 pub(crate) fn take_passed_handle(token: u64) -> io::Result<sys::OwnedRaw> {
+    let from_message = MESSAGE_IN.with(|m| {
+        let mut m = m.borrow_mut();
+        let inc = m.as_mut()?;
+        let taken = usize::try_from(token)
+            .ok()
+            .filter(|&i| i < inc.len)
+            .and_then(|i| inc.handles.get_mut(inc.base + i))
+            .and_then(Option::take);
+        Some(taken.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "no passed handle {token} in this message ({} came with it), or it was taken already",
+                    inc.len
+                ),
+            )
+        }))
+    });
+    if let Some(r) = from_message {
+        return r;
+    }
     RECEIVING.with(|c| match c.borrow_mut().as_mut() {
         Some(ch) => ch.take_handle(token),
         None => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "a passed handle can only be received while a worker decodes its arguments",
+            io::ErrorKind::InvalidInput,
+            format!("no passed handle {token}: no handles came with this message"),
         )),
     })
 }
 
-/// An OS handle (a Unix fd, a Windows `HANDLE`) sent to a worker inside its
-/// arguments.
+/// Appends a handle block (see the module docs) for `count` handles with
+/// `values` to `out`.
+pub(crate) fn put_block(out: &mut Vec<u8>, count: usize, values: &[u64]) {
+    out.extend_from_slice(&(count as u32).to_le_bytes());
+    out.extend_from_slice(&(values.len() as u32).to_le_bytes());
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Reads a handle block off the front of `body`: the number of handles,
+/// the values, and how many bytes the block took; `None` when it is cut
+/// off or says more than [`sys::MAX_MESSAGE_HANDLES`].
+pub(crate) fn take_block(body: &[u8]) -> Option<(usize, Vec<u64>, usize)> {
+    let word = |at: usize| -> Option<usize> {
+        let b = body.get(at..at + 4)?;
+        Some(u32::from_le_bytes(b.try_into().ok()?) as usize)
+    };
+    let count = word(0)?;
+    let n = word(4)?;
+    if count > sys::MAX_MESSAGE_HANDLES || n > sys::MAX_MESSAGE_HANDLES {
+        return None;
+    }
+    let end = 8 + n * 8;
+    let values = body
+        .get(8..end)?
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    Some((count, values, end))
+}
+
+/// An OS handle (a Unix fd, a Windows `HANDLE`) sent to another process
+/// inside a value: a worker's arguments, a pool task's arguments, a
+/// message over a [`Connection`](crate::Connection).
 ///
-/// Serializing it is only possible while spawning (it calls
-/// [`duplicate_for_child`]); in the worker, deserializing it yields the
-/// worker's own copy. It is the mechanism that lets a pipe end travel to a
-/// child.
+/// Serializing it calls [`pass_handle`], so it is only possible while such
+/// a value is serialized (elsewhere: [`Error::is_not_spawning`]); the
+/// receiver, deserializing it, gets its own copy, and this process keeps
+/// its own. A message or task with handles that is never received: its
+/// handles are closed with it on Unix (the socket closes the fds it holds
+/// when its last end closes); on Windows they stay open in the receiving
+/// process until it exits. On Windows a message over a `Connection` can
+/// carry handles only to a pool worker (see
+/// [`Connection`](crate::Connection)).
 #[derive(Debug)]
 pub struct PassedHandle(sys::OwnedRaw);
 
@@ -139,7 +412,7 @@ impl PassedHandle {
 
 impl Serialize for PassedHandle {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let token = duplicate_for_child(sys::borrow(&self.0)).map_err(encode::handle_error)?;
+        let token = pass_handle(sys::borrow(&self.0)).map_err(encode::handle_error)?;
         s.serialize_u64(token)
     }
 }
@@ -149,7 +422,7 @@ impl<'de> Deserialize<'de> for PassedHandle {
         let token = u64::deserialize(d)?;
         take_passed_handle(token)
             .map(PassedHandle)
-            .map_err(serde::de::Error::custom)
+            .map_err(encode::decode_error)
     }
 }
 
@@ -268,8 +541,8 @@ pub(crate) struct EndSettings {
     pub max_len: u64,
 }
 
-/// Writes a `Connection` end: passes its handles to the child being
-/// spawned (only possible while spawning), then writes its wire form.
+/// Writes a `Connection` end: passes its handles with the value being
+/// serialized ([`pass_handle`]), then writes its wire form.
 pub(crate) fn serialize_end<S: Serializer>(
     chan: &sys::Channel,
     end: EndSettings,
@@ -279,7 +552,7 @@ pub(crate) fn serialize_end<S: Serializer>(
     let kind = kind_of(&parts);
     let handles = handles_of(parts)
         .into_iter()
-        .map(duplicate_for_child)
+        .map(pass_handle)
         .collect::<Result<Vec<u64>>>()
         .map_err(encode::handle_error)?;
     ConnectionWire {
@@ -300,15 +573,15 @@ pub(crate) fn deserialize_end<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<(sys::Channel, EndSettings), D::Error> {
     let w = ConnectionWire::deserialize(d)?;
-    check_kind(w.kind, w.handles.len()).map_err(serde::de::Error::custom)?;
+    check_kind(w.kind, w.handles.len()).map_err(encode::decode_error)?;
     let handles = w
         .handles
         .into_iter()
         .map(take_passed_handle)
         .collect::<io::Result<Vec<_>>>()
-        .map_err(serde::de::Error::custom)?;
-    let parts = parts_of(w.kind, handles).map_err(serde::de::Error::custom)?;
-    let chan = sys::Channel::from_passed(parts).map_err(serde::de::Error::custom)?;
+        .map_err(encode::decode_error)?;
+    let parts = parts_of(w.kind, handles).map_err(encode::decode_error)?;
+    let chan = sys::Channel::from_passed(parts).map_err(encode::decode_error)?;
     let end = EndSettings {
         readable: w.readable,
         writable: w.writable,
@@ -396,12 +669,85 @@ mod tests {
         assert!(postcard::from_bytes::<ConnectionWire>(&bytes[..bytes.len() - 1]).is_err());
     }
 
+    /// A fresh fd / handle to pass.
+    fn a_handle() -> sys::OwnedRaw {
+        let (_r, w) = sys::pipe(false).unwrap();
+        sys::duplicate(w.as_raw()).unwrap()
+    }
+
+    #[test]
+    fn a_message_collects_copies_and_tokens_are_their_indexes() {
+        let (h1, h2) = (a_handle(), a_handle());
+        let ((t1, t2), carried) = collecting(|| {
+            (
+                pass_handle(sys::borrow(&h1)).unwrap(),
+                pass_handle(sys::borrow(&h2)).unwrap(),
+            )
+        });
+        assert_eq!((t1, t2, carried.len()), (0, 1, 2));
+        // Nothing is left behind on the thread.
+        assert!(pass_handle(sys::borrow(&h1)).unwrap_err().is_not_spawning());
+        let (none, empty) = collecting(|| 5);
+        assert_eq!((none, empty.len()), (5, 0));
+    }
+
+    #[test]
+    fn a_message_s_handles_are_taken_once_each_by_token() {
+        let carried = Carried::from_received(vec![a_handle(), a_handle()]);
+        receiving_message(carried, || {
+            assert!(take_passed_handle(1).is_ok());
+            assert!(take_passed_handle(1).is_err(), "taken twice");
+            assert!(take_passed_handle(2).is_err(), "past the end");
+            assert!(take_passed_handle(u64::MAX).is_err());
+            assert!(take_passed_handle(0).is_ok());
+        });
+        // Outside the message, no token names anything.
+        assert!(take_passed_handle(0).is_err());
+    }
+
+    #[test]
+    fn a_pool_task_sees_only_its_own_handles_and_only_while_decoded() {
+        let carried = Carried::from_received(vec![a_handle(), a_handle(), a_handle()]);
+        // Task 0 has none, task 1 two, task 2 one.
+        receiving_batch(carried, vec![0, 2, 1], || {
+            next_task();
+            assert!(take_passed_handle(0).is_err());
+            task_decoded();
+            next_task();
+            assert!(take_passed_handle(1).is_ok());
+            assert!(take_passed_handle(2).is_err(), "task 2's, not task 1's");
+            task_decoded();
+            // Between tasks: nothing.
+            assert!(take_passed_handle(0).is_err());
+            next_task();
+            assert!(take_passed_handle(0).is_ok());
+            task_decoded();
+        });
+    }
+
+    #[test]
+    fn handle_blocks_round_trip_and_refuse_what_is_cut_off_or_over_the_cap() {
+        let mut b = Vec::new();
+        put_block(&mut b, 3, &[8, 12, 16]);
+        b.extend_from_slice(b"rest");
+        let (count, values, at) = take_block(&b).unwrap();
+        assert_eq!(
+            (count, values, &b[at..]),
+            (3, vec![8, 12, 16], &b"rest"[..])
+        );
+        assert_eq!(take_block(&b[..7]), None);
+        assert_eq!(take_block(&b[..8 + 8 * 3 - 1]), None);
+        let mut over = Vec::new();
+        put_block(&mut over, MAX_HANDLES + 1, &[]);
+        assert_eq!(take_block(&over), None);
+    }
+
     #[test]
     fn handles_pass_only_while_spawning() {
         let (_r, w) = sys::pipe(false).unwrap();
         let e = duplicate_for_child(w.as_raw()).unwrap_err();
         assert!(e.is_not_spawning(), "{e}");
         let e = take_passed_handle(0).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 }

@@ -10,11 +10,12 @@ use std::sync::{Arc, Mutex};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::protocol::put_frame;
+use super::protocol::{put_frame, HandlesBuilder, TaskHandles};
 use super::results::{ChunkResults, Failure, Ready};
 use super::scheduler::Scheduler;
 use super::workers::{lock, Shared};
 use super::{Pool, FRAME_TARGET, MAX_AUTO_CHUNK};
+use crate::codec::handles::{self as codec_handles, MAX_HANDLES};
 use crate::encode;
 use crate::error::{Error, Kind, Result};
 use crate::spawn;
@@ -164,25 +165,38 @@ where
             // Each argument length-prefixed, back to back, in one buffer.
             let mut tasks = Vec::new();
             let mut n = 0u32;
+            // The handles the chunk's tasks carry (none: nothing allocated).
+            let mut handles = HandlesBuilder::default();
             let mut scratch = std::mem::take(&mut self.scratch);
             for item in items {
                 scratch.clear();
                 // A `Serialize` impl is the caller's code too.
                 let encoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    encode::append(&item, &mut scratch)
+                    codec_handles::collecting(|| encode::append(&item, &mut scratch))
                 }));
                 match encoded {
-                    Ok(Ok(())) => {
+                    Ok((Ok(()), carried)) => {
+                        if n > 0 && handles.len() + carried.len() > MAX_HANDLES {
+                            // A frame carries at most MAX_HANDLES: this
+                            // task starts the next chunk.
+                            let at = self.pulled;
+                            self.pulled += u64::from(n);
+                            let h = handles.finish(n);
+                            self.submit_chunk(at, (n, std::mem::take(&mut tasks)), h);
+                            n = 0;
+                        }
+                        handles.add(n, carried);
                         put_frame(&mut tasks, &scratch);
                         n += 1;
                     }
-                    Ok(Err(source)) => {
+                    Ok((Err(source), _)) => {
                         // This task can't be sent: its own error, now (the
                         // same error `submit` gives).
                         if n > 0 {
                             let at = self.pulled;
                             self.pulled += u64::from(n);
-                            self.submit_chunk(at, (n, std::mem::take(&mut tasks)));
+                            let h = handles.finish(n);
+                            self.submit_chunk(at, (n, std::mem::take(&mut tasks)), h);
                             n = 0;
                         }
                         let why = Failure::Encode {
@@ -204,7 +218,8 @@ where
             if n > 0 {
                 let at = self.pulled;
                 self.pulled += u64::from(n);
-                self.submit_chunk(at, (n, tasks));
+                let h = handles.finish(n);
+                self.submit_chunk(at, (n, tasks), h);
             }
         }
     }
@@ -234,10 +249,11 @@ where
         None
     }
 
-    fn submit_chunk(&mut self, first: u64, (n, tasks): (u32, Vec<u8>)) {
+    fn submit_chunk(&mut self, first: u64, (n, tasks): (u32, Vec<u8>), handles: TaskHandles) {
         let res = {
             let mut st = lock(&self.pool.state);
-            st.sched.enqueue(self.job, self.entry, first, (n, tasks))
+            st.sched
+                .enqueue_with(self.job, self.entry, first, (n, tasks), handles)
         };
         if let Err(why) = res {
             self.ready.insert(ChunkResults::failed(first, n, why));

@@ -22,10 +22,27 @@
 //! exits. (Without a pidfd, on macOS and older Linux, the end of the pipe
 //! is all there is.)
 //!
-//! A queued task holds no OS resource: inputs are pulled from the caller's
-//! iterator only as the workers catch up (at most [`Pool::WINDOW`] tasks of one
-//! `imap` are pulled and not yet yielded), so a million-task iterator runs in
-//! bounded memory.
+//! A queued task holds no OS resource (unless its arguments carry handles,
+//! below): inputs are pulled from the caller's iterator only as the workers
+//! catch up (at most [`Pool::WINDOW`] tasks of one `imap` are pulled and not
+//! yet yielded), so a million-task iterator runs in bounded memory.
+//!
+//! # Handles in task arguments
+//!
+//! A task's arguments may carry OS handles — a [`Connection`] end, a
+//! [`PassedHandle`](crate::PassedHandle) of a pipe or file, or any type
+//! whose `Serialize` impl calls [`pass_handle`](crate::pass_handle) — with
+//! [`submit`](Pool::submit), [`map`](Pool::map), [`imap`](Pool::imap) and
+//! the rest alike. When the task is queued, the pool makes its own copy of
+//! each (the caller keeps, and may drop, its own); the copies go with the
+//! task's frame to whichever worker runs it (Unix: `SCM_RIGHTS` on the
+//! channel's socket; Windows: `DuplicateHandle` into the worker), and are
+//! closed once the task is done (kept until then, to go again to another
+//! worker if the first dies before starting it). The task gets its own
+//! copies; those its arguments leave are closed before it runs. Tasks
+//! without handles pay nothing for this. A chunk of tasks carries at most
+//! 4096 handles (chunks are cut shorter to keep to that). A task *result*
+//! can't carry handles: it fails with [`Error::is_result_encode`].
 
 mod imap;
 mod protocol;
@@ -42,6 +59,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::codec::handles;
 use crate::encode::{self, EncodeError};
 use crate::error::{Error, Kind, Result};
 use crate::popen::{PopenBuilder, Stdio};
@@ -441,7 +459,8 @@ impl Pool {
         let name = spawn::entry_id(&entry);
         let mut st = lock(&self.shared.state);
         let job = st.sched.new_job();
-        let early = match encode::to_vec(&arg) {
+        let (encoded, carried) = handles::collecting(|| encode::to_vec(&arg));
+        let early = match encoded {
             _ if spawn::find_entry(name).is_none() => {
                 Some(Error::new(Kind::UnknownEntry(name.to_string())))
             }
@@ -452,7 +471,9 @@ impl Pool {
             Ok(payload) => {
                 let mut task = Vec::with_capacity(payload.len() + 2);
                 protocol::put_frame(&mut task, &payload);
-                let r = st.sched.enqueue(job, name, 0, (1, task));
+                let mut h = protocol::HandlesBuilder::default();
+                h.add(0, carried);
+                let r = st.sched.enqueue_with(job, name, 0, (1, task), h.finish(1));
                 self.shared.dispatch(&mut st);
                 r.err().map(Failure::into_error)
             }

@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::codec::handles::{self, Carried};
 use crate::connection::Connection;
 use crate::encode::{self, EncodeError};
 use crate::spawn::{self, catch_task};
@@ -70,7 +71,12 @@ where
             return i + 1;
         };
         rest = next;
-        match crate::encode::from_bytes::<A>(arg) {
+        // The task's handles (if the chunk came with any) are what its
+        // tokens name, only while it is decoded.
+        handles::next_task();
+        let decoded = crate::encode::from_bytes::<A>(arg);
+        handles::task_decoded();
+        match decoded {
             Err(e) => fails.push((i, TaskFail::BadArgs(e.to_string()))),
             Ok(a) => match catch_task(|| f(a)) {
                 Err(report) => fails.push((i, TaskFail::Panic(report))),
@@ -115,6 +121,7 @@ pub(super) struct WireChunkRef<'a> {
     pub(super) entry: u16,
     #[serde(with = "serde_bytes")]
     pub(super) tasks: &'a [u8],
+    pub(super) handles: &'a [u32],
 }
 
 /// A chunk: its tasks' arguments, each length-prefixed, back to back.
@@ -124,6 +131,63 @@ pub(super) struct WireChunk {
     pub(super) entry: u16,
     #[serde(with = "serde_bytes")]
     pub(super) tasks: Vec<u8>,
+    /// How many handles each task has, in task order (empty: none). The
+    /// frame's handles are the chunks' handles, in chunk order.
+    pub(super) handles: Vec<u32>,
+}
+
+/// The handles of a chunk's tasks: the copies this process sends with it
+/// (kept until the chunk is done, to send again if its worker dies), and
+/// how many each task has (empty: none).
+#[derive(Debug, Default)]
+pub(super) struct TaskHandles {
+    pub(super) carried: Option<Arc<Carried>>,
+    pub(super) counts: Vec<u32>,
+}
+
+impl TaskHandles {
+    /// How many handles the chunk has.
+    pub(super) fn len(&self) -> usize {
+        self.carried.as_ref().map_or(0, |c| c.len())
+    }
+}
+
+/// Collects the handles of a chunk's tasks as they are encoded.
+#[derive(Default)]
+pub(super) struct HandlesBuilder {
+    carried: Carried,
+    counts: Vec<u32>,
+}
+
+impl HandlesBuilder {
+    /// How many handles so far.
+    pub(super) fn len(&self) -> usize {
+        self.carried.len()
+    }
+
+    /// Task `index` of the chunk (the tasks before it were added) has
+    /// `carried`.
+    pub(super) fn add(&mut self, index: u32, carried: Carried) {
+        if carried.is_empty() && self.counts.is_empty() {
+            return;
+        }
+        self.counts.resize(index as usize, 0);
+        self.counts.push(carried.len() as u32);
+        self.carried.append(carried);
+    }
+
+    /// The handles of a chunk of `n` tasks; the builder is empty again.
+    pub(super) fn finish(&mut self, n: u32) -> TaskHandles {
+        if self.counts.is_empty() {
+            return TaskHandles::default();
+        }
+        let mut counts = std::mem::take(&mut self.counts);
+        counts.resize(n as usize, 0);
+        TaskHandles {
+            carried: Some(Arc::new(std::mem::take(&mut self.carried))),
+            counts,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -241,6 +305,9 @@ pub(crate) fn worker_connection() -> Option<&'static Connection> {
 /// The loop a pool worker runs.
 pub(super) fn pool_worker_main((conn, cfg): (Connection, WorkerConfig)) {
     let conn = Arc::new(conn);
+    // Windows: handles in task frames arrive as values the parent
+    // duplicated into this process.
+    conn.take_handles_from_parent();
     let _ = WORKER_CONN.set(Arc::clone(&conn));
     if let Some((name, InitArgs::Received(payload))) = cfg.initializer {
         if let Err(why) = run_initializer(&name, &payload) {
@@ -252,7 +319,17 @@ pub(super) fn pool_worker_main((conn, cfg): (Connection, WorkerConfig)) {
         return;
     }
     loop {
-        let Ok(frame) = conn.recv_bytes() else { return };
+        let Ok((frame, carried)) = conn.recv_frame() else {
+            return;
+        };
+        // Handles that could not be taken: the tasks that have some fail
+        // to decode (their tokens name nothing), the others run; the
+        // worker goes on (exiting would have the frame sent to the next
+        // worker, to fail the same way).
+        let mut carried = carried.unwrap_or_else(|e| {
+            eprintln!("multiproc pool worker: {e}");
+            Carried::default()
+        });
         let Ok(msg) = postcard::from_bytes::<ToWorker>(&frame) else {
             eprintln!("multiproc pool worker: undecodable frame from the parent");
             return;
@@ -275,8 +352,15 @@ pub(super) fn pool_worker_main((conn, cfg): (Connection, WorkerConfig)) {
             let mut values = Vec::new();
             let mut fails = Vec::new();
             match defs.get(c.entry as usize).copied().flatten() {
-                Some(def) => {
+                Some(def) if c.handles.is_empty() => {
                     (def.run_batch)(&c.tasks, &mut values, &mut fails);
+                }
+                Some(def) => {
+                    let n: usize = c.handles.iter().map(|&k| k as usize).sum();
+                    let mine = carried.take_front(n);
+                    handles::receiving_batch(mine, c.handles, || {
+                        (def.run_batch)(&c.tasks, &mut values, &mut fails)
+                    });
                 }
                 None => {
                     let name = entries.get(c.entry as usize).map_or("", String::as_str);

@@ -14,9 +14,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::protocol::{FromWorker, TaskFail, ToWorker, ToWorkerRef, WireChunkRef};
+use super::protocol::{FromWorker, TaskFail, TaskHandles, ToWorker, ToWorkerRef, WireChunkRef};
 use super::results::{Broken, ChunkResults, Failure};
 use super::{FRAME_TARGET, MAX_FAILED_STARTS, MAX_FRAME_CHUNKS};
+use crate::codec::handles::{Carried, MAX_HANDLES};
 use crate::error::Result;
 use crate::status::ExitStatus;
 
@@ -36,6 +37,12 @@ pub(super) trait Workers {
     fn spawn(&mut self, id: WorkerId) -> Result<u32>;
     /// Writes `frame` to worker `id`, after the frames written before.
     fn send(&mut self, id: WorkerId, frame: Vec<u8>);
+    /// Writes `frame` with the handles its tasks carry (the chunks'
+    /// handles, in chunk order), which stay open here until sent.
+    fn send_with(&mut self, id: WorkerId, frame: Vec<u8>, handles: Vec<Arc<Carried>>) {
+        drop(handles);
+        self.send(id, frame)
+    }
     /// Nothing more will be written to worker `id`.
     fn close(&mut self, id: WorkerId);
     /// Kills worker `id`; its end is reported as usual.
@@ -61,6 +68,7 @@ struct ChunkRec {
     /// How many tasks; their arguments, each length-prefixed.
     n: u32,
     tasks: Vec<u8>,
+    handles: TaskHandles,
 }
 
 /// A caller's `imap`/`map`/`submit`: the results that arrived and were
@@ -330,14 +338,25 @@ impl Scheduler {
             let w = &mut workers[k];
             let mut entries: Vec<&str> = Vec::new();
             let mut wire = Vec::new();
+            let mut carried: Vec<Arc<Carried>> = Vec::new();
+            let mut handles_sent = 0;
             let mut tasks_sent = 0;
             while wire.len() < room {
-                let Some(cid) = queue.pop_front() else {
+                let Some(&cid) = queue.front() else {
                     break;
                 };
                 let Some(c) = chunks.get(&cid) else {
+                    queue.pop_front();
                     continue;
                 };
+                // A frame carries at most MAX_HANDLES handles (a chunk
+                // never has more, see `HandlesBuilder`'s callers).
+                if handles_sent + c.handles.len() > MAX_HANDLES && !wire.is_empty() {
+                    break;
+                }
+                queue.pop_front();
+                handles_sent += c.handles.len();
+                carried.extend(c.handles.carried.clone());
                 let e = match entries.iter().position(|x| *x == c.entry) {
                     Some(i) => i,
                     None => {
@@ -350,6 +369,7 @@ impl Scheduler {
                     id: cid,
                     entry: e as u16,
                     tasks: &c.tasks,
+                    handles: &c.handles.counts,
                 });
                 if let Some(max) = limits.max_tasks_per_child {
                     if w.sent_tasks + tasks_sent >= max {
@@ -376,8 +396,10 @@ impl Scheduler {
                     w.retiring = true;
                 }
             }
-            if w.open {
+            if w.open && carried.is_empty() {
                 io.send(w.id, frame);
+            } else if w.open {
+                io.send_with(w.id, frame, carried);
             }
             self.next_worker = k + 1;
         }
@@ -550,12 +572,25 @@ impl Scheduler {
 
     /// Queues a chunk of `n` tasks of `entry` (the tasks `first..first + n`
     /// of `job`), or says why it can't run.
+    #[cfg(test)]
     pub(super) fn enqueue(
         &mut self,
         job: u64,
         entry: &'static str,
         first: u64,
+        tasks: (u32, Vec<u8>),
+    ) -> std::result::Result<(), Failure> {
+        self.enqueue_with(job, entry, first, tasks, TaskHandles::default())
+    }
+
+    /// [`enqueue`](Self::enqueue) for tasks with handles.
+    pub(super) fn enqueue_with(
+        &mut self,
+        job: u64,
+        entry: &'static str,
+        first: u64,
         (n, tasks): (u32, Vec<u8>),
+        handles: TaskHandles,
     ) -> std::result::Result<(), Failure> {
         if let Some(why) = &self.broken {
             return Err(Failure::Broken(why.clone()));
@@ -576,6 +611,7 @@ impl Scheduler {
                 entry,
                 n,
                 tasks,
+                handles,
             },
         );
         self.queue.push_back(cid);

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::protocol::{pool_worker_main, FromWorker, InitArgs, WorkerConfig};
 use super::scheduler::{Limits, Scheduler, WorkerId, Workers};
+use crate::codec::handles::Carried;
 use crate::connection::{Connection, Pipe};
 use crate::error::{Error, Result};
 use crate::popen::{Popen, PopenBuilder};
@@ -114,11 +115,15 @@ struct Handles {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// A frame for a worker's writer thread, and the handles that go with it.
+type OutFrame = (Vec<u8>, Vec<Arc<Carried>>);
+
 struct Handle {
     id: WorkerId,
     popen: Arc<Popen>,
-    /// To the worker's writer thread; `None` once closed.
-    tx: Option<mpsc::Sender<Vec<u8>>>,
+    /// To the worker's writer thread (a frame, and the handles that go
+    /// with it); `None` once closed.
+    tx: Option<mpsc::Sender<OutFrame>>,
 }
 
 impl Handles {
@@ -139,8 +144,12 @@ impl Workers for Os<'_> {
     }
 
     fn send(&mut self, id: WorkerId, frame: Vec<u8>) {
+        self.send_with(id, frame, Vec::new());
+    }
+
+    fn send_with(&mut self, id: WorkerId, frame: Vec<u8>, handles: Vec<Arc<Carried>>) {
         if let Some(tx) = self.handles.get(id).and_then(|h| h.tx.as_ref()) {
-            let _ = tx.send(frame);
+            let _ = tx.send((frame, handles));
         }
     }
 
@@ -283,13 +292,30 @@ impl Shared {
         // The worker's exit ends the reader's stream even while children it
         // started hold its end of the channel.
         conn.watch_peer(&popen);
-        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let (tx, rx) = mpsc::channel::<OutFrame>();
         let writer_conn = Arc::clone(&conn);
+        let writer_popen = Arc::clone(&popen);
         let writer = std::thread::Builder::new()
             .name(format!("multiproc-pool-w{}", popen.pid()))
             .spawn(move || {
-                for frame in rx {
-                    if writer_conn.send_bytes(&frame).is_err() {
+                for (frame, handles) in rx {
+                    let sent = if handles.is_empty() {
+                        writer_conn.send_bytes(&frame)
+                    } else {
+                        let parts: Vec<&Carried> = handles.iter().map(|c| &**c).collect();
+                        writer_conn.send_with_handles(&frame, &parts)
+                    };
+                    if let Err(e) = sent {
+                        // The worker is gone (its reader reports that), or
+                        // its frame could not be written whole (the
+                        // handles of its tasks could not be sent: the OS's
+                        // limit on fds in flight, Windows out of handles):
+                        // then it would wait forever for the rest, so it is
+                        // killed, and its tasks go as for a worker that
+                        // died.
+                        if !e.is_eof() {
+                            let _ = writer_popen.kill();
+                        }
                         break;
                     }
                 }

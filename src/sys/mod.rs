@@ -124,6 +124,30 @@ const _: fn(&Channel) -> ChannelParts<BorrowedRaw<'_>> = Channel::pass_handles;
 /// A second lane for big message bodies (Unix: a socket next to the
 /// pipes); Windows has none.
 const _: fn(&Channel) -> bool = Channel::has_bulk;
+/// Handles inside a message, for the frame written next (the caller holds
+/// the send lock until it is written): Unix sends copies as `SCM_RIGHTS`
+/// on the bulk lane (returns no values); Windows duplicates them into the
+/// peer, the process at the other end, whose process handle must be given
+/// (`Child::sentinel`; an `Unsupported` error without one), and returns
+/// their values there.
+#[allow(clippy::type_complexity)] // the signature, spelled out
+const _: fn(&Channel, &[BorrowedRaw<'_>], Option<BorrowedRaw<'_>>) -> io::Result<Vec<u64>> =
+    Channel::send_handles;
+/// Right after the header of a frame that says it carries handles: Unix
+/// takes what `send_handles` sent (without waiting: it was sent before the
+/// frame; an error, all closed, if it is not there or wrong); Windows:
+/// nothing.
+const _: fn(&Channel) -> io::Result<Vec<OwnedRaw>> = Channel::recv_handles;
+/// Checks what came against the frame's block (`count` handles, `values`),
+/// and gives the handles, owned. Windows takes values only when `trusted`
+/// (the peer is the process that started this one).
+#[allow(clippy::type_complexity)] // the signature, spelled out
+const _: fn(&Channel, Vec<OwnedRaw>, usize, &[u64], bool) -> io::Result<Vec<OwnedRaw>> =
+    Channel::adopt_handles;
+/// The most handles one message carries.
+const _: usize = MAX_MESSAGE_HANDLES;
+/// A copy of a handle, owned by this process, not inherited by children.
+const _: fn(BorrowedRaw<'_>) -> io::Result<OwnedRaw> = duplicate;
 const _: fn(&Channel, &[u8]) -> io::Result<usize> = Channel::write_bulk;
 const _: fn(&Channel, &mut Vec<u8>, usize) -> io::Result<usize> = Channel::read_bulk_append;
 const _: fn(&Channel) -> BorrowedRaw<'_> = Channel::as_raw;

@@ -3,9 +3,11 @@
 //! thread so that children dropped without `wait` never stay zombies.
 //!
 //! The bootstrap channel is an `AF_UNIX` stream socketpair rather than a
-//! pipe: handles passed with `duplicate_for_child` travel as `SCM_RIGHTS`
+//! pipe: handles passed with `pass_handle` at spawn travel as `SCM_RIGHTS`
 //! after the child exists, exactly as the Windows side duplicates them into
 //! the running child. So the child starts with fds 0, 1, 2 and 3 only.
+//! Handles in later messages travel the same way on a `Pipe` end's bulk-lane
+//! socket (`rights.rs`).
 
 use std::ffi::OsString;
 use std::io;
@@ -28,6 +30,7 @@ mod exe;
 mod pidfd;
 mod poll;
 mod reaper;
+mod rights;
 mod shm;
 mod spawn;
 mod sync;
@@ -42,6 +45,7 @@ pub(crate) use diag::{
 pub(crate) use exe::RunningImage;
 pub(crate) use poll::wait_any;
 pub(crate) use reaper::reap_in_background;
+pub(crate) use rights::{duplicate, MAX_MESSAGE_HANDLES};
 pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};
 pub(crate) use spawn::spawn;
 pub(crate) use sync::{SysEvent, SysMutex, SysSemaphore};

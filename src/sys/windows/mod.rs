@@ -85,6 +85,7 @@ mod exe;
 mod job;
 mod overlapped;
 mod pipe;
+mod rights;
 mod shm;
 mod spawn;
 mod stdio;
@@ -102,6 +103,7 @@ pub(crate) use diag::{
 };
 pub(crate) use exe::RunningImage;
 pub(crate) use pipe::{pipe, Channel};
+pub(crate) use rights::{duplicate, MAX_MESSAGE_HANDLES};
 pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};
 pub(crate) use spawn::spawn;
 pub(crate) use sync::{SysEvent, SysMutex, SysSemaphore};

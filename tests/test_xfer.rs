@@ -1,0 +1,258 @@
+//! Handles that cross at run time: inside messages over a `Connection`
+//! and in pool tasks, with real worker processes of this test binary
+//! (Linux, and Windows under Wine).
+
+use std::io::{Read, Write};
+
+#[cfg(unix)]
+use multiproc::Process;
+use multiproc::{Connection, PassedHandle, Pipe, Pool};
+
+multiproc::test_support!();
+
+/// The tests count this process's open fds / handles: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+mod common;
+
+/// Receives a `Connection` end over `ctl`, then serves on it: each `u64`
+/// that comes is sent back doubled, until 0; reports on `ctl` how many.
+fn serve_received_end(ctl: Connection) -> u64 {
+    let end: Connection = ctl.recv().expect("the end sent over ctl");
+    let mut served = 0;
+    loop {
+        let x: u64 = end.recv().expect("a number on the received end");
+        if x == 0 {
+            break;
+        }
+        end.send(&(x * 2)).expect("send back on the received end");
+        served += 1;
+    }
+    ctl.send(&served).expect("report on ctl");
+    served
+}
+
+/// Receives pipe ends over `ctl` as one message and writes its index
+/// (as a byte) and its process id into each.
+fn write_into_received(ctl: Connection) -> usize {
+    let ends: Vec<PassedHandle> = ctl.recv().expect("the ends");
+    let n = ends.len();
+    for (i, h) in ends.into_iter().enumerate() {
+        let mut w = std::io::PipeWriter::from(h.into_inner());
+        w.write_all(&[(i % 251) as u8]).expect("write");
+    }
+    n
+}
+
+/// A pool task: writes `x` (8 bytes) into the pipe end it was given.
+fn write_to_passed((h, x): (PassedHandle, u64)) -> u64 {
+    let mut w = std::io::PipeWriter::from(h.into_inner());
+    w.write_all(&x.to_le_bytes()).expect("write");
+    x
+}
+
+/// A pool task: sends `x + 1` on the `Connection` end it was given.
+fn send_on_passed((c, x): (Connection, u64)) -> u64 {
+    c.send(&(x + 1)).expect("send on the passed end");
+    x
+}
+
+/// A pool task: the number of fds / handles this worker has open.
+fn open_count(_: ()) -> usize {
+    multiproc::test_hooks::open_handle_count().expect("count")
+}
+
+multiproc::entry!(
+    serve_received_end,
+    write_into_received,
+    write_to_passed,
+    send_on_passed,
+    open_count
+);
+
+#[cfg(unix)]
+#[test]
+fn a_connection_end_sent_to_a_running_child_is_used_by_it() {
+    let _serial = serial();
+    let (ctl, theirs) = Pipe::duplex().unwrap();
+    let mut p = Process::spawn(serve_received_end, theirs).unwrap();
+    let (mine, sent) = Pipe::duplex().unwrap();
+    ctl.send(&sent).unwrap();
+    drop(sent);
+    for x in [21u64, 1 << 40, 7] {
+        mine.send(&x).unwrap();
+        assert_eq!(mine.recv::<u64>().unwrap(), x * 2);
+    }
+    mine.send(&0u64).unwrap();
+    assert_eq!(ctl.recv::<u64>().unwrap(), 3);
+    assert_eq!(p.join().unwrap(), 3);
+    // The child's copy is gone with it, ours was dropped: end of file.
+    drop(ctl);
+    assert!(mine.recv::<u64>().unwrap_err().is_eof());
+}
+
+#[cfg(windows)]
+#[test]
+fn a_connection_end_in_a_message_is_refused_on_windows_with_a_clear_error() {
+    let _serial = serial();
+    // Windows: the receiving process of a plain Connection is not known
+    // (see the Connection docs); nothing is sent.
+    let (ctl, _theirs) = Pipe::duplex().unwrap();
+    let (_mine, sent) = Pipe::duplex().unwrap();
+    let err = ctl.send(&sent).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("only to a process this one started"),
+        "{err}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn three_hundred_handles_in_one_message_all_arrive_and_none_leak() {
+    let _serial = serial();
+    let before = multiproc::test_hooks::open_handle_count().unwrap();
+    let (ctl, theirs) = Pipe::duplex().unwrap();
+    let mut p = Process::spawn(write_into_received, theirs).unwrap();
+    let (mut r, w) = std::io::pipe().unwrap();
+    let ends: Vec<PassedHandle> = (0..300)
+        .map(|_| PassedHandle::new(w.try_clone().unwrap().into()))
+        .collect();
+    ctl.send(&ends).unwrap();
+    drop(ends);
+    drop(w);
+    assert_eq!(p.join().unwrap(), 300);
+    drop(p);
+    drop(ctl);
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).unwrap();
+    got.sort_unstable();
+    let mut want: Vec<u8> = (0..300).map(|i| (i % 251) as u8).collect();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    drop(r);
+    assert_eq!(multiproc::test_hooks::open_handle_count().unwrap(), before);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_forged_token_is_refused_and_the_handles_that_came_are_closed() {
+    let _serial = serial();
+    let (a, b) = Pipe::duplex().unwrap();
+    let before = multiproc::test_hooks::open_handle_count().unwrap();
+    let (_r, w) = std::io::pipe().unwrap();
+    // One handle comes; the message is read as naming two.
+    a.send(&(PassedHandle::new(w.into()), 1u64)).unwrap();
+    let err = b.recv::<(PassedHandle, PassedHandle)>().unwrap_err();
+    assert!(err.is_decode(), "{err}");
+    assert!(err.to_string().contains("no passed handle 1"), "{err}");
+    drop(_r);
+    assert_eq!(multiproc::test_hooks::open_handle_count().unwrap(), before);
+    // A token in a message that carried no handles.
+    a.send(&0u64).unwrap();
+    let err = b.recv::<PassedHandle>().unwrap_err();
+    assert!(err.to_string().contains("no handles came"), "{err}");
+    // The connection is fine after both.
+    a.send(&5u8).unwrap();
+    assert_eq!(b.recv::<u8>().unwrap(), 5);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_frame_that_claims_handles_that_did_not_come_poisons_the_end() {
+    let _serial = serial();
+    let (a, b) = Pipe::duplex().unwrap();
+    // A header flagged "handles follow" (bit 62), a block saying one, and
+    // nothing on the socket.
+    let mut frame = ((8u64) | 1 << 62).to_le_bytes().to_vec();
+    frame.extend_from_slice(&1u32.to_le_bytes());
+    frame.extend_from_slice(&0u32.to_le_bytes());
+    a.send_unframed(&frame).unwrap();
+    let err = b.recv::<u8>().unwrap_err();
+    assert!(err.is_poisoned(), "{err}");
+    assert!(err.to_string().contains("did not come"), "{err}");
+    assert!(b.recv::<u8>().unwrap_err().is_poisoned());
+}
+
+#[test]
+fn pool_tasks_carry_pipe_ends_and_connections_to_the_workers() {
+    let _serial = serial();
+    let pool = common::pool(2);
+    let (mut r, w) = std::io::pipe().unwrap();
+    let args: Vec<(PassedHandle, u64)> = (1..=20u64)
+        .map(|x| (PassedHandle::new(w.try_clone().unwrap().into()), x))
+        .collect();
+    let got = pool.map(write_to_passed, args).unwrap();
+    assert_eq!(got, (1..=20).collect::<Vec<_>>());
+    drop(w);
+    let mut bytes = Vec::new();
+    r.read_to_end(&mut bytes).unwrap_or_default();
+    // Every worker's copy is closed once its task is done, or read_to_end
+    // would not have returned.
+    let mut seen: Vec<u64> = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=20).collect::<Vec<_>>());
+
+    let (mine, theirs) = Pipe::duplex().unwrap();
+    let x = pool.submit(send_on_passed, (theirs, 41)).get().unwrap();
+    assert_eq!(x, 41);
+    assert_eq!(mine.recv::<u64>().unwrap(), 42);
+}
+
+#[test]
+fn many_tasks_with_handles_leave_fd_counts_where_they_started() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let worker_before = pool.submit(open_count, ()).get().unwrap();
+    let before = multiproc::test_hooks::open_handle_count().unwrap();
+    let (mut r, w) = std::io::pipe().unwrap();
+    for round in 0..5u64 {
+        let args: Vec<(PassedHandle, u64)> = (0..200u64)
+            .map(|x| {
+                (
+                    PassedHandle::new(w.try_clone().unwrap().into()),
+                    round * 1000 + x,
+                )
+            })
+            .collect();
+        assert_eq!(pool.map(write_to_passed, args).unwrap().len(), 200);
+        // Read each round's bytes before the next (a Windows pipe buffers
+        // only 4 KiB).
+        let mut buf = vec![0u8; 200 * 8];
+        r.read_exact(&mut buf).unwrap();
+        let mut seen: Vec<u64> = buf
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..200).map(|x| round * 1000 + x).collect::<Vec<_>>());
+    }
+    drop((r, w));
+    assert_eq!(pool.submit(open_count, ()).get().unwrap(), worker_before);
+    assert_eq!(multiproc::test_hooks::open_handle_count().unwrap(), before);
+}
+
+/// A pool task that tries to return a handle.
+fn return_a_handle(_: ()) -> PassedHandle {
+    let (_r, w) = std::io::pipe().expect("pipe");
+    PassedHandle::new(w.into())
+}
+
+multiproc::entry!(return_a_handle);
+
+#[test]
+fn a_pool_task_result_with_a_handle_is_a_result_encode_error() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let err = pool.submit(return_a_handle, ()).get().unwrap_err();
+    assert!(err.is_result_encode(), "{err}");
+    // The worker is fine: the next task runs.
+    assert!(pool.submit(open_count, ()).get().unwrap() > 0);
+}
