@@ -256,3 +256,59 @@ fn a_pool_task_result_with_a_handle_is_a_result_encode_error() {
     // The worker is fine: the next task runs.
     assert!(pool.submit(open_count, ()).get().unwrap() > 0);
 }
+
+/// A pool task: writes its index (a byte) into each of the pipe ends.
+fn write_into_each(ends: Vec<PassedHandle>) -> usize {
+    let n = ends.len();
+    for (i, h) in ends.into_iter().enumerate() {
+        let mut w = std::io::PipeWriter::from(h.into_inner());
+        w.write_all(&[(i % 251) as u8]).expect("write");
+    }
+    n
+}
+
+multiproc::entry!(write_into_each);
+
+#[test]
+fn three_hundred_handles_in_one_pool_task_all_arrive() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let before = multiproc::test_hooks::open_handle_count().unwrap();
+    let (mut r, w) = std::io::pipe().unwrap();
+    let ends: Vec<PassedHandle> = (0..300)
+        .map(|_| PassedHandle::new(w.try_clone().unwrap().into()))
+        .collect();
+    assert_eq!(pool.submit(write_into_each, ends).get().unwrap(), 300);
+    drop(w);
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).unwrap();
+    got.sort_unstable();
+    let mut want: Vec<u8> = (0..300).map(|i| (i % 251) as u8).collect();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    drop(r);
+    assert_eq!(multiproc::test_hooks::open_handle_count().unwrap(), before);
+}
+
+#[cfg(windows)]
+#[test]
+fn handle_values_in_a_message_on_a_plain_connection_are_refused() {
+    let _serial = serial();
+    // A frame flagged "handles follow" (bit 62) whose block names a value:
+    // a plain end takes values from no one (only a pool worker's end, from
+    // the parent that started it), so nothing is taken.
+    let (a, b) = Pipe::duplex().unwrap();
+    let mut body = Vec::new();
+    body.extend_from_slice(&1u32.to_le_bytes());
+    body.extend_from_slice(&1u32.to_le_bytes());
+    body.extend_from_slice(&4u64.to_le_bytes());
+    body.push(7);
+    let mut frame = (body.len() as u64 | 1 << 62).to_le_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    a.send_unframed(&frame).unwrap();
+    let err = b.recv::<u8>().unwrap_err();
+    assert!(err.to_string().contains("takes them only from"), "{err}");
+    // The frame was consumed whole: the end goes on.
+    a.send(&9u8).unwrap();
+    assert_eq!(b.recv::<u8>().unwrap(), 9);
+}
