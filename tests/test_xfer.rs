@@ -312,3 +312,38 @@ fn handle_values_in_a_message_on_a_plain_connection_are_refused() {
     a.send(&9u8).unwrap();
     assert_eq!(b.recv::<u8>().unwrap(), 9);
 }
+
+/// Receives a `Lock` over `ctl`; tries it while the parent holds it, then
+/// again once told the parent let go: (first try, second try).
+#[cfg(unix)]
+fn lock_over_ctl(ctl: Connection) -> (bool, bool) {
+    let lock: multiproc::Lock = ctl.recv().expect("the lock");
+    let while_held = lock.try_acquire().expect("try").is_some();
+    ctl.send(&while_held).expect("report");
+    let _go: u8 = ctl.recv().expect("go");
+    let after = lock.try_acquire().expect("try").is_some();
+    (while_held, after)
+}
+
+#[cfg(unix)]
+multiproc::entry!(lock_over_ctl);
+
+#[cfg(unix)]
+#[test]
+fn a_lock_sent_over_a_connection_to_a_running_child_is_the_same_lock() {
+    // The sync types pass their handles through `pass_handle`, so they
+    // cross in a message as they do at spawn.
+    let _serial = serial();
+    let (ctl, theirs) = Pipe::duplex().unwrap();
+    let mut p = Process::spawn(lock_over_ctl, theirs).unwrap();
+    let lock = multiproc::Lock::new().unwrap();
+    let held = lock.acquire().unwrap();
+    ctl.send(&lock).unwrap();
+    assert!(
+        !ctl.recv::<bool>().unwrap(),
+        "the child took a lock we hold"
+    );
+    drop(held);
+    ctl.send(&1u8).unwrap();
+    assert_eq!(p.join().unwrap(), (false, true));
+}
