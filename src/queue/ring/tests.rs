@@ -1,0 +1,256 @@
+//! Unit tests of the byte ring.
+
+use super::*;
+
+fn block(cap: usize) -> Vec<u8> {
+    vec![0xAA; block_len(cap)]
+}
+
+fn pop(r: &mut Ring<'_>) -> Result<Option<Vec<u8>>, Corrupt> {
+    let mut out = vec![1, 2, 3];
+    match r.pop(&mut out)? {
+        Pop::Done => Ok(Some(out)),
+        Pop::Empty | Pop::Closed => Ok(None),
+    }
+}
+
+#[test]
+fn items_come_out_in_order_and_whole() {
+    let mut mem = block(256);
+    let mut r = Ring::init(&mut mem, u64::MAX);
+    for i in 0..5u8 {
+        assert_eq!(r.push(&vec![i; i as usize * 3]), Ok(Push::Done));
+    }
+    assert_eq!(r.len(), 5);
+    for i in 0..5u8 {
+        assert_eq!(pop(&mut r).unwrap(), Some(vec![i; i as usize * 3]));
+    }
+    assert_eq!(r.len(), 0);
+    assert_eq!(r.pop(&mut Vec::new()), Ok(Pop::Empty));
+}
+
+#[test]
+fn records_wrap_around_the_end_many_times() {
+    let mut mem = block(64);
+    let mut r = Ring::init(&mut mem, u64::MAX);
+    // 13-byte payloads take 24 bytes: they straddle the end in turn.
+    for round in 0..1000u32 {
+        let item: Vec<u8> = (0..13).map(|k| (round as u8).wrapping_add(k)).collect();
+        assert_eq!(r.push(&item), Ok(Push::Done), "round {round}");
+        assert_eq!(r.push(&item[..5]), Ok(Push::Done));
+        assert_eq!(pop(&mut r).unwrap(), Some(item.clone()));
+        assert_eq!(pop(&mut r).unwrap(), Some(item[..5].to_vec()));
+    }
+}
+
+#[test]
+fn full_by_bytes_and_by_items() {
+    let mut mem = block(64);
+    let mut r = Ring::init(&mut mem, u64::MAX);
+    // 64 bytes hold exactly four 8-byte payloads (16 bytes each).
+    for _ in 0..4 {
+        assert_eq!(r.push(&[7; 8]), Ok(Push::Done));
+    }
+    assert_eq!(r.used_bytes(), 64);
+    assert_eq!(r.push(&[]), Ok(Push::Full));
+    assert_eq!(pop(&mut r).unwrap(), Some(vec![7; 8]));
+    assert_eq!(r.push(&[1; 9]), Ok(Push::Full), "9 bytes take 24");
+    assert_eq!(r.push(&[1; 8]), Ok(Push::Done));
+
+    let mut mem = block(256);
+    let mut r = Ring::init(&mut mem, 2);
+    assert_eq!(r.push(b"a"), Ok(Push::Done));
+    assert_eq!(r.push(b"b"), Ok(Push::Done));
+    assert_eq!(r.push(b"c"), Ok(Push::Full));
+}
+
+#[test]
+fn an_item_larger_than_the_ring_is_too_large_not_full() {
+    let mut mem = block(64);
+    let mut r = Ring::init(&mut mem, u64::MAX);
+    assert_eq!(r.max_item_len(), 56);
+    assert_eq!(r.push(&[0; 57]), Ok(Push::TooLarge));
+    assert_eq!(r.push(&[9; 56]), Ok(Push::Done), "exactly the data area");
+    assert_eq!(pop(&mut r).unwrap(), Some(vec![9; 56]));
+}
+
+#[test]
+fn closed_refuses_puts_and_drains_before_saying_closed() {
+    let mut mem = block(64);
+    let mut r = Ring::init(&mut mem, u64::MAX);
+    r.push(b"last").unwrap();
+    r.close();
+    assert_eq!(r.push(b"more"), Ok(Push::Closed));
+    assert_eq!(pop(&mut r).unwrap(), Some(b"last".to_vec()));
+    assert_eq!(r.pop(&mut Vec::new()), Ok(Pop::Closed));
+}
+
+#[test]
+fn a_push_cut_off_before_its_commit_leaves_nothing() {
+    let mut mem = block(64);
+    let before = {
+        let mut r = Ring::init(&mut mem, u64::MAX);
+        r.push(b"kept").unwrap();
+        mem.clone()
+    };
+    // A producer that died while writing: record bytes past the tail,
+    // tail word untouched.
+    let mut mem = before.clone();
+    mem[HEADER + 16..HEADER + 40].fill(0x5A);
+    let mut r = Ring::open(&mut mem).unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(pop(&mut r).unwrap(), Some(b"kept".to_vec()));
+    assert_eq!(pop(&mut r).unwrap(), None);
+}
+
+#[test]
+fn a_pop_cut_off_before_its_commit_leaves_the_item() {
+    let mut mem = block(64);
+    let mut r = Ring::init(&mut mem, u64::MAX);
+    r.push(b"one").unwrap();
+    // A consumer that copied the record out and died: the head word
+    // is what counts, and it did not move.
+    let mut copy = vec![0; 3];
+    r.read_at(FRAME, &mut copy);
+    assert_eq!(copy, b"one");
+    let mut r = Ring::open(&mut mem).unwrap();
+    assert_eq!(pop(&mut r).unwrap(), Some(b"one".to_vec()));
+}
+
+#[test]
+fn a_forged_frame_is_an_error_and_the_ring_stays_usable() {
+    let mut mem = block(64);
+    let mut r = Ring::init(&mut mem, u64::MAX);
+    r.push(b"abc").unwrap();
+    put_u32(&mut mem, HEADER, 1_000_000); // length, complement left wrong
+    let mut r = Ring::open(&mut mem).unwrap();
+    let e = pop(&mut r).unwrap_err();
+    assert!(e.0.contains("1000000"), "{e}");
+    assert_eq!(r.len(), 0);
+    assert_eq!(r.push(b"after"), Ok(Push::Done));
+    assert_eq!(pop(&mut r).unwrap(), Some(b"after".to_vec()));
+}
+
+#[test]
+fn a_forged_frame_with_a_good_check_but_too_long_is_refused() {
+    let mut mem = block(64);
+    let mut r = Ring::init(&mut mem, u64::MAX);
+    r.push(b"abc").unwrap();
+    put_u32(&mut mem, HEADER, 40);
+    put_u32(&mut mem, HEADER + 4, !40);
+    let mut r = Ring::open(&mut mem).unwrap();
+    assert!(pop(&mut r).is_err(), "40 bytes claimed, 16 in use");
+}
+
+#[test]
+fn forged_header_words_are_refused() {
+    let mut mem = block(64);
+    Ring::init(&mut mem, u64::MAX);
+    let fresh = mem.clone();
+    // Each forgery: a tail word that can't be.
+    let forgeries = [
+        End { items: 0, pos: 8 },   // bytes but no items
+        End { items: 9, pos: 16 },  // 9 items in 16 bytes
+        End { items: 1, pos: 12 },  // misaligned
+        End { items: 1, pos: 640 }, // outside
+    ];
+    for f in forgeries {
+        let mut mem = fresh.clone();
+        put_u64(&mut mem, TAIL_AT, f.word());
+        let e = Ring::open(&mut mem).err().expect("refused");
+        assert!(e.0.contains("tail"), "{e}");
+    }
+    let mut mem = fresh.clone();
+    put_u32(&mut mem, MAGIC_AT, 0);
+    assert!(Ring::open(&mut mem).is_err());
+    let mut mem = fresh.clone();
+    put_u64(&mut mem, CAP_AT, 128);
+    assert!(
+        Ring::open(&mut mem).is_err(),
+        "the header's cap is not the block's"
+    );
+    let mut short = fresh[..HEADER + 8].to_vec();
+    assert!(Ring::open(&mut short).is_err());
+}
+
+#[test]
+fn a_forged_tail_in_a_live_ring_is_an_error_then_usable() {
+    let mut mem = block(64);
+    let mut r = Ring::init(&mut mem, u64::MAX);
+    r.push(b"x").unwrap();
+    put_u64(r.mem, TAIL_AT, End { items: 7, pos: 8 }.word());
+    assert!(r.push(b"y").is_err());
+    assert!(pop(&mut r).is_err());
+    assert_eq!(r.len(), 0);
+    assert_eq!(r.push(b"z"), Ok(Push::Done));
+    assert_eq!(pop(&mut r).unwrap(), Some(b"z".to_vec()));
+}
+
+#[test]
+fn full_to_the_byte_is_told_from_empty() {
+    let mut mem = block(32);
+    let mut r = Ring::init(&mut mem, u64::MAX);
+    assert_eq!(r.push(&[3; 24]), Ok(Push::Done));
+    assert_eq!(r.used_bytes(), 32);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r.push(&[]), Ok(Push::Full));
+    assert_eq!(pop(&mut r).unwrap(), Some(vec![3; 24]));
+    assert_eq!(r.used_bytes(), 0);
+}
+
+#[test]
+fn unfinished_counts_puts_until_each_is_marked_done() {
+    let mut mem = block(64);
+    let mut r = Ring::init(&mut mem, u64::MAX);
+    assert!(!r.task_done(), "nothing put yet");
+    r.push(b"a").unwrap();
+    r.push(b"b").unwrap();
+    pop(&mut r).unwrap();
+    pop(&mut r).unwrap();
+    assert_eq!(r.unfinished(), 2, "taken is not done");
+    assert!(r.task_done());
+    assert_eq!(r.unfinished(), 1);
+    assert!(r.task_done());
+    assert_eq!(r.unfinished(), 0);
+    assert!(!r.task_done(), "more done than put");
+    assert_eq!(r.unfinished(), 0);
+}
+
+#[test]
+fn the_fuzz_entry_survives_random_blocks_and_reads_real_ones() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for len in [0, 7, 64, 80, 81, 200, 1000] {
+        for _ in 0..200 {
+            let block: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = fuzz(&block, false);
+            let _ = fuzz(&block, true);
+        }
+    }
+    let mut mem = block(128);
+    let mut r = Ring::init(&mut mem, u64::MAX);
+    for i in 0..5u8 {
+        r.push(&[i; 9]).unwrap();
+    }
+    assert_eq!(fuzz(&mem, false), Ok(5));
+}
+
+#[test]
+fn the_sleeper_counts_add_up() {
+    let mut mem = block(32);
+    let mut r = Ring::init(&mut mem, u64::MAX);
+    r.add_get_sleepers(1);
+    r.add_get_sleepers(1);
+    r.add_put_sleepers(1);
+    r.add_get_sleepers(-1);
+    assert_eq!((r.get_sleepers(), r.put_sleepers()), (1, 1));
+    r.add_put_sleepers(-1);
+    r.add_put_sleepers(-1);
+    assert_eq!(r.put_sleepers(), 0, "never below zero");
+}
