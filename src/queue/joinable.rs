@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::queue::{Core, Wait};
+use super::untyped::{Core, Wait};
 use super::{Queue, QueueBuilder};
 use crate::error::{Error, Kind, Result};
 use crate::sync::wire::{self, ObjectWire};

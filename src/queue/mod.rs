@@ -3,9 +3,10 @@
 //!
 //! This page is the design; the files follow it, one concern each:
 //! [`ring`] (the bytes in the block: layout, commit points, checks — pure
-//! code, unit-tested on a `Vec<u8>`), `queue.rs` (`Queue<T>`: the lock,
-//! waiting and waking, serde, the wire form), `simple.rs` and
-//! `joinable.rs` (the two variants over it).
+//! code, unit-tested on a `Vec<u8>`), `untyped.rs` (`Core`, the untyped
+//! queue: the lock, waiting and waking, the wire form), `queue.rs`
+//! (`Queue<T>`: serde over `Core`), `simple.rs` and `joinable.rs` (the
+//! two variants over it).
 //!
 //! # What CPython does, and why it breaks
 //!
@@ -126,6 +127,7 @@ mod joinable;
 mod queue;
 pub(crate) mod ring;
 mod simple;
+mod untyped;
 
 pub use joinable::JoinableQueue;
 pub use queue::{Queue, QueueBuilder};

@@ -1,0 +1,358 @@
+//! [`Core`], the untyped queue under every queue type: the ring's block
+//! under a robust mutex (`sys::Guarded`), two semaphores to sleep on,
+//! waiting and waking as the module docs of `queue` say, and the wire
+//! form.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::ring::{self, Pop, Push, Ring};
+use super::RECHECK;
+use crate::deadline;
+use crate::error::{Error, Kind, Result};
+use crate::sync::wire::{self, ObjectWire, Tag};
+use crate::sys::{self, LockStatus};
+
+/// The most wakeups a semaphore holds before releases are dropped: what
+/// sleepers killed while counted can inflate it to (each wasted wakeup is
+/// one look at the ring).
+const MAX_WAKEUPS: u32 = 1024;
+
+/// A thread's buffer for serialized items, kept between calls so that
+/// items don't cost an allocation each.
+pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    /// Larger buffers are not kept.
+    const KEEP: usize = 8 << 20;
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let r = f(&mut buf);
+            if buf.capacity() > KEEP {
+                *buf = Vec::new();
+            }
+            r
+        }
+        // In use further up this thread's stack (an item whose
+        // `Serialize` uses a queue): a fresh one.
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
+/// How long a blocking call may wait.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    /// Not at all.
+    No,
+    /// Until then.
+    Until(Instant),
+    /// As long as it takes.
+    Forever,
+}
+
+impl Wait {
+    pub(crate) fn timeout(timeout: Duration) -> Wait {
+        if timeout.is_zero() {
+            return Wait::No;
+        }
+        match deadline::deadline(timeout) {
+            Some(d) => Wait::Until(d),
+            None => Wait::Forever,
+        }
+    }
+
+    /// The end of the next sleep (at most [`RECHECK`] from now), or
+    /// `None` if the time is up.
+    pub(super) fn next_wake(self) -> Option<Instant> {
+        let now = Instant::now();
+        let tick = now + RECHECK;
+        match self {
+            Wait::No => None,
+            Wait::Until(d) if d <= now => None,
+            Wait::Until(d) => Some(d.min(tick)),
+            Wait::Forever => Some(tick),
+        }
+    }
+}
+
+/// What an operation under the lock came to.
+enum Step<R> {
+    Done(R),
+    Sleep,
+    Fail(Kind),
+}
+
+/// An untyped queue of byte strings (see the module docs of `queue`).
+#[derive(Debug)]
+pub(crate) struct Core {
+    guarded: sys::Guarded,
+    /// Consumers sleep on it.
+    items: sys::SysSemaphore,
+    /// Producers (and `join`ers) sleep on it.
+    room: sys::SysSemaphore,
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(what, e)
+}
+
+fn corrupt(c: ring::Corrupt) -> Kind {
+    Kind::QueueCorrupt(c.to_string())
+}
+
+impl Core {
+    /// A new empty queue with a data area of `max_bytes` (a multiple of 8
+    /// in `MIN_CAP..=MAX_CAP`, checked by the caller) and at most
+    /// `max_items` items.
+    pub(crate) fn new(max_items: u64, max_bytes: usize) -> Result<Core> {
+        let head = ring::new_header(max_bytes, max_items);
+        let guarded = sys::Guarded::with_head(ring::block_len(max_bytes), &head)
+            .map_err(io("cannot create a queue"))?;
+        Ok(Core {
+            guarded,
+            items: Self::semaphore()?,
+            room: Self::semaphore()?,
+        })
+    }
+
+    /// A new semaphore to sleep on.
+    pub(super) fn semaphore() -> Result<sys::SysSemaphore> {
+        sys::SysSemaphore::new(0, MAX_WAKEUPS).map_err(io("cannot create a queue's semaphore"))
+    }
+
+    /// A received semaphore (in a `Deserialize` impl).
+    pub(super) fn semaphore_from_wire<E: serde::de::Error>(
+        w: ObjectWire,
+    ) -> std::result::Result<sys::SysSemaphore, E> {
+        wire::de(w, sys::SysSemaphore::HANDLES, sys::SysSemaphore::from_parts)
+    }
+
+    /// Wakes up to `n` sleepers on `sem`.
+    pub(super) fn wake_many(sem: &sys::SysSemaphore, n: u32) {
+        for _ in 0..n.min(MAX_WAKEUPS) {
+            if !sem.release(1).unwrap_or(false) {
+                break;
+            }
+        }
+    }
+
+    /// Runs `f` on the ring under the lock. A holder that died is no
+    /// news: each operation commits with one store (module docs), so the
+    /// ring is checked and the lock marked consistent.
+    pub(super) fn locked<R>(&self, f: impl FnOnce(&mut Ring<'_>) -> R) -> Result<R> {
+        let (status, bytes) = self
+            .guarded
+            .lock(None, false)
+            .map_err(io("cannot lock a queue"))?;
+        let mut bytes = match (status, bytes) {
+            (LockStatus::Acquired | LockStatus::OwnerDied, Some(b)) => b,
+            (s, _) => {
+                return Err(Error::io(
+                    "cannot lock a queue",
+                    std::io::Error::other(format!("the lock said {s:?}")),
+                ))
+            }
+        };
+        if status == LockStatus::OwnerDied {
+            // Nothing to repair (one-store commits); every operation
+            // checks what it reads, so the news is not kept.
+            bytes.mark_consistent();
+        }
+        let mut ring = Ring::open(bytes.bytes_mut()).map_err(|c| Error::new(corrupt(c)))?;
+        Ok(f(&mut ring))
+    }
+
+    fn wake(sem: &sys::SysSemaphore, yes: bool) {
+        if yes {
+            // Past `MAX_WAKEUPS` (false) enough sleepers are due to wake
+            // anyway; an error here leaves them to their recheck.
+            let _ = sem.release(1);
+        }
+    }
+
+    /// Sleeps on `sem` until woken or `until`.
+    pub(super) fn sleep(sem: &sys::SysSemaphore, until: Instant) -> Result<()> {
+        sem.acquire(Some(until))
+            .map_err(io("cannot wait on a queue"))
+            .map(drop)
+    }
+
+    /// Puts `item`, waiting for room as `wait` says.
+    pub(crate) fn put_bytes(&self, item: &[u8], wait: Wait) -> Result<()> {
+        let mut counted = false;
+        loop {
+            let step = self.locked(|ring| {
+                if counted {
+                    ring.add_put_sleepers(-1);
+                }
+                match ring.push(item) {
+                    Ok(Push::Done) => {
+                        let more_room = ring.used_bytes() < ring.cap();
+                        Step::Done((
+                            ring.get_sleepers() > 0,
+                            more_room && ring.put_sleepers() > 0,
+                        ))
+                    }
+                    Ok(Push::Full) => match wait.next_wake() {
+                        Some(_) => {
+                            ring.add_put_sleepers(1);
+                            Step::Sleep
+                        }
+                        None => Step::Fail(Kind::QueueFull),
+                    },
+                    Ok(Push::Closed) => Step::Fail(Kind::QueueClosed),
+                    Ok(Push::TooLarge) => Step::Fail(Kind::ItemTooLarge {
+                        len: item.len() as u64,
+                        max: ring.max_item_len() as u64,
+                    }),
+                    Err(c) => Step::Fail(corrupt(c)),
+                }
+            })?;
+            match step {
+                Step::Done((wake_consumer, pass_on)) => {
+                    Self::wake(&self.items, wake_consumer);
+                    Self::wake(&self.room, pass_on);
+                    return Ok(());
+                }
+                Step::Fail(k) => return Err(Error::new(k)),
+                Step::Sleep => {
+                    counted = true;
+                    if let Some(until) = wait.next_wake() {
+                        Self::sleep(&self.room, until)?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the oldest item into `out`, waiting for one as `wait` says.
+    pub(crate) fn get_bytes(&self, out: &mut Vec<u8>, wait: Wait) -> Result<()> {
+        let mut counted = false;
+        loop {
+            let step = self.locked(|ring| {
+                if counted {
+                    ring.add_get_sleepers(-1);
+                }
+                match ring.pop(out) {
+                    Ok(Pop::Done) => {
+                        let more_items = ring.len() > 0;
+                        Step::Done((
+                            ring.put_sleepers() > 0,
+                            more_items && ring.get_sleepers() > 0,
+                        ))
+                    }
+                    Ok(Pop::Empty) => match wait.next_wake() {
+                        Some(_) => {
+                            ring.add_get_sleepers(1);
+                            Step::Sleep
+                        }
+                        None => Step::Fail(Kind::QueueEmpty),
+                    },
+                    Ok(Pop::Closed) => Step::Fail(Kind::QueueClosed),
+                    Err(c) => Step::Fail(corrupt(c)),
+                }
+            })?;
+            match step {
+                Step::Done((wake_producer, pass_on)) => {
+                    Self::wake(&self.room, wake_producer);
+                    Self::wake(&self.items, pass_on);
+                    return Ok(());
+                }
+                Step::Fail(k) => return Err(Error::new(k)),
+                Step::Sleep => {
+                    counted = true;
+                    if let Some(until) = wait.next_wake() {
+                        Self::sleep(&self.items, until)?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Items in the queue now.
+    pub(crate) fn len(&self) -> Result<usize> {
+        self.locked(|r| r.len())
+    }
+
+    /// Closes the queue for every process and wakes every sleeper.
+    pub(crate) fn close(&self) -> Result<()> {
+        let (getters, putters) = self.locked(|r| {
+            r.close();
+            (r.get_sleepers(), r.put_sleepers())
+        })?;
+        Self::wake_many(&self.items, getters);
+        Self::wake_many(&self.room, putters);
+        Ok(())
+    }
+
+    /// Closed, by any process.
+    pub(crate) fn is_closed(&self) -> Result<bool> {
+        self.locked(|r| r.is_closed())
+    }
+
+    /// See `test_hooks::with_queue_locked`.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn with_lock_held<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
+        self.locked(|_| f())
+    }
+
+    /// See `test_hooks::scribble_over_oldest`.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn scribble_over_oldest(&self, bytes: &[u8]) -> Result<bool> {
+        self.locked(|r| r.scribble_over_oldest(bytes))
+    }
+
+    /// The largest item, in serialized bytes.
+    pub(crate) fn max_item_len(&self) -> Result<usize> {
+        self.locked(|r| r.max_item_len())
+    }
+}
+
+impl Serialize for Core {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let (mutex, block) = self.guarded.parts();
+        (
+            Tag::Queue,
+            wire::ser::<S::Error>(mutex)?,
+            wire::ser::<S::Error>(block)?,
+            wire::ser::<S::Error>(self.items.parts())?,
+            wire::ser::<S::Error>(self.room.parts())?,
+        )
+            .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Core {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (tag, m, b, i, r) =
+            <(Tag, ObjectWire, ObjectWire, ObjectWire, ObjectWire)>::deserialize(d)?;
+        wire::check_tag(tag, Tag::Queue)?;
+        // The size before anything is mapped.
+        let len = usize::try_from(b.word)
+            .ok()
+            .filter(|l| {
+                (ring::block_len(ring::MIN_CAP)..=ring::block_len(ring::MAX_CAP)).contains(l)
+            })
+            .ok_or_else(|| {
+                wire::refuse(format!("a queue's block of {} bytes can't be one", b.word))
+            })?;
+        let mutex = wire::de(m, sys::SysMutex::HANDLES, |h, word| {
+            sys::SysMutex::from_parts(h, word, false)
+        })?;
+        let guarded = wire::de(b, 1, |mut h, _| {
+            let handle = h.pop().expect("one handle, counted");
+            sys::Guarded::open(mutex, handle, len)
+        })?;
+        let core = Core {
+            guarded,
+            items: Self::semaphore_from_wire(i)?,
+            room: Self::semaphore_from_wire(r)?,
+        };
+        core.locked(|_| ())
+            .map_err(|e| wire::refuse(format!("a queue refused: {e}")))?;
+        Ok(core)
+    }
+}
