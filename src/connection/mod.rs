@@ -25,11 +25,16 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::handles::{self, Carried};
-use crate::deadline;
 use crate::encode;
 use crate::error::{Error, Kind, Result};
-use crate::popen::{ExitWatch, Popen, Sentinel};
+use crate::popen::{ExitWatch, Popen};
 use crate::sys;
+
+mod pipe;
+mod wait;
+
+pub use pipe::Pipe;
+pub use wait::{wait, Waitable};
 
 const HEADER: usize = 8;
 /// Set in a frame's length when its body travels on the bulk lane.
@@ -43,54 +48,6 @@ const BULK_MIN: usize = 256 * 1024;
 const CHUNK: usize = 64 * 1024;
 /// Below this, header and body go out in one write.
 const COALESCE: usize = 64 * 1024;
-
-/// Makes connected pairs of [`Connection`]s (Python's `multiprocessing.Pipe`).
-#[derive(Debug)]
-pub struct Pipe(());
-
-impl Pipe {
-    /// Two connected ends; each can send and receive.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), multiproc::Error> {
-    /// let (a, b) = multiproc::Pipe::duplex()?;
-    /// a.send(&"ping")?;
-    /// assert_eq!(b.recv::<String>()?, "ping");
-    /// b.send(&42u32)?;
-    /// assert_eq!(a.recv::<u32>()?, 42);
-    /// # Ok(()) }
-    /// ```
-    pub fn duplex() -> Result<(Connection, Connection)> {
-        let (a, b) = sys::pipe(true).map_err(|e| Error::io("cannot create a pipe", e))?;
-        Ok((
-            Connection::new(a, true, true, false),
-            Connection::new(b, true, true, false),
-        ))
-    }
-
-    /// A duplex pair whose ends read ahead: each `recv` may take more than
-    /// one frame off the OS pipe into the end's buffer (fewer system calls
-    /// per message). Only for ends that are never shared with another
-    /// process, such as the pool's own channels: what one process buffered
-    /// is lost to every other.
-    pub(crate) fn duplex_read_ahead() -> Result<(Connection, Connection)> {
-        let (a, b) = sys::pipe(true).map_err(|e| Error::io("cannot create a pipe", e))?;
-        Ok((
-            Connection::new(a, true, true, true),
-            Connection::new(b, true, true, true),
-        ))
-    }
-
-    /// `(reader, writer)`: the first end only receives, the second only
-    /// sends (Python's `Pipe(duplex=False)`).
-    pub fn simplex() -> Result<(Connection, Connection)> {
-        let (r, w) = sys::pipe(false).map_err(|e| Error::io("cannot create a pipe", e))?;
-        Ok((
-            Connection::new(r, true, false, false),
-            Connection::new(w, false, true, false),
-        ))
-    }
-}
 
 struct Rx {
     buf: Vec<u8>,
@@ -731,162 +688,5 @@ impl<'de> Deserialize<'de> for Connection {
     }
 }
 
-/// Something [`wait`] can watch: a process [`Sentinel`] or a [`Connection`].
-#[derive(Clone, Copy, Debug)]
-pub enum Waitable<'a> {
-    /// Ready once the process has exited.
-    Process(Sentinel<'a>),
-    /// Ready once a message (or end of file) can be received.
-    Connection(&'a Connection),
-}
-
-impl<'a> From<Sentinel<'a>> for Waitable<'a> {
-    fn from(s: Sentinel<'a>) -> Self {
-        Waitable::Process(s)
-    }
-}
-
-impl<'a> From<&'a Connection> for Waitable<'a> {
-    fn from(c: &'a Connection) -> Self {
-        Waitable::Connection(c)
-    }
-}
-
-/// Waits until at least one of `objects` is ready, at most `timeout`
-/// (forever with `None`, or with a timeout too long to be a deadline, such
-/// as `Duration::MAX`); returns the indices of all the ready ones, in
-/// order, empty on timeout (Python's `multiprocessing.connection.wait`).
-///
-/// There is no limit on the number of objects (on Windows, beyond the 64
-/// of `WaitForMultipleObjects`, helper threads wait on the rest).
-///
-/// ```
-/// # fn main() -> Result<(), multiproc::Error> {
-/// let (a, b) = multiproc::Pipe::duplex()?;
-/// let (c, _d) = multiproc::Pipe::duplex()?;
-/// b.send(&1u8)?;
-/// let ready = multiproc::wait(&[(&a).into(), (&c).into()], None)?;
-/// assert_eq!(ready, vec![0]);
-/// # Ok(()) }
-/// ```
-pub fn wait(objects: &[Waitable<'_>], timeout: Option<Duration>) -> Result<Vec<usize>> {
-    let deadline = deadline::deadline_of(timeout);
-    loop {
-        // What is ready without asking the OS: buffered messages, exits
-        // already recorded, processes we can only poll.
-        let mut ready = Vec::new();
-        let mut handles = Vec::new();
-        let mut index = Vec::new();
-        let mut must_poll = false;
-        for (i, o) in objects.iter().enumerate() {
-            match o {
-                Waitable::Connection(c) if c.has_buffered() => ready.push(i),
-                Waitable::Connection(c) => {
-                    handles.push(c.channel().as_raw());
-                    index.push(i);
-                }
-                Waitable::Process(s) => match s.handle() {
-                    _ if s.exited() => ready.push(i),
-                    Some(h) => {
-                        handles.push(h);
-                        index.push(i);
-                    }
-                    None => must_poll = true,
-                },
-            }
-        }
-        if !ready.is_empty() {
-            // Some are known ready: ask the OS about the rest without
-            // waiting, so that every ready object is reported.
-            if !handles.is_empty() {
-                let got = sys::wait_any(&handles, Some(Duration::ZERO))
-                    .map_err(|e| Error::io("cannot wait", e))?;
-                ready.extend(got.into_iter().map(|k| index[k]));
-                ready.sort_unstable();
-            }
-            return Ok(ready);
-        }
-        let left = deadline::left(deadline);
-        // Without a waitable handle for some process, poll every 10 ms.
-        let slice = if must_poll {
-            Some(left.map_or(Duration::from_millis(10), |l| {
-                l.min(Duration::from_millis(10))
-            }))
-        } else {
-            left
-        };
-        let got = sys::wait_any(&handles, slice).map_err(|e| Error::io("cannot wait", e))?;
-        if !got.is_empty() {
-            let mut out: Vec<usize> = got.into_iter().map(|k| index[k]).collect();
-            out.sort_unstable();
-            return Ok(out);
-        }
-        if deadline::passed(deadline) {
-            return Ok(Vec::new());
-        }
-    }
-}
-
 #[cfg(all(test, unix))]
-mod tests {
-    use super::*;
-
-    /// A frame flagged as carrying handles, with a block saying `count`.
-    fn handle_frame(count: u32, payload: &[u8]) -> Vec<u8> {
-        let mut body = Vec::new();
-        handles::put_block(&mut body, count as usize, &[]);
-        body.extend_from_slice(payload);
-        let mut frame = (body.len() as u64 | HANDLES_FLAG).to_le_bytes().to_vec();
-        frame.extend_from_slice(&body);
-        frame
-    }
-
-    #[test]
-    fn a_block_that_miscounts_the_handles_that_came_is_refused_and_the_end_goes_on() {
-        let (a, b) = Pipe::duplex().unwrap();
-        let (r, _w) = std::io::pipe().unwrap();
-        let fd = std::os::fd::AsFd::as_fd(&r);
-        // One fd comes; the frame's block says two.
-        a.chan.send_handles(&[fd], None).unwrap();
-        a.write_frame(&handle_frame(2, &[7]), &[]).unwrap();
-        let e = b.recv::<u8>().unwrap_err();
-        assert!(e.to_string().contains("says it carries 2 handles"), "{e}");
-        assert!(!e.is_poisoned(), "{e}");
-        // The record and the frame were both consumed: the next message
-        // is read as it should be.
-        a.send(&9u8).unwrap();
-        assert_eq!(b.recv::<u8>().unwrap(), 9);
-    }
-
-    #[test]
-    fn a_malformed_block_poisons_the_end() {
-        let (a, b) = Pipe::duplex().unwrap();
-        let (r, _w) = std::io::pipe().unwrap();
-        let fd = std::os::fd::AsFd::as_fd(&r);
-        a.chan.send_handles(&[fd], None).unwrap();
-        // A body of 3 bytes: too short for a block.
-        let mut frame = (3u64 | HANDLES_FLAG).to_le_bytes().to_vec();
-        frame.extend_from_slice(&[1, 0, 0]);
-        a.write_frame(&frame, &[]).unwrap();
-        assert!(b.recv::<u8>().unwrap_err().is_poisoned());
-    }
-
-    #[test]
-    fn big_messages_with_handles_take_the_bulk_lane_after_their_handles() {
-        let (a, b) = Pipe::duplex().unwrap();
-        let (_r, w) = std::io::pipe().unwrap();
-        let big = vec![5u8; BULK_MIN * 2];
-        let msg = (crate::PassedHandle::new(w.into()), big.clone());
-        // The body is bigger than a socket buffer: send from a thread.
-        let sender = std::thread::spawn(move || {
-            a.send(&msg).unwrap();
-            a
-        });
-        let (h, got): (crate::PassedHandle, Vec<u8>) = b.recv().unwrap();
-        let a = sender.join().unwrap();
-        assert_eq!(got, big);
-        drop(h);
-        a.send(&1u8).unwrap();
-        assert_eq!(b.recv::<u8>().unwrap(), 1);
-    }
-}
+mod tests;
