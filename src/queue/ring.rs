@@ -442,6 +442,7 @@ impl<'a> Ring<'a> {
 /// ring's bytes (with `fix_header`, its magic, version and length made
 /// right first, so that the records are reached): opens it, takes up to
 /// 10 000 items, puts one. The items taken, or the first refusal.
+#[cfg(any(test, feature = "test-hooks"))]
 pub(crate) fn fuzz(block: &[u8], fix_header: bool) -> Result<usize, Corrupt> {
     let mut mem = block.to_vec();
     let len = mem.len();
