@@ -1084,26 +1084,7 @@ fn broadcast(sz: &Sizes, no_cpython: bool, info: &mut Vec<String>) -> Result<Fig
 
 /// `scripts/bench_cpython.py --broadcast`: (GiB/s, python version).
 fn cpython_broadcast() -> Result<(f64, String), String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_cpython.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg("--broadcast")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => "python3 is not on PATH".to_string(),
-            _ => format!("cannot run python3: {e}"),
-        })?;
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        let err = String::from_utf8_lossy(&out.stderr);
-        format!(
-            "bad JSON from the script ({e}): {}",
-            err.lines().last().unwrap_or("")
-        )
-    })?;
-    if let Some(why) = json.get("error").and_then(serde_json::Value::as_str) {
-        return Err(why.to_string());
-    }
+    let json = cpython_json("--broadcast")?;
     let rate = json
         .get("broadcast_gib_s")
         .and_then(serde_json::Value::as_f64)
