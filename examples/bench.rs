@@ -1203,10 +1203,16 @@ fn lock_contended() -> Result<Figures, String> {
 
 /// `scripts/bench_cpython.py <mode>`'s JSON object.
 fn cpython_json(mode: &str) -> Result<serde_json::Value, String> {
+    cpython_json_args(&[mode])
+}
+
+/// `scripts/bench_cpython.py <args>`'s JSON object; `Err` with the reason
+/// (no python3, bad output, or the script's own `error`).
+fn cpython_json_args(args: &[&str]) -> Result<serde_json::Value, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_cpython.py");
     let out = Command::new("python3")
         .arg(&script)
-        .arg(mode)
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| match e.kind() {
@@ -1389,23 +1395,7 @@ fn queue_row(quick: bool, no_cpython: bool, info: &mut Vec<String>) -> Result<Fi
 /// `scripts/bench_cpython.py --queue N`: (Queue items/s, SimpleQueue
 /// items/s, python version).
 fn cpython_queue(n: u64) -> Result<(f64, f64, String), String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_cpython.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args(["--queue", &n.to_string()])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => "python3 is not on PATH".to_string(),
-            _ => format!("cannot run python3: {e}"),
-        })?;
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        let err = String::from_utf8_lossy(&out.stderr);
-        format!(
-            "bad JSON from the script ({e}): {}",
-            err.lines().last().unwrap_or("")
-        )
-    })?;
+    let json = cpython_json_args(&["--queue", &n.to_string()])?;
     let num = |k: &str| {
         json.get(k)
             .and_then(serde_json::Value::as_f64)
