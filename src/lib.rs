@@ -486,6 +486,20 @@ pub mod test_hooks {
 
     pub use crate::shared::region::hooks::ForgedBlock;
 
+    /// How many message transfers (one for a `Connection` message or a
+    /// `submit`, one for each chunk of an `imap`/`map`) this thread opened
+    /// so far: tasks without handles must not cost one each.
+    pub fn handle_transfers_opened() -> u64 {
+        crate::codec::handles::hooks::transfers_opened()
+    }
+
+    /// How many pool tasks run on this thread opened a window onto their
+    /// chunk's handles so far: in a worker, tasks of chunks without
+    /// handles open none.
+    pub fn task_windows_opened() -> u64 {
+        crate::codec::handles::hooks::windows_opened()
+    }
+
     /// Runs `f` while holding `queue`'s lock (as a process inside `put`
     /// or `get` holds it).
     pub fn with_queue_locked<T, R>(

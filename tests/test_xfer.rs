@@ -66,12 +66,23 @@ fn open_count(_: ()) -> usize {
     multiproc::test_hooks::open_handle_count().expect("count")
 }
 
+/// A pool task: writes `x` into the pipe end it was given, if any; how
+/// many task windows this worker has opened so far.
+fn write_if_passed((h, x): (Option<PassedHandle>, u64)) -> u64 {
+    if let Some(h) = h {
+        let mut w = std::io::PipeWriter::from(h.into_inner());
+        w.write_all(&x.to_le_bytes()).expect("write");
+    }
+    multiproc::test_hooks::task_windows_opened()
+}
+
 multiproc::entry!(
     serve_received_end,
     write_into_received,
     write_to_passed,
     send_on_passed,
-    open_count
+    open_count,
+    write_if_passed
 );
 
 #[cfg(unix)]
@@ -346,4 +357,57 @@ fn a_lock_sent_over_a_connection_to_a_running_child_is_the_same_lock() {
     drop(held);
     ctl.send(&1u8).unwrap();
     assert_eq!(p.join().unwrap(), (false, true));
+}
+
+#[test]
+fn tasks_without_handles_cost_one_transfer_per_chunk_and_no_windows() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let before = multiproc::test_hooks::handle_transfers_opened();
+    // 10 chunks of 1000 tasks, none with a handle.
+    let windows: Vec<u64> = pool
+        .imap(write_if_passed, (0..10_000u64).map(|x| (None, x)))
+        .chunksize(1000)
+        .collect::<multiproc::Result<_>>()
+        .unwrap();
+    // The parent opened one handle transfer per chunk, not one per task
+    // (a transfer per task was a fifth of `map`'s tiny-task throughput).
+    let opened = multiproc::test_hooks::handle_transfers_opened() - before;
+    assert_eq!(opened, 10);
+    // The worker opened no window onto a chunk's handles for any task.
+    assert_eq!(windows.len(), 10_000);
+    assert!(windows.iter().all(|&w| w == 0), "{:?}", &windows[..10]);
+}
+
+#[test]
+fn a_chunk_mixing_tasks_with_and_without_handles_gives_each_its_own() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let before = multiproc::test_hooks::open_handle_count().unwrap();
+    let (mut r, w) = std::io::pipe().unwrap();
+    // Every third task carries a pipe end: one chunk of 60.
+    let args: Vec<(Option<PassedHandle>, u64)> = (0..60u64)
+        .map(|x| {
+            let h = (x % 3 == 1).then(|| PassedHandle::new(w.try_clone().unwrap().into()));
+            (h, x)
+        })
+        .collect();
+    let windows: Vec<u64> = pool
+        .imap(write_if_passed, args)
+        .chunksize(60)
+        .collect::<multiproc::Result<_>>()
+        .unwrap();
+    // Each task of the chunk opened its window, in order.
+    assert_eq!(windows, (1..=60).collect::<Vec<u64>>());
+    drop(w);
+    let mut bytes = Vec::new();
+    r.read_to_end(&mut bytes).unwrap();
+    let seen: Vec<u64> = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    // Exactly the tasks that had a handle wrote, each once, in task order.
+    assert_eq!(seen, (0..60).filter(|x| x % 3 == 1).collect::<Vec<_>>());
+    drop(r);
+    assert_eq!(multiproc::test_hooks::open_handle_count().unwrap(), before);
 }

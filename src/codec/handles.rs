@@ -52,6 +52,13 @@ use crate::encode;
 use crate::error::{Error, Kind, Result};
 use crate::sys;
 
+mod tasks;
+
+#[cfg(any(test, feature = "test-hooks"))]
+pub(crate) use tasks::hooks;
+pub(crate) use tasks::{next_task, receiving_batch, task_decoded, TaskTransfer};
+use tasks::{IN_BATCH, PASSED};
+
 /// Where handles met while serializing on this thread go.
 enum Outgoing {
     /// A spawn: into the child (Windows) or with its bootstrap data.
@@ -84,6 +91,7 @@ thread_local! {
 
     /// The handles of the message or pool chunk being decoded.
     static MESSAGE_IN: RefCell<Option<Incoming>> = const { RefCell::new(None) };
+
 }
 
 /// Runs `build` (which serializes a child's arguments) with `child` as
@@ -155,6 +163,8 @@ impl Carried {
 /// handles it passed (tokens are their indexes), to send with it. Without
 /// handles this costs no system call and no allocation.
 pub(crate) fn collecting<R>(build: impl FnOnce() -> R) -> (R, Carried) {
+    #[cfg(any(test, feature = "test-hooks"))]
+    tasks::count(&tasks::TRANSFERS_OPENED);
     let outer = OUTGOING.with(|s| s.borrow_mut().replace(Outgoing::Message(Vec::new())));
     let out = build();
     let handles = match OUTGOING.with(|s| std::mem::replace(&mut *s.borrow_mut(), outer)) {
@@ -206,6 +216,7 @@ pub fn pass_handle(handle: sys::BorrowedRaw<'_>) -> Result<u64> {
                 let copy = sys::duplicate(handle)
                     .map_err(|e| Error::io("cannot duplicate a handle for a message", e))?;
                 v.push(copy);
+                PASSED.set(PASSED.get() + 1);
                 Ok((v.len() - 1) as u64)
             }
         }
@@ -252,68 +263,21 @@ pub(crate) fn receiving_message<R>(handles: Carried, decode: impl FnOnce() -> R)
     with_incoming(incoming, decode)
 }
 
-/// Runs `f` (which runs a pool chunk's tasks) with `handles` (those of the
-/// chunk, in task order) as the ones its tasks take from: task `i` has
-/// `counts[i]` of them, and its tokens index those only, once
-/// [`next_task`] opened its window. Not taken: closed when it returns.
-pub(crate) fn receiving_batch<R>(handles: Carried, counts: Vec<u32>, f: impl FnOnce() -> R) -> R {
-    let incoming = Incoming {
-        handles: handles.0.into_iter().map(Some).collect(),
-        counts,
-        task: 0,
-        base: 0,
-        len: 0,
-    };
-    with_incoming(incoming, f)
-}
-
 fn with_incoming<R>(incoming: Incoming, f: impl FnOnce() -> R) -> R {
+    let batch = IN_BATCH.replace(!incoming.counts.is_empty());
     let outer = MESSAGE_IN.with(|m| m.borrow_mut().replace(incoming));
     // Restored (and the handles nobody took closed) even if `f` panics.
-    struct Restore(Option<Incoming>);
+    struct Restore(Option<Incoming>, bool);
     impl Drop for Restore {
         fn drop(&mut self) {
             let outer = self.0.take();
             let mine = MESSAGE_IN.with(|m| std::mem::replace(&mut *m.borrow_mut(), outer));
+            IN_BATCH.set(self.1);
             drop(mine);
         }
     }
-    let _restore = Restore(outer);
+    let _restore = Restore(outer, batch);
     f()
-}
-
-/// In a pool chunk started with [`receiving_batch`]: the next task is
-/// about to be decoded; its handles (only) can be taken now. Without
-/// handles (no [`receiving_batch`]) it does nothing.
-pub(crate) fn next_task() {
-    MESSAGE_IN.with(|m| {
-        if let Some(inc) = m.borrow_mut().as_mut() {
-            if inc.counts.is_empty() {
-                return;
-            }
-            inc.len = inc.counts.get(inc.task).map_or(0, |&c| c as usize);
-            inc.task += 1;
-        }
-    })
-}
-
-/// In a pool chunk: the task [`next_task`] opened was decoded; the handles
-/// of it that it did not take are closed now, and none can be taken until
-/// the next task (so a message the task receives without handles of its
-/// own can't name them).
-pub(crate) fn task_decoded() {
-    MESSAGE_IN.with(|m| {
-        if let Some(inc) = m.borrow_mut().as_mut() {
-            if inc.counts.is_empty() {
-                return;
-            }
-            for h in inc.handles.iter_mut().skip(inc.base).take(inc.len) {
-                *h = None;
-            }
-            inc.base += inc.len;
-            inc.len = 0;
-        }
-    })
 }
 
 /// Takes a handle passed with [`pass_handle`], by its token (each once):

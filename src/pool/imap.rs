@@ -15,7 +15,7 @@ use super::results::{ChunkResults, Failure, Ready};
 use super::scheduler::Scheduler;
 use super::workers::{lock, Shared};
 use super::{Pool, FRAME_TARGET, MAX_AUTO_CHUNK};
-use crate::codec::handles::{self as codec_handles, MAX_HANDLES};
+use crate::codec::handles::{TaskTransfer, MAX_HANDLES};
 use crate::encode;
 use crate::error::{Error, Kind, Result};
 use crate::spawn;
@@ -162,20 +162,27 @@ where
                 Ok(()) => {}
                 Err(payload) => self.stop_at_panic(payload),
             }
+            if items.is_empty() {
+                continue;
+            }
             // Each argument length-prefixed, back to back, in one buffer.
             let mut tasks = Vec::new();
             let mut n = 0u32;
             // The handles the chunk's tasks carry (none: nothing allocated).
             let mut handles = HandlesBuilder::default();
             let mut scratch = std::mem::take(&mut self.scratch);
+            // One transfer for the whole chunk; each task's handles are
+            // taken after it is encoded (free when it passed none).
+            let mut transfer = TaskTransfer::open();
             for item in items {
                 scratch.clear();
                 // A `Serialize` impl is the caller's code too.
                 let encoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    codec_handles::collecting(|| encode::append(&item, &mut scratch))
+                    encode::append(&item, &mut scratch)
                 }));
                 match encoded {
-                    Ok((Ok(()), carried)) => {
+                    Ok(Ok(())) => {
+                        let carried = transfer.take();
                         if n > 0 && handles.len() + carried.len() > MAX_HANDLES {
                             // A frame carries at most MAX_HANDLES: this
                             // task starts the next chunk.
@@ -189,7 +196,9 @@ where
                         put_frame(&mut tasks, &scratch);
                         n += 1;
                     }
-                    Ok((Err(source), _)) => {
+                    Ok(Err(source)) => {
+                        // Handles it passed before failing: closed.
+                        drop(transfer.take());
                         // This task can't be sent: its own error, now (the
                         // same error `submit` gives).
                         if n > 0 {
@@ -214,6 +223,7 @@ where
                     }
                 }
             }
+            drop(transfer);
             self.scratch = scratch;
             if n > 0 {
                 let at = self.pulled;

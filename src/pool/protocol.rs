@@ -166,7 +166,8 @@ impl HandlesBuilder {
     }
 
     /// Task `index` of the chunk (the tasks before it were added) has
-    /// `carried`.
+    /// `carried`. Once per task: nothing to do while no task had any.
+    #[inline]
     pub(super) fn add(&mut self, index: u32, carried: Carried) {
         if carried.is_empty() && self.counts.is_empty() {
             return;

@@ -1,5 +1,8 @@
 //! Unit tests of handle passing.
 
+use std::cell::Cell;
+
+use super::tasks::TAKES_SLOW;
 use super::*;
 
 fn parts(socket: bool, write: bool, bulk: bool) -> sys::ChannelParts<u64> {
@@ -96,6 +99,71 @@ fn a_message_collects_copies_and_tokens_are_their_indexes() {
     assert!(pass_handle(sys::borrow(&h1)).unwrap_err().is_not_spawning());
     let (none, empty) = collecting(|| 5);
     assert_eq!((none, empty.len()), (5, 0));
+}
+
+#[test]
+fn a_task_transfer_hands_each_task_its_own_handles_and_looks_only_when_some_came() {
+    let (h1, h2, h3) = (a_handle(), a_handle(), a_handle());
+    let slow = || TAKES_SLOW.with(Cell::get);
+    let opened = hooks::transfers_opened();
+    let mut transfer = TaskTransfer::open();
+    let before = slow();
+    // A thousand tasks without handles: nothing taken, and the transfer
+    // itself never looked at.
+    for _ in 0..1000 {
+        assert!(transfer.take().is_empty());
+    }
+    assert_eq!(slow(), before);
+    // A task with two: tokens 0 and 1, both its own.
+    let t = (
+        pass_handle(sys::borrow(&h1)).unwrap(),
+        pass_handle(sys::borrow(&h2)).unwrap(),
+    );
+    assert_eq!((t, transfer.take().len()), ((0, 1), 2));
+    // The next task's tokens start at 0 again.
+    assert_eq!(pass_handle(sys::borrow(&h3)).unwrap(), 0);
+    // A message sent from inside the task (its own transfer, with a
+    // handle of its own) does not hide the task's handle.
+    let (_, inner) = collecting(|| pass_handle(sys::borrow(&h1)).unwrap());
+    assert_eq!(inner.len(), 1);
+    assert_eq!(transfer.take().len(), 1);
+    assert!(transfer.take().is_empty());
+    assert_eq!(slow(), before + 2);
+    // A handle left untaken (a task that panicked) is closed with the
+    // transfer, and the thread has no transfer open again.
+    pass_handle(sys::borrow(&h1)).unwrap();
+    drop(transfer);
+    assert!(pass_handle(sys::borrow(&h1)).unwrap_err().is_not_spawning());
+    // One transfer for the run, one for the inner message.
+    assert_eq!(hooks::transfers_opened(), opened + 2);
+}
+
+#[test]
+fn tasks_open_windows_only_in_a_chunk_with_handles() {
+    let opened = hooks::windows_opened();
+    // Outside a chunk with handles (a chunk without any runs bare, and a
+    // message is one window): next_task and task_decoded do nothing.
+    for _ in 0..1000 {
+        next_task();
+        task_decoded();
+    }
+    receiving_message(Carried::from_received(vec![a_handle()]), || {
+        next_task();
+        task_decoded();
+        assert!(take_passed_handle(0).is_ok(), "a message is one window");
+    });
+    assert_eq!(hooks::windows_opened(), opened);
+    receiving_batch(Carried::from_received(vec![a_handle()]), vec![0, 1], || {
+        next_task();
+        task_decoded();
+        next_task();
+        assert!(take_passed_handle(0).is_ok());
+        task_decoded();
+    });
+    assert_eq!(hooks::windows_opened(), opened + 2);
+    // The chunk is over: back to nothing.
+    next_task();
+    assert_eq!(hooks::windows_opened(), opened + 2);
 }
 
 #[test]
