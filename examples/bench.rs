@@ -26,6 +26,10 @@
 //!   `multiprocessing.Pool(2).map(square, range(N), chunksize=1)`;
 //! - pool tiny tasks, automatic chunking (`map`) vs CPython's best
 //!   `Pool(2).map(.., chunksize=1000)`;
+//! - async: 100 000 tiny tasks `submit`ted and awaited together
+//!   (`join_all`) on a tokio current-thread runtime vs the blocking
+//!   `imap_unordered(..).chunksize(1)` of the same tasks on the same pool,
+//!   the two alternating, best of 3 runs each;
 //! - broadcast: a child sums a 1 GiB `Frozen<u64>` (spawn, map, sum, join)
 //!   vs the same sum in the parent, in GiB/s; CPython's
 //!   `shared_memory.SharedMemory` + numpy, a spawned `Process` summing the
@@ -192,6 +196,7 @@ struct Sizes {
     startup_rounds: usize,
     chunk1_n: u64,
     auto_n: u64,
+    async_n: u64,
 }
 
 // Row names (also what `--only` matches).
@@ -203,6 +208,7 @@ const STARTUP: &str = "pool startup, Pool::new(2) ready (us)";
 const RSS: &str = "idle worker RSS, pool vs bare (KiB)";
 const CHUNK1: &str = "pool x*x, chunksize 1 (tasks/s)";
 const AUTO: &str = "pool x*x, auto chunks (tasks/s)";
+const ASYNC: &str = "async: submit + await, tokio (tasks/s)";
 const BROADCAST: &str = "broadcast: child sums 1 GiB frozen (GiB/s)";
 const LOCK: &str = "lock: uncontended acquire+release (ns)";
 const LOCK_CONTENDED: &str = "lock-contended: 2 procs vs 2 threads (ns)";
@@ -256,6 +262,7 @@ fn run(opts: &Opts) -> usize {
         startup_rounds: if quick { 5 } else { 20 },
         chunk1_n: if quick { 20_000 } else { 60_000 },
         auto_n: if quick { 1_000_000 } else { 5_000_000 },
+        async_n: if quick { 20_000 } else { 100_000 },
     };
     let exe = std::env::current_exe().expect("current_exe");
 
@@ -311,6 +318,7 @@ fn run(opts: &Opts) -> usize {
     t.add(AUTO, "tasks/s", Target::AtLeast(2.0), || {
         pool_auto(&sz, c1000, &mut info)
     });
+    t.add(ASYNC, "tasks/s", Target::AtLeast(0.8), || pool_async(&sz));
     t.add(BROADCAST, "GiB/s", Target::AtLeast(0.8), || {
         broadcast(&sz, opts.no_cpython, &mut info)
     });
@@ -918,6 +926,44 @@ fn pool_auto(sz: &Sizes, cpython: Option<f64>, info: &mut Vec<String>) -> Result
     Ok(Figures {
         ours,
         baseline: cpython,
+    })
+}
+
+/// `submit` + await of `async_n` tasks on a current-thread runtime vs a
+/// blocking `imap_unordered` with chunksize 1, alternating; the best rate
+/// of each.
+fn pool_async(sz: &Sizes) -> Result<Figures, String> {
+    let pool = warm_pool()?;
+    let n = sz.async_n;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let (mut ours, mut baseline) = (0f64, 0f64);
+    for _ in 0..POOL_RUNS {
+        let t = Instant::now();
+        let out: Vec<u64> = rt
+            .block_on(futures_util::future::join_all(
+                (0..n).map(|i| pool.submit(square, i)),
+            ))
+            .into_iter()
+            .collect::<multiproc::Result<_>>()
+            .map_err(|e| e.to_string())?;
+        ours = ours.max(n as f64 / t.elapsed().as_secs_f64());
+        check_squares(&out, n)?;
+
+        let t = Instant::now();
+        let mut out: Vec<u64> = pool
+            .imap_unordered(square, 0..n)
+            .chunksize(1)
+            .collect::<multiproc::Result<_>>()
+            .map_err(|e| e.to_string())?;
+        baseline = baseline.max(n as f64 / t.elapsed().as_secs_f64());
+        out.sort_unstable();
+        check_squares(&out, n)?;
+    }
+    Ok(Figures {
+        ours,
+        baseline: Some(baseline),
     })
 }
 

@@ -73,6 +73,8 @@
 //!
 #![doc = include_str!("../docs/queues.md")]
 //!
+#![doc = include_str!("../docs/async.md")]
+//!
 //! # How a process ends
 //!
 //! [`Process::join`] returns the value, or an [`Error`] that tells apart:
@@ -189,7 +191,7 @@ pub use connection::{wait, Connection, Pipe, Waitable};
 pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "progress")]
 pub use pool::Progress;
-pub use pool::{AsyncResult, Imap, Pool, PoolBuilder};
+pub use pool::{AsyncResult, Imap, ImapStream, Pool, PoolBuilder};
 pub use popen::{
     executable, reset_executable, set_executable, ChildOutput, Popen, PopenBuilder, Sentinel, Stdio,
 };
@@ -578,6 +580,12 @@ pub mod test_hooks {
     /// (Windows) this process has open.
     pub fn open_ipc_handles() -> std::io::Result<Vec<u64>> {
         crate::sys::open_ipc_handles()
+    }
+
+    /// How many threads this process has (Linux: `/proc/self/status`;
+    /// Windows: a Toolhelp snapshot; other Unixes: `Unsupported`).
+    pub fn thread_count() -> std::io::Result<usize> {
+        crate::sys::thread_count()
     }
 
     /// Whether this is a Windows program running under Wine (where a few

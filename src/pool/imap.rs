@@ -5,7 +5,9 @@ use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -271,32 +273,33 @@ where
     }
 }
 
-impl<I, R> Iterator for Imap<I, R>
+impl<I, R> Imap<I, R>
 where
     I: Iterator,
     I::Item: Serialize,
     R: DeserializeOwned,
 {
-    type Item = Result<R>;
-
-    fn next(&mut self) -> Option<Result<R>> {
+    /// The next result: waits for it on the pool's condition variable
+    /// (`cx` is `None`, the iterator), or registers `cx`'s waker for the
+    /// job's next result and returns `Pending` (the stream).
+    fn next_or_register(&mut self, cx: Option<&mut Context<'_>>) -> Poll<Option<Result<R>>> {
         if let Some(e) = self.failed.take() {
             self.exhausted = true;
             self.yielded = self.pulled;
-            return Some(Err(e));
+            return Poll::Ready(Some(Err(e)));
         }
         loop {
             // Something to hand out?
             if let Some(r) = self.ready.next_result() {
                 self.yielded += 1;
-                return Some(r);
+                return Poll::Ready(Some(r));
             }
             if self.exhausted && self.yielded == self.pulled {
-                return self.end();
+                return Poll::Ready(self.end());
             }
             self.feed();
             if self.exhausted && self.yielded == self.pulled {
-                return self.end();
+                return Poll::Ready(self.end());
             }
             // Collect what arrived, or wait for it.
             let mut st = lock(&self.pool.state);
@@ -320,9 +323,125 @@ where
                 {
                     break;
                 }
-                st = self.pool.wait(st, None);
+                match &cx {
+                    None => st = self.pool.wait(st, None),
+                    Some(cx) => {
+                        // Registered under the lock the results arrive
+                        // under: none can slip in between.
+                        self.pool.register(&mut st, self.job, cx.waker());
+                        return Poll::Pending;
+                    }
+                }
             }
         }
+    }
+}
+
+impl<I, R> Iterator for Imap<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        match self.next_or_register(None) {
+            Poll::Ready(r) => r,
+            Poll::Pending => unreachable!("waits without a context"),
+        }
+    }
+}
+
+// Nothing in an `Imap` is pinned (`Stream::poll_next` works on it through
+// `&mut`, as `next` does), so it may move between polls whatever `I` is.
+impl<I, R> Unpin for Imap<I, R> {}
+
+/// The results as a [`Stream`](futures_core::Stream), for async code: in
+/// input order from [`Pool::imap`], as they complete from
+/// [`Pool::imap_unordered`], the same items as the iterator gives. The
+/// pool's reader threads wake the task that polls it when results arrive
+/// (no thread or timer of its own).
+///
+/// An `Imap` is also an [`Iterator`], so with a `StreamExt` trait in
+/// scope its shared method names (`next`, `map`, `collect`, …) are
+/// ambiguous: call [`into_stream`](Imap::into_stream) first, which gives
+/// the same stream as a type that is only a `Stream`.
+///
+/// Inputs are pulled from the caller's iterator inside `poll_next`, as
+/// `next` pulls them, so an input iterator that blocks blocks the
+/// executor's thread. Panics of that iterator are resumed at their
+/// position, as by `next` (see [`Imap`]).
+impl<I, R> futures_core::Stream for Imap<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<R>>> {
+        self.get_mut().next_or_register(Some(cx))
+    }
+}
+
+impl<I, R> Imap<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    /// This `Imap` as a type that is only a
+    /// [`Stream`](futures_core::Stream) (not also an `Iterator`), so that
+    /// `StreamExt` methods need no disambiguation.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    /// multiproc::entry!(square);
+    ///
+    /// # fn main() -> Result<(), multiproc::Error> {
+    /// # multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// let sum = rt.block_on(async {
+    ///     let mut results = pool.imap_unordered(square, 0..100).into_stream();
+    ///     let mut sum = 0;
+    ///     while let Some(r) = results.next().await {
+    ///         sum += r?;
+    ///     }
+    ///     Ok::<u64, multiproc::Error>(sum)
+    /// })?;
+    /// assert_eq!(sum, 328350);
+    /// # Ok(()) }
+    /// ```
+    pub fn into_stream(self) -> ImapStream<I, R> {
+        ImapStream(self)
+    }
+}
+
+/// An [`Imap`] as only a [`Stream`](futures_core::Stream); from
+/// [`Imap::into_stream`]. Dropping it drops the `Imap` (the tasks not yet
+/// sent to a worker are cancelled).
+pub struct ImapStream<I, R>(Imap<I, R>);
+
+impl<I: Iterator, R> fmt::Debug for ImapStream<I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ImapStream").field(&self.0).finish()
+    }
+}
+
+impl<I, R> futures_core::Stream for ImapStream<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<R>>> {
+        self.get_mut().0.next_or_register(Some(cx))
     }
 }
 

@@ -65,9 +65,9 @@ use crate::error::{Error, Kind, Result};
 use crate::popen::{PopenBuilder, Stdio};
 use crate::spawn;
 
-pub use imap::Imap;
 #[cfg(feature = "progress")]
 pub use imap::Progress;
+pub use imap::{Imap, ImapStream};
 pub use protocol::run_batch;
 use protocol::InitArgs;
 #[cfg(feature = "test-hooks")]
@@ -474,7 +474,9 @@ impl Pool {
                 let mut h = protocol::HandlesBuilder::default();
                 h.add(0, carried);
                 let r = st.sched.enqueue_with(job, name, 0, (1, task), h.finish(1));
-                self.shared.dispatch(&mut st);
+                if st.sched.wants_dispatch() {
+                    self.shared.dispatch(&mut st);
+                }
                 r.err().map(Failure::into_error)
             }
         };

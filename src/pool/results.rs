@@ -4,8 +4,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -148,7 +151,29 @@ impl ChunkResults {
     }
 }
 
-/// A task submitted with [`Pool::submit`](super::Pool::submit).
+/// A task submitted with [`Pool::submit`](super::Pool::submit): wait for
+/// its result with [`get`](Self::get), or `.await` it.
+///
+/// # As a future
+///
+/// `AsyncResult<R>` is a [`Future`] with `Output = Result<R>`, for any
+/// executor: the pool's own reader thread, the one that receives the
+/// result from the worker, wakes the task that awaits it. Awaiting costs
+/// no thread (neither per call nor per future) and no timer. Once it
+/// returned `Ready`, polling it again gives an error
+/// ([`ErrorKind::Usage`](crate::ErrorKind::Usage), "already taken"), as
+/// [`get_timeout`](Self::get_timeout) does.
+///
+/// The pool's [`task_timeout`](super::PoolBuilder::task_timeout) is
+/// checked when the future is polled and while some thread waits on the
+/// pool; an awaited task past it is killed at the next such moment.
+///
+/// # Drop
+///
+/// Dropping an `AsyncResult` (awaited or not, a future dropped by
+/// `select!` or a timeout included) detaches the task: it still runs on
+/// a worker, and its result is discarded when it arrives. Nothing is
+/// cancelled.
 pub struct AsyncResult<R> {
     pub(super) shared: Arc<Shared>,
     pub(super) job: u64,
@@ -219,6 +244,51 @@ impl<R: DeserializeOwned> AsyncResult<R> {
             st = self.shared.wait(st, until);
         }
     }
+}
+
+// Nothing in an `AsyncResult` is pinned (its result is moved out of it,
+// never borrowed across polls), so it may move between polls whatever `R`
+// is.
+impl<R> Unpin for AsyncResult<R> {}
+
+impl<R: DeserializeOwned> Future for AsyncResult<R> {
+    type Output = Result<R>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
+        let this = self.get_mut();
+        let r = match this.done.take() {
+            Some(r) => r,
+            None => {
+                let mut st = lock(&this.shared.state);
+                match st.sched.pop_result(this.job) {
+                    Some(mut c) => {
+                        st.sched.end_job(this.job);
+                        drop(st);
+                        c.next_result().unwrap_or_else(|| Err(no_result()))
+                    }
+                    None => {
+                        if !this.shared.register(&mut st, this.job, cx.waker()) {
+                            // The job is gone only once its result was
+                            // taken, which sets `done`.
+                            return Poll::Ready(Err(Error::new(Kind::AlreadyJoined)));
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            }
+        };
+        this.done = Some(Err(Error::new(Kind::AlreadyJoined)));
+        Poll::Ready(r)
+    }
+}
+
+/// A submitted task's chunk that holds no result (not reached: such a
+/// chunk is of one task, and hands out one result).
+fn no_result() -> Error {
+    Error::new(Kind::PoolBroken {
+        why: "a worker sent fewer results than tasks".into(),
+        cause: None,
+    })
 }
 
 impl<R> Drop for AsyncResult<R> {

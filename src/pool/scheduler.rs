@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use super::protocol::{FromWorker, TaskFail, TaskHandles, ToWorker, ToWorkerRef, WireChunkRef};
@@ -72,10 +73,22 @@ struct ChunkRec {
 }
 
 /// A caller's `imap`/`map`/`submit`: the results that arrived and were
-/// not yet taken.
+/// not yet taken, and the task (a future's, an `Imap` stream's) to wake
+/// when the next one arrives.
 #[derive(Default)]
 struct JobRec {
     results: Vec<ChunkResults>,
+    waker: Option<Waker>,
+}
+
+impl JobRec {
+    /// A result arrived: queues the job's waker (if any) on `woken`.
+    fn push(&mut self, c: ChunkResults, woken: &mut Vec<Waker>) {
+        self.results.push(c);
+        if let Some(w) = self.waker.take() {
+            woken.push(w);
+        }
+    }
 }
 
 struct Worker {
@@ -125,6 +138,10 @@ pub(super) struct Scheduler {
     /// Where the next dispatch starts its round.
     next_worker: usize,
     limits: Limits,
+    /// The wakers of jobs whose results arrived: the driver wakes them
+    /// ([`take_wakers`](Self::take_wakers)) once it released the pool's
+    /// lock, after every call that can complete a chunk.
+    woken: Vec<Waker>,
 }
 
 impl Scheduler {
@@ -143,6 +160,7 @@ impl Scheduler {
             failed_starts: 0,
             next_worker: 0,
             limits,
+            woken: Vec::new(),
         }
     }
 
@@ -169,6 +187,25 @@ impl Scheduler {
     /// The latest result of `job` that arrived, if any.
     pub(super) fn pop_result(&mut self, job: u64) -> Option<ChunkResults> {
         self.jobs.get_mut(&job).and_then(|j| j.results.pop())
+    }
+
+    /// Has `waker` woken when the next result of `job` arrives (one
+    /// wake: a later poll registers again). False if there is no such job.
+    pub(super) fn set_waker(&mut self, job: u64, waker: &Waker) -> bool {
+        let Some(j) = self.jobs.get_mut(&job) else {
+            return false;
+        };
+        match &mut j.waker {
+            Some(w) if w.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+        true
+    }
+
+    /// The wakers of jobs whose results arrived since the last call (see
+    /// [`Scheduler::woken`]'s docs: to be woken outside the lock).
+    pub(super) fn take_wakers(&mut self) -> Vec<Waker> {
+        std::mem::take(&mut self.woken)
     }
 
     /// Forgets `job`: results that arrive for it later are dropped.
@@ -272,7 +309,7 @@ impl Scheduler {
     fn fail_chunk(&mut self, cid: u64, why: Failure) {
         if let Some(c) = self.chunks.remove(&cid) {
             if let Some(job) = self.jobs.get_mut(&c.job) {
-                job.results.push(ChunkResults::failed(c.first, c.n, why));
+                job.push(ChunkResults::failed(c.first, c.n, why), &mut self.woken);
             }
         }
     }
@@ -295,6 +332,20 @@ impl Scheduler {
             timed_out: false,
         });
         Ok(())
+    }
+
+    /// Whether a chunk just queued should be sent now rather than with the
+    /// next frame the workers' replies trigger: some ready worker has
+    /// fewer than two chunks in flight (so it would idle, or run its last
+    /// chunk with nothing behind it, until then). Otherwise the chunk
+    /// waits in the queue, and `on_message` sends it with the chunks
+    /// queued after it, in one frame: a caller that `submit`s many tasks
+    /// in a row then pays for a frame (a write, a wake-up of the writer
+    /// thread, a `Started` reply) per frame, not per task.
+    pub(super) fn wants_dispatch(&self) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.ready && w.open && !w.retiring && w.inflight.len() < 2)
     }
 
     /// Sends queued chunks to workers with room, round robin from where
@@ -465,15 +516,18 @@ impl Scheduler {
                                 )
                             })
                             .collect();
-                        job.results.push(ChunkResults {
-                            first: c.first,
-                            n: c.n,
-                            next: 0,
-                            values,
-                            pos: 0,
-                            fails,
-                            all: None,
-                        });
+                        job.push(
+                            ChunkResults {
+                                first: c.first,
+                                n: c.n,
+                                next: 0,
+                                values,
+                                pos: 0,
+                                fails,
+                                all: None,
+                            },
+                            &mut self.woken,
+                        );
                     }
                 }
             }

@@ -11,6 +11,7 @@
 
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -201,12 +202,29 @@ impl Shared {
         self.with(st, |sched, os| sched.dispatch(os));
     }
 
+    /// Releases the lock after the scheduler may have completed chunks:
+    /// wakes the threads waiting on the pool and the tasks (futures,
+    /// streams) whose results arrived, these outside the lock (a waker
+    /// may run code of its executor).
+    pub(super) fn unlock_and_wake(&self, mut st: MutexGuard<'_, Inner>) {
+        let woken = st.sched.take_wakers();
+        drop(st);
+        self.cond.notify_all();
+        woken.into_iter().for_each(Waker::wake);
+    }
+
+    /// For a task instead of [`wait`](Self::wait): enforces the timeouts
+    /// and has `waker` woken when a result of `job` arrives.
+    pub(super) fn register(self: &Arc<Self>, st: &mut Inner, job: u64, waker: &Waker) -> bool {
+        self.with(st, |sched, os| sched.enforce_timeouts(os));
+        st.sched.set_waker(job, waker)
+    }
+
     /// The reader of worker `id` got `msg`.
     fn on_message(self: &Arc<Self>, id: WorkerId, msg: FromWorker) {
         let mut st = lock(&self.state);
         self.with(&mut st, |sched, os| sched.on_message(os, id, msg));
-        drop(st);
-        self.cond.notify_all();
+        self.unlock_and_wake(st);
     }
 
     /// Worker `id` is gone.
@@ -214,8 +232,7 @@ impl Shared {
         let mut st = lock(&self.state);
         st.handles.workers.retain(|h| h.id != id);
         self.with(&mut st, |sched, os| sched.on_exit(os, id, status, why));
-        drop(st);
-        self.cond.notify_all();
+        self.unlock_and_wake(st);
     }
 
     /// Kills worker `pid` as an outside killer would; whether it was one
@@ -273,9 +290,10 @@ impl Shared {
         let threads = {
             let mut st = lock(&self.state);
             self.with(&mut st, |sched, os| sched.terminate(os));
-            std::mem::take(&mut st.handles.threads)
+            let threads = std::mem::take(&mut st.handles.threads);
+            self.unlock_and_wake(st);
+            threads
         };
-        self.cond.notify_all();
         for t in threads {
             let _ = t.join();
         }

@@ -41,6 +41,20 @@ pub(crate) fn watch_process(pid: u32) -> io::Result<OwnedRaw> {
     }
 }
 
+/// The number of threads of this process (Linux: the `Threads:` line of
+/// `/proc/self/status`; other Unixes: `Unsupported`).
+pub(crate) fn thread_count() -> io::Result<usize> {
+    if !cfg!(target_os = "linux") {
+        return Err(io::ErrorKind::Unsupported.into());
+    }
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| io::Error::other("no Threads: line in /proc/self/status"))
+}
+
 /// Nothing lingers on Unix (see the Windows version).
 pub(crate) fn settle() -> usize {
     0

@@ -40,7 +40,8 @@ pub(crate) use channel::{pipe, Channel};
 pub(crate) use child::{before_exit, Child, HandleTransfer};
 #[cfg(feature = "test-hooks")]
 pub(crate) use diag::{
-    open_handle_count, open_ipc_handles, set_inheritable, settle, under_wine, watch_process,
+    open_handle_count, open_ipc_handles, set_inheritable, settle, thread_count, under_wine,
+    watch_process,
 };
 pub(crate) use exe::RunningImage;
 pub(crate) use poll::wait_any;

@@ -8,12 +8,15 @@ use windows_sys::Win32::Foundation::{
     GetHandleInformation, SetHandleInformation, FALSE, HANDLE, HANDLE_FLAG_INHERIT,
 };
 use windows_sys::Win32::Storage::FileSystem::{GetFileType, FILE_TYPE_PIPE};
+use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+    CreateToolhelp32Snapshot, Thread32First, Thread32Next, TH32CS_SNAPTHREAD, THREADENTRY32,
+};
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Threading::{
-    OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
+    GetCurrentProcessId, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
 };
 
-use super::{cvt, handle_to_token, owned_or_null, BorrowedRaw, OwnedRaw};
+use super::{cvt, handle_to_token, owned_or_invalid, owned_or_null, BorrowedRaw, OwnedRaw};
 
 /// The highest handle value [`open_handle_count`] and [`open_ipc_handles`]
 /// probe.
@@ -68,6 +71,36 @@ pub(crate) fn open_ipc_handles() -> io::Result<Vec<u64>> {
         })
         .map(handle_to_token)
         .collect())
+}
+
+/// The number of threads of this process: a Toolhelp snapshot of the
+/// system's threads, counting those this process owns
+/// (`CreateToolhelp32Snapshot`, `Thread32First`/`Thread32Next` on MSDN).
+pub(crate) fn thread_count() -> io::Result<usize> {
+    // SAFETY: plain call (the process id is ignored for threads); the
+    // result is checked by `owned_or_invalid`.
+    let raw = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0) };
+    // SAFETY: fresh return value of `CreateToolhelp32Snapshot`, owned by
+    // nobody else.
+    let snap = unsafe { owned_or_invalid(raw) }?;
+    // SAFETY: plain call.
+    let me = unsafe { GetCurrentProcessId() };
+    let mut entry = THREADENTRY32 {
+        dwSize: std::mem::size_of::<THREADENTRY32>() as u32,
+        ..THREADENTRY32::default()
+    };
+    let mut n = 0;
+    // SAFETY: `snap` is a thread snapshot, open for the call; `entry` is a
+    // THREADENTRY32 with its `dwSize` set, written by the call.
+    let mut more = unsafe { Thread32First(snap.as_raw_handle(), &mut entry) } != 0;
+    while more {
+        if entry.th32OwnerProcessID == me {
+            n += 1;
+        }
+        // SAFETY: as for `Thread32First`.
+        more = unsafe { Thread32Next(snap.as_raw_handle(), &mut entry) } != 0;
+    }
+    Ok(n)
 }
 
 /// A waitable handle on any process by pid (`SYNCHRONIZE`): signaled once

@@ -99,7 +99,7 @@ pub(crate) use child::settle;
 pub(crate) use child::{before_exit, reap_in_background, Child, HandleTransfer};
 #[cfg(feature = "test-hooks")]
 pub(crate) use diag::{
-    open_handle_count, open_ipc_handles, set_inheritable, under_wine, watch_process,
+    open_handle_count, open_ipc_handles, set_inheritable, thread_count, under_wine, watch_process,
 };
 pub(crate) use exe::RunningImage;
 pub(crate) use pipe::{pipe, Channel};
