@@ -35,7 +35,10 @@
 //!   `shared_memory.SharedMemory` + numpy, a spawned `Process` summing the
 //!   same 1 GiB (`scripts/bench_cpython.py --broadcast`), is printed under
 //!   the table (n/a, with the reason, without numpy:
-//!   `scripts/setup-bench.sh` installs it).
+//!   `scripts/setup-bench.sh` installs it); so is, on Linux, why the
+//!   child is slower: CPU time and page faults of one more child's first
+//!   pass (mapping the pages), second pass and unmap, against the
+//!   parent's sum, and the shared-memory huge-page setting.
 //! - lock: an uncontended `Lock` acquire + release (one thread) vs
 //!   CPython's `multiprocessing.Lock` acquire + release
 //!   (`scripts/bench_cpython.py --lock`), in ns;
@@ -119,7 +122,71 @@ fn sum_u64(v: &[u64]) -> u64 {
     v.iter().fold(0u64, |a, &x| a.wrapping_add(x))
 }
 
-multiproc::entry!(nothing, square, echo_loop, sum_block, contend);
+/// What one pass of a thread costs: CPU time (ns) and minor page faults.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Cost {
+    cpu_ns: u64,
+    faults: u64,
+}
+
+impl Cost {
+    /// This thread's totals so far (Linux: /proc/thread-self/schedstat and
+    /// stat; zero elsewhere).
+    fn now() -> Cost {
+        let read = |f: &str| std::fs::read_to_string(format!("/proc/thread-self/{f}"));
+        let cpu_ns = read("schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        // minflt is the 10th field; the 2nd (comm) may hold spaces.
+        let faults = read("stat")
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(7)?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        Cost { cpu_ns, faults }
+    }
+
+    fn since(self, start: Cost) -> Cost {
+        Cost {
+            cpu_ns: self.cpu_ns.saturating_sub(start.cpu_ns),
+            faults: self.faults.saturating_sub(start.faults),
+        }
+    }
+
+    fn ms(self) -> f64 {
+        self.cpu_ns as f64 / 1e6
+    }
+}
+
+/// The broadcast row's cause, measured in one more (untimed) child: the
+/// first pass over the block (its pages mapped as it goes), a second pass
+/// (mapped), and dropping it (unmapping); each pass's sum.
+fn sum_block_costs(block: multiproc::Frozen<u64>) -> ([Cost; 3], u64, u64) {
+    let t0 = Cost::now();
+    let first = std::hint::black_box(sum_u64(&block));
+    let t1 = Cost::now();
+    let second = std::hint::black_box(sum_u64(&block));
+    let t2 = Cost::now();
+    drop(block);
+    let t3 = Cost::now();
+    ([t1.since(t0), t2.since(t1), t3.since(t2)], first, second)
+}
+
+multiproc::entry!(
+    nothing,
+    square,
+    echo_loop,
+    sum_block,
+    sum_block_costs,
+    contend
+);
 
 const BIG: usize = 64 << 20;
 /// Pool workers in the pool rows (the CPython script uses `Pool(2)` too).
@@ -1109,6 +1176,9 @@ fn broadcast(sz: &Sizes, no_cpython: bool, info: &mut Vec<String>) -> Result<Fig
     if let Some(why) = bad {
         return Err(why);
     }
+    if cfg!(target_os = "linux") {
+        info.push(broadcast_cause(&block, expected)?);
+    }
     drop(block);
     let line = if no_cpython {
         "broadcast: cpython n/a (not run: --no-cpython)".to_string()
@@ -1126,6 +1196,41 @@ fn broadcast(sz: &Sizes, no_cpython: bool, info: &mut Vec<String>) -> Result<Fig
         ours: 1.0 / child,
         baseline: Some(1.0 / parent),
     })
+}
+
+/// Linux: why the child is slower than the parent, measured (CPU time, not
+/// wall clock, so other load doesn't blur it): the parent's sum of its
+/// mapped block against one more child's passes (see `sum_block_costs`),
+/// and the shared-memory huge-page setting that decides the page size.
+fn broadcast_cause(block: &multiproc::Frozen<u64>, expected: u64) -> Result<String, String> {
+    let t0 = Cost::now();
+    let sum = std::hint::black_box(sum_u64(block));
+    let parent = Cost::now().since(t0);
+    if sum != expected {
+        return Err(format!("the parent summed {sum}, not {expected}"));
+    }
+    let ([first, second, unmap], a, b) = Process::spawn(sum_block_costs, block)
+        .and_then(|mut p| p.join())
+        .map_err(|e| e.to_string())?;
+    if (a, b) != (expected, expected) {
+        return Err(format!("the child summed {a} and {b}, not {expected}"));
+    }
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
+        .ok()
+        .and_then(|s| Some(s.split_once('[')?.1.split_once(']')?.0.to_string()))
+        .unwrap_or_else(|| "n/a".into());
+    let pages = block.len() * 8 / 4096;
+    Ok(format!(
+        "broadcast, why (CPU ms per /proc/thread-self/schedstat, one more child): parent sum \
+         {:.0}; child: first pass {:.0} with {} page faults mapping {pages} 4-KiB pages \
+         (shmem THP: {thp}), second pass {:.0}, unmap {:.0}; ratio in CPU {:.2}x",
+        parent.ms(),
+        first.ms(),
+        first.faults,
+        second.ms(),
+        unmap.ms(),
+        parent.ms() / (first.ms() + unmap.ms()),
+    ))
 }
 
 /// `scripts/bench_cpython.py --broadcast`: (GiB/s, python version).

@@ -8,7 +8,9 @@
 //!   carry those seals (which only memfds can have) and the exact size;
 //!   freezing adds `F_SEAL_WRITE | F_SEAL_SEAL`, after which no process
 //!   can write it, and a frozen block is mapped only if it has them.
-//!   See memfd_create(2) and the "File Sealing" part of fcntl(2).
+//!   See memfd_create(2) and the "File Sealing" part of fcntl(2). A block
+//!   of 2 MiB or more asks for transparent huge pages when it is mapped to
+//!   be written (see `ask_for_huge_pages`).
 //! - macOS (and other Unixes): `shm_open` with a random name and
 //!   `O_CREAT | O_EXCL`, `shm_unlink` right away, then `ftruncate`. There
 //!   are no seals: a received fd is checked for its size only (`fstat`),
@@ -136,7 +138,39 @@ pub(crate) fn shm_map(fd: BorrowedFd<'_>, len: usize, access: ShmAccess) -> io::
         unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0) }?;
     let ptr =
         NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-    Ok(ShmView { ptr, len })
+    let view = ShmView { ptr, len };
+    #[cfg(target_os = "linux")]
+    if access == ShmAccess::ReadWrite && len >= HUGE_PAGE {
+        ask_for_huge_pages(&view);
+    }
+    Ok(view)
+}
+
+/// The size of a transparent huge page on x86-64 and most Linux targets.
+#[cfg(target_os = "linux")]
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Linux: a block of 2 MiB or more mapped to be written asks for
+/// transparent huge pages (`MADV_HUGEPAGE`) before anything is written to
+/// it. Where the system gives shared memory huge pages on request
+/// (`/sys/kernel/mm/transparent_hugepage/shmem_enabled` is `advise`), the
+/// block is then made of 2 MiB pages, and every process that maps it later
+/// (a child reading a `Frozen` broadcast) maps 512 times fewer pages:
+/// measured on a tmpfs mounted `huge=advise` on this kernel (6.18), a
+/// child summing a 1 GiB block took 77 ms of CPU instead of 138-146, and
+/// unmapping it 0.2 ms instead of 23. Where it is `never` it does nothing;
+/// `always` and `within_size` don't need it. A hint: failure is ignored.
+#[cfg(target_os = "linux")]
+fn ask_for_huge_pages(view: &ShmView) {
+    // SAFETY: `view` is a whole mapping `shm_map` just made; MADV_HUGEPAGE
+    // changes how its pages are allocated, never what they hold.
+    let _ = unsafe {
+        rustix::mm::madvise(
+            view.as_ptr().cast(),
+            view.len,
+            rustix::mm::Advice::LinuxHugepage,
+        )
+    };
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -264,6 +298,40 @@ mod tests {
         // Sealed against writing: can't be mapped writable.
         let fd = shm_freeze(fd).unwrap();
         refused(shm_map(fd.as_fd(), 4096, ShmAccess::ReadWrite));
+    }
+
+    /// The `VmFlags` line of the mapping that starts at `addr`, from
+    /// /proc/self/smaps.
+    #[cfg(target_os = "linux")]
+    fn vm_flags(addr: *mut u8) -> String {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let start = format!("{:x}-", addr as usize);
+        let entry = smaps
+            .split_once(&format!("\n{start}"))
+            .map(|(_, rest)| rest)
+            .unwrap_or_else(|| panic!("no mapping at {start} in smaps"));
+        let line = entry.lines().find(|l| l.starts_with("VmFlags:")).unwrap();
+        line.to_string()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn large_writable_blocks_ask_for_huge_pages_and_small_or_frozen_ones_dont() {
+        let fd = shm_create(HUGE_PAGE * 2).unwrap();
+        let big = shm_map(fd.as_fd(), HUGE_PAGE * 2, ShmAccess::ReadWrite).unwrap();
+        let flags = vm_flags(big.as_ptr());
+        assert!(flags.split_whitespace().any(|f| f == "hg"), "{flags}");
+        drop(big);
+        // A frozen block's read-only mappings are of pages that exist
+        // already: nothing to ask.
+        let fd = shm_freeze(fd).unwrap();
+        let ro = shm_map(fd.as_fd(), HUGE_PAGE * 2, ShmAccess::ReadOnly).unwrap();
+        let flags = vm_flags(ro.as_ptr());
+        assert!(!flags.split_whitespace().any(|f| f == "hg"), "{flags}");
+        let fd = shm_create(HUGE_PAGE / 2).unwrap();
+        let small = shm_map(fd.as_fd(), HUGE_PAGE / 2, ShmAccess::ReadWrite).unwrap();
+        let flags = vm_flags(small.as_ptr());
+        assert!(!flags.split_whitespace().any(|f| f == "hg"), "{flags}");
     }
 
     #[cfg(target_os = "linux")]
