@@ -73,7 +73,7 @@ use protocol::InitArgs;
 #[cfg(feature = "test-hooks")]
 pub(crate) use protocol::{decode_messages, worker_connection};
 pub use results::AsyncResult;
-use results::Failure;
+use results::Slot;
 use scheduler::{Limits, Scheduler};
 use workers::{lock, Inner, Shared, Spawner};
 
@@ -457,14 +457,14 @@ impl Pool {
         R: DeserializeOwned,
     {
         let name = spawn::entry_id(&entry);
-        let mut st = lock(&self.shared.state);
-        let job = st.sched.new_job();
+        // Encoded before the pool's lock is taken: the reader threads wait
+        // for nobody's serializer.
         let (encoded, carried) = handles::collecting(|| encode::to_vec(&arg));
-        let early = match encoded {
+        let task = match encoded {
             _ if spawn::find_entry(name).is_none() => {
-                Some(Error::new(Kind::UnknownEntry(name.to_string())))
+                Err(Error::new(Kind::UnknownEntry(name.to_string())))
             }
-            Err(e) => Some(Error::new(Kind::Encode {
+            Err(e) => Err(Error::new(Kind::Encode {
                 entry: name.to_string(),
                 source: e,
             })),
@@ -473,17 +473,32 @@ impl Pool {
                 protocol::put_frame(&mut task, &payload);
                 let mut h = protocol::HandlesBuilder::default();
                 h.add(0, carried);
-                let r = st.sched.enqueue_with(job, name, 0, (1, task), h.finish(1));
-                if st.sched.wants_dispatch() {
-                    self.shared.dispatch(&mut st);
-                }
-                r.err().map(Failure::into_error)
+                Ok((task, h.finish(1)))
             }
         };
-        drop(st);
+        let slot = Arc::new(Slot::default());
+        let (job, early) = match task {
+            Err(e) => (0, Some(e)),
+            Ok((task, handles)) => {
+                let mut st = lock(&self.shared.state);
+                match st
+                    .sched
+                    .enqueue_slot(name, task, handles, Arc::clone(&slot))
+                {
+                    Err(why) => (0, Some(why.into_error())),
+                    Ok(job) => {
+                        if st.sched.wants_dispatch() {
+                            self.shared.dispatch(&mut st);
+                        }
+                        (job, None)
+                    }
+                }
+            }
+        };
         AsyncResult {
             shared: Arc::clone(&self.shared),
             job,
+            slot,
             done: early.map(Err),
             _r: PhantomData,
         }

@@ -7,8 +7,8 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -176,9 +176,55 @@ impl ChunkResults {
 /// cancelled.
 pub struct AsyncResult<R> {
     pub(super) shared: Arc<Shared>,
+    /// The scheduler's job (0 for a task that failed before it was
+    /// queued).
     pub(super) job: u64,
+    pub(super) slot: Arc<Slot>,
     pub(super) done: Option<Result<R>>,
     pub(super) _r: PhantomData<fn() -> R>,
+}
+
+/// Where a submitted task's result goes: the scheduler puts it there
+/// (under the pool's lock, then wakes the waker it hands back), the
+/// [`AsyncResult`] takes it under the slot's own lock, so that polling a
+/// future never contends with the pool's threads for the pool's lock.
+#[derive(Default)]
+pub(super) struct Slot(Mutex<SlotState>);
+
+#[derive(Default)]
+struct SlotState {
+    result: Option<ChunkResults>,
+    waker: Option<Waker>,
+}
+
+impl Slot {
+    fn state(&self) -> MutexGuard<'_, SlotState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The result arrived; the waker to wake (outside the pool's lock).
+    pub(super) fn put(&self, c: ChunkResults) -> Option<Waker> {
+        let mut st = self.state();
+        st.result = Some(c);
+        st.waker.take()
+    }
+
+    fn take(&self) -> Option<ChunkResults> {
+        self.state().result.take()
+    }
+
+    /// The result, or `waker` registered to be woken when it arrives.
+    pub(super) fn take_or_register(&self, waker: &Waker) -> Option<ChunkResults> {
+        let mut st = self.state();
+        if let Some(c) = st.result.take() {
+            return Some(c);
+        }
+        match &mut st.waker {
+            Some(w) if w.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+        None
+    }
 }
 
 impl<R> fmt::Debug for AsyncResult<R> {
@@ -193,14 +239,22 @@ fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<R> {
     crate::encode::from_bytes(bytes).map_err(|e| e.into_error("a task's result"))
 }
 
+/// The one result of a submitted task's chunk.
+fn first_result<R: DeserializeOwned>(mut c: ChunkResults) -> Result<R> {
+    // Not `None`: a submitted task's chunk is of one task.
+    c.next_result().unwrap_or_else(|| {
+        Err(Error::new(Kind::PoolBroken {
+            why: "a worker sent fewer results than tasks".into(),
+            cause: None,
+        }))
+    })
+}
+
 impl<R: DeserializeOwned> AsyncResult<R> {
     /// Whether the result is there.
     pub fn is_ready(&mut self) -> bool {
         if self.done.is_none() {
-            let mut st = lock(&self.shared.state);
-            if let Some(mut r) = st.sched.pop_result(self.job) {
-                self.done = r.next_result();
-            }
+            self.done = self.slot.take().map(first_result);
         }
         self.done.is_some()
     }
@@ -231,11 +285,13 @@ impl<R: DeserializeOwned> AsyncResult<R> {
         if self.done.is_some() {
             return true;
         }
+        // The result is put in the slot under the pool's lock, and the
+        // pool's condition variable notified after: checked under that
+        // lock, no notification is missed.
         let mut st = lock(&self.shared.state);
         loop {
-            if let Some(mut r) = st.sched.pop_result(self.job) {
-                st.sched.end_job(self.job);
-                self.done = r.next_result();
+            if let Some(c) = self.slot.take() {
+                self.done = Some(first_result(c));
                 return true;
             }
             if until.is_some_and(|u| Instant::now() >= u) {
@@ -259,41 +315,18 @@ impl<R: DeserializeOwned> Future for AsyncResult<R> {
         let r = match this.done.take() {
             Some(r) => r,
             None => {
-                let mut st = lock(&this.shared.state);
-                match st.sched.pop_result(this.job) {
-                    Some(mut c) => {
-                        st.sched.end_job(this.job);
-                        drop(st);
-                        c.next_result().unwrap_or_else(|| Err(no_result()))
-                    }
-                    None => {
-                        if !this.shared.register(&mut st, this.job, cx.waker()) {
-                            // The job is gone only once its result was
-                            // taken, which sets `done`.
-                            return Poll::Ready(Err(Error::new(Kind::AlreadyJoined)));
-                        }
-                        return Poll::Pending;
-                    }
+                if this.shared.limits.task_timeout.is_some() {
+                    // Nobody else may be waiting on the pool to check them.
+                    this.shared.enforce_timeouts();
+                }
+                match this.slot.take_or_register(cx.waker()) {
+                    Some(c) => first_result(c),
+                    None => return Poll::Pending,
                 }
             }
         };
         this.done = Some(Err(Error::new(Kind::AlreadyJoined)));
         Poll::Ready(r)
-    }
-}
-
-/// A submitted task's chunk that holds no result (not reached: such a
-/// chunk is of one task, and hands out one result).
-fn no_result() -> Error {
-    Error::new(Kind::PoolBroken {
-        why: "a worker sent fewer results than tasks".into(),
-        cause: None,
-    })
-}
-
-impl<R> Drop for AsyncResult<R> {
-    fn drop(&mut self) {
-        lock(&self.shared.state).sched.end_job(self.job);
     }
 }
 

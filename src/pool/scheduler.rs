@@ -11,12 +11,13 @@
 //! at the timeouts.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use super::protocol::{FromWorker, TaskFail, TaskHandles, ToWorker, ToWorkerRef, WireChunkRef};
-use super::results::{Broken, ChunkResults, Failure};
+use super::results::{Broken, ChunkResults, Failure, Slot};
 use super::{FRAME_TARGET, MAX_FAILED_STARTS, MAX_FRAME_CHUNKS};
 use crate::codec::handles::{Carried, MAX_HANDLES};
 use crate::error::Result;
@@ -70,25 +71,17 @@ struct ChunkRec {
     n: u32,
     tasks: Vec<u8>,
     handles: TaskHandles,
+    /// A `submit`'s task: its result goes here, not to a [`JobRec`].
+    slot: Option<Arc<Slot>>,
 }
 
-/// A caller's `imap`/`map`/`submit`: the results that arrived and were
-/// not yet taken, and the task (a future's, an `Imap` stream's) to wake
-/// when the next one arrives.
+/// A caller's `imap`/`map`: the results that arrived and were not yet
+/// taken, and the task (an `Imap` stream's) to wake when the next one
+/// arrives.
 #[derive(Default)]
 struct JobRec {
     results: Vec<ChunkResults>,
     waker: Option<Waker>,
-}
-
-impl JobRec {
-    /// A result arrived: queues the job's waker (if any) on `woken`.
-    fn push(&mut self, c: ChunkResults, woken: &mut Vec<Waker>) {
-        self.results.push(c);
-        if let Some(w) = self.waker.take() {
-            woken.push(w);
-        }
-    }
 }
 
 struct Worker {
@@ -122,13 +115,59 @@ struct EntryStats {
     per_task: Duration,
 }
 
+/// A map keyed by the scheduler's own ids and the entries' names, which
+/// no one outside chooses: hashed with [`FastHasher`], not SipHash (its
+/// protection against chosen keys is not needed, and it was a visible
+/// part of each task's cost).
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// FxHash (rustc's): a rotate, a xor and a multiply per word.
+#[derive(Default, Clone, Copy)]
+struct FastHasher(u64);
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+}
+
 /// The pool's state: see the module docs.
 pub(super) struct Scheduler {
     workers: Vec<Worker>,
     queue: VecDeque<u64>,
-    chunks: HashMap<u64, ChunkRec>,
-    jobs: HashMap<u64, JobRec>,
-    stats: HashMap<&'static str, EntryStats>,
+    chunks: FastMap<u64, ChunkRec>,
+    jobs: FastMap<u64, JobRec>,
+    stats: FastMap<&'static str, EntryStats>,
     next_id: u64,
     closed: bool,
     terminated: bool,
@@ -149,9 +188,9 @@ impl Scheduler {
         Scheduler {
             workers: Vec::new(),
             queue: VecDeque::new(),
-            chunks: HashMap::new(),
-            jobs: HashMap::new(),
-            stats: HashMap::new(),
+            chunks: FastMap::default(),
+            jobs: FastMap::default(),
+            stats: FastMap::default(),
             next_id: 0,
             closed: false,
             terminated: false,
@@ -184,9 +223,18 @@ impl Scheduler {
             .unwrap_or_default()
     }
 
-    /// The latest result of `job` that arrived, if any.
-    pub(super) fn pop_result(&mut self, job: u64) -> Option<ChunkResults> {
-        self.jobs.get_mut(&job).and_then(|j| j.results.pop())
+    /// The results of chunk `c` arrived (or its failure): to its slot, or
+    /// to its job's record; the waker to wake, if any, goes to `woken`.
+    fn deliver(&mut self, c: ChunkRec, results: ChunkResults) {
+        match c.slot {
+            Some(slot) => self.woken.extend(slot.put(results)),
+            None => {
+                if let Some(job) = self.jobs.get_mut(&c.job) {
+                    job.results.push(results);
+                    self.woken.extend(job.waker.take());
+                }
+            }
+        }
     }
 
     /// Has `waker` woken when the next result of `job` arrives (one
@@ -206,11 +254,6 @@ impl Scheduler {
     /// [`Scheduler::woken`]'s docs: to be woken outside the lock).
     pub(super) fn take_wakers(&mut self) -> Vec<Waker> {
         std::mem::take(&mut self.woken)
-    }
-
-    /// Forgets `job`: results that arrive for it later are dropped.
-    pub(super) fn end_job(&mut self, job: u64) {
-        self.jobs.remove(&job);
     }
 
     /// Forgets `job` and drops its chunks that are still queued; the ones
@@ -308,9 +351,8 @@ impl Scheduler {
 
     fn fail_chunk(&mut self, cid: u64, why: Failure) {
         if let Some(c) = self.chunks.remove(&cid) {
-            if let Some(job) = self.jobs.get_mut(&c.job) {
-                job.push(ChunkResults::failed(c.first, c.n, why), &mut self.woken);
-            }
+            let results = ChunkResults::failed(c.first, c.n, why);
+            self.deliver(c, results);
         }
     }
 
@@ -502,33 +544,30 @@ impl Scheduler {
                         let s = self.stats.entry(c.entry).or_insert(EntryStats { per_task });
                         s.per_task = (s.per_task * 3 + per_task) / 4;
                     }
-                    if let Some(job) = self.jobs.get_mut(&c.job) {
-                        let fails = fails
-                            .into_iter()
-                            .map(|(i, f)| {
-                                (
-                                    i,
-                                    match f {
-                                        TaskFail::Panic(p) => Failure::Panic(p),
-                                        TaskFail::BadArgs(m) => Failure::BadArgs(m),
-                                        TaskFail::BadResult(m) => Failure::BadResult(m),
-                                    },
-                                )
-                            })
-                            .collect();
-                        job.push(
-                            ChunkResults {
-                                first: c.first,
-                                n: c.n,
-                                next: 0,
-                                values,
-                                pos: 0,
-                                fails,
-                                all: None,
-                            },
-                            &mut self.woken,
-                        );
-                    }
+                    // (Dropped in `deliver` if nobody waits for it.)
+                    let fails = fails
+                        .into_iter()
+                        .map(|(i, f)| {
+                            (
+                                i,
+                                match f {
+                                    TaskFail::Panic(p) => Failure::Panic(p),
+                                    TaskFail::BadArgs(m) => Failure::BadArgs(m),
+                                    TaskFail::BadResult(m) => Failure::BadResult(m),
+                                },
+                            )
+                        })
+                        .collect();
+                    let results = ChunkResults {
+                        first: c.first,
+                        n: c.n,
+                        next: 0,
+                        values,
+                        pos: 0,
+                        fails,
+                        all: None,
+                    };
+                    self.deliver(c, results);
                 }
             }
         }
@@ -643,8 +682,35 @@ impl Scheduler {
         job: u64,
         entry: &'static str,
         first: u64,
+        tasks: (u32, Vec<u8>),
+        handles: TaskHandles,
+    ) -> std::result::Result<(), Failure> {
+        self.enqueue_to(job, entry, first, tasks, handles, None)
+    }
+
+    /// Queues a `submit`'s one task, whose result goes to `slot`; its job
+    /// id (the job has no [`JobRec`]: nothing to look up when the result
+    /// arrives).
+    pub(super) fn enqueue_slot(
+        &mut self,
+        entry: &'static str,
+        task: Vec<u8>,
+        handles: TaskHandles,
+        slot: Arc<Slot>,
+    ) -> std::result::Result<u64, Failure> {
+        let job = self.next_id();
+        self.enqueue_to(job, entry, 0, (1, task), handles, Some(slot))?;
+        Ok(job)
+    }
+
+    fn enqueue_to(
+        &mut self,
+        job: u64,
+        entry: &'static str,
+        first: u64,
         (n, tasks): (u32, Vec<u8>),
         handles: TaskHandles,
+        slot: Option<Arc<Slot>>,
     ) -> std::result::Result<(), Failure> {
         if let Some(why) = &self.broken {
             return Err(Failure::Broken(why.clone()));
@@ -666,6 +732,7 @@ impl Scheduler {
                 n,
                 tasks,
                 handles,
+                slot,
             },
         );
         self.queue.push_back(cid);

@@ -220,6 +220,13 @@ impl Shared {
         st.sched.set_waker(job, waker)
     }
 
+    /// Kills workers whose task is past the pool's timeout (a polled
+    /// future's check: see `AsyncResult`).
+    pub(super) fn enforce_timeouts(self: &Arc<Self>) {
+        let mut st = lock(&self.state);
+        self.with(&mut st, |sched, os| sched.enforce_timeouts(os));
+    }
+
     /// The reader of worker `id` got `msg`.
     fn on_message(self: &Arc<Self>, id: WorkerId, msg: FromWorker) {
         let mut st = lock(&self.state);

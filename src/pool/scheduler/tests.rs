@@ -483,3 +483,106 @@ fn a_cancelled_job_leaves_the_queue_and_its_late_results_are_dropped() {
     assert_eq!(s.take_results(other).len(), 1);
     assert!(s.idle());
 }
+
+/// A waker that counts its wakes.
+struct CountWakes(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountWakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn counting_waker() -> (Arc<CountWakes>, Waker) {
+    let count = Arc::new(CountWakes(Default::default()));
+    (Arc::clone(&count), Waker::from(count))
+}
+
+fn one_task() -> Vec<u8> {
+    let mut task = Vec::new();
+    put_frame(&mut task, &[0]);
+    task
+}
+
+#[test]
+fn a_submitted_tasks_result_goes_to_its_slot_and_its_waker_is_handed_back_once() {
+    let mut io = Mock::new();
+    let (mut s, w, _) = ready(limits(1), &mut io);
+    let jobs = s.jobs.len();
+    let slot = Arc::new(Slot::default());
+    let job = s
+        .enqueue_slot("e", one_task(), TaskHandles::default(), Arc::clone(&slot))
+        .unwrap();
+    assert!(job > 0);
+    s.dispatch(&mut io);
+    let (_, frame, chunks) = io.take_work()[0].clone();
+    let (count, waker) = counting_waker();
+    assert!(slot.take_or_register(&waker).is_none());
+    s.on_message(&mut io, w[0], FromWorker::Started(frame));
+    assert!(s.take_wakers().is_empty(), "nothing arrived yet");
+    s.on_message(&mut io, w[0], done(chunks[0], 1));
+    // The scheduler hands the waker back (to be woken outside its lock) ...
+    let woken = s.take_wakers();
+    assert_eq!(woken.len(), 1);
+    woken.into_iter().for_each(Waker::wake);
+    assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // ... the result is in the slot, and no job record was left behind.
+    let r = slot.take_or_register(&waker).expect("the result");
+    assert_eq!((r.first, r.n), (0, 1));
+    assert_eq!(s.jobs.len(), jobs);
+    assert!(s.take_wakers().is_empty());
+}
+
+#[test]
+fn a_submitted_task_that_fails_wakes_its_slot_too() {
+    let mut io = Mock::new();
+    let (mut s, w, _) = ready(limits(1), &mut io);
+    let slot = Arc::new(Slot::default());
+    s.enqueue_slot("e", one_task(), TaskHandles::default(), Arc::clone(&slot))
+        .unwrap();
+    s.dispatch(&mut io);
+    let (_, frame, _) = io.take_work()[0].clone();
+    let (_, waker) = counting_waker();
+    assert!(slot.take_or_register(&waker).is_none());
+    s.on_message(&mut io, w[0], FromWorker::Started(frame));
+    s.on_exit(&mut io, w[0], None, None);
+    assert_eq!(s.take_wakers().len(), 1);
+    let r = slot.take_or_register(&waker).expect("the failure");
+    assert!(matches!(r.all, Some(Failure::Died { .. })));
+}
+
+#[test]
+fn a_jobs_waker_is_handed_back_when_its_next_result_arrives() {
+    let mut io = Mock::new();
+    let (mut s, w, job) = ready(limits(1), &mut io);
+    queue(&mut s, job, &[1, 1]);
+    s.dispatch(&mut io);
+    let (_, frame, chunks) = io.take_work()[0].clone();
+    let (_, waker) = counting_waker();
+    assert!(s.set_waker(job, &waker));
+    assert!(!s.set_waker(job + 1000, &waker), "no such job");
+    s.on_message(&mut io, w[0], FromWorker::Started(frame));
+    s.on_message(&mut io, w[0], done(chunks[0], 1));
+    assert_eq!(s.take_wakers().len(), 1);
+    // One wake per registration: the next result wakes nobody.
+    let second: Vec<u64> = io.take_work().into_iter().flat_map(|(.., c)| c).collect();
+    s.on_message(&mut io, w[0], done(second[0], 1));
+    assert!(s.take_wakers().is_empty());
+    assert_eq!(results(&mut s, job).len(), 2);
+}
+
+#[test]
+fn a_submit_is_sent_at_once_only_while_a_worker_has_fewer_than_two_chunks_in_flight() {
+    let mut io = Mock::new();
+    let (mut s, _, job) = ready(limits(1), &mut io);
+    assert!(s.wants_dispatch());
+    queue(&mut s, job, &[1]);
+    s.dispatch(&mut io);
+    assert!(s.wants_dispatch(), "one chunk in flight");
+    queue(&mut s, job, &[1]);
+    s.dispatch(&mut io);
+    assert!(
+        !s.wants_dispatch(),
+        "two in flight: the next waits for a reply"
+    );
+}
