@@ -34,7 +34,7 @@ use crate::sys;
 /// ```
 #[derive(Debug)]
 pub struct Semaphore {
-    pub(super) sys: sys::SysSemaphore,
+    sys: sys::SysSemaphore,
     bounded: bool,
 }
 
@@ -90,14 +90,6 @@ impl Semaphore {
             sys: sys::SysSemaphore::new(value, max).map_err(io("cannot create a semaphore"))?,
             bounded,
         })
-    }
-
-    /// A plain semaphore around a received OS object.
-    pub(super) fn from_sys(sys: sys::SysSemaphore) -> Semaphore {
-        Semaphore {
-            sys,
-            bounded: false,
-        }
     }
 
     fn guard(&self, got: bool) -> Option<SemaphoreGuard<'_>> {

@@ -11,6 +11,7 @@
 use std::ffi::OsString;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -221,11 +222,23 @@ const _: fn(&SysEvent, Option<Instant>) -> io::Result<bool> = SysEvent::wait;
 const _: fn(&SysEvent) -> (Vec<BorrowedRaw<'_>>, u64) = SysEvent::parts;
 const _: fn(Vec<OwnedRaw>, u64) -> io::Result<SysEvent> = SysEvent::from_parts;
 const _: usize = SysEvent::HANDLES;
+/// Sleeping until a counter in a shared block moves on: `wait(word, seen,
+/// deadline)` returns once `word` no longer holds `seen`, at the deadline,
+/// or early (callers look again); `bump(word)` adds one to it and wakes
+/// every sleeper (on Windows a sleeper may notice up to 50 ms late, in a
+/// rare race). Callers bump one at a time, under a lock.
+const _: fn() -> io::Result<SysWaker> = SysWaker::new;
+const _: fn(&SysWaker, &AtomicU32, u32, Option<Instant>) -> io::Result<()> = SysWaker::wait;
+const _: fn(&SysWaker, &AtomicU32) -> io::Result<()> = SysWaker::bump;
+const _: fn(&SysWaker) -> (Vec<BorrowedRaw<'_>>, u64) = SysWaker::parts;
+const _: fn(Vec<OwnedRaw>, u64) -> io::Result<SysWaker> = SysWaker::from_parts;
+const _: usize = SysWaker::HANDLES;
 const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<SysMutex>();
     assert_send_sync::<SysSemaphore>();
     assert_send_sync::<SysEvent>();
+    assert_send_sync::<SysWaker>();
 };
 
 // The child's side.

@@ -49,7 +49,7 @@ pub(crate) use reaper::reap_in_background;
 pub(crate) use rights::{duplicate, MAX_MESSAGE_HANDLES};
 pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};
 pub(crate) use spawn::spawn;
-pub(crate) use sync::{SysEvent, SysMutex, SysSemaphore};
+pub(crate) use sync::{SysEvent, SysMutex, SysSemaphore, SysWaker};
 /// An owned OS resource: a file descriptor.
 pub(crate) type OwnedRaw = OwnedFd;
 

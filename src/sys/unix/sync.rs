@@ -24,6 +24,10 @@
 //!   `FUTEX_PRIVATE_FLAG`, since other processes map the same page; the
 //!   kernel keys the futex by the page, futex(2)) and wakes with
 //!   `FUTEX_WAKE` only when someone sleeps.
+//! - [`SysWaker`] sleeps on a counter in a block of the caller's (a
+//!   `Condition`'s state) until it moves on: `FUTEX_WAIT` on the counter,
+//!   and a bump wakes every sleeper with `FUTEX_WAKE`. It has no block
+//!   and no fd of its own.
 //! - Other Unixes (macOS) have neither robust mutexes nor futexes: the
 //!   mutex is process-shared but not robust (a dead holder's lock stays
 //!   held), and every wait polls, sleeping up to a millisecond between
@@ -607,6 +611,63 @@ impl SysEvent {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Waker
+// ---------------------------------------------------------------------------
+
+/// Sleeping until a counter moves on; see the module docs. The counter
+/// lives in the caller's block, which must be mapped shared (a `Shm`) for
+/// a bump in one process to wake a sleeper in another.
+#[derive(Debug)]
+pub(crate) struct SysWaker {
+    _private: (),
+}
+
+impl SysWaker {
+    /// The number of handles the wire form carries: none, the futex is
+    /// the counter itself.
+    pub(crate) const HANDLES: usize = 0;
+
+    /// A new waker.
+    pub(crate) fn new() -> io::Result<SysWaker> {
+        Ok(SysWaker { _private: () })
+    }
+
+    /// Sleeps while `word` holds `seen`, at most until `deadline`; may
+    /// return early (woken, interrupted, spuriously): the caller looks
+    /// again.
+    pub(crate) fn wait(
+        &self,
+        word: &AtomicU32,
+        seen: u32,
+        deadline: Option<Instant>,
+    ) -> io::Result<()> {
+        wait_word(word, seen, deadline);
+        Ok(())
+    }
+
+    /// Adds one to `word` and wakes every sleeper (callers bump one at a
+    /// time, under a lock).
+    pub(crate) fn bump(&self, word: &AtomicU32) -> io::Result<()> {
+        word.fetch_add(1, Ordering::SeqCst);
+        wake_word(word, i32::MAX as u32);
+        Ok(())
+    }
+
+    /// The handles of the wire form (none), and a word (unused here).
+    pub(crate) fn parts(&self) -> (Vec<BorrowedFd<'_>>, u64) {
+        (Vec::new(), 0)
+    }
+
+    /// A received waker: no handles.
+    pub(crate) fn from_parts(handles: Vec<OwnedFd>, _: u64) -> io::Result<SysWaker> {
+        if !handles.is_empty() {
+            return Err(invalid("a waker has no handles here"));
+        }
+        SysWaker::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,5 +696,33 @@ mod tests {
         assert_eq!(r.try_lock().unwrap(), LockStatus::Acquired);
         r.unlock().unwrap();
         r.unlock().unwrap();
+    }
+
+    #[test]
+    fn a_bump_wakes_a_sleeper_and_a_moved_counter_is_no_sleep() {
+        let w = std::sync::Arc::new(SysWaker::new().unwrap());
+        let word = std::sync::Arc::new(AtomicU32::new(0));
+        // Moved on already: returns at once, whatever the deadline.
+        let moved = AtomicU32::new(1);
+        w.wait(&moved, 0, None).unwrap();
+        let (w2, word2) = (std::sync::Arc::clone(&w), std::sync::Arc::clone(&word));
+        let t = std::thread::spawn(move || {
+            // Returns early at times: look again, as callers do.
+            while word2.load(Ordering::SeqCst) == 0 {
+                w2.wait(&word2, 0, None).unwrap();
+            }
+        });
+        w.bump(&word).unwrap();
+        t.join().unwrap();
+        assert_eq!(word.load(Ordering::SeqCst), 1);
+        // A deadline that passed: returns.
+        w.wait(&word, 1, Some(Instant::now())).unwrap();
+    }
+
+    #[test]
+    fn a_waker_of_other_handles_is_refused() {
+        let e = SysEvent::new().unwrap();
+        let fd = e.block.fd.try_clone().unwrap();
+        assert!(SysWaker::from_parts(vec![fd], 0).is_err());
     }
 }

@@ -106,7 +106,7 @@ pub(crate) use pipe::{pipe, Channel};
 pub(crate) use rights::{duplicate, MAX_MESSAGE_HANDLES};
 pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};
 pub(crate) use spawn::spawn;
-pub(crate) use sync::{SysEvent, SysMutex, SysSemaphore};
+pub(crate) use sync::{SysEvent, SysMutex, SysSemaphore, SysWaker};
 pub(crate) use wait::wait_any;
 
 /// An owned OS handle.

@@ -17,6 +17,15 @@
 //!   a release past it fails with `ERROR_TOO_MANY_POSTS` and changes
 //!   nothing ("ReleaseSemaphore" on MSDN).
 //! - [`SysEvent`]: a manual-reset event (`CreateEventW`).
+//! - [`SysWaker`]: two manual-reset events, one for each parity of the
+//!   counter a sleeper waits on (which lives in the caller's shared
+//!   block). A bump to `n` resets event `(n + 1) % 2` (which sleepers that
+//!   saw `n` will wait on), stores `n`, and sets event `n % 2`, waking
+//!   everyone who saw `n - 1`. Kernel objects can't wait on a word, so
+//!   this is the race left: a sleeper that read the counter and then lost
+//!   the processor while two bumps went by waits on an event that was set
+//!   and reset again. Sleepers therefore look at the counter at least
+//!   every 50 ms ([`PROBE`]), which bounds that delay.
 //!
 //! A received handle is checked to be an object of the right type
 //! (`NtQueryObject(ObjectTypeInformation)`: "Mutant", "Semaphore",
@@ -28,7 +37,7 @@ use std::io;
 use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, OwnedHandle};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use windows_sys::Wdk::Foundation::{NtQueryObject, ObjectTypeInformation};
 use windows_sys::Win32::Foundation::{
@@ -374,6 +383,82 @@ impl SysEvent {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Waker
+// ---------------------------------------------------------------------------
+
+/// How long a [`SysWaker`] sleeper waits at most before it looks at the
+/// counter again (see the module docs).
+const PROBE: Duration = Duration::from_millis(50);
+
+/// Sleeping until a counter moves on; see the module docs.
+#[derive(Debug)]
+pub(crate) struct SysWaker {
+    events: [OwnedHandle; 2],
+}
+
+impl SysWaker {
+    /// The number of handles the wire form carries: the two events.
+    pub(crate) const HANDLES: usize = 2;
+
+    /// A new waker, both events reset.
+    pub(crate) fn new() -> io::Result<SysWaker> {
+        Ok(SysWaker {
+            events: [new_event()?, new_event()?],
+        })
+    }
+
+    fn event(&self, n: u32) -> HANDLE {
+        self.events[(n % 2) as usize].as_raw_handle()
+    }
+
+    /// Sleeps while `word` holds `seen`, at most until `deadline` and at
+    /// most [`PROBE`]; may return early: the caller looks again.
+    pub(crate) fn wait(
+        &self,
+        word: &AtomicU32,
+        seen: u32,
+        deadline: Option<Instant>,
+    ) -> io::Result<()> {
+        if word.load(Ordering::SeqCst) != seen {
+            return Ok(());
+        }
+        let probe = deadline::deadline(PROBE);
+        let until = match (deadline, probe) {
+            (Some(d), Some(p)) => Some(d.min(p)),
+            (d, p) => d.or(p),
+        };
+        wait_one(self.event(seen.wrapping_add(1)), until).map(drop)
+    }
+
+    /// Adds one to `word` and wakes every sleeper (callers bump one at a
+    /// time, under a lock).
+    pub(crate) fn bump(&self, word: &AtomicU32) -> io::Result<()> {
+        let new = word.load(Ordering::SeqCst).wrapping_add(1);
+        // SAFETY: our open event handle.
+        cvt(unsafe { ResetEvent(self.event(new.wrapping_add(1))) })?;
+        word.store(new, Ordering::SeqCst);
+        // SAFETY: our open event handle.
+        cvt(unsafe { SetEvent(self.event(new)) })
+    }
+
+    /// The handles of the wire form (the two events), and a word (unused
+    /// here).
+    pub(crate) fn parts(&self) -> (Vec<BorrowedHandle<'_>>, u64) {
+        (self.events.iter().map(|e| e.as_handle()).collect(), 0)
+    }
+
+    /// A received waker: the handles are checked for their types.
+    pub(crate) fn from_parts(handles: Vec<OwnedHandle>, _: u64) -> io::Result<SysWaker> {
+        let [a, b]: [OwnedHandle; 2] = handles
+            .try_into()
+            .map_err(|_| invalid("a waker has exactly two handles".into()))?;
+        check_type(&a, "Event")?;
+        check_type(&b, "Event")?;
+        Ok(SysWaker { events: [a, b] })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,5 +482,39 @@ mod tests {
         m.unlock().unwrap();
         assert_eq!(m.try_lock().unwrap(), LockStatus::Acquired);
         m.unlock().unwrap();
+    }
+
+    #[test]
+    fn a_bump_wakes_a_sleeper_and_a_moved_counter_is_no_sleep() {
+        let w = std::sync::Arc::new(SysWaker::new().unwrap());
+        let word = std::sync::Arc::new(AtomicU32::new(0));
+        // Moved on already: returns at once, whatever the deadline.
+        let moved = AtomicU32::new(1);
+        w.wait(&moved, 0, None).unwrap();
+        let (w2, word2) = (std::sync::Arc::clone(&w), std::sync::Arc::clone(&word));
+        let t = std::thread::spawn(move || {
+            // Returns early at times: look again, as callers do.
+            while word2.load(Ordering::SeqCst) == 0 {
+                w2.wait(&word2, 0, None).unwrap();
+            }
+        });
+        w.bump(&word).unwrap();
+        t.join().unwrap();
+        assert_eq!(word.load(Ordering::SeqCst), 1);
+        // A deadline that passed: returns.
+        w.wait(&word, 1, Some(Instant::now())).unwrap();
+    }
+
+    #[test]
+    fn a_waker_of_other_handles_is_refused() {
+        let e = SysEvent::new().unwrap();
+        let s = SysSemaphore::new(0, 1).unwrap();
+        let err = SysWaker::from_parts(
+            vec![e.event.try_clone().unwrap(), s.sem.try_clone().unwrap()],
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(SysWaker::from_parts(vec![e.event.try_clone().unwrap()], 0).is_err());
     }
 }
