@@ -18,12 +18,19 @@ const COUNT: usize = 0;
 const GENERATION: usize = 1;
 const BROKEN: usize = 2;
 const PARTIES: usize = 3;
-const WORDS: usize = 4;
+/// The round the last [`Barrier::reset`] ended, and how many resets there
+/// were: a waiter of that round that arrived before the reset was reset.
+const RESET_ROUND: usize = 4;
+const RESETS: usize = 5;
+const WORDS: usize = 6;
 
 /// Why it broke, in the `BROKEN` word.
 const NOT_BROKEN: u32 = 0;
 const ABORTED: u32 = 1;
 const TIMED_OUT: u32 = 2;
+/// Not kept in the `BROKEN` word (a reset mends the barrier): what a
+/// waiter of a round that was reset is told.
+const RESET: u32 = 3;
 /// `PARTY_DIED + i`: party slot `i`'s holder died.
 const PARTY_DIED: u32 = 16;
 
@@ -43,15 +50,20 @@ const PROBE: Duration = Duration::from_millis(50);
 /// Waiters look at those locks every 50 ms; when one was left by a dead
 /// holder, the barrier breaks: every waiter, and every later `wait`, gets
 /// an error of kind [`BrokenBarrier`](crate::ErrorKind::BrokenBarrier)
-/// instead of waiting for good. A party that never registered can't be
-/// missed this way (macOS detects no dead holder at all: see the crate
-/// docs' "Sharing state"). Dropping a `BarrierParty` (or its thread
+/// instead of waiting for good. Dropping a `BarrierParty` (or its thread
 /// ending without dropping it) ends the registration; the latter counts
 /// as a death.
 ///
+/// **A party that never registered and dies is not noticed**: nothing
+/// tells the others it is gone, so they wait for it for good (a
+/// [`wait_timeout`](Barrier::wait_timeout) ends that, by breaking the
+/// barrier). Have every party that may die register. (macOS detects no
+/// dead holder at all, registered or not: see the crate docs' "Sharing
+/// state".)
+///
 /// A timeout ([`wait_timeout`](Barrier::wait_timeout)) and
 /// [`abort`](Barrier::abort) break it too, as in Python. A broken barrier
-/// stays broken; make a new one.
+/// stays broken until [`reset`](Barrier::reset).
 ///
 /// ```
 /// let b = multiproc::Barrier::new(1)?;
@@ -109,6 +121,7 @@ fn broken(why: u32, parties: usize) -> Error {
         }
         ABORTED => "it was aborted".into(),
         TIMED_OUT => "a wait timed out".into(),
+        RESET => "it was reset while this party waited".into(),
         w if w >= PARTY_DIED => format!("registered party {} died", w - PARTY_DIED),
         w => format!("reason {w}"),
     }))
@@ -284,6 +297,7 @@ impl Barrier {
             return Err(broken(why, self.slots.len()));
         }
         let gen = words[GENERATION].load(Ordering::Relaxed);
+        let resets = words[RESETS].load(Ordering::Relaxed);
         let index = words[COUNT].fetch_add(1, Ordering::Relaxed) as usize;
         let err = "cannot wait on a barrier";
         if index + 1 >= self.slots.len() {
@@ -306,6 +320,12 @@ impl Barrier {
             self.events[gen as usize % 2].wait(until).map_err(io(err))?;
             let (_g, words) = self.state()?;
             if words[GENERATION].load(Ordering::Relaxed) != gen {
+                // The round is over: released, or reset.
+                if words[RESETS].load(Ordering::Relaxed) != resets
+                    && words[RESET_ROUND].load(Ordering::Relaxed) == gen
+                {
+                    return Err(broken(RESET, self.slots.len()));
+                }
                 return Ok(index);
             }
             let why = words[BROKEN].load(Ordering::Relaxed);
@@ -332,6 +352,31 @@ impl Barrier {
     pub fn abort(&self) -> Result<()> {
         let (_g, words) = self.state()?;
         self.break_locked(words, ABORTED)
+    }
+
+    /// Makes it as new (Python's `reset`): not broken, nobody waiting.
+    /// Whoever waits in the current round gets
+    /// [`BrokenBarrier`](crate::ErrorKind::BrokenBarrier) ("reset"); later
+    /// waits start a new round. Registrations stay as they are; a
+    /// registered party that died and broke the barrier left its place
+    /// free, so a new process can [`register`](Barrier::register) in its
+    /// stead. A waiter that had not yet noticed an earlier break is told
+    /// "reset" instead: an error either way.
+    pub fn reset(&self) -> Result<()> {
+        let (_g, words) = self.state()?;
+        let err = "cannot reset a barrier";
+        let gen = words[GENERATION].load(Ordering::Relaxed);
+        words[RESET_ROUND].store(gen, Ordering::Relaxed);
+        let resets = words[RESETS].load(Ordering::Relaxed);
+        words[RESETS].store(resets.wrapping_add(1), Ordering::Relaxed);
+        words[COUNT].store(0, Ordering::Relaxed);
+        words[BROKEN].store(NOT_BROKEN, Ordering::Relaxed);
+        // As a release: arm the next round's event, wake this round's.
+        self.events[(gen as usize + 1) % 2]
+            .clear()
+            .map_err(io(err))?;
+        words[GENERATION].store(gen.wrapping_add(1), Ordering::Relaxed);
+        self.events[gen as usize % 2].set().map_err(io(err))
     }
 
     /// Whether it is broken.
@@ -455,7 +500,60 @@ mod tests {
         let b = Barrier::new(2).unwrap();
         b.abort().unwrap();
         assert!(b.is_broken().unwrap());
+        let e = b.wait().unwrap_err();
+        assert!(e.to_string().contains("aborted"), "{e}");
         assert!(Barrier::new(0).unwrap_err().is_usage());
+    }
+
+    #[test]
+    fn a_reset_mends_it_and_fails_the_waiters_of_the_round() {
+        let b = Arc::new(Barrier::new(2).unwrap());
+        b.abort().unwrap();
+        b.reset().unwrap();
+        assert!(!b.is_broken().unwrap());
+        assert_eq!(b.n_waiting().unwrap(), 0);
+        // A waiter of the current round is told.
+        let b2 = Arc::clone(&b);
+        let t = std::thread::spawn(move || {
+            let _p = b2.register().unwrap();
+            b2.wait().unwrap_err()
+        });
+        let start = Instant::now();
+        while b.n_waiting().unwrap() == 0 {
+            assert!(start.elapsed() < Duration::from_secs(30), "never waited");
+            std::thread::yield_now();
+        }
+        b.reset().unwrap();
+        let e = t.join().unwrap();
+        assert!(e.is_broken_barrier(), "{e}");
+        assert!(e.to_string().contains("reset"), "{e}");
+        assert!(!b.is_broken().unwrap());
+        // And the next round works.
+        let b2 = Arc::clone(&b);
+        let t = std::thread::spawn(move || {
+            let _p = b2.register().unwrap();
+            b2.wait().unwrap()
+        });
+        let _p = b.register().unwrap();
+        let mut got = [b.wait().unwrap(), t.join().unwrap()];
+        got.sort();
+        assert_eq!(got, [0, 1]);
+    }
+
+    #[test]
+    fn the_fuzz_seed_is_well_formed_up_to_the_handles_and_a_wrong_size_is_refused() {
+        let seed = include_bytes!("../../fuzz/seeds/sync/barrier");
+        let e = crate::encode::from_bytes::<Barrier>(seed).unwrap_err();
+        let why = e.why.unwrap();
+        assert!(
+            why.contains("cannot take") || why.contains("handles where"),
+            "{why}"
+        );
+        // The state of the barrier before `reset`: refused by its size.
+        let mut old = seed.to_vec();
+        old[6] = 0x10;
+        let e = crate::encode::from_bytes::<Barrier>(&old).unwrap_err();
+        assert!(e.why.unwrap().contains("a state of 16 bytes"));
     }
 
     #[test]
