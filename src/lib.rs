@@ -75,6 +75,60 @@
 //!
 #![doc = include_str!("../docs/async.md")]
 //!
+//! # Cancelling and time limits
+//!
+//! A [`Pool`] stops single tasks without stopping the pool:
+//!
+//! - **Time limits.** [`PoolBuilder::task_timeout`] limits every task;
+//!   [`Pool::task`] with [`Task::timeout`] limits one (in place of the
+//!   pool's). A task past its limit fails with [`Error::is_timeout`]; its
+//!   worker is killed and replaced. The pool enforces the limits itself —
+//!   one timer thread per pool that has any, sleeping until the next
+//!   deadline — whether or not any thread waits for a result.
+//! - **Cancelling.** [`AsyncResult::cancel`] removes a task that no
+//!   worker has started; one that runs is stopped by killing its worker,
+//!   which is replaced. Its result is an error with
+//!   [`Error::is_cancelled`]. The tasks that worker held behind it go to
+//!   other workers: none is lost, none runs twice.
+//! - **Leaky workers.** [`PoolBuilder::max_memory_per_child`] replaces a
+//!   worker whose resident memory is over a limit after a task, as
+//!   [`PoolBuilder::max_tasks_per_child`] does after a number of tasks.
+//! - **What happened.** [`Pool::stats`] counts tasks done, failed,
+//!   cancelled and timed out, and workers started, died and replaced.
+//!   The lifecycle events go to the [`log`](https://docs.rs/log) facade,
+//!   so an application's logger shows them: a worker spawned and ready
+//!   (debug), died and why (warn), replaced (info), a task timed out or
+//!   cancelled (info). Nothing is logged per task.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! fn sleep_ms(ms: u64) -> u64 {
+//!     std::thread::sleep(Duration::from_millis(ms));
+//!     ms
+//! }
+//! multiproc::entry!(sleep_ms);
+//!
+//! # fn main() -> Result<(), multiproc::Error> {
+//! # multiproc::init();
+//! let pool = multiproc::Pool::builder()
+//!     .workers(2)
+//!     .task_timeout(Duration::from_secs(60))
+//!     .build()?;
+//! // Its own limit, shorter than the pool's.
+//! let stuck = pool.task(sleep_ms, 600_000).timeout(Duration::from_millis(100)).submit();
+//! // Changed our mind.
+//! let mut unwanted = pool.submit(sleep_ms, 600_000);
+//! assert!(unwanted.cancel());
+//!
+//! assert!(stuck.get().unwrap_err().is_timeout());
+//! assert!(unwanted.get().unwrap_err().is_cancelled());
+//! assert_eq!(pool.submit(sleep_ms, 1).get()?, 1);
+//! let stats = pool.stats();
+//! assert_eq!((stats.tasks_done, stats.tasks_timed_out, stats.tasks_cancelled), (1, 1, 1));
+//! # Ok(()) }
+//! ```
+//!
 //! # How a process ends
 //!
 //! [`Process::join`] returns the value, or an [`Error`] that tells apart:
@@ -191,7 +245,7 @@ pub use connection::{wait, Connection, Pipe, Waitable};
 pub use error::{Error, ErrorKind, Result};
 #[cfg(feature = "progress")]
 pub use pool::Progress;
-pub use pool::{AsyncResult, Imap, ImapStream, Pool, PoolBuilder};
+pub use pool::{AsyncResult, Imap, ImapStream, Pool, PoolBuilder, PoolStats, Task};
 pub use popen::{
     executable, reset_executable, set_executable, ChildOutput, Popen, PopenBuilder, Sentinel, Stdio,
 };
@@ -500,6 +554,12 @@ pub mod test_hooks {
     /// handles open none.
     pub fn task_windows_opened() -> u64 {
         crate::codec::handles::hooks::windows_opened()
+    }
+
+    /// This process's resident memory in bytes, as a pool worker measures
+    /// it for `max_memory_per_child` (an error where it can't).
+    pub fn resident_memory() -> std::io::Result<u64> {
+        crate::sys::resident_memory()
     }
 
     /// Runs `f` while holding `queue`'s lock (as a process inside `put`

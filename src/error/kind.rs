@@ -93,8 +93,14 @@ pub enum ErrorKind {
     Terminated,
     /// A pool task failed because its worker died while running it.
     WorkerDied,
-    /// A pool task ran past the pool's task timeout; its worker was killed.
+    /// A pool task ran past its time limit (the pool's
+    /// [`task_timeout`](crate::PoolBuilder::task_timeout) or its own,
+    /// [`Task::timeout`](crate::Task::timeout)); its worker was killed.
     Timeout,
+    /// A pool task was cancelled with
+    /// [`AsyncResult::cancel`](crate::AsyncResult::cancel) before it
+    /// finished: it never ran, or its worker was killed while it ran.
+    Cancelled,
     /// A pool worker sent something that is not a pool message; the pool
     /// killed it.
     ProtocolViolation,
@@ -198,6 +204,8 @@ pub(crate) enum Kind {
         pid: u32,
         timeout: std::time::Duration,
     },
+    #[error("the task was cancelled")]
+    Cancelled,
     #[error("the pool is broken: {why}")]
     PoolBroken {
         why: String,

@@ -41,7 +41,8 @@ pub(crate) use kind::{EncodeError, Kind};
 /// | [`NoResult`](ErrorKind::NoResult) | [`is_no_result`](Error::is_no_result) | [`Process::join`](crate::Process::join): the worker exited or was killed, not by us |
 /// | [`Terminated`](ErrorKind::Terminated) | [`is_terminated`](Error::is_terminated) | [`Process::join`](crate::Process::join): we stopped the worker |
 /// | [`WorkerDied`](ErrorKind::WorkerDied) | [`is_worker_died`](Error::is_worker_died) | a pool result: the worker died running the task |
-/// | [`Timeout`](ErrorKind::Timeout) | [`is_timeout`](Error::is_timeout) | a pool result: the task ran past the pool's task timeout |
+/// | [`Timeout`](ErrorKind::Timeout) | [`is_timeout`](Error::is_timeout) | a pool result: the task ran past its time limit (the pool's or its own) |
+/// | [`Cancelled`](ErrorKind::Cancelled) | [`is_cancelled`](Error::is_cancelled) | a pool result: [`AsyncResult::cancel`](crate::AsyncResult::cancel) stopped the task |
 /// | [`ProtocolViolation`](ErrorKind::ProtocolViolation) | [`is_protocol_violation`](Error::is_protocol_violation) | a pool result: the worker sent garbage |
 /// | [`PoolBroken`](ErrorKind::PoolBroken) | [`is_pool_broken`](Error::is_pool_broken) | the pool: initializer failed, workers can't be replaced |
 /// | [`PoolClosed`](ErrorKind::PoolClosed) | [`is_pool_closed`](Error::is_pool_closed) | the pool: work after `close` or `terminate` |
@@ -114,6 +115,7 @@ impl Error {
             Kind::Terminated { .. } => ErrorKind::Terminated,
             Kind::WorkerDied { .. } => ErrorKind::WorkerDied,
             Kind::TaskTimeout { .. } => ErrorKind::Timeout,
+            Kind::Cancelled => ErrorKind::Cancelled,
             Kind::WorkerProtocol { .. } => ErrorKind::ProtocolViolation,
             Kind::PoolBroken { .. } => ErrorKind::PoolBroken,
             Kind::PoolClosed(_) => ErrorKind::PoolClosed,
@@ -252,11 +254,21 @@ impl Error {
         self.kind() == ErrorKind::WorkerDied
     }
 
-    /// A pool task ran past the pool's task timeout.
+    /// A pool task ran past its time limit (the pool's or its own); its
+    /// worker was killed ([`Error::pid`] says which).
     ///
     /// Shorthand for `self.kind() == ErrorKind::Timeout`.
     pub fn is_timeout(&self) -> bool {
         self.kind() == ErrorKind::Timeout
+    }
+
+    /// A pool task was cancelled with
+    /// [`AsyncResult::cancel`](crate::AsyncResult::cancel) before it
+    /// finished.
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::Cancelled`.
+    pub fn is_cancelled(&self) -> bool {
+        self.kind() == ErrorKind::Cancelled
     }
 
     /// The pool can't run tasks: its initializer failed, or workers could

@@ -48,18 +48,18 @@ mod imap;
 mod protocol;
 mod results;
 mod scheduler;
+mod task;
 mod workers;
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::codec::handles;
 use crate::encode::{self, EncodeError};
 use crate::error::{Error, Kind, Result};
 use crate::popen::{PopenBuilder, Stdio};
@@ -73,9 +73,9 @@ use protocol::InitArgs;
 #[cfg(feature = "test-hooks")]
 pub(crate) use protocol::{decode_messages, worker_connection};
 pub use results::AsyncResult;
-use results::Slot;
 use scheduler::{Limits, Scheduler};
-use workers::{lock, Inner, Shared, Spawner};
+pub use task::{PoolStats, Task};
+use workers::{lock, Shared, Spawner};
 
 /// A pool whose workers die this many times in a row before they are
 /// ready gives up instead of respawning forever.
@@ -96,6 +96,7 @@ pub struct PoolBuilder {
     workers: usize,
     initializer: Option<(String, std::result::Result<(), EncodeError>, InitArgs)>,
     max_tasks_per_child: Option<u64>,
+    max_memory_per_child: Option<u64>,
     task_timeout: Option<Duration>,
     popen: PopenBuilder,
 }
@@ -117,6 +118,7 @@ impl PoolBuilder {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             initializer: None,
             max_tasks_per_child: None,
+            max_memory_per_child: None,
             task_timeout: None,
             popen,
         }
@@ -177,12 +179,33 @@ impl PoolBuilder {
         self
     }
 
+    /// Replace a worker whose resident memory is over `bytes` after a
+    /// chunk of tasks (one task, for [`submit`](Pool::submit) and chunk
+    /// size 1; see [`Imap::chunksize`]), as billiard's
+    /// `max_memory_per_child`: the worker measures itself after each
+    /// chunk, and one over the limit says so and exits without starting
+    /// anything more; the chunks it was sent behind go to other workers,
+    /// and a new worker takes its place. Results are not affected. So a
+    /// worker's memory stays under `bytes` plus what one chunk adds.
+    ///
+    /// Measured as the resident set (Linux: `/proc/self/statm`) or the
+    /// working set (Windows: `GetProcessMemoryInfo`); on other systems it
+    /// is not measured and the option has no effect. `bytes` must be at
+    /// least 1: [`build`](PoolBuilder::build) refuses 0 with
+    /// [`Error::is_usage`].
+    pub fn max_memory_per_child(&mut self, bytes: u64) -> &mut Self {
+        self.max_memory_per_child = Some(bytes);
+        self
+    }
+
     /// A task that runs longer than this fails with
     /// [`Error::is_timeout`]; its worker is killed and replaced. With a
     /// timeout, automatic chunking sends one task per chunk; with an
     /// explicit chunk size the limit is `timeout × chunksize` per chunk.
-    /// Enforced while some thread waits on the pool. A timeout too long to
-    /// be a deadline (`Duration::MAX`) is no limit.
+    /// A task's own limit ([`Task::timeout`]) takes the place of this
+    /// one. The pool enforces it itself (one timer thread per pool),
+    /// whether or not any thread waits for a result. A timeout too long
+    /// to be a deadline (`Duration::MAX`) is no limit.
     pub fn task_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.task_timeout = Some(timeout);
         self
@@ -253,6 +276,11 @@ impl PoolBuilder {
                 "max_tasks_per_child must be at least 1 (got 0)".into(),
             )));
         }
+        if self.max_memory_per_child == Some(0) {
+            return Err(Error::new(Kind::Usage(
+                "max_memory_per_child must be at least 1 byte (got 0)".into(),
+            )));
+        }
         if let Some(which) = ["stdin", "stdout", "stderr"]
             .into_iter()
             .zip(self.popen.stdio_settings())
@@ -280,19 +308,19 @@ impl PoolBuilder {
             workers: self.workers,
             max_tasks_per_child: self.max_tasks_per_child,
             task_timeout: self.task_timeout,
+            max_memory_per_child: self.max_memory_per_child,
         };
-        let shared = Arc::new(Shared {
-            state: Mutex::new(Inner::new(Scheduler::new(limits))),
-            cond: Condvar::new(),
-            limits,
-            spawner: Spawner {
-                initializer,
-                popen: self.popen.clone(),
-            },
-        });
+        let spawner = Spawner {
+            initializer,
+            popen: self.popen.clone(),
+        };
+        let shared = Arc::new(Shared::new(Scheduler::new(limits), limits, spawner));
         let pool = Pool { shared };
         {
             let mut st = lock(&pool.shared.state);
+            if self.task_timeout.is_some() {
+                pool.shared.start_timer(&mut st)?;
+            }
             for _ in 0..self.workers {
                 pool.shared.start_worker(&mut st)?;
             }
@@ -335,8 +363,14 @@ impl PoolBuilder {
 ///   chunks queued behind it run elsewhere and the worker is replaced.
 /// - A task that panics fails with [`Error::is_panic`]; the worker
 ///   survives and goes on.
-/// - A task past [`PoolBuilder::task_timeout`] fails with
-///   [`Error::is_timeout`]; its worker is killed and replaced.
+/// - A task past its time limit ([`PoolBuilder::task_timeout`], or its
+///   own: [`Task::timeout`]) fails with [`Error::is_timeout`]; its worker
+///   is killed and replaced. The pool's timer does this whether or not
+///   anyone waits.
+/// - A task cancelled with [`AsyncResult::cancel`] fails with
+///   [`Error::is_cancelled`]; if it was running, its worker is killed and
+///   replaced, and the tasks queued behind it on that worker run on
+///   others.
 /// - A worker that sends something that is not a pool message (an
 ///   undecodable frame, a frame over the connection's size cap) is killed
 ///   at once; the task it was running fails with
@@ -348,7 +382,29 @@ impl PoolBuilder {
 ///   tasks already running on other workers finish. So do workers that
 ///   keep dying before they are ready (5 in a row).
 /// - Misuse is [`Error::is_usage`]: 0 workers, `max_tasks_per_child(0)`,
-///   [`Stdio::Capture`], [`join`](Pool::join) before [`close`](Pool::close).
+///   `max_memory_per_child(0)`, [`Stdio::Capture`], [`join`](Pool::join)
+///   before [`close`](Pool::close).
+///
+/// # Worker lifecycle
+///
+/// A worker starts, runs the [initializer](PoolBuilder::initializer) if
+/// there is one, and takes tasks until it is replaced or the pool ends.
+/// The pool replaces it when it
+///
+/// - dies (crashes, or is killed from outside);
+/// - runs a task past its time limit ([`PoolBuilder::task_timeout`],
+///   [`Task::timeout`]) or a task that is cancelled while it runs
+///   ([`AsyncResult::cancel`]): the pool kills it;
+/// - has run [`max_tasks_per_child`](PoolBuilder::max_tasks_per_child)
+///   tasks, or is over [`max_memory_per_child`](PoolBuilder::max_memory_per_child)
+///   after a task: it is asked to exit, and does once it is done with
+///   what it started.
+///
+/// [`Pool::stats`] counts what happened (tasks done, failed, cancelled,
+/// timed out; workers started, died, replaced), and each event goes to
+/// the [`log`](https://docs.rs/log) facade: a worker spawned and ready
+/// (`debug`), died and why (`warn`), replaced (`info`), a task timed out
+/// or cancelled (`info`); nothing per task.
 ///
 /// # Drop
 ///
@@ -449,58 +505,66 @@ impl Pool {
         Imap::new(self, spawn::entry_id(&entry), inputs.into_iter(), false)
     }
 
-    /// Runs `entry(arg)` on some worker; returns at once.
+    /// Runs `entry(arg)` on some worker; returns at once. The same as
+    /// `pool.task(entry, arg).submit()` ([`task`](Pool::task) has
+    /// options for one task).
     pub fn submit<F, A, R>(&self, entry: F, arg: A) -> AsyncResult<R>
     where
         F: Fn(A) -> R + Copy + 'static,
         A: Serialize,
         R: DeserializeOwned,
     {
-        let name = spawn::entry_id(&entry);
-        // Encoded before the pool's lock is taken: the reader threads wait
-        // for nobody's serializer.
-        let (encoded, carried) = handles::collecting(|| encode::to_vec(&arg));
-        let task = match encoded {
-            _ if spawn::find_entry(name).is_none() => {
-                Err(Error::new(Kind::UnknownEntry(name.to_string())))
-            }
-            Err(e) => Err(Error::new(Kind::Encode {
-                entry: name.to_string(),
-                source: e,
-            })),
-            Ok(payload) => {
-                let mut task = Vec::with_capacity(payload.len() + 2);
-                protocol::put_frame(&mut task, &payload);
-                let mut h = protocol::HandlesBuilder::default();
-                h.add(0, carried);
-                Ok((task, h.finish(1)))
-            }
-        };
-        let slot = Arc::new(Slot::default());
-        let (job, early) = match task {
-            Err(e) => (0, Some(e)),
-            Ok((task, handles)) => {
-                let mut st = lock(&self.shared.state);
-                match st
-                    .sched
-                    .enqueue_slot(name, task, handles, Arc::clone(&slot))
-                {
-                    Err(why) => (0, Some(why.into_error())),
-                    Ok(job) => {
-                        if st.sched.wants_dispatch() {
-                            self.shared.dispatch(&mut st);
-                        }
-                        (job, None)
-                    }
-                }
-            }
-        };
-        AsyncResult {
-            shared: Arc::clone(&self.shared),
-            job,
-            slot,
-            done: early.map(Err),
+        self.task(entry, arg).submit()
+    }
+
+    /// One task, `entry(arg)`, with options of its own; nothing runs until
+    /// [`Task::submit`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// fn sleep_ms(ms: u64) -> u64 {
+    ///     std::thread::sleep(Duration::from_millis(ms));
+    ///     ms
+    /// }
+    /// multiproc::entry!(sleep_ms);
+    ///
+    /// # fn main() -> Result<(), multiproc::Error> {
+    /// # multiproc::init();
+    /// let pool = multiproc::Pool::new(2)?;
+    /// let quick = pool.task(sleep_ms, 1).timeout(Duration::from_secs(60)).submit();
+    /// let stuck = pool.task(sleep_ms, 600_000).timeout(Duration::from_millis(100)).submit();
+    /// assert_eq!(quick.get()?, 1);
+    /// assert!(stuck.get().unwrap_err().is_timeout());
+    /// # Ok(()) }
+    /// ```
+    pub fn task<F, A, R>(&self, entry: F, arg: A) -> Task<'_, A, R>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize,
+        R: DeserializeOwned,
+    {
+        Task {
+            pool: self,
+            entry: spawn::entry_id(&entry),
+            arg,
+            timeout: None,
             _r: PhantomData,
+        }
+    }
+
+    /// What the pool did so far: tasks done, failed, cancelled and timed
+    /// out; workers started, died and replaced (see [`PoolStats`]).
+    pub fn stats(&self) -> PoolStats {
+        let c = lock(&self.shared.state).sched.counts();
+        PoolStats {
+            tasks_done: c.tasks_done,
+            tasks_failed: c.tasks_failed,
+            tasks_cancelled: c.tasks_cancelled,
+            tasks_timed_out: c.tasks_timed_out,
+            workers_started: c.workers_started,
+            workers_died: c.workers_died,
+            workers_replaced: c.workers_replaced,
         }
     }
 

@@ -205,11 +205,19 @@ pub(super) enum FromWorker {
         values: Vec<u8>,
         fails: Vec<(u32, TaskFail)>,
     },
+    /// After its last `Done`: the worker's resident memory is `rss`
+    /// bytes, over `max_memory_per_child`; it exits without starting
+    /// anything more (the chunks it was sent after that one never ran).
+    Recycle {
+        rss: u64,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct WorkerConfig {
     pub(super) initializer: Option<(String, InitArgs)>,
+    /// `max_memory_per_child`: checked after each chunk.
+    pub(super) max_memory: Option<u64>,
 }
 
 /// The initializer's arguments. The parent keeps the value and serializes
@@ -376,6 +384,16 @@ pub(super) fn pool_worker_main((conn, cfg): (Connection, WorkerConfig)) {
             };
             if conn.send(&done).is_err() {
                 return;
+            }
+            if let Some(max) = cfg.max_memory {
+                // Not measurable here (an error): never recycled.
+                match crate::sys::resident_memory() {
+                    Ok(rss) if rss > max => {
+                        let _ = conn.send(&FromWorker::Recycle { rss });
+                        return;
+                    }
+                    _ => {}
+                }
             }
         }
     }

@@ -70,6 +70,8 @@ pub(super) enum Failure {
     Broken(Broken),
     Terminated,
     Closed,
+    /// [`AsyncResult::cancel`].
+    Cancelled,
 }
 
 impl Failure {
@@ -92,6 +94,7 @@ impl Failure {
             Failure::Broken(Broken { why, cause }) => Kind::PoolBroken { why, cause },
             Failure::Terminated => Kind::PoolClosed("the pool was terminated"),
             Failure::Closed => Kind::PoolClosed("the pool is closed"),
+            Failure::Cancelled => Kind::Cancelled,
         })
     }
 }
@@ -151,8 +154,9 @@ impl ChunkResults {
     }
 }
 
-/// A task submitted with [`Pool::submit`](super::Pool::submit): wait for
-/// its result with [`get`](Self::get), or `.await` it.
+/// A task submitted with [`Pool::submit`](super::Pool::submit) or
+/// [`Task::submit`](super::Task::submit): wait for its result with
+/// [`get`](Self::get), or `.await` it; [`cancel`](Self::cancel) it.
 ///
 /// # As a future
 ///
@@ -164,22 +168,24 @@ impl ChunkResults {
 /// ([`ErrorKind::Usage`](crate::ErrorKind::Usage), "already taken"), as
 /// [`get_timeout`](Self::get_timeout) does.
 ///
-/// The pool's [`task_timeout`](super::PoolBuilder::task_timeout) is
-/// checked when the future is polled and while some thread waits on the
-/// pool; an awaited task past it is killed at the next such moment.
+/// Time limits ([`task_timeout`](super::PoolBuilder::task_timeout),
+/// [`Task::timeout`](super::Task::timeout)) are the pool's own timer's:
+/// an awaited task past its limit is killed on time, polled or not.
 ///
 /// # Drop
 ///
 /// Dropping an `AsyncResult` (awaited or not, a future dropped by
 /// `select!` or a timeout included) detaches the task: it still runs on
 /// a worker, and its result is discarded when it arrives. Nothing is
-/// cancelled.
+/// cancelled ([`cancel`](Self::cancel) does that).
 pub struct AsyncResult<R> {
     pub(super) shared: Arc<Shared>,
     /// The scheduler's job (0 for a task that failed before it was
     /// queued).
     pub(super) job: u64,
     pub(super) slot: Arc<Slot>,
+    /// The task's chunk (0: never queued, `done` holds why).
+    pub(super) chunk: u64,
     pub(super) done: Option<Result<R>>,
     pub(super) _r: PhantomData<fn() -> R>,
 }
@@ -281,6 +287,63 @@ impl<R: DeserializeOwned> AsyncResult<R> {
         }
     }
 
+    /// Cancels the task, unless its result is in already: a task not yet
+    /// sent to a worker leaves the queue; a task running is stopped by
+    /// killing its worker, which the pool replaces (the tasks sent to
+    /// that worker behind it go to other workers, and run once). A task
+    /// sent to a worker and not yet started there never starts: the
+    /// worker is killed if it reaches it.
+    ///
+    /// Whether the task was cancelled: then its result ([`get`](Self::get),
+    /// [`get_timeout`](Self::get_timeout)) is an error with
+    /// [`Error::is_cancelled`], at once. False when its result (a value
+    /// or an error) was in before the call; that result stays.
+    ///
+    /// The kill is sent at once, but the worker may have finished the
+    /// task and started the next one in its queue before it dies: that
+    /// task then fails with [`Error::is_worker_died`] (it is not run a
+    /// second time).
+    ///
+    /// ```
+    /// fn sleep_ms(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)) }
+    /// multiproc::entry!(sleep_ms);
+    ///
+    /// # fn main() -> Result<(), multiproc::Error> {
+    /// # multiproc::init();
+    /// let pool = multiproc::Pool::new(1)?;
+    /// let mut slow = pool.submit(sleep_ms, 60_000);
+    /// assert!(slow.cancel());
+    /// assert!(slow.get().unwrap_err().is_cancelled());
+    /// assert_eq!(pool.stats().tasks_cancelled, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn cancel(&mut self) -> bool {
+        if self.done.is_none() {
+            self.done = self.slot.take().map(first_result);
+        }
+        if self.done.is_some() {
+            return false;
+        }
+        // The result is put in the slot under the pool's lock: checked
+        // again under it, it is either there or not yet on its way.
+        let mut st = lock(&self.shared.state);
+        let cancelled = match self.slot.take() {
+            Some(c) => {
+                self.done = Some(first_result(c));
+                false
+            }
+            None => {
+                let cancelled = self.shared.cancel_chunk(&mut st, self.chunk);
+                self.done = self.slot.take().map(first_result);
+                cancelled
+            }
+        };
+        // The cancel put the result in the slot, taking the waker a poll
+        // left there: woken outside the lock, as every waker.
+        self.shared.unlock_and_wake(st);
+        cancelled
+    }
+
     fn wait_until(&mut self, until: Option<Instant>) -> bool {
         if self.done.is_some() {
             return true;
@@ -314,16 +377,10 @@ impl<R: DeserializeOwned> Future for AsyncResult<R> {
         let this = self.get_mut();
         let r = match this.done.take() {
             Some(r) => r,
-            None => {
-                if this.shared.limits.task_timeout.is_some() {
-                    // Nobody else may be waiting on the pool to check them.
-                    this.shared.enforce_timeouts();
-                }
-                match this.slot.take_or_register(cx.waker()) {
-                    Some(c) => first_result(c),
-                    None => return Poll::Pending,
-                }
-            }
+            None => match this.slot.take_or_register(cx.waker()) {
+                Some(c) => first_result(c),
+                None => return Poll::Pending,
+            },
         };
         this.done = Some(Err(Error::new(Kind::AlreadyJoined)));
         Poll::Ready(r)

@@ -23,6 +23,10 @@ use crate::codec::handles::{Carried, MAX_HANDLES};
 use crate::error::Result;
 use crate::status::ExitStatus;
 
+mod control;
+pub(super) use control::Counts;
+use control::KilledFor;
+
 /// A worker, as the scheduler knows it: a number it chose.
 pub(super) type WorkerId = u64;
 
@@ -51,6 +55,10 @@ pub(super) trait Workers {
     fn kill(&mut self, id: WorkerId);
     /// The time now.
     fn now(&self) -> Instant;
+    /// A deadline earlier than the one the pool's timer sleeps towards
+    /// appeared: the timer should call
+    /// [`enforce_timeouts`](Scheduler::enforce_timeouts) now.
+    fn wake_timer(&mut self);
 }
 
 /// The options the scheduler obeys.
@@ -60,6 +68,8 @@ pub(super) struct Limits {
     pub(super) workers: usize,
     pub(super) max_tasks_per_child: Option<u64>,
     pub(super) task_timeout: Option<Duration>,
+    /// Checked by the workers themselves, which say [`FromWorker::Recycle`].
+    pub(super) max_memory_per_child: Option<u64>,
 }
 
 /// A chunk waiting to be sent or in flight.
@@ -73,6 +83,8 @@ struct ChunkRec {
     handles: TaskHandles,
     /// A `submit`'s task: its result goes here, not to a [`JobRec`].
     slot: Option<Arc<Slot>>,
+    /// Its own time limit per task, instead of the pool's.
+    timeout: Option<Duration>,
 }
 
 /// A caller's `imap`/`map`: the results that arrived and were not yet
@@ -97,7 +109,14 @@ struct Worker {
     sent_tasks: u64,
     ready: bool,
     retiring: bool,
-    timed_out: bool,
+    /// The pool killed it, and why.
+    killed_for: Option<KilledFor>,
+    /// Chunks in flight on it that were cancelled: it is killed when one
+    /// of them is the one it runs.
+    cancelled: Vec<u64>,
+    /// It said it is over `max_memory_per_child` and exits without
+    /// starting anything more: nothing in flight was started.
+    recycled: bool,
 }
 
 impl Worker {
@@ -181,6 +200,12 @@ pub(super) struct Scheduler {
     /// ([`take_wakers`](Self::take_wakers)) once it released the pool's
     /// lock, after every call that can complete a chunk.
     woken: Vec<Waker>,
+    /// Some chunk has a time limit (the pool's or its own): deadlines are
+    /// worth computing.
+    timed: bool,
+    /// The deadline the pool's timer sleeps towards (`None`: none).
+    armed: Option<Instant>,
+    counts: Counts,
 }
 
 impl Scheduler {
@@ -200,6 +225,9 @@ impl Scheduler {
             next_worker: 0,
             limits,
             woken: Vec::new(),
+            timed: limits.task_timeout.is_some(),
+            armed: None,
+            counts: Counts::default(),
         }
     }
 
@@ -268,7 +296,9 @@ impl Scheduler {
             .collect();
         self.queue.retain(|c| !mine.contains(c));
         for c in mine {
-            self.chunks.remove(&c);
+            if let Some(c) = self.chunks.remove(&c) {
+                self.counts.tasks_cancelled += u64::from(c.n);
+            }
         }
     }
 
@@ -351,6 +381,12 @@ impl Scheduler {
 
     fn fail_chunk(&mut self, cid: u64, why: Failure) {
         if let Some(c) = self.chunks.remove(&cid) {
+            let n = u64::from(c.n);
+            match why {
+                Failure::Timeout { .. } => self.counts.tasks_timed_out += n,
+                Failure::Cancelled => self.counts.tasks_cancelled += n,
+                _ => self.counts.tasks_failed += n,
+            }
             let results = ChunkResults::failed(c.first, c.n, why);
             self.deliver(c, results);
         }
@@ -360,6 +396,8 @@ impl Scheduler {
     pub(super) fn start_worker(&mut self, io: &mut impl Workers) -> Result<()> {
         let id = self.next_id();
         let pid = io.spawn(id)?;
+        self.counts.workers_started += 1;
+        log::debug!("multiproc pool: worker {pid} spawned");
         self.starting += 1;
         self.workers.push(Worker {
             id,
@@ -371,7 +409,9 @@ impl Scheduler {
             sent_tasks: 0,
             ready: false,
             retiring: false,
-            timed_out: false,
+            killed_for: None,
+            cancelled: Vec::new(),
+            recycled: false,
         });
         Ok(())
     }
@@ -479,7 +519,8 @@ impl Scheduler {
                 chunks: &wire,
             })
             .unwrap_or_default();
-            if w.inflight.is_empty() {
+            let armed = w.inflight.is_empty();
+            if armed {
                 w.head_since = now;
             }
             w.inflight.extend(wire.iter().map(|c| (c.id, frame_id)));
@@ -495,6 +536,9 @@ impl Scheduler {
                 io.send_with(w.id, frame, carried);
             }
             self.next_worker = k + 1;
+            if armed {
+                self.arm(io, k);
+            }
         }
         // Retiring workers with nothing left in flight: ask them to exit.
         for w in self.workers.iter_mut() {
@@ -513,6 +557,7 @@ impl Scheduler {
         };
         match msg {
             FromWorker::Ready => {
+                log::debug!("multiproc pool: worker {} ready", self.workers[k].pid);
                 self.workers[k].ready = true;
                 self.failed_starts = 0;
                 self.starting = self.starting.saturating_sub(1);
@@ -526,6 +571,21 @@ impl Scheduler {
                 w.started_frame = w.started_frame.max(frame);
                 if w.inflight.front().is_some_and(|&(_, f)| f == frame) {
                     w.head_since = io.now();
+                    self.arm(io, k);
+                }
+                self.kill_if_running_cancelled(io, k);
+            }
+            FromWorker::Recycle { rss } => {
+                let w = &mut self.workers[k];
+                log::info!(
+                    "multiproc pool: worker {} uses {rss} bytes, over max_memory_per_child; replacing it",
+                    w.pid
+                );
+                w.recycled = true;
+                w.retiring = true;
+                if w.open {
+                    w.open = false;
+                    io.close(w.id);
                 }
             }
             FromWorker::Done { id, values, fails } => {
@@ -538,7 +598,15 @@ impl Scheduler {
                 }
                 let took = now.saturating_duration_since(w.head_since);
                 w.head_since = now;
+                let more = !w.inflight.is_empty();
+                if more {
+                    self.arm(io, k);
+                    self.kill_if_running_cancelled(io, k);
+                }
                 if let Some(c) = self.chunks.remove(&id) {
+                    let failed = (fails.len() as u64).min(u64::from(c.n));
+                    self.counts.tasks_done += u64::from(c.n) - failed;
+                    self.counts.tasks_failed += failed;
                     if c.n > 0 {
                         let per_task = took / c.n;
                         let s = self.stats.entry(c.entry).or_insert(EntryStats { per_task });
@@ -588,6 +656,7 @@ impl Scheduler {
         };
         let w = self.workers.remove(k);
         let pid = w.pid;
+        self.note_end(&w, status, violation.as_deref());
         if !w.ready && self.broken.is_none() && !self.terminated {
             // Killed from outside while starting, or unable to start at
             // all: retry, but not forever.
@@ -607,8 +676,10 @@ impl Scheduler {
         // The head chunk was running only if the worker had started its
         // frame; otherwise nothing in flight was started, and all of it
         // goes back to the queue.
+        // A recycled worker said it starts nothing more after its last
+        // result: none of it was started.
         let head = inflight
-            .next_if(|&(_, frame)| frame <= started)
+            .next_if(|&(_, frame)| frame <= started && !w.recycled)
             .map(|(c, _)| c);
         if let Some(head) = head {
             // A timed-out worker was killed by us; if it ended some other
@@ -619,11 +690,8 @@ impl Scheduler {
                 Failure::Terminated
             } else if let Some(why) = violation {
                 Failure::Protocol { pid, why }
-            } else if w.timed_out && killed_by_us {
-                Failure::Timeout {
-                    pid,
-                    timeout: self.limits.task_timeout.unwrap_or_default(),
-                }
+            } else if let (Some(KilledFor::Timeout(timeout)), true) = (w.killed_for, killed_by_us) {
+                Failure::Timeout { pid, timeout }
             } else {
                 Failure::Died { pid, status }
             };
@@ -639,11 +707,19 @@ impl Scheduler {
             && !(self.closed && self.queue.is_empty())
             && self.workers.len() < self.limits.workers;
         if replace {
-            if let Err(e) = self.start_worker(io) {
-                self.broken.get_or_insert(Broken {
-                    why: format!("cannot replace worker {pid}: {e}"),
-                    cause: Some(Arc::new(e)),
-                });
+            match self.start_worker(io) {
+                Ok(()) => {
+                    self.counts.workers_replaced += 1;
+                    let new = self.workers.last().map_or(0, |w| w.pid);
+                    log::info!("multiproc pool: worker {pid} replaced by worker {new}");
+                }
+                Err(e) => {
+                    log::warn!("multiproc pool: cannot replace worker {pid}: {e}");
+                    self.broken.get_or_insert(Broken {
+                        why: format!("cannot replace worker {pid}: {e}"),
+                        cause: Some(Arc::new(e)),
+                    });
+                }
             }
         }
         // Terminated, or broken just now or before: nothing queued will
@@ -672,8 +748,8 @@ impl Scheduler {
         entry: &'static str,
         first: u64,
         tasks: (u32, Vec<u8>),
-    ) -> std::result::Result<(), Failure> {
-        self.enqueue_with(job, entry, first, tasks, TaskHandles::default())
+    ) -> std::result::Result<u64, Failure> {
+        self.enqueue_to(job, entry, first, tasks, TaskHandles::default(), None, None)
     }
 
     /// [`enqueue`](Self::enqueue) for tasks with handles.
@@ -685,24 +761,30 @@ impl Scheduler {
         tasks: (u32, Vec<u8>),
         handles: TaskHandles,
     ) -> std::result::Result<(), Failure> {
-        self.enqueue_to(job, entry, first, tasks, handles, None)
+        self.enqueue_to(job, entry, first, tasks, handles, None, None)
+            .map(drop)
     }
 
-    /// Queues a `submit`'s one task, whose result goes to `slot`; its job
-    /// id (the job has no [`JobRec`]: nothing to look up when the result
-    /// arrives).
+    /// Queues a `submit`'s one task, whose result goes to `slot`, with a
+    /// time limit of its own (in place of the pool's) if `timeout` says
+    /// so; its job id (the job has no [`JobRec`]: nothing to look up when
+    /// the result arrives) and its chunk's id.
     pub(super) fn enqueue_slot(
         &mut self,
         entry: &'static str,
         task: Vec<u8>,
         handles: TaskHandles,
         slot: Arc<Slot>,
-    ) -> std::result::Result<u64, Failure> {
+        timeout: Option<Duration>,
+    ) -> std::result::Result<(u64, u64), Failure> {
         let job = self.next_id();
-        self.enqueue_to(job, entry, 0, (1, task), handles, Some(slot))?;
-        Ok(job)
+        let cid = self.enqueue_to(job, entry, 0, (1, task), handles, Some(slot), timeout)?;
+        Ok((job, cid))
     }
 
+    /// Queues a chunk (see [`enqueue_with`](Self::enqueue_with),
+    /// [`enqueue_slot`](Self::enqueue_slot)); its id.
+    #[allow(clippy::too_many_arguments)]
     fn enqueue_to(
         &mut self,
         job: u64,
@@ -711,7 +793,8 @@ impl Scheduler {
         (n, tasks): (u32, Vec<u8>),
         handles: TaskHandles,
         slot: Option<Arc<Slot>>,
-    ) -> std::result::Result<(), Failure> {
+        timeout: Option<Duration>,
+    ) -> std::result::Result<u64, Failure> {
         if let Some(why) = &self.broken {
             return Err(Failure::Broken(why.clone()));
         }
@@ -733,40 +816,12 @@ impl Scheduler {
                 tasks,
                 handles,
                 slot,
+                timeout,
             },
         );
+        self.timed |= timeout.is_some();
         self.queue.push_back(cid);
-        Ok(())
-    }
-
-    /// Kills workers whose current chunk is past its deadline; the next
-    /// deadline, if any.
-    pub(super) fn enforce_timeouts(&mut self, io: &mut impl Workers) -> Option<Instant> {
-        let timeout = self.limits.task_timeout?;
-        let now = io.now();
-        let mut next: Option<Instant> = None;
-        for w in self.workers.iter_mut() {
-            let Some(&(head, _)) = w.inflight.front() else {
-                continue;
-            };
-            let n = self.chunks.get(&head).map_or(1, |c| c.n.max(1));
-            // Overflow (a huge timeout) means no deadline.
-            let Some(deadline) = timeout
-                .checked_mul(n)
-                .and_then(|t| w.head_since.checked_add(t))
-            else {
-                continue;
-            };
-            if now >= deadline {
-                if !w.timed_out {
-                    w.timed_out = true;
-                    io.kill(w.id);
-                }
-            } else {
-                next = Some(next.map_or(deadline, |d: Instant| d.min(deadline)));
-            }
-        }
-        next
+        Ok(cid)
     }
 
     /// After the queued work: asks every worker to exit.

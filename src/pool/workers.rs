@@ -8,6 +8,14 @@
 //! side can block the other; the reader hands each message, then the
 //! worker's end, to the scheduler. [`Os`] is the scheduler's
 //! [`Workers`] over these.
+//!
+//! Time limits are the pool's one timer thread's: it sleeps on its own
+//! condition variable until the earliest deadline of a running chunk
+//! (or until the scheduler wakes it for an earlier one), then calls
+//! [`Scheduler::enforce_timeouts`], whether or not any caller waits. It
+//! is started with the pool when the pool has a task timeout, else with
+//! the first task that has one of its own; a pool without time limits
+//! has none.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -88,6 +96,9 @@ pub(super) struct Spawner {
 pub(super) struct Shared {
     pub(super) state: Mutex<Inner>,
     pub(super) cond: Condvar,
+    /// The timer thread sleeps on this one (so the callers' wake-ups
+    /// don't wake it).
+    timer_cond: Condvar,
     /// The scheduler's options (a copy, readable without the lock).
     pub(super) limits: Limits,
     pub(super) spawner: Spawner,
@@ -97,6 +108,8 @@ pub(super) struct Shared {
 pub(super) struct Inner {
     pub(super) sched: Scheduler,
     handles: Handles,
+    /// The timer thread is to end.
+    timer_stop: bool,
 }
 
 impl Inner {
@@ -104,6 +117,7 @@ impl Inner {
         Inner {
             sched,
             handles: Handles::default(),
+            timer_stop: false,
         }
     }
 }
@@ -114,6 +128,8 @@ struct Handles {
     workers: Vec<Handle>,
     /// The workers' reader and writer threads.
     threads: Vec<JoinHandle<()>>,
+    /// The timer thread, once started.
+    timer: Option<JoinHandle<()>>,
 }
 
 /// A frame for a worker's writer thread, and the handles that go with it.
@@ -169,6 +185,12 @@ impl Workers for Os<'_> {
     fn now(&self) -> Instant {
         Instant::now()
     }
+
+    fn wake_timer(&mut self) {
+        // Started before any chunk with a time limit was queued
+        // (`Shared::start_timer`).
+        self.shared.timer_cond.notify_one();
+    }
 }
 
 pub(super) fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
@@ -176,13 +198,63 @@ pub(super) fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 }
 
 impl Shared {
+    /// The pool's shared state, before any worker is started.
+    pub(super) fn new(sched: Scheduler, limits: Limits, spawner: Spawner) -> Self {
+        Shared {
+            state: Mutex::new(Inner::new(sched)),
+            cond: Condvar::new(),
+            timer_cond: Condvar::new(),
+            limits,
+            spawner,
+        }
+    }
+
+    /// Starts the timer thread unless it runs already.
+    pub(super) fn start_timer(self: &Arc<Self>, st: &mut Inner) -> Result<()> {
+        if st.handles.timer.is_some() || st.timer_stop {
+            return Ok(());
+        }
+        let shared = Arc::clone(self);
+        let timer = std::thread::Builder::new()
+            .name("multiproc-pool-timer".into())
+            .spawn(move || shared.run_timer())
+            .map_err(|e| Error::io("cannot start a pool thread", e))?;
+        st.handles.timer = Some(timer);
+        Ok(())
+    }
+
+    /// The timer thread: enforces the time limits until the pool ends.
+    fn run_timer(self: Arc<Self>) {
+        let mut st = lock(&self.state);
+        while !st.timer_stop {
+            let next = self.with(&mut st, |sched, os| sched.enforce_timeouts(os));
+            st = match next {
+                None => self.timer_cond.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(t) => {
+                    let d = t.saturating_duration_since(Instant::now());
+                    self.timer_cond
+                        .wait_timeout(st, d)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Ends the timer thread; the thread to join, if it ran.
+    fn stop_timer(&self, st: &mut Inner) -> Option<JoinHandle<()>> {
+        st.timer_stop = true;
+        self.timer_cond.notify_all();
+        st.handles.timer.take()
+    }
+
     /// Runs `f` on the scheduler with the real workers.
     fn with<T>(
         self: &Arc<Self>,
         st: &mut Inner,
         f: impl FnOnce(&mut Scheduler, &mut Os<'_>) -> T,
     ) -> T {
-        let Inner { sched, handles } = st;
+        let Inner { sched, handles, .. } = st;
         f(
             sched,
             &mut Os {
@@ -195,6 +267,11 @@ impl Shared {
     /// Starts one more worker.
     pub(super) fn start_worker(self: &Arc<Self>, st: &mut Inner) -> Result<()> {
         self.with(st, |sched, os| sched.start_worker(os))
+    }
+
+    /// Cancels chunk `cid` (see [`Scheduler::cancel_chunk`]).
+    pub(super) fn cancel_chunk(self: &Arc<Self>, st: &mut Inner, cid: u64) -> bool {
+        self.with(st, |sched, os| sched.cancel_chunk(os, cid))
     }
 
     /// Sends queued chunks to workers with room.
@@ -213,18 +290,10 @@ impl Shared {
         woken.into_iter().for_each(Waker::wake);
     }
 
-    /// For a task instead of [`wait`](Self::wait): enforces the timeouts
-    /// and has `waker` woken when a result of `job` arrives.
-    pub(super) fn register(self: &Arc<Self>, st: &mut Inner, job: u64, waker: &Waker) -> bool {
-        self.with(st, |sched, os| sched.enforce_timeouts(os));
+    /// For a task instead of [`wait`](Self::wait): has `waker` woken when
+    /// a result of `job` arrives. (Time limits are the timer thread's.)
+    pub(super) fn register(&self, st: &mut Inner, job: u64, waker: &Waker) -> bool {
         st.sched.set_waker(job, waker)
-    }
-
-    /// Kills workers whose task is past the pool's timeout (a polled
-    /// future's check: see `AsyncResult`).
-    pub(super) fn enforce_timeouts(self: &Arc<Self>) {
-        let mut st = lock(&self.state);
-        self.with(&mut st, |sched, os| sched.enforce_timeouts(os));
     }
 
     /// The reader of worker `id` got `msg`.
@@ -253,19 +322,14 @@ impl Shared {
         st.handles.get(id).is_some_and(|h| h.popen.kill().is_ok())
     }
 
-    /// Waits for something to change (or `until`), enforcing timeouts.
+    /// Waits for something to change (or `until`). (Time limits are the
+    /// timer thread's.)
     pub(super) fn wait<'a>(
         self: &'a Arc<Self>,
         st: MutexGuard<'a, Inner>,
         until: Option<Instant>,
     ) -> MutexGuard<'a, Inner> {
-        let mut st = st;
-        let next = self.with(&mut st, |sched, os| sched.enforce_timeouts(os));
-        let wake = match (next, until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match wake {
+        match until {
             None => self.cond.wait(st).unwrap_or_else(|e| e.into_inner()),
             Some(t) => {
                 let d = t.saturating_duration_since(Instant::now());
@@ -285,23 +349,25 @@ impl Shared {
         while st.sched.worker_count() > 0 {
             st = self.wait(st, None);
         }
+        let timer = self.stop_timer(&mut st);
         let threads = std::mem::take(&mut st.handles.threads);
         drop(st);
-        for t in threads {
+        for t in threads.into_iter().chain(timer) {
             let _ = t.join();
         }
     }
 
     /// Kills the workers; unfinished tasks fail. Joins the pool's threads.
     pub(super) fn terminate(self: &Arc<Self>) {
-        let threads = {
+        let (threads, timer) = {
             let mut st = lock(&self.state);
             self.with(&mut st, |sched, os| sched.terminate(os));
+            let timer = self.stop_timer(&mut st);
             let threads = std::mem::take(&mut st.handles.threads);
             self.unlock_and_wake(st);
-            threads
+            (threads, timer)
         };
-        for t in threads {
+        for t in threads.into_iter().chain(timer) {
             let _ = t.join();
         }
     }
@@ -311,6 +377,7 @@ impl Shared {
         let (mine, theirs) = Pipe::duplex_read_ahead()?;
         let cfg = WorkerConfig {
             initializer: self.spawner.initializer.clone(),
+            max_memory: self.limits.max_memory_per_child,
         };
         let popen = Arc::new(self.spawner.popen.spawn(pool_worker_main, (theirs, cfg))?);
         let conn = Arc::new(mine);

@@ -265,6 +265,10 @@ const _: fn() -> Vec<OsString> = args_os;
 /// still starting have taken their end of the bootstrap channel
 /// (Windows); nothing on Unix.
 const _: fn() = before_exit;
+/// This process's resident memory in bytes (Linux: `/proc/self/statm`;
+/// Windows: the working set; other Unixes: unsupported), for a pool
+/// worker's `max_memory_per_child`.
+const _: fn() -> io::Result<u64> = resident_memory;
 
 // Diagnostics for the crate's own tests (feature `test-hooks`).
 /// A waitable handle on any process by pid (did a grandchild die?).

@@ -41,6 +41,20 @@ pub fn pool(n: usize) -> Pool {
     PoolBuilder::new().workers(n).build().unwrap()
 }
 
+/// Polls `cond` until it holds, at most [`LONG`]; panics naming `what`
+/// if it never does. (Polling is the test's way to see a state the pool
+/// reaches on its own; the sleep between polls only spaces them.)
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LONG;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "still waiting after {LONG:?} for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Waits (at most [`LONG`]) for `p` to exit; its status.
 pub fn wait_done(p: &Popen) -> ExitStatus {
     p.wait(Some(LONG))

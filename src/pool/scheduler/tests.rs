@@ -9,19 +9,21 @@ use crate::pool::protocol::put_frame;
 
 /// Records what the scheduler asked for; its clock moves only when a
 /// test moves it.
-struct Mock {
-    now: Instant,
-    spawned: Vec<WorkerId>,
+pub(super) struct Mock {
+    pub(super) now: Instant,
+    pub(super) spawned: Vec<WorkerId>,
     /// Every frame written, decoded.
-    sent: Vec<(WorkerId, ToWorker)>,
-    closed: Vec<WorkerId>,
-    killed: Vec<WorkerId>,
+    pub(super) sent: Vec<(WorkerId, ToWorker)>,
+    pub(super) closed: Vec<WorkerId>,
+    pub(super) killed: Vec<WorkerId>,
     /// `spawn` fails.
-    spawn_fails: bool,
+    pub(super) spawn_fails: bool,
+    /// How many times the timer was woken.
+    pub(super) timer_wakes: usize,
 }
 
 impl Mock {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Mock {
             now: Instant::now(),
             spawned: Vec::new(),
@@ -29,16 +31,17 @@ impl Mock {
             closed: Vec::new(),
             killed: Vec::new(),
             spawn_fails: false,
+            timer_wakes: 0,
         }
     }
 
-    fn advance(&mut self, d: Duration) {
+    pub(super) fn advance(&mut self, d: Duration) {
         self.now += d;
     }
 
     /// The work frames written since the last call: (worker, frame id,
     /// chunk ids).
-    fn take_work(&mut self) -> Vec<(WorkerId, u64, Vec<u64>)> {
+    pub(super) fn take_work(&mut self) -> Vec<(WorkerId, u64, Vec<u64>)> {
         self.sent
             .drain(..)
             .filter_map(|(w, msg)| match msg {
@@ -50,7 +53,7 @@ impl Mock {
             .collect()
     }
 
-    fn shutdowns(&self) -> Vec<WorkerId> {
+    pub(super) fn shutdowns(&self) -> Vec<WorkerId> {
         self.sent
             .iter()
             .filter(|(_, m)| matches!(m, ToWorker::Shutdown))
@@ -87,18 +90,23 @@ impl Workers for Mock {
     fn now(&self) -> Instant {
         self.now
     }
+
+    fn wake_timer(&mut self) {
+        self.timer_wakes += 1;
+    }
 }
 
-fn limits(workers: usize) -> Limits {
+pub(super) fn limits(workers: usize) -> Limits {
     Limits {
         workers,
         max_tasks_per_child: None,
         task_timeout: None,
+        max_memory_per_child: None,
     }
 }
 
 /// A scheduler with `n` workers that said they are ready, and one job.
-fn ready(limits: Limits, io: &mut Mock) -> (Scheduler, Vec<WorkerId>, u64) {
+pub(super) fn ready(limits: Limits, io: &mut Mock) -> (Scheduler, Vec<WorkerId>, u64) {
     let mut s = Scheduler::new(limits);
     for _ in 0..limits.workers {
         s.start_worker(io).unwrap();
@@ -114,7 +122,7 @@ fn ready(limits: Limits, io: &mut Mock) -> (Scheduler, Vec<WorkerId>, u64) {
 }
 
 /// Queues chunks of `n` tasks each, numbered on from the job's last one.
-fn queue(s: &mut Scheduler, job: u64, chunks: &[u32]) {
+pub(super) fn queue(s: &mut Scheduler, job: u64, chunks: &[u32]) {
     let mut first = 0;
     for &n in chunks {
         let mut tasks = Vec::new();
@@ -126,7 +134,7 @@ fn queue(s: &mut Scheduler, job: u64, chunks: &[u32]) {
     }
 }
 
-fn done(id: u64, n: u32) -> FromWorker {
+pub(super) fn done(id: u64, n: u32) -> FromWorker {
     let mut values = Vec::new();
     for _ in 0..n {
         put_frame(&mut values, &[0]);
@@ -139,7 +147,7 @@ fn done(id: u64, n: u32) -> FromWorker {
 }
 
 /// The job's results so far: (first task, tasks, why all failed).
-fn results(s: &mut Scheduler, job: u64) -> Vec<(u64, u32, Option<Failure>)> {
+pub(super) fn results(s: &mut Scheduler, job: u64) -> Vec<(u64, u32, Option<Failure>)> {
     s.take_results(job)
         .into_iter()
         .map(|r| (r.first, r.n, r.all))
@@ -510,8 +518,14 @@ fn a_submitted_tasks_result_goes_to_its_slot_and_its_waker_is_handed_back_once()
     let (mut s, w, _) = ready(limits(1), &mut io);
     let jobs = s.jobs.len();
     let slot = Arc::new(Slot::default());
-    let job = s
-        .enqueue_slot("e", one_task(), TaskHandles::default(), Arc::clone(&slot))
+    let (job, _) = s
+        .enqueue_slot(
+            "e",
+            one_task(),
+            TaskHandles::default(),
+            Arc::clone(&slot),
+            None,
+        )
         .unwrap();
     assert!(job > 0);
     s.dispatch(&mut io);
@@ -538,8 +552,14 @@ fn a_submitted_task_that_fails_wakes_its_slot_too() {
     let mut io = Mock::new();
     let (mut s, w, _) = ready(limits(1), &mut io);
     let slot = Arc::new(Slot::default());
-    s.enqueue_slot("e", one_task(), TaskHandles::default(), Arc::clone(&slot))
-        .unwrap();
+    s.enqueue_slot(
+        "e",
+        one_task(),
+        TaskHandles::default(),
+        Arc::clone(&slot),
+        None,
+    )
+    .unwrap();
     s.dispatch(&mut io);
     let (_, frame, _) = io.take_work()[0].clone();
     let (_, waker) = counting_waker();

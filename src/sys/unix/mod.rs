@@ -27,6 +27,7 @@ mod child;
 #[cfg(feature = "test-hooks")]
 mod diag;
 mod exe;
+mod memory;
 mod pidfd;
 mod poll;
 mod reaper;
@@ -44,6 +45,7 @@ pub(crate) use diag::{
     watch_process,
 };
 pub(crate) use exe::RunningImage;
+pub(crate) use memory::resident_memory;
 pub(crate) use poll::wait_any;
 pub(crate) use reaper::reap_in_background;
 pub(crate) use rights::{duplicate, MAX_MESSAGE_HANDLES};

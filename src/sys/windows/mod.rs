@@ -83,6 +83,7 @@ mod child;
 mod diag;
 mod exe;
 mod job;
+mod memory;
 mod overlapped;
 mod pipe;
 mod rights;
@@ -102,6 +103,7 @@ pub(crate) use diag::{
     open_handle_count, open_ipc_handles, set_inheritable, thread_count, under_wine, watch_process,
 };
 pub(crate) use exe::RunningImage;
+pub(crate) use memory::resident_memory;
 pub(crate) use pipe::{pipe, Channel};
 pub(crate) use rights::{duplicate, MAX_MESSAGE_HANDLES};
 pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};
