@@ -42,8 +42,8 @@ impl<A: Serialize, R: DeserializeOwned> Task<'_, A, R> {
     /// The task's own time limit, in place of the pool's
     /// ([`PoolBuilder::task_timeout`]): running longer, it fails with
     /// [`Error::is_timeout`] and its worker is killed and replaced. Counted
-    /// from when its worker gets it (the pool sends a worker at most a
-    /// couple of tasks ahead). The pool enforces it whether or not a
+    /// from when its worker is done with the task before it (or, for a
+    /// worker with nothing to do, from when it is sent). The pool enforces it whether or not a
     /// thread waits for the result. `Duration::MAX` (any timeout too long
     /// to be a deadline) is no limit, also when the pool has one.
     pub fn timeout(mut self, timeout: Duration) -> Self {
