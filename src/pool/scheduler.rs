@@ -4,11 +4,13 @@
 //! A plain state machine over worker ids: no threads, no processes, no
 //! clock of its own. Everything it does to the outside world goes through
 //! [`Workers`] (start a worker, write it a frame, close its input, kill
-//! it, tell the time), which the pool's threads implement over real
-//! processes (`workers.rs`) and the tests below implement with a mock.
-//! The pool's threads drive it: they call it under the pool's lock when a
-//! caller queues work, a worker sends a message or ends, or a waiter looks
-//! at the timeouts.
+//! it, tell the time, wake the timer), which the pool's threads implement
+//! over real processes (`workers.rs`) and the tests below implement with a
+//! mock. The pool's threads drive it: they call it under the pool's lock
+//! when a caller queues or cancels work, a worker sends a message or ends,
+//! or the pool's timer looks at the time limits. The per-task control
+//! (time limits, cancelling, the counts and log events of a worker's end)
+//! is in `control.rs`.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
