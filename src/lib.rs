@@ -46,7 +46,10 @@
 //! carrying length-prefixed messages; a `Connection` given to
 //! [`Process::spawn`] as (part of) the argument works in the child, which
 //! is how a child talks to its parent or a sibling. [`wait`] watches
-//! several connections and processes at once.
+//! several connections and processes at once. [`Listener`] and [`Client`]
+//! connect processes that did not start each other, over TCP (or a
+//! Unix-domain socket), after an authentication handshake with a shared
+//! key; they give the same `Connection`s.
 //!
 //! ```
 //! use multiproc::{Connection, Pipe, Process};
@@ -216,6 +219,7 @@ mod deadline;
 mod encode;
 mod error;
 pub mod exit_code;
+mod net;
 
 /// The bootstrap protocol's version and limits: what a worker accepts on
 /// its private bootstrap channel before it runs anything. A worker refuses
@@ -243,6 +247,7 @@ mod sys;
 pub use codec::handles::{duplicate_for_child, pass_handle, PassedHandle};
 pub use connection::{wait, Connection, Pipe, Waitable};
 pub use error::{Error, ErrorKind, Result};
+pub use net::{Address, Client, Listener, ToAddress};
 #[cfg(feature = "progress")]
 pub use pool::Progress;
 pub use pool::{AsyncResult, Imap, ImapStream, Pool, PoolBuilder, PoolStats, Task};
@@ -473,6 +478,15 @@ pub mod fuzzing {
             n += 1;
         }
         n
+    }
+
+    /// The authentication handshake with the key `b"key"`, the peer's
+    /// bytes being `data` (then end of file): the listener's side if
+    /// `listener`, else the client's. Whether it passed (a failure must be
+    /// an authentication error, never a panic, a hang or a big
+    /// allocation).
+    pub fn handshake(data: &[u8], listener: bool) -> bool {
+        crate::net::auth::fuzz(data, listener)
     }
 }
 

@@ -512,7 +512,9 @@ pub(crate) fn serialize_end<S: Serializer>(
     end: EndSettings,
     s: S,
 ) -> std::result::Result<S::Ok, S::Error> {
-    let parts = chan.pass_handles();
+    let parts = chan
+        .pass_handles()
+        .map_err(|e| encode::handle_error(Error::io("cannot pass a connection", e)))?;
     let kind = kind_of(&parts);
     let handles = handles_of(parts)
         .into_iter()

@@ -182,6 +182,13 @@ impl Connection {
         }
     }
 
+    /// A connected socket's end (`Listener`/`Client`): duplex, and it
+    /// does not read ahead, so that on Unix it can be passed to a child
+    /// as any end.
+    pub(crate) fn from_socket(chan: sys::Channel) -> Self {
+        Connection::new(chan, true, true, false)
+    }
+
     /// From now on, a blocking receive on this end also ends, as end of
     /// file (or a frame cut off), once `peer` has exited and nothing it
     /// wrote is left — even while other processes hold the other end open
@@ -497,12 +504,15 @@ impl Connection {
         if !rx.avail().is_empty() || rx.eof {
             return Ok(true);
         }
-        if !self.read_ahead {
+        // A Windows socket has nothing to wait on (`as_raw` is `None`): it
+        // is read into the buffer, as an end that reads ahead is (such an
+        // end can't be passed to another process, so nothing is taken
+        // from one).
+        if let (false, Some(raw)) = (self.read_ahead, self.chan.as_raw()) {
             // Readable (Unix: poll(2); Windows: a zero-byte overlapped
             // read), without taking anything. The header of a bulk-lane
             // message is on the pipe too, so the pipe is what tells.
-            let ready = sys::wait_any(&[self.chan.as_raw()], timeout)
-                .map_err(|e| Error::io("cannot poll", e))?;
+            let ready = sys::wait_any(&[raw], timeout).map_err(|e| Error::io("cannot poll", e))?;
             return Ok(!ready.is_empty());
         }
         let mut chunk = [0u8; 4096];

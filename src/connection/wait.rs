@@ -58,10 +58,15 @@ pub fn wait(objects: &[Waitable<'_>], timeout: Option<Duration>) -> Result<Vec<u
         for (i, o) in objects.iter().enumerate() {
             match o {
                 Waitable::Connection(c) if c.has_buffered() => ready.push(i),
-                Waitable::Connection(c) => {
-                    handles.push(c.channel().as_raw());
-                    index.push(i);
-                }
+                Waitable::Connection(c) => match c.channel().as_raw() {
+                    Some(h) => {
+                        handles.push(h);
+                        index.push(i);
+                    }
+                    // A Windows socket: nothing to wait on; poll it.
+                    None if c.poll(Some(Duration::ZERO))? => ready.push(i),
+                    None => must_poll = true,
+                },
                 Waitable::Process(s) => match s.handle() {
                     _ if s.exited() => ready.push(i),
                     Some(h) => {
@@ -84,7 +89,8 @@ pub fn wait(objects: &[Waitable<'_>], timeout: Option<Duration>) -> Result<Vec<u
             return Ok(ready);
         }
         let left = deadline::left(deadline);
-        // Without a waitable handle for some process, poll every 10 ms.
+        // Without a waitable handle for some process (or a Windows socket
+        // connection), poll every 10 ms.
         let slice = if must_poll {
             Some(left.map_or(Duration::from_millis(10), |l| {
                 l.min(Duration::from_millis(10))

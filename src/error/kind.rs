@@ -141,6 +141,12 @@ pub enum ErrorKind {
     /// honored, a call out of order or repeated (asking for a result
     /// already taken), a send on a read-only end.
     Usage,
+    /// A [`Listener`](crate::Listener)'s or [`Client`](crate::Client)'s
+    /// authentication handshake failed: the keys differ, the peer sent
+    /// something that is not the handshake (not a multiproc peer, or a
+    /// corrupt stream), or it did not finish within the handshake timeout.
+    /// The message says which; the connection was closed.
+    Authentication,
     /// Another OS error (creating a pipe, waiting, reading, sending a
     /// signal); [`Error::io_error`] has it.
     Io,
@@ -257,6 +263,8 @@ pub(crate) enum Kind {
     Terminated { pid: u32, status: ExitStatus },
     #[error("worker process {pid} ended with {status} without a result")]
     NoResult { pid: u32, status: ExitStatus },
+    #[error("authentication failed: {0}")]
+    Auth(String),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,

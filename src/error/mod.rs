@@ -52,6 +52,7 @@ pub(crate) use kind::{EncodeError, Kind};
 /// | [`Empty`](ErrorKind::Empty) | [`is_empty`](Error::is_empty) | [`Queue::try_get`](crate::Queue::try_get), [`Queue::get_timeout`](crate::Queue::get_timeout): no item |
 /// | [`QueueClosed`](ErrorKind::QueueClosed) | [`is_queue_closed`](Error::is_queue_closed) | a [`Queue`](crate::Queue) after [`close`](crate::Queue::close): a put, or a get once it is drained |
 /// | [`Usage`](ErrorKind::Usage) | [`is_usage`](Error::is_usage) | a call that is wrong whatever the processes do |
+/// | [`Authentication`](ErrorKind::Authentication) | [`is_authentication`](Error::is_authentication) | [`Listener::accept`](crate::Listener::accept), [`Client::connect`](crate::Client::connect): wrong key, not a multiproc peer, or no answer in time |
 /// | [`Io`](ErrorKind::Io) | — ([`io_error`](Error::io_error) is `Some`) | any other OS error (pipes, waits, signals) |
 ///
 /// # Example
@@ -127,6 +128,7 @@ impl Error {
             Kind::QueueClosed => ErrorKind::QueueClosed,
             Kind::ItemTooLarge { .. } => ErrorKind::MessageTooLarge,
             Kind::QueueCorrupt(_) => ErrorKind::Decode,
+            Kind::Auth(_) => ErrorKind::Authentication,
             Kind::Io { .. } => ErrorKind::Io,
         }
     }
@@ -350,6 +352,15 @@ impl Error {
         self.kind() == ErrorKind::ProtocolViolation
     }
 
+    /// A [`Listener`](crate::Listener)'s or [`Client`](crate::Client)'s
+    /// authentication handshake failed (see
+    /// [`ErrorKind::Authentication`]).
+    ///
+    /// Shorthand for `self.kind() == ErrorKind::Authentication`.
+    pub fn is_authentication(&self) -> bool {
+        self.kind() == ErrorKind::Authentication
+    }
+
     /// The process id the error is about, where there is one.
     pub fn pid(&self) -> Option<u32> {
         match *self.kind {
@@ -474,6 +485,8 @@ impl std::error::Error for Error {
 /// kinds), [`InvalidInput`](io::ErrorKind::InvalidInput) for a wrong call
 /// (`Usage`, `UnknownEntry`, `NotSpawning`, `BufferTooShort`),
 /// [`TimedOut`](io::ErrorKind::TimedOut) for [`ErrorKind::Timeout`],
+/// [`PermissionDenied`](io::ErrorKind::PermissionDenied) for
+/// [`ErrorKind::Authentication`],
 /// [`WouldBlock`](io::ErrorKind::WouldBlock) for [`ErrorKind::Full`] and
 /// [`ErrorKind::Empty`], and [`Other`](io::ErrorKind::Other) for the rest. The `Error` itself stays
 /// inside: [`io::Error::get_ref`] and [`io::Error::into_inner`] give it
@@ -497,6 +510,7 @@ impl From<Error> for io::Error {
                 | ErrorKind::NotSpawning
                 | ErrorKind::BufferTooShort => io::ErrorKind::InvalidInput,
                 ErrorKind::Timeout => io::ErrorKind::TimedOut,
+                ErrorKind::Authentication => io::ErrorKind::PermissionDenied,
                 ErrorKind::Full | ErrorKind::Empty => io::ErrorKind::WouldBlock,
                 _ => io::ErrorKind::Other,
             },

@@ -268,7 +268,11 @@ impl PopenBuilder {
             let mut options = self.options.clone();
             for (slot, pipe) in options.capture.iter_mut().zip(&pipes) {
                 if let Some((_, w)) = pipe {
-                    *slot = Some(duplicate_for_child(w.as_raw())?);
+                    // A pipe always has its handle.
+                    let raw = w.as_raw().ok_or_else(|| {
+                        Error::io("captured output", std::io::ErrorKind::Unsupported.into())
+                    })?;
+                    *slot = Some(duplicate_for_child(raw)?);
                 }
             }
             let mut data =

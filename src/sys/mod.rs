@@ -35,6 +35,10 @@ mod shm;
 pub(crate) use shm::{Shm, ShmAtomic};
 mod guarded;
 pub(crate) use guarded::{Guarded, GuardedBytes};
+mod net;
+pub(crate) use net::{
+    connect_local, connect_tcp, listen_local, listen_tcp, resolve, NetListener, NetStream,
+};
 
 // ---------------------------------------------------------------------------
 // The contract
@@ -121,7 +125,11 @@ const _: fn(
 const _: fn(&Channel) -> bool = Channel::set_nonblocking_reads;
 /// A passed `Connection` end, rebuilt from its handles in their roles.
 const _: fn(ChannelParts<OwnedRaw>) -> io::Result<Channel> = Channel::from_passed;
-const _: fn(&Channel) -> ChannelParts<BorrowedRaw<'_>> = Channel::pass_handles;
+/// An error for an end that can't be passed (Windows: a socket).
+const _: fn(&Channel) -> io::Result<ChannelParts<BorrowedRaw<'_>>> = Channel::pass_handles;
+/// A connected TCP socket as a channel end (`net.rs` makes them): no
+/// bulk lane, and no peer process to watch.
+const _: fn(std::net::TcpStream) -> io::Result<Channel> = Channel::from_tcp;
 /// A second lane for big message bodies (Unix: a socket next to the
 /// pipes); Windows has none.
 const _: fn(&Channel) -> bool = Channel::has_bulk;
@@ -151,7 +159,9 @@ const _: usize = MAX_MESSAGE_HANDLES;
 const _: fn(BorrowedRaw<'_>) -> io::Result<OwnedRaw> = duplicate;
 const _: fn(&Channel, &[u8]) -> io::Result<usize> = Channel::write_bulk;
 const _: fn(&Channel, &mut Vec<u8>, usize) -> io::Result<usize> = Channel::read_bulk_append;
-const _: fn(&Channel) -> BorrowedRaw<'_> = Channel::as_raw;
+/// What `wait_any` waits on for this end; `None` where there is nothing
+/// (a socket on Windows: poll it with `read_timeout`).
+const _: fn(&Channel) -> Option<BorrowedRaw<'_>> = Channel::as_raw;
 /// A connected pair for `Pipe`: duplex, or (reader, writer).
 const _: fn(bool) -> io::Result<(Channel, Channel)> = pipe;
 /// Waits until one of the objects is ready (process exited / data

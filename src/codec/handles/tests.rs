@@ -82,7 +82,7 @@ fn connection_wire_round_trips() {
 /// A fresh fd / handle to pass.
 fn a_handle() -> sys::OwnedRaw {
     let (_r, w) = sys::pipe(false).unwrap();
-    sys::duplicate(w.as_raw()).unwrap()
+    sys::duplicate(w.as_raw().unwrap()).unwrap()
 }
 
 #[test]
@@ -220,7 +220,7 @@ fn handle_blocks_round_trip_and_refuse_what_is_cut_off_or_over_the_cap() {
 #[test]
 fn handles_pass_only_while_spawning() {
     let (_r, w) = sys::pipe(false).unwrap();
-    let e = duplicate_for_child(w.as_raw()).unwrap_err();
+    let e = duplicate_for_child(w.as_raw().unwrap()).unwrap_err();
     assert!(e.is_not_spawning(), "{e}");
     let e = take_passed_handle(0).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::InvalidInput);

@@ -159,14 +159,40 @@ impl Channel {
         })
     }
 
-    /// The fds that make up this end, each in its role, to pass to a child.
-    pub(crate) fn pass_handles(&self) -> crate::sys::ChannelParts<BorrowedRaw<'_>> {
-        crate::sys::ChannelParts {
+    /// The fds that make up this end, each in its role, to pass to a child
+    /// (every kind of end can be passed on Unix, sockets too).
+    pub(crate) fn pass_handles(&self) -> io::Result<crate::sys::ChannelParts<BorrowedRaw<'_>>> {
+        Ok(crate::sys::ChannelParts {
             main: self.fd.as_fd(),
             main_is_socket: self.socket,
             write: self.wr.as_ref().map(|w| w.as_fd()),
             bulk: self.bulk.as_ref().map(|b| b.as_fd()),
-        }
+        })
+    }
+
+    /// A connected TCP socket as a channel end (`Listener`/`Client`):
+    /// read with read(2), written with send(2) without SIGPIPE, as the
+    /// bootstrap socket.
+    pub(crate) fn from_tcp(s: std::net::TcpStream) -> io::Result<Channel> {
+        Channel::from_socket(OwnedFd::from(s))
+    }
+
+    /// A connected Unix-domain stream socket as a channel end.
+    pub(crate) fn from_local(s: std::os::unix::net::UnixStream) -> io::Result<Channel> {
+        Channel::from_socket(OwnedFd::from(s))
+    }
+
+    fn from_socket(fd: OwnedFd) -> io::Result<Channel> {
+        // macOS has no MSG_NOSIGNAL (see `SEND_FLAGS`): the socket itself
+        // must not raise SIGPIPE.
+        #[cfg(target_vendor = "apple")]
+        rustix::net::sockopt::set_socket_nosigpipe(&fd, true)?;
+        Ok(Channel {
+            fd,
+            wr: None,
+            socket: true,
+            bulk: None,
+        })
     }
 
     /// Whether this end has a bulk lane for big message bodies.
@@ -193,9 +219,10 @@ impl Channel {
         read_append_fd(b.as_fd(), v, max)
     }
 
-    /// The handle that becomes ready when there is something to read.
-    pub(crate) fn as_raw(&self) -> BorrowedRaw<'_> {
-        self.fd.as_fd()
+    /// The handle that becomes ready when there is something to read
+    /// (always there on Unix).
+    pub(crate) fn as_raw(&self) -> Option<BorrowedRaw<'_>> {
+        Some(self.fd.as_fd())
     }
 
     /// Makes reads of this end's pipe return at once when it is empty

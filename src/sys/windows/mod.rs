@@ -88,6 +88,7 @@ mod overlapped;
 mod pipe;
 mod rights;
 mod shm;
+mod socket;
 mod spawn;
 mod stdio;
 mod sync;

@@ -27,7 +27,7 @@ use super::{
     child::{Child, HandleTransfer},
     cvt, is_os_error, ms_until,
     overlapped::{Finished, Op},
-    owned_or_invalid, to_wide,
+    owned_or_invalid, socket, to_wide,
     wait::wait_for_any,
     BorrowedRaw, OwnedRaw, PIPE_BUFFER,
 };
@@ -111,18 +111,38 @@ pub(super) fn named_pipe(
 
 /// An overlapped pipe end: the parent's end of the bootstrap channel, or an
 /// end of a [`pipe`]. Each operation has its own `OVERLAPPED` and event, so
-/// several threads may read and write at once.
+/// several threads may read and write at once. Or a connected TCP socket
+/// (`Listener`/`Client`, see `socket.rs`).
 ///
 /// # Drop
 ///
 /// Closes this process's handle; the peer sees end-of-file once every copy
 /// of this end is closed.
 pub(crate) struct Channel {
-    /// The pipe end, opened with `FILE_FLAG_OVERLAPPED`.
-    pub(super) pipe: OwnedHandle,
+    pub(super) io: Io,
+}
+
+/// What a [`Channel`] is made of.
+pub(super) enum Io {
+    /// A pipe end, opened with `FILE_FLAG_OVERLAPPED`.
+    Pipe(OwnedHandle),
+    /// A connected TCP socket (blocking; waits with `WSAPoll`).
+    Socket(std::net::TcpStream),
 }
 
 impl Channel {
+    /// The pipe handle; an error on a socket, for the operations only
+    /// pipes have (the bootstrap, a watched peer process).
+    pub(super) fn pipe(&self) -> io::Result<BorrowedHandle<'_>> {
+        match &self.io {
+            Io::Pipe(p) => Ok(p.as_handle()),
+            Io::Socket(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "not on a socket connection",
+            )),
+        }
+    }
+
     /// Writes all of `data` to the child, unless the child exits first:
     /// then an error of kind `BrokenPipe`. Never hangs on a dead child.
     ///
@@ -142,7 +162,7 @@ impl Channel {
     ) -> io::Result<()> {
         let mut rest = data;
         while !rest.is_empty() {
-            let mut op = Op::new(self.pipe.as_handle())?;
+            let mut op = Op::new(self.pipe()?)?;
             op.write(rest).map_err(broken_pipe_kind)?;
             let woken = wait_for_any(&[op.event(), child.process.as_raw_handle()], INFINITE);
             let finished = op.finish_if(matches!(woken, Ok(Some(0))));
@@ -175,7 +195,11 @@ impl Channel {
         if buf.is_empty() {
             return Ok(0);
         }
-        let mut op = Op::new(self.pipe.as_handle())?;
+        let pipe = match &self.io {
+            Io::Pipe(p) => p.as_handle(),
+            Io::Socket(s) => return socket::write(s, buf),
+        };
+        let mut op = Op::new(pipe)?;
         op.write(buf).map_err(broken_pipe_kind)?;
         match op.finish() {
             Finished::Done(n) => Ok(n as usize),
@@ -199,7 +223,11 @@ impl Channel {
         if buf.is_empty() {
             return Ok(Some(0));
         }
-        let pipe = self.pipe.as_handle();
+        let pipe = match &self.io {
+            Io::Pipe(p) => p.as_handle(),
+            // A socket's peer is no process of ours: `child` is not there.
+            Io::Socket(s) => return socket::read_timeout(s, buf, timeout),
+        };
         let deadline = deadline::deadline_of(timeout);
         loop {
             let ms = ms_until(deadline);
@@ -238,9 +266,13 @@ impl Channel {
         if max == 0 {
             return Ok(0);
         }
+        let pipe = match &self.io {
+            Io::Pipe(p) => p.as_handle(),
+            Io::Socket(s) => return socket::read_append(s, v, max),
+        };
         v.reserve(max);
         let spare = &mut v.spare_capacity_mut()[..max];
-        let mut op = Op::new(self.pipe.as_handle())?;
+        let mut op = Op::new(pipe)?;
         let n = match op.read_uninit(spare) {
             Err(err) if is_os_error(&err, ERROR_BROKEN_PIPE) => 0,
             Err(err) => return Err(err),
@@ -290,8 +322,8 @@ impl Channel {
         if max == 0 {
             return Ok(0);
         }
+        let pipe = self.pipe()?;
         v.reserve(max);
-        let pipe = self.pipe.as_handle();
         loop {
             let spare = &mut v.spare_capacity_mut()[..max];
             let mut op = Op::new(pipe)?;
@@ -329,12 +361,14 @@ impl Channel {
     /// Wraps an overlapped pipe end, as [`pipe`] makes them (after it
     /// travelled to this process).
     pub(crate) fn from_owned(h: OwnedRaw) -> Channel {
-        Channel { pipe: h }
+        Channel { io: Io::Pipe(h) }
     }
 
-    /// The pipe handle, e.g. for [`wait_any`].
-    pub(crate) fn as_raw(&self) -> BorrowedRaw<'_> {
-        self.pipe.as_handle()
+    /// The pipe handle, e.g. for [`wait_any`]; `None` for a socket, which
+    /// is no handle `WaitForMultipleObjects` can wait on (poll it with
+    /// [`read_timeout`](Self::read_timeout)).
+    pub(crate) fn as_raw(&self) -> Option<BorrowedRaw<'_>> {
+        self.pipe().ok()
     }
 
     /// Rebuilds a passed end: one named pipe on Windows.
@@ -353,14 +387,22 @@ impl Channel {
         }
     }
 
-    /// The handle that makes up this end, to pass to a child.
-    pub(crate) fn pass_handles(&self) -> ChannelParts<BorrowedRaw<'_>> {
-        ChannelParts {
-            main: self.as_raw(),
+    /// The handle that makes up this end, to pass to a child; an error
+    /// for a socket (a Winsock socket can't be duplicated with
+    /// `DuplicateHandle`: "Socket Handles" on MSDN).
+    pub(crate) fn pass_handles(&self) -> io::Result<ChannelParts<BorrowedRaw<'_>>> {
+        let main = self.pipe().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a TCP connection can't be passed to another process on Windows",
+            )
+        })?;
+        Ok(ChannelParts {
+            main,
             main_is_socket: false,
             write: None,
             bulk: None,
-        }
+        })
     }
 
     /// No bulk lane on Windows: one named pipe carries everything.
@@ -415,5 +457,5 @@ pub(crate) fn pipe(duplex: bool) -> io::Result<(Channel, Channel)> {
         // Data flows client to server only.
         named_pipe(PIPE_ACCESS_INBOUND, GENERIC_WRITE, FILE_FLAG_OVERLAPPED)?
     };
-    Ok((Channel { pipe: server }, Channel { pipe: client }))
+    Ok((Channel::from_owned(server), Channel::from_owned(client)))
 }

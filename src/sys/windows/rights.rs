@@ -125,7 +125,8 @@ impl Channel {
         let mut raws = Vec::with_capacity(count);
         for &v in values {
             let raw = token_to_handle(v)?;
-            if !seen.insert(v) || raw == self.pipe.as_raw_handle() {
+            let own = self.as_raw().map(|p| p.as_raw_handle());
+            if !seen.insert(v) || Some(raw) == own {
                 return Err(bad(format!(
                     "handle value {v:#x} is named twice or is the connection's own"
                 )));

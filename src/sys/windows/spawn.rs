@@ -90,7 +90,7 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
         bootstrap_peer: Mutex::new(Some(Peer { pipe: client, ack })),
         status: OnceLock::new(),
     };
-    Ok((child, Channel { pipe: server }))
+    Ok((child, Channel::from_owned(server)))
 }
 
 /// Starts this process's own executable (`image`), with `shown` as the

@@ -1,0 +1,133 @@
+//! [`Listener`] and [`Client`]: [`Connection`]s between processes that
+//! did not start each other — over TCP, or a Unix-domain socket — after
+//! an authentication handshake (Python's `multiprocessing.connection`).
+//! `auth.rs` is the handshake; `listener.rs` the two types.
+//!
+//! The security model and how bad peers are handled: [`Listener`]'s
+//! docs.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::error::{Error, Kind, Result};
+
+pub(crate) mod auth;
+mod listener;
+
+pub use listener::{Client, Listener, ToAddress};
+
+/// Where a [`Listener`] listens and a [`Client`] connects.
+///
+/// Made from a [`SocketAddr`] (or an `(IpAddr, u16)` pair), or parsed
+/// from a string: `"127.0.0.1:5000"`, `"[::1]:5000"`, `"node12:5000"`
+/// (resolved to its first address), or `"unix:/run/app.sock"` for a
+/// Unix-domain socket (Unix only: elsewhere binding or connecting to one
+/// fails with an error of kind [`Io`](crate::ErrorKind::Io) whose OS
+/// error is of kind [`Unsupported`](std::io::ErrorKind::Unsupported)).
+///
+/// ```
+/// use multiproc::Address;
+///
+/// let a: Address = "127.0.0.1:5000".parse()?;
+/// assert_eq!(a, Address::Tcp(([127, 0, 0, 1], 5000).into()));
+/// assert_eq!(a.to_string(), "127.0.0.1:5000");
+/// let u: Address = "unix:/tmp/app.sock".parse()?;
+/// assert_eq!(u, Address::Local("/tmp/app.sock".into()));
+/// assert_eq!(u.to_string(), "unix:/tmp/app.sock");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A Unix-domain socket at this path (Unix only).
+    Local(PathBuf),
+}
+
+impl Address {
+    /// Whether only this machine can connect: a loopback TCP address, or
+    /// a Unix-domain socket.
+    pub fn is_local(&self) -> bool {
+        match self {
+            Address::Tcp(a) => a.ip().is_loopback(),
+            Address::Local(_) => true,
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(a) => write!(f, "{a}"),
+            Address::Local(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl FromStr for Address {
+    type Err = Error;
+
+    /// `unix:PATH`, an IP socket address, or `host:port`, resolved (its
+    /// first address).
+    fn from_str(s: &str) -> Result<Address> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            return Ok(Address::Local(path.into()));
+        }
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(Address::Tcp(a));
+        }
+        match crate::sys::resolve(s) {
+            Ok(Some(a)) => Ok(Address::Tcp(a)),
+            Ok(None) => Err(Error::new(Kind::Usage(format!(
+                "address `{s}` resolves to nothing"
+            )))),
+            Err(e) => Err(Error::new(Kind::Usage(format!(
+                "`{s}` is not an address (`host:port`, `IP:port` or `unix:PATH`): {e}"
+            )))),
+        }
+    }
+}
+
+impl From<SocketAddr> for Address {
+    fn from(a: SocketAddr) -> Self {
+        Address::Tcp(a)
+    }
+}
+
+impl From<SocketAddrV4> for Address {
+    fn from(a: SocketAddrV4) -> Self {
+        Address::Tcp(a.into())
+    }
+}
+
+impl From<SocketAddrV6> for Address {
+    fn from(a: SocketAddrV6) -> Self {
+        Address::Tcp(a.into())
+    }
+}
+
+impl From<(IpAddr, u16)> for Address {
+    fn from(a: (IpAddr, u16)) -> Self {
+        Address::Tcp(a.into())
+    }
+}
+
+impl From<(Ipv4Addr, u16)> for Address {
+    fn from(a: (Ipv4Addr, u16)) -> Self {
+        Address::Tcp(a.into())
+    }
+}
+
+impl From<(Ipv6Addr, u16)> for Address {
+    fn from(a: (Ipv6Addr, u16)) -> Self {
+        Address::Tcp(a.into())
+    }
+}
+
+impl From<&Address> for Address {
+    fn from(a: &Address) -> Self {
+        a.clone()
+    }
+}

@@ -1,0 +1,205 @@
+//! Stream sockets for `Listener`/`Client`: TCP everywhere, Unix-domain
+//! sockets on Unix, over std's socket types (close-on-exec on Unix, not
+//! inheritable on Windows, as std makes every socket), and reads and
+//! writes with a deadline for the authentication handshake.
+//!
+//! Once a connection is through its handshake it becomes a `Channel`
+//! ([`NetStream::into_channel`]): on Unix a socket `Channel` (the same
+//! code as the bootstrap socket's); on Windows a socket `Channel` whose
+//! reads wait with `WSAPoll` (`windows/socket.rs`).
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::Channel;
+use crate::deadline;
+
+/// A listening socket.
+#[derive(Debug)]
+pub(crate) enum NetListener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// A Unix-domain socket bound to a path.
+    #[cfg(unix)]
+    Local(std::os::unix::net::UnixListener),
+}
+
+/// A connected stream socket, not yet a `Channel`.
+#[derive(Debug)]
+pub(crate) enum NetStream {
+    /// TCP (`TCP_NODELAY` set: messages are written whole).
+    Tcp(TcpStream),
+    /// A Unix-domain socket.
+    #[cfg(unix)]
+    Local(std::os::unix::net::UnixStream),
+}
+
+/// Listens on `addr` (port 0: the OS picks one; see
+/// [`NetListener::tcp_addr`]).
+pub(crate) fn listen_tcp(addr: SocketAddr) -> io::Result<NetListener> {
+    TcpListener::bind(addr).map(NetListener::Tcp)
+}
+
+/// Listens on a Unix-domain socket at `path` (which must not exist);
+/// `Unsupported` on Windows.
+pub(crate) fn listen_local(path: &Path) -> io::Result<NetListener> {
+    #[cfg(unix)]
+    {
+        std::os::unix::net::UnixListener::bind(path).map(NetListener::Local)
+    }
+    #[cfg(not(unix))]
+    {
+        Err(local_unsupported(path))
+    }
+}
+
+/// Unix-domain socket addresses on Windows.
+#[cfg(not(unix))]
+fn local_unsupported(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "local (Unix-domain) socket addresses such as {} are Unix only; \
+             use a loopback TCP address",
+            path.display()
+        ),
+    )
+}
+
+/// Connects to a TCP address, waiting at most `timeout` for the
+/// connection (`None`: the OS's own limit).
+pub(crate) fn connect_tcp(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<NetStream> {
+    let s = match timeout {
+        Some(t) if !t.is_zero() => TcpStream::connect_timeout(&addr, t)?,
+        Some(_) => return Err(io::ErrorKind::TimedOut.into()),
+        None => TcpStream::connect(addr)?,
+    };
+    s.set_nodelay(true)?;
+    Ok(NetStream::Tcp(s))
+}
+
+/// Connects to a Unix-domain socket; `Unsupported` on Windows.
+pub(crate) fn connect_local(path: &Path) -> io::Result<NetStream> {
+    #[cfg(unix)]
+    {
+        std::os::unix::net::UnixStream::connect(path).map(NetStream::Local)
+    }
+    #[cfg(not(unix))]
+    {
+        Err(local_unsupported(path))
+    }
+}
+
+impl NetListener {
+    /// Waits for the next connection.
+    pub(crate) fn accept(&self) -> io::Result<NetStream> {
+        match self {
+            NetListener::Tcp(l) => {
+                let (s, _) = l.accept()?;
+                s.set_nodelay(true)?;
+                Ok(NetStream::Tcp(s))
+            }
+            #[cfg(unix)]
+            NetListener::Local(l) => l.accept().map(|(s, _)| NetStream::Local(s)),
+        }
+    }
+
+    /// The TCP address it listens on (with the port the OS picked);
+    /// `None` for a Unix-domain socket.
+    pub(crate) fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self {
+            NetListener::Tcp(l) => l.local_addr().ok(),
+            #[cfg(unix)]
+            NetListener::Local(_) => None,
+        }
+    }
+}
+
+impl NetStream {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            NetStream::Tcp(s) => s.set_read_timeout(t),
+            #[cfg(unix)]
+            NetStream::Local(s) => s.set_read_timeout(t),
+        }
+    }
+
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            NetStream::Tcp(s) => s.set_write_timeout(t),
+            #[cfg(unix)]
+            NetStream::Local(s) => s.set_write_timeout(t),
+        }
+    }
+
+    /// Reads what is there (0 at end of file), waiting until `deadline`
+    /// at the latest: past it, an error of kind `TimedOut`. (A socket
+    /// timeout, `SO_RCVTIMEO`, set to the time left before each read; on
+    /// Windows a timed-out socket is closed, not used again, as
+    /// "setsockopt" on MSDN asks.)
+    pub(crate) fn read_by(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> io::Result<usize> {
+        self.set_read_timeout(time_left(deadline)?)?;
+        let r = match self {
+            NetStream::Tcp(s) => s.read(buf),
+            #[cfg(unix)]
+            NetStream::Local(s) => s.read(buf),
+        };
+        r.map_err(timed_out)
+    }
+
+    /// Writes all of `buf`, waiting until `deadline` at the latest (as
+    /// [`read_by`](Self::read_by)).
+    pub(crate) fn write_all_by(&mut self, buf: &[u8], deadline: Option<Instant>) -> io::Result<()> {
+        self.set_write_timeout(time_left(deadline)?)?;
+        let r = match self {
+            NetStream::Tcp(s) => s.write_all(buf),
+            #[cfg(unix)]
+            NetStream::Local(s) => s.write_all(buf),
+        };
+        r.map_err(timed_out)
+    }
+
+    /// The connection as a channel end: blocking, no timeouts left.
+    pub(crate) fn into_channel(self) -> io::Result<Channel> {
+        self.set_read_timeout(None)?;
+        self.set_write_timeout(None)?;
+        match self {
+            NetStream::Tcp(s) => Channel::from_tcp(s),
+            #[cfg(unix)]
+            NetStream::Local(s) => Channel::from_local(s),
+        }
+    }
+}
+
+/// The socket timeout that ends at `deadline`: `None` (none) without
+/// one; `TimedOut` once it passed (a zero timeout would mean "none" to
+/// the OS, and std refuses it).
+fn time_left(deadline: Option<Instant>) -> io::Result<Option<Duration>> {
+    match deadline::left(deadline) {
+        None => Ok(None),
+        Some(d) if d.is_zero() => Err(io::ErrorKind::TimedOut.into()),
+        Some(d) => Ok(Some(d)),
+    }
+}
+
+/// A socket timeout reads as `WouldBlock` on Unix and `TimedOut` on
+/// Windows: `TimedOut` for both.
+fn timed_out(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        io::Error::new(io::ErrorKind::TimedOut, "timed out")
+    } else {
+        e
+    }
+}
+
+/// The first address `host:port` resolves to (the system resolver).
+pub(crate) fn resolve(s: &str) -> io::Result<Option<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    Ok(s.to_socket_addrs()?.next())
+}

@@ -1,0 +1,368 @@
+//! Listener and Client: the authentication handshake between processes
+//! that did not start each other, over loopback TCP (and a Unix-domain
+//! socket on Unix), and what happens to peers that don't follow it.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::LONG;
+use multiproc::{Address, Client, Connection, ErrorKind, Listener, Process};
+
+multiproc::test_support!();
+
+const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+/// The error a child saw: its kind (Debug) and message.
+type ChildError = (String, String);
+
+fn child_error(e: multiproc::Error) -> ChildError {
+    (format!("{:?}", e.kind()), e.to_string())
+}
+
+/// Connects back to `addr` with `key`, sends its pid and `n`, and returns
+/// what the listener answers.
+fn connect_back((addr, key, n): (String, Option<Vec<u8>>, u64)) -> Result<u64, ChildError> {
+    let conn = Client::connect(addr.as_str(), key.as_deref()).map_err(child_error)?;
+    conn.send(&(std::process::id(), n)).map_err(child_error)?;
+    conn.recv::<u64>().map_err(child_error)
+}
+
+/// Connects back and echoes messages until the listener closes; returns
+/// how many.
+fn echo_back((addr, key): (String, Vec<u8>)) -> Result<u64, ChildError> {
+    let conn = Client::connect(addr.as_str(), Some(&key)).map_err(child_error)?;
+    let mut n = 0;
+    loop {
+        match conn.recv_bytes() {
+            Ok(m) => conn.send_bytes(&m).map_err(child_error)?,
+            Err(e) if e.is_eof() => return Ok(n),
+            Err(e) => return Err(child_error(e)),
+        }
+        n += 1;
+    }
+}
+
+/// Receives a number on a connection it was given, sends it back plus
+/// one, and returns it.
+fn add_one(conn: Connection) -> u32 {
+    let v: u32 = conn.recv().expect("recv in the child");
+    conn.send(&(v + 1)).expect("send in the child");
+    v
+}
+
+multiproc::entry!(connect_back, echo_back, add_one);
+
+fn listener() -> Listener {
+    Listener::bind("127.0.0.1:0", Some(KEY)).unwrap()
+}
+
+fn tcp_addr(l: &Listener) -> std::net::SocketAddr {
+    match l.address() {
+        Address::Tcp(a) => *a,
+        other => panic!("not TCP: {other}"),
+    }
+}
+
+/// Serves one `connect_back` child: checks its pid, answers `n * 2`.
+fn serve_connect_back(l: &Listener, child_pid: u32) -> u64 {
+    let conn = l.accept().expect("accept");
+    let (pid, n): (u32, u64) = conn.recv().unwrap();
+    assert_eq!(pid, child_pid, "the connection is not the child's");
+    conn.send(&(n * 2)).unwrap();
+    n
+}
+
+#[test]
+fn a_child_process_connects_back_with_the_key() {
+    let l = listener();
+    let addr = l.address().to_string();
+    let mut child = Process::spawn(connect_back, (addr, Some(KEY.to_vec()), 21)).unwrap();
+    assert_eq!(serve_connect_back(&l, child.pid()), 21);
+    assert_eq!(child.join().unwrap(), Ok(42));
+}
+
+#[test]
+fn a_wrong_key_is_refused_on_both_sides_and_the_listener_goes_on() {
+    let l = listener();
+    let addr = l.address().to_string();
+    let mut bad = Process::spawn(connect_back, (addr.clone(), Some(b"guess".to_vec()), 1)).unwrap();
+    let e = l.accept().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
+    assert!(e.to_string().contains("its key is not ours"), "{e}");
+    let (kind, msg) = bad.join().unwrap().unwrap_err();
+    assert_eq!(kind, "Authentication", "{msg}");
+    assert!(msg.contains("our key is not its key"), "{msg}");
+
+    // The next client with the right key gets through.
+    let mut good = Process::spawn(connect_back, (addr, Some(KEY.to_vec()), 5)).unwrap();
+    assert_eq!(serve_connect_back(&l, good.pid()), 5);
+    assert_eq!(good.join().unwrap(), Ok(10));
+}
+
+#[test]
+fn a_client_without_a_key_is_refused_by_a_listener_with_one() {
+    let l = listener();
+    l.set_handshake_timeout(Duration::from_millis(300));
+    // Without a key the client has no handshake: it gets a connection
+    // whose first message is the listener's challenge, and the listener
+    // gives up on it when no answer comes.
+    let conn = Client::connect(tcp_addr(&l), None).unwrap();
+    let e = l.accept().unwrap_err();
+    assert!(e.is_authentication(), "{e}");
+    assert!(
+        e.to_string().contains("did not complete the handshake"),
+        "{e}"
+    );
+    let challenge = conn.recv_bytes().unwrap();
+    assert!(
+        challenge.starts_with(b"#CHALLENGE#{sha256}"),
+        "{challenge:?}"
+    );
+    assert!(conn.recv_bytes().unwrap_err().is_eof());
+}
+
+#[test]
+fn a_client_with_a_key_is_refused_by_a_listener_without_one() {
+    let l = Listener::bind("127.0.0.1:0", None).unwrap();
+    let e =
+        Client::connect_timeout(tcp_addr(&l), Some(KEY), Duration::from_millis(300)).unwrap_err();
+    assert!(e.is_authentication(), "{e}");
+    assert!(
+        e.to_string().contains("did not complete the handshake"),
+        "{e}"
+    );
+    // The listener gave the connection out as it was; the client closed
+    // it when its handshake failed.
+    let conn = l.accept().unwrap();
+    assert!(conn.recv_bytes().unwrap_err().is_eof());
+}
+
+#[test]
+fn a_silent_client_does_not_hold_up_the_others() {
+    let l = listener();
+    let _silent = TcpStream::connect(tcp_addr(&l)).unwrap();
+    // The silent client's handshake waits for its timeout (10 s); the
+    // child connecting after it is accepted first.
+    let addr = l.address().to_string();
+    let mut child = Process::spawn(connect_back, (addr, Some(KEY.to_vec()), 4)).unwrap();
+    assert_eq!(serve_connect_back(&l, child.pid()), 4);
+    assert_eq!(child.join().unwrap(), Ok(8));
+}
+
+#[test]
+fn a_silent_client_is_refused_after_the_handshake_timeout() {
+    let l = listener();
+    l.set_handshake_timeout(Duration::from_millis(200));
+    let mut silent = TcpStream::connect(tcp_addr(&l)).unwrap();
+    let e = l.accept().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Authentication);
+    assert!(e.to_string().contains("within 200ms"), "{e}");
+    // What it got: the challenge, then the listener closed the connection.
+    silent.set_read_timeout(Some(LONG)).unwrap();
+    let mut got = Vec::new();
+    silent.read_to_end(&mut got).unwrap();
+    assert_eq!(&got[..8], &(11 + 8 + 40u64).to_le_bytes());
+    assert_eq!(&got[8..27], b"#CHALLENGE#{sha256}");
+    assert_eq!(got.len(), 8 + 59);
+}
+
+/// Reads the listener's challenge frame off a raw socket.
+fn read_challenge(s: &mut TcpStream) -> Vec<u8> {
+    s.set_read_timeout(Some(LONG)).unwrap();
+    let mut header = [0u8; 8];
+    s.read_exact(&mut header).unwrap();
+    let mut body = vec![0u8; u64::from_le_bytes(header) as usize];
+    s.read_exact(&mut body).unwrap();
+    body
+}
+
+#[test]
+fn a_4_gib_length_prefix_is_refused_at_once() {
+    let l = listener();
+    // Long enough that only the length check can end this handshake.
+    l.set_handshake_timeout(LONG * 4);
+    let mut s = TcpStream::connect(tcp_addr(&l)).unwrap();
+    read_challenge(&mut s);
+    s.write_all(&(4u64 << 30).to_le_bytes()).unwrap();
+    let e = l.accept().unwrap_err();
+    assert!(e.is_authentication(), "{e}");
+    assert!(
+        e.to_string().contains("4294967296 bytes (at most 256)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn garbage_is_refused_and_the_listener_goes_on() {
+    let l = listener();
+    l.set_handshake_timeout(LONG * 4);
+    let mut s = TcpStream::connect(tcp_addr(&l)).unwrap();
+    read_challenge(&mut s);
+    let mut garbage = 40u64.to_le_bytes().to_vec();
+    garbage.extend((0..40u8).map(|i| i.wrapping_mul(37)));
+    s.write_all(&garbage).unwrap();
+    let e = l.accept().unwrap_err();
+    assert!(e.is_authentication(), "{e}");
+    assert!(e.to_string().contains("its key is not ours"), "{e}");
+    // The listener said so before closing.
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, [&9u64.to_le_bytes()[..], b"#FAILURE#"].concat());
+
+    let addr = l.address().to_string();
+    let mut child = Process::spawn(connect_back, (addr, Some(KEY.to_vec()), 1)).unwrap();
+    assert_eq!(serve_connect_back(&l, child.pid()), 1);
+    assert_eq!(child.join().unwrap(), Ok(2));
+}
+
+#[test]
+fn a_connection_closed_during_the_handshake_is_an_error_not_a_hang() {
+    let l = listener();
+    l.set_handshake_timeout(LONG * 4);
+    let mut s = TcpStream::connect(tcp_addr(&l)).unwrap();
+    read_challenge(&mut s);
+    drop(s);
+    let e = l.accept().unwrap_err();
+    assert!(e.is_authentication(), "{e}");
+    assert!(e.to_string().contains("closed the connection"), "{e}");
+}
+
+#[test]
+fn without_a_key_only_local_addresses_are_accepted() {
+    let e = Listener::bind("0.0.0.0:0", None).unwrap_err();
+    assert!(e.is_usage(), "{e}");
+    assert!(
+        e.to_string().contains("without an authentication key"),
+        "{e}"
+    );
+    let e = Listener::bind("127.0.0.1:0", Some(b"")).unwrap_err();
+    assert!(e.is_usage(), "{e}");
+
+    // On loopback it works, without a handshake.
+    let l = Listener::bind("127.0.0.1:0", None).unwrap();
+    let c = Client::connect(l.address(), None).unwrap();
+    let s = l.accept().unwrap();
+    c.send(&7u8).unwrap();
+    assert_eq!(s.recv::<u8>().unwrap(), 7);
+}
+
+#[test]
+fn a_listener_with_a_key_may_listen_on_every_interface() {
+    let l = Listener::bind("0.0.0.0:0", Some(KEY)).unwrap();
+    let port = tcp_addr(&l).port();
+    let c = Client::connect(
+        ("127.0.0.1".parse::<std::net::IpAddr>().unwrap(), port),
+        Some(KEY),
+    )
+    .unwrap();
+    let s = l.accept().unwrap();
+    s.send(&"hi").unwrap();
+    assert_eq!(c.recv::<String>().unwrap(), "hi");
+}
+
+#[test]
+fn big_messages_and_the_size_cap_work_over_tcp() {
+    let l = listener();
+    let addr = l.address().to_string();
+    let mut child = Process::spawn(echo_back, (addr, KEY.to_vec())).unwrap();
+    let conn = l.accept().unwrap();
+    for len in [0usize, 1, 64 * 1024 + 3, 3 << 20] {
+        let msg: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        conn.send_bytes(&msg).unwrap();
+        assert_eq!(conn.recv_bytes().unwrap(), msg, "{len} bytes");
+    }
+    conn.set_max_message_len(1000);
+    conn.send_bytes(&[1; 1001]).unwrap();
+    let e = conn.recv_bytes().unwrap_err();
+    assert!(e.is_message_too_large(), "{e}");
+    drop(conn);
+    assert_eq!(child.join().unwrap(), Ok(5));
+}
+
+#[test]
+fn poll_and_wait_see_a_tcp_message() {
+    let l = listener();
+    let addr = l.address().to_string();
+    let mut child = Process::spawn(echo_back, (addr, KEY.to_vec())).unwrap();
+    let conn: Connection = l.accept().unwrap();
+    assert!(!conn.poll(Some(Duration::ZERO)).unwrap());
+    conn.send(&1u32).unwrap();
+    assert_eq!(
+        multiproc::wait(&[(&conn).into()], Some(LONG)).unwrap(),
+        vec![0]
+    );
+    assert!(conn.poll(Some(Duration::ZERO)).unwrap());
+    assert_eq!(conn.recv::<u32>().unwrap(), 1);
+    drop(conn);
+    assert_eq!(child.join().unwrap(), Ok(1));
+}
+
+#[test]
+fn a_tcp_connection_passes_to_a_child_on_unix_only() {
+    let l = listener();
+    let mine = Client::connect(l.address(), Some(KEY)).unwrap();
+    let theirs = l.accept().unwrap();
+    let child = Process::spawn(add_one, theirs);
+    if cfg!(windows) {
+        // A Winsock socket can't be duplicated into another process with
+        // DuplicateHandle.
+        let e = child.unwrap_err();
+        assert!(e.is_encode(), "{e}");
+        assert!(e.to_string().contains("can't be passed"), "{e}");
+        return;
+    }
+    let mut child = child.unwrap();
+    mine.send(&41u32).unwrap();
+    assert_eq!(mine.recv::<u32>().unwrap(), 42);
+    assert_eq!(child.join().unwrap(), 41);
+}
+
+#[test]
+fn a_dropped_listener_refuses_connections() {
+    let l = listener();
+    let addr = tcp_addr(&l);
+    drop(l);
+    let e = Client::connect(addr, Some(KEY)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+}
+
+#[test]
+fn local_socket_addresses_work_on_unix_only() {
+    let dir = std::env::temp_dir().join(format!("multiproc-listener-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sock");
+    let addr = format!("unix:{}", path.display());
+    let l = Listener::bind(addr.as_str(), Some(KEY));
+    if cfg!(windows) {
+        let e = l.unwrap_err();
+        assert_eq!(
+            e.io_error().unwrap().kind(),
+            std::io::ErrorKind::Unsupported
+        );
+        return;
+    }
+    let l = l.unwrap();
+    let mut child = Process::spawn(connect_back, (addr, Some(KEY.to_vec()), 3)).unwrap();
+    assert_eq!(serve_connect_back(&l, child.pid()), 3);
+    assert_eq!(child.join().unwrap(), Ok(6));
+    assert!(path.exists());
+    drop(l);
+    assert!(
+        !path.exists(),
+        "the socket file is removed with the listener"
+    );
+    std::fs::remove_dir(&dir).unwrap();
+}
+
+#[test]
+fn addresses_parse_and_print() {
+    let a: Address = "127.0.0.1:5000".parse().unwrap();
+    assert_eq!(a, Address::Tcp(([127, 0, 0, 1], 5000).into()));
+    assert!(a.is_local());
+    assert!(!"10.1.2.3:1".parse::<Address>().unwrap().is_local());
+    assert_eq!("[::1]:7".parse::<Address>().unwrap().to_string(), "[::1]:7");
+    assert!("not an address".parse::<Address>().unwrap_err().is_usage());
+}
