@@ -19,7 +19,7 @@ fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-for t in bootstrap frame pool_messages reply handles shared sync queue; do
+for t in bootstrap frame pool_messages reply handles shared sync queue handshake; do
   mkdir -p "$work/$t"
   echo "fuzz: $t for ${secs}s"
   # -malloc_limit_mb: any single allocation over 256 MiB is a failure, so a
