@@ -250,7 +250,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use net::{Address, Client, Listener, ToAddress};
 #[cfg(feature = "progress")]
 pub use pool::Progress;
-pub use pool::{AsyncResult, Imap, ImapStream, Pool, PoolBuilder, PoolStats, Task};
+pub use pool::{AsyncResult, Imap, ImapStream, Launcher, Pool, PoolBuilder, PoolStats, Task};
 pub use popen::{
     executable, reset_executable, set_executable, ChildOutput, Popen, PopenBuilder, Sentinel, Stdio,
 };

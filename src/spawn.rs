@@ -317,6 +317,9 @@ pub fn init() {
     // from now on is seen (in a worker too: its entry may spawn).
     IMAGE.get_or_init(|| sys::RunningImage::open().ok());
     INIT_CALLED.store(true, Ordering::Relaxed);
+    if let Some(entry) = std::env::var_os(LAUNCHED_ENTRY_ENV) {
+        launched_worker_main(entry);
+    }
     let mut args = sys::args_os().into_iter().skip(1);
     let Some(first) = args.next() else { return };
     let Some(rest) = first.to_str().and_then(|s| s.strip_prefix(MARKER)) else {
@@ -335,6 +338,37 @@ pub fn init() {
     };
     // Children the entry started and dropped may still be taking their
     // bootstrap channel out of this process (Windows).
+    sys::before_exit();
+    std::process::exit(code)
+}
+
+/// The environment variable that makes this program a worker started by
+/// a pool's launcher command ([`Launcher::command`](crate::Launcher::command)):
+/// it names the entry to run, with `()`, which connects back to the pool
+/// (the pool layer's `launched_worker`; the address and key are in the
+/// environment too, never on the command line).
+pub(crate) const LAUNCHED_ENTRY_ENV: &str = "MULTIPROC_LAUNCHED_ENTRY";
+
+/// Runs the entry a launcher named, and exits: 0 when it returned, the
+/// documented codes otherwise.
+fn launched_worker_main(entry: std::ffi::OsString) -> ! {
+    // Not for the worker's own children, which are ordinary workers.
+    std::env::remove_var(LAUNCHED_ENTRY_ENV);
+    sys::ignore_sigpipe();
+    let name = entry.to_string_lossy().into_owned();
+    let Some(def) = find_entry(&name) else {
+        fail(Fail(
+            exit_code::UNKNOWN_ENTRY,
+            format!("unknown entry `{name}` (a launched worker of another build?)"),
+        ))
+    };
+    install_panic_hook();
+    let unit = postcard::to_allocvec(&()).unwrap_or_default();
+    let code = match catch_task(|| (def.run)(&unit)) {
+        Ok(Ok(_)) => exit_code::SUCCESS,
+        Ok(Err(_)) => exit_code::BAD_PAYLOAD,
+        Err(_) => exit_code::PANIC,
+    };
     sys::before_exit();
     std::process::exit(code)
 }

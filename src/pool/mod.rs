@@ -45,6 +45,7 @@
 //! can't carry handles: it fails with [`Error::is_result_encode`].
 
 mod imap;
+mod launcher;
 mod protocol;
 mod results;
 mod scheduler;
@@ -68,6 +69,7 @@ use crate::spawn;
 #[cfg(feature = "progress")]
 pub use imap::Progress;
 pub use imap::{Imap, ImapStream};
+pub use launcher::Launcher;
 pub use protocol::run_batch;
 use protocol::InitArgs;
 #[cfg(feature = "test-hooks")]
@@ -99,6 +101,7 @@ pub struct PoolBuilder {
     max_memory_per_child: Option<u64>,
     task_timeout: Option<Duration>,
     popen: PopenBuilder,
+    launcher: Launcher,
 }
 
 impl Default for PoolBuilder {
@@ -121,6 +124,7 @@ impl PoolBuilder {
             max_memory_per_child: None,
             task_timeout: None,
             popen,
+            launcher: Launcher::local(),
         }
     }
 
@@ -254,6 +258,19 @@ impl PoolBuilder {
         self
     }
 
+    /// How the workers are started: [`Launcher::local`] (the default), or
+    /// [`Launcher::command`] — a command per worker (a shell, `srun`,
+    /// `ssh`) that starts this program, which connects back. With a
+    /// command, the stdio settings and
+    /// [`kill_on_parent_death`](Self::kill_on_parent_death) don't apply
+    /// (the command's stdout and stderr are this process's; a worker exits
+    /// when its connection to this process ends), and an initializer's
+    /// arguments can't carry handles ([`build`](Self::build) fails).
+    pub fn launcher(&mut self, launcher: Launcher) -> &mut Self {
+        self.launcher = launcher;
+        self
+    }
+
     /// Runs this program as the workers (see [`set_executable`](crate::set_executable)).
     pub fn executable(&mut self, path: impl AsRef<Path>) -> &mut Self {
         self.popen.executable(path);
@@ -313,6 +330,7 @@ impl PoolBuilder {
         let spawner = Spawner {
             initializer,
             popen: self.popen.clone(),
+            remote: self.launcher.start()?.map(Arc::new),
         };
         let shared = Arc::new(Shared::new(Scheduler::new(limits), limits, spawner));
         let pool = Pool { shared };

@@ -23,6 +23,7 @@ use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::launcher::Remote;
 use super::protocol::{pool_worker_main, FromWorker, InitArgs, WorkerConfig};
 use super::scheduler::{Limits, Scheduler, WorkerId, Workers};
 use crate::codec::handles::Carried;
@@ -30,6 +31,7 @@ use crate::connection::{Connection, Pipe};
 use crate::error::{Error, Result};
 use crate::popen::{Popen, PopenBuilder};
 use crate::status::ExitStatus;
+use crate::sys;
 
 /// How long a worker whose channel ended may take to exit before it is
 /// killed. Its exit follows at once (the OS closes a process's handles as
@@ -73,7 +75,7 @@ fn read_worker(conn: &Connection, mut on_message: impl FnMut(FromWorker)) -> Opt
 /// ended. A worker that broke the protocol is killed at once; one whose
 /// stream ended is given [`EXIT_GRACE`] to exit, and killed (a protocol
 /// violation too) if it is still running then.
-fn worker_end(popen: &Popen, violation: Option<String>) -> (Option<ExitStatus>, Option<String>) {
+fn worker_end(popen: &Proc, violation: Option<String>) -> (Option<ExitStatus>, Option<String>) {
     let why = match violation {
         Some(why) => why,
         None => match popen.wait(Some(EXIT_GRACE)) {
@@ -90,6 +92,45 @@ fn worker_end(popen: &Popen, violation: Option<String>) -> (Option<ExitStatus>, 
 pub(super) struct Spawner {
     pub(super) initializer: Option<(String, InitArgs)>,
     pub(super) popen: PopenBuilder,
+    /// A launcher command's listener and key (`Launcher::command`);
+    /// `None`: local workers.
+    pub(super) remote: Option<Arc<Remote>>,
+}
+
+/// A worker's process: a local worker's `Popen`, or the process of the
+/// command that launched it (the worker itself for `sh -c 'exec …'`, else
+/// `srun`, `ssh`, …).
+enum Proc {
+    Local(Popen),
+    Launched(sys::CommandChild),
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        match self {
+            Proc::Local(p) => p.pid(),
+            Proc::Launched(c) => c.id(),
+        }
+    }
+
+    fn kill(&self) -> Result<()> {
+        match self {
+            Proc::Local(p) => p.kill(),
+            Proc::Launched(c) => c
+                .kill()
+                .map_err(|e| Error::io("cannot kill a launcher command", e)),
+        }
+    }
+
+    fn wait(&self, timeout: Option<Duration>) -> Result<Option<ExitStatus>> {
+        match self {
+            Proc::Local(p) => p.wait(timeout),
+            Proc::Launched(c) => c
+                .wait(timeout)
+                .map(|s| s.map(ExitStatus))
+                .map_err(|e| Error::io("cannot wait for a launcher command", e)),
+        }
+    }
 }
 
 /// What the pool's callers and threads share.
@@ -137,7 +178,7 @@ type OutFrame = (Vec<u8>, Vec<Arc<Carried>>);
 
 struct Handle {
     id: WorkerId,
-    popen: Arc<Popen>,
+    popen: Arc<Proc>,
     /// To the worker's writer thread (a frame, and the handles that go
     /// with it); `None` once closed.
     tx: Option<mpsc::Sender<OutFrame>>,
@@ -374,16 +415,27 @@ impl Shared {
 
     /// Starts worker `id`: its process, and its writer and reader threads.
     fn spawn_worker(self: &Arc<Self>, handles: &mut Handles, id: WorkerId) -> Result<u32> {
-        let (mine, theirs) = Pipe::duplex_read_ahead()?;
         let cfg = WorkerConfig {
             initializer: self.spawner.initializer.clone(),
             max_memory: self.limits.max_memory_per_child,
         };
-        let popen = Arc::new(self.spawner.popen.spawn(pool_worker_main, (theirs, cfg))?);
-        let conn = Arc::new(mine);
-        // The worker's exit ends the reader's stream even while children it
-        // started hold its end of the channel.
-        conn.watch_peer(&popen);
+        let (popen, conn) = match &self.spawner.remote {
+            None => {
+                let (mine, theirs) = Pipe::duplex_read_ahead()?;
+                let popen = self.spawner.popen.spawn(pool_worker_main, (theirs, cfg))?;
+                // The worker's exit ends the reader's stream even while
+                // children it started hold its end of the channel.
+                mine.watch_peer(&popen);
+                (Proc::Local(popen), mine)
+            }
+            Some(remote) => {
+                let (child, conn) = remote.launch()?;
+                conn.send(&cfg)?;
+                (Proc::Launched(child), conn)
+            }
+        };
+        let popen = Arc::new(popen);
+        let conn = Arc::new(conn);
         let (tx, rx) = mpsc::channel::<OutFrame>();
         let writer_conn = Arc::clone(&conn);
         let writer_popen = Arc::clone(&popen);

@@ -1,0 +1,369 @@
+//! [`Launcher`]: how a pool starts its workers — as local child processes
+//! (the default), or through a command (`sh -c`, `srun`, `ssh host`) that
+//! starts the worker program somewhere, which connects back to a
+//! [`Listener`] of the pool's, authenticated with a key made for the pool.
+//!
+//! The parent side ([`Remote`]): one listener and one random 32-byte key
+//! per pool; each launch runs the command with the address, the key (hex)
+//! and a token in environment variables — never on the command line,
+//! which `ps` shows anyone — and waits until the worker with that token
+//! connects back (or the command exits, or [`CONNECT_TIMEOUT`] passes).
+//! The worker says which build it is; another build is refused. Then the
+//! worker gets its [`WorkerConfig`] and runs the same loop as a local
+//! worker ([`pool_worker_main`]) over the TCP connection.
+
+use std::ffi::OsString;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::protocol::{pool_worker_main, WorkerConfig};
+use crate::connection::Connection;
+use crate::deadline;
+use crate::error::{Error, Kind, Result};
+use crate::net::{Address, Client, Listener};
+use crate::spawn;
+use crate::status::ExitStatus;
+use crate::sys;
+
+/// The address of the pool's listener, for a launched worker.
+const CONNECT_ENV: &str = "MULTIPROC_CONNECT";
+/// The pool's key, hex, for a launched worker.
+const AUTHKEY_ENV: &str = "MULTIPROC_AUTHKEY";
+/// Which launch this worker is, so the pool knows its connection.
+const TOKEN_ENV: &str = "MULTIPROC_WORKER_TOKEN";
+
+/// How long a launched worker has to connect back.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a [`Pool`](crate::Pool)'s workers are started
+/// ([`PoolBuilder::launcher`](crate::PoolBuilder::launcher)).
+///
+/// [`Launcher::local`] (the default) spawns each worker as a child
+/// process of this one. [`Launcher::command`] runs a command per worker
+/// that starts this program somewhere — here through a shell, on a
+/// cluster node through `srun`, on another machine through `ssh` — and
+/// the worker connects back to a listener of the pool's over TCP,
+/// authenticated with a random key made for the pool (see
+/// [`Listener`](crate::Listener) for what the key protects and what not).
+/// Address, key and a token travel in the environment variables
+/// `MULTIPROC_CONNECT`, `MULTIPROC_AUTHKEY` and `MULTIPROC_WORKER_TOKEN`
+/// (never on the command line, which `ps` shows), so the command must pass
+/// its environment on to the worker, as `sh`, `srun` and `ssh` with
+/// `SendEnv`/`AcceptEnv` do. The worker program must call
+/// [`init`](crate::init) (or be a test binary with
+/// [`test_support!`](crate::test_support)), and be the same build: a
+/// worker of another build is refused and the pool fails to start it.
+///
+/// ```
+/// # fn square(x: u64) -> u64 { x * x }
+/// # multiproc::entry!(square);
+/// # fn main() -> Result<(), multiproc::Error> {
+/// # multiproc::init();
+/// use multiproc::{Launcher, PoolBuilder};
+///
+/// // The worker program started directly by the launcher command; with
+/// // `["srun", "--ntasks=1", "{exe}"]` it would run as a Slurm job step.
+/// let pool = PoolBuilder::new()
+///     .workers(2)
+///     .launcher(Launcher::command(["{exe}"]))
+///     .build()?;
+/// assert_eq!(pool.map(square, 1..=3)?, vec![1, 4, 9]);
+/// # Ok(()) }
+/// ```
+///
+/// What this version does not do yet (issue 14): heartbeats (a remote
+/// worker whose node vanishes without closing its connection is not seen
+/// as dead until the connection times out in the OS), one `srun -n N` for
+/// all workers, SPMD mode, prefixing the workers' output; the pool's
+/// listener binds the loopback address unless
+/// [`listen`](Launcher::listen) names another.
+#[derive(Clone, Debug)]
+pub struct Launcher {
+    kind: LauncherKind,
+}
+
+#[derive(Clone, Debug)]
+enum LauncherKind {
+    Local,
+    Command {
+        template: Vec<String>,
+        listen: Address,
+    },
+}
+
+impl Default for Launcher {
+    fn default() -> Self {
+        Launcher::local()
+    }
+}
+
+impl Launcher {
+    /// Workers are child processes of this one (the default).
+    pub fn local() -> Launcher {
+        Launcher {
+            kind: LauncherKind::Local,
+        }
+    }
+
+    /// Each worker is started by running `template` (the program, then its
+    /// arguments), in which every `{exe}` is replaced by the worker
+    /// program's path ([`executable`](crate::executable)), e.g.
+    /// `["sh", "-c", "exec \"$0\"", "{exe}"]`,
+    /// `["srun", "--ntasks=1", "{exe}"]` or `["ssh", "node12", "{exe}"]`.
+    /// The command's stdin is the null device; its stdout and stderr are
+    /// this process's. An empty template makes
+    /// [`build`](crate::PoolBuilder::build) fail with
+    /// [`Error::is_usage`].
+    pub fn command<I, S>(template: I) -> Launcher
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Launcher {
+            kind: LauncherKind::Command {
+                template: template.into_iter().map(Into::into).collect(),
+                listen: Address::Tcp(([127, 0, 0, 1], 0).into()),
+            },
+        }
+    }
+
+    /// Where the pool listens for its launched workers (default
+    /// `127.0.0.1:0`: this machine only, any free port): an address of
+    /// this machine that the workers can reach, which is also the address
+    /// they are given. No effect on [`Launcher::local`].
+    pub fn listen(mut self, addr: impl Into<Address>) -> Launcher {
+        if let LauncherKind::Command { listen, .. } = &mut self.kind {
+            *listen = addr.into();
+        }
+        self
+    }
+
+    /// The parent's side for a command launcher; `None` for local workers.
+    pub(super) fn start(&self) -> Result<Option<Remote>> {
+        match &self.kind {
+            LauncherKind::Local => Ok(None),
+            LauncherKind::Command { template, .. } if template.is_empty() => Err(Error::new(
+                Kind::Usage("a launcher command needs at least a program".into()),
+            )),
+            LauncherKind::Command { template, listen } => Remote::new(template, listen).map(Some),
+        }
+    }
+}
+
+/// What a launched worker says first.
+#[derive(Serialize, Deserialize)]
+struct Hello {
+    token: u64,
+    build: u64,
+    pid: u32,
+}
+
+/// The parent's side of a command launcher: its listener and key.
+#[derive(Debug)]
+pub(super) struct Remote {
+    template: Vec<String>,
+    listener: Listener,
+    key: Vec<u8>,
+    next_token: AtomicU64,
+}
+
+fn spawn_error(program: &str, why: std::io::Error) -> Error {
+    Error::new(Kind::Spawn {
+        exe: program.into(),
+        source: why,
+    })
+}
+
+impl Remote {
+    fn new(template: &[String], listen: &Address) -> Result<Remote> {
+        let mut key = vec![0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| {
+            Error::io(
+                "cannot make the pool's key",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        let listener = Listener::bind(listen, Some(&key))?;
+        Ok(Remote {
+            template: template.to_vec(),
+            listener,
+            key,
+            next_token: AtomicU64::new(1),
+        })
+    }
+
+    /// Runs the command for one worker and waits until that worker
+    /// connected back and said it is this build; the command's process
+    /// and the connection.
+    pub(super) fn launch(&self) -> Result<(sys::CommandChild, Connection)> {
+        let exe = crate::popen::executable()?;
+        let argv: Vec<OsString> = self
+            .template
+            .iter()
+            .map(|a| match a.split("{exe}").collect::<Vec<_>>() {
+                parts if parts.len() == 1 => OsString::from(a),
+                parts => {
+                    let mut s = OsString::new();
+                    for (i, p) in parts.iter().enumerate() {
+                        if i > 0 {
+                            s.push(exe.as_os_str());
+                        }
+                        s.push(p);
+                    }
+                    s
+                }
+            })
+            .collect();
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let entry = spawn::entry_id(&launched_worker).to_string();
+        let env = [
+            (spawn::LAUNCHED_ENTRY_ENV.to_string(), entry),
+            (CONNECT_ENV.to_string(), self.listener.address().to_string()),
+            (AUTHKEY_ENV.to_string(), hex(&self.key)),
+            (TOKEN_ENV.to_string(), token.to_string()),
+        ];
+        let program = &self.template[0];
+        let child = sys::spawn_command(&argv, &env).map_err(|e| spawn_error(program, e))?;
+        let conn = self.wait_for(token, &child, program)?;
+        Ok((child, conn))
+    }
+
+    /// Accepts until the worker of `token` connected back; connections of
+    /// other launches (one that timed out before) are closed.
+    fn wait_for(&self, token: u64, child: &sys::CommandChild, program: &str) -> Result<Connection> {
+        let deadline = deadline::deadline(CONNECT_TIMEOUT);
+        loop {
+            // A slice, to look at the command between waits.
+            if let Ok(Some(conn)) = self.listener.accept_timeout(Duration::from_millis(50)) {
+                if conn.poll(Some(Duration::from_secs(10))).unwrap_or(false) {
+                    if let Ok(hello) = conn.recv::<Hello>() {
+                        if hello.token == token && hello.build == spawn::build_id() {
+                            return Ok(conn);
+                        }
+                        if hello.token == token {
+                            let _ = child.kill();
+                            return Err(spawn_error(
+                                program,
+                                std::io::Error::other(format!(
+                                    "the launched worker (pid {} where it runs) is another \
+                                     build of the program: workers must run the parent's build",
+                                    hello.pid
+                                )),
+                            ));
+                        }
+                    }
+                }
+                // Not ours: closed by the drop.
+            }
+            if let Some(status) = child
+                .try_wait()
+                .map_err(|e| Error::io("cannot watch a launcher command", e))?
+            {
+                return Err(spawn_error(
+                    program,
+                    std::io::Error::other(format!(
+                        "the launcher command (pid {}) exited with {} before its worker \
+                         connected back",
+                        child.id(),
+                        ExitStatus(status)
+                    )),
+                ));
+            }
+            if deadline::passed(deadline) {
+                let _ = child.kill();
+                return Err(spawn_error(
+                    program,
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "the launched worker did not connect back to {} within {:?}",
+                            self.listener.address(),
+                            CONNECT_TIMEOUT
+                        ),
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A launched worker's entry (named by `LAUNCHED_ENTRY_ENV`, run by
+/// `init`): connects back with what the environment says, says hello,
+/// takes its configuration and runs the pool's worker loop.
+pub(super) fn launched_worker(_: ()) {
+    let var = |k: &str| {
+        let v = std::env::var(k).ok();
+        // Not for the worker's own children.
+        std::env::remove_var(k);
+        v
+    };
+    let (addr, key, token) = (var(CONNECT_ENV), var(AUTHKEY_ENV), var(TOKEN_ENV));
+    let (Some(addr), Some(key), Some(token)) = (
+        addr,
+        key.as_deref().and_then(unhex),
+        token.and_then(|t| t.parse::<u64>().ok()),
+    ) else {
+        eprintln!(
+            "multiproc launched worker {}: {CONNECT_ENV}, {AUTHKEY_ENV} or {TOKEN_ENV} is \
+             missing or malformed",
+            std::process::id()
+        );
+        std::process::exit(crate::exit_code::NO_CHANNEL);
+    };
+    let conn = match Client::connect(addr.as_str(), Some(&key)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "multiproc launched worker {}: cannot connect back to {addr}: {e}",
+                std::process::id()
+            );
+            std::process::exit(crate::exit_code::NO_CHANNEL);
+        }
+    };
+    let hello = Hello {
+        token,
+        build: spawn::build_id(),
+        pid: std::process::id(),
+    };
+    if conn.send(&hello).is_err() {
+        return;
+    }
+    let Ok(cfg) = conn.recv::<WorkerConfig>() else {
+        return;
+    };
+    pool_worker_main((conn, cfg));
+}
+
+#[allow(unsafe_code)] // linkme registers the entry through a link section
+mod registration {
+    crate::entry!(super::launched_worker);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_survive_hex() {
+        let key: Vec<u8> = (0..=255).collect();
+        assert_eq!(unhex(&hex(&key)).unwrap(), key);
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+}

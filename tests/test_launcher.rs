@@ -1,0 +1,130 @@
+//! Pool workers started by a launcher command, which connect back to the
+//! pool over loopback TCP (`Launcher::command`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{block_forever, square};
+use multiproc::{Launcher, Pool, PoolBuilder};
+
+multiproc::test_support!();
+
+/// What a worker sees of itself: its command line after the program, and
+/// which of the launcher's variables are still in its environment.
+fn worker_view(_: u32) -> (Vec<String>, Vec<String>, u32) {
+    let args = std::env::args().skip(1).collect();
+    let env = std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("MULTIPROC_"))
+        .collect();
+    (args, env, std::process::id())
+}
+
+multiproc::entry!(worker_view);
+
+fn launched(template: &[&str], workers: usize) -> Pool {
+    PoolBuilder::new()
+        .workers(workers)
+        .launcher(Launcher::command(template.iter().copied()))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_pool_maps_over_workers_its_launcher_started() {
+    let p = launched(&["{exe}"], 2);
+    let want: Vec<u64> = (0..500u64).map(|x| x * x).collect();
+    assert_eq!(p.map(square, 0..500u64).unwrap(), want);
+    assert_eq!(p.map_chunked(square, 0..500u64, 1).unwrap(), want);
+    let got: u64 = p
+        .imap_unordered(square, 0..100u64)
+        .map(|r| r.unwrap())
+        .sum();
+    assert_eq!(got, 328_350);
+    // The workers are the launched processes (the command is the worker
+    // itself here).
+    let mut pids: Vec<u32> = p
+        .map(worker_view, 0..8)
+        .unwrap()
+        .into_iter()
+        .map(|v| v.2)
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    let mut known = p.pids();
+    known.sort_unstable();
+    assert!(
+        pids.iter().all(|pid| known.contains(pid)),
+        "{pids:?} vs {known:?}"
+    );
+}
+
+#[test]
+fn the_address_and_key_travel_in_the_environment_not_the_command_line() {
+    let p = launched(&["{exe}"], 1);
+    let (args, env, _) = p.map(worker_view, [0]).unwrap().remove(0);
+    assert!(args.is_empty(), "the worker's command line: {args:?}");
+    // The worker took them out of its environment (its own children
+    // don't see them).
+    assert!(env.is_empty(), "left in the worker's environment: {env:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_sh_c_launcher_works() {
+    let p = launched(&["sh", "-c", "exec \"$0\"", "{exe}"], 2);
+    assert_eq!(p.map(square, 1..=4u64).unwrap(), vec![1, 4, 9, 16]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_launcher_that_exits_fails_the_build_with_its_status() {
+    let e = PoolBuilder::new()
+        .workers(1)
+        .launcher(Launcher::command(["sh", "-c", "exit 3"]))
+        .build()
+        .unwrap_err();
+    assert!(e.is_spawn(), "{e}");
+    assert!(
+        e.to_string()
+            .contains("exited with exit code 3 before its worker connected back"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_launcher_that_cannot_start_is_a_spawn_error() {
+    let e = PoolBuilder::new()
+        .workers(1)
+        .launcher(Launcher::command(["/nonexistent/multiproc-launcher"]))
+        .build()
+        .unwrap_err();
+    assert!(e.is_spawn(), "{e}");
+    assert!(e.to_string().contains("multiproc-launcher"), "{e}");
+}
+
+#[test]
+fn an_empty_launcher_command_is_a_usage_error() {
+    let e = PoolBuilder::new()
+        .launcher(Launcher::command(Vec::<String>::new()))
+        .build()
+        .unwrap_err();
+    assert!(e.is_usage(), "{e}");
+}
+
+#[test]
+fn a_killed_launched_worker_fails_only_its_task_and_is_replaced() {
+    let p = launched(&["{exe}"], 2);
+    let h = p.submit(block_forever, ());
+    let busy = p.wait_busy(Duration::from_secs(30));
+    assert_eq!(busy.len(), 1, "one worker runs `block_forever`");
+    assert!(p.kill_worker(busy[0]));
+    let e = h.get().unwrap_err();
+    assert!(e.is_worker_died(), "{e}");
+    assert_eq!(e.pid(), Some(busy[0]));
+    // Replaced through the launcher, and usable.
+    assert_eq!(p.map(square, 0..100u64).unwrap()[99], 99 * 99);
+    assert_eq!(p.pids().len(), 2);
+    assert!(!p.pids().contains(&busy[0]));
+}
