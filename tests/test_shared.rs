@@ -351,6 +351,21 @@ fn a_missing_handle_or_a_length_over_the_cap_is_refused() {
     assert!(m.contains("over the cap"), "{m}");
 }
 
+/// Not only at a worker's start: as pool task arguments too, on every
+/// platform (the crate docs' "Sharing state" says where blocks cross).
+#[test]
+fn blocks_cross_in_pool_task_arguments() {
+    let data: Vec<u64> = (0..10_000u64).map(|i| i ^ 0x5a5a).collect();
+    let block = SharedMut::from_slice(&data).unwrap().freeze().unwrap();
+    let counter = Shared::new(AtomicU64::new(0)).unwrap();
+    let pool = PoolBuilder::new().workers(2).build().unwrap();
+    pool.map(count, (0..4).map(|_| (counter.clone(), 1_000)))
+        .unwrap();
+    assert_eq!(counter.load(Ordering::SeqCst), 4_000);
+    let got = pool.map(checksum, (0..4).map(|_| block.clone())).unwrap();
+    assert_eq!(got, vec![(local_checksum(&data), data.len()); 4]);
+}
+
 #[test]
 fn two_pool_workers_read_a_frozen_block_with_the_parents_checksum() {
     let data: Vec<u64> = (0..300_000u64)
