@@ -585,6 +585,31 @@ pub mod test_hooks {
         queue.core.with_lock_held(f)
     }
 
+    /// `queue.get()`, with `note` called on the item while it is still
+    /// in the queue (under the queue's lock, before the commit that takes
+    /// it): a process killed after `note` and before `get` returned
+    /// either took the item or left it in the queue.
+    pub fn get_noting<T: serde::Serialize + serde::de::DeserializeOwned>(
+        queue: &crate::Queue<T>,
+        note: impl FnMut(&T),
+    ) -> crate::Result<T> {
+        queue.get_noting(note)
+    }
+
+    /// The consumers and the producers asleep in `queue` now, as its
+    /// header counts them.
+    pub fn queue_sleepers<T>(queue: &crate::Queue<T>) -> crate::Result<(u32, u32)> {
+        queue.core.sleepers()
+    }
+
+    /// Whether a blocked `put`/`get` in this process looks at the queue
+    /// again every `RECHECK` (100 ms) even without a wakeup (the default:
+    /// on). Off, a lost wakeup hangs the sleeper instead of costing
+    /// 100 ms, which a test can see.
+    pub fn set_queue_recheck(on: bool) {
+        crate::queue::NO_RECHECK.store(!on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Writes `bytes` into `queue`'s ring over the oldest item's record
     /// (its frame first), under the queue's lock, as a process writing
     /// garbage into the shared block would; false if the queue is empty.

@@ -38,18 +38,40 @@
 //! # An item is wholly in the queue or not at all
 //!
 //! Each operation commits with one aligned 8-byte store into the header,
-//! done last, under the lock (see [`ring`]'s module docs for the layout):
+//! under the lock, and everything the operation must do comes before that
+//! store (see [`ring`]'s module docs for the layout):
 //!
-//! - `put` writes the record past the tail, then stores the tail word
-//!   (item count and position together). A producer killed before that
-//!   store put nothing (the half-written bytes are past the tail and are
-//!   overwritten by the next `put`); killed after it, the item is in.
-//! - `get` copies the oldest record into the caller's memory, then stores
-//!   the head word. A consumer killed before that store took nothing: the
-//!   item stays in the queue, first in line, for the next `get`. Killed
-//!   after it (between that store and `get` returning, a few instructions)
-//!   the item is gone with the process, as it would be after `get`
-//!   returned.
+//! - `put` serializes the item (before locking), writes the record past
+//!   the tail, wakes the sleepers it is for, then stores the tail word
+//!   (item count and position together), unlocks and returns. A producer
+//!   killed before that store put nothing (the half-written bytes are past
+//!   the tail and are overwritten by the next `put`); killed after it, the
+//!   item is in.
+//! - `get` copies the oldest record into the caller's memory, **decodes
+//!   it into the caller's `T`**, wakes the sleepers it is for, then stores
+//!   the head word, unlocks and returns. Until that store the item is
+//!   still in the ring, first in line: a consumer killed with the decoded
+//!   item in hand (anywhere before the store) took nothing, and the next
+//!   `get`, in any process, has that same item
+//!   (`a_consumer_killed_with_the_item_in_hand_before_get_returned_leaves_it_in_the_queue`).
+//!   After the store `get` only releases the lock and returns: the store
+//!   is the moment the item leaves the queue, and no design makes that
+//!   moment and the return one instant (a claim freed after copying out
+//!   has its own last store before the return). A consumer killed in the
+//!   instructions between the two loses the item as one killed just after
+//!   `get` returned would. Moving the decode and the wakeups before the
+//!   store (they came after the unlock before) shrank that window from
+//!   the decode and up to two wake syscalls to the mutex's release.
+//!
+//! Why not a claim instead (a per-record state naming the consumer, freed
+//! after the copy, taken over from a consumer found dead): it needs a
+//! liveness check of another process that pid reuse can fool, it still
+//! ends with a last store before the return, and a claimed record in the
+//! middle makes the ring a list. Holding the lock through the decode costs
+//! little: the copy out was already under it, and decoding a `u64` or a
+//! `Vec<u8>` is cheaper than the copy. A `Deserialize` that panics
+//! consumes its item (so that one bad item can't stop the queue for good)
+//! and the panic resumes after the unlock.
 //!
 //! A process killed while it holds the lock: the mutex is robust, so the
 //! next process to lock it is told the owner died (Linux: the kernel marks
@@ -59,9 +81,14 @@
 //! marks the mutex consistent and goes on (every operation checks the
 //! header words and the frames it reads anyway); callers never see the
 //! death (`tests/test_queue.rs`:
-//! `a_process_killed_holding_the_queue_lock_does_not_lock_the_queue`). macOS has no robust mutexes:
-//! there a process killed inside `put`/`get` leaves the queue locked
-//! (documented; macOS only needs to compile).
+//! `a_process_killed_holding_the_queue_lock_does_not_lock_the_queue`).
+//!
+//! **macOS has no robust mutexes**: there a process killed while it holds
+//! a queue's lock (inside any call on the queue: `put`, `get`, `len`,
+//! `close`, …) leaves the queue locked for good, and every later call on
+//! it, in every process, blocks forever — timeouts included (`put_timeout`
+//! and `get_timeout` bound the wait for room or items, not for the lock).
+//! macOS is only compiled, not tested.
 //!
 //! Bytes written into the block by anything but this code (a process
 //! using the raw shared-memory API, a bug) never cause a read out of
@@ -81,24 +108,56 @@
 //! *room* (producers). A `get` that finds the ring empty increments the
 //! consumer count, unlocks, sleeps on *items*, locks, decrements, and
 //! looks again; a `put` that finds sleeping consumers releases *items*
-//! once after unlocking (a `get` likewise releases *room* for a sleeping
-//! producer). A semaphore keeps a release made before the sleeper sleeps,
-//! so no wakeup is lost between the unlock and the sleep. Linux: the
-//! semaphores are futex words in shared memory (`FUTEX_WAIT`/`FUTEX_WAKE`,
-//! shared, a syscall only when someone sleeps); Windows: kernel semaphore
-//! objects duplicated into each process (`WaitForSingleObject`,
+//! once. A `get` releases *room* once per sleeping producer (and a `put`
+//! that leaves room does too): the room may fit a small item and not a
+//! large one, and a single wakeup taken by the producer of the large one
+//! would leave the other asleep next to room for its item.
+//! Wakeups are released under the lock, *before* the commit: a process
+//! killed after the commit has always woken whom it had to (woken early,
+//! a sleeper waits for the lock and then sees the commit), and one killed
+//! before it woke sleepers for nothing, who look and sleep again. A
+//! semaphore keeps a release made before the sleeper sleeps, so no wakeup
+//! is lost between the unlock and the sleep. Linux: the semaphores are
+//! futex words in shared memory (`FUTEX_WAIT`/`FUTEX_WAKE`, shared, a
+//! syscall only when someone sleeps); Windows: kernel semaphore objects
+//! duplicated into each process (`WaitForSingleObject`,
 //! `ReleaseSemaphore`); macOS: polling. A release is skipped when nobody
 //! sleeps, so an uncontended `put`/`get` is a lock, a copy and an unlock.
 //!
-//! A process killed while asleep leaves its count one too high (so a few
-//! releases are wasted: spurious wakeups, which look again and sleep), and
-//! one killed after being woken but before taking the item swallows that
-//! wakeup. So that a crash can never leave a sleeper asleep next to an
-//! item, every sleep is at most [`RECHECK`] long: a wakeup lost to a
-//! crash costs at most that much latency, never a hang. `close` sets the
-//! closed flag and releases both semaphores once per sleeper, so blocked
-//! consumers see the end of data (and blocked producers the close) at
-//! once.
+//! Without crashes no wakeup is lost: the tests that kill nobody turn
+//! the recheck below off in their processes (`test_hooks::set_queue_recheck`),
+//! so a lost wakeup would hang them. What a crash can still do:
+//!
+//! - a process killed while asleep leaves its count one too high, so a
+//!   few releases are wasted (spurious wakeups, which look again and
+//!   sleep);
+//! - a consumer killed after its semaphore woke it but before it locked
+//!   swallows that wakeup: another consumer asleep next to the item is
+//!   not woken by it. A counting semaphore's release is not addressed
+//!   to a sleeper, so nothing can tell that this one died.
+//!
+//! And one race without a crash, between producers of items of
+//! different sizes, is not closed: a `get` releases one wakeup per
+//! sleeping producer, but a semaphore's releases are not addressed
+//! either, so the producer of a large item, woken, finding no room for it
+//! and going back to sleep at once, can take a second release meant for
+//! the producer of a small item, which then sleeps next to room for its
+//! item until the next `get` or its recheck. (With items of one size it
+//! can't matter: a producer sleeps again only if there was no room for
+//! its item, so none for the others'.) Closing it needs a broadcast that
+//! a fast sleeper can't take twice — a sequence word that sleepers wait
+//! on (a futex on Linux; Windows has no such object shared between
+//! processes) — which is not built.
+//!
+//! So that a crash can never leave a sleeper asleep next to an item for
+//! good, every sleep is at most [`RECHECK`] (100 ms) long: a wakeup lost
+//! to a killed consumer costs at most that much latency, never a hang.
+//! Closing that too would need a wakeup a dead sleeper can't swallow
+//! (a broadcast on a futex sequence word on Linux — every sleeper woken
+//! per item — and no such object shared between processes on Windows).
+//! `close` sets the closed flag and releases both semaphores once per
+//! sleeper, so blocked consumers see the end of data (and blocked
+//! producers the close) at once.
 //!
 //! # Bounds and large items
 //!
@@ -139,6 +198,20 @@ use std::time::Duration;
 /// ring again even without a wakeup: what a wakeup lost to a killed
 /// process costs at most.
 pub(crate) const RECHECK: Duration = Duration::from_millis(100);
+
+/// Set by `test_hooks::set_queue_recheck(false)`: sleeps last an hour.
+#[cfg(feature = "test-hooks")]
+pub(crate) static NO_RECHECK: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// [`RECHECK`], or an hour in a test that turned rechecks off.
+pub(crate) fn recheck() -> Duration {
+    #[cfg(feature = "test-hooks")]
+    if NO_RECHECK.load(std::sync::atomic::Ordering::Relaxed) {
+        return Duration::from_secs(3600);
+    }
+    RECHECK
+}
 
 // Every queue is `Send + Sync` whatever its item type: it holds no `T`,
 // only bytes in shared memory (items are serialized on the way in).

@@ -39,11 +39,16 @@ use crate::error::{Error, Kind, Result};
 ///   anyone to read them (CPython's #73983 deadlock can't happen).
 /// - **Crash safe** (Linux and Windows): an item is wholly in the queue
 ///   or not at all. A producer killed inside `put` put nothing or the
-///   whole item; a consumer killed inside `get` before taking the item
-///   leaves it, first in line, for the next `get`. Either way the queue
-///   stays usable by everyone else. (macOS can't detect a lock holder's
-///   death: a process killed inside `put`/`get` there leaves the queue
-///   locked.)
+///   whole item; a consumer killed inside `get`, even with the item
+///   copied out and decoded, leaves it, first in line, for the next `get`
+///   (the item leaves the queue with the last store `get` makes before it
+///   unlocks and returns). Either way the queue stays usable by everyone
+///   else.
+/// - **macOS: a crash can leave the queue locked.** macOS has no robust
+///   mutexes: a process killed inside any call on the queue leaves it
+///   locked for good, and every later call on it, in every process,
+///   blocks forever (timeouts bound the wait for room or items, not for
+///   the lock).
 /// - [`close`](Queue::close) ends the queue for every process: puts fail
 ///   with [`QueueClosed`](crate::ErrorKind::QueueClosed), gets drain what
 ///   is left and then fail with it (end of data), blocked callers wake.
@@ -250,10 +255,21 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_wait(&self, wait: Wait) -> Result<T> {
-        with_scratch(|buf| {
-            self.core.get_bytes(buf, wait)?;
-            Self::decode(buf)
-        })
+        with_scratch(|buf| self.core.get_with(buf, wait, Self::decode))?
+    }
+
+    /// `get` with a test hook: `note` sees the item before it is taken
+    /// (under the lock, before the commit).
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn get_noting(&self, mut note: impl FnMut(&T)) -> Result<T> {
+        let decode = |bytes: &[u8]| {
+            let r = Self::decode(bytes);
+            if let Ok(x) = &r {
+                note(x);
+            }
+            r
+        };
+        with_scratch(|buf| self.core.get_with(buf, Wait::Forever, decode))?
     }
 
     /// The number of items in the queue now: an estimate, since other

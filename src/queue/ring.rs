@@ -37,15 +37,20 @@
 //! # Commit points
 //!
 //! Each operation changes exactly one word of the header, with one
-//! aligned 8-byte store, and does so last: `push` writes the record past
-//! the tail and then stores the tail word; `pop` copies the record out and
-//! then stores the head word. A process killed before that store left the
-//! queue as it was (a half-written record past the tail is never read; a
-//! record copied but not taken stays in the queue); killed after it, the
-//! operation happened. The item count and the byte position share the
-//! word, so the two can't disagree.
+//! aligned 8-byte store, and does so last. A put is
+//! [`prepare`](Ring::prepare) (the record is written past the tail) then
+//! [`commit`](Ring::commit) (the tail word is stored); a get is
+//! [`peek`](Ring::peek) (the record is copied out) then
+//! [`take`](Ring::take) (the head word is stored). Between the two halves
+//! the caller may do what it must before the commit (the queue decodes the
+//! item and wakes sleepers there), still under the lock. A process killed
+//! before the store left the queue as it was (a half-written record past
+//! the tail is never read; a record copied but not taken stays in the
+//! queue, first in line); killed after it, the operation happened. The
+//! item count and the byte position share the word, so the two can't
+//! disagree.
 //!
-//! Counts and positions are checked on every operation ([`Ring::check`]),
+//! Counts and positions are checked on every operation,
 //! and a record's frame before its payload is read: bytes written into the
 //! block by anything but this code are an error ([`Corrupt`]), never a
 //! read out of bounds or a giant allocation.
@@ -133,6 +138,39 @@ pub(crate) enum Pop {
     /// No item, and the ring is closed: none will come.
     Closed,
 }
+
+/// What [`Ring::prepare`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prepared {
+    /// The record is written past the tail; [`Ring::commit`] puts it in.
+    Ready(Putting),
+    /// No room now (items or bytes).
+    Full,
+    /// The ring is closed: nothing more goes in.
+    Closed,
+    /// The item is larger than the whole data area: it can never fit.
+    TooLarge,
+}
+
+/// A record written past the tail, and the tail word that puts it in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Putting(End);
+
+/// What [`Ring::peek`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peeked {
+    /// The oldest item's payload is in the buffer, still in the ring;
+    /// [`Ring::take`] takes it.
+    Item(Taking),
+    /// No item now.
+    Empty,
+    /// No item, and the ring is closed: none will come.
+    Closed,
+}
+
+/// The oldest record, read, and the head word that takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taking(End);
 
 /// The head or tail word: an item count and a byte position in the data
 /// area (`0..cap`).
@@ -252,40 +290,74 @@ impl<'a> Ring<'a> {
         self.ends().map(|(_, _, u)| u).unwrap_or(0)
     }
 
-    /// Appends `item` as the newest record, if there is room.
+    /// Appends `item` as the newest record, if there is room
+    /// ([`prepare`](Ring::prepare) then [`commit`](Ring::commit)).
     pub(crate) fn push(&mut self, item: &[u8]) -> Result<Push, Corrupt> {
+        Ok(match self.prepare(item)? {
+            Prepared::Ready(p) => {
+                self.commit(p);
+                Push::Done
+            }
+            Prepared::Full => Push::Full,
+            Prepared::Closed => Push::Closed,
+            Prepared::TooLarge => Push::TooLarge,
+        })
+    }
+
+    /// Writes `item` as a record past the tail, if there is room, without
+    /// putting it in: until [`commit`](Ring::commit) stores the tail word
+    /// the bytes are never read, and the next `prepare` overwrites them.
+    pub(crate) fn prepare(&mut self, item: &[u8]) -> Result<Prepared, Corrupt> {
         if self.is_closed() {
-            return Ok(Push::Closed);
+            return Ok(Prepared::Closed);
         }
         if item.len() > self.max_item_len() {
-            return Ok(Push::TooLarge);
+            return Ok(Prepared::TooLarge);
         }
         let (head, tail, used) = self.ends()?;
         let need = record_len(item.len());
         let n = tail.items.wrapping_sub(head.items) as u64;
         if n >= self.max_items || self.cap - used < need {
-            return Ok(Push::Full);
+            return Ok(Prepared::Full);
         }
         let len = item.len() as u32;
         let t = tail.pos as usize;
         put_u32(self.mem, HEADER + t, len);
         put_u32(self.mem, HEADER + t + 4, !len);
         self.write_at((t + FRAME) % self.cap, item);
-        let next = End {
+        Ok(Prepared::Ready(Putting(End {
             items: tail.items.wrapping_add(1),
             pos: ((t + need) % self.cap) as u32,
-        };
-        // The commit point.
-        put_u64(self.mem, TAIL_AT, next.word());
-        Ok(Push::Done)
+        })))
     }
 
-    /// Takes the oldest record: its payload replaces `out`'s contents.
+    /// Puts the record [`prepare`](Ring::prepare) wrote in: one 8-byte
+    /// store of the tail word, the commit point (nothing else changed
+    /// the ring since).
+    pub(crate) fn commit(&mut self, p: Putting) {
+        put_u64(self.mem, TAIL_AT, p.0.word());
+    }
+
+    /// Takes the oldest record: its payload replaces `out`'s contents
+    /// ([`peek`](Ring::peek) then [`take`](Ring::take)).
+    pub(crate) fn pop(&mut self, out: &mut Vec<u8>) -> Result<Pop, Corrupt> {
+        Ok(match self.peek(out)? {
+            Peeked::Item(t) => {
+                self.take(t);
+                Pop::Done
+            }
+            Peeked::Empty => Pop::Empty,
+            Peeked::Closed => Pop::Closed,
+        })
+    }
+
+    /// Copies the oldest record's payload into `out` (replacing its
+    /// contents) and leaves it in the ring: [`take`](Ring::take) takes it.
     ///
     /// A frame that does not fit what the header says is [`Corrupt`];
     /// the ring is then emptied (head moved to the tail), so that the
     /// queue stays usable: what was in it is lost, and the error says so.
-    pub(crate) fn pop(&mut self, out: &mut Vec<u8>) -> Result<Pop, Corrupt> {
+    pub(crate) fn peek(&mut self, out: &mut Vec<u8>) -> Result<Peeked, Corrupt> {
         let (head, _, used) = match self.ends() {
             Ok(e) => e,
             Err(e) => {
@@ -295,9 +367,9 @@ impl<'a> Ring<'a> {
         };
         if used == 0 {
             return Ok(if self.is_closed() {
-                Pop::Closed
+                Peeked::Closed
             } else {
-                Pop::Empty
+                Peeked::Empty
             });
         }
         let h = head.pos as usize;
@@ -313,13 +385,17 @@ impl<'a> Ring<'a> {
         }
         out.clear();
         self.append_from((h + FRAME) % self.cap, len as usize, out);
-        let next = End {
+        Ok(Peeked::Item(Taking(End {
             items: head.items.wrapping_add(1),
             pos: ((h + need) % self.cap) as u32,
-        };
-        // The commit point.
-        put_u64(self.mem, HEAD_AT, next.word());
-        Ok(Pop::Done)
+        })))
+    }
+
+    /// Takes the record [`peek`](Ring::peek) read out of the ring: one
+    /// 8-byte store of the head word, the commit point (nothing else
+    /// changed the ring since).
+    pub(crate) fn take(&mut self, t: Taking) {
+        put_u64(self.mem, HEAD_AT, t.0.word());
     }
 
     /// Writes `bytes` over the oldest record, frame first (wrapping at

@@ -3,12 +3,12 @@
 //! waiting and waking as the module docs of `queue` say, and the wire
 //! form.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::ring::{self, Pop, Push, Ring};
-use super::RECHECK;
+use super::ring::{self, Peeked, Prepared, Ring};
 use crate::deadline;
 use crate::error::{Error, Kind, Result};
 use crate::sync::wire::{self, ObjectWire, Tag};
@@ -64,11 +64,11 @@ impl Wait {
         }
     }
 
-    /// The end of the next sleep (at most [`RECHECK`] from now), or
+    /// The end of the next sleep (at most [`RECHECK`](super::RECHECK) from now), or
     /// `None` if the time is up.
     pub(super) fn next_wake(self) -> Option<Instant> {
         let now = Instant::now();
-        let tick = now + RECHECK;
+        let tick = now + super::recheck();
         match self {
             Wait::No => None,
             Wait::Until(d) if d <= now => None,
@@ -165,11 +165,12 @@ impl Core {
         Ok(f(&mut ring))
     }
 
-    fn wake(sem: &sys::SysSemaphore, yes: bool) {
-        if yes {
-            // Past `MAX_WAKEUPS` (false) enough sleepers are due to wake
-            // anyway; an error here leaves them to their recheck.
-            let _ = sem.release(1);
+    /// Releases `sem` once per sleeper (`n`, at most [`MAX_WAKEUPS`]).
+    /// Past `MAX_WAKEUPS` (false) enough sleepers are due to wake anyway;
+    /// an error leaves them to their recheck.
+    fn wake(sem: &sys::SysSemaphore, n: u32) {
+        if n > 0 {
+            let _ = sem.release(n.min(MAX_WAKEUPS));
         }
     }
 
@@ -181,6 +182,11 @@ impl Core {
     }
 
     /// Puts `item`, waiting for room as `wait` says.
+    ///
+    /// Under the lock: the record is written past the tail, sleepers are
+    /// woken, and then the tail word is stored (the commit) — so that a
+    /// process killed after the commit has already woken the consumers
+    /// the item is for (module docs, "Waiting and waking").
     pub(crate) fn put_bytes(&self, item: &[u8], wait: Wait) -> Result<()> {
         let mut counted = false;
         loop {
@@ -188,23 +194,28 @@ impl Core {
                 if counted {
                     ring.add_put_sleepers(-1);
                 }
-                match ring.push(item) {
-                    Ok(Push::Done) => {
-                        let more_room = ring.used_bytes() < ring.cap();
-                        Step::Done((
-                            ring.get_sleepers() > 0,
-                            more_room && ring.put_sleepers() > 0,
-                        ))
+                match ring.prepare(item) {
+                    Ok(Prepared::Ready(p)) => {
+                        // One consumer per item; producers whose items
+                        // may fit in what is left, all of them (one with
+                        // a smaller item than the one woken may fit).
+                        Self::wake(&self.items, ring.get_sleepers().min(1));
+                        let after = ring.used_bytes() + ring::record_len(item.len());
+                        if after < ring.cap() {
+                            Self::wake(&self.room, ring.put_sleepers());
+                        }
+                        ring.commit(p);
+                        Step::Done(())
                     }
-                    Ok(Push::Full) => match wait.next_wake() {
+                    Ok(Prepared::Full) => match wait.next_wake() {
                         Some(_) => {
                             ring.add_put_sleepers(1);
                             Step::Sleep
                         }
                         None => Step::Fail(Kind::QueueFull),
                     },
-                    Ok(Push::Closed) => Step::Fail(Kind::QueueClosed),
-                    Ok(Push::TooLarge) => Step::Fail(Kind::ItemTooLarge {
+                    Ok(Prepared::Closed) => Step::Fail(Kind::QueueClosed),
+                    Ok(Prepared::TooLarge) => Step::Fail(Kind::ItemTooLarge {
                         len: item.len() as u64,
                         max: ring.max_item_len() as u64,
                     }),
@@ -212,11 +223,7 @@ impl Core {
                 }
             })?;
             match step {
-                Step::Done((wake_consumer, pass_on)) => {
-                    Self::wake(&self.items, wake_consumer);
-                    Self::wake(&self.room, pass_on);
-                    return Ok(());
-                }
+                Step::Done(()) => return Ok(()),
                 Step::Fail(k) => return Err(Error::new(k)),
                 Step::Sleep => {
                     counted = true;
@@ -228,39 +235,56 @@ impl Core {
         }
     }
 
-    /// Takes the oldest item into `out`, waiting for one as `wait` says.
-    pub(crate) fn get_bytes(&self, out: &mut Vec<u8>, wait: Wait) -> Result<()> {
+    /// Takes the oldest item, waiting for one as `wait` says: `decode`
+    /// turns its bytes into what this returns.
+    ///
+    /// Everything happens under the lock, and the commit (the head
+    /// word's store) comes last: the record is copied into `out`,
+    /// decoded, sleepers are woken, the head word is stored, the lock is
+    /// released, and `get` returns. A process killed at any point before
+    /// that store took nothing: the item stays in the queue, first in
+    /// line (module docs). A `decode` that panics consumes the item (so
+    /// that it can't stop the queue for good); the panic goes on once the
+    /// lock is released.
+    pub(crate) fn get_with<R>(
+        &self,
+        out: &mut Vec<u8>,
+        wait: Wait,
+        mut decode: impl FnMut(&[u8]) -> R,
+    ) -> Result<R> {
         let mut counted = false;
         loop {
             let step = self.locked(|ring| {
                 if counted {
                     ring.add_get_sleepers(-1);
                 }
-                match ring.pop(out) {
-                    Ok(Pop::Done) => {
-                        let more_items = ring.len() > 0;
-                        Step::Done((
-                            ring.put_sleepers() > 0,
-                            more_items && ring.get_sleepers() > 0,
-                        ))
+                match ring.peek(out) {
+                    Ok(Peeked::Item(t)) => {
+                        let r = panic::catch_unwind(AssertUnwindSafe(|| decode(out)));
+                        // The room it leaves may fit any sleeping
+                        // producer's item: all of them look. One more
+                        // consumer if items are left and some sleep.
+                        Self::wake(&self.room, ring.put_sleepers());
+                        if ring.len() > 1 {
+                            Self::wake(&self.items, ring.get_sleepers().min(1));
+                        }
+                        ring.take(t);
+                        Step::Done(r)
                     }
-                    Ok(Pop::Empty) => match wait.next_wake() {
+                    Ok(Peeked::Empty) => match wait.next_wake() {
                         Some(_) => {
                             ring.add_get_sleepers(1);
                             Step::Sleep
                         }
                         None => Step::Fail(Kind::QueueEmpty),
                     },
-                    Ok(Pop::Closed) => Step::Fail(Kind::QueueClosed),
+                    Ok(Peeked::Closed) => Step::Fail(Kind::QueueClosed),
                     Err(c) => Step::Fail(corrupt(c)),
                 }
             })?;
             match step {
-                Step::Done((wake_producer, pass_on)) => {
-                    Self::wake(&self.room, wake_producer);
-                    Self::wake(&self.items, pass_on);
-                    return Ok(());
-                }
+                Step::Done(Ok(r)) => return Ok(r),
+                Step::Done(Err(p)) => panic::resume_unwind(p),
                 Step::Fail(k) => return Err(Error::new(k)),
                 Step::Sleep => {
                     counted = true;
@@ -297,6 +321,12 @@ impl Core {
     #[cfg(feature = "test-hooks")]
     pub(crate) fn with_lock_held<R>(&self, f: impl FnOnce() -> R) -> Result<R> {
         self.locked(|_| f())
+    }
+
+    /// See `test_hooks::queue_sleepers`.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn sleepers(&self) -> Result<(u32, u32)> {
+        self.locked(|r| (r.get_sleepers(), r.put_sleepers()))
     }
 
     /// See `test_hooks::scribble_over_oldest`.

@@ -254,3 +254,31 @@ fn the_sleeper_counts_add_up() {
     r.add_put_sleepers(-1);
     assert_eq!(r.put_sleepers(), 0, "never below zero");
 }
+
+#[test]
+fn a_peeked_record_stays_until_taken_and_a_prepared_one_is_absent_until_committed() {
+    let mut mem = block(64);
+    let mut r = Ring::init(&mut mem, u64::MAX);
+    // Prepared, not committed: nothing is in, and the next put reuses
+    // the bytes.
+    assert!(matches!(r.prepare(b"lost"), Ok(Prepared::Ready(_))));
+    assert_eq!((r.len(), r.used_bytes()), (0, 0));
+    assert_eq!(r.push(b"one"), Ok(Push::Done));
+    assert_eq!(r.push(b"two"), Ok(Push::Done));
+    // Peeked twice (a consumer killed before taking, then the next one):
+    // the same oldest item, still counted.
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        let Ok(Peeked::Item(_)) = r.peek(&mut out) else {
+            panic!("an item")
+        };
+        assert_eq!((out.as_slice(), r.len()), (&b"one"[..], 2));
+    }
+    let Ok(Peeked::Item(t)) = r.peek(&mut out) else {
+        panic!("an item")
+    };
+    r.take(t);
+    assert_eq!(r.len(), 1);
+    assert_eq!(pop(&mut r).unwrap(), Some(b"two".to_vec()));
+    assert_eq!(r.peek(&mut out), Ok(Peeked::Empty));
+}
