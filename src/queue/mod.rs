@@ -108,10 +108,9 @@
 //! *room* (producers). A `get` that finds the ring empty increments the
 //! consumer count, unlocks, sleeps on *items*, locks, decrements, and
 //! looks again; a `put` that finds sleeping consumers releases *items*
-//! once. A `get` releases *room* once per sleeping producer (and a `put`
-//! that leaves room does too): the room may fit a small item and not a
-//! large one, and a single wakeup taken by the producer of the large one
-//! would leave the other asleep next to room for its item.
+//! once, and a `get` releases *room* once for a sleeping producer; a
+//! woken process that takes an item (or puts one) and sees more items
+//! (or room) and more sleepers passes the wakeup on.
 //! Wakeups are released under the lock, *before* the commit: a process
 //! killed after the commit has always woken whom it had to (woken early,
 //! a sleeper waits for the lock and then sees the commit), and one killed
@@ -137,16 +136,19 @@
 //!   to a sleeper, so nothing can tell that this one died.
 //!
 //! And one race without a crash, between producers of items of
-//! different sizes, is not closed: a `get` releases one wakeup per
-//! sleeping producer, but a semaphore's releases are not addressed
-//! either, so the producer of a large item, woken, finding no room for it
-//! and going back to sleep at once, can take a second release meant for
-//! the producer of a small item, which then sleeps next to room for its
-//! item until the next `get` or its recheck. (With items of one size it
-//! can't matter: a producer sleeps again only if there was no room for
-//! its item, so none for the others'.) Closing it needs a broadcast that
-//! a fast sleeper can't take twice — a sequence word that sleepers wait
-//! on (a futex on Linux; Windows has no such object shared between
+//! different sizes, is not closed: a `get` wakes one sleeping producer,
+//! and if that is the producer of a large item for which there is no
+//! room yet, it sleeps again, and the producer of a small item, for which
+//! there is room, sleeps on until the next `get` or its recheck. Waking
+//! every sleeping producer instead doesn't close it (a semaphore's
+//! releases are not addressed: the large item's producer, going back to
+//! sleep at once, can take a second release meant for the other), and
+//! costs every sleeping producer a look per `get` (under Wine a
+//! wine-server round trip each). (With items of one size it can't
+//! happen: a producer sleeps again only if there was no room for its
+//! item, so none for the others'.) Closing it needs a broadcast that a
+//! fast sleeper can't take twice — a sequence word that sleepers wait on
+//! (a futex on Linux; Windows has no such object shared between
 //! processes) — which is not built.
 //!
 //! So that a crash can never leave a sleeper asleep next to an item for

@@ -255,7 +255,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_wait(&self, wait: Wait) -> Result<T> {
-        with_scratch(|buf| self.core.get_with(buf, wait, Self::decode))?
+        self.core.get_with(wait, Self::decode)?
     }
 
     /// `get` with a test hook: `note` sees the item before it is taken
@@ -269,7 +269,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
             r
         };
-        with_scratch(|buf| self.core.get_with(buf, Wait::Forever, decode))?
+        self.core.get_with(Wait::Forever, decode)?
     }
 
     /// The number of items in the queue now: an estimate, since other

@@ -55,6 +55,7 @@
 //! block by anything but this code are an error ([`Corrupt`]), never a
 //! read out of bounds or a giant allocation.
 
+use std::cell::Cell;
 use std::fmt;
 
 /// The header's length; the data area follows it.
@@ -152,25 +153,41 @@ pub(crate) enum Prepared {
     TooLarge,
 }
 
-/// A record written past the tail, and the tail word that puts it in.
+/// A record written past the tail, the tail word that puts it in, and
+/// the bytes in use once it is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Putting(End);
+pub(crate) struct Putting(End, usize);
 
-/// What [`Ring::peek`] found.
+impl Putting {
+    /// The bytes in use once the record is in.
+    pub(crate) fn used_after(&self) -> usize {
+        self.1
+    }
+}
+
+/// What [`Ring::peek_with`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Peeked {
-    /// The oldest item's payload is in the buffer, still in the ring;
-    /// [`Ring::take`] takes it.
-    Item(Taking),
+pub(crate) enum Peeked<R = ()> {
+    /// The oldest item, still in the ring, and what the caller made of
+    /// its payload; [`Ring::take`] takes it.
+    Item(Taking, R),
     /// No item now.
     Empty,
     /// No item, and the ring is closed: none will come.
     Closed,
 }
 
-/// The oldest record, read, and the head word that takes it.
+/// The oldest record, read, the head word that takes it, and the items
+/// left once it is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Taking(End);
+pub(crate) struct Taking(End, u32);
+
+impl Taking {
+    /// The items left once the record is taken.
+    pub(crate) fn left(&self) -> u32 {
+        self.1
+    }
+}
 
 /// The head or tail word: an item count and a byte position in the data
 /// area (`0..cap`).
@@ -200,6 +217,10 @@ pub(crate) struct Ring<'a> {
     /// The data area's length (from the block's length, not its header).
     cap: usize,
     max_items: u64,
+    /// The head and tail as last checked ([`Ring::ends`]); `None` once
+    /// either may have changed. Nothing but this view writes the block
+    /// while it exists (the caller holds the lock).
+    checked: Cell<Option<(End, End, usize)>>,
 }
 
 impl<'a> Ring<'a> {
@@ -214,6 +235,7 @@ impl<'a> Ring<'a> {
             mem,
             cap,
             max_items,
+            checked: Cell::new(None),
         }
     }
 
@@ -241,6 +263,7 @@ impl<'a> Ring<'a> {
             mem,
             cap,
             max_items,
+            checked: Cell::new(None),
         };
         ring.ends()?;
         Ok(ring)
@@ -259,6 +282,16 @@ impl<'a> Ring<'a> {
     /// The head and tail, checked: positions in the data area and
     /// 8-aligned, no more items than records fit in the used bytes.
     fn ends(&self) -> Result<(End, End, usize), Corrupt> {
+        if let Some(e) = self.checked.get() {
+            return Ok(e);
+        }
+        let e = self.read_ends()?;
+        self.checked.set(Some(e));
+        Ok(e)
+    }
+
+    /// [`ends`](Ring::ends), read from the header.
+    fn read_ends(&self) -> Result<(End, End, usize), Corrupt> {
         let head = End::of(get_u64(self.mem, HEAD_AT));
         let tail = End::of(get_u64(self.mem, TAIL_AT));
         let n = tail.items.wrapping_sub(head.items) as usize;
@@ -268,7 +301,7 @@ impl<'a> Ring<'a> {
             return Err(bad("a position outside the data area"));
         }
         // Equal positions: empty, or (with items) full to the byte.
-        let used = match (t + self.cap - h) % self.cap {
+        let used = match if t >= h { t - h } else { t + self.cap - h } {
             0 if n > 0 => self.cap,
             u => u,
         };
@@ -286,6 +319,7 @@ impl<'a> Ring<'a> {
     }
 
     /// Payload bytes plus frames and padding in use.
+    #[cfg(test)]
     pub(crate) fn used_bytes(&self) -> usize {
         self.ends().map(|(_, _, u)| u).unwrap_or(0)
     }
@@ -324,25 +358,36 @@ impl<'a> Ring<'a> {
         let t = tail.pos as usize;
         put_u32(self.mem, HEADER + t, len);
         put_u32(self.mem, HEADER + t + 4, !len);
-        self.write_at((t + FRAME) % self.cap, item);
-        Ok(Prepared::Ready(Putting(End {
+        self.write_at(self.wrap(t + FRAME), item);
+        let next = End {
             items: tail.items.wrapping_add(1),
-            pos: ((t + need) % self.cap) as u32,
-        })))
+            pos: self.wrap(t + need) as u32,
+        };
+        Ok(Prepared::Ready(Putting(next, used + need)))
     }
 
     /// Puts the record [`prepare`](Ring::prepare) wrote in: one 8-byte
     /// store of the tail word, the commit point (nothing else changed
     /// the ring since).
     pub(crate) fn commit(&mut self, p: Putting) {
+        self.checked.set(None);
         put_u64(self.mem, TAIL_AT, p.0.word());
+    }
+
+    /// `at` (less than `2 * cap`) wrapped into the data area.
+    fn wrap(&self, at: usize) -> usize {
+        if at >= self.cap {
+            at - self.cap
+        } else {
+            at
+        }
     }
 
     /// Takes the oldest record: its payload replaces `out`'s contents
     /// ([`peek`](Ring::peek) then [`take`](Ring::take)).
     pub(crate) fn pop(&mut self, out: &mut Vec<u8>) -> Result<Pop, Corrupt> {
         Ok(match self.peek(out)? {
-            Peeked::Item(t) => {
+            Peeked::Item(t, ()) => {
                 self.take(t);
                 Pop::Done
             }
@@ -353,12 +398,32 @@ impl<'a> Ring<'a> {
 
     /// Copies the oldest record's payload into `out` (replacing its
     /// contents) and leaves it in the ring: [`take`](Ring::take) takes it.
+    pub(crate) fn peek(&mut self, out: &mut Vec<u8>) -> Result<Peeked, Corrupt> {
+        Ok(
+            match self.peek_with(|bytes| {
+                out.clear();
+                out.extend_from_slice(bytes);
+            })? {
+                Peeked::Item(t, ()) => Peeked::Item(t, ()),
+                Peeked::Empty => Peeked::Empty,
+                Peeked::Closed => Peeked::Closed,
+            },
+        )
+    }
+
+    /// Runs `f` on the oldest record's payload and leaves the record in
+    /// the ring: [`take`](Ring::take) takes it. The payload is the
+    /// ring's own bytes when the record doesn't wrap around the end (no
+    /// copy), a copy when it does.
     ///
     /// A frame that does not fit what the header says is [`Corrupt`];
     /// the ring is then emptied (head moved to the tail), so that the
     /// queue stays usable: what was in it is lost, and the error says so.
-    pub(crate) fn peek(&mut self, out: &mut Vec<u8>) -> Result<Peeked, Corrupt> {
-        let (head, _, used) = match self.ends() {
+    pub(crate) fn peek_with<R>(
+        &mut self,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Peeked<R>, Corrupt> {
+        let (head, tail, used) = match self.ends() {
             Ok(e) => e,
             Err(e) => {
                 self.reset();
@@ -383,18 +448,28 @@ impl<'a> Ring<'a> {
                  the queue was emptied"
             )));
         }
-        out.clear();
-        self.append_from((h + FRAME) % self.cap, len as usize, out);
-        Ok(Peeked::Item(Taking(End {
+        let at = self.wrap(h + FRAME);
+        let len = len as usize;
+        let r = if at + len <= self.cap {
+            f(&self.mem[HEADER + at..HEADER + at + len])
+        } else {
+            let mut copy = Vec::with_capacity(len);
+            self.append_from(at, len, &mut copy);
+            f(&copy)
+        };
+        let next = End {
             items: head.items.wrapping_add(1),
-            pos: ((h + need) % self.cap) as u32,
-        })))
+            pos: self.wrap(h + need) as u32,
+        };
+        let left = tail.items.wrapping_sub(next.items);
+        Ok(Peeked::Item(Taking(next, left), r))
     }
 
     /// Takes the record [`peek`](Ring::peek) read out of the ring: one
     /// 8-byte store of the head word, the commit point (nothing else
     /// changed the ring since).
     pub(crate) fn take(&mut self, t: Taking) {
+        self.checked.set(None);
         put_u64(self.mem, HEAD_AT, t.0.word());
     }
 
@@ -415,6 +490,7 @@ impl<'a> Ring<'a> {
 
     /// Empties the ring: the head moves to the tail.
     fn reset(&mut self) {
+        self.checked.set(None);
         let tail = End::of(get_u64(self.mem, TAIL_AT));
         let tail = End {
             items: tail.items,

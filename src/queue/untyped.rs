@@ -196,13 +196,11 @@ impl Core {
                 }
                 match ring.prepare(item) {
                     Ok(Prepared::Ready(p)) => {
-                        // One consumer per item; producers whose items
-                        // may fit in what is left, all of them (one with
-                        // a smaller item than the one woken may fit).
+                        // One consumer per item; one more producer if
+                        // room is left (it passes the wakeup on in turn).
                         Self::wake(&self.items, ring.get_sleepers().min(1));
-                        let after = ring.used_bytes() + ring::record_len(item.len());
-                        if after < ring.cap() {
-                            Self::wake(&self.room, ring.put_sleepers());
+                        if p.used_after() < ring.cap() {
+                            Self::wake(&self.room, ring.put_sleepers().min(1));
                         }
                         ring.commit(p);
                         Step::Done(())
@@ -239,33 +237,28 @@ impl Core {
     /// turns its bytes into what this returns.
     ///
     /// Everything happens under the lock, and the commit (the head
-    /// word's store) comes last: the record is copied into `out`,
-    /// decoded, sleepers are woken, the head word is stored, the lock is
+    /// word's store) comes last: the record is decoded (from the ring's
+    /// bytes, or a copy if the record wraps around the end), sleepers are woken, the head word is stored, the lock is
     /// released, and `get` returns. A process killed at any point before
     /// that store took nothing: the item stays in the queue, first in
     /// line (module docs). A `decode` that panics consumes the item (so
     /// that it can't stop the queue for good); the panic goes on once the
     /// lock is released.
-    pub(crate) fn get_with<R>(
-        &self,
-        out: &mut Vec<u8>,
-        wait: Wait,
-        mut decode: impl FnMut(&[u8]) -> R,
-    ) -> Result<R> {
+    pub(crate) fn get_with<R>(&self, wait: Wait, mut decode: impl FnMut(&[u8]) -> R) -> Result<R> {
         let mut counted = false;
         loop {
             let step = self.locked(|ring| {
                 if counted {
                     ring.add_get_sleepers(-1);
                 }
-                match ring.peek(out) {
-                    Ok(Peeked::Item(t)) => {
-                        let r = panic::catch_unwind(AssertUnwindSafe(|| decode(out)));
-                        // The room it leaves may fit any sleeping
-                        // producer's item: all of them look. One more
+                let peeked =
+                    ring.peek_with(|bytes| panic::catch_unwind(AssertUnwindSafe(|| decode(bytes))));
+                match peeked {
+                    Ok(Peeked::Item(t, r)) => {
+                        // One producer for the room it leaves; one more
                         // consumer if items are left and some sleep.
-                        Self::wake(&self.room, ring.put_sleepers());
-                        if ring.len() > 1 {
+                        Self::wake(&self.room, ring.put_sleepers().min(1));
+                        if t.left() > 0 {
                             Self::wake(&self.items, ring.get_sleepers().min(1));
                         }
                         ring.take(t);
