@@ -128,3 +128,39 @@ fn a_killed_launched_worker_fails_only_its_task_and_is_replaced() {
     assert_eq!(p.pids().len(), 2);
     assert!(!p.pids().contains(&busy[0]));
 }
+
+/// Sends back what arrives on the connection it was given.
+fn relay(conn: multiproc::Connection) -> u32 {
+    conn.recv::<u32>().unwrap()
+}
+
+multiproc::entry!(relay);
+
+#[test]
+fn a_task_carrying_a_handle_fails_on_a_launched_worker_and_the_pool_goes_on() {
+    let p = launched(&["{exe}"], 1);
+    let (_mine, theirs) = multiproc::Pipe::duplex().unwrap();
+    let e = p.map(relay, [theirs]).unwrap_err();
+    assert!(e.is_encode(), "{e}");
+    assert!(
+        e.to_string()
+            .contains("can't reach workers started by a launcher"),
+        "{e}"
+    );
+    let (_mine, theirs) = multiproc::Pipe::duplex().unwrap();
+    let e = p.submit(relay, theirs).get().unwrap_err();
+    assert!(e.is_encode(), "{e}");
+    assert_eq!(p.map(square, 1..=3u64).unwrap(), vec![1, 4, 9]);
+}
+
+#[test]
+fn an_initializer_carrying_a_handle_fails_the_build_of_a_launched_pool() {
+    let (_mine, theirs) = multiproc::Pipe::duplex().unwrap();
+    let e = PoolBuilder::new()
+        .workers(1)
+        .initializer(relay, theirs)
+        .launcher(Launcher::command(["{exe}"]))
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("handles"), "{e}");
+}

@@ -182,9 +182,20 @@ where
                 let encoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
                     encode::append(&item, &mut scratch)
                 }));
+                // Handles can't reach launched workers: refused here, as
+                // a task that can't be encoded.
+                let encoded = match encoded {
+                    Ok(Ok(())) => match transfer.take() {
+                        c if !c.is_empty() && self.pool.spawner.remote.is_some() => {
+                            Ok(Err(super::launcher::handles_refused()))
+                        }
+                        c => Ok(Ok(c)),
+                    },
+                    Ok(Err(e)) => Ok(Err(e)),
+                    Err(p) => Err(p),
+                };
                 match encoded {
-                    Ok(Ok(())) => {
-                        let carried = transfer.take();
+                    Ok(Ok(carried)) => {
                         if n > 0 && handles.len() + carried.len() > MAX_HANDLES {
                             // A frame carries at most MAX_HANDLES: this
                             // task starts the next chunk.

@@ -55,6 +55,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// [`init`](crate::init) (or be a test binary with
 /// [`test_support!`](crate::test_support)), and be the same build: a
 /// worker of another build is refused and the pool fails to start it.
+/// Handles can't reach a launched worker: a task whose arguments carry one
+/// (a [`Connection`](crate::Connection), shared memory, a lock) fails with
+/// [`Error::is_encode`](crate::Error::is_encode) and the pool goes on; an
+/// initializer whose arguments carry one makes
+/// [`build`](crate::PoolBuilder::build) fail.
 ///
 /// ```
 /// # fn square(x: u64) -> u64 { x * x }
@@ -287,6 +292,16 @@ impl Remote {
             }
         }
     }
+}
+
+/// Why a task whose arguments carry handles is refused on a pool of
+/// launched workers.
+pub(super) fn handles_refused() -> crate::encode::EncodeError {
+    crate::encode::EncodeError::Custom(
+        "its arguments carry handles (a Connection, shared memory, a lock, …), which can't \
+         reach workers started by a launcher command"
+            .into(),
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -72,6 +72,13 @@ impl<A: Serialize, R: DeserializeOwned> Task<'_, A, R> {
                 entry: name.to_string(),
                 source: e,
             })),
+            // Handles can't reach launched workers.
+            Ok(_) if !carried.is_empty() && shared.spawner.remote.is_some() => {
+                Err(Error::new(Kind::Encode {
+                    entry: name.to_string(),
+                    source: super::launcher::handles_refused(),
+                }))
+            }
             Ok(payload) => {
                 let mut task = Vec::with_capacity(payload.len() + 2);
                 protocol::put_frame(&mut task, &payload);
