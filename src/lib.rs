@@ -254,7 +254,7 @@ pub use pool::{AsyncResult, Imap, ImapStream, Launcher, Pool, PoolBuilder, PoolS
 pub use popen::{
     executable, reset_executable, set_executable, ChildOutput, Popen, PopenBuilder, Sentinel, Stdio,
 };
-pub use process::{Process, ProcessBuilder};
+pub use process::{Process, ProcessBuilder, ProcessJoin};
 pub use queue::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
 pub use shared::{Frozen, Shared, SharedAtomic, SharedMemory, SharedMut};
 pub use spawn::{current_process_name, init};

@@ -3,9 +3,13 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -15,7 +19,7 @@ use crate::codec::reply::Reply;
 use crate::deadline;
 use crate::error::{Error, Kind, Result};
 use crate::exit_code;
-use crate::popen::{ChildOutput, Popen, PopenBuilder, ReplyProgress, Sentinel, Stdio};
+use crate::popen::{ChildOutput, Popen, PopenBuilder, ReplyProgress, Sentinel, Stdio, Watch};
 use crate::status::ExitStatus;
 
 /// Options for a [`Process`]: `&mut self` setters, then
@@ -274,6 +278,40 @@ impl<T: DeserializeOwned> Process<T> {
         self.join_deadline(deadline::deadline(timeout))
     }
 
+    /// [`join`](Process::join) as a future, for async code on any
+    /// executor: it resolves to what `join` returns, and the `Process`
+    /// stays usable afterwards the same way.
+    ///
+    /// While it is pending, one thread of this crate shared by every
+    /// process being joined this way (started by the first such join, then
+    /// kept) waits for the worker's exit and for its result to arrive, and
+    /// wakes the task: no thread per process or per future. The worker's
+    /// result is read as it arrives, so a worker whose result is larger
+    /// than the pipe's buffer is not left blocked writing it.
+    ///
+    /// Dropping the future stops waiting and nothing else: the worker
+    /// keeps running, and a later `join` (blocking or not) picks up where
+    /// this one left off.
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    /// multiproc::entry!(square);
+    ///
+    /// # fn main() -> Result<(), multiproc::Error> {
+    /// # multiproc::init();
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// let mut p = multiproc::Process::spawn(square, 7)?;
+    /// assert_eq!(rt.block_on(p.join_async())?, 49);
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// # Ok(()) }
+    /// ```
+    pub fn join_async(&mut self) -> ProcessJoin<'_, T> {
+        ProcessJoin {
+            process: self,
+            watch: None,
+        }
+    }
+
     fn join_deadline(&mut self, deadline: Option<Instant>) -> Result<Option<T>> {
         if self.joined {
             return Err(Error::new(Kind::AlreadyJoined));
@@ -421,6 +459,58 @@ impl<T> Process<T> {
     /// worker has exited.
     pub fn sentinel(&self) -> Sentinel<'_> {
         self.popen.sentinel()
+    }
+}
+
+/// The future of [`Process::join_async`].
+pub struct ProcessJoin<'a, T> {
+    process: &'a mut Process<T>,
+    /// The waiter thread's registration, while pending.
+    watch: Option<Arc<Watch>>,
+}
+
+impl<T: DeserializeOwned> Future for ProcessJoin<'_, T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let this = self.get_mut();
+        // Reads what arrived and looks at the exit, without waiting.
+        match this.process.join_deadline(Some(Instant::now())) {
+            Ok(Some(value)) => return Poll::Ready(Ok(value)),
+            Err(e) => return Poll::Ready(Err(e)),
+            Ok(None) => {}
+        }
+        match &this.watch {
+            Some(w) if w.is_pending() => {
+                w.set_waker(cx.waker());
+                // Fired between the check and the new waker: the old
+                // one was woken, maybe not this one.
+                if !w.is_pending() {
+                    cx.waker().wake_by_ref();
+                }
+            }
+            _ => match this.process.popen.watch(cx.waker()) {
+                Ok(w) => this.watch = Some(w),
+                Err(e) => return Poll::Ready(Err(e)),
+            },
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for ProcessJoin<'_, T> {
+    fn drop(&mut self) {
+        if let Some(w) = &self.watch {
+            w.cancel();
+        }
+    }
+}
+
+impl<T> fmt::Debug for ProcessJoin<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessJoin")
+            .field("pid", &self.process.pid())
+            .finish()
     }
 }
 

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use futures_util::{FutureExt, StreamExt};
-use multiproc::{Connection, ErrorKind, Pipe, Pool, Shared};
+use multiproc::{Connection, ErrorKind, Pipe, Pool, Process, Shared};
 
 multiproc::test_support!();
 
 mod common;
-use common::{block_forever, in_scenario, pool, scenario, square, LONG};
+use common::{block_forever, exit_with, in_scenario, pool, scenario, square, LONG};
 
 fn bump(counter: Shared<AtomicU64>) -> u64 {
     counter.fetch_add(1, Ordering::SeqCst) + 1
@@ -25,12 +25,21 @@ fn gate(conn: Connection) -> u64 {
     conn.recv().unwrap()
 }
 
+/// A result of `n` bytes (larger than any pipe's buffer).
+fn big(n: usize) -> Vec<u8> {
+    vec![7u8; n]
+}
+
+fn boom(_: ()) -> u64 {
+    panic!("boom")
+}
+
 fn fail_on_3(x: u64) -> u64 {
     assert_ne!(x, 3, "task 3 fails");
     x
 }
 
-multiproc::entry!(bump, gate, fail_on_3);
+multiproc::entry!(bump, gate, big, boom, fail_on_3);
 
 /// A current-thread runtime: everything runs on the test's own thread,
 /// so any thread that appears while it waits is someone else's.
@@ -42,11 +51,43 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// `f`, or a panic if it isn't done within [`LONG`] (a lost wake-up
-/// fails the test instead of hanging it).
+/// fails the test instead of hanging it). The timer is looked at first:
+/// a future that got no wake is not polled once more at the deadline.
 async fn within<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(LONG, f)
-        .await
-        .unwrap_or_else(|_| panic!("not woken within {LONG:?}"))
+    tokio::select! {
+        biased;
+        _ = tokio::time::sleep(LONG) => panic!("not woken within {LONG:?}"),
+        v = f => v,
+    }
+}
+
+/// A minimal executor, not tokio: polls `f` on this thread, and again
+/// only when its waker unparks the thread; panics if no wake comes within
+/// [`LONG`]. (Futures that count on being polled again without a wake
+/// fail here; tokio may poll them anyway.)
+fn park_block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
+        // Not polled once more at the deadline: that could hide a lost
+        // wake-up behind a result that came meanwhile.
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not woken within {LONG:?}"
+        );
+    }
 }
 
 fn threads() -> usize {
@@ -54,11 +95,11 @@ fn threads() -> usize {
 }
 
 /// Polls `inner`, sampling this process's thread count at every poll
-/// (each poll after the first is a wake from the pool); opens the gate
-/// (sends on `gate`) once `inner` first returned `Pending`.
+/// (each poll after the first is a wake); opens the gates (sends on
+/// each of `gates`) once `inner` first returned `Pending`.
 struct Sampling<F> {
     inner: F,
-    gate: Option<Connection>,
+    gates: Vec<Connection>,
     polls: usize,
     counts: Vec<usize>,
 }
@@ -72,7 +113,7 @@ impl<F: Future + Unpin> Future for Sampling<F> {
         self.counts.push(n);
         let r = Pin::new(&mut self.inner).poll(cx);
         if r.is_pending() {
-            if let Some(gate) = self.gate.take() {
+            for gate in std::mem::take(&mut self.gates) {
                 gate.send(&7u64).unwrap();
             }
         }
@@ -108,7 +149,7 @@ fn scenario_ten_thousand_submits() {
         let futures: Vec<_> = (0..10_000u64).map(|i| pool.submit(square, i)).collect();
         let mut all = Sampling {
             inner: futures_util::future::join(gated, futures_util::future::join_all(futures)),
-            gate: Some(mine),
+            gates: vec![mine],
             polls: 0,
             counts: Vec::new(),
         };
@@ -244,4 +285,97 @@ fn an_awaited_task_of_a_terminated_pool_fails() {
         assert!(a.is_pool_closed(), "{a}");
         assert!(b.is_pool_closed(), "{b}");
     });
+}
+
+#[test]
+fn an_awaited_join_gives_the_value_and_the_process_stays_usable() {
+    let rt = runtime();
+    let mut p = Process::spawn(square, 7u64).unwrap();
+    assert_eq!(rt.block_on(within(p.join_async())).unwrap(), 49);
+    assert_eq!(p.exitcode(), Some(0));
+    let again = rt.block_on(within(p.join_async())).unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::Usage, "{again}");
+}
+
+#[test]
+fn an_awaited_join_reports_an_exit_without_result_and_a_panic() {
+    let mut exits = Process::spawn(exit_with, 3).unwrap();
+    let mut panics = Process::spawn(boom, ()).unwrap();
+    let (a, b) = park_block_on(futures_util::future::join(
+        exits.join_async(),
+        panics.join_async(),
+    ));
+    let a = a.unwrap_err();
+    assert!(a.is_no_result(), "{a}");
+    assert_eq!(a.exit_status().and_then(|s| s.code()), Some(3));
+    let b = b.unwrap_err();
+    assert!(b.is_panic(), "{b}");
+}
+
+// The worker can't exit before its 8 MiB result is read: the future
+// reads it as it arrives (else this hangs, and `within` fails it).
+#[test]
+fn an_awaited_join_reads_a_result_larger_than_the_pipe() {
+    let mut p = Process::spawn(big, 8usize << 20).unwrap();
+    let v = park_block_on(p.join_async()).unwrap();
+    assert_eq!(v.len(), 8 << 20);
+    assert!(v.iter().all(|&b| b == 7));
+}
+
+#[test]
+fn a_dropped_join_future_leaves_the_process_to_a_later_join() {
+    let (mine, theirs) = Pipe::duplex().unwrap();
+    let mut p = Process::spawn(gate, theirs).unwrap();
+    // Pending (the worker waits for us), registered with the waiter ...
+    assert!(p.join_async().now_or_never().is_none());
+    // ... and dropped: the worker runs on, and a later join gets it.
+    mine.send(&5u64).unwrap();
+    assert_eq!(p.join_timeout(LONG).unwrap(), Some(5));
+    // An awaited join of another process after that still works.
+    let mut q = Process::spawn(square, 3u64).unwrap();
+    assert_eq!(park_block_on(q.join_async()).unwrap(), 9);
+}
+
+#[test]
+fn awaiting_sixteen_joins_from_one_task_starts_no_thread_per_process() {
+    let out = scenario("scenario_sixteen_joins", |_| {});
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("test result: ok. 1 passed"), "{stdout}");
+}
+
+#[test]
+#[ignore = "a scenario, run by awaiting_sixteen_joins_from_one_task_starts_no_thread_per_process"]
+fn scenario_sixteen_joins() {
+    if !in_scenario("scenario_sixteen_joins") {
+        return;
+    }
+    // The first async join starts the one waiter thread.
+    let mut first = Process::spawn(square, 2u64).unwrap();
+    assert_eq!(park_block_on(first.join_async()).unwrap(), 4);
+    let before = threads();
+    let mut gates = Vec::new();
+    let mut procs = Vec::new();
+    for _ in 0..16 {
+        let (mine, theirs) = Pipe::duplex().unwrap();
+        gates.push(mine);
+        procs.push(Process::spawn(gate, theirs).unwrap());
+    }
+    let joins = futures_util::future::join_all(procs.iter_mut().map(|p| p.join_async()));
+    let mut all = Sampling {
+        inner: joins,
+        gates,
+        polls: 0,
+        counts: Vec::new(),
+    };
+    let results = park_block_on(&mut all);
+    let (polls, counts) = (all.polls, all.counts);
+    for r in results {
+        assert_eq!(r.unwrap(), 7);
+    }
+    assert!(polls >= 2, "polled {polls} times: never waited");
+    assert!(
+        counts.iter().all(|&n| n == before),
+        "{before} threads before; during the wait: {counts:?}"
+    );
 }

@@ -16,6 +16,9 @@ use crate::sys;
 mod builder;
 mod daemons;
 mod executable;
+mod waiter;
+
+pub(crate) use waiter::Watch;
 
 pub use builder::{PopenBuilder, Stdio};
 pub use executable::{executable, reset_executable, set_executable};
@@ -210,6 +213,20 @@ impl Popen {
             }
         }
         Ok(ReplyProgress::Done)
+    }
+
+    /// Has `waker` woken (by the process-wide waiter thread, see
+    /// `waiter.rs`) once the worker exited or, while its reply is not all
+    /// in, its channel has something to read.
+    pub(crate) fn watch(&self, waker: &std::task::Waker) -> Result<std::sync::Arc<Watch>> {
+        let reading = self.reply.as_ref().is_some_and(|r| !r.is_done());
+        let channel = self
+            .channel
+            .as_ref()
+            .filter(|_| reading)
+            .and_then(sys::Channel::as_raw);
+        waiter::register(channel, self.exit_watch(), waker)
+            .map_err(|e| Error::io("cannot watch the worker for an async join", e))
     }
 
     /// Whether the worker said its bootstrap is through (only a worker
