@@ -357,14 +357,22 @@ impl Barrier {
     /// Makes it as new (Python's `reset`): not broken, nobody waiting.
     /// Whoever waits in the current round gets
     /// [`BrokenBarrier`](crate::ErrorKind::BrokenBarrier) ("reset"); later
-    /// waits start a new round. Registrations stay as they are; a
-    /// registered party that died and broke the barrier left its place
-    /// free, so a new process can [`register`](Barrier::register) in its
-    /// stead. A waiter that had not yet noticed an earlier break is told
-    /// "reset" instead: an error either way.
+    /// waits start a new round. Live registrations stay; registered
+    /// parties that died are forgotten (whether or not anyone noticed
+    /// yet), their places free for new processes to
+    /// [`register`](Barrier::register) in. A waiter that had not yet
+    /// noticed an earlier break is told "reset" instead: an error either
+    /// way.
     pub fn reset(&self) -> Result<()> {
         let (_g, words) = self.state()?;
         let err = "cannot reset a barrier";
+        // Free the places of dead parties now, or the next registration
+        // in one would break the barrier again.
+        for _ in 0..self.slots.len() {
+            if self.dead_party().is_none() {
+                break;
+            }
+        }
         let gen = words[GENERATION].load(Ordering::Relaxed);
         words[RESET_ROUND].store(gen, Ordering::Relaxed);
         let resets = words[RESETS].load(Ordering::Relaxed);
@@ -538,6 +546,30 @@ mod tests {
         let mut got = [b.wait().unwrap(), t.join().unwrap()];
         got.sort();
         assert_eq!(got, [0, 1]);
+    }
+
+    #[test]
+    fn a_reset_forgets_a_dead_party_nobody_had_noticed() {
+        let b = Arc::new(Barrier::new(2).unwrap());
+        let b2 = Arc::clone(&b);
+        // Registered by a thread that ends without dropping its party: a
+        // death (the OS marks the party's lock as left by a dead holder).
+        std::thread::spawn(move || std::mem::forget(b2.register().unwrap()))
+            .join()
+            .unwrap();
+        assert!(!b.is_broken().unwrap(), "nobody waited: nobody noticed");
+        b.reset().unwrap();
+        // Its place is free and clean: registering there breaks nothing.
+        let _a = b.register().unwrap();
+        let b2 = Arc::clone(&b);
+        let t = std::thread::spawn(move || {
+            let _p = b2.register().unwrap();
+            b2.wait().unwrap()
+        });
+        let mut got = [b.wait().unwrap(), t.join().unwrap()];
+        got.sort();
+        assert_eq!(got, [0, 1]);
+        assert!(!b.is_broken().unwrap());
     }
 
     #[test]
