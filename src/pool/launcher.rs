@@ -134,6 +134,35 @@ impl Launcher {
         }
     }
 
+    /// Each worker is a Slurm job step of its own, started by
+    /// `srun --ntasks=1 --nodes=1 --quiet --job-name=multiproc-worker {exe}`:
+    /// one task on one node; `--quiet` keeps srun's own progress lines off
+    /// this process's stderr (its errors still show). srun passes its
+    /// environment on to the task, so the worker finds the pool's address
+    /// and key. Outside an allocation each worker is a job of its own
+    /// (waiting in the queue counts against the 60 s a worker has to
+    /// connect back); inside one (`sbatch`, `salloc`) each is a step of
+    /// it, so a pool of more workers than the allocation's CPUs waits for
+    /// steps to end. Killing a worker's `srun` (the pool does, when it kills
+    /// the worker) or `scancel` of its job ends the worker; its task fails
+    /// with [`Error::is_worker_died`](crate::Error::is_worker_died).
+    ///
+    /// The pool listens on the loopback address unless
+    /// [`listen`](Launcher::listen) names another: enough when the job
+    /// runs on this machine (a single-node cluster); for workers on other
+    /// nodes, give an address of this machine that the compute nodes reach
+    /// (see `docs/cluster.md`).
+    pub fn slurm() -> Launcher {
+        Launcher::command([
+            "srun",
+            "--ntasks=1",
+            "--nodes=1",
+            "--quiet",
+            "--job-name=multiproc-worker",
+            "{exe}",
+        ])
+    }
+
     /// Where the pool listens for its launched workers (default
     /// `127.0.0.1:0`: this machine only, any free port): an address of
     /// this machine that the workers can reach, which is also the address

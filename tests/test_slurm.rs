@@ -1,0 +1,171 @@
+//! Pool workers started by a real Slurm (`Launcher::slurm()`: one
+//! `srun --ntasks=1` job per worker) that connect back over loopback TCP.
+//!
+//! Needs a running cluster (`bash scripts/start-slurm.sh`; `.ci/run` starts
+//! one). Without `srun` on PATH each test says why and passes — unless `CI`
+//! is set, where it fails: CI starts the cluster, so a missing `srun` there
+//! is a broken setup, not a machine without Slurm.
+
+#![cfg(unix)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{block_forever, square, wait_for};
+use multiproc::{Launcher, Pool, PoolBuilder};
+
+multiproc::test_support!();
+
+/// Whether Slurm is here; `false` (after saying why) when the test is to
+/// pass without it; a panic under CI.
+fn slurm_here() -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("srun").is_file()));
+    if found {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    assert!(
+        !ci,
+        "srun is not on PATH but CI is set: CI must start the cluster (scripts/start-slurm.sh)"
+    );
+    eprintln!(
+        "SKIPPED: srun is not on PATH (no Slurm here; `bash scripts/start-slurm.sh` starts one)"
+    );
+    false
+}
+
+/// The Slurm job the worker runs in.
+fn job_id(_: u32) -> String {
+    std::env::var("SLURM_JOB_ID").unwrap_or_default()
+}
+
+multiproc::entry!(job_id);
+
+fn slurm_pool(workers: usize) -> Pool {
+    PoolBuilder::new()
+        .workers(workers)
+        .launcher(Launcher::slurm())
+        .build()
+        .unwrap()
+}
+
+/// The jobs of `ids` that `squeue` still lists (pending, running or
+/// completing).
+fn queued(ids: &[String]) -> Vec<String> {
+    let out = Command::new("squeue")
+        .args(["-h", "-o", "%i", "-j", &ids.join(",")])
+        .output()
+        .expect("squeue runs");
+    assert!(out.status.success(), "squeue: {out:?}");
+    let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Each worker's job id, as many times as asked (at least one per worker
+/// run of the map; not necessarily every worker).
+fn jobs_of(p: &Pool) -> Vec<String> {
+    let mut ids = p.map(job_id, 0..16).unwrap();
+    ids.sort();
+    ids.dedup();
+    assert!(
+        ids.iter()
+            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())),
+        "the workers run as Slurm jobs: {ids:?}"
+    );
+    ids
+}
+
+/// Waits until none of `ids` is in the queue any more.
+fn gone(ids: &[String]) {
+    wait_for("the workers' Slurm jobs to leave the queue", || {
+        queued(ids).is_empty()
+    });
+}
+
+#[test]
+fn a_pool_of_srun_workers_maps_exactly() {
+    if !slurm_here() {
+        return;
+    }
+    let p = slurm_pool(2);
+    let want: Vec<u64> = (0..300u64).map(|x| x * x).collect();
+    assert_eq!(p.map(square, 0..300u64).unwrap(), want);
+    assert_eq!(p.map_chunked(square, 0..300u64, 1).unwrap(), want);
+    let got: Vec<u64> = p.imap(square, 0..100u64).map(|r| r.unwrap()).collect();
+    assert_eq!(got, want[..100]);
+    let sum: u64 = p
+        .imap_unordered(square, 0..100u64)
+        .map(|r| r.unwrap())
+        .sum();
+    assert_eq!(sum, 328_350);
+    let ids = jobs_of(&p);
+    assert_eq!(
+        queued(&ids),
+        ids,
+        "the workers' jobs run while the pool does"
+    );
+    drop(p);
+    gone(&ids);
+}
+
+#[test]
+fn a_worker_whose_srun_is_killed_fails_only_its_task_and_leaves_no_job() {
+    if !slurm_here() {
+        return;
+    }
+    let p = slurm_pool(2);
+    let mut ids = jobs_of(&p);
+    let h = p.submit(block_forever, ());
+    let busy = p.wait_busy(Duration::from_secs(30));
+    assert_eq!(busy.len(), 1, "one worker runs `block_forever`");
+    // The pool's pid of a launched worker is its srun's: SIGKILL to it.
+    assert!(p.kill_worker(busy[0]));
+    let e = h.get().unwrap_err();
+    assert!(e.is_worker_died(), "{e}");
+    assert_eq!(e.pid(), Some(busy[0]));
+    // The rest completes, on the survivor and the replacement.
+    let want: Vec<u64> = (0..200u64).map(|x| x * x).collect();
+    assert_eq!(p.map_chunked(square, 0..200u64, 1).unwrap(), want);
+    assert_eq!(p.pids().len(), 2);
+    assert!(!p.pids().contains(&busy[0]));
+    ids.extend(jobs_of(&p));
+    ids.sort();
+    ids.dedup();
+    drop(p);
+    gone(&ids);
+}
+
+#[test]
+fn a_scancelled_worker_fails_only_its_task_and_is_replaced() {
+    if !slurm_here() {
+        return;
+    }
+    let p = slurm_pool(1);
+    let first = jobs_of(&p);
+    assert_eq!(first.len(), 1, "one worker, one job: {first:?}");
+    let h = p.submit(block_forever, ());
+    let busy = p.wait_busy(Duration::from_secs(30));
+    assert_eq!(busy.len(), 1);
+    let out = Command::new("scancel")
+        .arg(&first[0])
+        .output()
+        .expect("scancel runs");
+    assert!(out.status.success(), "scancel: {out:?}");
+    let e = h.get().unwrap_err();
+    assert!(e.is_worker_died(), "{e}");
+    assert_eq!(e.pid(), Some(busy[0]));
+    // Replaced through srun: a new job, and the work completes.
+    assert_eq!(p.map(square, 1..=5u64).unwrap(), vec![1, 4, 9, 16, 25]);
+    let second = jobs_of(&p);
+    assert_eq!(second.len(), 1);
+    assert_ne!(second, first, "the replacement is another job");
+    drop(p);
+    gone(&[first, second].concat());
+}
