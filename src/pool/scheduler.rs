@@ -12,8 +12,7 @@
 //! (time limits, cancelling, the counts and log events of a worker's end)
 //! is in `control.rs`.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -137,50 +136,10 @@ struct EntryStats {
 }
 
 /// A map keyed by the scheduler's own ids and the entries' names, which
-/// no one outside chooses: hashed with [`FastHasher`], not SipHash (its
+/// no one outside chooses: hashed with rustc's FxHash, not SipHash (its
 /// protection against chosen keys is not needed, and it was a visible
 /// part of each task's cost).
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
-
-/// FxHash (rustc's): a rotate, a xor and a multiply per word.
-#[derive(Default, Clone, Copy)]
-struct FastHasher(u64);
-
-impl FastHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for FastHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        for &b in chunks.remainder() {
-            self.add(u64::from(b));
-        }
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-}
+type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// The pool's state: see the module docs.
 pub(super) struct Scheduler {

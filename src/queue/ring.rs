@@ -117,6 +117,7 @@ impl fmt::Display for Corrupt {
 }
 
 /// What [`Ring::push`] did.
+#[cfg(any(test, feature = "test-hooks"))] // the fuzz entry and the unit tests
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Push {
     /// The item is in the ring.
@@ -130,6 +131,7 @@ pub(crate) enum Push {
 }
 
 /// What [`Ring::pop`] did.
+#[cfg(any(test, feature = "test-hooks"))] // the fuzz entry and the unit tests
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Pop {
     /// The oldest item's payload is in the buffer and out of the ring.
@@ -326,6 +328,7 @@ impl<'a> Ring<'a> {
 
     /// Appends `item` as the newest record, if there is room
     /// ([`prepare`](Ring::prepare) then [`commit`](Ring::commit)).
+    #[cfg(any(test, feature = "test-hooks"))] // the fuzz entry and the unit tests
     pub(crate) fn push(&mut self, item: &[u8]) -> Result<Push, Corrupt> {
         Ok(match self.prepare(item)? {
             Prepared::Ready(p) => {
@@ -385,6 +388,7 @@ impl<'a> Ring<'a> {
 
     /// Takes the oldest record: its payload replaces `out`'s contents
     /// ([`peek`](Ring::peek) then [`take`](Ring::take)).
+    #[cfg(any(test, feature = "test-hooks"))] // the fuzz entry and the unit tests
     pub(crate) fn pop(&mut self, out: &mut Vec<u8>) -> Result<Pop, Corrupt> {
         Ok(match self.peek(out)? {
             Peeked::Item(t, ()) => {
@@ -398,6 +402,7 @@ impl<'a> Ring<'a> {
 
     /// Copies the oldest record's payload into `out` (replacing its
     /// contents) and leaves it in the ring: [`take`](Ring::take) takes it.
+    #[cfg(any(test, feature = "test-hooks"))] // the fuzz entry and the unit tests
     pub(crate) fn peek(&mut self, out: &mut Vec<u8>) -> Result<Peeked, Corrupt> {
         Ok(
             match self.peek_with(|bytes| {
