@@ -675,6 +675,20 @@ pub mod test_hooks {
         crate::pool::worker_connection()
     }
 
+    /// In a pool worker's task, as a hostile or broken worker would: sends
+    /// an answer for the running chunk whose first result is a
+    /// [`PassedHandle`](crate::PassedHandle) said to carry `claimed`
+    /// handles, with `handles` really sent along, or (non-empty `values`)
+    /// a handle block naming those values and nothing sent. The worker's
+    /// own answer for the chunk comes later and is ignored.
+    pub fn forge_pool_answer(
+        claimed: u32,
+        handles: Vec<OwnedRaw>,
+        values: &[u64],
+    ) -> crate::Result<()> {
+        crate::pool::forge_answer(claimed, handles, values)
+    }
+
     /// The fds beyond stdio (Unix) / pipe handles beyond the std handles
     /// (Windows) this process has open.
     pub fn open_ipc_handles() -> std::io::Result<Vec<u64>> {

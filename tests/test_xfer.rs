@@ -4,9 +4,7 @@
 
 use std::io::{Read, Write};
 
-#[cfg(unix)]
-use multiproc::Process;
-use multiproc::{Connection, PassedHandle, Pipe, Pool};
+use multiproc::{Connection, PassedHandle, Pipe, Pool, Process};
 
 multiproc::test_support!();
 
@@ -250,22 +248,158 @@ fn many_tasks_with_handles_leave_fd_counts_where_they_started() {
     assert_eq!(multiproc::test_hooks::open_handle_count().unwrap(), before);
 }
 
-/// A pool task that tries to return a handle.
-fn return_a_handle(_: ()) -> PassedHandle {
-    let (_r, w) = std::io::pipe().expect("pipe");
-    PassedHandle::new(w.into())
+/// A pool task: a connected pair of `Connection` ends, both returned.
+fn make_pair(_: ()) -> (Connection, Connection) {
+    Pipe::duplex().expect("pipe")
 }
 
-multiproc::entry!(return_a_handle);
+/// A pool task: a frozen block of `n` u64s, element `i` being `3 * i`.
+fn make_block(n: u64) -> multiproc::Frozen<u64> {
+    let data: Vec<u64> = (0..n).map(|i| 3 * i).collect();
+    multiproc::SharedMut::from_slice(&data)
+        .expect("block")
+        .freeze()
+        .expect("freeze")
+}
+
+/// A pool task: a new `Lock`.
+fn make_lock(_: ()) -> multiproc::Lock {
+    multiproc::Lock::new().expect("lock")
+}
+
+/// A pool task: whether `lock` can be taken now (released at once).
+fn try_lock(lock: multiproc::Lock) -> bool {
+    lock.try_acquire().expect("try").is_some()
+}
+
+/// A pool task: the reading end of a pipe into which `x` was written
+/// (8 bytes) and whose writing end is closed.
+fn pipe_holding(x: u64) -> PassedHandle {
+    let (r, mut w) = std::io::pipe().expect("pipe");
+    w.write_all(&x.to_le_bytes()).expect("write");
+    PassedHandle::new(r.into())
+}
+
+/// A pool task that forges its chunk's answer (see
+/// `test_hooks::forge_pool_answer`): on Windows a handle value that is
+/// open nowhere (the highest one a handle can have), on Unix one fd sent
+/// where the answer says two.
+fn forge_result_handles(_: ()) -> PassedHandle {
+    let (r, _w) = std::io::pipe().expect("pipe");
+    if cfg!(windows) {
+        multiproc::test_hooks::forge_pool_answer(1, Vec::new(), &[0xffff_fffc]).expect("forge");
+    } else {
+        multiproc::test_hooks::forge_pool_answer(2, vec![r.into()], &[]).expect("forge");
+    }
+    // What the worker itself answers afterwards is ignored.
+    let (r, _w) = std::io::pipe().expect("pipe");
+    PassedHandle::new(r.into())
+}
+
+multiproc::entry!(
+    make_pair,
+    make_block,
+    make_lock,
+    try_lock,
+    pipe_holding,
+    forge_result_handles
+);
 
 #[test]
-fn a_pool_task_result_with_a_handle_is_a_result_encode_error() {
+fn a_pool_task_result_carries_a_connection_pair_the_parent_then_uses() {
     let _serial = serial();
     let pool = Pool::new(1).unwrap();
-    let err = pool.submit(return_a_handle, ()).get().unwrap_err();
-    assert!(err.is_result_encode(), "{err}");
-    // The worker is fine: the next task runs.
-    assert!(pool.submit(open_count, ()).get().unwrap() > 0);
+    let (a, b) = pool.submit(make_pair, ()).get().unwrap();
+    a.send(&7u64).unwrap();
+    assert_eq!(b.recv::<u64>().unwrap(), 7);
+    b.send(&"back").unwrap();
+    assert_eq!(a.recv::<String>().unwrap(), "back");
+    // The worker kept no copy: once ours of `b` is gone, `a` sees the end.
+    drop(b);
+    assert!(a.recv::<u64>().unwrap_err().is_eof());
+}
+
+#[test]
+fn a_pool_task_result_carries_a_frozen_block_with_the_workers_bytes() {
+    let _serial = serial();
+    let pool = common::pool(2);
+    let blocks = pool.map(make_block, [1u64, 1000, 4096]).unwrap();
+    for (block, n) in blocks.iter().zip([1u64, 1000, 4096]) {
+        assert_eq!(block.len() as u64, n);
+        assert!(block.iter().enumerate().all(|(i, &v)| v == 3 * i as u64));
+    }
+}
+
+#[test]
+fn a_pool_task_result_carries_a_lock_that_is_the_same_lock() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let lock = pool.submit(make_lock, ()).get().unwrap();
+    let held = lock.acquire().unwrap();
+    // Passed on to a new process: held by us, so it can't take it.
+    let mut p = Process::spawn(try_lock, &lock).unwrap();
+    assert!(!p.join().unwrap());
+    drop(held);
+    let mut p = Process::spawn(try_lock, &lock).unwrap();
+    assert!(p.join().unwrap());
+}
+
+#[test]
+fn a_forged_handle_in_a_pool_result_is_a_clear_error_and_the_pool_goes_on() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let worker_before = pool.submit(open_count, ()).get().unwrap();
+    let before = multiproc::test_hooks::open_handle_count().unwrap();
+    let err = pool.submit(forge_result_handles, ()).get().unwrap_err();
+    assert!(err.is_decode(), "{err}");
+    let want = if cfg!(windows) {
+        "cannot take handle 0xfffffffc out of the sending process"
+    } else {
+        "names 2 handles for 1 of 1 tasks, and 1 came"
+    };
+    assert!(err.to_string().contains(want), "{err}");
+    assert!(
+        err.to_string().contains("its handles could not be taken"),
+        "{err}"
+    );
+    // The same worker goes on, and nothing was left open on either side.
+    let x = pool.submit(pipe_holding, 5).get().unwrap();
+    let mut r = std::io::PipeReader::from(x.into_inner());
+    let mut buf = [0u8; 8];
+    r.read_exact(&mut buf).unwrap();
+    assert_eq!(u64::from_le_bytes(buf), 5);
+    drop(r);
+    assert_eq!(pool.submit(open_count, ()).get().unwrap(), worker_before);
+    assert_eq!(multiproc::test_hooks::open_handle_count().unwrap(), before);
+}
+
+#[test]
+fn a_hundred_pool_results_with_handles_leave_handle_counts_where_they_started() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let worker_before = pool.submit(open_count, ()).get().unwrap();
+    let before = multiproc::test_hooks::open_handle_count().unwrap();
+    // Through `map` (chunks of many results) and `submit` (one each).
+    let mut got = Vec::new();
+    for (i, h) in pool
+        .map(pipe_holding, 0..50u64)
+        .unwrap()
+        .into_iter()
+        .enumerate()
+    {
+        got.push((i as u64, h));
+    }
+    for x in 50..100u64 {
+        got.push((x, pool.submit(pipe_holding, x).get().unwrap()));
+    }
+    for (x, h) in got {
+        let mut r = std::io::PipeReader::from(h.into_inner());
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).unwrap();
+        assert_eq!(all, x.to_le_bytes());
+    }
+    assert_eq!(pool.submit(open_count, ()).get().unwrap(), worker_before);
+    assert_eq!(multiproc::test_hooks::open_handle_count().unwrap(), before);
 }
 
 /// A pool task: writes its index (a byte) into each of the pipe ends.
@@ -306,8 +440,9 @@ fn three_hundred_handles_in_one_pool_task_all_arrive() {
 fn handle_values_in_a_message_on_a_plain_connection_are_refused() {
     let _serial = serial();
     // A frame flagged "handles follow" (bit 62) whose block names a value:
-    // a plain end takes values from no one (only a pool worker's end, from
-    // the parent that started it), so nothing is taken.
+    // a plain end takes values from no one (only the ends of a channel
+    // between a parent and a child it started, such as a pool worker's),
+    // so nothing is taken.
     let (a, b) = Pipe::duplex().unwrap();
     let mut body = Vec::new();
     body.extend_from_slice(&1u32.to_le_bytes());
@@ -318,7 +453,10 @@ fn handle_values_in_a_message_on_a_plain_connection_are_refused() {
     frame.extend_from_slice(&body);
     a.send_unframed(&frame).unwrap();
     let err = b.recv::<u8>().unwrap_err();
-    assert!(err.to_string().contains("takes them only from"), "{err}");
+    assert!(
+        err.to_string().contains("whose other process is not known"),
+        "{err}"
+    );
     // The frame was consumed whole: the end goes on.
     a.send(&9u8).unwrap();
     assert_eq!(b.recv::<u8>().unwrap(), 9);

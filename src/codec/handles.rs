@@ -7,8 +7,11 @@
 //! another process, the thread holds an outgoing transfer: the child being
 //! spawned ([`spawning`]: `DuplicateHandle` into it on Windows, a copy of
 //! the fd sent with the bootstrap data by `SCM_RIGHTS` on Unix), or a
-//! message or pool task ([`collecting`]: copies owned by this process until
-//! the message is sent with them, see `connection.rs`). A handle met there
+//! message, pool task or pool result ([`collecting`]: copies owned by this
+//! process until the message is sent with them, see `connection/mod.rs`;
+//! on Windows the frame then carries handle values, which only a channel
+//! between a parent and the child it started can take, the parent doing
+//! the `DuplicateHandle` both ways: `sys::Peer`, `sys/windows/rights.rs`). A handle met there
 //! (a [`PassedHandle`], a `Connection`, or any type that calls
 //! [`pass_handle`]) is added to it and written as a **token**, a `u64`
 //! under which the receiver finds its own copy. While the receiver decodes,
@@ -180,19 +183,26 @@ pub(crate) fn collecting<R>(build: impl FnOnce() -> R) -> (R, Carried) {
 ///
 /// Valid from a `Serialize` impl while a value is serialized for another
 /// process: a spawn's arguments, a pool task's arguments
-/// ([`Pool::submit`](crate::Pool::submit), `map`, `imap`, …), a message
-/// sent with [`Connection::send`](crate::Connection::send);
-/// [`PassedHandle`] and `Connection` do this. Anywhere else it fails with
-/// [`Error::is_not_spawning`]. The caller keeps its own handle either way.
+/// ([`Pool::submit`](crate::Pool::submit), `map`, `imap`, …) or result
+/// (in the worker), a message sent with
+/// [`Connection::send`](crate::Connection::send); [`PassedHandle`],
+/// `Connection`, the shared blocks and the synchronization primitives do
+/// this. Anywhere else it fails with [`Error::is_not_spawning`] (except
+/// in a pool task, outside any such serialization: there the copy it
+/// makes is closed before the task's result is serialized). The caller
+/// keeps its own handle either way.
 ///
 /// How it travels: at spawn, `DuplicateHandle` into the child (Windows) or
 /// a copy of the fd sent with the bootstrap data by `SCM_RIGHTS` (Unix).
-/// In a message or task, a copy is made now, owned by this process until
-/// the message is sent (or the task is done): on Unix it goes as
-/// `SCM_RIGHTS` on the connection's socket; on Windows it is duplicated
-/// into the receiving process, which must be one this process started (a
-/// pool worker) — a message with handles on any other `Connection` fails
-/// to send there (see [`Connection`](crate::Connection)).
+/// In a message, task or result, a copy is made now, owned by this process
+/// until the message is sent (or the task is done): on Unix it goes as
+/// `SCM_RIGHTS` on the connection's socket; on Windows the parent of the
+/// two processes duplicates it — into a pool worker for a task, out of it
+/// for a result — and a message with handles on a `Connection` whose
+/// other process is not known that way fails to send (see
+/// [`Connection`](crate::Connection)). A [`Process`](crate::Process)'s
+/// result can't carry handles: its `join` fails with
+/// [`Error::is_result_encode`].
 pub fn pass_handle(handle: sys::BorrowedRaw<'_>) -> Result<u64> {
     OUTGOING.with(|s| {
         let mut s = s.borrow_mut();
@@ -353,12 +363,13 @@ pub(crate) fn take_block(body: &[u8]) -> Option<(usize, Vec<u64>, usize)> {
 /// Serializing it calls [`pass_handle`], so it is only possible while such
 /// a value is serialized (elsewhere: [`Error::is_not_spawning`]); the
 /// receiver, deserializing it, gets its own copy, and this process keeps
-/// its own. A message or task with handles that is never received: its
-/// handles are closed with it on Unix (the socket closes the fds it holds
-/// when its last end closes); on Windows they stay open in the receiving
-/// process until it exits. On Windows a message over a `Connection` can
-/// carry handles only to a pool worker (see
-/// [`Connection`](crate::Connection)).
+/// its own. A pool task may return one (see [`Pool`](crate::Pool)). A
+/// message or task with handles that is never received: its handles are
+/// closed with it on Unix (the socket closes the fds it holds when its
+/// last end closes); on Windows they stay open in the receiving process
+/// (or, for a pool result, the worker) until it exits. On Windows a
+/// message over a `Connection` carries handles only between a process and
+/// a pool worker it started (see [`Connection`](crate::Connection)).
 #[derive(Debug)]
 pub struct PassedHandle(sys::OwnedRaw);
 

@@ -112,15 +112,17 @@ impl Rx {
 ///   frame does). A message that is never received: its fds are closed
 ///   when the last copy of the receiving end closes.
 /// - **Windows**: a handle can't be sent down a pipe; it has to be
-///   duplicated into the receiving process, and a `Connection` does not
-///   know which process holds its other end (the OS names the process
-///   that *opened* a named pipe, not the one that holds it now; the bytes
-///   of a message are never trusted to name one, which would let a sender
-///   take a third process's handles). So `send` of a value with handles
-///   fails with an error there, except on the channels a [`Pool`](crate::Pool)
-///   keeps to its workers (the pool started them and holds their process
-///   handles), which is how handles reach pool tasks. A handle duplicated
-///   into a worker that never reads it stays open until that worker exits.
+///   duplicated from one process into another by a process that holds a
+///   handle on the other, and a `Connection` does not know which process
+///   holds its other end (the OS names the process that *opened* a named
+///   pipe, not the one that holds it now; the bytes of a message are never
+///   trusted to name one, which would let a sender take a third process's
+///   handles). So `send` of a value with handles fails with an error
+///   there, except on the channels a [`Pool`](crate::Pool) keeps to its
+///   workers: the pool started them and holds their process handles, and
+///   duplicates handles into a worker for its tasks and out of it (closing
+///   the worker's copy) for their results. A handle duplicated into a
+///   worker that never reads it stays open until that worker exits.
 ///
 /// # Drop
 ///
@@ -135,13 +137,15 @@ pub struct Connection {
     read_ahead: bool,
     max_len: AtomicU64,
     rx: Mutex<Rx>,
-    tx: Mutex<()>,
+    /// The send lock; why sending can't go on, once it can't (a handle
+    /// record cut short: the stream is out of step).
+    tx: Mutex<Option<String>>,
     /// The process at the other end, when reads must also end once it
     /// exited (see [`watch_peer`](Connection::watch_peer)), and whether
     /// this end's reads were made non-blocking for that.
     peer: OnceLock<(ExitWatch, bool)>,
-    /// Windows: handle values in a message are taken (the peer is the
-    /// process that started this one; see `take_handles_from_parent`).
+    /// Windows: the peer is the process that started this one, which
+    /// duplicates handles both ways (see `take_handles_from_parent`).
     trust_peer: AtomicBool,
 }
 
@@ -176,7 +180,7 @@ impl Connection {
                 eof: false,
                 poisoned: None,
             }),
-            tx: Mutex::new(()),
+            tx: Mutex::new(None),
             peer: OnceLock::new(),
             trust_peer: AtomicBool::new(false),
         }
@@ -203,12 +207,25 @@ impl Connection {
         }
     }
 
-    /// Takes the handles that messages on this end carry even on Windows,
-    /// where they arrive as values duplicated into this process by the
-    /// sender: only for an end whose peer is the process that started this
-    /// one (a pool worker's channel), which can do that anyway.
+    /// Makes this end carry handles both ways on Windows too, with the
+    /// process that started this one as the peer (`sys::Peer::Parent`: it
+    /// duplicates them into and out of this process): only for an end
+    /// whose other end that process created for this one at its spawn and
+    /// keeps (a pool worker's channel). The parent's end is the one given
+    /// [`watch_peer`](Self::watch_peer).
     pub(crate) fn take_handles_from_parent(&self) {
         self.trust_peer.store(true, Ordering::Relaxed);
+    }
+
+    /// The process at the other end, for handle passing (see `sys::Peer`).
+    fn handle_peer(&self) -> sys::Peer<'_> {
+        if self.trust_peer.load(Ordering::Relaxed) {
+            return sys::Peer::Parent;
+        }
+        match self.peer.get().and_then(|(p, _)| p.handle()) {
+            Some(h) => sys::Peer::Child(h),
+            None => sys::Peer::Unknown,
+        }
     }
 
     /// Blocks until there is data, then appends at most `max` bytes of it
@@ -291,22 +308,32 @@ impl Connection {
 
     /// Sends `payload` as one message with `handles` (their tokens, in
     /// `payload`, are their indexes here): the handles first (Unix: on the
-    /// bulk lane; Windows: duplicated into the peer the pool set with
-    /// `watch_peer`, an error without one), then a frame flagged as
-    /// carrying them whose body is their block and `payload`, all under
-    /// the send lock.
+    /// bulk lane; Windows: as `sys::Peer` says, an error with no known
+    /// peer), then a frame flagged as carrying them whose body is their
+    /// block and `payload`, all under the send lock.
+    ///
+    /// If the handles went out only in part (Unix: a later batch refused),
+    /// the receiver would read the rest of the stream out of step: the end
+    /// is poisoned for sending, and this and every later send fail with
+    /// [`Error::is_poisoned`].
     pub(crate) fn send_with_handles(&self, payload: &[u8], parts: &[&Carried]) -> Result<()> {
         if !self.writable {
             return Err(Error::new(Kind::WrongDirection("send on a read-only end")));
         }
         let handles = Carried::borrow_all(parts);
-        let _guard = lock(&self.tx);
-        // Windows: the worker's process handle, to duplicate into.
-        let peer = self.peer.get().and_then(|(p, _)| p.handle());
-        let values = self
-            .chan
-            .send_handles(&handles, peer)
-            .map_err(|e| Error::io("cannot send the handles of a message", e))?;
+        let mut guard = self.tx_guard()?;
+        let values = match self.chan.send_handles(&handles, self.handle_peer()) {
+            Ok(values) => values,
+            Err(e) if self.chan.handles_out_of_step() => {
+                let why = format!(
+                    "the handles of a message were sent only in part ({e}); the stream can't be \
+                     resynchronized"
+                );
+                *guard = Some(why.clone());
+                return Err(Error::new(Kind::Poisoned(why)));
+            }
+            Err(e) => return Err(Error::io("cannot send the handles of a message", e)),
+        };
         let mut body = Vec::with_capacity(8 + 8 * values.len() + payload.len());
         handles::put_block(&mut body, handles.len(), &values);
         body.extend_from_slice(payload);
@@ -321,11 +348,20 @@ impl Connection {
         }
     }
 
+    /// The send lock, unless sending was poisoned.
+    fn tx_guard(&self) -> Result<MutexGuard<'_, Option<String>>> {
+        let guard = lock(&self.tx);
+        match &*guard {
+            Some(why) => Err(Error::new(Kind::Poisoned(why.clone()))),
+            None => Ok(guard),
+        }
+    }
+
     fn write_frame(&self, a: &[u8], b: &[u8]) -> Result<()> {
         if !self.writable {
             return Err(Error::new(Kind::WrongDirection("send on a read-only end")));
         }
-        let _guard = lock(&self.tx);
+        let _guard = self.tx_guard()?;
         write_all(a, |p| self.chan.write(p))?;
         write_all(b, |p| self.chan.write(p))
     }
@@ -336,7 +372,7 @@ impl Connection {
         if !self.writable {
             return Err(Error::new(Kind::WrongDirection("send on a read-only end")));
         }
-        let _guard = lock(&self.tx);
+        let _guard = self.tx_guard()?;
         let header = (body.len() as u64 | BULK_FLAG).to_le_bytes();
         write_all(&header, |p| self.chan.write(p))?;
         write_all(body, |p| self.chan.write_bulk(p))
@@ -395,10 +431,9 @@ impl Connection {
         let Some((count, values, at)) = handles::take_block(&body) else {
             return Err(self.poison(&mut rx, "a message's handle block is malformed".into()));
         };
-        let trusted = self.trust_peer.load(Ordering::Relaxed);
         let handles = self
             .chan
-            .adopt_handles(came, count, &values, trusted)
+            .adopt_handles(came, count, &values, self.handle_peer())
             .map(Carried::from_received)
             .map_err(|e| Error::io("cannot take the handles of a message", e));
         body.drain(..at);

@@ -27,10 +27,11 @@
 //! catch up (at most [`Pool::WINDOW`] tasks of one `imap` are pulled and not
 //! yet yielded), so a million-task iterator runs in bounded memory.
 //!
-//! # Handles in task arguments
+//! # Handles in task arguments and results
 //!
 //! A task's arguments may carry OS handles — a [`Connection`] end, a
-//! [`PassedHandle`](crate::PassedHandle) of a pipe or file, or any type
+//! [`PassedHandle`](crate::PassedHandle) of a pipe or file, a
+//! [`Frozen`](crate::Frozen) block, a [`Lock`](crate::Lock), or any type
 //! whose `Serialize` impl calls [`pass_handle`](crate::pass_handle) — with
 //! [`submit`](Pool::submit), [`map`](Pool::map), [`imap`](Pool::imap) and
 //! the rest alike. When the task is queued, the pool makes its own copy of
@@ -41,8 +42,28 @@
 //! worker if the first dies before starting it). The task gets its own
 //! copies; those its arguments leave are closed before it runs. Tasks
 //! without handles pay nothing for this. A chunk of tasks carries at most
-//! 4096 handles (chunks are cut shorter to keep to that). A task *result*
-//! can't carry handles: it fails with [`Error::is_result_encode`].
+//! 4096 handles (chunks are cut shorter to keep to that). If a chunk's
+//! handles can't be sent (the OS's limit on fds in flight, Windows out of
+//! handles), its tasks fail with [`Error::is_encode`] and are not sent
+//! again; the worker goes on (it is killed only if the handles went out
+//! in part, leaving its stream out of step).
+//!
+//! A task's *result* may carry handles the same way. The worker makes a
+//! copy of each as it serializes the result, and closes its own with the
+//! value; the copies go back with the chunk's answer (Unix: `SCM_RIGHTS`
+//! on the worker's channel; Windows: the worker leaves its copy open and
+//! the parent takes it out of the worker with `DuplicateHandle(..,
+//! DUPLICATE_CLOSE_SOURCE)`, so each handle has exactly one owner at every
+//! moment, and a worker that dies takes its copies with it). The parent
+//! owns them from the moment the answer is read; each result's are checked
+//! as it is decoded (kind, size: as for any handle received), those it
+//! leaves are closed then, and those of results never taken are closed
+//! with them. The results of one chunk carry at most 4096 handles: a
+//! result past that fails with [`Error::is_result_encode`], as does one
+//! whose handles the worker could not send. Handles that came wrong (a
+//! worker that sent another number than it said, or on Windows a value
+//! that is not a handle in it) fail the results that have some with
+//! [`Error::is_decode`].
 
 mod imap;
 mod launcher;
@@ -73,7 +94,7 @@ pub use launcher::Launcher;
 pub use protocol::run_batch;
 use protocol::InitArgs;
 #[cfg(feature = "test-hooks")]
-pub(crate) use protocol::{decode_messages, worker_connection};
+pub(crate) use protocol::{decode_messages, forge_answer, worker_connection};
 pub use results::AsyncResult;
 use scheduler::{Limits, Scheduler};
 pub use task::{PoolStats, Task};

@@ -8,13 +8,18 @@
 //! ([`put_frame`]/[`take_frame`]), back to back; the worker runs them with
 //! the entry's [`run_batch`] and answers with the results the same way,
 //! plus the failed tasks by index ([`TaskFails`]).
+//!
+//! Handles go both ways with the frames: a chunk's with its `Work` frame,
+//! a chunk's results' with its `Done` message, each with how many handles
+//! each task has (`handles`), so that a task's tokens index its own only.
 
+use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::handles::{self, Carried};
+use crate::codec::handles::{self, Carried, MAX_HANDLES};
 use crate::connection::Connection;
 use crate::encode::{self, EncodeError};
 use crate::spawn::{self, catch_task};
@@ -52,9 +57,46 @@ pub(super) fn take_frame(buf: &[u8]) -> Option<(&[u8], &[u8])> {
     None
 }
 
+thread_local! {
+    /// In a pool worker, while it runs a chunk: the handles its results
+    /// carry so far (see [`run_batch`]).
+    static RESULT_HANDLES: RefCell<Option<HandlesBuilder>> = const { RefCell::new(None) };
+}
+
+/// Task `index`'s result carries `carried`: kept for the chunk's `Done`
+/// message. Why not, when the results can't carry handles here (not in a
+/// pool worker's chunk) or the chunk's would be too many.
+fn keep_result_handles(index: u32, carried: Carried) -> std::result::Result<(), String> {
+    RESULT_HANDLES.with(|r| {
+        let mut r = r.borrow_mut();
+        let Some(builder) = r.as_mut() else {
+            return Err("a result can carry handles only from a pool worker's task".into());
+        };
+        if builder.len() + carried.len() > MAX_HANDLES {
+            return Err(format!(
+                "the results of one chunk can carry at most {MAX_HANDLES} handles in all"
+            ));
+        }
+        builder.add(index, carried);
+        Ok(())
+    })
+}
+
+/// Runs `f` (which runs a chunk of tasks) collecting the handles their
+/// results carry; returns what it returned and those handles.
+fn collecting_results<R>(f: impl FnOnce() -> (R, u32)) -> (R, TaskHandles) {
+    let outer = RESULT_HANDLES.with(|r| r.borrow_mut().replace(HandlesBuilder::default()));
+    let (out, n) = f();
+    let mut mine = RESULT_HANDLES.with(|r| std::mem::replace(&mut *r.borrow_mut(), outer));
+    let handles = mine.as_mut().map(|b| b.finish(n)).unwrap_or_default();
+    (out, handles)
+}
+
 /// The child half of a pool chunk: for every length-prefixed argument in
 /// `input`, decode, call, and append the length-prefixed result to `out`;
 /// a task that fails appends nothing and is listed in `fails` instead.
+/// Handles in a result (see [`pass_handle`](crate::pass_handle)) are kept
+/// for the chunk's answer, in a pool worker; elsewhere the task fails.
 #[doc(hidden)]
 pub fn run_batch<F, A, R>(f: F, input: &[u8], out: &mut Vec<u8>, fails: &mut TaskFails) -> u32
 where
@@ -65,6 +107,9 @@ where
     let mut rest = input;
     let mut i = 0u32;
     let mut scratch = Vec::new();
+    // One transfer for the chunk's results: a result without handles
+    // costs a thread-local load (see `TaskTransfer`).
+    let mut transfer = handles::TaskTransfer::open();
     while !rest.is_empty() {
         let Some((arg, next)) = take_frame(rest) else {
             fails.push((i, TaskFail::BadArgs("a truncated batch".into())));
@@ -82,9 +127,21 @@ where
                 Err(report) => fails.push((i, TaskFail::Panic(report))),
                 Ok(v) => {
                     scratch.clear();
-                    match crate::encode::append(&v, &mut scratch) {
-                        Ok(_) => put_frame(out, &scratch),
-                        Err(e) => fails.push((i, TaskFail::BadResult(e.to_string()))),
+                    // Handles passed while the task ran, outside any
+                    // serialization of its own, are not its result's:
+                    // closed here.
+                    drop(transfer.take());
+                    let encoded = crate::encode::append(&v, &mut scratch);
+                    let carried = transfer.take();
+                    drop(v);
+                    let kept = match encoded {
+                        Err(e) => Err(e.to_string()),
+                        Ok(()) if carried.is_empty() => Ok(()),
+                        Ok(()) => keep_result_handles(i, carried),
+                    };
+                    match kept {
+                        Ok(()) => put_frame(out, &scratch),
+                        Err(why) => fails.push((i, TaskFail::BadResult(why))),
                     }
                 }
             },
@@ -198,12 +255,15 @@ pub(super) enum FromWorker {
     Started(u64),
     InitFailed(String),
     /// Chunk `id` is done: the results of the tasks that succeeded, each
-    /// length-prefixed, in order; the ones that failed, by index.
+    /// length-prefixed, in order; the ones that failed, by index; how many
+    /// handles each task's result carries, in task order (empty: none),
+    /// which came with this message.
     Done {
         id: u64,
         #[serde(with = "serde_bytes")]
         values: Vec<u8>,
         fails: Vec<(u32, TaskFail)>,
+        handles: Vec<u32>,
     },
     /// After its last `Done`: the worker's resident memory is `rss`
     /// bytes, over `max_memory_per_child`; it exits without starting
@@ -311,6 +371,48 @@ pub(crate) fn worker_connection() -> Option<&'static Connection> {
     WORKER_CONN.get().map(|c| &**c)
 }
 
+/// In a pool worker: the chunk it is running (for [`forge_answer`]).
+#[cfg(feature = "test-hooks")]
+static CURRENT_CHUNK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// In a pool worker's task, as a hostile or broken worker would: sends an
+/// answer for the chunk being run whose first task's result is a
+/// [`PassedHandle`](crate::PassedHandle) (token 0) and which says that
+/// result carries `claimed` handles. With `values`, the frame's handle
+/// block names those values and nothing else is sent (Windows: values the
+/// parent is to take out of this process); without, `handles` really go
+/// with it. The worker's own answer for the chunk, later, is ignored (the
+/// chunk is done by then).
+#[cfg(feature = "test-hooks")]
+pub(crate) fn forge_answer(
+    claimed: u32,
+    handles: Vec<crate::sys::OwnedRaw>,
+    values: &[u64],
+) -> crate::Result<()> {
+    let conn = WORKER_CONN.get().ok_or_else(|| {
+        crate::Error::io("not a pool worker", std::io::Error::other("no channel"))
+    })?;
+    let mut result = Vec::new();
+    put_frame(&mut result, &[0]); // postcard's 0u64: token 0
+    let done = FromWorker::Done {
+        id: CURRENT_CHUNK.load(std::sync::atomic::Ordering::Relaxed),
+        values: result,
+        fails: Vec::new(),
+        handles: vec![claimed],
+    };
+    let bytes = postcard::to_allocvec(&done).expect("encodes");
+    if values.is_empty() {
+        let carried = Carried::from_received(handles);
+        return conn.send_with_handles(&bytes, &[&carried]);
+    }
+    let mut body = Vec::new();
+    handles::put_block(&mut body, values.len(), values);
+    body.extend_from_slice(&bytes);
+    let mut frame = (body.len() as u64 | 1 << 62).to_le_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    conn.send_unframed(&frame)
+}
+
 /// The loop a pool worker runs.
 pub(super) fn pool_worker_main((conn, cfg): (Connection, WorkerConfig)) {
     let conn = Arc::new(conn);
@@ -358,31 +460,32 @@ pub(super) fn pool_worker_main((conn, cfg): (Connection, WorkerConfig)) {
         };
         let defs: Vec<_> = entries.iter().map(|n| spawn::find_entry(n)).collect();
         for c in chunks {
+            #[cfg(feature = "test-hooks")]
+            CURRENT_CHUNK.store(c.id, std::sync::atomic::Ordering::Relaxed);
             let mut values = Vec::new();
             let mut fails = Vec::new();
-            match defs.get(c.entry as usize).copied().flatten() {
-                Some(def) if c.handles.is_empty() => {
-                    (def.run_batch)(&c.tasks, &mut values, &mut fails);
-                }
-                Some(def) => {
-                    let n: usize = c.handles.iter().map(|&k| k as usize).sum();
-                    let mine = carried.take_front(n);
-                    handles::receiving_batch(mine, c.handles, || {
+            let ((), out) = collecting_results(|| {
+                let n = match defs.get(c.entry as usize).copied().flatten() {
+                    Some(def) if c.handles.is_empty() => {
                         (def.run_batch)(&c.tasks, &mut values, &mut fails)
-                    });
-                }
-                None => {
-                    let name = entries.get(c.entry as usize).map_or("", String::as_str);
-                    let why = format!("unknown entry `{name}` in the worker");
-                    fails.push((0, TaskFail::BadArgs(why)));
-                }
-            }
-            let done = FromWorker::Done {
-                id: c.id,
-                values,
-                fails,
-            };
-            if conn.send(&done).is_err() {
+                    }
+                    Some(def) => {
+                        let n: usize = c.handles.iter().map(|&k| k as usize).sum();
+                        let mine = carried.take_front(n);
+                        handles::receiving_batch(mine, c.handles, || {
+                            (def.run_batch)(&c.tasks, &mut values, &mut fails)
+                        })
+                    }
+                    None => {
+                        let name = entries.get(c.entry as usize).map_or("", String::as_str);
+                        let why = format!("unknown entry `{name}` in the worker");
+                        fails.push((0, TaskFail::BadArgs(why)));
+                        1
+                    }
+                };
+                ((), n)
+            });
+            if !send_done(&conn, c.id, values, fails, out) {
                 return;
             }
             if let Some(max) = cfg.max_memory {
@@ -397,6 +500,92 @@ pub(super) fn pool_worker_main((conn, cfg): (Connection, WorkerConfig)) {
             }
         }
     }
+}
+
+/// Sends chunk `id`'s answer with the handles its results carry; whether
+/// the channel can still be used. When the handles can't be sent (and the
+/// stream is not poisoned by it), the tasks whose results carry them fail
+/// instead, and the others' results go.
+fn send_done(
+    conn: &Connection,
+    id: u64,
+    values: Vec<u8>,
+    fails: TaskFails,
+    out: TaskHandles,
+) -> bool {
+    let Some(carried) = out.carried.as_deref() else {
+        let done = FromWorker::Done {
+            id,
+            values,
+            fails,
+            handles: Vec::new(),
+        };
+        return conn.send(&done).is_ok();
+    };
+    let done = FromWorker::Done {
+        id,
+        values,
+        fails,
+        handles: out.counts,
+    };
+    let sent = encode::to_vec(&done)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            conn.send_with_handles(&bytes, &[carried])
+                .map_err(|e| e.to_string())
+        });
+    let why = match sent {
+        Ok(()) => return true,
+        Err(why) => why,
+    };
+    let FromWorker::Done {
+        values,
+        fails,
+        handles,
+        ..
+    } = done
+    else {
+        unreachable!("built above")
+    };
+    let (values, fails) = drop_results_with_handles(values, fails, &handles, &why);
+    let done = FromWorker::Done {
+        id,
+        values,
+        fails,
+        handles: Vec::new(),
+    };
+    conn.send(&done).is_ok()
+}
+
+/// A chunk's results without those of the tasks whose results carry
+/// handles (`counts`): those tasks fail with `why` instead. Fails stay in
+/// task order.
+fn drop_results_with_handles(
+    values: Vec<u8>,
+    fails: TaskFails,
+    counts: &[u32],
+    why: &str,
+) -> (Vec<u8>, TaskFails) {
+    let failed: std::collections::HashSet<u32> = fails.iter().map(|(i, _)| *i).collect();
+    let mut kept = Vec::new();
+    let mut fails = fails;
+    let mut rest = &values[..];
+    let mut i = 0u32;
+    while let Some((item, next)) = take_frame(rest) {
+        while failed.contains(&i) {
+            i += 1;
+        }
+        rest = next;
+        if counts.get(i as usize).is_some_and(|&k| k > 0) {
+            let msg = format!("its result's handles could not be sent to the parent: {why}");
+            fails.push((i, TaskFail::BadResult(msg)));
+        } else {
+            put_frame(&mut kept, item);
+        }
+        i += 1;
+    }
+    fails.sort_by_key(|(i, _)| *i);
+    (kept, fails)
 }
 
 #[allow(unsafe_code)] // linkme registers the entry through a link section
@@ -420,5 +609,39 @@ mod tests {
         assert_eq!((a, b, c.len(), rest.len()), (&b""[..], &b"a"[..], 300, 0));
         assert_eq!(take_frame(&[0x05, 1, 2]), None); // claims 5, has 2
         assert_eq!(take_frame(&[0xff; 11]), None); // no end to the length
+    }
+
+    #[test]
+    fn results_whose_handles_could_not_be_sent_become_failures_in_task_order() {
+        // Tasks 0..5: 1 failed already; 2 and 4 carry handles.
+        let mut values = Vec::new();
+        for item in [&b"a"[..], b"c", b"d", b"e"] {
+            put_frame(&mut values, item);
+        }
+        let fails = vec![(1, TaskFail::BadArgs("x".into()))];
+        let (kept, fails) = drop_results_with_handles(values, fails, &[0, 0, 1, 0, 2], "full");
+        let (a, rest) = take_frame(&kept).unwrap();
+        let (d, rest) = take_frame(rest).unwrap();
+        assert_eq!((a, d, rest.len()), (&b"a"[..], &b"d"[..], 0));
+        let idx: Vec<u32> = fails.iter().map(|(i, _)| *i).collect();
+        assert_eq!(idx, [1, 2, 4]);
+        assert!(matches!(&fails[1].1, TaskFail::BadResult(m) if m.contains("full")));
+    }
+
+    #[test]
+    fn a_result_with_handles_outside_a_pool_worker_is_a_bad_result() {
+        fn give(_: ()) -> crate::PassedHandle {
+            let (r, _w) = std::io::pipe().unwrap();
+            crate::PassedHandle::new(r.into())
+        }
+        let mut input = Vec::new();
+        put_frame(&mut input, &[]);
+        let (mut out, mut fails) = (Vec::new(), Vec::new());
+        assert_eq!(run_batch(give, &input, &mut out, &mut fails), 1);
+        assert!(out.is_empty());
+        assert!(
+            matches!(&fails[..], [(0, TaskFail::BadResult(m))] if m.contains("only from a pool worker")),
+            "{fails:?}"
+        );
     }
 }

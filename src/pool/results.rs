@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use super::protocol::take_frame;
 use super::workers::{lock, Shared};
+use crate::codec::handles::{self, Carried};
 use crate::deadline;
 use crate::encode::EncodeError;
 use crate::error::{Error, Kind, Result};
@@ -111,6 +112,63 @@ pub(super) struct ChunkResults {
     pub(super) fails: VecDeque<(u32, Failure)>,
     /// Every task of the chunk failed this way.
     pub(super) all: Option<Failure>,
+    /// The handles that came with the results.
+    pub(super) handles: ResultHandles,
+}
+
+/// The handles that came with a chunk's results, taken by its tasks'
+/// results one task at a time (each result's tokens index its own only);
+/// those not taken are closed as each result is decoded, the rest when
+/// the chunk's results are dropped.
+#[derive(Debug, Default)]
+pub(super) struct ResultHandles {
+    carried: Carried,
+    /// How many each task's result has, in task order (empty: none).
+    counts: Vec<u32>,
+    /// Why they could not be taken: the results that have some fail.
+    error: Option<String>,
+}
+
+impl ResultHandles {
+    /// What came for a chunk of `n` tasks whose answer says `counts`:
+    /// `carried`, or why they could not be taken. Checked: a count for
+    /// each task at most, and as many handles as the counts add up to.
+    pub(super) fn new(n: u32, counts: Vec<u32>, carried: Result<Carried>) -> Self {
+        let total: u64 = counts.iter().map(|&k| u64::from(k)).sum();
+        let error = match &carried {
+            Err(e) => Some(e.to_string()),
+            Ok(c) if counts.len() > n as usize || total != c.len() as u64 => Some(format!(
+                "the worker's answer names {total} handles for {} of {n} tasks, and {} came",
+                counts.len(),
+                c.len()
+            )),
+            Ok(_) => None,
+        };
+        match (error, carried) {
+            (None, Ok(carried)) => ResultHandles {
+                carried,
+                counts,
+                error: None,
+            },
+            (error, _) => ResultHandles {
+                carried: Carried::default(),
+                counts,
+                error,
+            },
+        }
+    }
+
+    /// The handles of task `i`'s result (tasks are taken in order).
+    fn take(&mut self, i: u32) -> std::result::Result<Carried, String> {
+        let n = self.counts.get(i as usize).map_or(0, |&k| k as usize);
+        if n == 0 {
+            return Ok(Carried::default());
+        }
+        match &self.error {
+            Some(why) => Err(why.clone()),
+            None => Ok(self.carried.take_front(n)),
+        }
+    }
 }
 
 impl ChunkResults {
@@ -123,6 +181,7 @@ impl ChunkResults {
             pos: 0,
             fails: VecDeque::new(),
             all: Some(why),
+            handles: ResultHandles::default(),
         }
     }
 
@@ -139,6 +198,7 @@ impl ChunkResults {
         if let Some(why) = &self.all {
             return Some(Err(why.clone().into_error()));
         }
+        let mine = self.handles.take(i);
         if self.fails.front().is_some_and(|(j, _)| *j == i) {
             let (_, why) = self.fails.pop_front()?;
             return Some(Err(why.into_error()));
@@ -150,7 +210,15 @@ impl ChunkResults {
             })));
         };
         self.pos = self.values.len() - rest.len();
-        Some(decode(item))
+        Some(match mine {
+            Ok(mine) if mine.is_empty() => decode(item),
+            Ok(mine) => handles::receiving_message(mine, || decode(item)),
+            Err(why) => Err(Error::new(Kind::Decode {
+                what: "a task's result",
+                source: postcard::Error::SerdeDeCustom,
+                why: Some(format!("its handles could not be taken: {why}")),
+            })),
+        })
     }
 }
 

@@ -18,7 +18,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use super::protocol::{FromWorker, TaskFail, TaskHandles, ToWorker, ToWorkerRef, WireChunkRef};
-use super::results::{Broken, ChunkResults, Failure, Slot};
+use super::results::{Broken, ChunkResults, Failure, ResultHandles, Slot};
 use super::{FRAME_TARGET, MAX_FAILED_STARTS, MAX_FRAME_CHUNKS};
 use crate::codec::handles::{Carried, MAX_HANDLES};
 use crate::error::Result;
@@ -44,10 +44,18 @@ pub(super) trait Workers {
     fn spawn(&mut self, id: WorkerId) -> Result<u32>;
     /// Writes `frame` to worker `id`, after the frames written before.
     fn send(&mut self, id: WorkerId, frame: Vec<u8>);
-    /// Writes `frame` with the handles its tasks carry (the chunks'
-    /// handles, in chunk order), which stay open here until sent.
-    fn send_with(&mut self, id: WorkerId, frame: Vec<u8>, handles: Vec<Arc<Carried>>) {
-        drop(handles);
+    /// Writes `frame`, whose chunks are `chunks`, with the handles their
+    /// tasks carry (the chunks' handles, in chunk order), which stay open
+    /// here until sent. If they can't be sent, that is reported through
+    /// [`Scheduler::on_send_failed`].
+    fn send_with(
+        &mut self,
+        id: WorkerId,
+        frame: Vec<u8>,
+        chunks: Vec<u64>,
+        handles: Vec<Arc<Carried>>,
+    ) {
+        drop((chunks, handles));
         self.send(id, frame)
     }
     /// Nothing more will be written to worker `id`.
@@ -494,7 +502,7 @@ impl Scheduler {
             if w.open && carried.is_empty() {
                 io.send(w.id, frame);
             } else if w.open {
-                io.send_with(w.id, frame, carried);
+                io.send_with(w.id, frame, wire.iter().map(|c| c.id).collect(), carried);
             }
             self.next_worker = k + 1;
             if armed {
@@ -511,8 +519,21 @@ impl Scheduler {
         }
     }
 
-    /// Worker `wid` sent `msg`.
+    /// Worker `wid` sent `msg`, without handles.
+    #[cfg(test)]
     pub(super) fn on_message(&mut self, io: &mut impl Workers, wid: WorkerId, msg: FromWorker) {
+        self.on_message_with(io, wid, msg, Ok(Carried::default()));
+    }
+
+    /// Worker `wid` sent `msg`, and with it `carried` (or they could not
+    /// be taken: why).
+    pub(super) fn on_message_with(
+        &mut self,
+        io: &mut impl Workers,
+        wid: WorkerId,
+        msg: FromWorker,
+        carried: Result<Carried>,
+    ) {
         let Some(k) = self.workers.iter().position(|w| w.id == wid) else {
             return;
         };
@@ -549,7 +570,12 @@ impl Scheduler {
                     io.close(w.id);
                 }
             }
-            FromWorker::Done { id, values, fails } => {
+            FromWorker::Done {
+                id,
+                values,
+                fails,
+                handles,
+            } => {
                 let now = io.now();
                 let w = &mut self.workers[k];
                 if w.inflight.front().map(|&(c, _)| c) == Some(id) {
@@ -595,10 +621,39 @@ impl Scheduler {
                         pos: 0,
                         fails,
                         all: None,
+                        handles: ResultHandles::new(c.n, handles, carried),
                     };
                     self.deliver(c, results);
                 }
             }
+        }
+        self.dispatch(io);
+    }
+
+    /// The frame holding `chunks` could not be written to worker `wid`
+    /// with its handles (`why`): it never reached the worker, so its
+    /// chunks fail now — sent again they would most likely fail again
+    /// (the OS's limit on fds in flight, Windows out of handles) — and are
+    /// no longer in flight there. The worker goes on unless its stream was
+    /// left out of step (then the pool's writer kills it, and its end is
+    /// reported as usual).
+    pub(super) fn on_send_failed(
+        &mut self,
+        io: &mut impl Workers,
+        wid: WorkerId,
+        chunks: Vec<u64>,
+        why: crate::error::Error,
+    ) {
+        if let Some(w) = self.workers.iter_mut().find(|w| w.id == wid) {
+            w.inflight.retain(|(c, _)| !chunks.contains(c));
+        }
+        let why = Arc::new(why);
+        for cid in chunks {
+            let Some(entry) = self.chunks.get(&cid).map(|c| c.entry) else {
+                continue;
+            };
+            let source = crate::encode::EncodeError::Handle(Arc::clone(&why));
+            self.fail_chunk(cid, Failure::Encode { entry, source });
         }
         self.dispatch(io);
     }

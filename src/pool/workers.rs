@@ -43,13 +43,17 @@ const EXIT_GRACE: Duration = Duration::from_secs(5);
 /// end (stuck in the kernel), which the reaper then collects later.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
-/// The reader thread's loop: hands each message from a worker to
+/// The reader thread's loop: hands each message from a worker, with the
+/// handles that came with it (or why they could not be taken), to
 /// `on_message` until the stream ends. `None` when it ended (the worker
 /// exited, or closed its channel); `Some(why)` when the worker sent
 /// something that is not a pool message.
-fn read_worker(conn: &Connection, mut on_message: impl FnMut(FromWorker)) -> Option<String> {
+fn read_worker(
+    conn: &Connection,
+    mut on_message: impl FnMut(FromWorker, Result<Carried>),
+) -> Option<String> {
     loop {
-        let frame = match conn.recv_bytes() {
+        let (frame, carried) = match conn.recv_frame() {
             Ok(frame) => frame,
             // The end of the stream, whole or cut off in the middle of a
             // message (a worker killed while it wrote).
@@ -60,7 +64,7 @@ fn read_worker(conn: &Connection, mut on_message: impl FnMut(FromWorker)) -> Opt
             Err(e) => return Some(format!("its messages can't be read: {e}")),
         };
         match postcard::from_bytes::<FromWorker>(&frame) {
-            Ok(msg) => on_message(msg),
+            Ok(msg) => on_message(msg, carried),
             Err(e) => {
                 return Some(format!(
                     "it sent a message of {} bytes that is not a pool message: {e}",
@@ -173,8 +177,9 @@ struct Handles {
     timer: Option<JoinHandle<()>>,
 }
 
-/// A frame for a worker's writer thread, and the handles that go with it.
-type OutFrame = (Vec<u8>, Vec<Arc<Carried>>);
+/// A frame for a worker's writer thread, its chunks (when it carries
+/// handles) and the handles that go with it.
+type OutFrame = (Vec<u8>, Vec<u64>, Vec<Arc<Carried>>);
 
 struct Handle {
     id: WorkerId,
@@ -202,12 +207,18 @@ impl Workers for Os<'_> {
     }
 
     fn send(&mut self, id: WorkerId, frame: Vec<u8>) {
-        self.send_with(id, frame, Vec::new());
+        self.send_with(id, frame, Vec::new(), Vec::new());
     }
 
-    fn send_with(&mut self, id: WorkerId, frame: Vec<u8>, handles: Vec<Arc<Carried>>) {
+    fn send_with(
+        &mut self,
+        id: WorkerId,
+        frame: Vec<u8>,
+        chunks: Vec<u64>,
+        handles: Vec<Arc<Carried>>,
+    ) {
         if let Some(tx) = self.handles.get(id).and_then(|h| h.tx.as_ref()) {
-            let _ = tx.send((frame, handles));
+            let _ = tx.send((frame, chunks, handles));
         }
     }
 
@@ -337,10 +348,22 @@ impl Shared {
         st.sched.set_waker(job, waker)
     }
 
-    /// The reader of worker `id` got `msg`.
-    fn on_message(self: &Arc<Self>, id: WorkerId, msg: FromWorker) {
+    /// The reader of worker `id` got `msg`, with `carried`.
+    fn on_message(self: &Arc<Self>, id: WorkerId, msg: FromWorker, carried: Result<Carried>) {
         let mut st = lock(&self.state);
-        self.with(&mut st, |sched, os| sched.on_message(os, id, msg));
+        self.with(&mut st, |sched, os| {
+            sched.on_message_with(os, id, msg, carried)
+        });
+        self.unlock_and_wake(st);
+    }
+
+    /// The writer of worker `id` could not send the handles of the frame
+    /// holding `chunks` (their chunks fail: results for waiters).
+    fn on_send_failed(self: &Arc<Self>, id: WorkerId, chunks: Vec<u64>, why: Error) {
+        let mut st = lock(&self.state);
+        self.with(&mut st, |sched, os| {
+            sched.on_send_failed(os, id, chunks, why)
+        });
         self.unlock_and_wake(st);
     }
 
@@ -439,27 +462,41 @@ impl Shared {
         let (tx, rx) = mpsc::channel::<OutFrame>();
         let writer_conn = Arc::clone(&conn);
         let writer_popen = Arc::clone(&popen);
+        let writer_shared = Arc::clone(self);
         let writer = std::thread::Builder::new()
             .name(format!("multiproc-pool-w{}", popen.pid()))
             .spawn(move || {
-                for (frame, handles) in rx {
+                for (frame, chunks, handles) in rx {
                     let sent = if handles.is_empty() {
                         writer_conn.send_bytes(&frame)
                     } else {
                         let parts: Vec<&Carried> = handles.iter().map(|c| &**c).collect();
                         writer_conn.send_with_handles(&frame, &parts)
                     };
-                    if let Err(e) = sent {
-                        // The worker is gone (its reader reports that), or
-                        // its frame could not be written whole (the
-                        // handles of its tasks could not be sent: the OS's
-                        // limit on fds in flight, Windows out of handles):
-                        // then it would wait forever for the rest, so it is
-                        // killed, and its tasks go as for a worker that
-                        // died.
-                        if !e.is_eof() {
-                            let _ = writer_popen.kill();
-                        }
+                    let Err(e) = sent else { continue };
+                    if e.is_eof() {
+                        // The worker is gone: its reader reports that.
+                        break;
+                    }
+                    if handles.is_empty() {
+                        // The frame could not be written whole: the
+                        // worker would wait forever for the rest, so it
+                        // is killed, and its tasks go as for a worker
+                        // that died.
+                        let _ = writer_popen.kill();
+                        break;
+                    }
+                    // The handles of its tasks could not be sent (the
+                    // OS's limit on fds in flight, Windows out of
+                    // handles): those tasks fail now, rather than go to
+                    // another worker and fail there again, and again.
+                    // Nothing of the frame was written, unless the handles
+                    // went out only in part: then the stream is out of
+                    // step (the end is poisoned) and the worker is killed.
+                    let poisoned = e.is_poisoned();
+                    writer_shared.on_send_failed(id, chunks, e);
+                    if poisoned {
+                        let _ = writer_popen.kill();
                         break;
                     }
                 }
@@ -470,7 +507,8 @@ impl Shared {
         let reader = std::thread::Builder::new()
             .name(format!("multiproc-pool-r{}", popen.pid()))
             .spawn(move || {
-                let violation = read_worker(&conn, |msg| shared.on_message(id, msg));
+                let violation =
+                    read_worker(&conn, |msg, carried| shared.on_message(id, msg, carried));
                 let (status, violation) = worker_end(&reader_popen, violation);
                 shared.on_exit(id, status, violation);
             })

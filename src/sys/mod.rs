@@ -137,23 +137,30 @@ const _: fn(std::net::TcpStream) -> io::Result<Channel> = Channel::from_tcp;
 const _: fn(&Channel) -> bool = Channel::has_bulk;
 /// Handles inside a message, for the frame written next (the caller holds
 /// the send lock until it is written): Unix sends copies as `SCM_RIGHTS`
-/// on the bulk lane (returns no values); Windows duplicates them into the
-/// peer, the process at the other end, whose process handle must be given
-/// (`Child::sentinel`; an `Unsupported` error without one), and returns
-/// their values there.
+/// on the bulk lane (returns no values; `Peer` is not used); Windows
+/// returns the values the frame carries, by [`Peer`]: to a `Child`, the
+/// handles duplicated into it; to the `Parent`, copies left in this
+/// process for it to take; an `Unsupported` error to an `Unknown` peer.
+/// On an error nothing was sent and nothing is left behind, except where
+/// [`Channel::handles_out_of_step`] says otherwise.
 #[allow(clippy::type_complexity)] // the signature, spelled out
-const _: fn(&Channel, &[BorrowedRaw<'_>], Option<BorrowedRaw<'_>>) -> io::Result<Vec<u64>> =
-    Channel::send_handles;
+const _: fn(&Channel, &[BorrowedRaw<'_>], Peer<'_>) -> io::Result<Vec<u64>> = Channel::send_handles;
+/// True once a `send_handles` failed after part of what it sends went
+/// out (Unix: a record cut short on the bulk lane): the stream is out of
+/// step for good, and the layer above poisons the end.
+const _: fn(&Channel) -> bool = Channel::handles_out_of_step;
 /// Right after the header of a frame that says it carries handles: Unix
 /// takes what `send_handles` sent (without waiting: it was sent before the
 /// frame; an error, all closed, if it is not there or wrong); Windows:
 /// nothing.
 const _: fn(&Channel) -> io::Result<Vec<OwnedRaw>> = Channel::recv_handles;
 /// Checks what came against the frame's block (`count` handles, `values`),
-/// and gives the handles, owned. Windows takes values only when `trusted`
-/// (the peer is the process that started this one).
+/// and gives the handles, owned. Windows, by [`Peer`]: from a `Child`,
+/// takes each value out of it (`DUPLICATE_CLOSE_SOURCE`); from the
+/// `Parent`, wraps the values it put into this process; from an
+/// `Unknown` peer, refuses.
 #[allow(clippy::type_complexity)] // the signature, spelled out
-const _: fn(&Channel, Vec<OwnedRaw>, usize, &[u64], bool) -> io::Result<Vec<OwnedRaw>> =
+const _: fn(&Channel, Vec<OwnedRaw>, usize, &[u64], Peer<'_>) -> io::Result<Vec<OwnedRaw>> =
     Channel::adopt_handles;
 /// The most handles one message carries.
 const _: usize = MAX_MESSAGE_HANDLES;
@@ -325,6 +332,27 @@ pub(crate) enum ShmAccess {
     ReadWrite,
     /// Read only; the block must be frozen (`shm_freeze`).
     ReadOnly,
+}
+
+/// The process at the other end of a channel, as handle passing needs to
+/// know it (Windows, where a handle can't travel down a pipe; Unix sends
+/// fds on the channel itself and does not look at it). The rule: the
+/// parent does every `DuplicateHandle`, both ways — into the child it
+/// started for what it sends, out of it (closing the child's copy) for
+/// what it receives. Only the parent holds a process handle that can't
+/// name another process (its own child's, from `CreateProcessW`; a child
+/// could only open its parent by pid, which may have been reused).
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(unix, allow(dead_code))]
+pub(crate) enum Peer<'a> {
+    /// Not known: handles can't be sent or taken (Windows).
+    Unknown,
+    /// A child this process started: its process handle
+    /// (`PROCESS_DUP_HANDLE`, which `CreateProcessW`'s handle has).
+    Child(BorrowedRaw<'a>),
+    /// The process that started this one, which holds this process's
+    /// handle and does the duplicating.
+    Parent,
 }
 
 /// What locking a `SysMutex` came to.

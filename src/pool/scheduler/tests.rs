@@ -143,6 +143,7 @@ pub(super) fn done(id: u64, n: u32) -> FromWorker {
         id,
         values,
         fails: Vec::new(),
+        handles: Vec::new(),
     }
 }
 
@@ -604,5 +605,69 @@ fn a_submit_is_sent_at_once_only_while_a_worker_has_fewer_than_two_chunks_in_fli
     assert!(
         !s.wants_dispatch(),
         "two in flight: the next waits for a reply"
+    );
+}
+
+#[test]
+fn a_frame_whose_handles_could_not_be_sent_fails_its_chunks_once_and_the_worker_goes_on() {
+    let mut io = Mock::new();
+    let (mut s, w, job) = ready(limits(1), &mut io);
+    queue(&mut s, job, &[1, 1, 1]);
+    s.dispatch(&mut io);
+    let sent = io.take_work();
+    assert_eq!(sent.len(), 1);
+    let (wid, _frame, chunks) = sent[0].clone();
+    let why = Error::io(
+        "cannot send",
+        std::io::Error::other("too many fds in flight"),
+    );
+    s.on_send_failed(&mut io, wid, chunks.clone(), why);
+    // The chunk failed, as an input that could not be sent, and is not
+    // sent again (to this worker or another).
+    let r = results(&mut s, job);
+    assert_eq!(r.len(), 1);
+    assert!(matches!(r[0].2, Some(Failure::Encode { .. })));
+    assert!(!s.chunks.contains_key(&chunks[0]));
+    assert!(io.killed.is_empty());
+    // The worker is not killed and gets the next chunks; the failed one
+    // is no longer counted in flight there.
+    let next: Vec<u64> = io.take_work().into_iter().flat_map(|x| x.2).collect();
+    assert!(!next.is_empty() && !next.contains(&chunks[0]), "{next:?}");
+    assert_eq!(s.workers[0].id, w[0]);
+    assert!(!s.workers[0].inflight.iter().any(|&(c, _)| c == chunks[0]));
+}
+
+#[test]
+fn result_handles_that_miscount_fail_only_the_tasks_that_have_some() {
+    use crate::codec::handles::Carried;
+    let mut io = Mock::new();
+    let (mut s, w, job) = ready(limits(1), &mut io);
+    queue(&mut s, job, &[2]);
+    s.dispatch(&mut io);
+    let (wid, frame, chunks) = io.take_work().remove(0);
+    assert_eq!(wid, w[0]);
+    s.on_message(&mut io, wid, FromWorker::Started(frame));
+    let FromWorker::Done {
+        id, values, fails, ..
+    } = done(chunks[0], 2)
+    else {
+        unreachable!()
+    };
+    // The second task's result says it carries one handle; none came.
+    let msg = FromWorker::Done {
+        id,
+        values,
+        fails,
+        handles: vec![0, 1],
+    };
+    s.on_message_with(&mut io, wid, msg, Ok(Carried::default()));
+    let mut r = s.take_results(job).remove(0);
+    assert_eq!(r.next_result::<u8>().unwrap().unwrap(), 0);
+    let e = r.next_result::<u8>().unwrap().unwrap_err();
+    assert!(e.is_decode(), "{e}");
+    assert!(
+        e.to_string()
+            .contains("names 1 handles for 2 of 2 tasks, and 0 came"),
+        "{e}"
     );
 }

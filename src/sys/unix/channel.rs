@@ -4,6 +4,7 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use rustix::io::Errno;
@@ -54,6 +55,9 @@ pub(crate) struct Channel {
     /// which a socket moves about twice as fast as a pipe (the framing
     /// says which messages take it; see `connection.rs`).
     pub(super) bulk: Option<OwnedFd>,
+    /// A handle record was cut short on `bulk` (see
+    /// `Channel::handles_out_of_step`).
+    pub(super) out_of_step: AtomicBool,
 }
 
 impl Channel {
@@ -156,6 +160,7 @@ impl Channel {
             wr: parts.write,
             socket: parts.main_is_socket,
             bulk: parts.bulk,
+            out_of_step: AtomicBool::new(false),
         })
     }
 
@@ -192,6 +197,7 @@ impl Channel {
             wr: None,
             socket: true,
             bulk: None,
+            out_of_step: AtomicBool::new(false),
         })
     }
 
@@ -348,6 +354,7 @@ pub(crate) fn pipe(duplex: bool) -> io::Result<(Channel, Channel)> {
         wr,
         socket: false,
         bulk: Some(bulk),
+        out_of_step: AtomicBool::new(false),
     };
     let (ba, bb) = stream_socketpair()?;
     let (r1, w1) = big_pipe()?;

@@ -16,6 +16,7 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::Ordering;
 
 use rustix::io::Errno;
 use rustix::net::{
@@ -26,6 +27,7 @@ use super::{
     channel::{broken_pipe, Channel},
     retry_intr, BorrowedRaw, OwnedRaw, FDS_PER_MESSAGE, RECV_FLAGS, SEND_FLAGS,
 };
+use crate::sys::Peer;
 
 /// The most handles one message may carry (checked on both sides).
 pub(crate) const MAX_MESSAGE_HANDLES: usize = 4096;
@@ -34,6 +36,13 @@ fn no_lane() -> io::Error {
     io::Error::new(
         io::ErrorKind::Unsupported,
         "this end has no socket to carry handles (only a Pipe's ends have one)",
+    )
+}
+
+fn out_of_step() -> io::Error {
+    io::Error::other(
+        "an earlier message's handles were sent only in part, so this end's handle lane is \
+         out of step with the receiver for good",
     )
 }
 
@@ -47,12 +56,21 @@ impl Channel {
     /// find them (none here: the fds themselves travel). The caller holds
     /// the end's send lock until that frame is written. `_peer` is for
     /// Windows.
+    ///
+    /// An error before anything went out leaves the lane as it was; one
+    /// after (a later batch, or the rest of the count, refused) leaves a
+    /// record cut short that the receiver would take for the start of the
+    /// next one: from then on [`handles_out_of_step`](Self::handles_out_of_step)
+    /// is true and every later call fails.
     pub(crate) fn send_handles(
         &self,
         handles: &[BorrowedRaw<'_>],
-        _peer: Option<BorrowedRaw<'_>>,
+        _peer: Peer<'_>,
     ) -> io::Result<Vec<u64>> {
-        let lane = self.bulk.as_ref().ok_or_else(no_lane)?;
+        self.bulk.as_ref().ok_or_else(no_lane)?;
+        if self.handles_out_of_step() {
+            return Err(out_of_step());
+        }
         if handles.is_empty() || handles.len() > MAX_MESSAGE_HANDLES {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -65,9 +83,41 @@ impl Channel {
         let count = (handles.len() as u32).to_le_bytes();
         let mut space =
             vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(FDS_PER_MESSAGE))];
+        let mut started = false;
+        self.send_record(handles, &count, &mut space, &mut started)
+            .inspect_err(|_| {
+                if started {
+                    self.out_of_step.store(true, Ordering::Relaxed);
+                }
+            })?;
+        Ok(Vec::new())
+    }
+
+    /// Whether a [`send_handles`](Self::send_handles) failed part-way
+    /// (the lane is out of step for good).
+    pub(crate) fn handles_out_of_step(&self) -> bool {
+        self.out_of_step.load(Ordering::Relaxed)
+    }
+
+    /// Marks the lane out of step, as a send that failed part-way does
+    /// (which a test can't bring about on demand).
+    #[cfg(test)]
+    pub(crate) fn set_handles_out_of_step(&self) {
+        self.out_of_step.store(true, Ordering::Relaxed);
+    }
+
+    /// The record's batches; `started` is set once a byte went out.
+    fn send_record(
+        &self,
+        handles: &[BorrowedRaw<'_>],
+        count: &[u8; 4],
+        space: &mut [MaybeUninit<u8>],
+        started: &mut bool,
+    ) -> io::Result<()> {
+        let lane = self.bulk.as_ref().ok_or_else(no_lane)?;
         for (i, batch) in handles.chunks(FDS_PER_MESSAGE).enumerate() {
-            let mut part: &[u8] = if i == 0 { &count } else { &[0xfd] };
-            let mut anc = SendAncillaryBuffer::new(&mut space);
+            let mut part: &[u8] = if i == 0 { count } else { &[0xfd] };
+            let mut anc = SendAncillaryBuffer::new(&mut *space);
             if !anc.push(SendAncillaryMessage::ScmRights(batch)) {
                 return Err(io::Error::other("ancillary buffer too small"));
             }
@@ -78,6 +128,7 @@ impl Channel {
                 Some(errno) => broken_pipe(errno),
                 None => e,
             })?;
+            *started = true;
             // The fds went with the first byte; the rest of the count
             // follows without them.
             part = &part[n..];
@@ -89,7 +140,7 @@ impl Channel {
                 }
             }
         }
-        Ok(Vec::new())
+        Ok(())
     }
 
     /// Takes the record [`send_handles`](Self::send_handles) wrote for
@@ -126,13 +177,13 @@ impl Channel {
 
     /// Checks the handles [`recv_handles`](Self::recv_handles) took against
     /// what the frame says: `count` of them, and no values (those are for
-    /// Windows, as is `_trusted`: fds can't be forged).
+    /// Windows, as is `_peer`: fds can't be forged).
     pub(crate) fn adopt_handles(
         &self,
         received: Vec<OwnedRaw>,
         count: usize,
         values: &[u64],
-        _trusted: bool,
+        _peer: Peer<'_>,
     ) -> io::Result<Vec<OwnedRaw>> {
         if received.len() != count || !values.is_empty() {
             return Err(bad(format!(
@@ -218,7 +269,10 @@ mod tests {
         let (r, _w) = super::super::cloexec_pipe().unwrap();
         let fds: Vec<OwnedFd> = (0..300).map(|_| duplicate(r.as_fd()).unwrap()).collect();
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-        assert_eq!(a.send_handles(&borrowed, None).unwrap(), Vec::<u64>::new());
+        assert_eq!(
+            a.send_handles(&borrowed, Peer::Unknown).unwrap(),
+            Vec::<u64>::new()
+        );
         let got = b.recv_handles().unwrap();
         assert_eq!(got.len(), 300);
         let ino = |f: BorrowedFd<'_>| rustix::fs::fstat(f).unwrap().st_ino;
@@ -228,7 +282,10 @@ mod tests {
         assert!(got.iter().all(|f| rustix::io::fcntl_getfd(f)
             .unwrap()
             .contains(rustix::io::FdFlags::CLOEXEC)));
-        assert_eq!(b.adopt_handles(got, 300, &[], false).unwrap().len(), 300);
+        assert_eq!(
+            b.adopt_handles(got, 300, &[], Peer::Unknown).unwrap().len(),
+            300
+        );
     }
 
     #[test]
@@ -277,9 +334,9 @@ mod tests {
     fn a_count_other_than_the_frame_says_is_refused() {
         let (a, b) = pipe(true).unwrap();
         let (r, _w) = super::super::cloexec_pipe().unwrap();
-        a.send_handles(&[r.as_fd()], None).unwrap();
+        a.send_handles(&[r.as_fd()], Peer::Unknown).unwrap();
         let got = b.recv_handles().unwrap();
-        assert!(b.adopt_handles(got, 2, &[], false).is_err());
+        assert!(b.adopt_handles(got, 2, &[], Peer::Unknown).is_err());
     }
 
     #[test]
@@ -290,8 +347,9 @@ mod tests {
             wr: None,
             socket: false,
             bulk: None,
+            out_of_step: Default::default(),
         };
-        let e = plain.send_handles(&[r.as_fd()], None).unwrap_err();
+        let e = plain.send_handles(&[r.as_fd()], Peer::Unknown).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::Unsupported);
     }
 }

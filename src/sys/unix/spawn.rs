@@ -357,6 +357,7 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
             wr: None,
             socket: true,
             bulk: None,
+            out_of_step: Default::default(),
         },
     ))
 }

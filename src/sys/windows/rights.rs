@@ -1,35 +1,55 @@
 //! Handles inside a `Connection` message. Windows has no way to send a
-//! handle down a pipe: the sender duplicates each one into the receiving
-//! process (`DuplicateHandle`, as at spawn), and the frame carries the
-//! values they have there.
+//! handle down a pipe: it must be duplicated from one process's handle
+//! table into another's (`DuplicateHandle`), by a process that holds a
+//! handle with `PROCESS_DUP_HANDLE` on the other one, and the frame
+//! carries handle values.
 //!
-//! That needs the receiving process, known only where this crate started
-//! it: the pool's channel to a worker (the pool holds the worker's process
-//! handle). Message bytes never name a process — a forged process id would
-//! let a sender take a third process's handles — and the id the OS gives
-//! for a named pipe's other end is the process that *opened* it, not the
-//! one holding it now (an end passed to a child still names the parent),
-//! so neither is used. On the receiving side, values are taken only on an
-//! end whose peer is trusted to have put them there (the pool worker's end,
-//! whose peer is the parent that started it); elsewhere the message is
-//! refused.
+//! The rule ([`Peer`]): **the parent does every duplication, both ways.**
+//! Only ends whose other process is known take part: the parent's end of
+//! a channel to a child it started (it holds the child's process handle
+//! from `CreateProcessW`, which can't name another process), and the
+//! child's end of it (its peer is the parent). Sending:
 //!
-//! A handle duplicated into a worker whose message is never received (the
-//! worker died first) stays open in that worker until it exits, like every
-//! handle of a process: the leak is bounded by the worker's life.
+//! - parent → child: the parent duplicates each handle into the child and
+//!   the frame carries the values there; the child wraps them (values its
+//!   parent put into it, for it alone);
+//! - child → parent: the child makes its own copy of each handle and
+//!   leaves it open, unowned, in its table; the frame carries those
+//!   values; the parent takes each out of the child with
+//!   `DUPLICATE_CLOSE_SOURCE`, which closes the child's copy whatever the
+//!   outcome ("DuplicateHandle" on MSDN), so a handle is always owned by
+//!   exactly one side.
+//!
+//! Why nothing leaks or can be forged: a value the receiver wraps or takes
+//! was put there by the process at the other end (only the two known ends
+//! send handles; a copy of either passed on to a third process has no
+//! known peer and refuses, and message bytes never name a process — a
+//! forged process id would let a sender take a third process's handles,
+//! and the OS's id for a named pipe's other end is the process that
+//! *opened* it, not the one holding it now). A value the parent takes
+//! out of a child is checked by the OS in the child's table: a wrong one
+//! fails there (or takes what the child itself named); the parent always
+//! gets a fresh handle of its own. A child's copies left for a parent
+//! that never reads them die with the child; handles put into a child
+//! that never reads them stay open in it until it exits. A send that
+//! fails part-way takes back what it put into the child (closing it there)
+//! or closes the copies it left, so the stream and both tables are as
+//! before.
 
 use std::collections::HashSet;
 use std::io;
-use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+use std::os::windows::io::{AsRawHandle, FromRawHandle, IntoRawHandle, OwnedHandle};
 
 use std::ptr;
 
 use windows_sys::Win32::Foundation::{
-    DuplicateHandle, GetHandleInformation, DUPLICATE_SAME_ACCESS, FALSE, HANDLE,
+    DuplicateHandle, GetHandleInformation, DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS, FALSE,
+    HANDLE,
 };
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
 use super::{cvt, handle_to_token, pipe::Channel, token_to_handle, BorrowedRaw, OwnedRaw};
+use crate::sys::Peer;
 
 /// The most handles one message may carry (checked on both sides).
 pub(crate) const MAX_MESSAGE_HANDLES: usize = 4096;
@@ -38,23 +58,73 @@ fn bad(why: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why)
 }
 
+fn unknown_peer() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "on Windows a message can carry handles only to a process this one started, or \
+         back from it, over the channel made for it at its spawn (a pool worker's); the \
+         process at this Connection's other end is not known",
+    )
+}
+
+/// Duplicates `h`, a value in `from`'s table, into `to`'s, with the same
+/// access, closing the source with `close_source` (whatever the outcome,
+/// as the OS does); the new value in `to`.
+fn duplicate_between(
+    from: HANDLE,
+    h: HANDLE,
+    to: HANDLE,
+    close_source: bool,
+) -> io::Result<HANDLE> {
+    let mut out: HANDLE = ptr::null_mut();
+    let flags = DUPLICATE_SAME_ACCESS
+        | if close_source {
+            DUPLICATE_CLOSE_SOURCE
+        } else {
+            0
+        };
+    // SAFETY: `from` and `to` are open process handles (or this process's
+    // pseudo handle) with PROCESS_DUP_HANDLE, borrowed by the caller for
+    // the call; `h` is only a value in `from`'s table, which the OS checks
+    // there; `out` is a valid place for the result, a value in `to`'s
+    // table, which the caller owns or hands over.
+    let ok = unsafe { DuplicateHandle(from, h, to, &mut out, 0, FALSE, flags) };
+    cvt(ok)?;
+    Ok(out)
+}
+
+/// Closes `h`, a value in `process`'s table that this process put there
+/// and that nobody there knows of yet.
+fn close_in(process: HANDLE, h: HANDLE) {
+    // SAFETY: `process` is an open process handle with PROCESS_DUP_HANDLE;
+    // DUPLICATE_CLOSE_SOURCE with no target only closes `h` there, which
+    // is ours to close (we made it and never told anyone).
+    unsafe {
+        DuplicateHandle(
+            process,
+            h,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            0,
+            FALSE,
+            DUPLICATE_CLOSE_SOURCE,
+        )
+    };
+}
+
 impl Channel {
-    /// Duplicates `handles` into `peer` (a process handle with
-    /// `PROCESS_DUP_HANDLE`: the process at the other end), and returns
-    /// their values there, for the frame written next; without a known
-    /// peer an error (see the module docs).
+    /// The values the frame written next carries for `handles`, by
+    /// `peer` (see the module docs): duplicated into a `Child`; copies
+    /// left here for the `Parent` to take; an `Unsupported` error for an
+    /// `Unknown` peer. On an error, what was done is undone.
     pub(crate) fn send_handles(
         &self,
         handles: &[BorrowedRaw<'_>],
-        peer: Option<BorrowedRaw<'_>>,
+        peer: Peer<'_>,
     ) -> io::Result<Vec<u64>> {
-        let peer = peer.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::Unsupported,
-                "on Windows a message can carry handles only to a process this one started \
-                 (a pool worker); a Connection's other end is not known",
-            )
-        })?;
+        if matches!(peer, Peer::Unknown) {
+            return Err(unknown_peer());
+        }
         if handles.is_empty() || handles.len() > MAX_MESSAGE_HANDLES {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -67,28 +137,37 @@ impl Channel {
         // SAFETY: plain call; returns the pseudo handle of this process,
         // which needs no closing.
         let me = unsafe { GetCurrentProcess() };
-        let mut values = Vec::with_capacity(handles.len());
+        let mut made: Vec<HANDLE> = Vec::with_capacity(handles.len());
         for h in handles {
-            let mut out: HANDLE = ptr::null_mut();
-            // SAFETY: `h` is open (borrowed); `peer` is an open process
-            // handle (borrowed) with PROCESS_DUP_HANDLE; `out` is a valid
-            // place for the result, a value in the *peer's* table, which we
-            // must not (and do not) wrap or close here.
-            let ok = unsafe {
-                DuplicateHandle(
-                    me,
-                    h.as_raw_handle(),
-                    peer.as_raw_handle(),
-                    &mut out,
-                    0,
-                    FALSE,
-                    DUPLICATE_SAME_ACCESS,
-                )
+            let r = match peer {
+                Peer::Child(child) => {
+                    duplicate_between(me, h.as_raw_handle(), child.as_raw_handle(), false)
+                }
+                // A copy of our own, left open for the parent to take.
+                _ => h.try_clone_to_owned().map(IntoRawHandle::into_raw_handle),
             };
-            cvt(ok)?;
-            values.push(handle_to_token(out));
+            match r {
+                Ok(v) => made.push(v),
+                Err(e) => {
+                    for v in made {
+                        match peer {
+                            Peer::Child(child) => close_in(child.as_raw_handle(), v),
+                            // SAFETY: `v` is a copy made above, owned by
+                            // nobody else yet: wrapped once, to be closed.
+                            _ => drop(unsafe { OwnedHandle::from_raw_handle(v) }),
+                        }
+                    }
+                    return Err(e);
+                }
+            }
         }
-        Ok(values)
+        Ok(made.into_iter().map(handle_to_token).collect())
+    }
+
+    /// Never on Windows: a handle send is never cut short in the stream
+    /// (nothing is written before all handles are where they go).
+    pub(crate) fn handles_out_of_step(&self) -> bool {
+        false
     }
 
     /// Nothing travels beside the frame on Windows: the values are in it.
@@ -97,16 +176,18 @@ impl Channel {
     }
 
     /// Takes the handles whose values the frame carries, after checking
-    /// that there are `count` of them, that this end trusts its peer to
-    /// have put them here, and that each is an open handle, named once,
-    /// and not this end's own pipe. On an error none is taken (values
-    /// that a peer did put here stay open until this process exits).
+    /// that there are `count` of them, each named once: from a `Child`,
+    /// out of it (its copies closed, see the module docs); from the
+    /// `Parent`, the values it put here, each checked to be an open
+    /// handle and not this end's own pipe. An `Unknown` peer: refused.
+    /// On an error none is kept (from a child: all it named are closed
+    /// there).
     pub(crate) fn adopt_handles(
         &self,
         received: Vec<OwnedRaw>,
         count: usize,
         values: &[u64],
-        trusted: bool,
+        peer: Peer<'_>,
     ) -> io::Result<Vec<OwnedRaw>> {
         if !received.is_empty() || values.len() != count || count > MAX_MESSAGE_HANDLES {
             return Err(bad(format!(
@@ -114,15 +195,22 @@ impl Channel {
                 values.len()
             )));
         }
-        if !trusted {
-            return Err(io::Error::new(
+        match peer {
+            Peer::Unknown => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "a message with handles arrived on an end that takes them only from \
-                 the process that started this one",
-            ));
+                "a message with handles arrived on an end whose other process is not known \
+                 (only a child's channel to its parent, and the parent's to it, carry them)",
+            )),
+            Peer::Child(child) => take_from_child(child, values),
+            Peer::Parent => self.wrap_from_parent(values),
         }
+    }
+
+    /// The values the parent duplicated into this process for this
+    /// message.
+    fn wrap_from_parent(&self, values: &[u64]) -> io::Result<Vec<OwnedRaw>> {
         let mut seen = HashSet::new();
-        let mut raws = Vec::with_capacity(count);
+        let mut raws = Vec::with_capacity(values.len());
         for &v in values {
             let raw = token_to_handle(v)?;
             let own = self.as_raw().map(|p| p.as_raw_handle());
@@ -144,10 +232,49 @@ impl Channel {
         Ok(raws
             .into_iter()
             // SAFETY: each value is an open handle (checked above), named
-            // once in this message, which the trusted peer duplicated into
-            // this process for us alone: it is wrapped once, here.
+            // once in this message, which the parent (the only process
+            // that sends this end handles) duplicated into this process
+            // for us alone: it is wrapped once, here.
             .map(|raw| unsafe { OwnedHandle::from_raw_handle(raw) })
             .collect())
+    }
+}
+
+/// Takes each of `values` out of `child` (its copies, left for us),
+/// closing them there. Every value is tried, so that none stays behind in
+/// the child; on any error the ones taken are closed and the first error
+/// is returned.
+fn take_from_child(child: BorrowedRaw<'_>, values: &[u64]) -> io::Result<Vec<OwnedRaw>> {
+    let mut seen = HashSet::new();
+    if let Some(v) = values.iter().find(|&&v| !seen.insert(v)) {
+        return Err(bad(format!("handle value {v:#x} is named twice")));
+    }
+    // SAFETY: plain call; returns the pseudo handle of this process, which
+    // needs no closing.
+    let me = unsafe { GetCurrentProcess() };
+    let mut taken = Vec::with_capacity(values.len());
+    let mut first_error = None;
+    for &v in values {
+        let r = token_to_handle(v).and_then(|h| {
+            duplicate_between(child.as_raw_handle(), h, me, true).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot take handle {v:#x} out of the sending process: {e}"),
+                )
+            })
+        });
+        match r {
+            // SAFETY: a new handle in this process, made by the call
+            // above, ours alone.
+            Ok(raw) => taken.push(unsafe { OwnedHandle::from_raw_handle(raw) }),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        None => Ok(taken),
+        Some(e) => Err(e),
     }
 }
 

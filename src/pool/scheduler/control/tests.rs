@@ -332,6 +332,7 @@ fn the_counts_put_each_task_and_worker_in_one_place() {
             id: chunks[0],
             values,
             fails: vec![(1, TaskFail::Panic(report))],
+            handles: Vec::new(),
         },
     );
     // One times out (the worker dies: replaced).
