@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec::reply::Reply;
+use crate::connection::{ChildEnd, Connection, Pipe};
 use crate::deadline;
 use crate::error::{Error, Kind, Result};
 use crate::exit_code;
@@ -158,13 +159,77 @@ impl ProcessBuilder {
         A: Serialize,
         T: DeserializeOwned,
     {
+        self.start(|popen| popen.spawn(entry, args))
+    }
+
+    /// Starts a worker running `entry((conn, args))`, where `conn` is the
+    /// worker's end of a new duplex [`Connection`] to this process;
+    /// returns the process and this process's end.
+    ///
+    /// On Unix this is the same as passing one end of a
+    /// [`Pipe::duplex`](crate::Pipe::duplex) to [`spawn`](Self::spawn).
+    /// On Windows the two ends also carry handles in messages, both ways
+    /// ([`PassedHandle`](crate::PassedHandle)s, `Connection` ends, shared
+    /// blocks, locks…), which a plain `Connection` can't there: each end
+    /// knows the process at the other (this process holds the worker's
+    /// process handle and does the `DuplicateHandle` into and out of it;
+    /// see the crate's `codec::handles` design notes). A copy of either end
+    /// passed on to another process is a plain end again there: sending
+    /// handles on it fails with an error that says why.
+    ///
+    /// ```
+    /// use multiproc::{Connection, PassedHandle};
+    /// use std::io::{Read, Write};
+    ///
+    /// /// Receives a pipe's writing end and writes into it.
+    /// fn write_into((conn, greeting): (Connection, String)) {
+    ///     let end: PassedHandle = conn.recv().unwrap();
+    ///     let mut w = std::io::PipeWriter::from(end.into_inner());
+    ///     w.write_all(greeting.as_bytes()).unwrap();
+    /// }
+    /// multiproc::entry!(write_into);
+    ///
+    /// # fn main() -> Result<(), multiproc::Error> {
+    /// # multiproc::init();
+    /// let (mut p, conn) =
+    ///     multiproc::Process::builder().spawn_connected(write_into, "hello".to_string())?;
+    /// let (mut r, w) = std::io::pipe().unwrap();
+    /// conn.send(&PassedHandle::new(w.into()))?; // our copy of `w` is dropped with it
+    /// p.join()?;
+    /// let mut got = String::new();
+    /// r.read_to_string(&mut got).unwrap();
+    /// assert_eq!(got, "hello");
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn_connected<F, A, T>(
+        &self,
+        entry: F,
+        args: impl Borrow<A>,
+    ) -> Result<(Process<T>, Connection)>
+    where
+        F: Fn((Connection, A)) -> T + Copy + 'static,
+        A: Serialize,
+        T: DeserializeOwned,
+    {
+        let (mine, theirs) = Pipe::duplex()?;
+        // `(Connection, A)` as the entry reads it; the worker's end marked
+        // as its channel to us. Our copy of it goes when this returns.
+        let wire = (ChildEnd(&theirs), args.borrow());
+        let process = self.start(|popen| popen.spawn_encoded(entry, &wire))?;
+        drop(theirs);
+        mine.carry_handles_with(&process.popen);
+        Ok((process, mine))
+    }
+
+    /// Starts the worker with `spawn` and wraps it.
+    fn start<T>(&self, spawn: impl FnOnce(&PopenBuilder) -> Result<Popen>) -> Result<Process<T>> {
         let name = self
             .name
             .clone()
             .unwrap_or_else(|| format!("Process-{}", COUNTER.fetch_add(1, Ordering::Relaxed) + 1));
         let mut popen = self.popen.clone();
         popen.name(name.clone());
-        let mut popen = popen.spawn(entry, args)?;
+        let mut popen = spawn(&popen)?;
         let (stdout, stderr) = (popen.take_stdout(), popen.take_stderr());
         Ok(Process {
             popen,
@@ -240,6 +305,18 @@ impl<T: DeserializeOwned> Process<T> {
         A: Serialize,
     {
         ProcessBuilder::new().spawn(entry, args)
+    }
+
+    /// [`ProcessBuilder::spawn_connected`] with default options: starts
+    /// `entry((conn, args))` with `conn` a [`Connection`] to this process
+    /// that carries handles both ways on Windows too; returns the process
+    /// and this process's end.
+    pub fn spawn_connected<F, A>(entry: F, args: impl Borrow<A>) -> Result<(Process<T>, Connection)>
+    where
+        F: Fn((Connection, A)) -> T + Copy + 'static,
+        A: Serialize,
+    {
+        ProcessBuilder::new().spawn_connected(entry, args)
     }
 
     /// Waits for the worker and returns the entry's result, or why there is

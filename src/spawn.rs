@@ -149,7 +149,10 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let args: A = crate::encode::from_bytes(input).map_err(|e| RunFail::BadArgs(e.to_string()))?;
+    // What the parent sent at spawn: the only decoding that takes handles
+    // from the bootstrap channel (`codec::handles::bootstrap_decode`).
+    let args: A = handles::bootstrap_decode(|| crate::encode::from_bytes(input))
+        .map_err(|e| RunFail::BadArgs(e.to_string()))?;
     let out = f(args);
     crate::encode::to_vec(&out).map_err(|e| RunFail::BadResult(e.to_string()))
 }
@@ -486,7 +489,7 @@ fn worker_main(marker: &str) -> Result<i32, Fail> {
     handles::receiving(chan);
     for (which, token) in [(1u8, options.capture[0]), (2u8, options.capture[1])] {
         if let Some(token) = token {
-            handles::take_passed_handle(token)
+            handles::bootstrap_decode(|| handles::take_passed_handle(token))
                 .and_then(|h| sys::set_std_handle(which, h))
                 .map_err(|e| {
                     let f = Fail(

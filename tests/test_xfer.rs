@@ -517,6 +517,31 @@ fn tasks_without_handles_cost_one_transfer_per_chunk_and_no_windows() {
     assert!(windows.iter().all(|&w| w == 0), "{:?}", &windows[..10]);
 }
 
+/// A pool task: the handle transfers its worker's thread opened so far.
+fn transfers_in_worker(_: ()) -> u64 {
+    multiproc::test_hooks::handle_transfers_opened()
+}
+
+multiproc::entry!(transfers_in_worker);
+
+#[test]
+fn results_without_handles_cost_the_worker_no_transfer_per_task() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let before = pool.submit(transfers_in_worker, ()).get().unwrap();
+    let windows: Vec<u64> = pool
+        .imap(write_if_passed, (0..10_000u64).map(|x| (None, x)))
+        .chunksize(1000)
+        .collect::<multiproc::Result<_>>()
+        .unwrap();
+    assert_eq!(windows.len(), 10_000);
+    let after = pool.submit(transfers_in_worker, ()).get().unwrap();
+    // A few per chunk (the results' transfer, the `Started` and `Done`
+    // messages: 12 chunks counting the two probes), not one per task's
+    // result (which would be over 10 000).
+    assert!(after - before <= 3 * 12, "{}", after - before);
+}
+
 #[test]
 fn a_chunk_mixing_tasks_with_and_without_handles_gives_each_its_own() {
     let _serial = serial();
@@ -548,4 +573,134 @@ fn a_chunk_mixing_tasks_with_and_without_handles_gives_each_its_own() {
     assert_eq!(seen, (0..60).filter(|x| x % 3 == 1).collect::<Vec<_>>());
     drop(r);
     assert_eq!(multiproc::test_hooks::open_handle_count().unwrap(), before);
+}
+
+/// Over its channel to the parent (`spawn_connected`): receives a pipe's
+/// writing end and a frozen block, writes the block's sum into the pipe;
+/// then sends back the reading end of a pipe holding "from the child" and
+/// a block of ten 7s. Returns the sum.
+fn swap_handles((conn, ()): (Connection, ())) -> u64 {
+    let (w, block): (PassedHandle, multiproc::Frozen<u64>) = conn.recv().expect("from parent");
+    let sum: u64 = block.iter().sum();
+    let mut w = std::io::PipeWriter::from(w.into_inner());
+    w.write_all(&sum.to_le_bytes()).expect("write");
+    drop(w);
+    let (r, mut w) = std::io::pipe().expect("pipe");
+    w.write_all(b"from the child").expect("write");
+    drop(w);
+    let mine = multiproc::SharedMut::from_slice(&[7u64; 10])
+        .expect("block")
+        .freeze()
+        .expect("freeze");
+    conn.send(&(PassedHandle::new(r.into()), mine))
+        .expect("to parent");
+    let _done: u8 = conn.recv().expect("done");
+    sum
+}
+
+/// Over its channel to the parent: takes `(n, handle)` messages until
+/// `n` is 0; returns how many handles came.
+fn count_handles((conn, ()): (Connection, ())) -> u32 {
+    let mut came = 0;
+    loop {
+        let (n, h): (u8, Option<PassedHandle>) = conn.recv().expect("a message");
+        came += u32::from(h.is_some());
+        if n == 0 {
+            return came;
+        }
+    }
+}
+
+/// Given a copy of the parent's end of a `spawn_connected` channel: tries
+/// to send a handle on it; "sent", or the error.
+fn send_on_a_passed_copy(conn: Connection) -> String {
+    let (_r, w) = std::io::pipe().expect("pipe");
+    match conn.send(&(1u8, Some(PassedHandle::new(w.into())))) {
+        Ok(()) => "sent".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Receives a message as a `PassedHandle` whatever it was; the outcome.
+fn take_a_token_from_a_plain_message(conn: Connection) -> String {
+    match conn.recv::<PassedHandle>() {
+        Ok(_) => "took a handle".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+multiproc::entry!(
+    swap_handles,
+    count_handles,
+    send_on_a_passed_copy,
+    take_a_token_from_a_plain_message
+);
+
+#[test]
+fn pipe_ends_and_shared_blocks_cross_a_spawn_connected_channel_both_ways() {
+    let _serial = serial();
+    let before = multiproc::test_hooks::open_handle_count().unwrap();
+    let (mut p, conn) = Process::spawn_connected(swap_handles, ()).unwrap();
+    let (mut r, w) = std::io::pipe().unwrap();
+    let block = multiproc::SharedMut::from_slice(&(0..100u64).collect::<Vec<_>>())
+        .unwrap()
+        .freeze()
+        .unwrap();
+    conn.send(&(PassedHandle::new(w.into()), &block)).unwrap();
+    let (theirs, their_block): (PassedHandle, multiproc::Frozen<u64>) = conn.recv().unwrap();
+    assert_eq!(&their_block[..], &[7u64; 10]);
+    let mut got = String::new();
+    std::io::PipeReader::from(theirs.into_inner())
+        .read_to_string(&mut got)
+        .unwrap();
+    assert_eq!(got, "from the child");
+    conn.send(&0u8).unwrap();
+    assert_eq!(p.join().unwrap(), 4950);
+    // The child wrote the sum into the end we sent, and every copy of
+    // that end is closed (ours went with the message, the child's with
+    // it): read_to_end returns.
+    let mut sum = Vec::new();
+    r.read_to_end(&mut sum).unwrap();
+    assert_eq!(sum, 4950u64.to_le_bytes());
+    drop((p, conn, r, block, their_block));
+    assert_eq!(multiproc::test_hooks::open_handle_count().unwrap(), before);
+}
+
+#[test]
+fn a_copy_of_a_connected_end_passed_on_is_a_plain_end_again() {
+    let _serial = serial();
+    let (mut p, conn) = Process::spawn_connected(count_handles, ()).unwrap();
+    // Our end passed on to a third process: there it knows no peer.
+    let mut third = Process::spawn(send_on_a_passed_copy, &conn).unwrap();
+    let outcome = third.join().unwrap();
+    if cfg!(windows) {
+        assert!(
+            outcome.contains("the process at this Connection's other end is not known"),
+            "{outcome}"
+        );
+    } else {
+        // Unix: fds travel on the channel itself, whoever holds it.
+        assert_eq!(outcome, "sent");
+    }
+    // Ours still carries them.
+    let (_r, w) = std::io::pipe().unwrap();
+    conn.send(&(1u8, Some(PassedHandle::new(w.into()))))
+        .unwrap();
+    conn.send(&(0u8, None::<PassedHandle>)).unwrap();
+    assert_eq!(p.join().unwrap(), if cfg!(windows) { 1 } else { 2 });
+}
+
+#[test]
+fn a_token_in_a_message_without_handles_names_none_of_the_childs_own() {
+    let _serial = serial();
+    let (ctl, theirs) = Pipe::duplex().unwrap();
+    let mut p = Process::spawn(take_a_token_from_a_plain_message, theirs).unwrap();
+    // A plain number, read as a handle token (4: a shape every handle
+    // value has on Windows; fd 4 on Unix).
+    ctl.send(&4u64).unwrap();
+    let outcome = p.join().unwrap();
+    assert!(
+        outcome.contains("no handles came with this message"),
+        "{outcome}"
+    );
 }

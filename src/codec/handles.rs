@@ -19,14 +19,64 @@
 //! bootstrap channel, [`receiving_message`] for a message, [`next_task`]
 //! windows for a pool task), and [`take_passed_handle`] turns a token back
 //! into an owned handle, once. Handles that came and were not claimed are
-//! closed when the decoding ends.
+//! closed when the decoding ends. The bootstrap channel is a source only
+//! while a worker decodes what its parent sent at spawn ([`bootstrap_decode`]:
+//! its arguments, a pool initializer's, its captured output): a token
+//! anywhere else names the handles of a message or nothing, so a message
+//! that came without handles can never name one of the worker's own.
+//!
+//! # Handles over a `Connection` on Windows: who duplicates
+//!
+//! Windows can't send a handle down a pipe: some process that holds a
+//! handle with `PROCESS_DUP_HANDLE` on the other must `DuplicateHandle` it
+//! from one table into the other, and the frame carries handle values.
+//! That needs to know which process is at the other end of the pipe, and
+//! a `Connection` in general does not (an end can be passed on to any
+//! process; the OS names the process that *opened* a named pipe, not the
+//! one holding it now; message bytes must never name a process, or a
+//! sender could take a third process's handles). So only two kinds of end
+//! carry handles there, each knowing its peer for certain (`sys::Peer`):
+//!
+//! - the parent's end of a channel it made for a child at that child's
+//!   spawn and kept: a pool's channel to its worker, and the end
+//!   [`Process::spawn_connected`](crate::Process::spawn_connected) returns.
+//!   It holds the child's process handle (from `CreateProcessW`: it can't
+//!   name another process, even after the child exited);
+//! - the child's end of that channel, which the parent marked so in the
+//!   spawn's own arguments ([`ConnectionWire::to_parent`], honored only in
+//!   a [`bootstrap_decode`]: the parent wrote it; in a message it is a
+//!   decode error).
+//!
+//! The rule: **the parent duplicates, both ways**. Parent → child: into
+//! the child, before the frame goes; the child wraps the values, which its
+//! parent put there for it alone. Child → parent: the child makes copies
+//! and leaves them open, unowned, in its own table; the parent takes each
+//! out with `DUPLICATE_CLOSE_SOURCE`, which closes the child's copy
+//! whatever the outcome. A handle has one owner at every moment; a child
+//! that dies takes what it left with it; the child never opens its parent
+//! (it could only do so by pid, which may be reused once the parent died).
+//!
+//! Why a value can't be forged or leak: a frame with handles is written
+//! only by an end that knows its peer (every other end refuses to send
+//! one), and only the two marked ends above know theirs. A copy of either
+//! passed on — to another process at spawn, in a task, in a message — is
+//! written as a plain end and arrives knowing no peer. So a frame the
+//! child's end reads was written by the parent's end, and the values are
+//! the parent's doing; one the parent's end reads was written by the
+//! child's, and the values are checked by the OS in the child's table
+//! (wrong ones fail there, and the parent always gets a fresh handle of
+//! its own). A frame with handles read by a copy passed on is refused;
+//! the handles it names stay in the child until it exits (pushed into it,
+//! or left there by it): bounded by the child's life. A send that fails
+//! part-way takes back what it did.
 //!
 //! Wire forms (postcard, inside the value):
 //!
 //! - a [`PassedHandle`]: its token;
 //! - a `Connection` end ([`ConnectionWire`]): the kind tag, the tokens of
-//!   the handles the tag lists, in that order, then the end's flags and
-//!   message cap. The tag says which handles make up the end, so the
+//!   the handles the tag lists, in that order, then the end's flags, its
+//!   message cap, and whether it is a child's channel to its parent (see
+//!   below). The tag says which handles make up the end, so the
 //!   worker never has to guess a handle's role from what it is:
 //!
 //! | tag bit | meaning |
@@ -44,7 +94,7 @@
 //! sender duplicated them to in the receiver; Unix: none, the fds travel
 //! on the socket).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -95,6 +145,8 @@ thread_local! {
     /// The handles of the message or pool chunk being decoded.
     static MESSAGE_IN: RefCell<Option<Incoming>> = const { RefCell::new(None) };
 
+    /// In a [`bootstrap_decode`].
+    static BOOTSTRAP: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs `build` (which serializes a child's arguments) with `child` as
@@ -198,8 +250,10 @@ pub(crate) fn collecting<R>(build: impl FnOnce() -> R) -> (R, Carried) {
 /// until the message is sent (or the task is done): on Unix it goes as
 /// `SCM_RIGHTS` on the connection's socket; on Windows the parent of the
 /// two processes duplicates it — into a pool worker for a task, out of it
-/// for a result — and a message with handles on a `Connection` whose
-/// other process is not known that way fails to send (see
+/// for a result, either way over
+/// [`Process::spawn_connected`](crate::Process::spawn_connected)'s
+/// channel — and a message with handles on a `Connection` whose other
+/// process is not known that way fails to send (see
 /// [`Connection`](crate::Connection)). A [`Process`](crate::Process)'s
 /// result can't carry handles: its `join` fails with
 /// [`Error::is_result_encode`].
@@ -239,8 +293,39 @@ pub fn duplicate_for_child(handle: sys::BorrowedRaw<'_>) -> Result<u64> {
     pass_handle(handle)
 }
 
+/// Runs `decode` (of what the parent sent at spawn: the arguments, a pool
+/// initializer's, captured output's tokens) with the bootstrap channel
+/// given to [`receiving`] as where tokens are taken from; outside it they
+/// are not (see the module docs).
+pub(crate) fn bootstrap_decode<R>(decode: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            BOOTSTRAP.with(|b| b.set(self.0));
+        }
+    }
+    let _reset = Reset(BOOTSTRAP.with(|b| b.replace(true)));
+    // A message decoded inside (a pool initializer's `recv`) has its own.
+    let outer = MESSAGE_IN.with(|m| m.borrow_mut().take());
+    struct Restore(Option<Incoming>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            MESSAGE_IN.with(|m| *m.borrow_mut() = outer);
+        }
+    }
+    let _restore = Restore(outer);
+    decode()
+}
+
+/// Whether this thread is in a [`bootstrap_decode`] (and no message's
+/// decoding inside it).
+pub(crate) fn in_bootstrap_decode() -> bool {
+    BOOTSTRAP.with(Cell::get) && MESSAGE_IN.with(|m| m.borrow().is_none())
+}
+
 /// Worker side: from now on passed handles are taken from `chan`, the
-/// worker's bootstrap channel.
+/// worker's bootstrap channel, in a [`bootstrap_decode`].
 pub(crate) fn receiving(chan: sys::ChildChannel) {
     RECEIVING.with(|c| *c.borrow_mut() = Some(chan));
 }
@@ -292,7 +377,7 @@ fn with_incoming<R>(incoming: Incoming, f: impl FnOnce() -> R) -> R {
 
 /// Takes a handle passed with [`pass_handle`], by its token (each once):
 /// from the message being decoded on this thread, else from the worker's
-/// bootstrap channel while it decodes its arguments.
+/// bootstrap channel in a [`bootstrap_decode`].
 pub(crate) fn take_passed_handle(token: u64) -> io::Result<sys::OwnedRaw> {
     let from_message = MESSAGE_IN.with(|m| {
         let mut m = m.borrow_mut();
@@ -316,8 +401,8 @@ pub(crate) fn take_passed_handle(token: u64) -> io::Result<sys::OwnedRaw> {
         return r;
     }
     RECEIVING.with(|c| match c.borrow_mut().as_mut() {
-        Some(ch) => ch.take_handle(token),
-        None => Err(io::Error::new(
+        Some(ch) if BOOTSTRAP.with(Cell::get) => ch.take_handle(token),
+        _ => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("no passed handle {token}: no handles came with this message"),
         )),
@@ -369,7 +454,9 @@ pub(crate) fn take_block(body: &[u8]) -> Option<(usize, Vec<u64>, usize)> {
 /// last end closes); on Windows they stay open in the receiving process
 /// (or, for a pool result, the worker) until it exits. On Windows a
 /// message over a `Connection` carries handles only between a process and
-/// a pool worker it started (see [`Connection`](crate::Connection)).
+/// a child it started, over the channel made for it at its spawn
+/// ([`Process::spawn_connected`](crate::Process::spawn_connected), a pool
+/// worker's; see [`Connection`](crate::Connection)).
 #[derive(Debug)]
 pub struct PassedHandle(sys::OwnedRaw);
 
@@ -501,6 +588,10 @@ pub(crate) struct ConnectionWire {
     pub read_ahead: bool,
     /// The largest message the end accepts.
     pub max_len: u64,
+    /// The end is the child's end of a channel its parent made for it at
+    /// its spawn and keeps (see the module docs); honored only in a
+    /// [`bootstrap_decode`].
+    pub to_parent: bool,
 }
 
 /// A `Connection` end's settings besides its channel.
@@ -514,10 +605,14 @@ pub(crate) struct EndSettings {
     pub read_ahead: bool,
     /// The largest message the end accepts.
     pub max_len: u64,
+    /// See [`ConnectionWire::to_parent`].
+    pub to_parent: bool,
 }
 
 /// Writes a `Connection` end: passes its handles with the value being
 /// serialized ([`pass_handle`]), then writes its wire form.
+/// `end.to_parent` only for the child's end of a channel made at its
+/// spawn, while spawning that child.
 pub(crate) fn serialize_end<S: Serializer>(
     chan: &sys::Channel,
     end: EndSettings,
@@ -539,18 +634,26 @@ pub(crate) fn serialize_end<S: Serializer>(
         writable: end.writable,
         read_ahead: end.read_ahead,
         max_len: end.max_len,
+        to_parent: end.to_parent,
     }
     .serialize(s)
 }
 
 /// Reads a `Connection` end written by [`serialize_end`]: checks the tag
-/// against the tokens, takes the worker's copies of the handles and
-/// rebuilds the channel.
+/// against the tokens (and that an end marked as the channel to the
+/// parent came in the spawn's own arguments), takes the worker's copies of
+/// the handles and rebuilds the channel.
 pub(crate) fn deserialize_end<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<(sys::Channel, EndSettings), D::Error> {
     let w = ConnectionWire::deserialize(d)?;
     check_kind(w.kind, w.handles.len()).map_err(encode::decode_error)?;
+    if w.to_parent && !in_bootstrap_decode() {
+        return Err(encode::decode_error(
+            "a Connection end marked as a child's channel to its parent arrived \
+             elsewhere than in that child's spawn arguments",
+        ));
+    }
     let handles = w
         .handles
         .into_iter()
@@ -564,6 +667,7 @@ pub(crate) fn deserialize_end<'de, D: Deserializer<'de>>(
         writable: w.writable,
         read_ahead: w.read_ahead,
         max_len: w.max_len,
+        to_parent: w.to_parent,
     };
     Ok((chan, end))
 }

@@ -118,11 +118,17 @@ impl Rx {
 ///   pipe, not the one that holds it now; the bytes of a message are never
 ///   trusted to name one, which would let a sender take a third process's
 ///   handles). So `send` of a value with handles fails with an error
-///   there, except on the channels a [`Pool`](crate::Pool) keeps to its
-///   workers: the pool started them and holds their process handles, and
-///   duplicates handles into a worker for its tasks and out of it (closing
-///   the worker's copy) for their results. A handle duplicated into a
-///   worker that never reads it stays open until that worker exits.
+///   there, except on a channel a process made for a child at its spawn
+///   and keeps: both ends of
+///   [`Process::spawn_connected`](crate::Process::spawn_connected)'s, and
+///   the channels a [`Pool`](crate::Pool) keeps to its workers (for their
+///   tasks and results). The parent holds the child's process handle and
+///   duplicates handles into the child for what it sends, and out of it
+///   (closing the child's copy) for what it receives. A copy of such an
+///   end passed on to another process is a plain end there. Handles
+///   duplicated into a child that never reads them, or left by a child
+///   for a parent that never reads them, stay open in the child until it
+///   exits.
 ///
 /// # Drop
 ///
@@ -147,6 +153,10 @@ pub struct Connection {
     /// Windows: the peer is the process that started this one, which
     /// duplicates handles both ways (see `take_handles_from_parent`).
     trust_peer: AtomicBool,
+    /// Windows: the peer is this child, into and out of which this process
+    /// duplicates handles (see `carry_handles_with`); the pool's ends use
+    /// `peer` instead.
+    child: OnceLock<ExitWatch>,
 }
 
 impl fmt::Debug for Connection {
@@ -183,6 +193,7 @@ impl Connection {
             tx: Mutex::new(None),
             peer: OnceLock::new(),
             trust_peer: AtomicBool::new(false),
+            child: OnceLock::new(),
         }
     }
 
@@ -217,12 +228,22 @@ impl Connection {
         self.trust_peer.store(true, Ordering::Relaxed);
     }
 
+    /// Makes this end carry handles both ways on Windows too, with `child`
+    /// as the peer (`sys::Peer::Child`: this process duplicates them into
+    /// and out of it): only for an end whose other end was made for
+    /// `child` and passed to it at its spawn, marked (`ChildEnd`), and
+    /// never held here. Set once.
+    pub(crate) fn carry_handles_with(&self, child: &Popen) {
+        let _ = self.child.set(child.exit_watch());
+    }
+
     /// The process at the other end, for handle passing (see `sys::Peer`).
     fn handle_peer(&self) -> sys::Peer<'_> {
         if self.trust_peer.load(Ordering::Relaxed) {
             return sys::Peer::Parent;
         }
-        match self.peer.get().and_then(|(p, _)| p.handle()) {
+        let watched = self.peer.get().map(|(p, _)| p);
+        match watched.or(self.child.get()).and_then(ExitWatch::handle) {
             Some(h) => sys::Peer::Child(h),
             None => sys::Peer::Unknown,
         }
@@ -710,17 +731,42 @@ fn is_peer_gone(e: &std::io::Error) -> bool {
     )
 }
 
-impl Serialize for Connection {
-    /// Only while spawning: the worker gets its own copy of this end.
-    // The wire form (a kind tag, then the handles' tokens): `codec::handles`.
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+impl Connection {
+    fn serialize_as<S: Serializer>(
+        &self,
+        to_parent: bool,
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         let end = handles::EndSettings {
             readable: self.readable,
             writable: self.writable,
             read_ahead: self.read_ahead,
             max_len: self.max_message_len(),
+            to_parent,
         };
         handles::serialize_end(&self.chan, end, s)
+    }
+}
+
+impl Serialize for Connection {
+    /// Only while spawning: the worker gets its own copy of this end.
+    // The wire form (a kind tag, then the handles' tokens): `codec::handles`.
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_as(false, s)
+    }
+}
+
+/// A `Connection` end written into a child's spawn arguments as that
+/// child's channel to this process: the child's copy carries handles with
+/// this process on Windows too (see `codec::handles`). Only for an end
+/// made for that child, whose other end this process keeps with
+/// [`Connection::carry_handles_with`] and which this process does not
+/// keep itself.
+pub(crate) struct ChildEnd<'a>(pub(crate) &'a Connection);
+
+impl Serialize for ChildEnd<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize_as(true, s)
     }
 }
 
@@ -729,6 +775,11 @@ impl<'de> Deserialize<'de> for Connection {
         let (chan, end) = handles::deserialize_end(d)?;
         let c = Connection::new(chan, end.readable, end.writable, end.read_ahead);
         c.set_max_message_len(end.max_len);
+        if end.to_parent {
+            // Checked by `deserialize_end`: in this child's spawn
+            // arguments, so the parent wrote it.
+            c.take_handles_from_parent();
+        }
         Ok(c)
     }
 }

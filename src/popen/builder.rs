@@ -223,7 +223,17 @@ impl PopenBuilder {
         F: Fn(A) -> R + Copy + 'static,
         A: Serialize,
     {
-        let args = args.borrow();
+        self.spawn_encoded(entry, args.borrow())
+    }
+
+    /// [`spawn`](Self::spawn) with `args` written from a value that
+    /// serializes as the entry's argument does (`(ChildEnd(&c), &a)` for
+    /// `(Connection, A)`): the caller makes sure it does.
+    pub(crate) fn spawn_encoded<F, A, R, W>(&self, entry: F, args: &W) -> Result<Popen>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        W: Serialize + ?Sized,
+    {
         let name = spawn::entry_id(&entry);
         if spawn::find_entry(name).is_none() {
             return Err(Error::new(Kind::UnknownEntry(name.to_string())));

@@ -73,6 +73,7 @@ fn connection_wire_round_trips() {
         writable: false,
         read_ahead: true,
         max_len: 1 << 20,
+        to_parent: false,
     };
     let bytes = postcard::to_allocvec(&w).unwrap();
     assert_eq!(postcard::from_bytes::<ConnectionWire>(&bytes).unwrap(), w);
@@ -224,4 +225,37 @@ fn handles_pass_only_while_spawning() {
     assert!(e.is_not_spawning(), "{e}");
     let e = take_passed_handle(0).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn an_end_marked_as_the_channel_to_the_parent_is_refused_outside_a_spawns_arguments() {
+    // A message carrying one end, re-marked as a child's channel to its
+    // parent (only a spawn's own arguments may say that).
+    let (a, _b) = sys::pipe(true).unwrap();
+    let parts = a.pass_handles().unwrap();
+    let kind = kind_of(&parts);
+    let (bytes, carried) = collecting(|| {
+        let handles: Vec<u64> = handles_of(parts)
+            .into_iter()
+            .map(|h| pass_handle(h).unwrap())
+            .collect();
+        let w = ConnectionWire {
+            kind,
+            handles,
+            readable: true,
+            writable: true,
+            read_ahead: false,
+            max_len: 1 << 20,
+            to_parent: true,
+        };
+        postcard::to_allocvec(&w).unwrap()
+    });
+    let e = receiving_message(carried, || {
+        crate::encode::from_bytes::<crate::Connection>(&bytes).unwrap_err()
+    });
+    assert!(e.to_string().contains("marked as a child's channel"), "{e}");
+    // In a spawn's arguments (what the parent wrote) it is taken.
+    assert!(!in_bootstrap_decode());
+    assert!(bootstrap_decode(in_bootstrap_decode));
+    assert!(!in_bootstrap_decode());
 }

@@ -6,9 +6,11 @@
 //!
 //! The rule ([`Peer`]): **the parent does every duplication, both ways.**
 //! Only ends whose other process is known take part: the parent's end of
-//! a channel to a child it started (it holds the child's process handle
-//! from `CreateProcessW`, which can't name another process), and the
-//! child's end of it (its peer is the parent). Sending:
+//! a channel it made for a child at the child's spawn (a pool worker's,
+//! `Process::spawn_connected`'s; it holds the child's process handle from
+//! `CreateProcessW`, which can't name another process), and the child's
+//! end of it (its peer is the parent; see `codec::handles` for how each
+//! end learns it). Sending:
 //!
 //! - parent → child: the parent duplicates each handle into the child and
 //!   the frame carries the values there; the child wraps them (values its
@@ -62,8 +64,9 @@ fn unknown_peer() -> io::Error {
     io::Error::new(
         io::ErrorKind::Unsupported,
         "on Windows a message can carry handles only to a process this one started, or \
-         back from it, over the channel made for it at its spawn (a pool worker's); the \
-         process at this Connection's other end is not known",
+         back from it, over the channel made for it at its spawn \
+         (Process::spawn_connected's, a pool worker's); the process at this Connection's \
+         other end is not known",
     )
 }
 
