@@ -717,3 +717,31 @@ fn a_token_in_a_message_without_handles_names_none_of_the_childs_own() {
         "{outcome}"
     );
 }
+
+#[test]
+fn a_launched_workers_tasks_and_results_carry_no_handles_and_say_so() {
+    let _serial = serial();
+    // A worker started by a launcher command connects back over TCP: no
+    // process of ours at the other end (Windows), no socket for fds (Unix).
+    let pool = multiproc::PoolBuilder::new()
+        .workers(1)
+        .launcher(multiproc::Launcher::command(["{exe}"]))
+        .build()
+        .unwrap();
+    let (_r, w) = std::io::pipe().unwrap();
+    let err = pool
+        .submit(write_to_passed, (PassedHandle::new(w.into()), 1))
+        .get()
+        .unwrap_err();
+    assert!(err.is_encode(), "{err}");
+    assert!(err.to_string().contains("handles"), "{err}");
+    let err = pool.submit(pipe_holding, 1).get().unwrap_err();
+    assert!(err.is_result_encode(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("its result's handles could not be sent to the parent"),
+        "{err}"
+    );
+    // The worker goes on.
+    assert!(pool.submit(open_count, ()).get().unwrap() > 0);
+}

@@ -222,9 +222,10 @@ impl Connection {
     /// process that started this one as the peer (`sys::Peer::Parent`: it
     /// duplicates them into and out of this process): only for an end
     /// whose other end that process created for this one at its spawn and
-    /// keeps (a pool worker's channel). The parent's end is the one given
-    /// [`watch_peer`](Self::watch_peer).
-    pub(crate) fn take_handles_from_parent(&self) {
+    /// keeps, which it marked so in the spawn's arguments (`ChildEnd`). The
+    /// parent's end is the one given [`watch_peer`](Self::watch_peer) or
+    /// [`carry_handles_with`](Self::carry_handles_with).
+    fn take_handles_from_parent(&self) {
         self.trust_peer.store(true, Ordering::Relaxed);
     }
 

@@ -64,6 +64,12 @@
 //! worker that sent another number than it said, or on Windows a value
 //! that is not a handle in it) fail the results that have some with
 //! [`Error::is_decode`].
+//!
+//! Workers started by a [`Launcher::command`](crate::Launcher::command)
+//! connect back over TCP, which carries no handles (no process of this
+//! one's at its other end, no socket for fds): a task with handles in its
+//! arguments fails with [`Error::is_encode`], one with handles in its
+//! result with [`Error::is_result_encode`], and the worker goes on.
 
 mod imap;
 mod launcher;

@@ -415,10 +415,11 @@ pub(crate) fn forge_answer(
 
 /// The loop a pool worker runs.
 pub(super) fn pool_worker_main((conn, cfg): (Connection, WorkerConfig)) {
+    // A local worker's end was marked as its channel to the parent at its
+    // spawn, so it carries handles both ways on Windows too; a launched
+    // worker's connection (TCP, to a pool that did not start it) does not:
+    // its tasks and results can't carry handles.
     let conn = Arc::new(conn);
-    // Windows: handles in task frames arrive as values the parent
-    // duplicated into this process.
-    conn.take_handles_from_parent();
     let _ = WORKER_CONN.set(Arc::clone(&conn));
     if let Some((name, InitArgs::Received(payload))) = cfg.initializer {
         if let Err(why) = run_initializer(&name, &payload) {

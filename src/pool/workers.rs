@@ -27,7 +27,7 @@ use super::launcher::Remote;
 use super::protocol::{pool_worker_main, FromWorker, InitArgs, WorkerConfig};
 use super::scheduler::{Limits, Scheduler, WorkerId, Workers};
 use crate::codec::handles::Carried;
-use crate::connection::{Connection, Pipe};
+use crate::connection::{ChildEnd, Connection, Pipe};
 use crate::error::{Error, Result};
 use crate::popen::{Popen, PopenBuilder};
 use crate::status::ExitStatus;
@@ -445,7 +445,11 @@ impl Shared {
         let (popen, conn) = match &self.spawner.remote {
             None => {
                 let (mine, theirs) = Pipe::duplex_read_ahead()?;
-                let popen = self.spawner.popen.spawn(pool_worker_main, (theirs, cfg))?;
+                // The worker's end marked as its channel to us (handles
+                // both ways on Windows too; a launched worker's is not).
+                let args = (ChildEnd(&theirs), &cfg);
+                let popen = self.spawner.popen.spawn_encoded(pool_worker_main, &args)?;
+                drop(theirs);
                 // The worker's exit ends the reader's stream even while
                 // children it started hold its end of the channel.
                 mine.watch_peer(&popen);
