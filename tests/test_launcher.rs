@@ -23,6 +23,23 @@ fn worker_view(_: u32) -> (Vec<String>, Vec<String>, u32) {
 
 multiproc::entry!(worker_view);
 
+/// This machine's host name, as a launched worker here reports it.
+fn this_host() -> String {
+    #[cfg(unix)]
+    let name = std::process::Command::new("uname")
+        .arg("-n")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    #[cfg(windows)]
+    let name = std::env::var("COMPUTERNAME").unwrap_or_default();
+    if name.is_empty() {
+        "?".into()
+    } else {
+        name
+    }
+}
+
 fn launched(template: &[&str], workers: usize) -> Pool {
     PoolBuilder::new()
         .workers(workers)
@@ -93,6 +110,52 @@ fn a_launcher_that_exits_fails_the_build_with_its_status() {
     );
 }
 
+#[cfg(unix)]
+#[test]
+fn a_launcher_that_fails_puts_the_end_of_its_stderr_in_the_error() {
+    let e = PoolBuilder::new()
+        .workers(1)
+        .launcher(Launcher::command([
+            "sh",
+            "-c",
+            "echo 'srun: error: Invalid partition name specified' >&2; exit 3",
+        ]))
+        .build()
+        .unwrap_err();
+    assert!(e.is_spawn(), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("exited with exit code 3"), "{msg}");
+    assert!(
+        msg.contains("the end of its stderr:\nsrun: error: Invalid partition name specified"),
+        "{msg}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_launcher_error_keeps_only_the_last_2_kib_of_its_stderr() {
+    // 10 000 `x`s, then a last line: the error has the last line and at
+    // most 2 KiB of what came before it.
+    let e = PoolBuilder::new()
+        .workers(1)
+        .launcher(Launcher::command([
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 100 ]; do printf '%0100d' 0 | tr 0 x >&2; i=$((i+1)); done; \
+             echo >&2; echo 'the last line' >&2; exit 4",
+        ]))
+        .build()
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("exited with exit code 4"), "{msg}");
+    assert!(msg.ends_with("the last line"), "{msg}");
+    let xs = msg.bytes().filter(|&b| b == b'x').count();
+    assert!(
+        (2048 - 20..=2048).contains(&xs),
+        "{xs} x's of the 10 000 kept"
+    );
+}
+
 #[test]
 fn a_launcher_that_cannot_start_is_a_spawn_error() {
     let e = PoolBuilder::new()
@@ -123,6 +186,15 @@ fn a_killed_launched_worker_fails_only_its_task_and_is_replaced() {
     let e = h.get().unwrap_err();
     assert!(e.is_worker_died(), "{e}");
     assert_eq!(e.pid(), Some(busy[0]));
+    // It names the host the worker said it runs on (this one here).
+    assert!(
+        e.to_string().contains(&format!(
+            "pool worker {} on host {} died",
+            busy[0],
+            this_host()
+        )),
+        "{e}"
+    );
     // Replaced through the launcher, and usable.
     assert_eq!(p.map(square, 0..100u64).unwrap()[99], 99 * 99);
     assert_eq!(p.pids().len(), 2);

@@ -130,6 +130,17 @@ fn a_worker_whose_srun_is_killed_fails_only_its_task_and_leaves_no_job() {
     let e = h.get().unwrap_err();
     assert!(e.is_worker_died(), "{e}");
     assert_eq!(e.pid(), Some(busy[0]));
+    // It names the node the worker ran on (this one: a single-node cluster).
+    let host = Command::new("uname")
+        .arg("-n")
+        .output()
+        .expect("uname runs");
+    let host = String::from_utf8_lossy(&host.stdout).trim().to_string();
+    assert!(
+        e.to_string()
+            .contains(&format!("pool worker {} on host {host} died", busy[0])),
+        "{e}"
+    );
     // The rest completes, on the survivor and the replacement.
     let want: Vec<u64> = (0..200u64).map(|x| x * x).collect();
     assert_eq!(p.map_chunked(square, 0..200u64, 1).unwrap(), want);

@@ -199,10 +199,13 @@ pub(crate) enum Kind {
         status: Option<ExitStatus>,
         why: String,
     },
-    #[error("pool worker {pid} died ({}) while running this task",
+    #[error("pool worker {pid}{} died ({}) while running this task",
+        host.as_deref().map(|h| format!(" on host {h}")).unwrap_or_default(),
         status.map(|s| s.to_string()).unwrap_or_else(|| "status unknown".into()))]
     WorkerDied {
         pid: u32,
+        /// Where the worker ran, for one started by a launcher command.
+        host: Option<std::sync::Arc<str>>,
         status: Option<ExitStatus>,
     },
     #[error("the task ran past its timeout of {timeout:?}; pool worker {pid} was killed")]

@@ -117,8 +117,14 @@ impl Launcher {
     /// program's path ([`executable`](crate::executable)), e.g.
     /// `["sh", "-c", "exec \"$0\"", "{exe}"]`,
     /// `["srun", "--ntasks=1", "{exe}"]` or `["ssh", "node12", "{exe}"]`.
-    /// The command's stdin is the null device; its stdout and stderr are
-    /// this process's. An empty template makes
+    /// The command's stdin is the null device; its stdout is this
+    /// process's; its stderr is copied to this process's stderr as it
+    /// comes, and a launch that fails (the command exits before its worker
+    /// connected back, or the worker does not connect within 60 s) puts
+    /// the last 2 KiB of it in its [`Error::is_spawn`] error. A launched
+    /// worker says which host it runs on when it connects; the errors of
+    /// its tasks when it dies ([`Error::is_worker_died`]) and a refusal of
+    /// another build name that host. An empty template makes
     /// [`build`](crate::PoolBuilder::build) fail with
     /// [`Error::is_usage`].
     pub fn command<I, S>(template: I) -> Launcher
@@ -192,6 +198,19 @@ struct Hello {
     token: u64,
     build: u64,
     pid: u32,
+    /// The host it runs on (its name as that host knows it).
+    host: String,
+}
+
+/// How long a failed launch waits for the rest of its command's stderr.
+const STDERR_LINGER: Duration = Duration::from_secs(1);
+
+/// `why`, then the last of the launcher command's stderr, if it wrote any.
+fn with_stderr(why: String, child: &sys::CommandChild) -> String {
+    match child.stderr_tail(STDERR_LINGER) {
+        tail if tail.is_empty() => why,
+        tail => format!("{why}; the end of its stderr:\n{tail}"),
+    }
 }
 
 /// The parent's side of a command launcher: its listener and key.
@@ -229,9 +248,9 @@ impl Remote {
     }
 
     /// Runs the command for one worker and waits until that worker
-    /// connected back and said it is this build; the command's process
-    /// and the connection.
-    pub(super) fn launch(&self) -> Result<(sys::CommandChild, Connection)> {
+    /// connected back and said it is this build; the command's process,
+    /// the connection and the host the worker runs on.
+    pub(super) fn launch(&self) -> Result<(sys::CommandChild, Connection, String)> {
         let exe = crate::popen::executable()?;
         let argv: Vec<OsString> = self
             .template
@@ -260,13 +279,18 @@ impl Remote {
         ];
         let program = &self.template[0];
         let child = sys::spawn_command(&argv, &env).map_err(|e| spawn_error(program, e))?;
-        let conn = self.wait_for(token, &child, program)?;
-        Ok((child, conn))
+        let (conn, host) = self.wait_for(token, &child, program)?;
+        Ok((child, conn, host))
     }
 
     /// Accepts until the worker of `token` connected back; connections of
     /// other launches (one that timed out before) are closed.
-    fn wait_for(&self, token: u64, child: &sys::CommandChild, program: &str) -> Result<Connection> {
+    fn wait_for(
+        &self,
+        token: u64,
+        child: &sys::CommandChild,
+        program: &str,
+    ) -> Result<(Connection, String)> {
         let deadline = deadline::deadline(CONNECT_TIMEOUT);
         loop {
             // A slice, to look at the command between waits.
@@ -274,16 +298,16 @@ impl Remote {
                 if conn.poll(Some(Duration::from_secs(10))).unwrap_or(false) {
                     if let Ok(hello) = conn.recv::<Hello>() {
                         if hello.token == token && hello.build == spawn::build_id() {
-                            return Ok(conn);
+                            return Ok((conn, hello.host));
                         }
                         if hello.token == token {
                             let _ = child.kill();
                             return Err(spawn_error(
                                 program,
                                 std::io::Error::other(format!(
-                                    "the launched worker (pid {} where it runs) is another \
+                                    "the launched worker (pid {} on host {}) is another \
                                      build of the program: workers must run the parent's build",
-                                    hello.pid
+                                    hello.pid, hello.host
                                 )),
                             ));
                         }
@@ -297,11 +321,14 @@ impl Remote {
             {
                 return Err(spawn_error(
                     program,
-                    std::io::Error::other(format!(
-                        "the launcher command (pid {}) exited with {} before its worker \
-                         connected back",
-                        child.id(),
-                        ExitStatus(status)
+                    std::io::Error::other(with_stderr(
+                        format!(
+                            "the launcher command (pid {}) exited with {} before its worker \
+                             connected back",
+                            child.id(),
+                            ExitStatus(status)
+                        ),
+                        child,
                     )),
                 ));
             }
@@ -311,10 +338,13 @@ impl Remote {
                     program,
                     std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
-                        format!(
-                            "the launched worker did not connect back to {} within {:?}",
-                            self.listener.address(),
-                            CONNECT_TIMEOUT
+                        with_stderr(
+                            format!(
+                                "the launched worker did not connect back to {} within {:?}",
+                                self.listener.address(),
+                                CONNECT_TIMEOUT
+                            ),
+                            child,
                         ),
                     ),
                 ));
@@ -384,6 +414,7 @@ pub(super) fn launched_worker(_: ()) {
         token,
         build: spawn::build_id(),
         pid: std::process::id(),
+        host: sys::hostname(),
     };
     if conn.send(&hello).is_err() {
         return;

@@ -52,6 +52,8 @@ pub(super) enum Failure {
     BadResult(String),
     Died {
         pid: u32,
+        /// Where it ran, for a launched worker.
+        host: Option<Arc<str>>,
         status: Option<ExitStatus>,
     },
     Timeout {
@@ -85,7 +87,7 @@ impl Failure {
                 status: None,
                 why,
             },
-            Failure::Died { pid, status } => Kind::WorkerDied { pid, status },
+            Failure::Died { pid, host, status } => Kind::WorkerDied { pid, host, status },
             Failure::Timeout { pid, timeout } => Kind::TaskTimeout { pid, timeout },
             Failure::Protocol { pid, why } => Kind::WorkerProtocol { pid, why },
             Failure::Encode { entry, source } => Kind::Encode {

@@ -42,6 +42,11 @@ pub(super) trait Workers {
     /// Starts worker `id`; its pid. It reports through
     /// [`Scheduler::on_message`] and [`Scheduler::on_exit`] with this id.
     fn spawn(&mut self, id: WorkerId) -> Result<u32>;
+    /// The host worker `id` runs on, if it is not this one (a worker
+    /// started by a launcher command says it when it connects).
+    fn host(&self, _id: WorkerId) -> Option<Arc<str>> {
+        None
+    }
     /// Writes `frame` to worker `id`, after the frames written before.
     fn send(&mut self, id: WorkerId, frame: Vec<u8>);
     /// Writes `frame`, whose chunks are `chunks`, with the handles their
@@ -108,6 +113,8 @@ struct JobRec {
 struct Worker {
     id: WorkerId,
     pid: u32,
+    /// Where it runs, for a launched worker (named in its errors).
+    host: Option<Arc<str>>,
     /// Frames can be written to it (not closed).
     open: bool,
     /// Chunks sent, in order, with the frame that carried each.
@@ -371,6 +378,7 @@ impl Scheduler {
         self.workers.push(Worker {
             id,
             pid,
+            host: io.host(id),
             open: true,
             inflight: VecDeque::new(),
             started_frame: 0,
@@ -709,7 +717,11 @@ impl Scheduler {
             } else if let (Some(KilledFor::Timeout(timeout)), true) = (w.killed_for, killed_by_us) {
                 Failure::Timeout { pid, timeout }
             } else {
-                Failure::Died { pid, status }
+                Failure::Died {
+                    pid,
+                    host: w.host.clone(),
+                    status,
+                }
             };
             self.fail_chunk(head, why);
         }

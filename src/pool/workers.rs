@@ -184,6 +184,8 @@ type OutFrame = (Vec<u8>, Vec<u64>, Vec<Arc<Carried>>);
 struct Handle {
     id: WorkerId,
     popen: Arc<Proc>,
+    /// The host a launched worker said it runs on.
+    host: Option<Arc<str>>,
     /// To the worker's writer thread (a frame, and the handles that go
     /// with it); `None` once closed.
     tx: Option<mpsc::Sender<OutFrame>>,
@@ -204,6 +206,14 @@ struct Os<'a> {
 impl Workers for Os<'_> {
     fn spawn(&mut self, id: WorkerId) -> Result<u32> {
         self.shared.spawn_worker(self.handles, id)
+    }
+
+    fn host(&self, id: WorkerId) -> Option<Arc<str>> {
+        self.handles
+            .workers
+            .iter()
+            .find(|h| h.id == id)
+            .and_then(|h| h.host.clone())
     }
 
     fn send(&mut self, id: WorkerId, frame: Vec<u8>) {
@@ -442,6 +452,7 @@ impl Shared {
             initializer: self.spawner.initializer.clone(),
             max_memory: self.limits.max_memory_per_child,
         };
+        let mut launched_host = None;
         let (popen, conn) = match &self.spawner.remote {
             None => {
                 let (mine, theirs) = Pipe::duplex_read_ahead()?;
@@ -456,8 +467,9 @@ impl Shared {
                 (Proc::Local(popen), mine)
             }
             Some(remote) => {
-                let (child, conn) = remote.launch()?;
+                let (child, conn, host) = remote.launch()?;
                 conn.send(&cfg)?;
+                launched_host = Some(Arc::from(host));
                 (Proc::Launched(child), conn)
             }
         };
@@ -534,6 +546,7 @@ impl Shared {
         handles.workers.push(Handle {
             id,
             popen,
+            host: launched_host,
             tx: Some(tx),
         });
         Ok(pid)

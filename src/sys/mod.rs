@@ -36,7 +36,7 @@ pub(crate) use shm::{Shm, ShmAtomic};
 mod guarded;
 pub(crate) use guarded::{Guarded, GuardedBytes};
 mod command;
-pub(crate) use command::{spawn_command, CommandChild};
+pub(crate) use command::{hostname, spawn_command, CommandChild};
 mod net;
 pub(crate) use net::{
     connect_local, connect_tcp, listen_local, listen_tcp, resolve, NetListener, NetStream,

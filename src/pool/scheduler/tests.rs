@@ -216,7 +216,7 @@ fn a_dead_worker_fails_only_its_running_chunk_and_the_rest_is_requeued() {
     let r = results(&mut s, job);
     assert_eq!(r.len(), 1);
     assert!(
-        matches!(r[0].2, Some(Failure::Died { pid, status: None }) if pid == 1000 + w[0] as u32),
+        matches!(r[0].2, Some(Failure::Died { pid, status: None, .. }) if pid == 1000 + w[0] as u32),
         "{:?}",
         r[0].2
     );
