@@ -78,6 +78,8 @@
 //!
 #![doc = include_str!("../docs/async.md")]
 //!
+#![doc = include_str!("../docs/cluster.md")]
+//!
 //! # Cancelling and time limits
 //!
 //! A [`Pool`] stops single tasks without stopping the pool:
