@@ -372,7 +372,7 @@ impl SysMutex {
                 .unwrap_or_default();
             let until = now + left.min(Duration::from_secs(1));
             let ts = libc::timespec {
-                tv_sec: until.as_secs() as libc::time_t,
+                tv_sec: until.as_secs() as _,
                 tv_nsec: until.subsec_nanos() as _,
             };
             // SAFETY: as in `lock`; `ts` is a valid timespec.
