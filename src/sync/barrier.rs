@@ -169,15 +169,7 @@ impl Barrier {
     }
 
     fn words(&self) -> Result<&[AtomicU32]> {
-        self.state
-            .atomics::<AtomicU32>()
-            .filter(|w| w.len() >= WORDS)
-            .ok_or_else(|| {
-                Error::io(
-                    "cannot use a barrier",
-                    std::io::Error::other("its state block is not writable shared memory"),
-                )
-            })
+        super::state_words(&self.state, WORDS, "cannot use a barrier")
     }
 
     /// The number of parties.

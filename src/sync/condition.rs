@@ -193,15 +193,7 @@ impl Condition {
     }
 
     fn words(&self) -> Result<&[AtomicU32]> {
-        self.state
-            .atomics::<AtomicU32>()
-            .filter(|w| w.len() >= WORDS)
-            .ok_or_else(|| {
-                Error::io(
-                    "cannot use a condition",
-                    io::Error::other("its state block is not writable shared memory"),
-                )
-            })
+        super::state_words(&self.state, WORDS, "cannot use a condition")
     }
 
     fn guard(&self) -> ConditionGuard<'_> {

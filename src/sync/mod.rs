@@ -48,3 +48,22 @@ const _: () = {
     assert_send_sync::<Barrier>();
     assert_send_sync::<Value<u64>>();
 };
+
+/// The first `n` 32-bit words of a primitive's state block, or an error
+/// with `context` ("cannot use a barrier") when the block is not writable
+/// shared memory of at least that size.
+fn state_words<'a>(
+    state: &'a crate::sys::Shm,
+    n: usize,
+    context: &'static str,
+) -> crate::error::Result<&'a [std::sync::atomic::AtomicU32]> {
+    state
+        .atomics::<std::sync::atomic::AtomicU32>()
+        .filter(|w| w.len() >= n)
+        .ok_or_else(|| {
+            crate::error::Error::io(
+                context,
+                std::io::Error::other("its state block is not writable shared memory"),
+            )
+        })
+}
