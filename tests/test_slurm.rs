@@ -13,7 +13,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{block_forever, square, wait_for};
+use common::{block_forever, in_scenario, scenario, square, wait_for};
 use multiproc::{Launcher, Pool, PoolBuilder};
 
 multiproc::test_support!();
@@ -181,4 +181,64 @@ fn a_scancelled_worker_fails_only_its_task_and_is_replaced() {
     assert_ne!(second, first, "the replacement is another job");
     drop(p);
     gone(&[first, second].concat());
+}
+
+/// Prints a line to stdout and one to stderr; the worker's own pid.
+fn say_hello(i: u32) -> u32 {
+    println!("hello {i} from a srun worker");
+    eprintln!("complaint {i} from a srun worker");
+    std::process::id()
+}
+
+multiproc::entry!(say_hello);
+
+#[test]
+fn a_srun_workers_lines_are_prefixed_with_its_own_pid_not_sruns() {
+    if !slurm_here() {
+        return;
+    }
+    let out = scenario("scenario_srun_output", |_| {});
+    assert!(out.status.success(), "{}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report = text
+        .lines()
+        .find_map(|l| l.strip_prefix("REPORT "))
+        .expect("the scenario's report");
+    let [worker, srun]: [u32; 2] = report
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+    assert_ne!(worker, srun, "the worker runs under srun, not as srun");
+    let host = Command::new("uname").arg("-n").output().expect("uname");
+    let host = String::from_utf8_lossy(&host.stdout).trim().to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for i in 0..3 {
+        let line = format!("[{host}:{worker}] hello {i} from a srun worker");
+        assert_eq!(text.lines().filter(|l| *l == line).count(), 1, "{line}");
+        let line = format!("[{host}:{worker}] complaint {i} from a srun worker");
+        assert_eq!(stderr.lines().filter(|l| *l == line).count(), 1, "{line}");
+    }
+}
+
+#[test]
+#[ignore = "a scenario, run by a_srun_workers_lines_are_prefixed_with_its_own_pid_not_sruns"]
+fn scenario_srun_output() {
+    if !in_scenario("scenario_srun_output") {
+        return;
+    }
+    // Ends libtest's "test NAME ... " line.
+    println!();
+    let p = slurm_pool(1);
+    let srun = p.pids()[0];
+    let pids = p.map_chunked(say_hello, 0..3u32, 1).unwrap();
+    assert!(pids.iter().all(|&pid| pid == pids[0]), "{pids:?}");
+    // The worker exits on its own and srun with it, after it passed on all
+    // of the worker's output (dropping the pool would kill srun, and with it
+    // any line srun had not passed on yet).
+    p.close();
+    p.join().unwrap();
+    drop(p);
+    println!("REPORT {} {srun}", pids[0]);
 }

@@ -81,7 +81,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// What this version does not do yet (issue 14): heartbeats (a remote
 /// worker whose node vanishes without closing its connection is not seen
 /// as dead until the connection times out in the OS), one `srun -n N` for
-/// all workers, SPMD mode, prefixing the workers' output; the pool's
+/// all workers, SPMD mode; the pool's
 /// listener binds the loopback address unless
 /// [`listen`](Launcher::listen) names another.
 #[derive(Clone, Debug)]
@@ -95,6 +95,7 @@ enum LauncherKind {
     Command {
         template: Vec<String>,
         listen: Address,
+        prefix_output: bool,
     },
 }
 
@@ -117,11 +118,12 @@ impl Launcher {
     /// program's path ([`executable`](crate::executable)), e.g.
     /// `["sh", "-c", "exec \"$0\"", "{exe}"]`,
     /// `["srun", "--ntasks=1", "{exe}"]` or `["ssh", "node12", "{exe}"]`.
-    /// The command's stdin is the null device; its stdout is this
-    /// process's; its stderr is copied to this process's stderr as it
-    /// comes, and a launch that fails (the command exits before its worker
-    /// connected back, or the worker does not connect within 60 s) puts
-    /// the last 2 KiB of it in its [`Error::is_spawn`] error. A launched
+    /// The command's stdin is the null device; its stdout and stderr go to
+    /// this process's, each line prefixed with who wrote it (see
+    /// [`prefix_output`](Launcher::prefix_output)); a launch that fails
+    /// (the command exits before its worker connected back, or the worker
+    /// does not connect within 60 s) puts the last 2 KiB of its stderr in
+    /// its [`Error::is_spawn`] error. A launched
     /// worker says which host it runs on when it connects; the errors of
     /// its tasks when it dies ([`Error::is_worker_died`]) and a refusal of
     /// another build name that host. An empty template makes
@@ -136,6 +138,7 @@ impl Launcher {
             kind: LauncherKind::Command {
                 template: template.into_iter().map(Into::into).collect(),
                 listen: Address::Tcp(([127, 0, 0, 1], 0).into()),
+                prefix_output: true,
             },
         }
     }
@@ -180,6 +183,33 @@ impl Launcher {
         self
     }
 
+    /// Whether each line a launched worker (or its launcher command) writes
+    /// to stdout or stderr reaches this process's stdout or stderr
+    /// prefixed with who wrote it (default: yes). The prefix is
+    /// `[host:pid] ` — the host and pid the worker reported when it
+    /// connected back — and, for lines read before that (the launcher
+    /// command's own, such as srun's complaints, or the worker's before
+    /// [`init`](crate::init)), `[program:pid] `: the command's program
+    /// name and pid. Lines of different workers never mix: each is written
+    /// whole, at once. A last line without a newline is written, with one,
+    /// when the stream ends; a line longer than 16 KiB is written in pieces
+    /// of 16 KiB, each a line of its own with the prefix, so that no line
+    /// holds memory without bound. A pool's drop waits (at most a second
+    /// per worker) for the last lines of its workers, once they have
+    /// exited.
+    ///
+    /// `prefix_output(false)`: the command's stdout is this process's
+    /// stdout (inherited), its stderr is copied to this process's stderr
+    /// as it comes, both byte for byte — for output that a program parses.
+    /// No effect on [`Launcher::local`], whose workers share this
+    /// process's stdout and stderr.
+    pub fn prefix_output(mut self, on: bool) -> Launcher {
+        if let LauncherKind::Command { prefix_output, .. } = &mut self.kind {
+            *prefix_output = on;
+        }
+        self
+    }
+
     /// The parent's side for a command launcher; `None` for local workers.
     pub(super) fn start(&self) -> Result<Option<Remote>> {
         match &self.kind {
@@ -187,7 +217,11 @@ impl Launcher {
             LauncherKind::Command { template, .. } if template.is_empty() => Err(Error::new(
                 Kind::Usage("a launcher command needs at least a program".into()),
             )),
-            LauncherKind::Command { template, listen } => Remote::new(template, listen).map(Some),
+            LauncherKind::Command {
+                template,
+                listen,
+                prefix_output,
+            } => Remote::new(template, listen, *prefix_output).map(Some),
         }
     }
 }
@@ -217,6 +251,8 @@ fn with_stderr(why: String, child: &sys::CommandChild) -> String {
 #[derive(Debug)]
 pub(super) struct Remote {
     template: Vec<String>,
+    /// Whether the workers' output is prefixed.
+    prefix_output: bool,
     listener: Listener,
     key: Vec<u8>,
     next_token: AtomicU64,
@@ -230,7 +266,7 @@ fn spawn_error(program: &str, why: std::io::Error) -> Error {
 }
 
 impl Remote {
-    fn new(template: &[String], listen: &Address) -> Result<Remote> {
+    fn new(template: &[String], listen: &Address, prefix_output: bool) -> Result<Remote> {
         let mut key = vec![0u8; 32];
         getrandom::fill(&mut key).map_err(|e| {
             Error::io(
@@ -241,6 +277,7 @@ impl Remote {
         let listener = Listener::bind(listen, Some(&key))?;
         Ok(Remote {
             template: template.to_vec(),
+            prefix_output,
             listener,
             key,
             next_token: AtomicU64::new(1),
@@ -278,7 +315,8 @@ impl Remote {
             (TOKEN_ENV.to_string(), token.to_string()),
         ];
         let program = &self.template[0];
-        let child = sys::spawn_command(&argv, &env).map_err(|e| spawn_error(program, e))?;
+        let child = sys::spawn_command(&argv, &env, self.prefix_output)
+            .map_err(|e| spawn_error(program, e))?;
         let (conn, host) = self.wait_for(token, &child, program)?;
         Ok((child, conn, host))
     }
@@ -297,6 +335,9 @@ impl Remote {
             if let Ok(Some(conn)) = self.listener.accept_timeout(Duration::from_millis(50)) {
                 if conn.poll(Some(Duration::from_secs(10))).unwrap_or(false) {
                     if let Ok(hello) = conn.recv::<Hello>() {
+                        if hello.token == token {
+                            child.set_output_prefix(&hello.host, hello.pid);
+                        }
                         if hello.token == token && hello.build == spawn::build_id() {
                             return Ok((conn, hello.host));
                         }

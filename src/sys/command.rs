@@ -1,16 +1,30 @@
 //! Launcher commands: an arbitrary program (`sh -c …`, `srun …`, `ssh
 //! host …`) that starts a pool worker somewhere, which then connects back
-//! (`pool/launcher.rs`). std's `Command`, with stdin the null device,
-//! stdout inherited, and stderr a pipe that a thread copies to this
-//! process's stderr as it comes, keeping the last [`STDERR_TAIL`] bytes for
-//! the error of a launch that fails; the child's pid stays ours (unreaped)
-//! until it is waited for, so `kill` never hits a reused pid.
+//! (`pool/launcher.rs`). std's `Command`, with stdin the null device and
+//! stdout and stderr pipes that a thread each copies to this process's
+//! stdout and stderr, line by line, each line prefixed with who wrote it
+//! (`[host:pid] `, see [`CommandChild::set_output_prefix`]); or, unprefixed,
+//! stdout inherited and stderr copied as it comes. The stderr thread keeps
+//! the last [`STDERR_TAIL`] bytes for the error of a launch that fails. The
+//! child's pid stays ours (unreaped) until it is waited for, so `kill`
+//! never hits a reused pid.
+//!
+//! One thread per stream rather than one thread polling all of them:
+//! std's pipe ends are blocking, and waiting on several at once would take
+//! platform code of its own (`poll` on Unix; on Windows an anonymous pipe
+//! can't be waited on, it would take overlapped named pipes), for threads
+//! that cost no CPU while they wait in `read`. A line is written with one
+//! `write_all` under the lock of this process's `stdout`/`stderr`, which
+//! every writer of this process takes (`println!` too), so no line is
+//! split by another worker's. A line is kept in memory only up to
+//! [`MAX_LINE`] bytes: a longer one is written in pieces of that size, each
+//! a line of its own with the prefix.
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::RawStatus;
 use crate::deadline;
@@ -18,12 +32,57 @@ use crate::deadline;
 /// How much of a launcher command's stderr is kept for its error.
 pub(crate) const STDERR_TAIL: usize = 2048;
 
-/// The last [`STDERR_TAIL`] bytes of a command's stderr, and whether the
-/// stream ended.
+/// The longest line kept whole in prefixed output; a longer one is cut into
+/// pieces of this size, each written as a line of its own.
+pub(crate) const MAX_LINE: usize = 16 * 1024;
+
+/// How long dropping a [`CommandChild`] waits for its output to end (the
+/// last lines copied), once the command has exited.
+const OUTPUT_LINGER: Duration = Duration::from_secs(1);
+
+/// What the copying threads share with the [`CommandChild`].
 #[derive(Debug, Default)]
-struct Tail {
-    bytes: Mutex<(Vec<u8>, bool)>,
-    ended: Condvar,
+struct Streams {
+    state: Mutex<StreamState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct StreamState {
+    /// The last [`STDERR_TAIL`] bytes of stderr.
+    tail: Vec<u8>,
+    /// Stderr ended (or nothing copies it).
+    stderr_ended: bool,
+    /// Streams still being copied.
+    open: usize,
+}
+
+impl Streams {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StreamState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until `done` holds or `until` passes.
+    fn wait_until(&self, until: Option<Instant>, done: impl Fn(&StreamState) -> bool) {
+        let mut st = self.lock();
+        while !done(&st) && !deadline::passed(until) {
+            let left = until.map_or(Duration::from_secs(3600), |u| {
+                u.saturating_duration_since(Instant::now())
+            });
+            st = self
+                .changed
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// The prefix of each line a command's output gets, `[who:pid] `.
+type Prefix = Mutex<Arc<[u8]>>;
+
+fn prefix_text(who: &str, pid: u32) -> Arc<[u8]> {
+    format!("[{who}:{pid}] ").into_bytes().into()
 }
 
 /// A started launcher command.
@@ -32,13 +91,103 @@ pub(crate) struct CommandChild {
     child: Mutex<Child>,
     status: Mutex<Option<RawStatus>>,
     pid: u32,
-    tail: Arc<Tail>,
+    streams: Arc<Streams>,
+    /// `None`: output not prefixed.
+    prefix: Option<Arc<Prefix>>,
 }
 
-/// Copies `from` to this process's stderr until it ends, keeping its last
-/// [`STDERR_TAIL`] bytes in `tail`.
-fn copy_stderr(mut from: impl Read, tail: &Tail) {
-    let mut buf = [0u8; 4096];
+/// Which of this process's streams a copy goes to.
+#[derive(Clone, Copy)]
+enum Sink {
+    Stdout,
+    Stderr,
+}
+
+impl Sink {
+    /// Writes `bytes` whole under the stream's lock; errors are dropped (a
+    /// closed stdout of ours must not stop the command).
+    fn write(self, bytes: &[u8]) {
+        let _ = match self {
+            Sink::Stdout => io::stdout().lock().write_all(bytes),
+            Sink::Stderr => io::stderr().lock().write_all(bytes),
+        };
+    }
+}
+
+/// Splits a byte stream into lines of at most [`MAX_LINE`] bytes: whole
+/// lines (without their `\n`), pieces of longer ones, and at the end the
+/// last line if it had no `\n`.
+#[derive(Default)]
+struct Lines {
+    /// The start of a line whose end has not come yet (at most
+    /// [`MAX_LINE`] bytes).
+    partial: Vec<u8>,
+}
+
+impl Lines {
+    /// Hands `emit` each line (or piece of [`MAX_LINE`] bytes) that
+    /// `data` completes; keeps the rest.
+    fn feed(&mut self, mut data: &[u8], emit: &mut impl FnMut(&[u8])) {
+        while !data.is_empty() {
+            let room = MAX_LINE - self.partial.len();
+            // A `\n` among the next `room + 1` bytes ends a line of at
+            // most MAX_LINE bytes.
+            let newline = data.iter().take(room + 1).position(|&b| b == b'\n');
+            match newline {
+                Some(i) if self.partial.is_empty() => emit(&data[..i]),
+                Some(i) => {
+                    self.partial.extend_from_slice(&data[..i]);
+                    emit(&self.partial);
+                    self.partial.clear();
+                }
+                None if data.len() > room => {
+                    // More than fits, and no end in sight: a piece.
+                    self.partial.extend_from_slice(&data[..room]);
+                    emit(&self.partial);
+                    self.partial.clear();
+                    data = &data[room..];
+                    continue;
+                }
+                None => {
+                    self.partial.extend_from_slice(data);
+                    return;
+                }
+            }
+            data = &data[newline.map_or(data.len(), |i| i + 1)..];
+        }
+    }
+
+    /// At the end of the stream: the last line, if it had no `\n`.
+    fn finish(&mut self, emit: &mut impl FnMut(&[u8])) {
+        if !self.partial.is_empty() {
+            emit(&self.partial);
+            self.partial.clear();
+        }
+    }
+}
+
+/// Copies `from` to `to` until it ends: as it comes without a prefix, else
+/// line by line, each line after the prefix as it is then. Keeps the last
+/// [`STDERR_TAIL`] bytes in `streams` if `keep_tail`.
+fn copy_stream(
+    mut from: impl Read,
+    to: Sink,
+    prefix: Option<&Prefix>,
+    streams: &Streams,
+    keep_tail: bool,
+) {
+    let mut buf = [0u8; 8192];
+    let mut lines = Lines::default();
+    let mut out = Vec::new();
+    let mut write_line = |line: &[u8]| {
+        let Some(prefix) = prefix else { return };
+        let prefix = Arc::clone(&prefix.lock().unwrap_or_else(|e| e.into_inner()));
+        out.clear();
+        out.extend_from_slice(&prefix);
+        out.extend_from_slice(line);
+        out.push(b'\n');
+        to.write(&out);
+    };
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) => break,
@@ -46,53 +195,104 @@ fn copy_stderr(mut from: impl Read, tail: &Tail) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        let _ = io::stderr().write_all(&buf[..n]);
-        let mut t = tail.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        t.0.extend_from_slice(&buf[..n]);
-        if t.0.len() > STDERR_TAIL {
-            let cut = t.0.len() - STDERR_TAIL;
-            t.0.drain(..cut);
+        if prefix.is_some() {
+            lines.feed(&buf[..n], &mut write_line);
+        } else {
+            to.write(&buf[..n]);
+        }
+        if keep_tail {
+            let mut st = streams.lock();
+            st.tail.extend_from_slice(&buf[..n]);
+            if st.tail.len() > STDERR_TAIL {
+                let cut = st.tail.len() - STDERR_TAIL;
+                st.tail.drain(..cut);
+            }
         }
     }
-    tail.bytes.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
-    tail.ended.notify_all();
+    lines.finish(&mut write_line);
+    let mut st = streams.lock();
+    st.open -= 1;
+    if keep_tail {
+        st.stderr_ended = true;
+    }
+    drop(st);
+    streams.changed.notify_all();
 }
 
 /// Starts `argv` (the program, then its arguments) with `env` added to
-/// this process's environment.
+/// this process's environment; with `prefix_output`, its stdout and stderr
+/// lines are prefixed, `[program:pid] ` until
+/// [`CommandChild::set_output_prefix`] says who writes.
 pub(crate) fn spawn_command(
     argv: &[OsString],
     env: &[(String, String)],
+    prefix_output: bool,
 ) -> io::Result<CommandChild> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "an empty command"))?;
     let mut cmd = Command::new(program);
     cmd.args(args).stdin(Stdio::null()).stderr(Stdio::piped());
+    if prefix_output {
+        cmd.stdout(Stdio::piped());
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn()?;
-    let tail = Arc::new(Tail::default());
-    if let Some(stderr) = child.stderr.take() {
-        let t = Arc::clone(&tail);
-        let copier = std::thread::Builder::new()
-            .name(format!("multiproc-launch-e{}", child.id()))
-            .spawn(move || copy_stderr(stderr, &t));
-        if let Err(e) = copier {
-            // Not started: no zombie, no orphan (the pipe closed with the
-            // closure).
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e);
+    let pid = child.id();
+    let prefix = prefix_output.then(|| {
+        let name = std::path::Path::new(program)
+            .file_name()
+            .unwrap_or(program.as_os_str())
+            .to_string_lossy();
+        Arc::new(Mutex::new(prefix_text(&name, pid)))
+    });
+    let streams = Arc::new(Streams::default());
+    let started = (|| {
+        let copiers = [
+            child
+                .stdout
+                .take()
+                .map(|s| (Box::new(s) as Box<dyn Read + Send>, Sink::Stdout)),
+            child
+                .stderr
+                .take()
+                .map(|s| (Box::new(s) as Box<dyn Read + Send>, Sink::Stderr)),
+        ];
+        for (from, to) in copiers.into_iter().flatten() {
+            let keep_tail = matches!(to, Sink::Stderr);
+            streams.lock().open += 1;
+            let (mine, prefix) = (Arc::clone(&streams), prefix.clone());
+            let copier = std::thread::Builder::new()
+                .name(format!(
+                    "multiproc-launch-{}{pid}",
+                    if keep_tail { 'e' } else { 'o' }
+                ))
+                .spawn(move || copy_stream(from, to, prefix.as_deref(), &mine, keep_tail));
+            if let Err(e) = copier {
+                streams.lock().open -= 1;
+                return Err(e);
+            }
         }
-    }
-    Ok(CommandChild {
-        pid: child.id(),
+        Ok(())
+    })();
+    let command = CommandChild {
+        pid,
         child: Mutex::new(child),
         status: Mutex::new(None),
-        tail,
-    })
+        streams,
+        prefix,
+    };
+    match started {
+        Ok(()) => Ok(command),
+        Err(e) => {
+            // A copier did not start (its pipe closed with its closure):
+            // the command is killed and reaped by the drop.
+            drop(command);
+            Err(e)
+        }
+    }
 }
 
 fn raw_status(s: std::process::ExitStatus) -> RawStatus {
@@ -112,24 +312,24 @@ impl CommandChild {
         self.pid
     }
 
+    /// From now on its output's lines are prefixed `[host:pid] ` (the
+    /// worker it started said it is `pid` on `host`); nothing if its
+    /// output is not prefixed.
+    pub(crate) fn set_output_prefix(&self, host: &str, pid: u32) {
+        if let Some(prefix) = &self.prefix {
+            *prefix.lock().unwrap_or_else(|e| e.into_inner()) = prefix_text(host, pid);
+        }
+    }
+
     /// The last [`STDERR_TAIL`] bytes of its stderr (lossy UTF-8, trimmed),
     /// after waiting at most `linger` for the stream to end (it ends when
     /// the command and everything it started that holds it have exited).
     pub(crate) fn stderr_tail(&self, linger: Duration) -> String {
         let until = deadline::deadline(linger);
-        let mut t = self.tail.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        while !t.1 && !deadline::passed(until) {
-            let left = until.map_or(Duration::from_secs(3600), |u| {
-                u.saturating_duration_since(std::time::Instant::now())
-            });
-            t = self
-                .tail
-                .ended
-                .wait_timeout(t, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        String::from_utf8_lossy(&t.0).trim().to_string()
+        self.streams.wait_until(until, |st| st.stderr_ended);
+        String::from_utf8_lossy(&self.streams.lock().tail)
+            .trim()
+            .to_string()
     }
 
     /// How it ended, if it did (without waiting).
@@ -175,13 +375,18 @@ impl CommandChild {
 
 impl Drop for CommandChild {
     /// Kills a launcher still running and reaps it, so it leaves no
-    /// zombie and no orphan.
+    /// zombie and no orphan; then waits at most [`OUTPUT_LINGER`] for the
+    /// rest of its output to be copied (its streams end when it and
+    /// everything it started that holds them have exited), so that the
+    /// last lines of a worker are out when its pool is gone.
     fn drop(&mut self) {
         let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
         if let Ok(None) = child.try_wait() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.streams
+            .wait_until(deadline::deadline(OUTPUT_LINGER), |st| st.open == 0);
     }
 }
 
@@ -199,5 +404,69 @@ pub(crate) fn hostname() -> String {
         "?".into()
     } else {
         name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines `chunks`, fed in that order, come out as.
+    fn lines_of(chunks: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut lines = Lines::default();
+        let mut got = Vec::new();
+        let mut emit = |l: &[u8]| got.push(l.to_vec());
+        for c in chunks {
+            lines.feed(c, &mut emit);
+        }
+        lines.finish(&mut emit);
+        got
+    }
+
+    #[test]
+    fn lines_are_whole_however_the_reads_cut_them() {
+        let want = vec![b"one".to_vec(), b"".to_vec(), b"three".to_vec()];
+        assert_eq!(lines_of(&[b"one\n\nthree\n"]), want);
+        assert_eq!(lines_of(&[b"o", b"ne\n", b"\nth", b"ree", b"\n"]), want);
+    }
+
+    #[test]
+    fn a_last_line_without_a_newline_comes_at_the_end() {
+        assert_eq!(
+            lines_of(&[b"a\nparti", b"al"]),
+            vec![b"a".to_vec(), b"partial".to_vec()]
+        );
+        assert_eq!(lines_of(&[b"", b""]), Vec::<Vec<u8>>::new());
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_cap_stays_whole() {
+        let line = vec![b'x'; MAX_LINE];
+        let mut data = line.clone();
+        data.push(b'\n');
+        assert_eq!(lines_of(&[&data]), vec![line.clone()]);
+        // The newline in a read of its own.
+        assert_eq!(lines_of(&[&line, b"\n"]), vec![line]);
+    }
+
+    #[test]
+    fn a_longer_line_comes_in_pieces_of_the_cap() {
+        let n = 2 * MAX_LINE + 5;
+        let data: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut with_end = data.clone();
+        with_end.extend_from_slice(b"\nnext\n");
+        for got in [
+            lines_of(&[&with_end]),
+            // In reads of 8 KiB, as the copier reads.
+            lines_of(&with_end.chunks(8192).collect::<Vec<_>>()),
+            lines_of(&with_end.chunks(1000).collect::<Vec<_>>()),
+        ] {
+            assert_eq!(got.len(), 4, "three pieces and `next`");
+            assert_eq!(got[0].len(), MAX_LINE);
+            assert_eq!(got[1].len(), MAX_LINE);
+            assert_eq!(got[2].len(), 5);
+            assert_eq!(got[..3].concat(), data);
+            assert_eq!(got[3], b"next");
+        }
     }
 }
