@@ -204,6 +204,16 @@ impl Connection {
         Connection::new(chan, true, true, false)
     }
 
+    /// This end, reading ahead from now on (as the ends of
+    /// [`Pipe::duplex_read_ahead`]): for a socket's end that no other
+    /// process will hold, such as a pool's connection to a launched worker
+    /// (and the worker's to the pool). Fewer reads per message: a `recv`
+    /// takes what the socket has, not one frame's header and then its body.
+    pub(crate) fn reading_ahead(mut self) -> Connection {
+        self.read_ahead = true;
+        self
+    }
+
     /// From now on, a blocking receive on this end also ends, as end of
     /// file (or a frame cut off), once `peer` has exited and nothing it
     /// wrote is left — even while other processes hold the other end open

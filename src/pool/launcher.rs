@@ -339,7 +339,9 @@ impl Remote {
                             child.set_output_prefix(&hello.host, hello.pid);
                         }
                         if hello.token == token && hello.build == spawn::build_id() {
-                            return Ok((conn, hello.host));
+                            // Only this process holds it: it reads ahead
+                            // from now on, as a local worker's channel.
+                            return Ok((conn.reading_ahead(), hello.host));
                         }
                         if hello.token == token {
                             let _ = child.kill();
@@ -442,7 +444,8 @@ pub(super) fn launched_worker(_: ()) {
         std::process::exit(crate::exit_code::NO_CHANNEL);
     };
     let conn = match Client::connect(addr.as_str(), Some(&key)) {
-        Ok(c) => c,
+        // Only this process holds it (see `Remote::wait_for`).
+        Ok(c) => c.reading_ahead(),
         Err(e) => {
             eprintln!(
                 "multiproc launched worker {}: cannot connect back to {addr}: {e}",
