@@ -358,9 +358,13 @@ fn each_line_of_a_launched_worker_arrives_once_whole_and_prefixed_with_its_host_
             assert!(g == w, "on {stream}:\n got {g:.120}\nwant {w:.120}");
         }
     }
-    // The long line's pieces came in order, one after the other (one
-    // worker wrote them, and no one else had anything to write then).
-    let lines: Vec<String> = prefixed(&out.stdout);
+    // The long line's pieces came in order, one after the other among its
+    // worker's lines (one stream, one copier; the other worker's lines
+    // may come in between).
+    let lines: Vec<String> = prefixed(&out.stdout)
+        .into_iter()
+        .filter(|l| l.starts_with(&prefix(long_pid)))
+        .collect();
     let first = lines
         .iter()
         .position(|l| l.ends_with(&long[..16384]))
