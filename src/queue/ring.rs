@@ -55,7 +55,6 @@
 //! block by anything but this code are an error ([`Corrupt`]), never a
 //! read out of bounds or a giant allocation.
 
-use std::cell::Cell;
 use std::fmt;
 
 /// The header's length; the data area follows it.
@@ -180,9 +179,9 @@ pub(crate) enum Peeked<R = ()> {
 }
 
 /// The oldest record, read, the head word that takes it, and the items
-/// left once it is taken.
+/// and bytes left once it is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Taking(End, u32);
+pub(crate) struct Taking(End, u32, usize);
 
 impl Taking {
     /// The items left once the record is taken.
@@ -219,10 +218,12 @@ pub(crate) struct Ring<'a> {
     /// The data area's length (from the block's length, not its header).
     cap: usize,
     max_items: u64,
-    /// The head and tail as last checked ([`Ring::ends`]); `None` once
-    /// either may have changed. Nothing but this view writes the block
-    /// while it exists (the caller holds the lock).
-    checked: Cell<Option<(End, End, usize)>>,
+    /// The head, the tail and the bytes in use, checked when the view
+    /// was opened and kept by the view's own stores since (nothing but
+    /// this view writes the block while it exists: the caller holds the
+    /// lock); `None` if the header's were not a ring's ([`Ring::ends`]
+    /// says why).
+    ends: Option<(End, End, usize)>,
 }
 
 impl<'a> Ring<'a> {
@@ -233,16 +234,21 @@ impl<'a> Ring<'a> {
     pub(crate) fn init(mem: &'a mut [u8], max_items: u64) -> Ring<'a> {
         let cap = mem.len() - HEADER;
         mem[..HEADER].copy_from_slice(&new_header(cap, max_items));
-        Ring {
+        let mut ring = Ring {
             mem,
             cap,
             max_items,
-            checked: Cell::new(None),
-        }
+            ends: None,
+        };
+        ring.ends = ring.read_ends().ok();
+        ring
     }
 
     /// A view of a received block: its header must be a ring's, of the
-    /// data area its length leaves.
+    /// data area its length leaves. Its head and tail are checked too,
+    /// but a view opens without them: then every operation that needs
+    /// them says why they can't be right, and a `peek` empties the ring
+    /// so that it can be used again.
     pub(crate) fn open(mem: &'a mut [u8]) -> Result<Ring<'a>, Corrupt> {
         if mem.len() < HEADER + MIN_CAP || mem.len() > HEADER + MAX_CAP {
             return Err(Corrupt(format!(
@@ -261,13 +267,13 @@ impl<'a> Ring<'a> {
             )));
         }
         let max_items = get_u64(mem, MAX_ITEMS_AT).max(1);
-        let ring = Ring {
+        let mut ring = Ring {
             mem,
             cap,
             max_items,
-            checked: Cell::new(None),
+            ends: None,
         };
-        ring.ends()?;
+        ring.ends = ring.read_ends().ok();
         Ok(ring)
     }
 
@@ -284,12 +290,19 @@ impl<'a> Ring<'a> {
     /// The head and tail, checked: positions in the data area and
     /// 8-aligned, no more items than records fit in the used bytes.
     fn ends(&self) -> Result<(End, End, usize), Corrupt> {
-        if let Some(e) = self.checked.get() {
-            return Ok(e);
+        match self.ends {
+            Some(e) => Ok(e),
+            None => Err(self.bad_ends()),
         }
-        let e = self.read_ends()?;
-        self.checked.set(Some(e));
-        Ok(e)
+    }
+
+    /// Why the header's head and tail can't be right.
+    #[cold]
+    fn bad_ends(&self) -> Corrupt {
+        match self.read_ends() {
+            Err(c) => c,
+            Ok(_) => Corrupt("the head and tail changed under the lock".into()),
+        }
     }
 
     /// [`ends`](Ring::ends), read from the header.
@@ -373,7 +386,9 @@ impl<'a> Ring<'a> {
     /// store of the tail word, the commit point (nothing else changed
     /// the ring since).
     pub(crate) fn commit(&mut self, p: Putting) {
-        self.checked.set(None);
+        if let Some((head, _, _)) = self.ends {
+            self.ends = Some((head, p.0, p.1));
+        }
         put_u64(self.mem, TAIL_AT, p.0.word());
     }
 
@@ -467,14 +482,16 @@ impl<'a> Ring<'a> {
             pos: self.wrap(h + need) as u32,
         };
         let left = tail.items.wrapping_sub(next.items);
-        Ok(Peeked::Item(Taking(next, left), r))
+        Ok(Peeked::Item(Taking(next, left, used - need), r))
     }
 
     /// Takes the record [`peek`](Ring::peek) read out of the ring: one
     /// 8-byte store of the head word, the commit point (nothing else
     /// changed the ring since).
     pub(crate) fn take(&mut self, t: Taking) {
-        self.checked.set(None);
+        if let Some((_, tail, _)) = self.ends {
+            self.ends = Some((t.0, tail, t.2));
+        }
         put_u64(self.mem, HEAD_AT, t.0.word());
     }
 
@@ -495,7 +512,6 @@ impl<'a> Ring<'a> {
 
     /// Empties the ring: the head moves to the tail.
     fn reset(&mut self) {
-        self.checked.set(None);
         let tail = End::of(get_u64(self.mem, TAIL_AT));
         let tail = End {
             items: tail.items,
@@ -503,6 +519,7 @@ impl<'a> Ring<'a> {
         };
         put_u64(self.mem, TAIL_AT, tail.word());
         put_u64(self.mem, HEAD_AT, tail.word());
+        self.ends = Some((tail, tail, 0));
     }
 
     /// Closed: `push` refuses, `pop` says `Closed` once empty.
