@@ -107,10 +107,31 @@ impl Sink {
     /// Writes `bytes` whole under the stream's lock; errors are dropped (a
     /// closed stdout of ours must not stop the command).
     fn write(self, bytes: &[u8]) {
-        let _ = match self {
-            Sink::Stdout => io::stdout().lock().write_all(bytes),
-            Sink::Stderr => io::stderr().lock().write_all(bytes),
-        };
+        match self {
+            Sink::Stdout => write_to(&mut io::stdout().lock(), bytes),
+            Sink::Stderr => write_to(&mut io::stderr().lock(), bytes),
+        }
+    }
+}
+
+/// Writes `bytes`; where the stream takes only UTF-8 (std's stdout and
+/// stderr on a Windows console write the valid start of a buffer, then
+/// refuse the rest with `InvalidData`), the rest as lossy UTF-8, so that a
+/// line with other bytes (or a piece of a long line cut inside a
+/// character) still shows, once.
+fn write_to(to: &mut impl Write, bytes: &[u8]) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match to.write(rest) {
+            Ok(0) => return,
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                let _ = to.write_all(String::from_utf8_lossy(rest).as_bytes());
+                return;
+            }
+            Err(_) => return,
+        }
     }
 }
 
@@ -421,6 +442,39 @@ mod tests {
         }
         lines.finish(&mut emit);
         got
+    }
+
+    /// A stream that, like std's stdout on a Windows console, takes only
+    /// UTF-8: the valid start of a buffer, then `InvalidData`.
+    struct Utf8Only(Vec<u8>);
+
+    impl Write for Utf8Only {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let valid = match std::str::from_utf8(buf) {
+                Ok(_) => buf.len(),
+                Err(e) if e.valid_up_to() == 0 => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e))
+                }
+                Err(e) => e.valid_up_to(),
+            };
+            self.0.extend_from_slice(&buf[..valid]);
+            Ok(valid)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_reaches_a_utf8_only_stream_lossily() {
+        let mut to = Utf8Only(Vec::new());
+        write_to(&mut to, b"[host:1] caf\xc3\n");
+        write_to(&mut to, "[host:1] caf\u{e9}\n".as_bytes());
+        assert_eq!(
+            String::from_utf8(to.0).unwrap(),
+            "[host:1] caf\u{fffd}\n[host:1] caf\u{e9}\n"
+        );
     }
 
     #[test]
