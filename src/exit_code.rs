@@ -21,6 +21,7 @@
 //! | 208 | [`BAD_PAYLOAD`] | the worker options or the arguments could not be decoded (the arguments for the entry's type) |
 //! | 209 | [`RESULT_UNDELIVERED`] | the entry finished (returned, panicked, or its arguments could not be decoded) but what it has to report could not be sent back; 210 stays 210 |
 //! | 210 | [`BAD_RESULT`] | the entry returned, but its result could not be serialized |
+//! | 211 | [`PARENT_GONE`] | a pool worker started by a launcher command ([`Launcher::command`](crate::Launcher::command)) lost its pool: the connection to it ended (the parent exited or was killed, or the pool shut the connection down to end this worker) or, with heartbeats, nothing came from the parent for the heartbeat timeout; the worker exits at once, even in the middle of a task |
 //! | 65536 | [`TERMINATE`] | Windows: ended by `terminate()` (`TerminateProcess(h, 0x10000)`, as CPython) |
 //!
 //! Every bootstrap failure (200–208) also prints one line on stderr,
@@ -29,7 +30,9 @@
 //! prints its line to the worker's stderr as set up by then: captured
 //! output, when the parent asked for it.) A 210 also prints one line, naming
 //! the entry and why its result cannot be serialized; a panic (101) prints
-//! Rust's panic message; 209 prints nothing of its own.
+//! Rust's panic message; 209 prints nothing of its own; a 211 prints one
+//! line, `multiproc launched worker <pid>: <why>; exiting`, except when
+//! the connection simply ended (how a pool ends such a worker).
 //!
 //! # How `Process::join` tells a bootstrap failure from the entry's exit
 //!
@@ -74,6 +77,9 @@ pub const BAD_PAYLOAD: i32 = 208;
 pub const RESULT_UNDELIVERED: i32 = 209;
 /// The entry returned, but its result could not be serialized.
 pub const BAD_RESULT: i32 = 210;
+/// A launched pool worker lost its pool (its connection ended, or no
+/// heartbeat came for the timeout).
+pub const PARENT_GONE: i32 = 211;
 /// Windows: the exit code `terminate()` gives (CPython's `TERMINATE`).
 pub const TERMINATE: i32 = 0x10000;
 
@@ -92,6 +98,7 @@ pub(crate) fn describe(code: i32) -> Option<&'static str> {
         BAD_PAYLOAD => "bootstrap: undecodable arguments",
         RESULT_UNDELIVERED => "result undelivered",
         BAD_RESULT => "result not serializable",
+        PARENT_GONE => "lost its pool",
         TERMINATE if cfg!(windows) => "terminated",
         _ => return None,
     })

@@ -610,6 +610,17 @@ impl Connection {
     /// Closes this end (the same as dropping it).
     pub fn close(self) {}
 
+    /// Shuts a socket connection (`Listener`/`Client`) down both ways:
+    /// receives on it, here (a blocked one too) and at the peer, end with
+    /// end of file, and sends fail, whoever holds a copy. For the pool, to
+    /// end a launched worker's connection when the worker's process can't
+    /// be killed directly. An error on a pipe end.
+    pub(crate) fn shutdown(&self) -> Result<()> {
+        self.chan
+            .shutdown()
+            .map_err(|e| Error::io("cannot shut the connection down", e))
+    }
+
     fn rx_guard(&self) -> Result<MutexGuard<'_, Rx>> {
         if !self.readable {
             return Err(Error::new(Kind::WrongDirection("recv on a write-only end")));

@@ -199,14 +199,18 @@ pub(crate) enum Kind {
         status: Option<ExitStatus>,
         why: String,
     },
-    #[error("pool worker {pid}{} died ({}) while running this task",
+    #[error("pool worker {pid}{} died ({}{}) while running this task",
         host.as_deref().map(|h| format!(" on host {h}")).unwrap_or_default(),
+        cause.as_deref().map(|c| format!("{c}; ")).unwrap_or_default(),
         status.map(|s| s.to_string()).unwrap_or_else(|| "status unknown".into()))]
     WorkerDied {
         pid: u32,
         /// Where the worker ran, for one started by a launcher command.
         host: Option<std::sync::Arc<str>>,
         status: Option<ExitStatus>,
+        /// Why the pool gave a launched worker up (no heartbeat, its
+        /// launcher command gone), when it did.
+        cause: Option<String>,
     },
     #[error("the task ran past its timeout of {timeout:?}; pool worker {pid} was killed")]
     TaskTimeout {

@@ -10,15 +10,17 @@
 //! connects back (or the command exits, or [`CONNECT_TIMEOUT`] passes).
 //! The worker says which build it is; another build is refused. Then the
 //! worker gets its [`WorkerConfig`] and runs the same loop as a local
-//! worker ([`pool_worker_main`]) over the TCP connection.
+//! worker (`worker_loop`) over the TCP connection, its frames read by a
+//! thread that exits the worker when the connection ends.
 
 use std::ffi::OsString;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{pool_worker_main, WorkerConfig};
+use super::protocol::{worker_loop, InFrame, ToWorker, WorkerConfig};
 use crate::connection::Connection;
 use crate::deadline;
 use crate::error::{Error, Kind, Result};
@@ -466,7 +468,54 @@ pub(super) fn launched_worker(_: ()) {
     let Ok(cfg) = conn.recv::<WorkerConfig>() else {
         return;
     };
-    pool_worker_main((conn, cfg));
+    let conn = Arc::new(conn);
+    let frames = watch_parent(&conn);
+    worker_loop(conn, cfg, move || frames.recv().ok());
+}
+
+/// In a launched worker: the pool is gone, or gave it up. Exits at once
+/// with [`PARENT_GONE`](crate::exit_code::PARENT_GONE), in the middle of a
+/// task too: nobody is left to take its result, and a worker whose
+/// launcher command the pool killed (`ssh`, `sh -c` without `exec`) must
+/// not run on. Says why on stderr, unless `why` is `None`: the connection
+/// ended, which is how a pool ends such a worker (its drop, a time
+/// limit), not worth a line each time.
+fn parent_gone(why: Option<&str>) -> ! {
+    if let Some(why) = why {
+        eprintln!(
+            "multiproc launched worker {}: {why}; exiting",
+            std::process::id()
+        );
+    }
+    std::process::exit(crate::exit_code::PARENT_GONE)
+}
+
+/// In a launched worker: a thread reads the parent's frames and hands
+/// them to the worker's loop, so that the end of the connection is seen
+/// while a task runs (the worker then exits, see [`parent_gone`]). It
+/// stops after `Shutdown`, which the loop obeys.
+fn watch_parent(conn: &Arc<Connection>) -> mpsc::Receiver<InFrame> {
+    let (tx, rx) = mpsc::channel();
+    let conn = Arc::clone(conn);
+    let shutdown = postcard::to_allocvec(&ToWorker::Shutdown).unwrap_or_default();
+    let watcher = std::thread::Builder::new()
+        .name("multiproc-pool-parent".into())
+        .spawn(move || loop {
+            match conn.recv_frame() {
+                Ok((frame, carried)) => {
+                    let last = frame == shutdown;
+                    if tx.send((frame, carried)).is_err() || last {
+                        return;
+                    }
+                }
+                Err(e) if e.is_eof() => parent_gone(None),
+                Err(e) => parent_gone(Some(&format!("cannot read from the pool: {e}"))),
+            }
+        });
+    if let Err(e) = watcher {
+        parent_gone(Some(&format!("cannot start a thread: {e}")));
+    }
+    rx
 }
 
 #[allow(unsafe_code)] // linkme registers the entry through a link section

@@ -413,13 +413,29 @@ pub(crate) fn forge_answer(
     conn.send_unframed(&frame)
 }
 
-/// The loop a pool worker runs.
+/// A frame from the parent and its handles (or why they could not be
+/// taken); `None` once there are no more.
+pub(super) type InFrame = (Vec<u8>, crate::Result<Carried>);
+
+/// The loop a local pool worker runs, reading its frames itself.
 pub(super) fn pool_worker_main((conn, cfg): (Connection, WorkerConfig)) {
+    let conn = Arc::new(conn);
+    let reader = Arc::clone(&conn);
+    worker_loop(conn, cfg, move || reader.recv_frame().ok());
+}
+
+/// The loop a pool worker runs: answers on `conn`, takes the parent's
+/// frames from `next` (a local worker reads them from `conn` itself; a
+/// launched one from a thread that watches the connection).
+pub(super) fn worker_loop(
+    conn: Arc<Connection>,
+    cfg: WorkerConfig,
+    mut next: impl FnMut() -> Option<InFrame>,
+) {
     // A local worker's end was marked as its channel to the parent at its
     // spawn, so it carries handles both ways on Windows too; a launched
     // worker's connection (TCP, to a pool that did not start it) does not:
     // its tasks and results can't carry handles.
-    let conn = Arc::new(conn);
     let _ = WORKER_CONN.set(Arc::clone(&conn));
     if let Some((name, InitArgs::Received(payload))) = cfg.initializer {
         if let Err(why) = run_initializer(&name, &payload) {
@@ -431,7 +447,7 @@ pub(super) fn pool_worker_main((conn, cfg): (Connection, WorkerConfig)) {
         return;
     }
     loop {
-        let Ok((frame, carried)) = conn.recv_frame() else {
+        let Some((frame, carried)) = next() else {
             return;
         };
         // Handles that could not be taken: the tasks that have some fail

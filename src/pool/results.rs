@@ -55,6 +55,8 @@ pub(super) enum Failure {
         /// Where it ran, for a launched worker.
         host: Option<Arc<str>>,
         status: Option<ExitStatus>,
+        /// Why the pool gave a launched worker up, when it did.
+        cause: Option<String>,
     },
     Timeout {
         pid: u32,
@@ -87,7 +89,17 @@ impl Failure {
                 status: None,
                 why,
             },
-            Failure::Died { pid, host, status } => Kind::WorkerDied { pid, host, status },
+            Failure::Died {
+                pid,
+                host,
+                status,
+                cause,
+            } => Kind::WorkerDied {
+                pid,
+                host,
+                status,
+                cause,
+            },
             Failure::Timeout { pid, timeout } => Kind::TaskTimeout { pid, timeout },
             Failure::Protocol { pid, why } => Kind::WorkerProtocol { pid, why },
             Failure::Encode { entry, source } => Kind::Encode {

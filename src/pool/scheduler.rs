@@ -133,6 +133,9 @@ struct Worker {
     /// It said it is over `max_memory_per_child` and exits without
     /// starting anything more: nothing in flight was started.
     recycled: bool,
+    /// A launched worker the driver gave up on while its connection was
+    /// open (no heartbeat, its launcher command gone): why.
+    lost: Option<String>,
 }
 
 impl Worker {
@@ -389,6 +392,7 @@ impl Scheduler {
             killed_for: None,
             cancelled: Vec::new(),
             recycled: false,
+            lost: None,
         });
         Ok(())
     }
@@ -666,6 +670,14 @@ impl Scheduler {
         self.dispatch(io);
     }
 
+    /// The driver gives launched worker `wid` up, for `why` (its end
+    /// follows through [`on_exit`](Self::on_exit), whose errors say why).
+    pub(super) fn note_lost(&mut self, wid: WorkerId, why: String) {
+        if let Some(w) = self.workers.iter_mut().find(|w| w.id == wid) {
+            w.lost = Some(why);
+        }
+    }
+
     /// Worker `wid` is gone: `status` is how it ended (if known);
     /// `violation`, what it sent that made us kill it.
     pub(super) fn on_exit(
@@ -721,6 +733,7 @@ impl Scheduler {
                     pid,
                     host: w.host.clone(),
                     status,
+                    cause: w.lost.clone(),
                 }
             };
             self.fail_chunk(head, why);

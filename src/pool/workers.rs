@@ -43,30 +43,44 @@ const EXIT_GRACE: Duration = Duration::from_secs(5);
 /// end (stuck in the kernel), which the reaper then collects later.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
+/// How a worker's stream of messages ended.
+enum End {
+    /// At end of file, whole or cut off in the middle of a message (a
+    /// worker killed while it wrote).
+    Closed,
+    /// The worker sent something that is not a pool message.
+    Violation(String),
+    /// A launched worker the pool gives up on while its connection is
+    /// still open: why.
+    Lost(String),
+}
+
 /// The reader thread's loop: hands each message from a worker, with the
 /// handles that came with it (or why they could not be taken), to
-/// `on_message` until the stream ends. `None` when it ended (the worker
-/// exited, or closed its channel); `Some(why)` when the worker sent
-/// something that is not a pool message.
+/// `on_message` until the stream ends; how it ended. A launched worker's
+/// is also watched between messages (`launched`, see [`LaunchWatch`]).
 fn read_worker(
     conn: &Connection,
+    launched: Option<&sys::CommandChild>,
     mut on_message: impl FnMut(FromWorker, Result<Carried>),
-) -> Option<String> {
+) -> End {
+    let mut watch = launched.map(LaunchWatch::new);
     loop {
+        if let Some(lost) = watch.as_mut().and_then(|w| w.until_readable(conn)) {
+            return End::Lost(lost);
+        }
         let (frame, carried) = match conn.recv_frame() {
             Ok(frame) => frame,
-            // The end of the stream, whole or cut off in the middle of a
-            // message (a worker killed while it wrote).
-            Err(e) if e.is_eof() || e.is_poisoned() => return None,
+            Err(e) if e.is_eof() || e.is_poisoned() => return End::Closed,
             Err(e) if e.is_message_too_large() => {
-                return Some(format!("it announced a frame that was refused: {e}"))
+                return End::Violation(format!("it announced a frame that was refused: {e}"))
             }
-            Err(e) => return Some(format!("its messages can't be read: {e}")),
+            Err(e) => return End::Violation(format!("its messages can't be read: {e}")),
         };
         match postcard::from_bytes::<FromWorker>(&frame) {
             Ok(msg) => on_message(msg, carried),
             Err(e) => {
-                return Some(format!(
+                return End::Violation(format!(
                     "it sent a message of {} bytes that is not a pool message: {e}",
                     frame.len()
                 ))
@@ -75,20 +89,86 @@ fn read_worker(
     }
 }
 
+/// How often the reader of a launched worker with nothing to read looks
+/// at its launcher command (a look costs a `waitpid`; while messages
+/// come, it looks at most this often too).
+const LAUNCH_LOOK: Duration = Duration::from_millis(250);
+
+/// The reader's watch over a launched worker, whose process the pool
+/// knows only through its launcher command: once the command has exited
+/// while the connection stays open (`sh -c '"$0" &'`, an ssh whose remote
+/// side lives on), the worker is given up [`EXIT_GRACE`] later — the
+/// worker's own end (its connection's end of file) normally comes with
+/// the command's or just before it.
+struct LaunchWatch<'a> {
+    child: &'a sys::CommandChild,
+    /// When the command was seen to have exited, and how.
+    exited: Option<(Instant, ExitStatus)>,
+    next_look: Instant,
+}
+
+impl<'a> LaunchWatch<'a> {
+    fn new(child: &'a sys::CommandChild) -> Self {
+        LaunchWatch {
+            child,
+            exited: None,
+            next_look: Instant::now(),
+        }
+    }
+
+    /// Waits until `conn` has something to read (or an error to report);
+    /// why the worker counts as dead, if it does first.
+    fn until_readable(&mut self, conn: &Connection) -> Option<String> {
+        loop {
+            let now = Instant::now();
+            if self.exited.is_none() && now >= self.next_look {
+                self.next_look = now + LAUNCH_LOOK;
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    self.exited = Some((now, ExitStatus(status)));
+                }
+            }
+            let wait = match self.exited {
+                Some((at, status)) => {
+                    let left = EXIT_GRACE.saturating_sub(now.duration_since(at));
+                    if left.is_zero() {
+                        return Some(format!(
+                            "its launcher command ended ({status}) but the worker's connection \
+                             was still open {EXIT_GRACE:?} later"
+                        ));
+                    }
+                    left
+                }
+                None => self.next_look.saturating_duration_since(now),
+            };
+            if conn.poll(Some(wait)).unwrap_or(true) {
+                return None;
+            }
+        }
+    }
+}
+
 /// After [`read_worker`]: makes sure the worker is gone and tells how it
-/// ended. A worker that broke the protocol is killed at once; one whose
-/// stream ended is given [`EXIT_GRACE`] to exit, and killed (a protocol
-/// violation too) if it is still running then.
-fn worker_end(popen: &Proc, violation: Option<String>) -> (Option<ExitStatus>, Option<String>) {
-    let why = match violation {
-        Some(why) => why,
-        None => match popen.wait(Some(EXIT_GRACE)) {
-            Ok(Some(status)) => return (Some(status), None),
-            _ => format!("it closed its channel but was still running {EXIT_GRACE:?} later"),
+/// ended (its status, what it did that broke the protocol, why a launched
+/// worker was given up). A worker that broke the protocol or was given up
+/// is killed at once; one whose stream ended is given [`EXIT_GRACE`] to
+/// exit, and killed (a protocol violation too) if it is still running
+/// then.
+fn worker_end(popen: &Proc, end: End) -> (Option<ExitStatus>, Option<String>, Option<String>) {
+    let (violation, lost) = match end {
+        End::Violation(why) => (Some(why), None),
+        End::Lost(why) => (None, Some(why)),
+        End::Closed => match popen.wait(Some(EXIT_GRACE)) {
+            Ok(Some(status)) => return (Some(status), None, None),
+            _ => (
+                Some(format!(
+                    "it closed its channel but was still running {EXIT_GRACE:?} later"
+                )),
+                None,
+            ),
         },
     };
     let _ = popen.kill();
-    (popen.wait(Some(KILL_WAIT)).ok().flatten(), Some(why))
+    (popen.wait(Some(KILL_WAIT)).ok().flatten(), violation, lost)
 }
 
 /// How the pool starts its workers.
@@ -103,33 +183,50 @@ pub(super) struct Spawner {
 
 /// A worker's process: a local worker's `Popen`, or the process of the
 /// command that launched it (the worker itself for `sh -c 'exec …'`, else
-/// `srun`, `ssh`, …).
+/// `srun`, `ssh`, …) with the worker's connection.
 enum Proc {
     Local(Popen),
-    Launched(sys::CommandChild),
+    Launched(sys::CommandChild, Arc<Connection>),
 }
 
 impl Proc {
     fn pid(&self) -> u32 {
         match self {
             Proc::Local(p) => p.pid(),
-            Proc::Launched(c) => c.id(),
+            Proc::Launched(c, _) => c.id(),
         }
     }
 
+    /// Kills a local worker. A launched one: kills its launcher command
+    /// and shuts its connection down, both ways: the worker may outlive
+    /// its command (`ssh`, `sh -c` without `exec`), but its reader here
+    /// sees end of file at once, and the worker sees it too and exits
+    /// (`launcher::parent_gone`).
     fn kill(&self) -> Result<()> {
         match self {
             Proc::Local(p) => p.kill(),
-            Proc::Launched(c) => c
-                .kill()
-                .map_err(|e| Error::io("cannot kill a launcher command", e)),
+            Proc::Launched(c, conn) => {
+                let killed = c
+                    .kill()
+                    .map_err(|e| Error::io("cannot kill a launcher command", e));
+                let shut = conn.shutdown();
+                killed.and(shut)
+            }
+        }
+    }
+
+    /// The launcher command, for a launched worker.
+    fn launcher(&self) -> Option<&sys::CommandChild> {
+        match self {
+            Proc::Local(_) => None,
+            Proc::Launched(c, _) => Some(c),
         }
     }
 
     fn wait(&self, timeout: Option<Duration>) -> Result<Option<ExitStatus>> {
         match self {
             Proc::Local(p) => p.wait(timeout),
-            Proc::Launched(c) => c
+            Proc::Launched(c, _) => c
                 .wait(timeout)
                 .map(|s| s.map(ExitStatus))
                 .map_err(|e| Error::io("cannot wait for a launcher command", e)),
@@ -377,10 +474,18 @@ impl Shared {
         self.unlock_and_wake(st);
     }
 
-    /// Worker `id` is gone.
-    fn on_exit(self: &Arc<Self>, id: WorkerId, status: Option<ExitStatus>, why: Option<String>) {
+    /// Worker `id` is gone: how it ended, what it did that broke the
+    /// protocol, why a launched worker was given up.
+    fn on_exit(
+        self: &Arc<Self>,
+        id: WorkerId,
+        (status, why, lost): (Option<ExitStatus>, Option<String>, Option<String>),
+    ) {
         let mut st = lock(&self.state);
         st.handles.workers.retain(|h| h.id != id);
+        if let Some(lost) = lost {
+            st.sched.note_lost(id, lost);
+        }
         self.with(&mut st, |sched, os| sched.on_exit(os, id, status, why));
         self.unlock_and_wake(st);
     }
@@ -453,7 +558,7 @@ impl Shared {
             max_memory: self.limits.max_memory_per_child,
         };
         let mut launched_host = None;
-        let (popen, conn) = match &self.spawner.remote {
+        let (popen, conn): (_, Arc<Connection>) = match &self.spawner.remote {
             None => {
                 let (mine, theirs) = Pipe::duplex_read_ahead()?;
                 // The worker's end marked as its channel to us (handles
@@ -464,17 +569,17 @@ impl Shared {
                 // The worker's exit ends the reader's stream even while
                 // children it started hold its end of the channel.
                 mine.watch_peer(&popen);
-                (Proc::Local(popen), mine)
+                (Proc::Local(popen), Arc::new(mine))
             }
             Some(remote) => {
                 let (child, conn, host) = remote.launch()?;
                 conn.send(&cfg)?;
                 launched_host = Some(Arc::from(host));
-                (Proc::Launched(child), conn)
+                let conn = Arc::new(conn);
+                (Proc::Launched(child, Arc::clone(&conn)), conn)
             }
         };
         let popen = Arc::new(popen);
-        let conn = Arc::new(conn);
         let (tx, rx) = mpsc::channel::<OutFrame>();
         let writer_conn = Arc::clone(&conn);
         let writer_popen = Arc::clone(&popen);
@@ -523,10 +628,10 @@ impl Shared {
         let reader = std::thread::Builder::new()
             .name(format!("multiproc-pool-r{}", popen.pid()))
             .spawn(move || {
-                let violation =
-                    read_worker(&conn, |msg, carried| shared.on_message(id, msg, carried));
-                let (status, violation) = worker_end(&reader_popen, violation);
-                shared.on_exit(id, status, violation);
+                let end = read_worker(&conn, reader_popen.launcher(), |msg, carried| {
+                    shared.on_message(id, msg, carried)
+                });
+                shared.on_exit(id, worker_end(&reader_popen, end));
             })
             .map_err(|e| Error::io("cannot start a pool thread", e))?;
         // Join the threads of workers already gone (finished, so this

@@ -132,6 +132,11 @@ const _: fn(&Channel) -> io::Result<ChannelParts<BorrowedRaw<'_>>> = Channel::pa
 /// A connected TCP socket as a channel end (`net.rs` makes them): no
 /// bulk lane, and no peer process to watch.
 const _: fn(std::net::TcpStream) -> io::Result<Channel> = Channel::from_tcp;
+/// Shuts a socket end down both ways (`shutdown(SHUT_RDWR)` /
+/// `shutdown(SD_BOTH)`): this process's reads of it see end of file, the
+/// peer's reads too (whoever else holds a copy of the socket), and writes
+/// fail. `Ok` when the connection is gone already; `Unsupported` on a pipe.
+const _: fn(&Channel) -> io::Result<()> = Channel::shutdown;
 /// A second lane for big message bodies (Unix: a socket next to the
 /// pipes); Windows has none.
 const _: fn(&Channel) -> bool = Channel::has_bulk;

@@ -158,6 +158,9 @@ impl Scheduler {
             let how = status.map_or_else(|| "status unknown".to_string(), |s| s.to_string());
             let why = match (violation, w.killed_for) {
                 (Some(v), _) => format!("killed for breaking the pool protocol: {v}"),
+                (None, _) if w.lost.is_some() => {
+                    format!("given up: {}", w.lost.as_deref().unwrap_or_default())
+                }
                 (None, Some(KilledFor::Timeout(t))) => {
                     format!("killed: its task ran past its timeout of {t:?}")
                 }

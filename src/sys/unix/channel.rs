@@ -201,6 +201,23 @@ impl Channel {
         })
     }
 
+    /// Shuts a socket end down both ways, so that every read of it, here
+    /// and at the peer, sees end of file (a blocked one too: shutdown(2)
+    /// wakes it, where a close by another thread would not).
+    pub(crate) fn shutdown(&self) -> io::Result<()> {
+        if !self.socket {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "only a socket connection can be shut down",
+            ));
+        }
+        match rustix::net::shutdown(&self.fd, rustix::net::Shutdown::Both) {
+            // The peer reset it first: gone already.
+            Ok(()) | Err(Errno::NOTCONN) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Whether this end has a bulk lane for big message bodies.
     pub(crate) fn has_bulk(&self) -> bool {
         self.bulk.is_some()

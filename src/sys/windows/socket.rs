@@ -11,7 +11,7 @@ use std::os::windows::io::AsRawSocket;
 use std::time::Duration;
 
 use windows_sys::Win32::Networking::WinSock::{
-    WSAGetLastError, WSAPoll, POLLRDNORM, SOCKET, SOCKET_ERROR, WSAPOLLFD,
+    WSAGetLastError, WSAPoll, POLLRDNORM, SOCKET, SOCKET_ERROR, WSAESHUTDOWN, WSAPOLLFD,
 };
 
 use super::ms_until;
@@ -25,12 +25,31 @@ impl Channel {
     }
 }
 
-/// A reset or aborted connection reads as end of file, as on Unix.
+impl Channel {
+    /// Shuts a socket end down both ways (`shutdown(SD_BOTH)`), so that
+    /// its reads, here and at the peer, see end of file.
+    pub(crate) fn shutdown(&self) -> io::Result<()> {
+        match &self.io {
+            Io::Socket(s) => match s.shutdown(std::net::Shutdown::Both) {
+                Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
+                _ => Ok(()),
+            },
+            Io::Pipe(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "only a socket connection can be shut down",
+            )),
+        }
+    }
+}
+
+/// A reset or aborted connection reads as end of file, as on Unix; so does
+/// a read of a socket this process shut down for reading ("recv" on MSDN:
+/// `WSAESHUTDOWN`, where Unix returns 0).
 fn peer_gone(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-    )
+    ) || e.raw_os_error() == Some(WSAESHUTDOWN)
 }
 
 /// Writes what the socket takes (blocking); a peer that is gone is
