@@ -290,7 +290,9 @@ impl PoolBuilder {
     /// `ssh`) that starts this program, which connects back. With a
     /// command, the stdio settings and
     /// [`kill_on_parent_death`](Self::kill_on_parent_death) don't apply
-    /// (the command's stdout and stderr are this process's; a worker exits
+    /// (the command's stdout and stderr reach this process's, each line
+    /// prefixed with the worker's host and pid unless
+    /// [`Launcher::prefix_output`] turns that off; a worker exits
     /// when its connection to this process ends), and an initializer's
     /// arguments can't carry handles ([`build`](Self::build) fails).
     pub fn launcher(&mut self, launcher: Launcher) -> &mut Self {
