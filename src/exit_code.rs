@@ -22,6 +22,7 @@
 //! | 209 | [`RESULT_UNDELIVERED`] | the entry finished (returned, panicked, or its arguments could not be decoded) but what it has to report could not be sent back; 210 stays 210 |
 //! | 210 | [`BAD_RESULT`] | the entry returned, but its result could not be serialized |
 //! | 211 | [`PARENT_GONE`] | a pool worker started by a launcher command ([`Launcher::command`](crate::Launcher::command)) lost its pool: the connection to it ended (the parent exited or was killed, or the pool shut the connection down to end this worker) or, with heartbeats, nothing came from the parent for the heartbeat timeout; the worker exits at once, even in the middle of a task |
+//! | 212 | [`SPMD_NO_POOL`] | an SPMD worker rank (see [`Launcher::spmd`](crate::Launcher::spmd)) could not join rank 0's pool: no rendezvous file within the time limit, rank 0 unreachable, or refused by it; it prints why on stderr |
 //! | 65536 | [`TERMINATE`] | Windows: ended by `terminate()` (`TerminateProcess(h, 0x10000)`, as CPython) |
 //!
 //! Every bootstrap failure (200–208) also prints one line on stderr,
@@ -80,6 +81,9 @@ pub const BAD_RESULT: i32 = 210;
 /// A launched pool worker lost its pool (its connection ended, or no
 /// heartbeat came for the timeout).
 pub const PARENT_GONE: i32 = 211;
+/// An SPMD worker rank could not join rank 0's pool
+/// ([`Launcher::spmd`](crate::Launcher::spmd)).
+pub const SPMD_NO_POOL: i32 = 212;
 /// Windows: the exit code `terminate()` gives (CPython's `TERMINATE`).
 pub const TERMINATE: i32 = 0x10000;
 
@@ -99,6 +103,7 @@ pub(crate) fn describe(code: i32) -> Option<&'static str> {
         RESULT_UNDELIVERED => "result undelivered",
         BAD_RESULT => "result not serializable",
         PARENT_GONE => "lost its pool",
+        SPMD_NO_POOL => "SPMD rank could not join rank 0's pool",
         TERMINATE if cfg!(windows) => "terminated",
         _ => return None,
     })

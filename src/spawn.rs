@@ -376,6 +376,18 @@ fn launched_worker_main(entry: std::ffi::OsString) -> ! {
     std::process::exit(code)
 }
 
+/// Makes this process a worker from inside its own program, as an SPMD
+/// rank does in `PoolBuilder::build` (`pool/spmd.rs`): runs `serve`, whose
+/// result is the exit code, with the panic hook that tasks' panic
+/// reports need, and exits. Never returns.
+pub(crate) fn become_worker(serve: impl FnOnce() -> i32) -> ! {
+    sys::ignore_sigpipe();
+    install_panic_hook();
+    let code = serve();
+    sys::before_exit();
+    std::process::exit(code)
+}
+
 fn fail(f: Fail) -> ! {
     eprintln!(
         "multiproc worker {}: bootstrap failed: {}",

@@ -13,29 +13,10 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{block_forever, in_scenario, scenario, square, wait_for};
+use common::{block_forever, in_scenario, scenario, slurm_here, square, wait_for};
 use multiproc::{Launcher, Pool, PoolBuilder};
 
 multiproc::test_support!();
-
-/// Whether Slurm is here; `false` (after saying why) when the test is to
-/// pass without it; a panic under CI.
-fn slurm_here() -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("srun").is_file()));
-    if found {
-        return true;
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-    assert!(
-        !ci,
-        "srun is not on PATH but CI is set: CI must start the cluster (scripts/start-slurm.sh)"
-    );
-    eprintln!(
-        "SKIPPED: srun is not on PATH (no Slurm here; `bash scripts/start-slurm.sh` starts one)"
-    );
-    false
-}
 
 /// The Slurm job the worker runs in.
 fn job_id(_: u32) -> String {

@@ -186,7 +186,7 @@ where
                 // a task that can't be encoded.
                 let encoded = match encoded {
                     Ok(Ok(())) => match transfer.take() {
-                        c if !c.is_empty() && self.pool.spawner.remote.is_some() => {
+                        c if !c.is_empty() && self.pool.spawner.over_network() => {
                             Ok(Err(super::launcher::handles_refused()))
                         }
                         c => Ok(Ok(c)),

@@ -80,10 +80,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// # Ok(()) }
 /// ```
 ///
+/// [`Launcher::spmd`] is the other way round: the program is started as N
+/// ranks of a job, and rank 0's pool has the others as its workers.
+///
 /// What this version does not do yet (issue 14): heartbeats (a remote
 /// worker whose node vanishes without closing its connection is not seen
 /// as dead until the connection times out in the OS), one `srun -n N` for
-/// all workers, SPMD mode; the pool's
+/// all workers; the pool's
 /// listener binds the loopback address unless
 /// [`listen`](Launcher::listen) names another.
 #[derive(Clone, Debug)]
@@ -99,6 +102,7 @@ enum LauncherKind {
         listen: Address,
         prefix_output: bool,
     },
+    Spmd,
 }
 
 impl Default for Launcher {
@@ -174,10 +178,63 @@ impl Launcher {
         ])
     }
 
+    /// SPMD mode, for a program started as N ranks by `srun -n N prog`
+    /// (or `mpirun -n N prog`): in [`build`](crate::PoolBuilder::build),
+    /// rank 0 gets a pool whose workers are ranks 1..N, and every other
+    /// rank becomes one of those workers — `build` does not return there:
+    /// the rank serves the pool until it ends, then exits the process
+    /// (code 0; [`exit_code::SPMD_NO_POOL`](crate::exit_code::SPMD_NO_POOL)
+    /// if it could not join). For clusters whose compute nodes can't
+    /// reach the machine a job is submitted from: the ranks only connect
+    /// to rank 0.
+    ///
+    /// The rank comes from `SLURM_PROCID`/`SLURM_NTASKS` (inside a job
+    /// step, so not in a batch script itself), `OMPI_COMM_WORLD_RANK`/
+    /// `OMPI_COMM_WORLD_SIZE` or `PMI_RANK`/`PMI_SIZE`; without any,
+    /// `build` fails with [`Error::is_usage`](crate::Error::is_usage), as
+    /// with a job of one rank. The pool has N − 1 workers, whatever
+    /// [`workers`](crate::PoolBuilder::workers) says. Rank 0 listens on
+    /// the address its host name resolves to (or `MULTIPROC_SPMD_ADDR`)
+    /// with a random key, and hands address and key to the other ranks in
+    /// a file only this user can read, in a directory all ranks share;
+    /// see `docs/cluster.md` ("SPMD mode") for the file, the variables that
+    /// move it, and why the other ranks divert in `build` rather than in
+    /// [`init`](crate::init).
+    ///
+    /// A rank can't be replaced: a worker that dies (or that the pool
+    /// kills, for a time limit) fails its running task with
+    /// [`Error::is_worker_died`](crate::Error::is_worker_died) (or the
+    /// timeout), and the pool goes on with the others; when none is left,
+    /// the pool is broken ([`Error::is_pool_broken`](crate::Error::is_pool_broken)).
+    /// So [`max_tasks_per_child`](crate::PoolBuilder::max_tasks_per_child)
+    /// and [`max_memory_per_child`](crate::PoolBuilder::max_memory_per_child),
+    /// which replace workers, make `build` fail with
+    /// [`Error::is_usage`](crate::Error::is_usage). As with
+    /// [`Launcher::command`], tasks can't carry handles.
+    ///
+    /// ```no_run
+    /// # fn square(x: u64) -> u64 { x * x }
+    /// # multiproc::entry!(square);
+    /// # fn main() -> Result<(), multiproc::Error> {
+    /// multiproc::init();
+    /// // `srun -n 8 ./prog`: only rank 0 gets past this line.
+    /// let pool = multiproc::PoolBuilder::new()
+    ///     .launcher(multiproc::Launcher::spmd())
+    ///     .build()?;
+    /// assert_eq!(pool.map(square, 1..=3)?, vec![1, 4, 9]);
+    /// # Ok(()) }
+    /// ```
+    pub fn spmd() -> Launcher {
+        Launcher {
+            kind: LauncherKind::Spmd,
+        }
+    }
+
     /// Where the pool listens for its launched workers (default
     /// `127.0.0.1:0`: this machine only, any free port): an address of
     /// this machine that the workers can reach, which is also the address
-    /// they are given. No effect on [`Launcher::local`].
+    /// they are given. No effect on [`Launcher::local`], nor on
+    /// [`Launcher::spmd`] (`MULTIPROC_SPMD_ADDR` is its address).
     pub fn listen(mut self, addr: impl Into<Address>) -> Launcher {
         if let LauncherKind::Command { listen, .. } = &mut self.kind {
             *listen = addr.into();
@@ -212,10 +269,16 @@ impl Launcher {
         self
     }
 
-    /// The parent's side for a command launcher; `None` for local workers.
+    /// Whether this is [`Launcher::spmd`].
+    pub(super) fn is_spmd(&self) -> bool {
+        matches!(self.kind, LauncherKind::Spmd)
+    }
+
+    /// The parent's side for a command launcher; `None` for local workers
+    /// (and for SPMD mode, which `build` starts itself).
     pub(super) fn start(&self) -> Result<Option<Remote>> {
         match &self.kind {
-            LauncherKind::Local => Ok(None),
+            LauncherKind::Local | LauncherKind::Spmd => Ok(None),
             LauncherKind::Command { template, .. } if template.is_empty() => Err(Error::new(
                 Kind::Usage("a launcher command needs at least a program".into()),
             )),
@@ -228,14 +291,15 @@ impl Launcher {
     }
 }
 
-/// What a launched worker says first.
+/// What a launched worker (or an SPMD rank) says first.
 #[derive(Serialize, Deserialize)]
-struct Hello {
-    token: u64,
-    build: u64,
-    pid: u32,
+pub(super) struct Hello {
+    /// Which launch it is (an SPMD rank: its rank).
+    pub(super) token: u64,
+    pub(super) build: u64,
+    pub(super) pid: u32,
     /// The host it runs on (its name as that host knows it).
-    host: String,
+    pub(super) host: String,
 }
 
 /// How long a failed launch waits for the rest of its command's stderr.
@@ -408,11 +472,11 @@ pub(super) fn handles_refused() -> crate::encode::EncodeError {
     )
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+pub(super) fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
@@ -468,8 +532,16 @@ pub(super) fn launched_worker(_: ()) {
     let Ok(cfg) = conn.recv::<WorkerConfig>() else {
         return;
     };
+    serve_pool(conn, cfg, crate::exit_code::PARENT_GONE);
+}
+
+/// A worker that joined a pool over TCP (launched, or an SPMD rank): runs
+/// the pool's worker loop until the pool says `Shutdown`; if the
+/// connection ends first, the process exits at once with `eof_exit`
+/// (see [`watch_parent`]).
+pub(super) fn serve_pool(conn: Connection, cfg: WorkerConfig, eof_exit: i32) {
     let conn = Arc::new(conn);
-    let frames = watch_parent(&conn);
+    let frames = watch_parent(&conn, eof_exit);
     worker_loop(conn, cfg, move || frames.recv().ok());
 }
 
@@ -480,21 +552,24 @@ pub(super) fn launched_worker(_: ()) {
 /// not run on. Says why on stderr, unless `why` is `None`: the connection
 /// ended, which is how a pool ends such a worker (its drop, a time
 /// limit), not worth a line each time.
-fn parent_gone(why: Option<&str>) -> ! {
+fn parent_gone(why: Option<&str>, code: i32) -> ! {
     if let Some(why) = why {
         eprintln!(
             "multiproc launched worker {}: {why}; exiting",
             std::process::id()
         );
     }
-    std::process::exit(crate::exit_code::PARENT_GONE)
+    std::process::exit(code)
 }
 
 /// In a launched worker: a thread reads the parent's frames and hands
 /// them to the worker's loop, so that the end of the connection is seen
 /// while a task runs (the worker then exits, see [`parent_gone`]). It
-/// stops after `Shutdown`, which the loop obeys.
-fn watch_parent(conn: &Arc<Connection>) -> mpsc::Receiver<InFrame> {
+/// stops after `Shutdown`, which the loop obeys. The end of the connection
+/// exits with `eof_exit` ([`PARENT_GONE`](crate::exit_code::PARENT_GONE)
+/// for a launched worker; 0 for an SPMD rank, whose pool ending is its
+/// normal end); an error reading it with `PARENT_GONE`.
+fn watch_parent(conn: &Arc<Connection>, eof_exit: i32) -> mpsc::Receiver<InFrame> {
     let (tx, rx) = mpsc::channel();
     let conn = Arc::clone(conn);
     let shutdown = postcard::to_allocvec(&ToWorker::Shutdown).unwrap_or_default();
@@ -508,12 +583,18 @@ fn watch_parent(conn: &Arc<Connection>) -> mpsc::Receiver<InFrame> {
                         return;
                     }
                 }
-                Err(e) if e.is_eof() => parent_gone(None),
-                Err(e) => parent_gone(Some(&format!("cannot read from the pool: {e}"))),
+                Err(e) if e.is_eof() => parent_gone(None, eof_exit),
+                Err(e) => parent_gone(
+                    Some(&format!("cannot read from the pool: {e}")),
+                    crate::exit_code::PARENT_GONE,
+                ),
             }
         });
     if let Err(e) = watcher {
-        parent_gone(Some(&format!("cannot start a thread: {e}")));
+        parent_gone(
+            Some(&format!("cannot start a thread: {e}")),
+            crate::exit_code::PARENT_GONE,
+        );
     }
     rx
 }

@@ -76,6 +76,7 @@ mod launcher;
 mod protocol;
 mod results;
 mod scheduler;
+mod spmd;
 mod task;
 mod workers;
 
@@ -285,9 +286,11 @@ impl PoolBuilder {
         self
     }
 
-    /// How the workers are started: [`Launcher::local`] (the default), or
+    /// How the workers are started: [`Launcher::local`] (the default),
     /// [`Launcher::command`] — a command per worker (a shell, `srun`,
-    /// `ssh`) that starts this program, which connects back. With a
+    /// `ssh`) that starts this program, which connects back — or
+    /// [`Launcher::spmd`], the other ranks of the job this program runs in
+    /// (on those ranks, [`build`](Self::build) does not return). With a
     /// command, the stdio settings and
     /// [`kill_on_parent_death`](Self::kill_on_parent_death) don't apply
     /// (the command's stdout and stderr reach this process's, each line
@@ -311,6 +314,10 @@ impl PoolBuilder {
     /// Fails with [`Error::is_usage`] for options that make no pool: 0
     /// workers, `max_tasks_per_child(0)`, [`Stdio::Capture`] for any
     /// stream.
+    ///
+    /// With [`Launcher::spmd`], on every rank but 0 this does not return:
+    /// the rank serves rank 0's pool, then exits the process (see
+    /// [`Launcher::spmd`]).
     pub fn build(&self) -> Result<Pool> {
         if self.workers == 0 {
             return Err(Error::new(Kind::Usage(
@@ -350,8 +357,29 @@ impl PoolBuilder {
                 }))
             }
         };
+        let spmd = self.launcher.is_spmd();
+        if spmd {
+            if let Some(which) = [
+                ("max_tasks_per_child", self.max_tasks_per_child.is_some()),
+                ("max_memory_per_child", self.max_memory_per_child.is_some()),
+            ]
+            .into_iter()
+            .find_map(|(which, set)| set.then_some(which))
+            {
+                return Err(Error::new(Kind::Usage(format!(
+                    "{which} replaces workers, and an SPMD pool's workers (the job's other \
+                     ranks) can't be replaced"
+                ))));
+            }
+        }
+        // SPMD mode: the other ranks become workers here and never return.
+        let ranks = if spmd {
+            Some(Arc::new(spmd::start()?))
+        } else {
+            None
+        };
         let limits = Limits {
-            workers: self.workers,
+            workers: ranks.as_ref().map_or(self.workers, |r| r.count()),
             max_tasks_per_child: self.max_tasks_per_child,
             task_timeout: self.task_timeout,
             max_memory_per_child: self.max_memory_per_child,
@@ -360,15 +388,20 @@ impl PoolBuilder {
             initializer,
             popen: self.popen.clone(),
             remote: self.launcher.start()?.map(Arc::new),
+            ranks,
         };
-        let shared = Arc::new(Shared::new(Scheduler::new(limits), limits, spawner));
+        let mut sched = Scheduler::new(limits);
+        if spmd {
+            sched = sched.without_replacements();
+        }
+        let shared = Arc::new(Shared::new(sched, limits, spawner));
         let pool = Pool { shared };
         {
             let mut st = lock(&pool.shared.state);
             if self.task_timeout.is_some() {
                 pool.shared.start_timer(&mut st)?;
             }
-            for _ in 0..self.workers {
+            for _ in 0..limits.workers {
                 pool.shared.start_worker(&mut st)?;
             }
             while st.sched.starting() && st.sched.broken().is_none() {
@@ -487,7 +520,10 @@ impl Pool {
     }
 
     /// The process ids of the workers that are ready for tasks (changes
-    /// as workers are replaced).
+    /// as workers are replaced). For workers started by a
+    /// [`Launcher::command`], the command's pid (the worker's own for
+    /// `["{exe}"]`); for [`Launcher::spmd`], the pid each rank said it
+    /// has, on its own host.
     pub fn pids(&self) -> Vec<u32> {
         lock(&self.shared.state).sched.ready_pids()
     }

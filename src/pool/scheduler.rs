@@ -185,6 +185,10 @@ pub(super) struct Scheduler {
     /// The deadline the pool's timer sleeps towards (`None`: none).
     armed: Option<Instant>,
     counts: Counts,
+    /// A worker that ends is replaced (false for an SPMD pool, whose
+    /// workers are the job's other ranks: see
+    /// [`without_replacements`](Self::without_replacements)).
+    replaces: bool,
 }
 
 impl Scheduler {
@@ -207,7 +211,16 @@ impl Scheduler {
             timed: limits.task_timeout.is_some(),
             armed: None,
             counts: Counts::default(),
+            replaces: true,
         }
+    }
+
+    /// Workers that end are not replaced (an SPMD pool's ranks: nothing
+    /// can start another): the pool goes on with those left, and once
+    /// none is left while work may still come, it is broken.
+    pub(super) fn without_replacements(mut self) -> Self {
+        self.replaces = false;
+        self
     }
 
     fn next_id(&mut self) -> u64 {
@@ -743,10 +756,26 @@ impl Scheduler {
         for cid in rest.into_iter().rev() {
             self.queue.push_front(cid);
         }
-        let replace = !self.terminated
+        let wanted = !self.terminated
             && self.broken.is_none()
             && !(self.closed && self.queue.is_empty())
             && self.workers.len() < self.limits.workers;
+        let replace = wanted && self.replaces;
+        if wanted && !self.replaces && self.workers.is_empty() {
+            let host = w
+                .host
+                .as_deref()
+                .map(|h| format!(" on host {h}"))
+                .unwrap_or_default();
+            self.broken = Some(Broken::new(format!(
+                "every worker is gone and none can be started in its place (the pool's \
+                 workers were the job's other ranks); the last, {pid}{host}, {}",
+                match status {
+                    Some(s) => format!("ended with {s}"),
+                    None => "ended its connection".to_string(),
+                }
+            )));
+        }
         if replace {
             match self.start_worker(io) {
                 Ok(()) => {

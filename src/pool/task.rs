@@ -73,7 +73,7 @@ impl<A: Serialize, R: DeserializeOwned> Task<'_, A, R> {
                 source: e,
             })),
             // Handles can't reach launched workers.
-            Ok(_) if !carried.is_empty() && shared.spawner.remote.is_some() => {
+            Ok(_) if !carried.is_empty() && shared.spawner.over_network() => {
                 Err(Error::new(Kind::Encode {
                     entry: name.to_string(),
                     source: super::launcher::handles_refused(),

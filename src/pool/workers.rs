@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use super::launcher::Remote;
 use super::protocol::{pool_worker_main, FromWorker, InitArgs, WorkerConfig};
 use super::scheduler::{Limits, Scheduler, WorkerId, Workers};
+use super::spmd::Ranks;
 use crate::codec::handles::Carried;
 use crate::connection::{ChildEnd, Connection, Pipe};
 use crate::error::{Error, Result};
@@ -154,6 +155,17 @@ impl<'a> LaunchWatch<'a> {
 /// exit, and killed (a protocol violation too) if it is still running
 /// then.
 fn worker_end(popen: &Proc, end: End) -> (Option<ExitStatus>, Option<String>, Option<String>) {
+    if let Proc::Rank { .. } = popen {
+        // No process to wait for: the end of its connection is its end.
+        let violation = match end {
+            End::Violation(why) => {
+                let _ = popen.kill();
+                Some(why)
+            }
+            End::Closed | End::Lost(_) => None,
+        };
+        return (None, violation, None);
+    }
     let (violation, lost) = match end {
         End::Violation(why) => (Some(why), None),
         End::Lost(why) => (None, Some(why)),
@@ -179,14 +191,27 @@ pub(super) struct Spawner {
     /// A launcher command's listener and key (`Launcher::command`);
     /// `None`: local workers.
     pub(super) remote: Option<Arc<Remote>>,
+    /// SPMD mode: the job's other ranks, joined (`Launcher::spmd`).
+    pub(super) ranks: Option<Arc<Ranks>>,
 }
 
-/// A worker's process: a local worker's `Popen`, or the process of the
+impl Spawner {
+    /// The workers are reached over TCP (a launcher command's, or SPMD
+    /// ranks), which carries no handles.
+    pub(super) fn over_network(&self) -> bool {
+        self.remote.is_some() || self.ranks.is_some()
+    }
+}
+
+/// A worker's process: a local worker's `Popen`, the process of the
 /// command that launched it (the worker itself for `sh -c 'exec …'`, else
-/// `srun`, `ssh`, …) with the worker's connection.
+/// `srun`, `ssh`, …) with the worker's connection, or none of ours: an
+/// SPMD rank, known by its connection (and the pid it said it has, on its
+/// own host).
 enum Proc {
     Local(Popen),
     Launched(sys::CommandChild, Arc<Connection>),
+    Rank { pid: u32, conn: Arc<Connection> },
 }
 
 impl Proc {
@@ -194,6 +219,7 @@ impl Proc {
         match self {
             Proc::Local(p) => p.pid(),
             Proc::Launched(c, _) => c.id(),
+            Proc::Rank { pid, .. } => *pid,
         }
     }
 
@@ -201,7 +227,9 @@ impl Proc {
     /// and shuts its connection down, both ways: the worker may outlive
     /// its command (`ssh`, `sh -c` without `exec`), but its reader here
     /// sees end of file at once, and the worker sees it too and exits
-    /// (`launcher::parent_gone`).
+    /// (`launcher::parent_gone`). An SPMD rank, whose process is not ours
+    /// (on another host, as a rule): its connection is shut down, which
+    /// ends the rank at once.
     fn kill(&self) -> Result<()> {
         match self {
             Proc::Local(p) => p.kill(),
@@ -212,13 +240,14 @@ impl Proc {
                 let shut = conn.shutdown();
                 killed.and(shut)
             }
+            Proc::Rank { conn, .. } => conn.shutdown(),
         }
     }
 
     /// The launcher command, for a launched worker.
     fn launcher(&self) -> Option<&sys::CommandChild> {
         match self {
-            Proc::Local(_) => None,
+            Proc::Local(_) | Proc::Rank { .. } => None,
             Proc::Launched(c, _) => Some(c),
         }
     }
@@ -230,6 +259,7 @@ impl Proc {
                 .wait(timeout)
                 .map(|s| s.map(ExitStatus))
                 .map_err(|e| Error::io("cannot wait for a launcher command", e)),
+            Proc::Rank { .. } => Ok(None),
         }
     }
 }
@@ -558,8 +588,22 @@ impl Shared {
             max_memory: self.limits.max_memory_per_child,
         };
         let mut launched_host = None;
-        let (popen, conn): (_, Arc<Connection>) = match &self.spawner.remote {
-            None => {
+        let (popen, conn): (_, Arc<Connection>) = match (&self.spawner.remote, &self.spawner.ranks)
+        {
+            (_, Some(ranks)) => {
+                let rank = ranks.take()?;
+                rank.conn.send(&cfg)?;
+                launched_host = Some(Arc::from(rank.host));
+                let conn = Arc::new(rank.conn);
+                (
+                    Proc::Rank {
+                        pid: rank.pid,
+                        conn: Arc::clone(&conn),
+                    },
+                    conn,
+                )
+            }
+            (None, None) => {
                 let (mine, theirs) = Pipe::duplex_read_ahead()?;
                 // The worker's end marked as its channel to us (handles
                 // both ways on Windows too; a launched worker's is not).
@@ -571,7 +615,7 @@ impl Shared {
                 mine.watch_peer(&popen);
                 (Proc::Local(popen), Arc::new(mine))
             }
-            Some(remote) => {
+            (Some(remote), None) => {
                 let (child, conn, host) = remote.launch()?;
                 conn.send(&cfg)?;
                 launched_host = Some(Arc::from(host));

@@ -37,6 +37,8 @@ mod guarded;
 pub(crate) use guarded::{Guarded, GuardedBytes};
 mod command;
 pub(crate) use command::{hostname, spawn_command, CommandChild};
+mod fs;
+pub(crate) use fs::create_private;
 mod net;
 pub(crate) use net::{
     connect_local, connect_tcp, listen_local, listen_tcp, resolve, NetListener, NetStream,

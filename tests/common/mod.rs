@@ -150,3 +150,24 @@ pub fn scenario_in(exe: &std::path::Path, name: &str, setup: impl FnOnce(&mut Co
 pub fn in_scenario(name: &str) -> bool {
     std::env::var("MULTIPROC_SCENARIO").as_deref() == Ok(name)
 }
+
+// ------------------------------------------------------------ Slurm
+
+/// Whether Slurm is here; `false` (after saying why) when the test is to
+/// pass without it; a panic under CI.
+pub fn slurm_here() -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("srun").is_file()));
+    if found {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    assert!(
+        !ci,
+        "srun is not on PATH but CI is set: CI must start the cluster (scripts/start-slurm.sh)"
+    );
+    eprintln!(
+        "SKIPPED: srun is not on PATH (no Slurm here; `bash scripts/start-slurm.sh` starts one)"
+    );
+    false
+}

@@ -424,6 +424,67 @@ fn a_worker_that_cannot_be_replaced_breaks_the_pool_and_fails_the_queue() {
 }
 
 #[test]
+fn without_replacements_a_dead_worker_fails_its_task_and_the_last_one_breaks_the_pool() {
+    let mut io = Mock::new();
+    let mut s = Scheduler::new(limits(2)).without_replacements();
+    s.start_worker(&mut io).unwrap();
+    s.start_worker(&mut io).unwrap();
+    let w = io.spawned.clone();
+    for &id in &w {
+        s.on_message(&mut io, id, FromWorker::Ready);
+    }
+    let job = s.new_job();
+    queue(&mut s, job, &[1, 1, 1, 1]);
+    s.dispatch(&mut io);
+    let work = io.take_work();
+    let (_, frame, _) = work.iter().find(|(id, ..)| *id == w[0]).unwrap().clone();
+    s.on_message(&mut io, w[0], FromWorker::Started(frame));
+    io.take_work();
+    // The first dies running its chunk: that chunk fails, nothing is
+    // started in its place, and the rest goes to the survivor.
+    s.on_exit(&mut io, w[0], None, None);
+    assert_eq!(io.spawned, w, "no replacement");
+    assert!(s.broken.is_none());
+    let r = results(&mut s, job);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].1, 1);
+    assert!(matches!(r[0].2, Some(Failure::Died { pid, .. }) if pid == 1000 + w[0] as u32));
+    let again = io.take_work();
+    assert!(
+        again.iter().all(|(id, ..)| *id == w[1]),
+        "{again:?} vs {w:?}"
+    );
+    // The last one dies too: the pool is broken, and what is left fails.
+    s.on_exit(&mut io, w[1], None, None);
+    assert_eq!(io.spawned, w);
+    let broken = s.broken.as_ref().expect("broken").why.clone();
+    assert!(broken.contains("every worker is gone"), "{broken}");
+    let r = results(&mut s, job);
+    assert_eq!(r.len(), 3, "{r:?}");
+    assert!(r
+        .iter()
+        .all(|(_, _, why)| matches!(why, Some(Failure::Died { .. } | Failure::Broken(_)))));
+    assert!(matches!(
+        s.enqueue(job, "e", 9, (1, Vec::new())),
+        Err(Failure::Broken(_))
+    ));
+}
+
+#[test]
+fn without_replacements_workers_leaving_a_closed_idle_pool_do_not_break_it() {
+    let mut io = Mock::new();
+    let mut s = Scheduler::new(limits(1)).without_replacements();
+    s.start_worker(&mut io).unwrap();
+    let w = io.spawned[0];
+    s.on_message(&mut io, w, FromWorker::Ready);
+    s.close();
+    s.shutdown_all(&mut io);
+    s.on_exit(&mut io, w, None, None);
+    assert!(s.broken.is_none());
+    assert_eq!(s.worker_count(), 0);
+}
+
+#[test]
 fn workers_that_keep_dying_before_ready_break_the_pool() {
     let mut io = Mock::new();
     let mut s = Scheduler::new(limits(1));

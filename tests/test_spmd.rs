@@ -1,0 +1,477 @@
+//! SPMD mode (`Launcher::spmd`): the test binary runs as N ranks, rank 0
+//! builds a pool whose workers are the other ranks.
+//!
+//! The ranks are copies of this binary running one `#[ignore]`d scenario
+//! (`common::scenario`): here started by the test with faked rank
+//! variables (`SLURM_PROCID`, `SLURM_NTASKS`, `SLURM_STEP_ID`,
+//! `SLURM_JOB_ID`), which needs no Slurm; in `tests/test_slurm.rs`
+//! started by a real `srun -n 4`. Only rank 0 gets past `build`; it checks
+//! what it saw and prints a line the test looks for, so a scenario that
+//! did not run (or whose rank 0 failed) fails the test.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use common::{in_scenario, scenario, square};
+use multiproc::{exit_code, Launcher, PoolBuilder};
+
+multiproc::test_support!();
+
+/// The worker's pid.
+fn pid_of(_: u32) -> u32 {
+    std::process::id()
+}
+
+multiproc::entry!(pid_of);
+
+/// Every variable a rank could be told its rank by, and those that move
+/// the rendezvous: taken out of a faked rank's environment first.
+const RANK_VARS: [&str; 13] = [
+    "SLURM_PROCID",
+    "SLURM_NTASKS",
+    "SLURM_STEP_ID",
+    "SLURM_JOB_ID",
+    "SLURM_SUBMIT_DIR",
+    "OMPI_COMM_WORLD_RANK",
+    "OMPI_COMM_WORLD_SIZE",
+    "PMI_RANK",
+    "PMI_SIZE",
+    "MULTIPROC_SPMD_ADDR",
+    "MULTIPROC_SPMD_DIR",
+    "MULTIPROC_SPMD_ID",
+    "MULTIPROC_SPMD_TIMEOUT",
+];
+
+/// A directory of its own for one faked job's rendezvous file.
+fn job_dir() -> (String, PathBuf) {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let job = format!(
+        "fake{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let dir = std::env::temp_dir().join(format!("multiproc-spmd-{job}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    (job, dir)
+}
+
+/// Runs scenario `name` as ranks `ranks` of a faked Slurm job step of
+/// `size` ranks (all at once, each a copy of this binary); `extra` adds
+/// variables. Their outputs, in the order of `ranks`.
+fn fake_ranks(name: &str, size: u32, ranks: &[u32], extra: &[(&str, &str)]) -> Vec<Output> {
+    let (job, dir) = job_dir();
+    let outs = std::thread::scope(|s| {
+        let handles: Vec<_> = ranks
+            .iter()
+            .map(|&rank| {
+                let (job, dir) = (&job, &dir);
+                s.spawn(move || {
+                    scenario(name, |cmd| {
+                        for v in RANK_VARS {
+                            cmd.env_remove(v);
+                        }
+                        cmd.env("SLURM_PROCID", rank.to_string())
+                            .env("SLURM_NTASKS", size.to_string())
+                            .env("SLURM_STEP_ID", "0")
+                            .env("SLURM_JOB_ID", job)
+                            .env("MULTIPROC_SPMD_DIR", dir)
+                            .env("MULTIPROC_SPMD_ADDR", "127.0.0.1");
+                        for (k, v) in extra {
+                            cmd.env(k, v);
+                        }
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    // Rank 0 removed the rendezvous file (and left nothing else).
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "left in the rendezvous directory: {left:?}"
+    );
+    std::fs::remove_dir(&dir).unwrap();
+    outs
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Where this rank's job has its rendezvous file (as the crate names it).
+fn rendezvous_file() -> PathBuf {
+    let dir = std::env::var("MULTIPROC_SPMD_DIR")
+        .or_else(|_| std::env::var("SLURM_SUBMIT_DIR"))
+        .unwrap();
+    let job = std::env::var("SLURM_JOB_ID").unwrap();
+    let step = std::env::var("SLURM_STEP_ID").unwrap();
+    Path::new(&dir).join(format!(".multiproc-spmd-{job}.{step}"))
+}
+
+fn ntasks() -> usize {
+    std::env::var("SLURM_NTASKS").unwrap().parse().unwrap()
+}
+
+// ------------------------------------------------------------ scenarios
+
+#[test]
+#[ignore = "a scenario: every rank of an SPMD job runs it (test_spmd, test_slurm)"]
+fn scenario_spmd_map() {
+    if !in_scenario("scenario_spmd_map") {
+        return;
+    }
+    let p = PoolBuilder::new()
+        .workers(64) // ignored: the workers are the other ranks
+        .launcher(Launcher::spmd())
+        .build()
+        .unwrap();
+    // Only rank 0 gets here; the others served the pool and exited.
+    assert_eq!(std::env::var("SLURM_PROCID").unwrap(), "0");
+    assert!(
+        !rendezvous_file().exists(),
+        "the rendezvous file is gone once every rank joined"
+    );
+    let want: Vec<u64> = (0..300u64).map(|x| x * x).collect();
+    assert_eq!(p.map(square, 0..300u64).unwrap(), want);
+    assert_eq!(p.map_chunked(square, 0..300u64, 1).unwrap(), want);
+    let sum: u64 = p
+        .imap_unordered(square, 0..100u64)
+        .map(|r| r.unwrap())
+        .sum();
+    assert_eq!(sum, 328_350);
+    // The workers are the other ranks: as many processes, none of them
+    // this one, each the pid the pool knows.
+    let mut pids = p.map_chunked(pid_of, 0..60, 1).unwrap();
+    pids.sort_unstable();
+    pids.dedup();
+    let mut known = p.pids();
+    known.sort_unstable();
+    assert_eq!(pids.len(), ntasks() - 1, "{pids:?}");
+    assert_eq!(pids, known);
+    assert!(!pids.contains(&std::process::id()));
+    println!("SPMD-MAP-OK {} workers {pids:?}", pids.len());
+}
+
+#[cfg(unix)]
+#[test]
+#[ignore = "a scenario: every rank of an SPMD job runs it (test_spmd, test_slurm)"]
+fn scenario_spmd_ranks_killed() {
+    use common::{block_forever, wait_for, LONG};
+    if !in_scenario("scenario_spmd_ranks_killed") {
+        return;
+    }
+    let kill = |pid: u32| {
+        let st = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -KILL {pid}: {st}");
+    };
+    let p = PoolBuilder::new()
+        .launcher(Launcher::spmd())
+        .build()
+        .unwrap();
+    let n = ntasks() - 1;
+    assert_eq!(p.pids().len(), n);
+    let h = p.submit(block_forever, ());
+    let busy = p.wait_busy(LONG);
+    assert_eq!(busy.len(), 1, "one rank runs `block_forever`");
+    // A rank killed (the ranks run on this host here) fails its task.
+    kill(busy[0]);
+    let e = h.get().unwrap_err();
+    assert!(e.is_worker_died(), "{e}");
+    assert_eq!(e.pid(), Some(busy[0]));
+    let host = std::process::Command::new("uname")
+        .arg("-n")
+        .output()
+        .unwrap();
+    let host = String::from_utf8_lossy(&host.stdout).trim().to_string();
+    assert!(
+        e.to_string()
+            .contains(&format!("pool worker {} on host {host} died", busy[0])),
+        "{e}"
+    );
+    // Not replaced; the rest completes on the others.
+    assert_eq!(p.pids().len(), n - 1);
+    assert!(!p.pids().contains(&busy[0]));
+    let want: Vec<u64> = (0..100u64).map(|x| x * x).collect();
+    assert_eq!(p.map_chunked(square, 0..100u64, 1).unwrap(), want);
+    // Every rank gone: the pool is broken.
+    for pid in p.pids() {
+        kill(pid);
+    }
+    wait_for("every worker rank to be gone", || p.pids().is_empty());
+    let e = p.map(square, 0..4u64).unwrap_err();
+    assert!(e.is_pool_broken(), "{e}");
+    assert!(e.to_string().contains("every worker is gone"), "{e}");
+    println!("SPMD-KILLED-OK");
+}
+
+#[test]
+#[ignore = "a scenario: run by test_spmd"]
+fn scenario_spmd_timeout() {
+    if !in_scenario("scenario_spmd_timeout") {
+        return;
+    }
+    let p = PoolBuilder::new()
+        .launcher(Launcher::spmd())
+        .task_timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    // Rank 1's task never returns: the pool gives the rank up (it shuts
+    // its connection down), and the rank exits at once (the test sees its
+    // exit code, 0).
+    let e = p.submit(common::block_forever, ()).get().unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    common::wait_for("the rank to be gone", || p.pids().is_empty());
+    println!("SPMD-TIMEOUT-OK");
+}
+
+#[test]
+#[ignore = "a scenario: run by test_spmd"]
+fn scenario_spmd_missing_rank() {
+    if !in_scenario("scenario_spmd_missing_rank") {
+        return;
+    }
+    // Rank 1 becomes a worker here and exits when rank 0 gives up.
+    let e = PoolBuilder::new()
+        .launcher(Launcher::spmd())
+        .build()
+        .unwrap_err();
+    assert!(e.is_spawn(), "{e}");
+    assert!(
+        e.to_string()
+            .contains("rank(s) 2 of 3 (SLURM_PROCID/SLURM_NTASKS) did not join"),
+        "{e}"
+    );
+    assert!(!rendezvous_file().exists(), "removed on failure too");
+    println!("SPMD-MISSING-OK");
+}
+
+#[test]
+#[ignore = "a scenario: run by test_spmd"]
+fn scenario_spmd_no_ranks() {
+    if !in_scenario("scenario_spmd_no_ranks") {
+        return;
+    }
+    let e = PoolBuilder::new()
+        .launcher(Launcher::spmd())
+        .build()
+        .unwrap_err();
+    assert!(e.is_usage(), "{e}");
+    assert!(
+        e.to_string().contains("none of the rank variables is set"),
+        "{e}"
+    );
+    println!("SPMD-NO-RANKS-OK");
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn rank_0_maps_over_the_other_ranks_of_a_faked_slurm_step() {
+    let outs = fake_ranks("scenario_spmd_map", 4, &[0, 1, 2, 3], &[]);
+    assert!(
+        stdout(&outs[0]).contains("SPMD-MAP-OK 3 workers"),
+        "rank 0 did not finish"
+    );
+    for (rank, o) in outs.iter().enumerate() {
+        assert_eq!(o.status.code(), Some(0), "rank {rank}: {}", o.status);
+    }
+    // Only rank 0 returned from `build`.
+    for o in &outs[1..] {
+        assert!(!stdout(o).contains("SPMD-MAP-OK"));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_killed_rank_fails_its_task_the_rest_completes_and_none_left_breaks_the_pool() {
+    use std::os::unix::process::ExitStatusExt;
+    let outs = fake_ranks("scenario_spmd_ranks_killed", 4, &[0, 1, 2, 3], &[]);
+    assert!(
+        stdout(&outs[0]).contains("SPMD-KILLED-OK"),
+        "rank 0 did not finish"
+    );
+    assert_eq!(outs[0].status.code(), Some(0));
+    for o in &outs[1..] {
+        assert_eq!(o.status.signal(), Some(9), "{}", o.status);
+    }
+}
+
+#[test]
+fn a_rank_whose_task_times_out_is_given_up_and_exits_at_once() {
+    let outs = fake_ranks("scenario_spmd_timeout", 2, &[0, 1], &[]);
+    assert!(
+        stdout(&outs[0]).contains("SPMD-TIMEOUT-OK"),
+        "rank 0 did not finish"
+    );
+    assert_eq!(outs[0].status.code(), Some(0));
+    // Not killed by the test's two-minute limit: it exited, with 0.
+    assert_eq!(outs[1].status.code(), Some(0), "{}", outs[1].status);
+}
+
+#[test]
+fn a_rank_that_never_comes_fails_rank_0s_build_and_the_others_exit_spmd_no_pool() {
+    let outs = fake_ranks(
+        "scenario_spmd_missing_rank",
+        3,
+        &[0, 1],
+        &[("MULTIPROC_SPMD_TIMEOUT", "3")],
+    );
+    assert!(
+        stdout(&outs[0]).contains("SPMD-MISSING-OK"),
+        "rank 0 did not finish"
+    );
+    assert_eq!(outs[0].status.code(), Some(0));
+    assert_eq!(outs[1].status.code(), Some(exit_code::SPMD_NO_POOL));
+    assert!(
+        String::from_utf8_lossy(&outs[1].stderr).contains("multiproc SPMD rank 1 of 3"),
+        "rank 1 says why"
+    );
+}
+
+#[test]
+fn a_worker_rank_without_rank_0_exits_spmd_no_pool() {
+    let outs = fake_ranks(
+        "scenario_spmd_map",
+        2,
+        &[1],
+        &[("MULTIPROC_SPMD_TIMEOUT", "1")],
+    );
+    assert_eq!(outs[0].status.code(), Some(exit_code::SPMD_NO_POOL));
+    assert!(
+        String::from_utf8_lossy(&outs[0].stderr).contains("no rendezvous file"),
+        "it says why"
+    );
+}
+
+#[test]
+fn spmd_mode_without_rank_variables_is_a_usage_error() {
+    let out = scenario("scenario_spmd_no_ranks", |cmd| {
+        for v in RANK_VARS {
+            cmd.env_remove(v);
+        }
+    });
+    assert!(stdout(&out).contains("SPMD-NO-RANKS-OK"));
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn spmd_mode_refuses_options_that_replace_workers() {
+    // Refused before any rank variable is looked at.
+    for e in [
+        PoolBuilder::new()
+            .launcher(Launcher::spmd())
+            .max_tasks_per_child(1)
+            .build()
+            .unwrap_err(),
+        PoolBuilder::new()
+            .launcher(Launcher::spmd())
+            .max_memory_per_child(1 << 30)
+            .build()
+            .unwrap_err(),
+    ] {
+        assert!(e.is_usage(), "{e}");
+        assert!(e.to_string().contains("can't be replaced"), "{e}");
+    }
+}
+
+// ------------------------------------------------------------ real Slurm
+// (Unix only: there is no Slurm for Windows.)
+
+/// Runs scenario `name` of this binary as the `n` tasks of one
+/// `srun -n n` (in the Slurm cluster `scripts/start-slurm.sh` starts);
+/// `env` adds variables. Killed after two minutes (srun then cancels the
+/// step), which fails the test.
+#[cfg(unix)]
+fn srun_ranks(name: &str, n: u32, env: &[(&str, &str)]) -> Output {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = std::process::Command::new("timeout");
+    cmd.args([
+        "120",
+        "srun",
+        "-n",
+        &n.to_string(),
+        "--quiet",
+        "--kill-on-bad-exit=0",
+    ])
+    .args(["--job-name=multiproc-spmd-test"])
+    .arg(&exe)
+    .args([
+        name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("MULTIPROC_SCENARIO", name);
+    for v in RANK_VARS {
+        cmd.env_remove(v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("srun runs");
+    eprintln!(
+        "srun -n {n} {name}: {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[cfg(unix)]
+#[test]
+fn srun_n_4_rank_0_maps_over_the_3_other_ranks() {
+    if !common::slurm_here() {
+        return;
+    }
+    // The rendezvous file goes to SLURM_SUBMIT_DIR (srun's working
+    // directory, this test's); rank 0 checks it is gone once all joined.
+    let out = srun_ranks("scenario_spmd_map", 4, &[]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("SPMD-MAP-OK 3 workers"),
+        "rank 0 did not finish"
+    );
+    assert_eq!(
+        text.matches("SPMD-MAP-OK").count(),
+        1,
+        "only rank 0 returns"
+    );
+    // Every task exited 0 (srun's status is the worst of its tasks').
+    assert_eq!(out.status.code(), Some(0), "{}", out.status);
+}
+
+#[cfg(unix)]
+#[test]
+fn srun_n_4_a_killed_rank_fails_its_task_and_the_rest_completes() {
+    if !common::slurm_here() {
+        return;
+    }
+    let (_, dir) = job_dir();
+    let out = srun_ranks(
+        "scenario_spmd_ranks_killed",
+        4,
+        &[("MULTIPROC_SPMD_DIR", dir.to_str().unwrap())],
+    );
+    std::fs::remove_dir(&dir).expect("the rendezvous file was removed");
+    assert!(
+        stdout(&out).contains("SPMD-KILLED-OK"),
+        "rank 0 did not finish"
+    );
+    // The killed tasks make srun's status theirs (SIGKILL).
+    assert_ne!(out.status.code(), Some(0), "{}", out.status);
+}
