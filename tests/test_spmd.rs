@@ -20,12 +20,29 @@ use multiproc::{exit_code, Launcher, PoolBuilder};
 
 multiproc::test_support!();
 
-/// The worker's pid.
-fn pid_of(_: u32) -> u32 {
-    std::process::id()
+/// What the ranks printed: rank 0's `SPMD-MAP-OK` line is the pool's
+/// pids, which must be those the other ranks said they have.
+fn check_map_output(text: &str, size: usize) {
+    let mut ranks: Vec<u32> = text
+        .lines()
+        .filter_map(|l| l.split_once("SPMD-RANK ").map(|(_, r)| r))
+        .filter_map(|l| l.split_once(" PID "))
+        .filter(|(r, _)| *r != "0")
+        .map(|(_, pid)| pid.trim().parse().unwrap())
+        .collect();
+    ranks.sort_unstable();
+    assert_eq!(ranks.len(), size - 1, "every worker rank said its pid");
+    let want = format!("SPMD-MAP-OK workers {ranks:?}");
+    assert!(
+        text.contains(&want),
+        "rank 0's pool is the other ranks: {want}"
+    );
+    assert_eq!(
+        text.matches("SPMD-MAP-OK").count(),
+        1,
+        "only rank 0 returns"
+    );
 }
-
-multiproc::entry!(pid_of);
 
 /// Every variable a rank could be told its rank by, and those that move
 /// the rendezvous: taken out of a faked rank's environment first.
@@ -130,6 +147,12 @@ fn scenario_spmd_map() {
     if !in_scenario("scenario_spmd_map") {
         return;
     }
+    // Every rank says which process it is before `build`.
+    println!(
+        "SPMD-RANK {} PID {}",
+        std::env::var("SLURM_PROCID").unwrap(),
+        std::process::id()
+    );
     let p = PoolBuilder::new()
         .workers(64) // ignored: the workers are the other ranks
         .launcher(Launcher::spmd())
@@ -150,16 +173,15 @@ fn scenario_spmd_map() {
         .sum();
     assert_eq!(sum, 328_350);
     // The workers are the other ranks: as many processes, none of them
-    // this one, each the pid the pool knows.
-    let mut pids = p.map_chunked(pid_of, 0..60, 1).unwrap();
-    pids.sort_unstable();
-    pids.dedup();
+    // this one (the test compares the pids with the ranks'), and each
+    // answers a task with the pid the pool knows.
     let mut known = p.pids();
     known.sort_unstable();
-    assert_eq!(pids.len(), ntasks() - 1, "{pids:?}");
-    assert_eq!(pids, known);
-    assert!(!pids.contains(&std::process::id()));
-    println!("SPMD-MAP-OK {} workers {pids:?}", pids.len());
+    assert_eq!(known.len(), ntasks() - 1, "{known:?}");
+    assert!(!known.contains(&std::process::id()));
+    #[cfg(unix)]
+    assert_eq!(common::pids_of_n_workers(&p, known.len()), known);
+    println!("SPMD-MAP-OK workers {known:?}");
 }
 
 #[cfg(unix)]
@@ -281,16 +303,14 @@ fn scenario_spmd_no_ranks() {
 #[test]
 fn rank_0_maps_over_the_other_ranks_of_a_faked_slurm_step() {
     let outs = fake_ranks("scenario_spmd_map", 4, &[0, 1, 2, 3], &[]);
+    let all: String = outs.iter().map(stdout).collect();
+    check_map_output(&all, 4);
     assert!(
-        stdout(&outs[0]).contains("SPMD-MAP-OK 3 workers"),
+        stdout(&outs[0]).contains("SPMD-MAP-OK"),
         "rank 0 did not finish"
     );
     for (rank, o) in outs.iter().enumerate() {
         assert_eq!(o.status.code(), Some(0), "rank {rank}: {}", o.status);
-    }
-    // Only rank 0 returned from `build`.
-    for o in &outs[1..] {
-        assert!(!stdout(o).contains("SPMD-MAP-OK"));
     }
 }
 
@@ -441,16 +461,7 @@ fn srun_n_4_rank_0_maps_over_the_3_other_ranks() {
     // The rendezvous file goes to SLURM_SUBMIT_DIR (srun's working
     // directory, this test's); rank 0 checks it is gone once all joined.
     let out = srun_ranks("scenario_spmd_map", 4, &[]);
-    let text = stdout(&out);
-    assert!(
-        text.contains("SPMD-MAP-OK 3 workers"),
-        "rank 0 did not finish"
-    );
-    assert_eq!(
-        text.matches("SPMD-MAP-OK").count(),
-        1,
-        "only rank 0 returns"
-    );
+    check_map_output(&stdout(&out), 4);
     // Every task exited 0 (srun's status is the worst of its tasks').
     assert_eq!(out.status.code(), Some(0), "{}", out.status);
 }

@@ -151,6 +151,58 @@ pub fn in_scenario(name: &str) -> bool {
     std::env::var("MULTIPROC_SCENARIO").as_deref() == Ok(name)
 }
 
+// ------------------------------------------------------------ which workers
+
+/// Opens the FIFO at `path` for reading — which blocks until a writer has
+/// it open — and returns this worker's pid.
+#[cfg(unix)]
+pub fn pid_after_fifo(path: String) -> u32 {
+    drop(std::fs::File::open(path).expect("open the FIFO"));
+    std::process::id()
+}
+
+#[cfg(unix)]
+multiproc::entry!(pid_after_fifo);
+
+/// The pids of `n` different workers of `p`, each from a task it ran:
+/// `n` tasks that each wait on one FIFO are submitted one by one (a
+/// submit goes to the next idle worker, round robin), the test waits
+/// until `n` workers are busy with them, then opens the FIFO for writing,
+/// which lets them all return. Sorted. (For pools over TCP, whose tasks
+/// can't carry a handle to wait on.)
+#[cfg(unix)]
+pub fn pids_of_n_workers(p: &Pool, n: usize) -> Vec<u32> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let fifo = std::env::temp_dir().join(format!(
+        "multiproc-fifo-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let st = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(st.success(), "mkfifo: {st}");
+    let path = fifo.to_str().unwrap().to_string();
+    let handles: Vec<_> = (0..n)
+        .map(|_| p.submit(pid_after_fifo, path.clone()))
+        .collect();
+    wait_for("a task on each worker", || {
+        p.wait_busy(Duration::ZERO).len() == n
+    });
+    // Held open until every task returned: one that opens late finds it.
+    let writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .expect("open the FIFO for writing");
+    let mut pids: Vec<u32> = handles.into_iter().map(|h| h.get().unwrap()).collect();
+    drop(writer);
+    std::fs::remove_file(&fifo).unwrap();
+    pids.sort_unstable();
+    pids
+}
+
 // ------------------------------------------------------------ Slurm
 
 /// Whether Slurm is here; `false` (after saying why) when the test is to
