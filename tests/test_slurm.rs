@@ -223,3 +223,69 @@ fn scenario_srun_output() {
     drop(p);
     println!("REPORT {} {srun}", pids[0]);
 }
+
+/// Worker `pid`'s Slurm job, step and rank, from its environment in
+/// `/proc` (the single-node cluster runs it on this machine).
+fn job_step_rank(pid: u32) -> (String, String, String) {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let var = |name: &str| {
+        let prefix = format!("{name}=");
+        environ
+            .split(|&b| b == 0)
+            .find_map(|v| v.strip_prefix(prefix.as_bytes()))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    (
+        var("SLURM_JOB_ID"),
+        var("SLURM_STEP_ID"),
+        var("SLURM_PROCID"),
+    )
+}
+
+#[test]
+fn all_at_once_one_srun_starts_every_worker_as_one_job_step() {
+    if !slurm_here() {
+        return;
+    }
+    let p = PoolBuilder::new()
+        .workers(3)
+        .launcher(Launcher::slurm().all_at_once())
+        .build()
+        .unwrap();
+    let want: Vec<u64> = (0..300u64).map(|x| x * x).collect();
+    assert_eq!(p.map(square, 0..300u64).unwrap(), want);
+    assert_eq!(p.map_chunked(square, 0..300u64, 1).unwrap(), want);
+    // Three workers, each answering a task: tasks 0, 1, 2 of one step of
+    // one job.
+    let pids = common::pids_of_n_workers(&p, 3);
+    let mut known = p.pids();
+    known.sort_unstable();
+    assert_eq!(pids, known);
+    let mut seen: Vec<_> = pids.iter().map(|&pid| job_step_rank(pid)).collect();
+    seen.sort();
+    let (job, step) = (seen[0].0.clone(), seen[0].1.clone());
+    assert!(!job.is_empty(), "{seen:?}");
+    for (i, s) in seen.iter().enumerate() {
+        assert_eq!(
+            (&s.0, &s.1, &s.2),
+            (&job, &step, &i.to_string()),
+            "{seen:?}"
+        );
+    }
+    // squeue: that one job, with that one step.
+    let listed = queued(std::slice::from_ref(&job));
+    assert_eq!(listed, std::slice::from_ref(&job));
+    let out = Command::new("squeue")
+        .args(["-h", "-s", "-o", "%i", "-j", &job])
+        .output()
+        .expect("squeue runs");
+    assert!(out.status.success(), "squeue: {out:?}");
+    let steps: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(steps, [format!("{job}.{step}")]);
+    drop(p);
+    gone(&[job]);
+}

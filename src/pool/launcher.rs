@@ -35,6 +35,30 @@ const CONNECT_ENV: &str = "MULTIPROC_CONNECT";
 const AUTHKEY_ENV: &str = "MULTIPROC_AUTHKEY";
 /// Which launch this worker is, so the pool knows its connection.
 const TOKEN_ENV: &str = "MULTIPROC_WORKER_TOKEN";
+/// Set when one command starts several workers (`{ntasks}`): each adds
+/// its rank (`SLURM_PROCID`, …) to the token.
+const BY_RANK_ENV: &str = "MULTIPROC_WORKER_TOKEN_BY_RANK";
+
+/// In a template: how many workers the command is to start.
+const NTASKS: &str = "{ntasks}";
+/// [`Launcher::slurm`]'s template.
+const SLURM_ONE: [&str; 6] = [
+    "srun",
+    "--ntasks=1",
+    "--nodes=1",
+    "--quiet",
+    "--job-name=multiproc-worker",
+    "{exe}",
+];
+/// [`Launcher::slurm`] with [`Launcher::all_at_once`].
+const SLURM_ALL: [&str; 6] = [
+    "srun",
+    "--ntasks={ntasks}",
+    "--quiet",
+    "--label",
+    "--job-name=multiproc-worker",
+    "{exe}",
+];
 
 /// How long a launched worker has to connect back.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -83,10 +107,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// [`Launcher::spmd`] is the other way round: the program is started as N
 /// ranks of a job, and rank 0's pool has the others as its workers.
 ///
+/// One command can start all the workers at once: `{ntasks}` in the
+/// template, or [`Launcher::slurm`]`.`[`all_at_once`](Launcher::all_at_once)
+/// (one `srun -n N`).
+///
 /// What this version does not do yet (issue 14): heartbeats (a remote
 /// worker whose node vanishes without closing its connection is not seen
-/// as dead until the connection times out in the OS), one `srun -n N` for
-/// all workers; the pool's
+/// as dead until the connection times out in the OS); the pool's
 /// listener binds the loopback address unless
 /// [`listen`](Launcher::listen) names another.
 #[derive(Clone, Debug)]
@@ -101,6 +128,8 @@ enum LauncherKind {
         template: Vec<String>,
         listen: Address,
         prefix_output: bool,
+        /// [`Launcher::all_at_once`] was asked for.
+        all_at_once: bool,
     },
     Spmd,
 }
@@ -123,7 +152,9 @@ impl Launcher {
     /// arguments), in which every `{exe}` is replaced by the worker
     /// program's path ([`executable`](crate::executable)), e.g.
     /// `["sh", "-c", "exec \"$0\"", "{exe}"]`,
-    /// `["srun", "--ntasks=1", "{exe}"]` or `["ssh", "node12", "{exe}"]`.
+    /// `["srun", "--ntasks=1", "{exe}"]` or `["ssh", "node12", "{exe}"]`;
+    /// a template that names `{ntasks}` starts several workers per run
+    /// (see [`all_at_once`](Launcher::all_at_once)).
     /// The command's stdin is the null device; its stdout and stderr go to
     /// this process's, each line prefixed with who wrote it (see
     /// [`prefix_output`](Launcher::prefix_output)); a launch that fails
@@ -145,6 +176,7 @@ impl Launcher {
                 template: template.into_iter().map(Into::into).collect(),
                 listen: Address::Tcp(([127, 0, 0, 1], 0).into()),
                 prefix_output: true,
+                all_at_once: false,
             },
         }
     }
@@ -168,14 +200,51 @@ impl Launcher {
     /// nodes, give an address of this machine that the compute nodes reach
     /// (see `docs/cluster.md`).
     pub fn slurm() -> Launcher {
-        Launcher::command([
-            "srun",
-            "--ntasks=1",
-            "--nodes=1",
-            "--quiet",
-            "--job-name=multiproc-worker",
-            "{exe}",
-        ])
+        Launcher::command(SLURM_ONE)
+    }
+
+    /// One command starts all the pool's workers at once: [`Launcher::slurm`]
+    /// becomes `srun --ntasks=N --quiet --label --job-name=multiproc-worker
+    /// {exe}` — one job (or one step of the allocation) of N tasks, spread
+    /// over as many nodes as Slurm likes, instead of N jobs of one task.
+    /// A [`Launcher::command`] gets the same by naming `{ntasks}` in its
+    /// template (`["mpirun", "-n", "{ntasks}", "{exe}"]`); on any other
+    /// template this makes [`build`](crate::PoolBuilder::build) fail with
+    /// [`Error::is_usage`](crate::Error::is_usage).
+    ///
+    /// `{ntasks}` is the pool's worker count when the pool starts, and 1
+    /// for each replacement (a worker that died is replaced by a launch
+    /// of one task, as without this option). Each task finds its rank in
+    /// `SLURM_PROCID` (in a job step), `OMPI_COMM_WORLD_RANK` or
+    /// `PMI_RANK`, and says it when it connects back, so the pool tells
+    /// them apart; a worker started with `{ntasks}` that finds none exits
+    /// with [`exit_code::NO_CHANNEL`](crate::exit_code::NO_CHANNEL).
+    ///
+    /// The workers share one command, so the pool can't kill one of them
+    /// by killing it: when it ends one (a time limit, or
+    /// [`terminate`](crate::Pool::terminate)), it shuts that worker's
+    /// connection down; an idle worker exits at once, a busy one once its
+    /// task returns. The command is killed once none of its workers is
+    /// left in the pool (with srun: the step is cancelled). A worker that
+    /// dies, or is killed from outside, fails its task with
+    /// [`Error::is_worker_died`](crate::Error::is_worker_died) naming its
+    /// own pid and host; the pool's pids for these workers
+    /// ([`Pool::pids`](crate::Pool::pids)) are the workers' own. Their
+    /// output is prefixed with the command's name and pid (srun's
+    /// `--label` adds each task's number), not with each worker's.
+    pub fn all_at_once(mut self) -> Launcher {
+        if let LauncherKind::Command {
+            template,
+            all_at_once,
+            ..
+        } = &mut self.kind
+        {
+            *all_at_once = true;
+            if template.iter().map(String::as_str).eq(SLURM_ONE) {
+                *template = SLURM_ALL.iter().map(|a| a.to_string()).collect();
+            }
+        }
+        self
     }
 
     /// SPMD mode, for a program started as N ranks by `srun -n N prog`
@@ -284,8 +353,18 @@ impl Launcher {
             )),
             LauncherKind::Command {
                 template,
+                all_at_once: true,
+                ..
+            } if !template.iter().any(|a| a.contains(NTASKS)) => Err(Error::new(Kind::Usage(
+                "all_at_once() needs Launcher::slurm() or a launcher command whose template \
+                 names {ntasks}"
+                    .into(),
+            ))),
+            LauncherKind::Command {
+                template,
                 listen,
                 prefix_output,
+                ..
             } => Remote::new(template, listen, *prefix_output).map(Some),
         }
     }
@@ -322,6 +401,36 @@ pub(super) struct Remote {
     listener: Listener,
     key: Vec<u8>,
     next_token: AtomicU64,
+    /// The template names `{ntasks}`: the pool's first workers are
+    /// started by one command ([`Remote::launch_all`]).
+    all_at_once: bool,
+    /// Workers that one command started and that no worker slot took yet.
+    pending: std::sync::Mutex<Vec<Launch>>,
+}
+
+/// A worker a launcher command started and that connected back.
+pub(super) struct Launch {
+    /// The command: its own, or shared with the other workers it started.
+    pub(super) command: Command,
+    pub(super) conn: Connection,
+    /// The host the worker said it runs on.
+    pub(super) host: String,
+}
+
+/// The command behind a launched worker.
+pub(super) enum Command {
+    /// The worker's own (one task): its pid is the worker's pid for the
+    /// pool, and killing it ends the worker.
+    Own(sys::CommandChild),
+    /// One started with `{ntasks}`, shared by the workers it started; the
+    /// worker's own pid (as it said).
+    Shared(Arc<sys::CommandChild>, u32),
+}
+
+impl std::fmt::Debug for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launch").field("host", &self.host).finish()
+    }
 }
 
 fn spawn_error(program: &str, why: std::io::Error) -> Error {
@@ -347,83 +456,147 @@ impl Remote {
             listener,
             key,
             next_token: AtomicU64::new(1),
+            all_at_once: template.iter().any(|a| a.contains(NTASKS)),
+            pending: std::sync::Mutex::new(Vec::new()),
         })
     }
 
-    /// Runs the command for one worker and waits until that worker
-    /// connected back and said it is this build; the command's process,
-    /// the connection and the host the worker runs on.
-    pub(super) fn launch(&self) -> Result<(sys::CommandChild, Connection, String)> {
+    /// The template with `{exe}` and `{ntasks}` filled in.
+    fn argv(&self, ntasks: usize) -> Result<Vec<OsString>> {
         let exe = crate::popen::executable()?;
-        let argv: Vec<OsString> = self
+        let ntasks = ntasks.to_string();
+        Ok(self
             .template
             .iter()
-            .map(|a| match a.split("{exe}").collect::<Vec<_>>() {
-                parts if parts.len() == 1 => OsString::from(a),
-                parts => {
-                    let mut s = OsString::new();
-                    for (i, p) in parts.iter().enumerate() {
-                        if i > 0 {
-                            s.push(exe.as_os_str());
-                        }
-                        s.push(p);
+            .map(|a| {
+                let a = a.replace(NTASKS, &ntasks);
+                let parts: Vec<&str> = a.split("{exe}").collect();
+                let mut s = OsString::new();
+                for (i, p) in parts.iter().enumerate() {
+                    if i > 0 {
+                        s.push(exe.as_os_str());
                     }
-                    s
+                    s.push(p);
                 }
+                s
             })
-            .collect();
-        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+            .collect())
+    }
+
+    /// Starts the command for `ntasks` workers, with the first of as many
+    /// tokens in its environment; the command and the first token.
+    fn start_command(&self, ntasks: usize) -> Result<(sys::CommandChild, u64)> {
+        let argv = self.argv(ntasks)?;
+        let token = self.next_token.fetch_add(ntasks as u64, Ordering::Relaxed);
         let entry = spawn::entry_id(&launched_worker).to_string();
-        let env = [
+        let mut env = vec![
             (spawn::LAUNCHED_ENTRY_ENV.to_string(), entry),
             (CONNECT_ENV.to_string(), self.listener.address().to_string()),
             (AUTHKEY_ENV.to_string(), hex(&self.key)),
             (TOKEN_ENV.to_string(), token.to_string()),
         ];
-        let program = &self.template[0];
+        if self.all_at_once {
+            env.push((BY_RANK_ENV.to_string(), "1".to_string()));
+        }
         let child = sys::spawn_command(&argv, &env, self.prefix_output)
-            .map_err(|e| spawn_error(program, e))?;
-        let (conn, host) = self.wait_for(token, &child, program)?;
-        Ok((child, conn, host))
+            .map_err(|e| spawn_error(&self.template[0], e))?;
+        Ok((child, token))
     }
 
-    /// Accepts until the worker of `token` connected back; connections of
-    /// other launches (one that timed out before) are closed.
+    /// With `{ntasks}` in the template: runs the command once for the
+    /// pool's first `n` workers and waits until all connected back; the
+    /// pool's next `n` [`launch`](Self::launch)es take them. Nothing
+    /// otherwise.
+    pub(super) fn launch_all(&self, n: usize) -> Result<()> {
+        if !self.all_at_once {
+            return Ok(());
+        }
+        let (child, first) = self.start_command(n)?;
+        let joined = self.wait_for(first, n, &child, &self.template[0])?;
+        let child = Arc::new(child);
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        // Taken from the back: the first rank first.
+        for (conn, hello) in joined.into_iter().rev() {
+            pending.push(Launch {
+                command: Command::Shared(Arc::clone(&child), hello.pid),
+                conn,
+                host: hello.host,
+            });
+        }
+        Ok(())
+    }
+
+    /// A worker for the pool: one that [`launch_all`](Self::launch_all)
+    /// started, or else the command run for one worker (`{ntasks}` = 1),
+    /// once that worker connected back and said it is this build.
+    pub(super) fn launch(&self) -> Result<Launch> {
+        if let Some(l) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(l);
+        }
+        let (child, token) = self.start_command(1)?;
+        let (conn, hello) = self
+            .wait_for(token, 1, &child, &self.template[0])?
+            .pop()
+            .expect("one worker");
+        child.set_output_prefix(&hello.host, hello.pid);
+        Ok(Launch {
+            command: Command::Own(child),
+            conn,
+            host: hello.host,
+        })
+    }
+
+    /// Accepts until the workers of tokens `first..first + n` connected
+    /// back, in token order; connections of other launches (one that
+    /// timed out before) are closed.
     fn wait_for(
         &self,
-        token: u64,
+        first: u64,
+        n: usize,
         child: &sys::CommandChild,
         program: &str,
-    ) -> Result<(Connection, String)> {
+    ) -> Result<Vec<(Connection, Hello)>> {
         let deadline = deadline::deadline(CONNECT_TIMEOUT);
-        loop {
+        let mut joined: Vec<Option<(Connection, Hello)>> = (0..n).map(|_| None).collect();
+        while joined.iter().any(Option::is_none) {
             // A slice, to look at the command between waits.
             if let Ok(Some(conn)) = self.listener.accept_timeout(Duration::from_millis(50)) {
                 if conn.poll(Some(Duration::from_secs(10))).unwrap_or(false) {
                     if let Ok(hello) = conn.recv::<Hello>() {
-                        if hello.token == token {
-                            child.set_output_prefix(&hello.host, hello.pid);
-                        }
-                        if hello.token == token && hello.build == spawn::build_id() {
-                            // Only this process holds it: it reads ahead
-                            // from now on, as a local worker's channel.
-                            return Ok((conn.reading_ahead(), hello.host));
-                        }
-                        if hello.token == token {
-                            let _ = child.kill();
-                            return Err(spawn_error(
-                                program,
-                                std::io::Error::other(format!(
-                                    "the launched worker (pid {} on host {}) is another \
-                                     build of the program: workers must run the parent's build",
-                                    hello.pid, hello.host
-                                )),
-                            ));
+                        let slot = hello
+                            .token
+                            .checked_sub(first)
+                            .and_then(|i| usize::try_from(i).ok())
+                            .and_then(|i| joined.get_mut(i))
+                            .filter(|s| s.is_none());
+                        if let Some(slot) = slot {
+                            if hello.build != spawn::build_id() {
+                                let _ = child.kill();
+                                return Err(spawn_error(
+                                    program,
+                                    std::io::Error::other(format!(
+                                        "the launched worker (pid {} on host {}) is another \
+                                         build of the program: workers must run the parent's \
+                                         build",
+                                        hello.pid, hello.host
+                                    )),
+                                ));
+                            }
+                            // Only this process holds it: it reads ahead from
+                            // now on, as a local worker's channel.
+                            *slot = Some((conn.reading_ahead(), hello));
+                            continue;
                         }
                     }
                 }
                 // Not ours: closed by the drop.
             }
+            let missing = joined.iter().filter(|j| j.is_none()).count();
+            let which = if n == 1 {
+                "its worker".to_string()
+            } else {
+                format!("{missing} of its {n} workers")
+            };
             if let Some(status) = child
                 .try_wait()
                 .map_err(|e| Error::io("cannot watch a launcher command", e))?
@@ -432,7 +605,7 @@ impl Remote {
                     program,
                     std::io::Error::other(with_stderr(
                         format!(
-                            "the launcher command (pid {}) exited with {} before its worker \
+                            "the launcher command (pid {}) exited with {} before {which} \
                              connected back",
                             child.id(),
                             ExitStatus(status)
@@ -443,13 +616,18 @@ impl Remote {
             }
             if deadline::passed(deadline) {
                 let _ = child.kill();
+                let who = if n == 1 {
+                    "the launched worker".to_string()
+                } else {
+                    format!("{missing} of the {n} launched workers")
+                };
                 return Err(spawn_error(
                     program,
                     std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         with_stderr(
                             format!(
-                                "the launched worker did not connect back to {} within {:?}",
+                                "{who} did not connect back to {} within {:?}",
                                 self.listener.address(),
                                 CONNECT_TIMEOUT
                             ),
@@ -459,6 +637,7 @@ impl Remote {
                 ));
             }
         }
+        Ok(joined.into_iter().flatten().collect())
     }
 }
 
@@ -497,7 +676,8 @@ pub(super) fn launched_worker(_: ()) {
         v
     };
     let (addr, key, token) = (var(CONNECT_ENV), var(AUTHKEY_ENV), var(TOKEN_ENV));
-    let (Some(addr), Some(key), Some(token)) = (
+    let by_rank = var(BY_RANK_ENV).is_some();
+    let (Some(addr), Some(key), Some(mut token)) = (
         addr,
         key.as_deref().and_then(unhex),
         token.and_then(|t| t.parse::<u64>().ok()),
@@ -509,6 +689,21 @@ pub(super) fn launched_worker(_: ()) {
         );
         std::process::exit(crate::exit_code::NO_CHANNEL);
     };
+    if by_rank {
+        // One of several workers one command started: which one.
+        match super::spmd::rank_from_env() {
+            Ok(Some(r)) => token += u64::from(r.rank),
+            Ok(None) | Err(_) => {
+                eprintln!(
+                    "multiproc launched worker {}: started as one of {{ntasks}} workers, but \
+                     no rank variable (SLURM_PROCID in a job step, OMPI_COMM_WORLD_RANK, \
+                     PMI_RANK) says which",
+                    std::process::id()
+                );
+                std::process::exit(crate::exit_code::NO_CHANNEL);
+            }
+        }
+    }
     let conn = match Client::connect(addr.as_str(), Some(&key)) {
         // Only this process holds it (see `Remote::wait_for`).
         Ok(c) => c.reading_ahead(),

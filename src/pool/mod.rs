@@ -390,6 +390,10 @@ impl PoolBuilder {
             remote: self.launcher.start()?.map(Arc::new),
             ranks,
         };
+        // `{ntasks}`: one command starts the first workers.
+        if let Some(remote) = &spawner.remote {
+            remote.launch_all(limits.workers)?;
+        }
         let mut sched = Scheduler::new(limits);
         if spmd {
             sched = sched.without_replacements();

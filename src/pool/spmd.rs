@@ -94,6 +94,11 @@ fn rank_from(var: impl Fn(&str) -> Option<String>) -> Result<Option<Rank>> {
     Ok(None)
 }
 
+/// This process's rank from its environment (see [`rank_from`]).
+pub(super) fn rank_from_env() -> Result<Option<Rank>> {
+    rank_from(env)
+}
+
 fn env(k: &str) -> Option<String> {
     std::env::var(k).ok().filter(|v| !v.is_empty())
 }

@@ -23,7 +23,7 @@ use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::launcher::Remote;
+use super::launcher::{Command, Remote};
 use super::protocol::{pool_worker_main, FromWorker, InitArgs, WorkerConfig};
 use super::scheduler::{Limits, Scheduler, WorkerId, Workers};
 use super::spmd::Ranks;
@@ -166,6 +166,16 @@ fn worker_end(popen: &Proc, end: End) -> (Option<ExitStatus>, Option<String>, Op
         };
         return (None, violation, None);
     }
+    if let Proc::Member { .. } = popen {
+        // Its command is shared: nothing of its own to wait for.
+        let (violation, lost) = match end {
+            End::Closed => return (None, None, None),
+            End::Violation(why) => (Some(why), None),
+            End::Lost(why) => (None, Some(why)),
+        };
+        let _ = popen.kill();
+        return (None, violation, lost);
+    }
     let (violation, lost) = match end {
         End::Violation(why) => (Some(why), None),
         End::Lost(why) => (None, Some(why)),
@@ -208,10 +218,22 @@ impl Spawner {
 /// `srun`, `ssh`, …) with the worker's connection, or none of ours: an
 /// SPMD rank, known by its connection (and the pid it said it has, on its
 /// own host).
+///
+/// A worker started with others by one command (`{ntasks}`) is a
+/// `Member`: the command is shared (killed and reaped when the last of
+/// its workers is dropped), the pid is the worker's own.
 enum Proc {
     Local(Popen),
     Launched(sys::CommandChild, Arc<Connection>),
-    Rank { pid: u32, conn: Arc<Connection> },
+    Member {
+        command: Arc<sys::CommandChild>,
+        pid: u32,
+        conn: Arc<Connection>,
+    },
+    Rank {
+        pid: u32,
+        conn: Arc<Connection>,
+    },
 }
 
 impl Proc {
@@ -219,7 +241,7 @@ impl Proc {
         match self {
             Proc::Local(p) => p.pid(),
             Proc::Launched(c, _) => c.id(),
-            Proc::Rank { pid, .. } => *pid,
+            Proc::Rank { pid, .. } | Proc::Member { pid, .. } => *pid,
         }
     }
 
@@ -228,8 +250,9 @@ impl Proc {
     /// its command (`ssh`, `sh -c` without `exec`), but its reader here
     /// sees end of file at once, and the worker sees it too and exits
     /// (`launcher::parent_gone`). An SPMD rank, whose process is not ours
-    /// (on another host, as a rule): its connection is shut down, which
-    /// ends the rank at once.
+    /// (on another host, as a rule), and a worker that shares its command
+    /// with others: its connection is shut down, which ends the worker at
+    /// once.
     fn kill(&self) -> Result<()> {
         match self {
             Proc::Local(p) => p.kill(),
@@ -240,7 +263,7 @@ impl Proc {
                 let shut = conn.shutdown();
                 killed.and(shut)
             }
-            Proc::Rank { conn, .. } => conn.shutdown(),
+            Proc::Rank { conn, .. } | Proc::Member { conn, .. } => conn.shutdown(),
         }
     }
 
@@ -249,6 +272,7 @@ impl Proc {
         match self {
             Proc::Local(_) | Proc::Rank { .. } => None,
             Proc::Launched(c, _) => Some(c),
+            Proc::Member { command, .. } => Some(command),
         }
     }
 
@@ -259,7 +283,7 @@ impl Proc {
                 .wait(timeout)
                 .map(|s| s.map(ExitStatus))
                 .map_err(|e| Error::io("cannot wait for a launcher command", e)),
-            Proc::Rank { .. } => Ok(None),
+            Proc::Rank { .. } | Proc::Member { .. } => Ok(None),
         }
     }
 }
@@ -616,11 +640,20 @@ impl Shared {
                 (Proc::Local(popen), Arc::new(mine))
             }
             (Some(remote), None) => {
-                let (child, conn, host) = remote.launch()?;
+                let launch = remote.launch()?;
+                let (conn, host) = (launch.conn, launch.host);
                 conn.send(&cfg)?;
                 launched_host = Some(Arc::from(host));
                 let conn = Arc::new(conn);
-                (Proc::Launched(child, Arc::clone(&conn)), conn)
+                let proc = match launch.command {
+                    Command::Own(child) => Proc::Launched(child, Arc::clone(&conn)),
+                    Command::Shared(command, pid) => Proc::Member {
+                        command,
+                        pid,
+                        conn: Arc::clone(&conn),
+                    },
+                };
+                (proc, conn)
             }
         };
         let popen = Arc::new(popen);
