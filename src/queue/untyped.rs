@@ -82,7 +82,33 @@ impl Wait {
 enum Step<R> {
     Done(R),
     Sleep,
-    Fail(Kind),
+    Fail(Refused),
+}
+
+/// Why an operation under the lock failed: small, so that the hot path
+/// does not carry an error's `Kind` out of the lock (made after it).
+enum Refused {
+    Full,
+    Empty,
+    Closed,
+    TooLarge { len: usize, max: usize },
+    Corrupt(ring::Corrupt),
+}
+
+impl Refused {
+    #[cold]
+    fn error(self) -> Error {
+        Error::new(match self {
+            Refused::Full => Kind::QueueFull,
+            Refused::Empty => Kind::QueueEmpty,
+            Refused::Closed => Kind::QueueClosed,
+            Refused::TooLarge { len, max } => Kind::ItemTooLarge {
+                len: len as u64,
+                max: max as u64,
+            },
+            Refused::Corrupt(c) => corrupt(c),
+        })
+    }
 }
 
 /// An untyped queue of byte strings (see the module docs of `queue`).
@@ -210,19 +236,19 @@ impl Core {
                             ring.add_put_sleepers(1);
                             Step::Sleep
                         }
-                        None => Step::Fail(Kind::QueueFull),
+                        None => Step::Fail(Refused::Full),
                     },
-                    Ok(Prepared::Closed) => Step::Fail(Kind::QueueClosed),
-                    Ok(Prepared::TooLarge) => Step::Fail(Kind::ItemTooLarge {
-                        len: item.len() as u64,
-                        max: ring.max_item_len() as u64,
+                    Ok(Prepared::Closed) => Step::Fail(Refused::Closed),
+                    Ok(Prepared::TooLarge) => Step::Fail(Refused::TooLarge {
+                        len: item.len(),
+                        max: ring.max_item_len(),
                     }),
-                    Err(c) => Step::Fail(corrupt(c)),
+                    Err(c) => Step::Fail(Refused::Corrupt(c)),
                 }
             })?;
             match step {
                 Step::Done(()) => return Ok(()),
-                Step::Fail(k) => return Err(Error::new(k)),
+                Step::Fail(r) => return Err(r.error()),
                 Step::Sleep => {
                     counted = true;
                     if let Some(until) = wait.next_wake() {
@@ -269,16 +295,16 @@ impl Core {
                             ring.add_get_sleepers(1);
                             Step::Sleep
                         }
-                        None => Step::Fail(Kind::QueueEmpty),
+                        None => Step::Fail(Refused::Empty),
                     },
-                    Ok(Peeked::Closed) => Step::Fail(Kind::QueueClosed),
-                    Err(c) => Step::Fail(corrupt(c)),
+                    Ok(Peeked::Closed) => Step::Fail(Refused::Closed),
+                    Err(c) => Step::Fail(Refused::Corrupt(c)),
                 }
             })?;
             match step {
                 Step::Done(Ok(r)) => return Ok(r),
                 Step::Done(Err(p)) => panic::resume_unwind(p),
-                Step::Fail(k) => return Err(Error::new(k)),
+                Step::Fail(r) => return Err(r.error()),
                 Step::Sleep => {
                     counted = true;
                     if let Some(until) = wait.next_wake() {
