@@ -255,6 +255,11 @@ fn wake_word(_: &AtomicU32, _: u32) {}
 /// double: 1, 2, .., 64 spin-loop hints).
 const SPIN_ROUNDS: u32 = 7;
 
+/// The longest a blocked `SysMutex::lock` sleeps before it looks again
+/// (Linux; see there).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const LOCK_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A process-shared mutex (robust on Linux); see the module docs.
 #[derive(Debug)]
 pub(crate) struct SysMutex {
@@ -343,6 +348,15 @@ impl SysMutex {
     /// queues' critical sections last a fraction of a microsecond: two
     /// processes on two cores taking turns spent most of their time in
     /// those syscalls.
+    ///
+    /// On Linux a blocked `lock` sleeps at most [`LOCK_SLICE`] at a time
+    /// and then looks again: an unlock wakes one sleeper, and a sleeper
+    /// killed after that wakeup but before it took the lock takes the
+    /// wakeup with it. The others sleep on while the lock is free, until
+    /// a new waiter marks the mutex as waited on and its next unlock
+    /// wakes one of them — which waiters that spin and take the lock
+    /// with `trylock` never do. (`test_queue`'s chaos test left every
+    /// consumer asleep on a free queue lock that way.)
     pub(crate) fn lock(&self, deadline: Option<Instant>) -> io::Result<LockStatus> {
         // (A deadline that passed asks for no waiting at all.)
         if !deadline::passed(deadline) {
@@ -350,15 +364,35 @@ impl SysMutex {
                 return self.status(rc);
             }
         }
-        let rc = match deadline {
+        self.status(self.blocking_lock(deadline))
+    }
+
+    /// Blocks until locked or `deadline`, in sleeps of at most
+    /// [`LOCK_SLICE`] (see [`lock`](SysMutex::lock)).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn blocking_lock(&self, deadline: Option<Instant>) -> libc::c_int {
+        loop {
+            let slice = Instant::now() + LOCK_SLICE;
+            match deadline {
+                Some(d) if d <= slice => return self.timed_lock(d),
+                _ => match self.timed_lock(slice) {
+                    libc::ETIMEDOUT => continue,
+                    rc => return rc,
+                },
+            }
+        }
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn blocking_lock(&self, deadline: Option<Instant>) -> libc::c_int {
+        match deadline {
             None => {
                 // SAFETY: an initialized process-shared mutex in a block
                 // mapped for as long as `self` lives.
                 unsafe { libc::pthread_mutex_lock(self.raw()) }
             }
             Some(d) => self.timed_lock(d),
-        };
-        self.status(rc)
+        }
     }
 
     /// Locks if that needs no waiting.
@@ -383,7 +417,8 @@ impl SysMutex {
     }
 
     fn trylock_rc(&self) -> libc::c_int {
-        // SAFETY: as in `lock`.
+        // SAFETY: an initialized process-shared mutex in a block mapped
+        // for as long as `self` lives.
         match unsafe { libc::pthread_mutex_trylock(self.raw()) } {
             // Held, by another thread or (EDEADLK, error-checking) this one.
             libc::EBUSY | libc::EDEADLK => libc::ETIMEDOUT,
@@ -410,7 +445,8 @@ impl SysMutex {
                 tv_sec: until.as_secs() as _,
                 tv_nsec: until.subsec_nanos() as _,
             };
-            // SAFETY: as in `lock`; `ts` is a valid timespec.
+            // SAFETY: an initialized process-shared mutex in a block
+            // mapped for as long as `self` lives; `ts` is a valid timespec.
             match unsafe { libc::pthread_mutex_timedlock(self.raw(), &ts) } {
                 libc::ETIMEDOUT => continue,
                 rc => return rc,
@@ -443,7 +479,8 @@ impl SysMutex {
             libc::EOWNERDEAD => {
                 // We hold it: make it usable again, remember the death.
                 dirty.store(1, Ordering::Relaxed);
-                // SAFETY: as in `lock`; we are the owner after EOWNERDEAD.
+                // SAFETY: an initialized process-shared mutex in a block mapped
+                // for as long as `self` lives; we are the owner after EOWNERDEAD.
                 check(unsafe { libc::pthread_mutex_consistent(self.raw()) })?;
                 Ok(LockStatus::OwnerDied)
             }
@@ -453,7 +490,8 @@ impl SysMutex {
 
     /// Unlocks (the calling thread holds it).
     pub(crate) fn unlock(&self) -> io::Result<()> {
-        // SAFETY: as in `lock`.
+        // SAFETY: an initialized process-shared mutex in a block mapped
+        // for as long as `self` lives.
         check(unsafe { libc::pthread_mutex_unlock(self.raw()) })
     }
 
