@@ -110,7 +110,11 @@
 //! looks again; a `put` that finds sleeping consumers releases *items*
 //! once, and a `get` releases *room* once for a sleeping producer; a
 //! woken process that takes an item (or puts one) and sees more items
-//! (or room) and more sleepers passes the wakeup on.
+//! (or room) and more sleepers passes the wakeup on. While a release is
+//! still pending (Linux reads the semaphore's count; Windows can't, and
+//! releases each time) no other is made: it wakes a sleeper, who locks
+//! after the holder and sees what it did — so a stream of puts or gets
+//! while a woken process has not run yet costs one wake, not one each.
 //! Wakeups are released under the lock, *before* the commit: a process
 //! killed after the commit has always woken whom it had to (woken early,
 //! a sleeper waits for the lock and then sees the commit), and one killed

@@ -191,12 +191,20 @@ impl Core {
         Ok(f(&mut ring))
     }
 
-    /// Releases `sem` once per sleeper (`n`, at most [`MAX_WAKEUPS`]).
-    /// Past `MAX_WAKEUPS` (false) enough sleepers are due to wake anyway;
-    /// an error leaves them to their recheck.
-    fn wake(sem: &sys::SysSemaphore, n: u32) {
-        if n > 0 {
-            let _ = sem.release(n.min(MAX_WAKEUPS));
+    /// Wakes one of `sleepers` (the header's count of those asleep on
+    /// `sem`): releases `sem` once, unless a release is still pending
+    /// (Linux: the semaphore's count is not 0; on Windows the count can't
+    /// be read, so always). A pending release wakes a sleeper, who takes
+    /// the lock after this holder and so sees what it did, and passes
+    /// the wakeup on; without this check every put or get made while a
+    /// woken sleeper had not run yet released once more — a `FUTEX_WAKE`
+    /// syscall each until it ran, spurious wakeups (a look at the ring
+    /// under the lock each) after. Past `MAX_WAKEUPS` (false) enough
+    /// sleepers are due to wake anyway; an error leaves them to their
+    /// recheck.
+    fn wake(sem: &sys::SysSemaphore, sleepers: u32) {
+        if sleepers > 0 && sem.value().is_none_or(|pending| pending == 0) {
+            let _ = sem.release(1);
         }
     }
 
@@ -224,9 +232,9 @@ impl Core {
                     Ok(Prepared::Ready(p)) => {
                         // One consumer per item; one more producer if
                         // room is left (it passes the wakeup on in turn).
-                        Self::wake(&self.items, ring.get_sleepers().min(1));
+                        Self::wake(&self.items, ring.get_sleepers());
                         if p.used_after() < ring.cap() {
-                            Self::wake(&self.room, ring.put_sleepers().min(1));
+                            Self::wake(&self.room, ring.put_sleepers());
                         }
                         ring.commit(p);
                         Step::Done(())
@@ -283,9 +291,9 @@ impl Core {
                     Ok(Peeked::Item(t, r)) => {
                         // One producer for the room it leaves; one more
                         // consumer if items are left and some sleep.
-                        Self::wake(&self.room, ring.put_sleepers().min(1));
+                        Self::wake(&self.room, ring.put_sleepers());
                         if t.left() > 0 {
-                            Self::wake(&self.items, ring.get_sleepers().min(1));
+                            Self::wake(&self.items, ring.get_sleepers());
                         }
                         ring.take(t);
                         Step::Done(r)
