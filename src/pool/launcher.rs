@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{worker_loop, InFrame, ToWorker, WorkerConfig};
+use super::protocol::{worker_loop, FromWorker, Heartbeat, InFrame, ToWorker, WorkerConfig};
 use crate::connection::Connection;
 use crate::deadline;
 use crate::error::{Error, Kind, Result};
@@ -111,10 +111,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// template, or [`Launcher::slurm`]`.`[`all_at_once`](Launcher::all_at_once)
 /// (one `srun -n N`).
 ///
-/// What this version does not do yet (issue 14): heartbeats (a remote
-/// worker whose node vanishes without closing its connection is not seen
-/// as dead until the connection times out in the OS); the pool's
-/// listener binds the loopback address unless
+/// # Failure model
+///
+/// A launched worker's task fails with
+/// [`Error::is_worker_died`](crate::Error::is_worker_died) when the
+/// worker's connection ends, and the worker is replaced through the
+/// launcher. When the pool kills a launched worker (a time limit,
+/// [`terminate`](crate::Pool::terminate)), it kills the launcher command
+/// and shuts the worker's connection down, and the worker exits on that
+/// even when it outlived its command
+/// ([`exit_code::PARENT_GONE`](crate::exit_code::PARENT_GONE)). A launcher
+/// command that exits while its worker stays connected counts as the
+/// worker's death 5 s later. Heartbeats go both ways on the connection
+/// (see [`heartbeat`](Launcher::heartbeat)): a worker silent past the
+/// timeout counts as dead, and a worker whose pool is silent that long
+/// exits, so a vanished node or parent leaves nothing waiting or running.
+///
+/// What this version does not do yet (issue 14): the pool's listener
+/// binds the loopback address unless
 /// [`listen`](Launcher::listen) names another.
 #[derive(Clone, Debug)]
 pub struct Launcher {
@@ -130,6 +144,7 @@ enum LauncherKind {
         prefix_output: bool,
         /// [`Launcher::all_at_once`] was asked for.
         all_at_once: bool,
+        heartbeat: Duration,
     },
     Spmd,
 }
@@ -175,6 +190,7 @@ impl Launcher {
             kind: LauncherKind::Command {
                 template: template.into_iter().map(Into::into).collect(),
                 listen: Address::Tcp(([127, 0, 0, 1], 0).into()),
+                heartbeat: Launcher::DEFAULT_HEARTBEAT_TIMEOUT,
                 prefix_output: true,
                 all_at_once: false,
             },
@@ -343,6 +359,48 @@ impl Launcher {
         matches!(self.kind, LauncherKind::Spmd)
     }
 
+    /// How long a launched worker may stay silent before it counts as
+    /// dead, and its pool before the worker exits (default
+    /// [`Launcher::DEFAULT_HEARTBEAT_TIMEOUT`], 30 s). Each side sends a
+    /// heartbeat every `timeout / 3` on the worker's connection: the pool
+    /// when it has sent nothing else for that long, the worker from a
+    /// thread of its own, so a worker busy in a long task keeps sending
+    /// them (one message at a time with its results, never mixed).
+    ///
+    /// - The pool gives up a worker it has heard nothing from for
+    ///   `timeout` (its node lost power, a network partition, the process
+    ///   stopped): its task fails with
+    ///   [`Error::is_worker_died`](crate::Error::is_worker_died), the error
+    ///   naming its host and "no heartbeat for …"; its launcher command is
+    ///   killed, its connection shut down, and it is replaced.
+    /// - A worker that has heard nothing from its pool for `timeout` (the
+    ///   parent's machine vanished, or the parent was stopped) exits with
+    ///   [`exit_code::PARENT_GONE`](crate::exit_code::PARENT_GONE), in the
+    ///   middle of a task too. (A parent that exits or is killed on a
+    ///   machine that stays up closes its connections at once: its
+    ///   workers exit then, without waiting for the timeout.)
+    ///
+    /// Silence is measured between messages: a message that stops half
+    /// way (its sender stopped while writing it) is waited for as long as
+    /// the OS keeps the connection. Choose a timeout well above the
+    /// longest pause either process can take (swapping, a loaded node):
+    /// a false alarm costs a task and a worker. A zero timeout makes
+    /// [`build`](crate::PoolBuilder::build) fail with
+    /// [`Error::is_usage`](crate::Error::is_usage). No effect on
+    /// [`Launcher::local`], whose workers the pool watches through their
+    /// process (and which exit with their parent).
+    pub fn heartbeat(mut self, timeout: Duration) -> Launcher {
+        if let LauncherKind::Command { heartbeat, .. } = &mut self.kind {
+            *heartbeat = timeout;
+        }
+        self
+    }
+
+    /// The default heartbeat timeout of a launched worker (see
+    /// [`heartbeat`](Launcher::heartbeat)): 30 s, with a heartbeat every
+    /// 10 s each way.
+    pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
+
     /// The parent's side for a command launcher; `None` for local workers
     /// (and for SPMD mode, which `build` starts itself).
     pub(super) fn start(&self) -> Result<Option<Remote>> {
@@ -350,6 +408,9 @@ impl Launcher {
             LauncherKind::Local | LauncherKind::Spmd => Ok(None),
             LauncherKind::Command { template, .. } if template.is_empty() => Err(Error::new(
                 Kind::Usage("a launcher command needs at least a program".into()),
+            )),
+            LauncherKind::Command { heartbeat, .. } if heartbeat.is_zero() => Err(Error::new(
+                Kind::Usage("a launcher's heartbeat timeout must be more than zero".into()),
             )),
             LauncherKind::Command {
                 template,
@@ -364,8 +425,18 @@ impl Launcher {
                 template,
                 listen,
                 prefix_output,
+                heartbeat,
                 ..
-            } => Remote::new(template, listen, *prefix_output).map(Some),
+            } => Remote::new(
+                template,
+                listen,
+                *prefix_output,
+                Heartbeat {
+                    interval: *heartbeat / 3,
+                    timeout: *heartbeat,
+                },
+            )
+            .map(Some),
         }
     }
 }
@@ -398,6 +469,7 @@ pub(super) struct Remote {
     template: Vec<String>,
     /// Whether the workers' output is prefixed.
     prefix_output: bool,
+    heartbeat: Heartbeat,
     listener: Listener,
     key: Vec<u8>,
     next_token: AtomicU64,
@@ -441,7 +513,12 @@ fn spawn_error(program: &str, why: std::io::Error) -> Error {
 }
 
 impl Remote {
-    fn new(template: &[String], listen: &Address, prefix_output: bool) -> Result<Remote> {
+    fn new(
+        template: &[String],
+        listen: &Address,
+        prefix_output: bool,
+        heartbeat: Heartbeat,
+    ) -> Result<Remote> {
         let mut key = vec![0u8; 32];
         getrandom::fill(&mut key).map_err(|e| {
             Error::io(
@@ -453,12 +530,18 @@ impl Remote {
         Ok(Remote {
             template: template.to_vec(),
             prefix_output,
+            heartbeat,
             listener,
             key,
             next_token: AtomicU64::new(1),
             all_at_once: template.iter().any(|a| a.contains(NTASKS)),
             pending: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// The heartbeats of its workers' connections.
+    pub(super) fn heartbeat(&self) -> Heartbeat {
+        self.heartbeat
     }
 
     /// The template with `{exe}` and `{ntasks}` filled in.
@@ -736,7 +819,7 @@ pub(super) fn launched_worker(_: ()) {
 /// (see [`watch_parent`]).
 pub(super) fn serve_pool(conn: Connection, cfg: WorkerConfig, eof_exit: i32) {
     let conn = Arc::new(conn);
-    let frames = watch_parent(&conn, eof_exit);
+    let frames = watch_parent(&conn, eof_exit, cfg.heartbeat);
     worker_loop(conn, cfg, move || frames.recv().ok());
 }
 
@@ -763,15 +846,33 @@ fn parent_gone(why: Option<&str>, code: i32) -> ! {
 /// stops after `Shutdown`, which the loop obeys. The end of the connection
 /// exits with `eof_exit` ([`PARENT_GONE`](crate::exit_code::PARENT_GONE)
 /// for a launched worker; 0 for an SPMD rank, whose pool ending is its
-/// normal end); an error reading it with `PARENT_GONE`.
-fn watch_parent(conn: &Arc<Connection>, eof_exit: i32) -> mpsc::Receiver<InFrame> {
+/// normal end); an error reading it with `PARENT_GONE`. With `heartbeat`
+/// (launched workers), it takes the parent's heartbeats and exits the
+/// worker (`PARENT_GONE`) when nothing came for the timeout, and a second
+/// thread sends the worker's heartbeats (each a whole message: the
+/// connection's send lock keeps them from mixing with the loop's answers).
+fn watch_parent(
+    conn: &Arc<Connection>,
+    eof_exit: i32,
+    heartbeat: Option<Heartbeat>,
+) -> mpsc::Receiver<InFrame> {
     let (tx, rx) = mpsc::channel();
-    let conn = Arc::clone(conn);
+    let reader = Arc::clone(conn);
     let shutdown = postcard::to_allocvec(&ToWorker::Shutdown).unwrap_or_default();
+    let beat = postcard::to_allocvec(&ToWorker::Heartbeat).unwrap_or_default();
     let watcher = std::thread::Builder::new()
         .name("multiproc-pool-parent".into())
         .spawn(move || loop {
-            match conn.recv_frame() {
+            if let Some(hb) = heartbeat {
+                if let Ok(false) = reader.poll(Some(hb.timeout)) {
+                    parent_gone(
+                        Some(&format!("no heartbeat from the pool for {:?}", hb.timeout)),
+                        crate::exit_code::PARENT_GONE,
+                    );
+                }
+            }
+            match reader.recv_frame() {
+                Ok((frame, _)) if frame == beat => {}
                 Ok((frame, carried)) => {
                     let last = frame == shutdown;
                     if tx.send((frame, carried)).is_err() || last {
@@ -790,6 +891,25 @@ fn watch_parent(conn: &Arc<Connection>, eof_exit: i32) -> mpsc::Receiver<InFrame
             Some(&format!("cannot start a thread: {e}")),
             crate::exit_code::PARENT_GONE,
         );
+    }
+    if let Some(hb) = heartbeat {
+        let sender = Arc::clone(conn);
+        let beat = postcard::to_allocvec(&FromWorker::Heartbeat).unwrap_or_default();
+        let beating = std::thread::Builder::new()
+            .name("multiproc-pool-heartbeat".into())
+            .spawn(move || loop {
+                std::thread::sleep(hb.interval);
+                // The parent gone: the watcher sees it too.
+                if sender.send_bytes(&beat).is_err() {
+                    return;
+                }
+            });
+        if let Err(e) = beating {
+            parent_gone(
+                Some(&format!("cannot start a thread: {e}")),
+                crate::exit_code::PARENT_GONE,
+            );
+        }
     }
     rx
 }

@@ -563,6 +563,9 @@ impl Scheduler {
             return;
         };
         match msg {
+            // The driver's reader takes them; one that got here is news
+            // of nothing.
+            FromWorker::Heartbeat => {}
             FromWorker::Ready => {
                 log::debug!("multiproc pool: worker {} ready", self.workers[k].pid);
                 self.workers[k].ready = true;

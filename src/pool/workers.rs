@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::launcher::{Command, Remote};
-use super::protocol::{pool_worker_main, FromWorker, InitArgs, WorkerConfig};
+use super::protocol::{pool_worker_main, FromWorker, Heartbeat, InitArgs, ToWorker, WorkerConfig};
 use super::scheduler::{Limits, Scheduler, WorkerId, Workers};
 use super::spmd::Ranks;
 use crate::codec::handles::Carried;
@@ -62,10 +62,9 @@ enum End {
 /// is also watched between messages (`launched`, see [`LaunchWatch`]).
 fn read_worker(
     conn: &Connection,
-    launched: Option<&sys::CommandChild>,
+    mut watch: Option<LaunchWatch<'_>>,
     mut on_message: impl FnMut(FromWorker, Result<Carried>),
 ) -> End {
-    let mut watch = launched.map(LaunchWatch::new);
     loop {
         if let Some(lost) = watch.as_mut().and_then(|w| w.until_readable(conn)) {
             return End::Lost(lost);
@@ -78,7 +77,12 @@ fn read_worker(
             }
             Err(e) => return End::Violation(format!("its messages can't be read: {e}")),
         };
+        if let Some(w) = watch.as_mut() {
+            w.heard = Instant::now();
+        }
         match postcard::from_bytes::<FromWorker>(&frame) {
+            // Heard (above): nothing for the scheduler.
+            Ok(FromWorker::Heartbeat) => {}
             Ok(msg) => on_message(msg, carried),
             Err(e) => {
                 return End::Violation(format!(
@@ -96,24 +100,32 @@ fn read_worker(
 const LAUNCH_LOOK: Duration = Duration::from_millis(250);
 
 /// The reader's watch over a launched worker, whose process the pool
-/// knows only through its launcher command: once the command has exited
-/// while the connection stays open (`sh -c '"$0" &'`, an ssh whose remote
-/// side lives on), the worker is given up [`EXIT_GRACE`] later — the
-/// worker's own end (its connection's end of file) normally comes with
-/// the command's or just before it.
+/// knows only through its launcher command and its connection. The
+/// worker is given up when nothing came from it for the heartbeat
+/// timeout (see `Launcher::heartbeat`), or [`EXIT_GRACE`] after its
+/// command was seen to have exited while the connection stays open
+/// (`sh -c '"$0" &'`, an ssh whose remote side lives on) — the worker's
+/// own end (its connection's end of file) normally comes with the
+/// command's or just before it.
 struct LaunchWatch<'a> {
     child: &'a sys::CommandChild,
+    heartbeat: Option<Heartbeat>,
+    /// When the last message came.
+    heard: Instant,
     /// When the command was seen to have exited, and how.
     exited: Option<(Instant, ExitStatus)>,
     next_look: Instant,
 }
 
 impl<'a> LaunchWatch<'a> {
-    fn new(child: &'a sys::CommandChild) -> Self {
+    fn new(child: &'a sys::CommandChild, heartbeat: Option<Heartbeat>) -> Self {
+        let now = Instant::now();
         LaunchWatch {
             child,
+            heartbeat,
+            heard: now,
             exited: None,
-            next_look: Instant::now(),
+            next_look: now,
         }
     }
 
@@ -128,7 +140,7 @@ impl<'a> LaunchWatch<'a> {
                     self.exited = Some((now, ExitStatus(status)));
                 }
             }
-            let wait = match self.exited {
+            let mut wait = match self.exited {
                 Some((at, status)) => {
                     let left = EXIT_GRACE.saturating_sub(now.duration_since(at));
                     if left.is_zero() {
@@ -141,6 +153,13 @@ impl<'a> LaunchWatch<'a> {
                 }
                 None => self.next_look.saturating_duration_since(now),
             };
+            if let Some(hb) = self.heartbeat {
+                let left = hb.timeout.saturating_sub(now.duration_since(self.heard));
+                if left.is_zero() {
+                    return Some(format!("no heartbeat for {:?}", hb.timeout));
+                }
+                wait = wait.min(left);
+            }
             if conn.poll(Some(wait)).unwrap_or(true) {
                 return None;
             }
@@ -610,7 +629,9 @@ impl Shared {
         let cfg = WorkerConfig {
             initializer: self.spawner.initializer.clone(),
             max_memory: self.limits.max_memory_per_child,
+            heartbeat: self.spawner.remote.as_ref().map(|r| r.heartbeat()),
         };
+        let heartbeat = cfg.heartbeat;
         let mut launched_host = None;
         let (popen, conn): (_, Arc<Connection>) = match (&self.spawner.remote, &self.spawner.ranks)
         {
@@ -664,7 +685,27 @@ impl Shared {
         let writer = std::thread::Builder::new()
             .name(format!("multiproc-pool-w{}", popen.pid()))
             .spawn(move || {
-                for (frame, chunks, handles) in rx {
+                let beat = postcard::to_allocvec(&ToWorker::Heartbeat).unwrap_or_default();
+                loop {
+                    let next = match heartbeat {
+                        None => rx.recv().ok(),
+                        // A launched worker: a heartbeat when nothing else
+                        // went for an interval.
+                        Some(hb) => match rx.recv_timeout(hb.interval) {
+                            Ok(next) => Some(next),
+                            Err(mpsc::RecvTimeoutError::Timeout) => {
+                                if writer_conn.send_bytes(&beat).is_err() {
+                                    // Gone: its reader reports that.
+                                    break;
+                                }
+                                continue;
+                            }
+                            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                        },
+                    };
+                    let Some((frame, chunks, handles)) = next else {
+                        break;
+                    };
                     let sent = if handles.is_empty() {
                         writer_conn.send_bytes(&frame)
                     } else {
@@ -705,7 +746,10 @@ impl Shared {
         let reader = std::thread::Builder::new()
             .name(format!("multiproc-pool-r{}", popen.pid()))
             .spawn(move || {
-                let end = read_worker(&conn, reader_popen.launcher(), |msg, carried| {
+                let watch = reader_popen
+                    .launcher()
+                    .map(|c| LaunchWatch::new(c, heartbeat));
+                let end = read_worker(&conn, watch, |msg, carried| {
                     shared.on_message(id, msg, carried)
                 });
                 shared.on_exit(id, worker_end(&reader_popen, end));

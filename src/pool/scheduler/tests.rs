@@ -48,7 +48,7 @@ impl Mock {
                 ToWorker::Work { frame, chunks, .. } => {
                     Some((w, frame, chunks.iter().map(|c| c.id).collect()))
                 }
-                ToWorker::Shutdown => None,
+                ToWorker::Shutdown | ToWorker::Heartbeat => None,
             })
             .collect()
     }
