@@ -871,3 +871,57 @@ fn scenario_parent_of_busy_workers() {
         std::thread::park();
     }
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn worker_died_names_the_workers_own_pid_and_its_launchers() {
+    // No `exec`: the pool knows the worker by its shell's pid.
+    let p = launched(&["sh", "-c", "\"$0\"; :", "{exe}"], 1);
+    let worker = p.map(own_pid, [0]).unwrap()[0];
+    let launcher = p.pids()[0];
+    assert_ne!(worker, launcher);
+    let mut h = p.submit(block_forever, ());
+    assert_eq!(p.wait_busy(LONG), vec![launcher]);
+    assert!(p.kill_worker(launcher));
+    let e = h.get_timeout(LONG).expect("the task fails").unwrap_err();
+    assert!(e.is_worker_died(), "{e}");
+    assert_eq!(e.pid(), Some(launcher));
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!(
+            "pool worker {launcher} on host {} died",
+            this_host()
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with(&format!(
+            "({launcher} is its launcher command's pid; the worker's own was {worker})"
+        )),
+        "{msg}"
+    );
+    wait_for("the worker to exit", || exited(worker));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_hello_of_another_build_is_refused_as_such() {
+    // The test hook makes the worker send the hello of an older build
+    // (without the host), which this build can't decode.
+    let e = PoolBuilder::new()
+        .workers(1)
+        .launcher(Launcher::command([
+            "env",
+            "MULTIPROC_TEST_OLD_HELLO=1",
+            "{exe}",
+        ]))
+        .build()
+        .unwrap_err();
+    assert!(e.is_spawn(), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("that this build can't read")
+            && msg.contains("a worker of a different build/protocol"),
+        "{msg}"
+    );
+}

@@ -199,14 +199,20 @@ pub(crate) enum Kind {
         status: Option<ExitStatus>,
         why: String,
     },
-    #[error("pool worker {pid}{} died ({}{}) while running this task",
+    #[error("pool worker {pid}{} died ({}{}) while running this task{}",
         host.as_deref().map(|h| format!(" on host {h}")).unwrap_or_default(),
         cause.as_deref().map(|c| format!("{c}; ")).unwrap_or_default(),
-        status.map(|s| s.to_string()).unwrap_or_else(|| "status unknown".into()))]
+        status.map(|s| s.to_string()).unwrap_or_else(|| "status unknown".into()),
+        own_pid.filter(|p| p != pid).map(|p| format!(
+            " ({pid} is its launcher command's pid; the worker's own was {p})"
+        )).unwrap_or_default())]
     WorkerDied {
         pid: u32,
         /// Where the worker ran, for one started by a launcher command.
         host: Option<std::sync::Arc<str>>,
+        /// The pid a launched worker said it has (its own; `pid` is its
+        /// launcher command's).
+        own_pid: Option<u32>,
         status: Option<ExitStatus>,
         /// Why the pool gave a launched worker up (no heartbeat, its
         /// launcher command gone), when it did.

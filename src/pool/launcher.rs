@@ -441,7 +441,9 @@ impl Launcher {
     }
 }
 
-/// What a launched worker (or an SPMD rank) says first.
+/// What a launched worker (or an SPMD rank) says first. The token stays
+/// the first field in every build, so that a hello of another build that
+/// this one can't read is still known to be from one of its launches.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Hello {
     /// Which launch it is (an SPMD rank: its rank).
@@ -487,6 +489,8 @@ pub(super) struct Launch {
     pub(super) conn: Connection,
     /// The host the worker said it runs on.
     pub(super) host: String,
+    /// The worker's own pid, as it said (on that host).
+    pub(super) pid: u32,
 }
 
 /// The command behind a launched worker.
@@ -604,6 +608,7 @@ impl Remote {
                 command: Command::Shared(Arc::clone(&child), hello.pid),
                 conn,
                 host: hello.host,
+                pid: hello.pid,
             });
         }
         Ok(())
@@ -626,6 +631,7 @@ impl Remote {
             command: Command::Own(child),
             conn,
             host: hello.host,
+            pid: hello.pid,
         })
     }
 
@@ -645,7 +651,35 @@ impl Remote {
             // A slice, to look at the command between waits.
             if let Ok(Some(conn)) = self.listener.accept_timeout(Duration::from_millis(50)) {
                 if conn.poll(Some(Duration::from_secs(10))).unwrap_or(false) {
-                    if let Ok(hello) = conn.recv::<Hello>() {
+                    let hello = match conn.recv_bytes() {
+                        Ok(bytes) => match postcard::from_bytes::<Hello>(&bytes) {
+                            Ok(hello) => Some(hello),
+                            Err(e) => {
+                                // The token comes first in every build's
+                                // hello: one of ours that this build can't
+                                // read is a worker of another build.
+                                let token = postcard::take_from_bytes::<u64>(&bytes)
+                                    .ok()
+                                    .map(|(t, _)| t);
+                                if token.is_some_and(|t| (first..first + n as u64).contains(&t)) {
+                                    let _ = child.kill();
+                                    return Err(spawn_error(
+                                        program,
+                                        std::io::Error::other(format!(
+                                            "the launched worker sent a hello of {} bytes that \
+                                             this build can't read ({e}): a worker of a \
+                                             different build/protocol; workers must run the \
+                                             parent's build",
+                                            bytes.len()
+                                        )),
+                                    ));
+                                }
+                                None
+                            }
+                        },
+                        Err(_) => None,
+                    };
+                    if let Some(hello) = hello {
                         let slot = hello
                             .token
                             .checked_sub(first)
@@ -804,6 +838,14 @@ pub(super) fn launched_worker(_: ()) {
         pid: std::process::id(),
         host: sys::hostname(),
     };
+    // Test hook: the hello of an older build (no host yet), to check
+    // that the parent refuses it as another build's.
+    #[cfg(feature = "test-hooks")]
+    if var("MULTIPROC_TEST_OLD_HELLO").is_some() {
+        let old = (hello.token, hello.build, hello.pid);
+        let _ = conn.send(&old);
+        return;
+    }
     if conn.send(&hello).is_err() {
         return;
     }

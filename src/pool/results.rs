@@ -54,6 +54,8 @@ pub(super) enum Failure {
         pid: u32,
         /// Where it ran, for a launched worker.
         host: Option<Arc<str>>,
+        /// A launched worker's own pid, as it said.
+        own_pid: Option<u32>,
         status: Option<ExitStatus>,
         /// Why the pool gave a launched worker up, when it did.
         cause: Option<String>,
@@ -92,11 +94,13 @@ impl Failure {
             Failure::Died {
                 pid,
                 host,
+                own_pid,
                 status,
                 cause,
             } => Kind::WorkerDied {
                 pid,
                 host,
+                own_pid,
                 status,
                 cause,
             },

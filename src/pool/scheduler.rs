@@ -47,6 +47,11 @@ pub(super) trait Workers {
     fn host(&self, _id: WorkerId) -> Option<Arc<str>> {
         None
     }
+    /// The pid worker `id` said it has, for a launched worker (the pool
+    /// knows it by its launcher command's: `srun`'s, `ssh`'s, a shell's).
+    fn own_pid(&self, _id: WorkerId) -> Option<u32> {
+        None
+    }
     /// Writes `frame` to worker `id`, after the frames written before.
     fn send(&mut self, id: WorkerId, frame: Vec<u8>);
     /// Writes `frame`, whose chunks are `chunks`, with the handles their
@@ -115,6 +120,8 @@ struct Worker {
     pid: u32,
     /// Where it runs, for a launched worker (named in its errors).
     host: Option<Arc<str>>,
+    /// Its own pid, for a launched worker (named in its errors).
+    own_pid: Option<u32>,
     /// Frames can be written to it (not closed).
     open: bool,
     /// Chunks sent, in order, with the frame that carried each.
@@ -395,6 +402,7 @@ impl Scheduler {
             id,
             pid,
             host: io.host(id),
+            own_pid: io.own_pid(id),
             open: true,
             inflight: VecDeque::new(),
             started_frame: 0,
@@ -748,6 +756,7 @@ impl Scheduler {
                 Failure::Died {
                     pid,
                     host: w.host.clone(),
+                    own_pid: w.own_pid,
                     status,
                     cause: w.lost.clone(),
                 }

@@ -356,6 +356,9 @@ struct Handle {
     popen: Arc<Proc>,
     /// The host a launched worker said it runs on.
     host: Option<Arc<str>>,
+    /// The pid a launched worker said it has (its own, where the pool
+    /// knows it by its launcher command's).
+    own_pid: Option<u32>,
     /// To the worker's writer thread (a frame, and the handles that go
     /// with it); `None` once closed.
     tx: Option<mpsc::Sender<OutFrame>>,
@@ -384,6 +387,14 @@ impl Workers for Os<'_> {
             .iter()
             .find(|h| h.id == id)
             .and_then(|h| h.host.clone())
+    }
+
+    fn own_pid(&self, id: WorkerId) -> Option<u32> {
+        self.handles
+            .workers
+            .iter()
+            .find(|h| h.id == id)
+            .and_then(|h| h.own_pid)
     }
 
     fn send(&mut self, id: WorkerId, frame: Vec<u8>) {
@@ -633,6 +644,7 @@ impl Shared {
         };
         let heartbeat = cfg.heartbeat;
         let mut launched_host = None;
+        let mut own_pid = None;
         let (popen, conn): (_, Arc<Connection>) = match (&self.spawner.remote, &self.spawner.ranks)
         {
             (_, Some(ranks)) => {
@@ -662,6 +674,7 @@ impl Shared {
             }
             (Some(remote), None) => {
                 let launch = remote.launch()?;
+                own_pid = Some(launch.pid);
                 let (conn, host) = (launch.conn, launch.host);
                 conn.send(&cfg)?;
                 launched_host = Some(Arc::from(host));
@@ -773,6 +786,7 @@ impl Shared {
             id,
             popen,
             host: launched_host,
+            own_pid,
             tx: Some(tx),
         });
         Ok(pid)
