@@ -289,3 +289,58 @@ fn all_at_once_one_srun_starts_every_worker_as_one_job_step() {
     drop(p);
     gone(&[job]);
 }
+
+#[test]
+fn a_killed_parent_leaves_no_srun_worker_job_in_the_queue() {
+    use std::io::BufRead;
+    if !slurm_here() {
+        return;
+    }
+    let mut cmd = common::scenario_command(
+        &std::env::current_exe().unwrap(),
+        "scenario_parent_of_a_busy_srun_worker",
+    );
+    let mut parent = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let out = std::io::BufReader::new(parent.stdout.take().unwrap());
+    let mut ids = Vec::new();
+    for line in out.lines() {
+        let line = line.unwrap();
+        // libtest's "test NAME ... " may start the line.
+        if let Some((_, id)) = line.split_once("REPORT job=") {
+            ids.push(id.trim().to_string());
+            break;
+        }
+    }
+    assert_eq!(ids.len(), 1, "the scenario reported its worker's job");
+    assert_eq!(
+        queued(&ids),
+        ids,
+        "the worker's job runs while its parent does"
+    );
+    // SIGKILL: the parent's connections close with it; its worker, busy
+    // in a task, exits, and srun and the job step with it.
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    gone(&ids);
+}
+
+#[test]
+#[ignore = "a scenario, run by a_killed_parent_leaves_no_srun_worker_job_in_the_queue"]
+fn scenario_parent_of_a_busy_srun_worker() {
+    if !in_scenario("scenario_parent_of_a_busy_srun_worker") {
+        return;
+    }
+    let p = PoolBuilder::new()
+        .workers(1)
+        .launcher(Launcher::slurm().heartbeat(Duration::from_secs(2)))
+        .build()
+        .unwrap();
+    let ids = jobs_of(&p);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let _task = p.submit(block_forever, ());
+    assert_eq!(p.wait_busy(Duration::from_secs(30)).len(), 1);
+    println!("REPORT job={}", ids[0]);
+    loop {
+        std::thread::park();
+    }
+}
