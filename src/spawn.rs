@@ -293,7 +293,7 @@ pub(crate) fn running_image() -> Option<&'static sys::RunningImage> {
 /// Call it first thing in `main` (or use [`test_support!`](crate::test_support)
 /// in test binaries, which runs it before `main`). In an ordinary run it
 /// returns at once; in a worker it runs the requested entry function and
-/// exits the process, never returning. See [`exit_code`](crate::exit_code)
+/// exits the process, never returning. See [`exit_code`]
 /// for how a worker ends.
 ///
 /// Calling `init()` also tells multiproc that this executable can act as a

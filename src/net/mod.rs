@@ -1,4 +1,4 @@
-//! [`Listener`] and [`Client`]: [`Connection`]s between processes that
+//! [`Listener`] and [`Client`]: [`Connection`](crate::Connection)s between processes that
 //! did not start each other — over TCP, or a Unix-domain socket — after
 //! an authentication handshake (Python's `multiprocessing.connection`).
 //! `auth.rs` is the handshake; `listener.rs` the two types.

@@ -72,7 +72,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// cluster node through `srun`, on another machine through `ssh` — and
 /// the worker connects back to a listener of the pool's over TCP,
 /// authenticated with a random key made for the pool (see
-/// [`Listener`](crate::Listener) for what the key protects and what not).
+/// [`Listener`] for what the key protects and what not).
 /// Address, key and a token travel in the environment variables
 /// `MULTIPROC_CONNECT`, `MULTIPROC_AUTHKEY` and `MULTIPROC_WORKER_TOKEN`
 /// (never on the command line, which `ps` shows), so the command must pass
@@ -82,7 +82,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// [`test_support!`](crate::test_support)), and be the same build: a
 /// worker of another build is refused and the pool fails to start it.
 /// Handles can't reach a launched worker: a task whose arguments carry one
-/// (a [`Connection`](crate::Connection), shared memory, a lock) fails with
+/// (a [`Connection`], shared memory, a lock) fails with
 /// [`Error::is_encode`](crate::Error::is_encode) and the pool goes on; an
 /// initializer whose arguments carry one makes
 /// [`build`](crate::PoolBuilder::build) fail.

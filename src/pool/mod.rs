@@ -3,8 +3,8 @@
 //!
 //! # How it works
 //!
-//! Each worker is a [`Popen`] running an internal loop over a duplex
-//! [`Connection`]. The parent keeps several chunks of tasks in flight per
+//! Each worker is a [`Popen`](crate::Popen) running an internal loop over a duplex
+//! [`Connection`](crate::Connection). The parent keeps several chunks of tasks in flight per
 //! worker and packs many chunks into one write; the worker answers each
 //! chunk with one message as soon as that chunk is done. Because a worker
 //! runs its chunks in order and reports each before starting the next, the
@@ -29,7 +29,7 @@
 //!
 //! # Handles in task arguments and results
 //!
-//! A task's arguments may carry OS handles — a [`Connection`] end, a
+//! A task's arguments may carry OS handles — a [`Connection`](crate::Connection) end, a
 //! [`PassedHandle`](crate::PassedHandle) of a pipe or file, a
 //! [`Frozen`](crate::Frozen) block, a [`Lock`](crate::Lock), or any type
 //! whose `Serialize` impl calls [`pass_handle`](crate::pass_handle) — with

@@ -384,7 +384,8 @@ fn run_initializer(name: &str, payload: &[u8]) -> std::result::Result<(), String
     }
 }
 
-/// A pool worker's channel to its parent, for [`worker_connection`].
+/// A pool worker's channel to its parent, for the test hooks
+/// (`worker_connection`, `forge_answer`).
 static WORKER_CONN: OnceLock<Arc<Connection>> = OnceLock::new();
 
 /// In a pool worker: its channel to the parent; `None` elsewhere. The hook

@@ -40,7 +40,7 @@ const KILL_SIGNAL: i32 = 9;
 /// worker's writer thread, a kill only starts the kill).
 pub(super) trait Workers {
     /// Starts worker `id`; its pid. It reports through
-    /// [`Scheduler::on_message`] and [`Scheduler::on_exit`] with this id.
+    /// [`Scheduler::on_message_with`] and [`Scheduler::on_exit`] with this id.
     fn spawn(&mut self, id: WorkerId) -> Result<u32>;
     /// The host worker `id` runs on, if it is not this one (a worker
     /// started by a launcher command says it when it connects).
@@ -311,7 +311,8 @@ impl Scheduler {
         self.stats.get(entry).map(|s| s.per_task)
     }
 
-    /// No more work will be queued ([`enqueue`](Self::enqueue) refuses it).
+    /// No more work will be queued ([`enqueue_with`](Self::enqueue_with)
+    /// and [`enqueue_slot`](Self::enqueue_slot) refuse it).
     pub(super) fn close(&mut self) {
         self.closed = true;
     }
@@ -834,7 +835,8 @@ impl Scheduler {
         self.enqueue_to(job, entry, first, tasks, TaskHandles::default(), None, None)
     }
 
-    /// [`enqueue`](Self::enqueue) for tasks with handles.
+    /// Queues a chunk of tasks of `entry` (the tasks `first..first + n`
+    /// of `job`) with the handles they carry, or says why it can't run.
     pub(super) fn enqueue_with(
         &mut self,
         job: u64,

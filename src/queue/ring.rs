@@ -40,7 +40,7 @@
 //! aligned 8-byte store, and does so last. A put is
 //! [`prepare`](Ring::prepare) (the record is written past the tail) then
 //! [`commit`](Ring::commit) (the tail word is stored); a get is
-//! [`peek`](Ring::peek) (the record is copied out) then
+//! [`peek_with`](Ring::peek_with) (the record is read) then
 //! [`take`](Ring::take) (the head word is stored). Between the two halves
 //! the caller may do what it must before the commit (the queue decodes the
 //! item and wakes sleepers there), still under the lock. A process killed
@@ -105,7 +105,8 @@ pub(crate) fn new_header(cap: usize, max_items: u64) -> [u8; HEADER] {
 }
 
 /// What the block holds is not a ring this code wrote: a message saying
-/// what was found. The ring was reset to empty (see [`Ring::pop`]).
+/// what was found. Found by [`Ring::peek_with`], the ring was emptied
+/// first, so that it works again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Corrupt(pub String);
 
@@ -489,7 +490,7 @@ impl<'a> Ring<'a> {
         Ok(Peeked::Item(Taking(next, left, used - need), r))
     }
 
-    /// Takes the record [`peek`](Ring::peek) read out of the ring: one
+    /// Takes the record [`peek_with`](Ring::peek_with) read: one
     /// 8-byte store of the head word, the commit point (nothing else
     /// changed the ring since).
     pub(crate) fn take(&mut self, t: Taking) {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::{Failure, Scheduler, Worker, Workers};
 use crate::status::ExitStatus;
 
-/// What the pool did so far (see [`PoolStats`](super::PoolStats)).
+/// What the pool did so far (see [`PoolStats`](crate::PoolStats)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(in crate::pool) struct Counts {
     pub(in crate::pool) tasks_done: u64,

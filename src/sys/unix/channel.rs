@@ -64,7 +64,7 @@ impl Channel {
     /// Writes `data`, the fds riding along with its first bytes: at most
     /// [`FDS_PER_MESSAGE`] per `sendmsg`, each batch but the last on one
     /// byte of its own (the child collects them with every read, see
-    /// [`ChildChannel::read`]), so any number of fds can go.
+    /// [`ChildChannel::read`](super::ChildChannel::read)), so any number of fds can go.
     pub(crate) fn send_bootstrap(
         &self,
         _child: &Child,

@@ -21,7 +21,7 @@ use super::{
 use crate::sys::BootToken;
 
 /// The bootstrap token's handle field: the value of the child's end of the
-/// pipe in the low 32 bits, that of the [`Peer::ack`] event in the high 32
+/// pipe in the low 32 bits, that of the [`Peer::ack`](super::child::Peer::ack) event in the high 32
 /// bits. Handle values are 32-bit significant (see [`token_to_handle`]),
 /// so both fit; a value that does not is refused rather than cut.
 pub(super) fn pack_boot_handles(pipe: HANDLE, ack: HANDLE) -> io::Result<u64> {
@@ -108,7 +108,7 @@ pub(super) fn duplicate_from(source: &OwnedHandle, h: HANDLE) -> io::Result<Owne
 
 /// Child side, after the bootstrap: nothing to do on Windows. Dying with the
 /// parent is arranged by the parent, which put the child in a job object
-/// with `KILL_ON_JOB_CLOSE` before it ran ([`spawn`]).
+/// with `KILL_ON_JOB_CLOSE` before it ran ([`spawn`](super::spawn())).
 pub(crate) fn die_with_parent(_parent_pid: u32) -> io::Result<()> {
     Ok(())
 }
@@ -125,7 +125,7 @@ pub(crate) struct ChildChannel {
     /// The parent process (`PROCESS_DUP_HANDLE | SYNCHRONIZE`); signaled
     /// when the parent exits.
     parent: OwnedHandle,
-    /// The parent's ack event ([`Peer::ack`]), until it is set.
+    /// The parent's ack event ([`Peer::ack`](super::child::Peer::ack)), until it is set.
     ack: Option<OwnedHandle>,
     /// Tokens already turned into handles by `take_handle`.
     taken: HashSet<u64>,

@@ -58,7 +58,7 @@ pub(crate) fn settle() -> usize {
 ///   until it is empty or this process exits ([`KEPT_JOBS`]), so that
 ///   dropping does not kill while parent death still does;
 /// - the bootstrap peer, if the child has not taken its end yet (right
-///   after [`spawn`] returned it is usually still starting), is kept until
+///   after [`spawn`](super::spawn()) returned it is usually still starting), is kept until
 ///   it has or has exited ([`KEPT_PEERS`]). Closed now, the child would
 ///   find nothing to duplicate and could never start.
 pub(crate) struct Child {
@@ -85,7 +85,7 @@ pub(super) struct Peer {
     #[allow(dead_code, reason = "held open for the child to duplicate")]
     pub(super) pipe: OwnedHandle,
     /// A manual-reset event the child duplicates out of this process too
-    /// and sets once it has its own copy of `pipe` ([`open_bootstrap`]):
+    /// and sets once it has its own copy of `pipe` ([`open_bootstrap`](super::open_bootstrap)):
     /// from then on ours is no longer needed.
     pub(super) ack: OwnedHandle,
 }
@@ -109,7 +109,7 @@ impl KeptPeer {
 /// Bootstrap peers of children dropped before they took them (issue 9:
 /// `drop(Process::spawn(..))` must still run the child). Kept until the
 /// child has taken its end or exited: checked at every spawn, every drop
-/// of a `Child` and [`settle`], and waited for before this process exits
+/// of a `Child` and `settle` (a test hook), and waited for before this process exits
 /// ([`before_exit`]). One list for the process, no thread: each entry holds
 /// three handles (the pipe end, the ack event and the process handle, which
 /// nothing else holds by then) for as long as its child is starting.
@@ -208,7 +208,7 @@ impl Child {
         Ok(Some(status))
     }
 
-    /// Ends the process with exit code `0x10000` ([`TERMINATED`]).
+    /// Ends the process with exit code `0x10000` ([`TERMINATED`](super::TERMINATED)).
     ///
     /// `Ok` if the process had already exited. Records nothing: the process
     /// may still be running when this returns; [`wait`](Self::wait) reports
@@ -244,7 +244,7 @@ impl Child {
 
     /// Ends the child and every process in its job (all it started, unless
     /// they broke away) with exit code `0x10000`: `TerminateJobObject`.
-    /// `Ok` if they had all exited. Without a job (see [`spawn`]), the same as
+    /// `Ok` if they had all exited. Without a job (see [`spawn`](super::spawn())), the same as
     /// [`terminate`](Self::terminate).
     pub(crate) fn terminate_tree(&self) -> io::Result<()> {
         let Some(job) = &self.job else {
@@ -267,7 +267,7 @@ impl Child {
 
     /// Closes the parent's copy of the child's end of the bootstrap pipe.
     /// Call it once the child has taken its end (or is gone); afterwards
-    /// reads on the [`Channel`] see end-of-file when the child exits. Done
+    /// reads on the [`Channel`](super::Channel) see end-of-file when the child exits. Done
     /// by [`wait`](Self::wait) anyway once the child has exited.
     pub(crate) fn release_bootstrap_peer(&self) {
         let peer = self

@@ -100,7 +100,7 @@ impl Job {
     }
 }
 
-/// Jobs with `KILL_ON_JOB_CLOSE` whose [`Child`] was dropped while processes
+/// Jobs with `KILL_ON_JOB_CLOSE` whose [`Child`](super::Child) was dropped while processes
 /// were still in them. Closing the handle would kill those processes, but
 /// dropping a `Child` must not kill; so the handle is kept until the job is
 /// empty (checked whenever another one is added) or this process exits,

@@ -43,7 +43,7 @@
 //!   timeout or a process exit, without helper threads. The child's end of
 //!   the *bootstrap* pipe is an ordinary synchronous handle that any
 //!   Windows code can read and write ([`ChildChannel`]); the ends made by
-//!   [`pipe`] (for `Pipe`/`Connection`) are all overlapped ([`Channel`]).
+//!   [`pipe()`] (for `Pipe`/`Connection`) are all overlapped ([`Channel`]).
 //! * **Each child runs in its own job object**, assigned while the child is
 //!   still suspended, so that everything it starts can be ended with it
 //!   ([`Child::terminate_tree`]) and, when asked, it dies with this process
@@ -55,7 +55,7 @@
 //!   authority to wait and to terminate.
 //!
 //! Under Wine 8 (our Linux test bed) a few calls differ from Windows: see the
-//! notes at [`Child::terminate`] and [`open_handle_count`]. Standard handles
+//! notes at [`Child::terminate`] and `diag::open_handle_count` (a test hook). Standard handles
 //! given with `STARTF_USESTDHANDLES` and `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`
 //! ([`stdio`]) behave there as on Windows: only the listed handles are
 //! inherited (`tests/test_popen.rs` fails under Wine without the list).

@@ -364,7 +364,7 @@ impl Channel {
         Channel { io: Io::Pipe(h) }
     }
 
-    /// The pipe handle, e.g. for [`wait_any`]; `None` for a socket, which
+    /// The pipe handle, e.g. for [`wait_any`](super::wait_any); `None` for a socket, which
     /// is no handle `WaitForMultipleObjects` can wait on (poll it with
     /// [`read_timeout`](Self::read_timeout)).
     pub(crate) fn as_raw(&self) -> Option<BorrowedRaw<'_>> {
