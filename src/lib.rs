@@ -598,6 +598,15 @@ pub mod test_hooks {
         queue.get_noting(note)
     }
 
+    /// Sleeps on `lock`, held by another process, as a blocked `acquire`
+    /// does, and returns once woken by its release, *without* taking it:
+    /// what a waiter killed right after its wakeup leaves behind. `true`:
+    /// woken; `false`: the lock was free. Linux with glibc only (an error
+    /// of kind `Unsupported` elsewhere).
+    pub fn swallow_a_lock_wakeup(lock: &crate::Lock) -> std::io::Result<bool> {
+        lock.swallow_a_wakeup()
+    }
+
     /// The consumers and the producers asleep in `queue` now, as its
     /// header counts them.
     pub fn queue_sleepers<T>(queue: &crate::Queue<T>) -> crate::Result<(u32, u32)> {

@@ -628,8 +628,15 @@ struct Producer {
 fn producers_and_consumers_killed_at_random_lose_nothing_that_was_put_and_duplicate_nothing() {
     let kills: usize = if cfg!(windows) { 30 } else { 100 };
     let per_producer: u64 = if cfg!(windows) { 2_000 } else { 20_000 };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    let seed = (now.unwrap().as_nanos() as u64 ^ u64::from(std::process::id())) | 1;
+    // MULTIPROC_CHAOS_SEED=0x… replays a printed seed's choice of victims
+    // (the timing of each kill is the machine's).
+    let seed = match std::env::var("MULTIPROC_CHAOS_SEED") {
+        Ok(s) => u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("a hex seed"),
+        Err(_) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            (now.unwrap().as_nanos() as u64 ^ u64::from(std::process::id())) | 1
+        }
+    };
     eprintln!("chaos seed {seed:#x}");
     let mut rng = Rng(seed);
 
@@ -678,7 +685,27 @@ fn producers_and_consumers_killed_at_random_lose_nothing_that_was_put_and_duplic
                 .iter()
                 .any(|p| p.acked.load(Ordering::Acquire) < per_producer)
         {
-            assert!(Instant::now() < give_up, "no progress before kill {k}");
+            if Instant::now() >= give_up {
+                // Where everyone was (a process asleep on a free lock hung
+                // this once: see `a_waiter_that_swallows_the_release_wakeup_
+                // does_not_strand_the_next` in test_sync.rs).
+                let ps: Vec<_> = producers
+                    .iter()
+                    .map(|p| (p.id, p.process.pid(), p.acked.load(Ordering::Acquire)))
+                    .collect();
+                let cs: Vec<_> = consumers
+                    .iter()
+                    .map(|(c, h)| (c.pid(), h.load(Ordering::SeqCst)))
+                    .collect();
+                panic!(
+                    "no progress before kill {k} (seed {seed:#x}): producers (id, pid, acked) \
+                     {ps:?}, consumers (pid, holding) {cs:?}, queued {:?}, sleepers {:?}, \
+                     forwarded {:?}",
+                    args.0.len(),
+                    multiproc::test_hooks::queue_sleepers(&args.0),
+                    args.1.len()
+                );
+            }
             std::thread::yield_now();
         }
         let i = (rng.next() % 8) as usize;

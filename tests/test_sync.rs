@@ -46,6 +46,21 @@ fn hold_rlock_until_killed((lock, ready): (RLock, Event)) {
     }
 }
 
+/// Says it is about to sleep on the lock (held by the parent), sleeps on
+/// it as a blocked `acquire` does, and returns once the release woke it,
+/// without taking it: a waiter killed right after its wakeup. Whether it
+/// was woken.
+fn swallow_lock_wakeup((lock, arrived): (Lock, Semaphore)) -> bool {
+    arrived.release().unwrap();
+    multiproc::test_hooks::swallow_a_lock_wakeup(&lock).expect("sleep on the lock")
+}
+
+/// Says it is about to block, then takes the lock: whether it got it.
+fn acquire_lock((lock, arrived): (Lock, Semaphore)) -> bool {
+    arrived.release().unwrap();
+    lock.acquire().is_ok()
+}
+
 /// Says it is about to wait, waits for the event; returns its pid.
 fn wait_for_event((ev, arrived): (Event, Semaphore)) -> u32 {
     arrived.release().unwrap();
@@ -190,6 +205,8 @@ multiproc::entry!(
     take_all,
     take_lock,
     take_value_u32,
+    swallow_lock_wakeup,
+    acquire_lock,
 );
 
 // ------------------------------------------------------------ locks
@@ -228,6 +245,45 @@ fn a_killed_holder_makes_the_next_acquire_report_owner_died_until_repaired() {
     drop(g);
     drop(lock.acquire().unwrap());
     drop(lock.try_acquire().unwrap().expect("free"));
+}
+
+/// glibc's unlock wakes one sleeper. A sleeper killed after that wakeup,
+/// before it took the lock, swallows it (the kernel can't pass it on: the
+/// dead process owned nothing), and leaves the lock free with no sign
+/// that others sleep on it. The next sleeper still gets the lock (after
+/// at most the mutex's 100 ms relook) instead of sleeping on a free lock
+/// for good, as four producers in issue 12's chaos test did. The victim
+/// here sleeps exactly as a blocked `acquire` does and returns once woken
+/// instead of dying: the same for the others. Linux with glibc only (the
+/// victim needs the futex word's place in glibc's mutex); the kernel
+/// wakes a futex's sleepers in the order they slept.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn a_waiter_that_swallows_the_release_wakeup_does_not_strand_the_next() {
+    let _s = shared();
+    let args = (Lock::new().unwrap(), Semaphore::new(0).unwrap());
+    let (lock, arrived) = &args;
+    let guard = lock.acquire().unwrap();
+    let asleep = |p: &Process<bool>| {
+        let pid = p.pid();
+        let came = arrived.acquire_timeout(LONG).unwrap();
+        came.expect("the process never got to the lock").forget();
+        common::wait_for(&format!("process {pid} asleep on the lock"), || {
+            std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("futex"))
+        });
+    };
+    let mut victim = Process::<bool>::spawn(swallow_lock_wakeup, &args).unwrap();
+    asleep(&victim);
+    let mut waiter = Process::<bool>::spawn(acquire_lock, &args).unwrap();
+    asleep(&waiter);
+    drop(guard);
+    // The release's one wakeup went to the first sleeper, the victim.
+    assert_eq!(victim.join_timeout(LONG).unwrap(), Some(true));
+    assert_eq!(
+        waiter.join_timeout(LONG).unwrap(),
+        Some(true),
+        "the waiter still sleeps on the free lock"
+    );
 }
 
 #[test]

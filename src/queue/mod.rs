@@ -82,6 +82,14 @@
 //! header words and the frames it reads anyway); callers never see the
 //! death (`tests/test_queue.rs`:
 //! `a_process_killed_holding_the_queue_lock_does_not_lock_the_queue`).
+//! A process killed while it *waits* for the lock, after the unlock
+//! woke it and before it took the lock, swallows that wakeup (Linux:
+//! glibc wakes one sleeper, and leaves the free lock with no sign that
+//! others sleep): the others would sleep on the free lock until some
+//! locker had to sleep too, which in a queue gone quiet may be never, so
+//! a blocked `lock` sleeps at most 100 ms at a time and then tries again
+//! (`sys::SysMutex::lock`; `tests/test_sync.rs`:
+//! `a_waiter_that_swallows_the_release_wakeup_does_not_strand_the_next`).
 //!
 //! **macOS has no robust mutexes**: there a process killed while it holds
 //! a queue's lock (inside any call on the queue: `put`, `get`, `len`,

@@ -77,6 +77,12 @@ impl Drop for LockGuard<'_> {
 }
 
 impl Lock {
+    /// See `test_hooks::swallow_a_lock_wakeup`.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn swallow_a_wakeup(&self) -> std::io::Result<bool> {
+        self.sys.swallow_a_wakeup()
+    }
+
     /// A new unlocked lock.
     pub fn new() -> Result<Lock> {
         Ok(Lock {

@@ -500,6 +500,49 @@ impl SysMutex {
         self.block.get().dirty.store(0, Ordering::Relaxed);
     }
 
+    /// Test hook (glibc): sleeps on the held mutex's futex word as a
+    /// blocked `pthread_mutex_lock` does (sets `FUTEX_WAITERS`, then
+    /// `FUTEX_WAIT`, shared) and returns once a `FUTEX_WAKE` woke it,
+    /// *without* taking the lock: what a waiter killed right after its
+    /// wakeup leaves behind (see [`lock`](SysMutex::lock)). `Ok(false)`:
+    /// the mutex was free, nothing to sleep on.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn swallow_a_wakeup(&self) -> io::Result<bool> {
+        #[cfg(all(any(target_os = "linux", target_os = "android"), target_env = "gnu"))]
+        {
+            use rustix::io::Errno;
+            use rustix::thread::futex;
+            const FUTEX_WAITERS: u32 = 0x8000_0000;
+            const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+            // SAFETY: glibc's `pthread_mutex_t` starts with its futex
+            // word, the int `__data.__lock` (nptl's struct
+            // __pthread_mutex_s), 4-aligned in our mapped block; other
+            // processes change it only with atomic operations.
+            let word = unsafe { &*self.raw().cast::<AtomicU32>() };
+            loop {
+                let v = word.load(Ordering::Acquire);
+                if v & FUTEX_TID_MASK == 0 {
+                    return Ok(false);
+                }
+                let w = v | FUTEX_WAITERS;
+                if w != v
+                    && word
+                        .compare_exchange(v, w, Ordering::AcqRel, Ordering::Acquire)
+                        .is_err()
+                {
+                    continue;
+                }
+                match futex::wait(word, futex::Flags::empty(), w, None) {
+                    Ok(()) => return Ok(true),
+                    Err(Errno::AGAIN | Errno::INTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        #[cfg(not(all(any(target_os = "linux", target_os = "android"), target_env = "gnu")))]
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
     /// The handles of the wire form, and a word of its own (unused here).
     pub(crate) fn parts(&self) -> (Vec<BorrowedFd<'_>>, u64) {
         (vec![self.block.fd.as_fd()], 0)

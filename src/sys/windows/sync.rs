@@ -234,6 +234,13 @@ impl SysMutex {
         unsafe { ResetEvent(self.dirty.as_raw_handle()) };
     }
 
+    /// Test hook of the glibc mutex (sleep as a waiter, swallow the
+    /// wakeup): a kernel mutex has no futex word to sleep on.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn swallow_a_wakeup(&self) -> io::Result<bool> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
     /// The handles of the wire form (mutex, dirty flag) and the id.
     pub(crate) fn parts(&self) -> (Vec<BorrowedHandle<'_>>, u64) {
         (
