@@ -133,7 +133,12 @@ impl Rx {
 /// # Drop
 ///
 /// Dropping closes this process's copy of the end; the peer sees end of
-/// file once every copy is closed.
+/// file once every copy is closed. On Unix that includes, for a moment,
+/// the copy a child being started by another thread of this process holds
+/// from its fork until its `exec` closes it (close-on-exec): right after
+/// the close, a `poll` with a zero timeout at the peer may still say
+/// nothing is there; a blocking `recv` returns end of file once that copy
+/// is gone.
 pub struct Connection {
     chan: sys::Channel,
     readable: bool,
