@@ -449,7 +449,7 @@ pub mod fuzzing {
             Some((count, values, at)) => {
                 assert!(at <= data.len() && at == 8 + 8 * values.len());
                 assert!(count <= crate::codec::handles::MAX_HANDLES);
-                assert!(values.len() <= crate::codec::handles::MAX_HANDLES);
+                assert!(values.len() <= crate::sys::MAX_BLOCK_VALUES);
                 true
             }
             None => false,
@@ -710,6 +710,14 @@ pub mod test_hooks {
     /// Windows: a Toolhelp snapshot; other Unixes: `Unsupported`).
     pub fn thread_count() -> std::io::Result<usize> {
         crate::sys::thread_count()
+    }
+
+    /// This process's id and, on Windows, its creation time (a `FILETIME`
+    /// as a `u64`; 0 on Unix): how a message whose handles its sender
+    /// holds names that sender (see "Handles in messages" on
+    /// [`Connection`](crate::Connection)), for tests that forge one.
+    pub fn process_identity() -> std::io::Result<(u32, u64)> {
+        crate::sys::process_identity()
     }
 
     /// Whether this is a Windows program running under Wine (where a few

@@ -366,3 +366,49 @@ fn addresses_parse_and_print() {
     assert_eq!("[::1]:7".parse::<Address>().unwrap().to_string(), "[::1]:7");
     assert!("not an address".parse::<Address>().unwrap_err().is_usage());
 }
+
+#[test]
+fn a_listener_connection_carries_no_handles_either_way() {
+    let l = listener();
+    let mine = Client::connect(l.address(), Some(KEY)).unwrap();
+    let theirs = l.accept().unwrap();
+    // Refused at send, before anything is written.
+    let (_r, w) = std::io::pipe().unwrap();
+    let err = mine
+        .send(&multiproc::PassedHandle::new(w.into()))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a Listener/Client connection carries no handles"),
+        "{err}"
+    );
+    mine.send(&1u8).unwrap();
+    assert_eq!(theirs.recv::<u8>().unwrap(), 1);
+    // A frame flagged as carrying handles (bit 62) whose block names this
+    // process and a handle of it (Windows: a held block, which a pipe end
+    // would take out of the process it names): refused, whatever a peer
+    // over the network names.
+    let (me, start) = multiproc::test_hooks::process_identity().unwrap();
+    let (r, _w) = std::io::pipe().unwrap();
+    #[cfg(windows)]
+    let value = std::os::windows::io::AsRawHandle::as_raw_handle(&r) as u64;
+    #[cfg(unix)]
+    let value = std::os::fd::AsRawFd::as_raw_fd(&r) as u64;
+    let mut body = Vec::new();
+    body.extend_from_slice(&1u32.to_le_bytes());
+    body.extend_from_slice(&4u32.to_le_bytes());
+    for v in [1 | u64::from(me) << 32, start, 1, value] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    body.push(0);
+    let mut frame = (body.len() as u64 | 1 << 62).to_le_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    mine.send_unframed(&frame).unwrap();
+    let err = theirs.recv::<multiproc::PassedHandle>().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a Listener/Client connection carries no handles"),
+        "{err}"
+    );
+    drop(r);
+}

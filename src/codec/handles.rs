@@ -9,9 +9,11 @@
 //! the fd sent with the bootstrap data by `SCM_RIGHTS` on Unix), or a
 //! message, pool task or pool result ([`collecting`]: copies owned by this
 //! process until the message is sent with them, see `connection/mod.rs`;
-//! on Windows the frame then carries handle values, which only a channel
-//! between a parent and the child it started can take, the parent doing
-//! the `DuplicateHandle` both ways: `sys::Peer`, `sys/windows/rights.rs`). A handle met there
+//! on Windows the frame then carries handle values: on a channel between
+//! a parent and the child it started, values the parent duplicated into
+//! the child or takes out of it (`sys::Peer`, `sys/windows/rights.rs`);
+//! on any other pipe end, values the sender holds in itself for the
+//! receiver to take, with the sender's id, `sys/windows/held.rs`). A handle met there
 //! (a [`PassedHandle`], a `Connection`, or any type that calls
 //! [`pass_handle`]) is added to it and written as a **token**, a `u64`
 //! under which the receiver finds its own copy. While the receiver decodes,
@@ -30,12 +32,10 @@
 //! Windows can't send a handle down a pipe: some process that holds a
 //! handle with `PROCESS_DUP_HANDLE` on the other must `DuplicateHandle` it
 //! from one table into the other, and the frame carries handle values.
-//! That needs to know which process is at the other end of the pipe, and
-//! a `Connection` in general does not (an end can be passed on to any
-//! process; the OS names the process that *opened* a named pipe, not the
-//! one holding it now; message bytes must never name a process, or a
-//! sender could take a third process's handles). So only two kinds of end
-//! carry handles there, each knowing its peer for certain (`sys::Peer`):
+//! Which process does it depends on what the end knows of the process at
+//! its other end (`sys::Peer`).
+//!
+//! **A known peer** — two kinds of end know it for certain:
 //!
 //! - the parent's end of a channel it made for a child at that child's
 //!   spawn and kept: a pool's channel to its worker, and the end
@@ -47,28 +47,37 @@
 //!   a [`bootstrap_decode`]: the parent wrote it; in a message it is a
 //!   decode error).
 //!
-//! The rule: **the parent duplicates, both ways**. Parent → child: into
+//! There **the parent duplicates, both ways**. Parent → child: into
 //! the child, before the frame goes; the child wraps the values, which its
 //! parent put there for it alone. Child → parent: the child makes copies
 //! and leaves them open, unowned, in its own table; the parent takes each
 //! out with `DUPLICATE_CLOSE_SOURCE`, which closes the child's copy
 //! whatever the outcome. A handle has one owner at every moment; a child
-//! that dies takes what it left with it; the child never opens its parent
-//! (it could only do so by pid, which may be reused once the parent died).
+//! that dies takes what it left with it; nothing stays behind in a sender
+//! that goes on running. A frame of this kind read by a copy of either
+//! end passed on to a third process is refused: the values it names are
+//! in another process's table (they stay in the child until it exits).
 //!
-//! Why a value can't be forged or leak: a frame with handles is written
-//! only by an end that knows its peer (every other end refuses to send
-//! one), and only the two marked ends above know theirs. A copy of either
-//! passed on — to another process at spawn, in a task, in a message — is
-//! written as a plain end and arrives knowing no peer. So a frame the
-//! child's end reads was written by the parent's end, and the values are
-//! the parent's doing; one the parent's end reads was written by the
-//! child's, and the values are checked by the OS in the child's table
-//! (wrong ones fail there, and the parent always gets a fresh handle of
-//! its own). A frame with handles read by a copy passed on is refused;
-//! the handles it names stay in the child until it exits (pushed into it,
-//! or left there by it): bounded by the child's life. A send that fails
-//! part-way takes back what it did.
+//! **Any other end of a pipe** (a `Pipe` end handed to a child or to two
+//! siblings, a copy of a known end passed on): the peer is not known, and
+//! the OS can't tell it (it names the process that *opened* a named pipe,
+//! not the one holding it now). There **the sender holds, the receiver
+//! takes**, as CPython's `multiprocessing.reduction.DupHandle` does: the
+//! sender leaves its own copies open in itself and the frame names it (its
+//! process id and start time, `sys/windows/held.rs`); the receiver opens
+//! it, checks it is still that process, and takes the copies out with
+//! `DUPLICATE_CLOSE_SOURCE`. The receiver then checks what each handle is
+//! where it is decoded (a section and its size, a kernel object's type),
+//! as for a handle passed at spawn. The costs: a message never received
+//! keeps its handles open in the sender until it exits; a message received
+//! after its sender exited fails with an error that says so; and message
+//! bytes name a process, so a forged frame could make a receiver take a
+//! handle from another process of the same user that it names (only
+//! holders of one of our pipes' ends can write one). A `Listener`/`Client`
+//! connection carries no handles in either direction.
+//!
+//! A send that fails part-way (a duplication, or writing the frame) takes
+//! back what it did.
 //!
 //! Wire forms (postcard, inside the value):
 //!
@@ -90,9 +99,11 @@
 //!
 //! A message that carries handles starts with a block ([`put_block`],
 //! [`take_block`]): the number of handles, then the values the receiver
-//! finds them under where the OS can't send them (Windows: the values the
-//! sender duplicated them to in the receiver; Unix: none, the fds travel
-//! on the socket).
+//! finds them under where the OS can't send them (Windows: the values in
+//! the receiver the parent duplicated them to, or in the child it takes
+//! them out of; a held block's sender id, start time and message number,
+//! then the values in the sender; Unix: none, the fds travel on the
+//! socket).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -252,11 +263,11 @@ pub(crate) fn collecting<R>(build: impl FnOnce() -> R) -> (R, Carried) {
 /// two processes duplicates it — into a pool worker for a task, out of it
 /// for a result, either way over
 /// [`Process::spawn_connected`](crate::Process::spawn_connected)'s
-/// channel — and a message with handles on a `Connection` whose other
-/// process is not known that way fails to send (see
-/// [`Connection`](crate::Connection)). A [`Process`](crate::Process)'s
-/// result can't carry handles: its `join` fails with
-/// [`Error::is_result_encode`].
+/// channel — and over any other [`Pipe`](crate::Pipe) end the sender
+/// keeps its copy open until the receiver takes it out of the sender (see
+/// [`Connection`](crate::Connection)); a `Listener`/`Client` connection
+/// carries none. A [`Process`](crate::Process)'s result can't carry
+/// handles: its `join` fails with [`Error::is_result_encode`].
 pub fn pass_handle(handle: sys::BorrowedRaw<'_>) -> Result<u64> {
     OUTGOING.with(|s| {
         let mut s = s.borrow_mut();
@@ -421,7 +432,8 @@ pub(crate) fn put_block(out: &mut Vec<u8>, count: usize, values: &[u64]) {
 
 /// Reads a handle block off the front of `body`: the number of handles,
 /// the values, and how many bytes the block took; `None` when it is cut
-/// off or says more than [`sys::MAX_MESSAGE_HANDLES`].
+/// off, says more than [`sys::MAX_MESSAGE_HANDLES`] handles or names more
+/// than [`sys::MAX_BLOCK_VALUES`] values.
 pub(crate) fn take_block(body: &[u8]) -> Option<(usize, Vec<u64>, usize)> {
     let word = |at: usize| -> Option<usize> {
         let b = body.get(at..at + 4)?;
@@ -429,7 +441,7 @@ pub(crate) fn take_block(body: &[u8]) -> Option<(usize, Vec<u64>, usize)> {
     };
     let count = word(0)?;
     let n = word(4)?;
-    if count > sys::MAX_MESSAGE_HANDLES || n > sys::MAX_MESSAGE_HANDLES {
+    if count > sys::MAX_MESSAGE_HANDLES || n > sys::MAX_BLOCK_VALUES {
         return None;
     }
     let end = 8 + n * 8;
@@ -451,12 +463,13 @@ pub(crate) fn take_block(body: &[u8]) -> Option<(usize, Vec<u64>, usize)> {
 /// its own. A pool task may return one (see [`Pool`](crate::Pool)). A
 /// message or task with handles that is never received: its handles are
 /// closed with it on Unix (the socket closes the fds it holds when its
-/// last end closes); on Windows they stay open in the receiving process
-/// (or, for a pool result, the worker) until it exits. On Windows a
-/// message over a `Connection` carries handles only between a process and
-/// a child it started, over the channel made for it at its spawn
-/// ([`Process::spawn_connected`](crate::Process::spawn_connected), a pool
-/// worker's; see [`Connection`](crate::Connection)).
+/// last end closes); on Windows they stay open until a process exits: the
+/// receiving process for a pool task or a message over
+/// [`Process::spawn_connected`](crate::Process::spawn_connected)'s
+/// channel (the worker, for a pool result), the *sending* process for a
+/// message over any other [`Pipe`](crate::Pipe) end — and there a message
+/// received after its sender exited fails with an error that says so (see
+/// "Handles in messages" on [`Connection`](crate::Connection)).
 #[derive(Debug)]
 pub struct PassedHandle(sys::OwnedRaw);
 

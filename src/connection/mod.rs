@@ -95,7 +95,9 @@ impl Rx {
 /// A message may carry OS handles: [`PassedHandle`](crate::PassedHandle)s,
 /// `Connection` ends, or any type whose `Serialize` impl calls
 /// [`pass_handle`](crate::pass_handle). [`send`](Connection::send) makes a
-/// copy of each, sends them with the message, and closes its copies;
+/// copy of each and sends them with the message (closing its copies once
+/// they went; on Windows over a plain [`Pipe`] end it keeps them open
+/// until the receiver takes them, below);
 /// [`recv`](Connection::recv) gives the values that take them their own
 /// copies, and closes the ones nothing took.
 /// [`recv_bytes`](Connection::recv_bytes) and
@@ -112,23 +114,40 @@ impl Rx {
 ///   frame does). A message that is never received: its fds are closed
 ///   when the last copy of the receiving end closes.
 /// - **Windows**: a handle can't be sent down a pipe; it has to be
-///   duplicated from one process into another by a process that holds a
-///   handle on the other, and a `Connection` does not know which process
-///   holds its other end (the OS names the process that *opened* a named
-///   pipe, not the one that holds it now; the bytes of a message are never
-///   trusted to name one, which would let a sender take a third process's
-///   handles). So `send` of a value with handles fails with an error
-///   there, except on a channel a process made for a child at its spawn
-///   and keeps: both ends of
-///   [`Process::spawn_connected`](crate::Process::spawn_connected)'s, and
-///   the channels a [`Pool`](crate::Pool) keeps to its workers (for their
-///   tasks and results). The parent holds the child's process handle and
-///   duplicates handles into the child for what it sends, and out of it
-///   (closing the child's copy) for what it receives. A copy of such an
-///   end passed on to another process is a plain end there. Handles
-///   duplicated into a child that never reads them, or left by a child
-///   for a parent that never reads them, stay open in the child until it
-///   exits.
+///   duplicated from one process's handle table into another's by a
+///   process that holds a handle on the other. Two ways:
+///   - over any end of a [`Pipe`] (handed to a child, to two siblings, or
+///     passed on any number of times), as CPython's `DupHandle` does: the
+///     sender makes its own copy of each handle and keeps it open, and
+///     the message names the sender (its process id and start time) and
+///     those copies; the receiver opens the sender and takes them out of
+///     it (`DUPLICATE_CLOSE_SOURCE`), then checks what each is, as for
+///     any passed handle. **The cost:** a message that is never received
+///     keeps its handles open in the sender until the sender exits, and
+///     one received after its sender exited fails (`recv` returns an I/O
+///     error, kind `NotFound`, that says the sender exited before the
+///     message was received; the handles closed with it). Keep the sender
+///     alive until its messages are received. A forged message can't make
+///     the receiver misbehave, but it can name a handle of another process
+///     of the same user, which the receiver would then take from it: only
+///     processes that hold an end of one of our pipes can write one.
+///   - on a channel a process made for a child at its spawn and keeps —
+///     both ends of
+///     [`Process::spawn_connected`](crate::Process::spawn_connected)'s, and
+///     the channels a [`Pool`](crate::Pool) keeps to its workers (for their
+///     tasks and results) — the parent holds the child's process handle
+///     and does every duplication: into the child for what it sends, out
+///     of it (closing the child's copy) for what it receives. Nothing is
+///     left in the sender, and nothing depends on the sender still
+///     running. Handles put into a child that never reads them, or left by
+///     a child for a parent that never reads them, stay open in the child
+///     until it exits. A copy of such an end passed on to another process
+///     is a plain end there (the first way).
+///
+///   A [`Listener`](crate::Listener)/[`Client`](crate::Client) connection
+///   carries no handles, on any platform: `send` of a value with handles
+///   fails with an error, and a message that says it carries some is
+///   refused (no process it names is opened).
 ///
 /// # Drop
 ///
@@ -377,12 +396,18 @@ impl Connection {
         let bulk = body.len() >= BULK_MIN && self.chan.has_bulk();
         let flags = HANDLES_FLAG | if bulk { BULK_FLAG } else { 0 };
         let header = (body.len() as u64 | flags).to_le_bytes();
-        write_all(&header, |p| self.chan.write(p))?;
-        if bulk {
-            write_all(&body, |p| self.chan.write_bulk(p))
-        } else {
-            write_all(&body, |p| self.chan.write(p))
+        let written = write_all(&header, |p| self.chan.write(p)).and_then(|()| {
+            if bulk {
+                write_all(&body, |p| self.chan.write_bulk(p))
+            } else {
+                write_all(&body, |p| self.chan.write(p))
+            }
+        });
+        if written.is_err() {
+            // No receiver can take them now: close what was made for them.
+            self.chan.unsend_handles(&values, self.handle_peer());
         }
+        written
     }
 
     /// The send lock, unless sending was poisoned.

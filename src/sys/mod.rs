@@ -147,7 +147,9 @@ const _: fn(&Channel) -> bool = Channel::has_bulk;
 /// on the bulk lane (returns no values; `Peer` is not used); Windows
 /// returns the values the frame carries, by [`Peer`]: to a `Child`, the
 /// handles duplicated into it; to the `Parent`, copies left in this
-/// process for it to take; an `Unsupported` error to an `Unknown` peer.
+/// process for it to take; to an `Unknown` peer, copies held in this
+/// process for whoever receives, named by this process's id and start
+/// time (CPython's `DupHandle`); a socket refuses.
 /// On an error nothing was sent and nothing is left behind, except where
 /// [`Channel::handles_out_of_step`] says otherwise.
 #[allow(clippy::type_complexity)] // the signature, spelled out
@@ -165,12 +167,21 @@ const _: fn(&Channel) -> io::Result<Vec<OwnedRaw>> = Channel::recv_handles;
 /// and gives the handles, owned. Windows, by [`Peer`]: from a `Child`,
 /// takes each value out of it (`DUPLICATE_CLOSE_SOURCE`); from the
 /// `Parent`, wraps the values it put into this process; from an
-/// `Unknown` peer, refuses.
+/// `Unknown` peer, refuses; a held block (named by the sending process)
+/// is taken out of that process whatever the peer; a socket refuses.
 #[allow(clippy::type_complexity)] // the signature, spelled out
 const _: fn(&Channel, Vec<OwnedRaw>, usize, &[u64], Peer<'_>) -> io::Result<Vec<OwnedRaw>> =
     Channel::adopt_handles;
+/// The frame that was to carry `values` (from `send_handles`, same peer)
+/// could not be written whole: Windows closes what `send_handles` made
+/// (in the child, or here); Unix marks the lane out of step (its record
+/// went without the frame).
+const _: fn(&Channel, &[u64], Peer<'_>) = Channel::unsend_handles;
 /// The most handles one message carries.
 const _: usize = MAX_MESSAGE_HANDLES;
+/// The most values a message's handle block names (Windows: a held
+/// block's three more).
+const _: usize = MAX_BLOCK_VALUES;
 /// A copy of a handle, owned by this process, not inherited by children.
 const _: fn(BorrowedRaw<'_>) -> io::Result<OwnedRaw> = duplicate;
 const _: fn(&Channel, &[u8]) -> io::Result<usize> = Channel::write_bulk;
@@ -343,16 +354,18 @@ pub(crate) enum ShmAccess {
 
 /// The process at the other end of a channel, as handle passing needs to
 /// know it (Windows, where a handle can't travel down a pipe; Unix sends
-/// fds on the channel itself and does not look at it). The rule: the
-/// parent does every `DuplicateHandle`, both ways — into the child it
+/// fds on the channel itself and does not look at it). With a known peer
+/// the parent does every `DuplicateHandle`, both ways — into the child it
 /// started for what it sends, out of it (closing the child's copy) for
-/// what it receives. Only the parent holds a process handle that can't
-/// name another process (its own child's, from `CreateProcessW`; a child
-/// could only open its parent by pid, which may have been reused).
+/// what it receives: only the parent holds a process handle that can't
+/// name another process (its own child's, from `CreateProcessW`). With
+/// none, the sender holds its handles and names itself, and the receiver
+/// takes them (`sys/windows/held.rs`).
 #[derive(Clone, Copy, Debug)]
 #[cfg_attr(unix, allow(dead_code))]
 pub(crate) enum Peer<'a> {
-    /// Not known: handles can't be sent or taken (Windows).
+    /// Not known: the sender holds the handles, the receiver takes them
+    /// out of it (Windows).
     Unknown,
     /// A child this process started: its process handle
     /// (`PROCESS_DUP_HANDLE`, which `CreateProcessW`'s handle has).

@@ -216,6 +216,15 @@ fn handle_blocks_round_trip_and_refuse_what_is_cut_off_or_over_the_cap() {
     let mut over = Vec::new();
     put_block(&mut over, MAX_HANDLES + 1, &[]);
     assert_eq!(take_block(&over), None);
+    // As many values as a block may name (Windows: a held block's three
+    // more than handles), and one more.
+    let values = vec![4u64; sys::MAX_BLOCK_VALUES];
+    let mut most = Vec::new();
+    put_block(&mut most, MAX_HANDLES, &values);
+    assert_eq!(take_block(&most).unwrap().1.len(), sys::MAX_BLOCK_VALUES);
+    let mut over = Vec::new();
+    put_block(&mut over, 1, &[values.as_slice(), &[4]].concat());
+    assert_eq!(take_block(&over), None);
 }
 
 #[test]

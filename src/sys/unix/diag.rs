@@ -13,6 +13,12 @@ pub(crate) fn open_handle_count() -> io::Result<usize> {
     Ok(open_fds()?.len())
 }
 
+/// This process's id, and 0 for what names its start on Windows (see
+/// `sys/windows/held.rs`; nothing on Unix needs it).
+pub(crate) fn process_identity() -> io::Result<(u32, u64)> {
+    Ok((std::process::id(), 0))
+}
+
 /// Never: Wine runs Windows programs.
 pub(crate) fn under_wine() -> bool {
     false

@@ -41,14 +41,14 @@ pub(crate) use channel::{pipe, Channel};
 pub(crate) use child::{before_exit, Child, HandleTransfer};
 #[cfg(feature = "test-hooks")]
 pub(crate) use diag::{
-    open_handle_count, open_ipc_handles, set_inheritable, settle, thread_count, under_wine,
-    watch_process,
+    open_handle_count, open_ipc_handles, process_identity, set_inheritable, settle, thread_count,
+    under_wine, watch_process,
 };
 pub(crate) use exe::RunningImage;
 pub(crate) use memory::resident_memory;
 pub(crate) use poll::wait_any;
 pub(crate) use reaper::reap_in_background;
-pub(crate) use rights::{duplicate, MAX_MESSAGE_HANDLES};
+pub(crate) use rights::{duplicate, MAX_BLOCK_VALUES, MAX_MESSAGE_HANDLES};
 pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};
 pub(crate) use spawn::spawn;
 pub(crate) use sync::{SysEvent, SysMutex, SysSemaphore, SysWaker};

@@ -32,10 +32,15 @@ use crate::sys::Peer;
 /// The most handles one message may carry (checked on both sides).
 pub(crate) const MAX_MESSAGE_HANDLES: usize = 4096;
 
+/// The most values a message's handle block may name (none on Unix: the
+/// fds travel themselves).
+pub(crate) const MAX_BLOCK_VALUES: usize = MAX_MESSAGE_HANDLES;
+
 fn no_lane() -> io::Error {
     io::Error::new(
         io::ErrorKind::Unsupported,
-        "this end has no socket to carry handles (only a Pipe's ends have one)",
+        "a Listener/Client connection carries no handles (only a Pipe's ends do: they have \
+         a socket to carry them)",
     )
 }
 
@@ -91,6 +96,13 @@ impl Channel {
                 }
             })?;
         Ok(Vec::new())
+    }
+
+    /// The frame after [`send_handles`](Self::send_handles) could not be
+    /// written whole: its record is on the lane without it (the fds are
+    /// closed with the socket), so the lane is out of step from now on.
+    pub(crate) fn unsend_handles(&self, _values: &[u64], _peer: Peer<'_>) {
+        self.out_of_step.store(true, Ordering::Relaxed);
     }
 
     /// Whether a [`send_handles`](Self::send_handles) failed part-way

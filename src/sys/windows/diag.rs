@@ -103,6 +103,12 @@ pub(crate) fn thread_count() -> io::Result<usize> {
     Ok(n)
 }
 
+/// This process's id and creation time, as a held block names its sender
+/// (`held.rs`).
+pub(crate) fn process_identity() -> io::Result<(u32, u64)> {
+    super::held::identity()
+}
+
 /// A waitable handle on any process by pid (`SYNCHRONIZE`): signaled once
 /// it has exited.
 pub(crate) fn watch_process(pid: u32) -> io::Result<OwnedRaw> {

@@ -82,6 +82,7 @@ mod child;
 #[cfg(feature = "test-hooks")]
 mod diag;
 mod exe;
+mod held;
 mod job;
 mod memory;
 mod overlapped;
@@ -101,12 +102,13 @@ pub(crate) use child::settle;
 pub(crate) use child::{before_exit, reap_in_background, Child, HandleTransfer};
 #[cfg(feature = "test-hooks")]
 pub(crate) use diag::{
-    open_handle_count, open_ipc_handles, set_inheritable, thread_count, under_wine, watch_process,
+    open_handle_count, open_ipc_handles, process_identity, set_inheritable, thread_count,
+    under_wine, watch_process,
 };
 pub(crate) use exe::RunningImage;
 pub(crate) use memory::resident_memory;
 pub(crate) use pipe::{pipe, Channel};
-pub(crate) use rights::{duplicate, MAX_MESSAGE_HANDLES};
+pub(crate) use rights::{duplicate, MAX_BLOCK_VALUES, MAX_MESSAGE_HANDLES};
 pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};
 pub(crate) use spawn::spawn;
 pub(crate) use sync::{SysEvent, SysMutex, SysSemaphore, SysWaker};

@@ -2,15 +2,15 @@
 //! handle down a pipe: it must be duplicated from one process's handle
 //! table into another's (`DuplicateHandle`), by a process that holds a
 //! handle with `PROCESS_DUP_HANDLE` on the other one, and the frame
-//! carries handle values.
+//! carries handle values. Two ways, by what the end knows of the process
+//! at its other end ([`Peer`]):
 //!
-//! The rule ([`Peer`]): **the parent does every duplication, both ways.**
-//! Only ends whose other process is known take part: the parent's end of
-//! a channel it made for a child at the child's spawn (a pool worker's,
-//! `Process::spawn_connected`'s; it holds the child's process handle from
-//! `CreateProcessW`, which can't name another process), and the child's
-//! end of it (its peer is the parent; see `codec::handles` for how each
-//! end learns it). Sending:
+//! **A known peer: the parent does every duplication, both ways.** The
+//! parent's end of a channel it made for a child at the child's spawn (a
+//! pool worker's, `Process::spawn_connected`'s; it holds the child's
+//! process handle from `CreateProcessW`, which can't name another
+//! process), and the child's end of it (its peer is the parent; see
+//! `codec::handles` for how each end learns it). Sending:
 //!
 //! - parent → child: the parent duplicates each handle into the child and
 //!   the frame carries the values there; the child wraps them (values its
@@ -22,21 +22,33 @@
 //!   outcome ("DuplicateHandle" on MSDN), so a handle is always owned by
 //!   exactly one side.
 //!
-//! Why nothing leaks or can be forged: a value the receiver wraps or takes
-//! was put there by the process at the other end (only the two known ends
-//! send handles; a copy of either passed on to a third process has no
-//! known peer and refuses, and message bytes never name a process — a
-//! forged process id would let a sender take a third process's handles,
-//! and the OS's id for a named pipe's other end is the process that
-//! *opened* it, not the one holding it now). A value the parent takes
-//! out of a child is checked by the OS in the child's table: a wrong one
-//! fails there (or takes what the child itself named); the parent always
-//! gets a fresh handle of its own. A child's copies left for a parent
-//! that never reads them die with the child; handles put into a child
-//! that never reads them stay open in it until it exits. A send that
-//! fails part-way takes back what it put into the child (closing it there)
-//! or closes the copies it left, so the stream and both tables are as
-//! before.
+//! Here message bytes never name a process, and a value the receiver
+//! wraps or takes was put there by the process at the other end. A value
+//! the parent takes out of a child is checked by the OS in the child's
+//! table: a wrong one fails there (or takes what the child itself named);
+//! the parent always gets a fresh handle of its own. A child's copies left
+//! for a parent that never reads them die with the child; handles put
+//! into a child that never reads them stay open in it until it exits.
+//! These frames are refused by an end that does not know its peer (a copy
+//! of a known end passed on to a third process): their values are in
+//! another process's table.
+//!
+//! **Any other pipe end: the sender holds, the receiver takes** (CPython's
+//! `DupHandle`; `held.rs`): the frame names the sending process (its id
+//! and start time) and the copies it left open in itself; whoever
+//! receives opens it and takes them out with `DUPLICATE_CLOSE_SOURCE`.
+//! Such a frame is taken by any pipe end, known peer or not. A message
+//! never received keeps its handles open in the sender until the sender
+//! exits; one received after its sender exited fails with an error that
+//! says so.
+//!
+//! A `Listener`/`Client` connection (a socket) carries no handles either
+//! way: it refuses to send them, and refuses a frame that says it carries
+//! some without opening any process it names.
+//!
+//! A send that fails part-way (a duplication, or writing the frame) takes
+//! back what it put into the child (closing it there) or closes the
+//! copies it left, so the stream and every table are as before.
 
 use std::collections::HashSet;
 use std::io;
@@ -50,30 +62,31 @@ use windows_sys::Win32::Foundation::{
 };
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
-use super::{cvt, handle_to_token, pipe::Channel, token_to_handle, BorrowedRaw, OwnedRaw};
+use super::{cvt, handle_to_token, held, pipe::Channel, token_to_handle, BorrowedRaw, OwnedRaw};
 use crate::sys::Peer;
 
 /// The most handles one message may carry (checked on both sides).
 pub(crate) const MAX_MESSAGE_HANDLES: usize = 4096;
 
+/// The most values a message's handle block may name: one per handle, and
+/// a held block's own (`held.rs`).
+pub(crate) const MAX_BLOCK_VALUES: usize = MAX_MESSAGE_HANDLES + held::HELD_EXTRA;
+
 fn bad(why: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why)
 }
 
-fn unknown_peer() -> io::Error {
+fn on_a_socket() -> io::Error {
     io::Error::new(
         io::ErrorKind::Unsupported,
-        "on Windows a message can carry handles only to a process this one started, or \
-         back from it, over the channel made for it at its spawn \
-         (Process::spawn_connected's, a pool worker's); the process at this Connection's \
-         other end is not known",
+        "a Listener/Client connection carries no handles (only a Pipe's ends do)",
     )
 }
 
 /// Duplicates `h`, a value in `from`'s table, into `to`'s, with the same
 /// access, closing the source with `close_source` (whatever the outcome,
 /// as the OS does); the new value in `to`.
-fn duplicate_between(
+pub(super) fn duplicate_between(
     from: HANDLE,
     h: HANDLE,
     to: HANDLE,
@@ -118,15 +131,17 @@ fn close_in(process: HANDLE, h: HANDLE) {
 impl Channel {
     /// The values the frame written next carries for `handles`, by
     /// `peer` (see the module docs): duplicated into a `Child`; copies
-    /// left here for the `Parent` to take; an `Unsupported` error for an
-    /// `Unknown` peer. On an error, what was done is undone.
+    /// left here for the `Parent` to take; for an `Unknown` peer, copies
+    /// held here for whoever receives (a held block, `held.rs`). A
+    /// socket (`Listener`/`Client`) carries none: an `Unsupported` error.
+    /// On an error, what was done is undone.
     pub(crate) fn send_handles(
         &self,
         handles: &[BorrowedRaw<'_>],
         peer: Peer<'_>,
     ) -> io::Result<Vec<u64>> {
-        if matches!(peer, Peer::Unknown) {
-            return Err(unknown_peer());
+        if self.pipe().is_err() {
+            return Err(on_a_socket());
         }
         if handles.is_empty() || handles.len() > MAX_MESSAGE_HANDLES {
             return Err(io::Error::new(
@@ -136,6 +151,9 @@ impl Channel {
                     handles.len()
                 ),
             ));
+        }
+        if matches!(peer, Peer::Unknown) {
+            return held::hold(handles);
         }
         // SAFETY: plain call; returns the pseudo handle of this process,
         // which needs no closing.
@@ -178,13 +196,40 @@ impl Channel {
         Ok(Vec::new())
     }
 
+    /// The frame that was to carry `values` (from [`send_handles`](Self::send_handles)
+    /// with the same `peer`) could not be written whole, so no receiver
+    /// can take them: closes what `send_handles` made (in the child it
+    /// pushed them into, or here).
+    pub(crate) fn unsend_handles(&self, values: &[u64], peer: Peer<'_>) {
+        if held::is_held(values, values.len().saturating_sub(held::HELD_EXTRA)) {
+            return held::unhold(values);
+        }
+        for &v in values {
+            let Ok(raw) = token_to_handle(v) else {
+                continue;
+            };
+            match peer {
+                Peer::Child(child) => close_in(child.as_raw_handle(), raw),
+                // SAFETY: a copy `send_handles` left here for the parent,
+                // unowned, which the parent can't take: the frame naming
+                // it was not written. Wrapped once, to be closed.
+                Peer::Parent => drop(unsafe { OwnedHandle::from_raw_handle(raw) }),
+                Peer::Unknown => {}
+            }
+        }
+    }
+
     /// Takes the handles whose values the frame carries, after checking
-    /// that there are `count` of them, each named once: from a `Child`,
+    /// that there are `count` of them, each named once. A held block
+    /// (`held.rs`), whatever the peer: out of the process that sent it
+    /// (its copies closed there). Otherwise, by `peer`: from a `Child`,
     /// out of it (its copies closed, see the module docs); from the
     /// `Parent`, the values it put here, each checked to be an open
-    /// handle and not this end's own pipe. An `Unknown` peer: refused.
-    /// On an error none is kept (from a child: all it named are closed
-    /// there).
+    /// handle and not this end's own pipe; an `Unknown` peer: refused
+    /// (those values are in another process, put there or left there for
+    /// the known peer of a copy of this end). On a socket, refused
+    /// whatever the block says. On an error none is kept (from another
+    /// process: all it named are closed there).
     pub(crate) fn adopt_handles(
         &self,
         received: Vec<OwnedRaw>,
@@ -192,7 +237,20 @@ impl Channel {
         values: &[u64],
         peer: Peer<'_>,
     ) -> io::Result<Vec<OwnedRaw>> {
-        if !received.is_empty() || values.len() != count || count > MAX_MESSAGE_HANDLES {
+        if self.pipe().is_err() {
+            // Never a process id that a peer over the network names.
+            return Err(on_a_socket());
+        }
+        if !received.is_empty() || count > MAX_MESSAGE_HANDLES {
+            return Err(bad(format!(
+                "a message says it carries {count} handles and names {}",
+                values.len()
+            )));
+        }
+        if held::is_held(values, count) {
+            return held::take(values);
+        }
+        if values.len() != count {
             return Err(bad(format!(
                 "a message says it carries {count} handles and names {}",
                 values.len()
@@ -201,8 +259,9 @@ impl Channel {
         match peer {
             Peer::Unknown => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "a message with handles arrived on an end whose other process is not known \
-                 (only a child's channel to its parent, and the parent's to it, carry them)",
+                "a message with handles for a known peer (a child's channel to its parent, or \
+                 the parent's to it) arrived on an end whose other process is not known (a copy \
+                 of such an end passed on); they stay in the process they were put into",
             )),
             Peer::Child(child) => take_from_child(child, values),
             Peer::Parent => self.wrap_from_parent(values),
