@@ -35,6 +35,16 @@ fn census() -> usize {
     multiproc::test_hooks::open_handle_count().unwrap()
 }
 
+/// Spawns and joins a process that does nothing: what the first spawn
+/// of a process makes and keeps (under Wine, now and then, one handle) is
+/// made before a test counts.
+fn warm_up() {
+    Process::spawn(common::do_nothing, ())
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
 fn count() -> usize {
     multiproc::test_hooks::open_handle_count().expect("count")
 }
@@ -171,6 +181,7 @@ multiproc::entry!(send_a_block_and_exit, receive_a_block);
 #[test]
 fn a_message_received_after_its_sender_exited_fails_on_windows_and_arrives_on_unix() {
     let _serial = serial();
+    warm_up();
     let start = census();
     // The sender's process handle kept (the parent has not let go of the
     // exited process), then not (its id is free).
@@ -258,6 +269,7 @@ multiproc::entry!(send_many, receive_many);
 #[test]
 fn a_thousand_messages_of_blocks_and_locks_leave_every_count_where_it_started() {
     let _serial = serial();
+    warm_up();
     let start = census();
     let (a, b) = Pipe::duplex().unwrap();
     let mut pa = Process::spawn(send_many, a).unwrap();
@@ -369,4 +381,31 @@ fn forged_senders_and_handle_values_are_refused_and_nothing_leaks() {
     ctl.send(&()).unwrap();
     let (child_before, child_after) = child.join().unwrap();
     assert_eq!(child_after, child_before, "the live sender's count");
+}
+
+#[test]
+fn a_message_with_handles_to_a_closed_end_fails_and_leaves_nothing_behind() {
+    let _serial = serial();
+    let (a, b) = Pipe::duplex().unwrap();
+    let (r, w) = std::io::pipe().unwrap();
+    // A round first: whatever a process makes once on first use is made.
+    a.send(&multiproc::PassedHandle::new(w.try_clone().unwrap().into()))
+        .unwrap();
+    drop(b.recv::<multiproc::PassedHandle>().unwrap());
+    drop(b);
+    let before = census();
+    // Nobody can receive it (Windows: the copies the sender would have
+    // held are closed again; Unix: the fds never left).
+    let err = a
+        .send(&(
+            multiproc::PassedHandle::new(w.try_clone().unwrap().into()),
+            block_of_threes(10),
+        ))
+        .unwrap_err();
+    // Windows: the frame's write finds the end gone (end of file); Unix:
+    // already the fds' `sendmsg` (a broken pipe).
+    let broken = err.io_error().map(std::io::Error::kind) == Some(std::io::ErrorKind::BrokenPipe);
+    assert!(err.is_eof() || broken, "{err}");
+    assert_eq!(census(), before);
+    drop((r, w));
 }
