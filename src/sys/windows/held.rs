@@ -208,7 +208,7 @@ pub(crate) fn take(values: &[u64]) -> io::Result<Vec<OwnedRaw>> {
         )
     };
     // SAFETY: fresh return value of `OpenProcess`, owned by nobody else.
-    let sender = match unsafe { owned_or_null(raw) } {
+    let opened = match unsafe { owned_or_null(raw) } {
         Ok(p) => p,
         // No process has this id (any more).
         Err(e) if is_os_error(&e, ERROR_INVALID_PARAMETER) => return Err(sender_gone(pid)),
@@ -219,7 +219,7 @@ pub(crate) fn take(values: &[u64]) -> io::Result<Vec<OwnedRaw>> {
             ))
         }
     };
-    let sender = sender.as_raw_handle();
+    let sender = opened.as_raw_handle();
     // Another process under a reused id, or the sender, exited (its handle
     // table is gone with it, even while others still hold its handle).
     if start_time(sender)? != start || is_signaled(sender) {
