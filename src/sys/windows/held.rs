@@ -2,7 +2,7 @@
 //! CPython's `multiprocessing.reduction.DupHandle` does, with the sender's
 //! start time added so that a reused process id can't be mistaken for it.
 //!
-//! An end whose other process is not known (a [`pipe`](super::pipe) end
+//! An end whose other process is not known (a [`pipe()`](super::pipe()) end
 //! handed to a child, or to two siblings; a copy of a known end passed
 //! on) can't duplicate a handle into the receiver, so the **sender holds**
 //! them: it makes its own copy of each (not inheritable), leaves it open,
