@@ -48,8 +48,9 @@
 //! is how a child talks to its parent or a sibling. [`wait`] watches
 //! several connections and processes at once. [`Listener`] and [`Client`]
 //! connect processes that did not start each other, over TCP (or a
-//! Unix-domain socket), after an authentication handshake with a shared
-//! key; they give the same `Connection`s.
+//! Unix-domain socket on Unix, a named pipe on Windows), after an
+//! authentication handshake with a shared key; they give the same
+//! `Connection`s.
 //!
 //! ```
 //! use multiproc::{Connection, Pipe, Process};

@@ -16,7 +16,8 @@ use crate::sys;
 
 /// Something that names an [`Address`]: an `Address`, a [`SocketAddr`]
 /// (or an `(IpAddr, u16)` pair), or a string [`Address`] parses
-/// (`"127.0.0.1:5000"`, `"node12:5000"`, `"unix:/run/app.sock"`).
+/// (`"127.0.0.1:5000"`, `"node12:5000"`, `"unix:/run/app.sock"`,
+/// `r"\\.\pipe\app"`).
 pub trait ToAddress {
     /// The address; an error for a string that is none.
     fn to_address(self) -> Result<Address>;
@@ -119,8 +120,21 @@ impl Shared {
 ///
 /// Without a key there is no handshake at all, so a [`Listener`] without
 /// one refuses to bind anything but a loopback address (`127.0.0.1`,
-/// `::1`) or a Unix-domain socket (whose file permissions decide who may
-/// connect); even on loopback every local user can then connect.
+/// `::1`), a Unix-domain socket (whose file permissions decide who may
+/// connect) or a named pipe; even on loopback every local user can then
+/// connect.
+///
+/// A named pipe (Windows) is made for this user alone: its DACL has one
+/// entry, full access for the user this process runs as (the default DACL
+/// would also let Everyone and Anonymous open it for reading), and it
+/// refuses clients on other machines (`PIPE_REJECT_REMOTE_CLIENTS`).
+/// Binding a name some pipe already has fails with an error of kind
+/// [`Io`](crate::ErrorKind::Io) whose OS error is of kind
+/// [`AddrInUse`](std::io::ErrorKind::AddrInUse), rather than sharing it.
+/// A client opens a pipe so that the listener can identify it but not
+/// impersonate it. [`Listener::bind_local`] picks a fresh, unguessable
+/// pipe name (Unix: a socket in a new directory only this user can
+/// enter).
 ///
 /// # Bad peers
 ///
@@ -137,14 +151,28 @@ impl Shared {
 ///
 /// The connections it gives are ordinary [`Connection`]s, with the same
 /// framing and size cap (see [`Connection::set_max_message_len`]). On Unix
-/// one can be passed to a child like any `Connection`; on Windows a TCP
-/// connection can't be (sending one fails with an error).
+/// one can be passed to a child like any `Connection`; on Windows a
+/// named-pipe connection can (it is a pipe end like [`Pipe`](crate::Pipe)'s,
+/// and [`wait`](crate::wait) waits on it as on one), a TCP connection
+/// can't (sending one fails with an error). None carries handles inside
+/// its messages (a [`PassedHandle`](crate::PassedHandle), a `Connection`),
+/// a named-pipe one included, even once passed to a child: its peer
+/// connected by name, and could name any process of this user as the
+/// holder of the handles; sending one fails with an error saying so, and
+/// the connection goes on.
+///
+/// A named pipe has at most 255 instances at a time (Windows' limit), one
+/// of them waiting for the next client: at most 254 of a listener's
+/// connections can be open at once. Past that, `accept` returns errors
+/// until one is closed.
 ///
 /// # Drop
 ///
 /// Dropping the listener stops accepting: the acceptor thread is woken
-/// (by a connection to the listener's own address) and joined, and the
-/// socket is closed; a Unix-domain socket's file is removed. Connections
+/// (a socket's by a connection to the listener's own address, a named
+/// pipe's by an event) and joined, and the socket (the pipe's waiting
+/// instance) is closed; a Unix-domain socket's file is removed, and the
+/// directory [`bind_local`](Listener::bind_local) made for it. Connections
 /// whose handshake is still running are closed when it ends. Connections
 /// already accepted are not affected.
 pub struct Listener {
@@ -152,6 +180,12 @@ pub struct Listener {
     shared: Arc<Shared>,
     ready: Mutex<Receiver<Result<Connection>>>,
     acceptor: Option<JoinHandle<()>>,
+    /// Stops the acceptor where the OS has a way (a named pipe); a socket's
+    /// is woken by a connection of our own.
+    stopper: Option<sys::NetStopper>,
+    /// The directory [`bind_local`](Listener::bind_local) made for the
+    /// socket, removed with it.
+    private_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -173,16 +207,18 @@ impl Listener {
     pub const MAX_PENDING: usize = 64;
 
     /// Listens on `addr`: a TCP address (port 0: the OS picks one, see
-    /// [`address`](Listener::address)) or a Unix-domain socket path
-    /// (`"unix:PATH"`, which must not exist).
+    /// [`address`](Listener::address)), a Unix-domain socket path
+    /// (`"unix:PATH"`, which must not exist; Unix) or a named pipe
+    /// (`r"\\.\pipe\NAME"`, which must not exist; Windows).
     ///
     /// With `authkey`, every client must prove it has the same key (and
     /// this listener proves it to the client) before its connection is
     /// given out. Without one there is no handshake, and only a loopback
-    /// address or a Unix-domain socket is accepted: binding anything else
-    /// without a key is an error of kind [`Usage`](crate::ErrorKind::Usage),
-    /// since anyone who can reach the address could then send this
-    /// program messages. An empty key is an error too.
+    /// address, a Unix-domain socket or a named pipe is accepted: binding
+    /// anything else without a key is an error of kind
+    /// [`Usage`](crate::ErrorKind::Usage), since anyone who can reach the
+    /// address could then send this program messages. An empty key is an
+    /// error too.
     pub fn bind(addr: impl ToAddress, authkey: Option<&[u8]>) -> Result<Listener> {
         let address = addr.to_address()?;
         check_key(authkey)?;
@@ -203,6 +239,10 @@ impl Listener {
                 sys::listen_local(p).map_err(|e| listen_error(&address, e))?,
                 address.clone(),
             ),
+            Address::Pipe(name) => (
+                sys::listen_pipe(name).map_err(|e| listen_error(&address, e))?,
+                address.clone(),
+            ),
         };
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -211,6 +251,7 @@ impl Listener {
             key: authkey.map(<[u8]>::to_vec),
         });
         let (tx, rx) = mpsc::sync_channel(Self::MAX_PENDING);
+        let stopper = socket.stopper();
         let acceptor = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
@@ -223,7 +264,52 @@ impl Listener {
             shared,
             ready: Mutex::new(rx),
             acceptor: Some(acceptor),
+            stopper,
+            private_dir: None,
         })
+    }
+
+    /// Listens on a fresh local address that only this user can connect
+    /// to (CPython's `Listener()` without an address): on Windows a named
+    /// pipe `\\.\pipe\multiproc-<pid>-<counter>-<random>`; on Unix a
+    /// Unix-domain socket `listener.sock` in a directory made for it in
+    /// the temporary directory ([`std::env::temp_dir`]), mode 0700, which
+    /// the listener removes when dropped. [`address`](Listener::address)
+    /// says where; pass it to the clients (e.g. in an environment
+    /// variable). `authkey` as for [`bind`](Listener::bind).
+    ///
+    /// ```
+    /// use multiproc::{Client, Listener};
+    ///
+    /// # fn main() -> Result<(), multiproc::Error> {
+    /// let key = b"a long random secret, from the environment";
+    /// let listener = Listener::bind_local(Some(key))?;
+    /// assert!(listener.address().is_local());
+    /// let addr = listener.address().clone();
+    /// let client = std::thread::spawn(move || Client::connect(&addr, Some(key)));
+    /// let conn = listener.accept()?;
+    /// conn.send(&1u8)?;
+    /// assert_eq!(client.join().unwrap()?.recv::<u8>()?, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn bind_local(authkey: Option<&[u8]>) -> Result<Listener> {
+        let fresh = sys::local_default()
+            .map_err(|e| Error::io("cannot make a local address to listen on", e))?;
+        match fresh {
+            sys::LocalDefault::Pipe(name) => Listener::bind(Address::Pipe(name), authkey),
+            sys::LocalDefault::SocketDir(dir) => {
+                match Listener::bind(Address::Local(dir.join("listener.sock")), authkey) {
+                    Ok(mut l) => {
+                        l.private_dir = Some(dir);
+                        Ok(l)
+                    }
+                    Err(e) => {
+                        let _ = std::fs::remove_dir(&dir);
+                        Err(e)
+                    }
+                }
+            }
+        }
     }
 
     /// The address it listens on, with the port the OS picked for port 0.
@@ -275,14 +361,22 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the acceptor out of its accept(2) with a connection of our
-        // own; it sees `stop` and ends, closing the socket. If that
-        // connection can't be made, it ends at the next one instead.
-        let woken = match &self.address {
-            Address::Tcp(a) => {
+        // Wake the acceptor: a named pipe's with its stop event; a
+        // socket's out of its accept(2) with a connection of our own. It
+        // sees `stop` and ends, closing the socket. If that connection
+        // can't be made, it ends at the next one instead.
+        let woken = match (&self.stopper, &self.address) {
+            (Some(s), _) => {
+                s.stop();
+                true
+            }
+            (None, Address::Tcp(a)) => {
                 sys::connect_tcp(wake_address(*a), Some(Duration::from_secs(1))).is_ok()
             }
-            Address::Local(p) => sys::connect_local(p).is_ok(),
+            (None, Address::Local(p)) => sys::connect_local(p).is_ok(),
+            (None, Address::Pipe(name)) => {
+                sys::connect_pipe(name, Some(Duration::from_secs(1))).is_ok()
+            }
         };
         if let Some(t) = self.acceptor.take() {
             if woken {
@@ -291,6 +385,9 @@ impl Drop for Listener {
         }
         if let Address::Local(p) = &self.address {
             let _ = std::fs::remove_file(p);
+        }
+        if let Some(dir) = &self.private_dir {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }
@@ -329,7 +426,11 @@ fn check_key(authkey: Option<&[u8]>) -> Result<()> {
 /// The acceptor thread: accepts until `stop`, starting a handshake
 /// thread for each connection while fewer than `MAX_PENDING` are
 /// pending.
-fn accept_loop(socket: sys::NetListener, shared: Arc<Shared>, tx: SyncSender<Result<Connection>>) {
+fn accept_loop(
+    mut socket: sys::NetListener,
+    shared: Arc<Shared>,
+    tx: SyncSender<Result<Connection>>,
+) {
     loop {
         let got = socket.accept();
         if shared.stop.load(Ordering::SeqCst) {
@@ -406,8 +507,10 @@ impl Client {
         Client::connect_timeout(addr, authkey, Listener::DEFAULT_HANDSHAKE_TIMEOUT)
     }
 
-    /// [`connect`](Client::connect), with `timeout` for the TCP connection
-    /// and, again, for the handshake.
+    /// [`connect`](Client::connect), with `timeout` for the connection
+    /// (a named pipe: while all its instances are busy, waiting for one
+    /// with `WaitNamedPipeW`, as CPython's `PipeClient` does) and, again,
+    /// for the handshake.
     pub fn connect_timeout(
         addr: impl ToAddress,
         authkey: Option<&[u8]>,
@@ -418,6 +521,7 @@ impl Client {
         let mut stream = match &address {
             Address::Tcp(a) => sys::connect_tcp(*a, Some(timeout)),
             Address::Local(p) => sys::connect_local(p),
+            Address::Pipe(name) => sys::connect_pipe(name, Some(timeout)),
         }
         .map_err(|e| {
             let why = std::io::Error::new(e.kind(), format!("{address}: {e}"));

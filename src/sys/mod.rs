@@ -41,7 +41,8 @@ mod fs;
 pub(crate) use fs::create_private;
 mod net;
 pub(crate) use net::{
-    connect_local, connect_tcp, listen_local, listen_tcp, resolve, NetListener, NetStream,
+    connect_local, connect_pipe, connect_tcp, listen_local, listen_pipe, listen_tcp, local_default,
+    resolve, LocalDefault, NetListener, NetStopper, NetStream,
 };
 
 // ---------------------------------------------------------------------------
@@ -456,7 +457,8 @@ pub(crate) struct ChannelParts<H> {
     /// The handle reads come from (a write-only end: the one writes go
     /// to); Windows: the named pipe, the only handle.
     pub main: H,
-    /// `main` is a socket (Unix), not a pipe.
+    /// `main` is a socket (Unix), not a pipe; Windows: a `Listener`/`Client`
+    /// connection's named pipe. Either way an end that carries no handles.
     pub main_is_socket: bool,
     /// Unix, a duplex end: the pipe end writes go to.
     pub write: Option<H>,

@@ -1,16 +1,18 @@
 //! Stream sockets for `Listener`/`Client`: TCP everywhere, Unix-domain
 //! sockets on Unix, over std's socket types (close-on-exec on Unix, not
-//! inheritable on Windows, as std makes every socket), and reads and
-//! writes with a deadline for the authentication handshake.
+//! inheritable on Windows, as std makes every socket), and named pipes on
+//! Windows (`windows/npipe.rs`); reads and writes with a deadline for the
+//! authentication handshake.
 //!
 //! Once a connection is through its handshake it becomes a `Channel`
 //! ([`NetStream::into_channel`]): on Unix a socket `Channel` (the same
 //! code as the bootstrap socket's); on Windows a socket `Channel` whose
-//! reads wait with `WSAPoll` (`windows/socket.rs`).
+//! reads wait with `WSAPoll` (`windows/socket.rs`), or, for a named pipe,
+//! the overlapped pipe `Channel` every `Pipe` end is.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::Channel;
@@ -24,6 +26,9 @@ pub(crate) enum NetListener {
     /// A Unix-domain socket bound to a path.
     #[cfg(unix)]
     Local(std::os::unix::net::UnixListener),
+    /// A named pipe's instances (Windows).
+    #[cfg(windows)]
+    Pipe(super::npipe::PipeListener),
 }
 
 /// A connected stream socket, not yet a `Channel`.
@@ -34,6 +39,9 @@ pub(crate) enum NetStream {
     /// A Unix-domain socket.
     #[cfg(unix)]
     Local(std::os::unix::net::UnixStream),
+    /// A named pipe's end, overlapped (Windows).
+    #[cfg(windows)]
+    Pipe(std::os::windows::io::OwnedHandle),
 }
 
 /// Listens on `addr` (port 0: the OS picks one; see
@@ -92,9 +100,113 @@ pub(crate) fn connect_local(path: &Path) -> io::Result<NetStream> {
     }
 }
 
+/// Listens on the named pipe `name` (`\\.\pipe\NAME`; an error of kind
+/// `AddrInUse` if a pipe of that name exists); `Unsupported` on Unix.
+pub(crate) fn listen_pipe(name: &str) -> io::Result<NetListener> {
+    #[cfg(windows)]
+    {
+        super::npipe::PipeListener::bind(name).map(NetListener::Pipe)
+    }
+    #[cfg(not(windows))]
+    {
+        Err(pipe_unsupported(name))
+    }
+}
+
+/// Connects to the named pipe `name`, waiting at most `timeout` for a
+/// free instance (`None`: as long as it takes); `Unsupported` on Unix.
+pub(crate) fn connect_pipe(name: &str, timeout: Option<Duration>) -> io::Result<NetStream> {
+    #[cfg(windows)]
+    {
+        super::npipe::connect(name, deadline::deadline_of(timeout)).map(NetStream::Pipe)
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = timeout;
+        Err(pipe_unsupported(name))
+    }
+}
+
+/// Named pipe addresses on Unix.
+#[cfg(not(windows))]
+fn pipe_unsupported(name: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "named pipe addresses such as {name} are Windows only; use a Unix-domain \
+             socket (unix:PATH) or a loopback TCP address"
+        ),
+    )
+}
+
+/// A fresh local address no one else can connect to, for
+/// `Listener::bind_local` (CPython's `arbitrary_address`).
+#[derive(Debug)]
+pub(crate) enum LocalDefault {
+    /// A named pipe `\\.\pipe\multiproc-<pid>-<counter>-<random>` (Windows).
+    #[cfg_attr(unix, allow(dead_code))]
+    Pipe(String),
+    /// A directory just made for a Unix-domain socket, only this user may
+    /// enter (mode 0700, in the temporary directory); the caller binds in it
+    /// and removes it.
+    #[cfg_attr(windows, allow(dead_code))]
+    SocketDir(PathBuf),
+}
+
+/// A fresh [`LocalDefault`]: on Windows a new pipe name, on Unix a new
+/// private directory.
+pub(crate) fn local_default() -> io::Result<LocalDefault> {
+    #[cfg(windows)]
+    {
+        Ok(LocalDefault::Pipe(super::npipe::fresh_pipe_name()))
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
+        let dir = std::env::temp_dir().join(format!(
+            "multiproc-{}-{:016x}",
+            std::process::id(),
+            u64::from_le_bytes(random)
+        ));
+        // `create`, not `create_all`: it fails if the path exists, so the
+        // directory is ours, made with mode 0700 (less the umask).
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok(LocalDefault::SocketDir(dir))
+    }
+}
+
+/// Stops a listener's [`NetListener::accept`] from another thread, for
+/// listeners that have a way to (a named pipe's stop event); the layer
+/// above wakes a socket's by connecting to it.
+#[derive(Debug)]
+pub(crate) struct NetStopper {
+    #[cfg(windows)]
+    pipe: super::npipe::PipeStopper,
+}
+
+impl NetStopper {
+    /// From now on, `accept` returns an error at once.
+    pub(crate) fn stop(&self) {
+        #[cfg(windows)]
+        self.pipe.stop();
+    }
+}
+
 impl NetListener {
+    /// What stops [`accept`](Self::accept) from another thread; `None` for
+    /// a socket.
+    pub(crate) fn stopper(&self) -> Option<NetStopper> {
+        match self {
+            #[cfg(windows)]
+            NetListener::Pipe(l) => Some(NetStopper { pipe: l.stopper() }),
+            _ => None,
+        }
+    }
+
     /// Waits for the next connection.
-    pub(crate) fn accept(&self) -> io::Result<NetStream> {
+    pub(crate) fn accept(&mut self) -> io::Result<NetStream> {
         match self {
             NetListener::Tcp(l) => {
                 let (s, _) = l.accept()?;
@@ -103,6 +215,8 @@ impl NetListener {
             }
             #[cfg(unix)]
             NetListener::Local(l) => l.accept().map(|(s, _)| NetStream::Local(s)),
+            #[cfg(windows)]
+            NetListener::Pipe(l) => l.accept().map(NetStream::Pipe),
         }
     }
 
@@ -113,6 +227,8 @@ impl NetListener {
             NetListener::Tcp(l) => l.local_addr().ok(),
             #[cfg(unix)]
             NetListener::Local(_) => None,
+            #[cfg(windows)]
+            NetListener::Pipe(_) => None,
         }
     }
 }
@@ -123,6 +239,9 @@ impl NetStream {
             NetStream::Tcp(s) => s.set_read_timeout(t),
             #[cfg(unix)]
             NetStream::Local(s) => s.set_read_timeout(t),
+            // Each read of a pipe waits with its own deadline.
+            #[cfg(windows)]
+            NetStream::Pipe(_) => Ok(()),
         }
     }
 
@@ -131,6 +250,8 @@ impl NetStream {
             NetStream::Tcp(s) => s.set_write_timeout(t),
             #[cfg(unix)]
             NetStream::Local(s) => s.set_write_timeout(t),
+            #[cfg(windows)]
+            NetStream::Pipe(_) => Ok(()),
         }
     }
 
@@ -138,17 +259,28 @@ impl NetStream {
     /// at the latest: past it, an error of kind `TimedOut`. (A socket
     /// timeout, `SO_RCVTIMEO`, set to the time left before each read; on
     /// Windows a timed-out socket is closed, not used again, as
-    /// "setsockopt" on MSDN asks.)
+    /// "setsockopt" on MSDN asks. A named pipe: an overlapped read,
+    /// canceled at the deadline.)
     pub(crate) fn read_by(
         &mut self,
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> io::Result<usize> {
-        self.set_read_timeout(time_left(deadline)?)?;
         let r = match self {
-            NetStream::Tcp(s) => s.read(buf),
+            NetStream::Tcp(s) => {
+                s.set_read_timeout(time_left(deadline)?)?;
+                s.read(buf)
+            }
             #[cfg(unix)]
-            NetStream::Local(s) => s.read(buf),
+            NetStream::Local(s) => {
+                s.set_read_timeout(time_left(deadline)?)?;
+                s.read(buf)
+            }
+            #[cfg(windows)]
+            NetStream::Pipe(p) => {
+                use std::os::windows::io::AsHandle;
+                return super::npipe::read_by(p.as_handle(), buf, deadline);
+            }
         };
         r.map_err(timed_out)
     }
@@ -156,11 +288,21 @@ impl NetStream {
     /// Writes all of `buf`, waiting until `deadline` at the latest (as
     /// [`read_by`](Self::read_by)).
     pub(crate) fn write_all_by(&mut self, buf: &[u8], deadline: Option<Instant>) -> io::Result<()> {
-        self.set_write_timeout(time_left(deadline)?)?;
         let r = match self {
-            NetStream::Tcp(s) => s.write_all(buf),
+            NetStream::Tcp(s) => {
+                s.set_write_timeout(time_left(deadline)?)?;
+                s.write_all(buf)
+            }
             #[cfg(unix)]
-            NetStream::Local(s) => s.write_all(buf),
+            NetStream::Local(s) => {
+                s.set_write_timeout(time_left(deadline)?)?;
+                s.write_all(buf)
+            }
+            #[cfg(windows)]
+            NetStream::Pipe(p) => {
+                use std::os::windows::io::AsHandle;
+                return super::npipe::write_all_by(p.as_handle(), buf, deadline);
+            }
         };
         r.map_err(timed_out)
     }
@@ -173,6 +315,8 @@ impl NetStream {
             NetStream::Tcp(s) => Channel::from_tcp(s),
             #[cfg(unix)]
             NetStream::Local(s) => Channel::from_local(s),
+            #[cfg(windows)]
+            NetStream::Pipe(p) => Ok(Channel::from_net_pipe(p)),
         }
     }
 }

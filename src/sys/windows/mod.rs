@@ -85,6 +85,7 @@ mod exe;
 mod held;
 mod job;
 mod memory;
+pub(crate) mod npipe;
 mod overlapped;
 mod pipe;
 mod rights;

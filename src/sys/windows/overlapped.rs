@@ -8,8 +8,11 @@ use std::os::windows::io::{AsRawHandle, BorrowedHandle, OwnedHandle};
 use std::ptr;
 
 use windows_sys::core::BOOL;
-use windows_sys::Win32::Foundation::{ERROR_IO_PENDING, ERROR_OPERATION_ABORTED, HANDLE, TRUE};
+use windows_sys::Win32::Foundation::{
+    ERROR_IO_PENDING, ERROR_NO_DATA, ERROR_OPERATION_ABORTED, ERROR_PIPE_CONNECTED, HANDLE, TRUE,
+};
 use windows_sys::Win32::Storage::FileSystem::{ReadFile, WriteFile};
+use windows_sys::Win32::System::Pipes::ConnectNamedPipe;
 use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
 
 use super::{is_os_error, is_signaled, new_event, MAX_WRITE};
@@ -124,6 +127,38 @@ impl<'a> Op<'a> {
             )
         };
         self.started(ok)
+    }
+
+    /// Starts `ConnectNamedPipe` on the server end of a named pipe:
+    /// `Ok(true)` if a client is already there (nothing pending),
+    /// `Ok(false)` if the wait for one is pending ([`finish`](Op::finish)
+    /// waits for it).
+    ///
+    /// "ConnectNamedPipe" on MSDN: a client that connected between
+    /// `CreateNamedPipeW` and this call makes it fail with
+    /// `ERROR_PIPE_CONNECTED`, which is "a good connection" (and no
+    /// operation, so the event is not set); one that connected and
+    /// already closed its end makes it fail with `ERROR_NO_DATA`, which is
+    /// a connection too: reading it gives end of file (CPython's
+    /// `PipeListener.accept` takes it the same way, bpo-14725).
+    pub(super) fn connect(&mut self) -> io::Result<bool> {
+        self.not_started()?;
+        // SAFETY: the pipe is borrowed for `'a`; the boxed OVERLAPPED is
+        // free and stays put until the operation is over (`finish`,
+        // `Drop`).
+        let ok = unsafe { ConnectNamedPipe(self.pipe.as_raw_handle(), self.ov.get()) };
+        if ok == 0 {
+            let err = io::Error::last_os_error();
+            if is_os_error(&err, ERROR_PIPE_CONNECTED) || is_os_error(&err, ERROR_NO_DATA) {
+                return Ok(true);
+            }
+            if !is_os_error(&err, ERROR_IO_PENDING) {
+                return Err(err);
+            }
+        }
+        // Pending, or connected at once: the event is (or will be) set.
+        self.pending = true;
+        Ok(false)
     }
 
     /// An `Op` runs one operation: its OVERLAPPED must not be reused while

@@ -120,6 +120,10 @@ pub(super) fn named_pipe(
 /// of this end is closed.
 pub(crate) struct Channel {
     pub(super) io: Io,
+    /// A `Listener`/`Client` connection (a socket, or a named pipe opened
+    /// by its name, `npipe.rs`): it carries no handles either way
+    /// (`rights.rs`), and keeps that when passed to a child.
+    pub(super) net: bool,
 }
 
 /// What a [`Channel`] is made of.
@@ -361,7 +365,19 @@ impl Channel {
     /// Wraps an overlapped pipe end, as [`pipe`] makes them (after it
     /// travelled to this process).
     pub(crate) fn from_owned(h: OwnedRaw) -> Channel {
-        Channel { io: Io::Pipe(h) }
+        Channel {
+            io: Io::Pipe(h),
+            net: false,
+        }
+    }
+
+    /// A `Listener`/`Client` connection's named pipe end (overlapped), as
+    /// `npipe.rs` makes them: a pipe end that carries no handles.
+    pub(crate) fn from_net_pipe(h: OwnedRaw) -> Channel {
+        Channel {
+            io: Io::Pipe(h),
+            net: true,
+        }
     }
 
     /// The pipe handle, e.g. for [`wait_any`](super::wait_any); `None` for a socket, which
@@ -371,15 +387,19 @@ impl Channel {
         self.pipe().ok()
     }
 
-    /// Rebuilds a passed end: one named pipe on Windows.
+    /// Rebuilds a passed end: one named pipe on Windows; `main_is_socket`
+    /// marks a `Listener`/`Client` connection's (which carries no handles).
     pub(crate) fn from_passed(parts: ChannelParts<OwnedRaw>) -> io::Result<Channel> {
         match parts {
             ChannelParts {
                 main,
-                main_is_socket: false,
+                main_is_socket,
                 write: None,
                 bulk: None,
-            } => Ok(Channel::from_owned(main)),
+            } => Ok(Channel {
+                io: Io::Pipe(main),
+                net: main_is_socket,
+            }),
             _ => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "a passed channel is one named pipe on Windows",
@@ -399,7 +419,7 @@ impl Channel {
         })?;
         Ok(ChannelParts {
             main,
-            main_is_socket: false,
+            main_is_socket: self.net,
             write: None,
             bulk: None,
         })

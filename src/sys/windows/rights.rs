@@ -42,8 +42,8 @@
 //! exits; one received after its sender exited fails with an error that
 //! says so.
 //!
-//! A `Listener`/`Client` connection (a socket) carries no handles either
-//! way: it refuses to send them, and refuses a frame that says it carries
+//! A `Listener`/`Client` connection (a socket, or a named pipe opened by
+//! its name) carries no handles either way: it refuses to send them, and refuses a frame that says it carries
 //! some without opening any process it names.
 //!
 //! A send that fails part-way (a duplication, or writing the frame) takes
@@ -140,7 +140,7 @@ impl Channel {
         handles: &[BorrowedRaw<'_>],
         peer: Peer<'_>,
     ) -> io::Result<Vec<u64>> {
-        if self.pipe().is_err() {
+        if self.net {
             return Err(on_a_socket());
         }
         if handles.is_empty() || handles.len() > MAX_MESSAGE_HANDLES {
@@ -237,7 +237,7 @@ impl Channel {
         values: &[u64],
         peer: Peer<'_>,
     ) -> io::Result<Vec<OwnedRaw>> {
-        if self.pipe().is_err() {
+        if self.net {
             // Never a process id that a peer over the network names.
             return Err(on_a_socket());
         }

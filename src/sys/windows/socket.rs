@@ -21,7 +21,10 @@ use crate::deadline;
 impl Channel {
     /// A connected TCP socket as a channel end.
     pub(crate) fn from_tcp(s: TcpStream) -> io::Result<Channel> {
-        Ok(Channel { io: Io::Socket(s) })
+        Ok(Channel {
+            io: Io::Socket(s),
+            net: true,
+        })
     }
 }
 
