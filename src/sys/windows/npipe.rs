@@ -464,3 +464,95 @@ pub(crate) fn write_all_by(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use windows_sys::Win32::Security::{
+        AclSizeInformation, EqualSid, GetAce, GetAclInformation, GetKernelObjectSecurity,
+        GetSecurityDescriptorDacl, ACL_SIZE_INFORMATION, DACL_SECURITY_INFORMATION,
+    };
+
+    /// The one ACE of `acl`, an ACCESS_ALLOWED_ACE: its type, mask and SID.
+    ///
+    /// # Safety
+    ///
+    /// `acl` must point to a valid ACL that outlives the returned SID.
+    unsafe fn only_ace(acl: *const ACL) -> (u8, u32, *mut c_void) {
+        let mut info = ACL_SIZE_INFORMATION::default();
+        // SAFETY: `acl` is valid (the caller's promise); `info` is writable
+        // and of the size given.
+        cvt(unsafe {
+            GetAclInformation(
+                acl,
+                (&raw mut info).cast(),
+                size_of::<ACL_SIZE_INFORMATION>() as u32,
+                AclSizeInformation,
+            )
+        })
+        .unwrap();
+        assert_eq!(info.AceCount, 1, "entries in the DACL");
+        let mut ace = ptr::null_mut();
+        // SAFETY: as above; entry 0 exists.
+        cvt(unsafe { GetAce(acl, 0, &mut ace) }).unwrap();
+        let ace = ace.cast::<ACCESS_ALLOWED_ACE>();
+        // SAFETY: `ace` points to entry 0 inside the ACL; its header says
+        // which kind it is, checked by the caller before using the rest.
+        let (kind, mask) = unsafe { ((*ace).Header.AceType, (*ace).Mask) };
+        // SAFETY: as above: the SID starts at `SidStart` in the entry.
+        let sid = unsafe { (&raw mut (*ace).SidStart).cast() };
+        (kind, mask, sid)
+    }
+
+    #[test]
+    fn a_listeners_pipe_lets_in_this_user_alone() {
+        let l = PipeListener::bind(&fresh_pipe_name()).unwrap();
+        let pipe = l.waiting.as_ref().unwrap().as_raw_handle();
+        let mut len = 0u32;
+        // SAFETY: a size query on an open handle: only `len` is written.
+        unsafe {
+            GetKernelObjectSecurity(
+                pipe,
+                DACL_SECURITY_INFORMATION,
+                ptr::null_mut(),
+                0,
+                &mut len,
+            )
+        };
+        let mut sd = vec![0u64; (len as usize).div_ceil(8)];
+        // SAFETY: `sd` is writable for `len` bytes and aligned.
+        cvt(unsafe {
+            GetKernelObjectSecurity(
+                pipe,
+                DACL_SECURITY_INFORMATION,
+                sd.as_mut_ptr().cast(),
+                len,
+                &mut len,
+            )
+        })
+        .unwrap();
+        let (mut present, mut defaulted, mut dacl) = (0, 0, ptr::null_mut());
+        // SAFETY: `sd` holds the descriptor just read; the out-pointers are
+        // valid; `dacl` points into `sd`.
+        cvt(unsafe {
+            GetSecurityDescriptorDacl(
+                sd.as_mut_ptr().cast(),
+                &mut present,
+                &mut dacl,
+                &mut defaulted,
+            )
+        })
+        .unwrap();
+        assert!(present != 0 && !dacl.is_null(), "the pipe has a DACL");
+        // SAFETY: `dacl` is valid while `sd` lives.
+        let (kind, mask, sid) = unsafe { only_ace(dacl) };
+        // SAFETY: `l.acl` is the ACL the listener built, alive while `l` is.
+        let (_, _, user) = unsafe { only_ace(l.acl.as_ptr().cast()) };
+        // ACCESS_ALLOWED_ACE_TYPE ("ACE_HEADER" on MSDN).
+        assert_eq!(kind, 0);
+        assert_eq!(mask, FILE_ALL_ACCESS);
+        // SAFETY: both SIDs are valid (in `sd` and in `l.acl`).
+        let same = unsafe { EqualSid(sid, user) } != 0;
+        assert!(same, "the entry is for this user");
+    }
+}
