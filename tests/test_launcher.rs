@@ -925,3 +925,116 @@ fn a_hello_of_another_build_is_refused_as_such() {
         "{msg}"
     );
 }
+
+/// A launcher that holds back every launch after the first two: each
+/// launch notes its shell's pid (the worker's, after `exec`) in
+/// `base/launches`, and the third and later wait until a line is written
+/// to the FIFO `base/go`.
+#[cfg(target_os = "linux")]
+fn held_launcher(name: &str) -> (std::path::PathBuf, Launcher) {
+    let base = std::env::temp_dir().join(format!("multiproc-held-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(base.join("launches")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(base.join("go"))
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo: {made}");
+    let script = "n=$(ls \"$1/launches\" | wc -l); touch \"$1/launches/$$\"; \
+                  if [ \"$n\" -ge 2 ]; then read line < \"$1/go\"; fi; exec \"$0\"";
+    let launcher = Launcher::command([
+        "sh".to_string(),
+        "-c".to_string(),
+        script.to_string(),
+        "{exe}".to_string(),
+        base.to_str().unwrap().to_string(),
+    ]);
+    (base, launcher)
+}
+
+/// The pids of the launches `held_launcher` started so far.
+#[cfg(target_os = "linux")]
+fn launches(base: &std::path::Path) -> Vec<u32> {
+    std::fs::read_dir(base.join("launches"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// A pool of 2 whose first two launches went through; its busy worker is
+/// killed, and the replacement's launch is held back (its launcher
+/// started, waiting on the FIFO): that launch's pid.
+#[cfg(target_os = "linux")]
+fn with_a_held_replacement(p: &Pool, base: &std::path::Path) -> u32 {
+    let first = launches(base);
+    assert_eq!(first.len(), 2);
+    let h = p.submit(block_forever, ());
+    let busy = p.wait_busy(LONG);
+    assert_eq!(busy.len(), 1, "one worker runs `block_forever`");
+    assert!(p.kill_worker(busy[0]));
+    assert!(h.get().unwrap_err().is_worker_died());
+    wait_for("the replacement's launcher to start", || {
+        launches(base).len() == 3
+    });
+    let held = launches(base).into_iter().find(|p| !first.contains(p));
+    held.unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn while_a_replacement_launch_is_pending_the_pool_serves_with_its_other_worker() {
+    let (base, launcher) = held_launcher("serves");
+    let p = PoolBuilder::new()
+        .workers(2)
+        .launcher(launcher)
+        .build()
+        .unwrap();
+    let held = with_a_held_replacement(&p, &base);
+    // The launch waits on the FIFO until this test writes to it: the
+    // survivor alone runs the map, the stats come, and the pool has one
+    // ready worker.
+    let want: Vec<u64> = (0..300u64).map(|x| x * x).collect();
+    assert_eq!(p.map(square, 0..300u64).unwrap(), want);
+    let stats = p.stats();
+    assert_eq!(stats.workers_started, 3);
+    assert_eq!(stats.workers_died, 1);
+    assert_eq!(stats.workers_replaced, 1);
+    assert_eq!(stats.tasks_done, 300);
+    assert_eq!(p.pids().len(), 1);
+    assert!(!p.pids().contains(&held));
+    assert!(!exited(held), "the held launcher still waits");
+    // Released: it becomes the second worker, and both serve.
+    std::fs::write(base.join("go"), "go\n").unwrap();
+    wait_for("the replacement to be ready", || p.pids().len() == 2);
+    assert!(p.pids().contains(&held));
+    let got: Vec<u32> = p.map_chunked(own_pid, 0..400u32, 1).unwrap();
+    assert_eq!(got.len(), 400);
+    assert_eq!(p.map(square, 0..300u64).unwrap(), want);
+    drop(p);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn dropping_a_pool_while_a_launch_is_pending_kills_its_launcher() {
+    let (base, launcher) = held_launcher("drop");
+    let p = PoolBuilder::new()
+        .workers(2)
+        .launcher(launcher)
+        .build()
+        .unwrap();
+    let held = with_a_held_replacement(&p, &base);
+    // Never released: the drop returns only if it kills the launcher
+    // (the launch would wait 60 s for its worker, longer than `LONG`).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(p);
+        let _ = tx.send(());
+    });
+    assert!(
+        rx.recv_timeout(LONG).is_ok(),
+        "the pool's drop still waits for the pending launch after {LONG:?}"
+    );
+    assert!(exited(held), "the held launcher {held} was killed");
+    let _ = std::fs::remove_dir_all(&base);
+}

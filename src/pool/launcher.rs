@@ -444,7 +444,7 @@ impl Launcher {
 /// What a launched worker (or an SPMD rank) says first. The token stays
 /// the first field in every build, so that a hello of another build that
 /// this one can't read is still known to be from one of its launches.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Hello {
     /// Which launch it is (an SPMD rank: its rank).
     pub(super) token: u64,
@@ -480,27 +480,48 @@ pub(super) struct Remote {
     all_at_once: bool,
     /// Workers that one command started and that no worker slot took yet.
     pending: std::sync::Mutex<Vec<Launch>>,
+    /// The launches being waited for: several wait at once (each in its
+    /// worker's reader), and the one that accepts another's worker hands
+    /// it over here.
+    arrivals: std::sync::Mutex<Arrivals>,
 }
 
-/// A worker a launcher command started and that connected back.
+/// The tokens whose workers are waited for, and the workers that
+/// connected back and that the launch of their token has not taken yet.
+#[derive(Debug, Default)]
+struct Arrivals {
+    waited: std::collections::HashSet<u64>,
+    arrived: std::collections::HashMap<u64, (Connection, Hello)>,
+}
+
+/// While a launch waits for its workers: their tokens count as waited
+/// for; once it is done, what arrived for them and was not taken is
+/// closed.
+struct Waiting<'a> {
+    arrivals: &'a std::sync::Mutex<Arrivals>,
+    tokens: std::ops::Range<u64>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        for t in self.tokens.clone() {
+            a.waited.remove(&t);
+            a.arrived.remove(&t);
+        }
+    }
+}
+
+/// A worker that a command started with `{ntasks}` ([`Remote::launch_all`])
+/// and that connected back.
 pub(super) struct Launch {
-    /// The command: its own, or shared with the other workers it started.
-    pub(super) command: Command,
+    /// The command, shared with the other workers it started.
+    pub(super) command: Arc<sys::CommandChild>,
     pub(super) conn: Connection,
     /// The host the worker said it runs on.
     pub(super) host: String,
     /// The worker's own pid, as it said (on that host).
     pub(super) pid: u32,
-}
-
-/// The command behind a launched worker.
-pub(super) enum Command {
-    /// The worker's own (one task): its pid is the worker's pid for the
-    /// pool, and killing it ends the worker.
-    Own(sys::CommandChild),
-    /// One started with `{ntasks}`, shared by the workers it started; the
-    /// worker's own pid (as it said).
-    Shared(Arc<sys::CommandChild>, u32),
 }
 
 impl std::fmt::Debug for Launch {
@@ -540,6 +561,7 @@ impl Remote {
             next_token: AtomicU64::new(1),
             all_at_once: template.iter().any(|a| a.contains(NTASKS)),
             pending: std::sync::Mutex::new(Vec::new()),
+            arrivals: std::sync::Mutex::new(Arrivals::default()),
         })
     }
 
@@ -605,7 +627,7 @@ impl Remote {
         // Taken from the back: the first rank first.
         for (conn, hello) in joined.into_iter().rev() {
             pending.push(Launch {
-                command: Command::Shared(Arc::clone(&child), hello.pid),
+                command: Arc::clone(&child),
                 conn,
                 host: hello.host,
                 pid: hello.pid,
@@ -614,25 +636,35 @@ impl Remote {
         Ok(())
     }
 
-    /// A worker for the pool: one that [`launch_all`](Self::launch_all)
-    /// started, or else the command run for one worker (`{ntasks}` = 1),
-    /// once that worker connected back and said it is this build.
-    pub(super) fn launch(&self) -> Result<Launch> {
-        if let Some(l) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            return Ok(l);
-        }
-        let (child, token) = self.start_command(1)?;
+    /// A worker that [`launch_all`](Self::launch_all) started and that no
+    /// worker slot took yet.
+    pub(super) fn take_pending(&self) -> Option<Launch> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    /// Starts the command for one worker (`{ntasks}` = 1), without
+    /// waiting for it: the command and the token its worker will say.
+    /// [`connect_back`](Self::connect_back) waits for the worker.
+    pub(super) fn start_one(&self) -> Result<(sys::CommandChild, u64)> {
+        self.start_command(1)
+    }
+
+    /// Waits (up to the connect timeout) until the worker of `token`,
+    /// which `child` started, connected back and said it is this build;
+    /// its connection and what it said. Ends early, with the command's
+    /// status, if the command exits first (or is killed: the pool's
+    /// drop while a launch is pending).
+    pub(super) fn connect_back(
+        &self,
+        token: u64,
+        child: &sys::CommandChild,
+    ) -> Result<(Connection, Hello)> {
         let (conn, hello) = self
-            .wait_for(token, 1, &child, &self.template[0])?
+            .wait_for(token, 1, child, &self.template[0])?
             .pop()
             .expect("one worker");
         child.set_output_prefix(&hello.host, hello.pid);
-        Ok(Launch {
-            command: Command::Own(child),
-            conn,
-            host: hello.host,
-            pid: hello.pid,
-        })
+        Ok((conn, hello))
     }
 
     /// Accepts until the workers of tokens `first..first + n` connected
@@ -646,8 +678,37 @@ impl Remote {
         program: &str,
     ) -> Result<Vec<(Connection, Hello)>> {
         let deadline = deadline::deadline(CONNECT_TIMEOUT);
+        let mine = first..first + n as u64;
+        let waiting = Waiting {
+            arrivals: &self.arrivals,
+            tokens: mine.clone(),
+        };
+        waiting
+            .arrivals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .waited
+            .extend(mine.clone());
         let mut joined: Vec<Option<(Connection, Hello)>> = (0..n).map(|_| None).collect();
         while joined.iter().any(Option::is_none) {
+            // Workers of this launch that another launch's wait accepted.
+            let handed: Vec<(Connection, Hello)> = {
+                let mut a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+                mine.clone().filter_map(|t| a.arrived.remove(&t)).collect()
+            };
+            for (conn, hello) in handed {
+                let slot = hello
+                    .token
+                    .checked_sub(first)
+                    .and_then(|i| usize::try_from(i).ok())
+                    .and_then(|i| joined.get_mut(i));
+                if let Some(slot) = slot {
+                    *slot = Some((conn, hello));
+                }
+            }
+            if joined.iter().all(Option::is_some) {
+                break;
+            }
             // A slice, to look at the command between waits.
             if let Ok(Some(conn)) = self.listener.accept_timeout(Duration::from_millis(50)) {
                 if conn.poll(Some(Duration::from_secs(10))).unwrap_or(false) {
@@ -687,21 +748,14 @@ impl Remote {
                             .and_then(|i| joined.get_mut(i))
                             .filter(|s| s.is_none());
                         if let Some(slot) = slot {
-                            if hello.build != spawn::build_id() {
-                                let _ = child.kill();
-                                return Err(spawn_error(
-                                    program,
-                                    std::io::Error::other(format!(
-                                        "the launched worker (pid {} on host {}) is another \
-                                         build of the program: workers must run the parent's \
-                                         build",
-                                        hello.pid, hello.host
-                                    )),
-                                ));
-                            }
-                            // Only this process holds it: it reads ahead from
-                            // now on, as a local worker's channel.
-                            *slot = Some((conn.reading_ahead(), hello));
+                            *slot = Some((conn, hello));
+                            continue;
+                        }
+                        // Another launch's worker: handed to it.
+                        let mut a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+                        if a.waited.contains(&hello.token) && !a.arrived.contains_key(&hello.token)
+                        {
+                            a.arrived.insert(hello.token, (conn, hello));
                             continue;
                         }
                     }
@@ -754,7 +808,27 @@ impl Remote {
                 ));
             }
         }
-        Ok(joined.into_iter().flatten().collect())
+        drop(waiting);
+        let joined: Vec<(Connection, Hello)> = joined.into_iter().flatten().collect();
+        for (_, hello) in &joined {
+            if hello.build != spawn::build_id() {
+                let _ = child.kill();
+                return Err(spawn_error(
+                    program,
+                    std::io::Error::other(format!(
+                        "the launched worker (pid {} on host {}) is another build of the \
+                         program: workers must run the parent's build",
+                        hello.pid, hello.host
+                    )),
+                ));
+            }
+        }
+        // Only this process holds them: they read ahead from now on, as a
+        // local worker's channel.
+        Ok(joined
+            .into_iter()
+            .map(|(conn, hello)| (conn.reading_ahead(), hello))
+            .collect())
     }
 }
 

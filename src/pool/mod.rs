@@ -411,7 +411,12 @@ impl PoolBuilder {
             while st.sched.starting() && st.sched.broken().is_none() {
                 st = pool.shared.wait(st, None);
             }
-            if let Some(broken) = st.sched.broken().map(|b| b.to_error()) {
+            // A launch that failed: its error, as the start's own.
+            let failed = st
+                .sched
+                .take_start_error()
+                .or_else(|| st.sched.broken().map(|b| b.to_error()));
+            if let Some(broken) = failed {
                 drop(st);
                 pool.shared.terminate();
                 return Err(broken);

@@ -21,7 +21,7 @@ use super::protocol::{FromWorker, TaskFail, TaskHandles, ToWorker, ToWorkerRef, 
 use super::results::{Broken, ChunkResults, Failure, ResultHandles, Slot};
 use super::{FRAME_TARGET, MAX_FAILED_STARTS, MAX_FRAME_CHUNKS};
 use crate::codec::handles::{Carried, MAX_HANDLES};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::status::ExitStatus;
 
 mod control;
@@ -40,7 +40,9 @@ const KILL_SIGNAL: i32 = 9;
 /// worker's writer thread, a kill only starts the kill).
 pub(super) trait Workers {
     /// Starts worker `id`; its pid. It reports through
-    /// [`Scheduler::on_message_with`] and [`Scheduler::on_exit`] with this id.
+    /// [`Scheduler::on_message_with`] and [`Scheduler::on_exit`] with this id
+    /// — a launched worker, whose command this only starts, through
+    /// [`Scheduler::on_launch_failed`] instead if it never connects back.
     fn spawn(&mut self, id: WorkerId) -> Result<u32>;
     /// The host worker `id` runs on, if it is not this one (a worker
     /// started by a launcher command says it when it connects).
@@ -143,6 +145,8 @@ struct Worker {
     /// A launched worker the driver gave up on while its connection was
     /// open (no heartbeat, its launcher command gone): why.
     lost: Option<String>,
+    /// It was started in place of this worker (pid) that ended.
+    in_place_of: Option<u32>,
 }
 
 impl Worker {
@@ -196,6 +200,9 @@ pub(super) struct Scheduler {
     /// workers are the job's other ranks: see
     /// [`without_replacements`](Self::without_replacements)).
     replaces: bool,
+    /// Why the launch of one of the pool's first workers failed (what
+    /// `PoolBuilder::build` returns).
+    start_error: Option<Error>,
 }
 
 impl Scheduler {
@@ -219,6 +226,7 @@ impl Scheduler {
             armed: None,
             counts: Counts::default(),
             replaces: true,
+            start_error: None,
         }
     }
 
@@ -415,6 +423,7 @@ impl Scheduler {
             cancelled: Vec::new(),
             recycled: false,
             lost: None,
+            in_place_of: None,
         });
         Ok(())
     }
@@ -703,6 +712,62 @@ impl Scheduler {
         }
     }
 
+    /// Launched worker `wid` connected back: it runs on `host`, as `pid`
+    /// there.
+    pub(super) fn note_launched(&mut self, wid: WorkerId, host: Arc<str>, pid: u32) {
+        if let Some(w) = self.workers.iter_mut().find(|w| w.id == wid) {
+            w.host = Some(host);
+            w.own_pid = Some(pid);
+        }
+    }
+
+    /// The launch of worker `wid` (its command started by
+    /// [`Workers::spawn`], its worker yet to connect back) failed: `why`.
+    /// As when the start itself fails: one of the pool's first workers
+    /// fails the pool's build (with `why`, see
+    /// [`take_start_error`](Self::take_start_error)), a replacement breaks
+    /// the pool — unless the pool was terminated, which killed it.
+    pub(super) fn on_launch_failed(&mut self, io: &mut impl Workers, wid: WorkerId, why: Error) {
+        let Some(k) = self.workers.iter().position(|w| w.id == wid) else {
+            return;
+        };
+        let w = self.workers.remove(k);
+        self.starting = self.starting.saturating_sub(1);
+        // Counted as it started; not a worker after all.
+        self.counts.workers_started = self.counts.workers_started.saturating_sub(1);
+        if let Some(old) = w.in_place_of {
+            self.counts.workers_replaced = self.counts.workers_replaced.saturating_sub(1);
+            if !self.terminated && self.broken.is_none() {
+                log::warn!("multiproc pool: cannot replace worker {old}: {why}");
+                self.broken = Some(Broken {
+                    why: format!("cannot replace worker {old}: {why}"),
+                    cause: Some(Arc::new(why)),
+                });
+            }
+        } else if !self.terminated && self.broken.is_none() {
+            self.broken = Some(Broken::new(format!("cannot start a worker: {why}")));
+            self.start_error = Some(why);
+        }
+        let failure = if self.terminated {
+            Some(Failure::Terminated)
+        } else {
+            self.broken.clone().map(Failure::Broken)
+        };
+        if let Some(failure) = failure {
+            let queued: Vec<u64> = self.queue.drain(..).collect();
+            for cid in queued {
+                self.fail_chunk(cid, failure.clone());
+            }
+        }
+        self.dispatch(io);
+    }
+
+    /// Why the launch of one of the pool's first workers failed, if it
+    /// did ([`on_launch_failed`](Self::on_launch_failed)).
+    pub(super) fn take_start_error(&mut self) -> Option<Error> {
+        self.start_error.take()
+    }
+
     /// Worker `wid` is gone: `status` is how it ended (if known);
     /// `violation`, what it sent that made us kill it.
     pub(super) fn on_exit(
@@ -793,7 +858,10 @@ impl Scheduler {
             match self.start_worker(io) {
                 Ok(()) => {
                     self.counts.workers_replaced += 1;
-                    let new = self.workers.last().map_or(0, |w| w.pid);
+                    let new = self.workers.last_mut().map_or(0, |w| {
+                        w.in_place_of = Some(pid);
+                        w.pid
+                    });
                     log::info!("multiproc pool: worker {pid} replaced by worker {new}");
                 }
                 Err(e) => {

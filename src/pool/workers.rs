@@ -17,13 +17,14 @@
 //! the first task that has one of its own; a pool without time limits
 //! has none.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::launcher::{Command, Remote};
+use super::launcher::Remote;
 use super::protocol::{pool_worker_main, FromWorker, Heartbeat, InitArgs, ToWorker, WorkerConfig};
 use super::scheduler::{Limits, Scheduler, WorkerId, Workers};
 use super::spmd::Ranks;
@@ -241,9 +242,20 @@ impl Spawner {
 /// A worker started with others by one command (`{ntasks}`) is a
 /// `Member`: the command is shared (killed and reaped when the last of
 /// its workers is dropped), the pid is the worker's own.
+///
+/// A worker launched on its own is `Launched` as soon as its command
+/// runs: its connection comes later, when the worker connected back
+/// (its reader waits for that, outside the pool's lock).
 enum Proc {
     Local(Popen),
-    Launched(sys::CommandChild, Arc<Connection>),
+    Launched {
+        command: sys::CommandChild,
+        /// Set once the worker connected back.
+        conn: OnceLock<Arc<Connection>>,
+        /// The pool killed it: a connection that comes after that is
+        /// shut down at once.
+        killed: AtomicBool,
+    },
     Member {
         command: Arc<sys::CommandChild>,
         pid: u32,
@@ -259,7 +271,7 @@ impl Proc {
     fn pid(&self) -> u32 {
         match self {
             Proc::Local(p) => p.pid(),
-            Proc::Launched(c, _) => c.id(),
+            Proc::Launched { command, .. } => command.id(),
             Proc::Rank { pid, .. } | Proc::Member { pid, .. } => *pid,
         }
     }
@@ -275,12 +287,19 @@ impl Proc {
     fn kill(&self) -> Result<()> {
         match self {
             Proc::Local(p) => p.kill(),
-            Proc::Launched(c, conn) => {
-                let killed = c
+            Proc::Launched {
+                command,
+                conn,
+                killed,
+            } => {
+                // Before looking at `conn`: its reader sets it, then looks
+                // at `killed` (one of the two sees the other).
+                killed.store(true, Ordering::SeqCst);
+                let kill = command
                     .kill()
                     .map_err(|e| Error::io("cannot kill a launcher command", e));
-                let shut = conn.shutdown();
-                killed.and(shut)
+                let shut = conn.get().map_or(Ok(()), |c| c.shutdown());
+                kill.and(shut)
             }
             Proc::Rank { conn, .. } | Proc::Member { conn, .. } => conn.shutdown(),
         }
@@ -290,7 +309,7 @@ impl Proc {
     fn launcher(&self) -> Option<&sys::CommandChild> {
         match self {
             Proc::Local(_) | Proc::Rank { .. } => None,
-            Proc::Launched(c, _) => Some(c),
+            Proc::Launched { command, .. } => Some(command),
             Proc::Member { command, .. } => Some(command),
         }
     }
@@ -298,7 +317,7 @@ impl Proc {
     fn wait(&self, timeout: Option<Duration>) -> Result<Option<ExitStatus>> {
         match self {
             Proc::Local(p) => p.wait(timeout),
-            Proc::Launched(c, _) => c
+            Proc::Launched { command, .. } => command
                 .wait(timeout)
                 .map(|s| s.map(ExitStatus))
                 .map_err(|e| Error::io("cannot wait for a launcher command", e)),
@@ -574,6 +593,55 @@ impl Shared {
         self.unlock_and_wake(st);
     }
 
+    /// The reader of worker `id`, a pending launch (`popen`, its command
+    /// started with `token`): waits, outside the pool's lock, for the
+    /// worker to connect back, sends it `cfg`, and notes where it runs;
+    /// its connection.
+    fn connect_launched(
+        &self,
+        remote: &Remote,
+        token: u64,
+        id: WorkerId,
+        popen: &Proc,
+        cfg: &WorkerConfig,
+    ) -> Result<Arc<Connection>> {
+        let Proc::Launched {
+            command,
+            conn: slot,
+            killed,
+        } = popen
+        else {
+            unreachable!("only a launched worker's start is pending");
+        };
+        let (conn, hello) = remote.connect_back(token, command)?;
+        if let Err(e) = conn.send(cfg) {
+            let _ = command.kill();
+            return Err(e);
+        }
+        let conn = Arc::new(conn);
+        let _ = slot.set(Arc::clone(&conn));
+        if killed.load(Ordering::SeqCst) {
+            // Killed while it connected: `Proc::kill` did not see it.
+            let _ = conn.shutdown();
+        }
+        let host: Arc<str> = Arc::from(hello.host);
+        let mut st = lock(&self.state);
+        if let Some(h) = st.handles.get(id) {
+            h.host = Some(Arc::clone(&host));
+            h.own_pid = Some(hello.pid);
+        }
+        st.sched.note_launched(id, host, hello.pid);
+        Ok(conn)
+    }
+
+    /// The launch of worker `id` failed: `why`.
+    fn on_launch_failed(self: &Arc<Self>, id: WorkerId, why: Error) {
+        let mut st = lock(&self.state);
+        st.handles.workers.retain(|h| h.id != id);
+        self.with(&mut st, |sched, os| sched.on_launch_failed(os, id, why));
+        self.unlock_and_wake(st);
+    }
+
     /// Kills worker `pid` as an outside killer would; whether it was one
     /// of ours and the kill was sent.
     #[cfg(feature = "test-hooks")]
@@ -645,59 +713,82 @@ impl Shared {
         let heartbeat = cfg.heartbeat;
         let mut launched_host = None;
         let mut own_pid = None;
-        let (popen, conn): (_, Arc<Connection>) = match (&self.spawner.remote, &self.spawner.ranks)
-        {
-            (_, Some(ranks)) => {
-                let rank = ranks.take()?;
-                rank.conn.send(&cfg)?;
-                launched_host = Some(Arc::from(rank.host));
-                let conn = Arc::new(rank.conn);
-                (
-                    Proc::Rank {
-                        pid: rank.pid,
-                        conn: Arc::clone(&conn),
-                    },
-                    conn,
-                )
-            }
-            (None, None) => {
-                let (mine, theirs) = Pipe::duplex_read_ahead()?;
-                // The worker's end marked as its channel to us (handles
-                // both ways on Windows too; a launched worker's is not).
-                let args = (ChildEnd(&theirs), &cfg);
-                let popen = self.spawner.popen.spawn_encoded(pool_worker_main, &args)?;
-                drop(theirs);
-                // The worker's exit ends the reader's stream even while
-                // children it started hold its end of the channel.
-                mine.watch_peer(&popen);
-                (Proc::Local(popen), Arc::new(mine))
-            }
-            (Some(remote), None) => {
-                let launch = remote.launch()?;
-                own_pid = Some(launch.pid);
-                let (conn, host) = (launch.conn, launch.host);
-                conn.send(&cfg)?;
-                launched_host = Some(Arc::from(host));
-                let conn = Arc::new(conn);
-                let proc = match launch.command {
-                    Command::Own(child) => Proc::Launched(child, Arc::clone(&conn)),
-                    Command::Shared(command, pid) => Proc::Member {
-                        command,
-                        pid,
-                        conn: Arc::clone(&conn),
-                    },
-                };
-                (proc, conn)
-            }
-        };
+        // A launch whose worker is yet to connect back: the launcher and
+        // the worker's token (its reader waits for it).
+        let mut pending = None;
+        let (popen, conn): (_, Option<Arc<Connection>>) =
+            match (&self.spawner.remote, &self.spawner.ranks) {
+                (_, Some(ranks)) => {
+                    let rank = ranks.take()?;
+                    rank.conn.send(&cfg)?;
+                    launched_host = Some(Arc::from(rank.host));
+                    let conn = Arc::new(rank.conn);
+                    (
+                        Proc::Rank {
+                            pid: rank.pid,
+                            conn: Arc::clone(&conn),
+                        },
+                        Some(conn),
+                    )
+                }
+                (None, None) => {
+                    let (mine, theirs) = Pipe::duplex_read_ahead()?;
+                    // The worker's end marked as its channel to us (handles
+                    // both ways on Windows too; a launched worker's is not).
+                    let args = (ChildEnd(&theirs), &cfg);
+                    let popen = self.spawner.popen.spawn_encoded(pool_worker_main, &args)?;
+                    drop(theirs);
+                    // The worker's exit ends the reader's stream even while
+                    // children it started hold its end of the channel.
+                    mine.watch_peer(&popen);
+                    (Proc::Local(popen), Some(Arc::new(mine)))
+                }
+                (Some(remote), None) => match remote.take_pending() {
+                    // One of the workers `launch_all` started: connected.
+                    Some(launch) => {
+                        own_pid = Some(launch.pid);
+                        let (conn, host) = (launch.conn, launch.host);
+                        conn.send(&cfg)?;
+                        launched_host = Some(Arc::from(host));
+                        let conn = Arc::new(conn);
+                        let proc = Proc::Member {
+                            command: launch.command,
+                            pid: launch.pid,
+                            conn: Arc::clone(&conn),
+                        };
+                        (proc, Some(conn))
+                    }
+                    // Only the command is started here, under the pool's
+                    // lock; its reader waits for the worker.
+                    None => {
+                        let (command, token) = remote.start_one()?;
+                        pending = Some((Arc::clone(remote), token));
+                        let proc = Proc::Launched {
+                            command,
+                            conn: OnceLock::new(),
+                            killed: AtomicBool::new(false),
+                        };
+                        (proc, None)
+                    }
+                },
+            };
         let popen = Arc::new(popen);
         let (tx, rx) = mpsc::channel::<OutFrame>();
-        let writer_conn = Arc::clone(&conn);
+        // The writer's connection: now, or once a pending launch's worker
+        // connected back (none if it never does).
+        let (conn_tx, conn_rx) = mpsc::sync_channel::<Arc<Connection>>(1);
+        if let Some(conn) = &conn {
+            let _ = conn_tx.send(Arc::clone(conn));
+        }
         let writer_popen = Arc::clone(&popen);
         let writer_shared = Arc::clone(self);
         let writer = std::thread::Builder::new()
             .name(format!("multiproc-pool-w{}", popen.pid()))
             .spawn(move || {
+                let Ok(writer_conn) = conn_rx.recv() else {
+                    // A launch that failed: its reader reports that.
+                    return;
+                };
                 let beat = postcard::to_allocvec(&ToWorker::Heartbeat).unwrap_or_default();
                 loop {
                     let next = match heartbeat {
@@ -759,6 +850,24 @@ impl Shared {
         let reader = std::thread::Builder::new()
             .name(format!("multiproc-pool-r{}", popen.pid()))
             .spawn(move || {
+                let conn = match (conn, pending) {
+                    (Some(conn), _) => conn,
+                    (None, Some((remote, token))) => {
+                        match shared.connect_launched(&remote, token, id, &reader_popen, &cfg) {
+                            Ok(conn) => {
+                                let _ = conn_tx.send(Arc::clone(&conn));
+                                conn
+                            }
+                            Err(e) => {
+                                drop(conn_tx);
+                                shared.on_launch_failed(id, e);
+                                return;
+                            }
+                        }
+                    }
+                    (None, None) => return,
+                };
+                drop(conn_tx);
                 let watch = reader_popen
                     .launcher()
                     .map(|c| LaunchWatch::new(c, heartbeat));

@@ -732,3 +732,88 @@ fn result_handles_that_miscount_fail_only_the_tasks_that_have_some() {
         "{e}"
     );
 }
+
+fn launch_error() -> Error {
+    Error::io(
+        "the launch failed",
+        std::io::Error::from(std::io::ErrorKind::TimedOut),
+    )
+}
+
+#[test]
+fn a_failed_launch_of_a_first_worker_is_the_start_error_and_breaks_the_pool() {
+    let mut io = Mock::new();
+    let mut s = Scheduler::new(limits(2));
+    s.start_worker(&mut io).unwrap();
+    s.start_worker(&mut io).unwrap();
+    let ids = io.spawned.clone();
+    s.on_message(&mut io, ids[0], FromWorker::Ready);
+    assert!(s.starting(), "the second launch is pending");
+    s.on_launch_failed(&mut io, ids[1], launch_error());
+    assert!(!s.starting());
+    assert_eq!(s.worker_count(), 1);
+    assert_eq!(s.counts().workers_started, 1);
+    let e = s.take_start_error().expect("the launch's own error");
+    assert_eq!(
+        e.io_error().map(std::io::Error::kind),
+        Some(std::io::ErrorKind::TimedOut)
+    );
+    let broken = s.broken().expect("broken");
+    assert!(
+        broken.why.starts_with("cannot start a worker: "),
+        "{}",
+        broken.why
+    );
+}
+
+#[test]
+fn a_failed_replacement_launch_breaks_the_pool_and_fails_the_queue() {
+    let mut io = Mock::new();
+    let (mut s, w, job) = ready(limits(2), &mut io);
+    s.on_exit(&mut io, w[0], None, None);
+    let new = *io.spawned.last().unwrap();
+    assert!(s.starting(), "the replacement's launch is pending");
+    assert_eq!(s.counts().workers_replaced, 1);
+    // Work queued meanwhile goes to the ready worker only.
+    queue(&mut s, job, &[1, 1, 1, 1]);
+    s.dispatch(&mut io);
+    let sent = io.take_work();
+    assert!(!sent.is_empty());
+    assert!(sent.iter().all(|(wid, _, _)| *wid == w[1]));
+    let queued = s.queue.len();
+    assert!(queued > 0);
+    s.on_launch_failed(&mut io, new, launch_error());
+    let broken = s.broken().expect("broken");
+    assert!(
+        broken
+            .why
+            .starts_with(&format!("cannot replace worker {}: ", 1000 + w[0])),
+        "{}",
+        broken.why
+    );
+    assert!(broken.cause.is_some());
+    assert!(s.take_start_error().is_none());
+    assert_eq!(s.counts().workers_replaced, 0);
+    // The chunks still queued fail; those in flight on the survivor stay.
+    let r = results(&mut s, job);
+    assert_eq!(r.len(), queued);
+    assert_eq!(s.queue.len(), 0);
+    assert!(r
+        .iter()
+        .all(|(_, _, why)| matches!(why, Some(Failure::Broken(_)))));
+    assert_eq!(s.worker_count(), 1);
+}
+
+#[test]
+fn a_launch_killed_by_terminate_does_not_break_the_pool() {
+    let mut io = Mock::new();
+    let mut s = Scheduler::new(limits(1));
+    s.start_worker(&mut io).unwrap();
+    let id = io.spawned[0];
+    s.terminate(&mut io);
+    assert_eq!(io.killed, vec![id]);
+    s.on_launch_failed(&mut io, id, launch_error());
+    assert!(s.broken().is_none());
+    assert!(s.take_start_error().is_none());
+    assert_eq!(s.worker_count(), 0);
+}
