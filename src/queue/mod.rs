@@ -4,7 +4,8 @@
 //! This page is the design; the files follow it, one concern each:
 //! [`ring`] (the bytes in the block: layout, commit points, checks — pure
 //! code, unit-tested on a `Vec<u8>`), `untyped.rs` (`Core`, the untyped
-//! queue: the lock, waiting and waking, the wire form), `queue.rs`
+//! queue: the lock, waiting and waking, the wire form), `large.rs` (items
+//! larger than the ring: their blocks, their `put`), `queue.rs`
 //! (`Queue<T>`: serde over `Core`), `simple.rs` and `joinable.rs` (the
 //! two variants over it).
 //!
@@ -177,15 +178,106 @@
 //!
 //! A queue is bounded in bytes (the ring's data area, `max_bytes`, at
 //! most 1 GiB) and optionally in items (`max_items`). An item takes its
-//! serialized length plus 8 to 15 bytes. An item larger than the whole
-//! ring can never fit: `put` says so with an error of kind
-//! `MessageTooLarge` at once instead of waiting. Items up to the ring's
-//! size (MiB with a ring of a few MiB) go through the ring like any
-//! other, copied in one piece under the lock — the lock is held for the
-//! copy only (about a millisecond per MiB at worst), never while waiting
-//! for room, and a producer waiting for room for a large item does not
-//! stop producers of small items that fit: there is no ordering between
-//! producers, so small items are never blocked behind a large one.
+//! serialized length plus 8 to 15 bytes. Items up to the ring's size go
+//! through the ring like any other, copied in one piece under the lock —
+//! the lock is held for the copy only (about a millisecond per MiB at
+//! worst), never while waiting for room, and a producer waiting for room
+//! for a large item does not stop producers of small items that fit:
+//! there is no ordering between producers, so small items are never
+//! blocked behind a large one.
+//!
+//! ## Items larger than the ring: the lane
+//!
+//! An item larger than the whole ring goes into a block of shared memory
+//! of its own, and the ring holds a *large record* for it, 40 bytes, in
+//! its place in line ([`ring`]'s module docs). What makes this hard is
+//! the queue's promises, which must hold for these items too:
+//!
+//! 1. when `put` returns the item is in the queue, even if the producer
+//!    exits or is killed right after;
+//! 2. a consumer killed before its `get` committed leaves the item for
+//!    the next consumer;
+//! 3. an item is wholly in the queue or not at all, and a killed process
+//!    never leaves the queue locked or garbled;
+//! 4. a waiting large item doesn't block small ones for good.
+//!
+//! A block lives as long as some process holds its handle (fd / section
+//! handle), and a handle can't be kept in shared memory. A block held by
+//! its producer dies with it (breaking 1); one held by the consumer that
+//! took it dies with that consumer (breaking 2). So the block must be
+//! held by something that outlives both, and that is the queue's *lane*
+//! (`sys::SysLane`), passed with the queue like its semaphores:
+//!
+//! - **Linux (Unix)**: an `AF_UNIX` datagram socketpair that every process
+//!   holding the queue has both ends of. The producer sends the block's
+//!   fd in an `SCM_RIGHTS` datagram; an fd *in flight* is held by the
+//!   kernel, in the socket's receive queue, for as long as any process
+//!   holds the socket — not by the producer. A consumer takes a copy of
+//!   the fd with `MSG_PEEK` (Linux duplicates the fds of a peeked
+//!   datagram), so the datagram stays in the socket until its item left
+//!   the ring. No fd is in any process's table while the item waits.
+//! - **Windows**: there is no handle in flight that no process holds, so
+//!   one process keeps the blocks for the queue: the process that created
+//!   it (its *keeper*). Every process holding the queue has a handle to
+//!   the keeper's process with `PROCESS_DUP_HANDLE`; the producer pushes
+//!   a copy of the block's read-only section handle into the keeper's
+//!   table (`DuplicateHandle`, as CPython's `DupHandle` does the other way
+//!   round), and the record keeps its value there. A consumer copies it
+//!   out, and closes the keeper's copy only after its commit. Promise 1
+//!   holds for producers other than the keeper while the keeper lives;
+//!   **a large item lives no longer than the process that created the
+//!   queue** (if that one exits, the items it kept are gone: their records
+//!   are skipped, and later large puts fail with an error saying so).
+//!   Pushing into every process that holds the queue (a membership table
+//!   in the block) would lift that, and is not built.
+//!
+//! A large `put`: serialize, copy into a fresh block and freeze it
+//! (sealed with `F_SEAL_WRITE` / a read-only handle), all outside the
+//! lock; then under the lock, once there is room — for the record in the
+//! ring, for the item's bytes in the lane's bound (`max_large_bytes`, by
+//! default 1 GiB: the large items waiting at once, counted by walking the
+//! records, which only a large `put` does), and in the lane (Linux: the
+//! socket's buffer, a few hundred datagrams) — hand the block to the lane,
+//! write the record past the tail, wake, and store the tail word: the same
+//! single-store commit as any item, so promise 3 holds as before. A
+//! producer killed before the commit put nothing: on Linux a datagram
+//! without a record may be left in the socket, and the next large `get`
+//! drops it (see below); on Windows a handle may be left in the keeper's
+//! table until it exits. A producer waiting for room does so outside the
+//! lock, like any producer (promise 4: small items go on, into the ring,
+//! while it waits).
+//!
+//! A large `get`, under the lock: the record names the block (its random
+//! tag, its length, Windows: its value in the keeper); the consumer gets a
+//! copy of the block's handle from the lane, maps it only if the OS says
+//! it is a frozen block of that length, checks the tag in its header,
+//! decodes the item, wakes, stores the head word (the commit), and only
+//! then lets the lane drop the block (Linux: receives the datagram for
+//! good; Windows: closes the keeper's copy). Killed before the commit it
+//! took nothing: the record and the block are still there (promise 2).
+//! Killed between the commit and the drop, the item is gone as with any
+//! `get` that committed, and the block lingers: on Linux as a datagram
+//! whose tag no record has, which the next large `get` drops; on Windows
+//! as a handle in the keeper until it exits. Sends and receives on the
+//! Linux socket happen under the queue's lock in the order of the
+//! records, so a datagram ahead of the oldest record's is always one of
+//! those orphans. A record whose block isn't there (Windows: its keeper
+//! exited) or isn't its own is dropped and the `get` goes on to the next
+//! item: its item was never wholly in the queue.
+//!
+//! The lock is held through a large `get`'s mapping and decode (a few
+//! milliseconds for 16 MiB), as it is for a ring item's copy: the cost of
+//! deciding "taken" in one store. Small items are never slowed by the
+//! lane: a `put` compares the item's length with the ring's once, and
+//! nothing else on their path changed.
+//!
+//! Considered and not taken: **a rendezvous** (`put` returns once a
+//! consumer mapped the block) breaks promise 1 for the common case — a
+//! child that puts and returns while its parent joins it before reading
+//! waits forever, CPython's deadlock again. **Chunking the item through
+//! the ring** can't keep promise 2: an item larger than the ring must
+//! leave it in pieces before it is whole, so a consumer killed part-way
+//! has already taken pieces no one else can get back.
 //!
 //! A `SimpleQueue` is a queue whose bound is only its byte size (a large
 //! one by default): its `put` blocks when that much is queued rather than
@@ -196,6 +288,7 @@
 //! 4-byte store under the lock, so it is also all-or-nothing.
 
 mod joinable;
+mod large;
 #[allow(clippy::module_inception)] // the brief's layout: queue/queue.rs is `Queue`
 mod queue;
 pub(crate) mod ring;

@@ -30,9 +30,16 @@ use crate::error::{Error, Kind, Result};
 ///   ([`Queue::with_capacity`], [`QueueBuilder::max_items`]). `put` waits
 ///   for room; [`try_put`](Queue::try_put) and
 ///   [`put_timeout`](Queue::put_timeout) fail with
-///   [`ErrorKind::Full`](crate::ErrorKind::Full) instead. An item larger
-///   than the whole ring is an error of kind
+///   [`ErrorKind::Full`](crate::ErrorKind::Full) instead.
+/// - **Large items**: an item larger than the whole ring waits in a block
+///   of shared memory of its own, in its place in line, with the same
+///   guarantees (below); at most
+///   [`QueueBuilder::max_large_bytes`] of them wait at once (1 GiB by
+///   default), and one larger than that is an error of kind
 ///   [`MessageTooLarge`](crate::ErrorKind::MessageTooLarge) at once.
+///   **Windows**: such an item lives no longer than the process that
+///   created the queue (that process keeps it; see the crate docs'
+///   Queues section).
 /// - **No feeder thread**: when `put` returns, the item is in shared
 ///   memory. The process may exit at once (return from its entry, be
 ///   killed): its items stay in the queue, and joining it never waits for
@@ -104,6 +111,7 @@ impl<T> fmt::Debug for Queue<T> {
 pub struct QueueBuilder<T> {
     max_items: Option<usize>,
     max_bytes: usize,
+    max_large: usize,
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -112,6 +120,7 @@ impl<T> fmt::Debug for QueueBuilder<T> {
         f.debug_struct("QueueBuilder")
             .field("max_items", &self.max_items)
             .field("max_bytes", &self.max_bytes)
+            .field("max_large_bytes", &self.max_large)
             .finish()
     }
 }
@@ -134,6 +143,17 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
         self
     }
 
+    /// The most bytes of items too large for the ring that may wait in
+    /// the queue at once (default [`Queue::DEFAULT_MAX_LARGE_BYTES`]):
+    /// such an item waits in a block of shared memory of its own (see
+    /// [`Queue`], "Large items"), and a `put` of one waits while this
+    /// many bytes of them are queued. It is also the largest item; 0 lets
+    /// no item larger than the ring in.
+    pub fn max_large_bytes(&mut self, n: usize) -> &mut Self {
+        self.max_large = n;
+        self
+    }
+
     fn core(&self) -> Result<Core> {
         let usage = |m: String| Err(Error::new(Kind::Usage(m)));
         if self.max_items == Some(0) {
@@ -149,7 +169,7 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
             ));
         }
         let items = self.max_items.map_or(u64::MAX, |n| n as u64);
-        Core::new(items, bytes)
+        Core::new(items, bytes, self.max_large as u64)
     }
 
     /// A new, empty queue.
@@ -167,6 +187,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub const DEFAULT_MAX_BYTES: usize = 4 << 20;
     /// The largest ring: 1 GiB.
     pub const MAX_BYTES: usize = ring::MAX_CAP;
+    /// The bytes of items too large for the ring that may wait at once
+    /// unless [`QueueBuilder::max_large_bytes`] says otherwise: 1 GiB.
+    pub const DEFAULT_MAX_LARGE_BYTES: usize = 1 << 30;
 
     /// A new, empty queue bounded only by [`Queue::DEFAULT_MAX_BYTES`].
     pub fn new() -> Result<Queue<T>> {
@@ -184,6 +207,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         QueueBuilder {
             max_items: None,
             max_bytes: Self::DEFAULT_MAX_BYTES,
+            max_large: Self::DEFAULT_MAX_LARGE_BYTES,
             _t: PhantomData,
         }
     }
@@ -357,13 +381,70 @@ mod tests {
     }
 
     #[test]
-    fn an_item_larger_than_the_ring_fails_at_once() {
-        let q = Queue::<Vec<u8>>::builder().max_bytes(1024).build().unwrap();
+    fn an_item_larger_than_the_ring_takes_the_lane_in_its_place_in_line() {
+        let q = Queue::<Vec<u8>>::builder()
+            .max_bytes(1024)
+            .max_large_bytes(1 << 20)
+            .build()
+            .unwrap();
+        assert_eq!(q.max_item_len().unwrap(), 1 << 20);
+        q.put(vec![1u8; 10]).unwrap();
+        let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        q.put(&big).unwrap();
+        q.put(vec![2u8; 500]).unwrap();
+        assert_eq!(q.len().unwrap(), 3);
+        assert_eq!(q.get().unwrap(), vec![1u8; 10]);
+        assert_eq!(q.get().unwrap(), big);
+        assert_eq!(q.get().unwrap(), vec![2u8; 500]);
+        assert!(q.try_get().unwrap_err().is_empty());
+    }
+
+    #[test]
+    fn an_item_over_the_lanes_bound_fails_at_once_and_a_full_lane_is_full() {
+        let q = Queue::<Vec<u8>>::builder()
+            .max_bytes(1024)
+            .max_large_bytes(10_000)
+            .build()
+            .unwrap();
+        let e = q.put(vec![0u8; 20_000]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::MessageTooLarge, "{e}");
+        q.put(vec![3u8; 6000]).unwrap();
+        // 6000 + 6000 serialized bytes are over the bound: full until
+        // the first is taken.
+        let e = q.try_put(vec![4u8; 6000]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Full, "{e}");
+        assert!(q
+            .put_timeout(vec![4u8; 6000], Duration::from_millis(20))
+            .unwrap_err()
+            .is_full());
+        assert_eq!(q.get().unwrap(), vec![3u8; 6000]);
+        q.try_put(vec![4u8; 6000]).unwrap();
+        assert_eq!(q.get().unwrap(), vec![4u8; 6000]);
+        // No lane: the ring's bound is the only one.
+        let q = Queue::<Vec<u8>>::builder()
+            .max_bytes(1024)
+            .max_large_bytes(0)
+            .build()
+            .unwrap();
         assert_eq!(q.max_item_len().unwrap(), 1016);
         let e = q.put(vec![0u8; 2000]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::MessageTooLarge, "{e}");
         q.put(vec![7u8; 1000]).unwrap();
         assert_eq!(q.get().unwrap(), vec![7u8; 1000]);
+    }
+
+    #[test]
+    fn a_large_item_that_does_not_decode_is_consumed_and_the_next_comes() {
+        let q = Queue::<Vec<u8>>::builder().max_bytes(256).build().unwrap();
+        q.put(vec![0xffu8; 5000]).unwrap(); // not UTF-8
+        q.put(vec![8u8; 3]).unwrap();
+        let as_string = Queue::<String> {
+            core: Arc::clone(&q.core),
+            _t: PhantomData,
+        };
+        let e = as_string.get().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+        assert_eq!(q.get().unwrap(), vec![8u8; 3]);
     }
 
     #[test]

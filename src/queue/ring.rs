@@ -34,6 +34,14 @@
 //! it may wrap around the end of the data area (the frame never splits:
 //! positions and `cap` are multiples of 8).
 //!
+//! A **large record** stands for an item too large for the ring, whose
+//! bytes wait in a block of their own (`queue/mod.rs`, "Bounds and large
+//! items"): its frame's second word is `!len ^ LARGE_MARK` instead of
+//! `!len`, and its payload a [`LargeRef`] of [`LARGE_REF_LEN`] bytes —
+//! magic `MPQL` (u32), 0 (u32), the item's tag (u64), its length (u64)
+//! and the word the lane keeps for it (u64). It is put and taken with the
+//! same single-store commits as any record.
+//!
 //! # Commit points
 //!
 //! Each operation changes exactly one word of the header, with one
@@ -65,6 +73,11 @@ pub(crate) const MAX_CAP: usize = 1 << 30;
 pub(crate) const MIN_CAP: usize = 16;
 /// A record's frame (the length and its complement).
 pub(crate) const FRAME: usize = 8;
+/// A large record's payload: a [`LargeRef`].
+pub(crate) const LARGE_REF_LEN: usize = 32;
+/// What tells a large record's frame from another's.
+const LARGE_MARK: u32 = u32::from_le_bytes(*b"LARG");
+const LARGE_MAGIC: u32 = u32::from_le_bytes(*b"MPQL");
 
 const MAGIC: u32 = u32::from_le_bytes(*b"MPQU");
 const VERSION: u32 = 1;
@@ -136,6 +149,8 @@ pub(crate) enum Push {
 pub(crate) enum Pop {
     /// The oldest item's payload is in the buffer and out of the ring.
     Done,
+    /// The oldest item was a large record, out of the ring.
+    Large(LargeRef),
     /// No item now.
     Empty,
     /// No item, and the ring is closed: none will come.
@@ -173,6 +188,9 @@ pub(crate) enum Peeked<R = ()> {
     /// The oldest item, still in the ring, and what the caller made of
     /// its payload; [`Ring::take`] takes it.
     Item(Taking, R),
+    /// The oldest item is a large record (the caller's function was not
+    /// called), still in the ring; [`Ring::take`] takes it.
+    Large(Taking, LargeRef),
     /// No item now.
     Empty,
     /// No item, and the ring is closed: none will come.
@@ -188,6 +206,42 @@ impl Taking {
     /// The items left once the record is taken.
     pub(crate) fn left(&self) -> u32 {
         self.1
+    }
+}
+
+/// A large record's payload: where an item too large for the ring waits
+/// (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LargeRef {
+    /// The item's tag: random, written in its block too.
+    pub tag: u64,
+    /// The item's length in bytes.
+    pub len: u64,
+    /// The word the lane keeps for it (`sys::SysLane::send`).
+    pub loc: u64,
+}
+
+impl LargeRef {
+    /// The payload bytes.
+    pub(crate) fn to_bytes(self) -> [u8; LARGE_REF_LEN] {
+        let mut b = [0u8; LARGE_REF_LEN];
+        put_u32(&mut b, 0, LARGE_MAGIC);
+        put_u64(&mut b, 8, self.tag);
+        put_u64(&mut b, 16, self.len);
+        put_u64(&mut b, 24, self.loc);
+        b
+    }
+
+    /// Read from payload bytes; `None` if they are not a `LargeRef`.
+    pub(crate) fn from_bytes(b: &[u8]) -> Option<LargeRef> {
+        if b.len() != LARGE_REF_LEN || get_u32(b, 0) != LARGE_MAGIC || get_u32(b, 4) != 0 {
+            return None;
+        }
+        Some(LargeRef {
+            tag: get_u64(b, 8),
+            len: get_u64(b, 16),
+            loc: get_u64(b, 24),
+        })
     }
 }
 
@@ -363,6 +417,16 @@ impl<'a> Ring<'a> {
     /// putting it in: until [`commit`](Ring::commit) stores the tail word
     /// the bytes are never read, and the next `prepare` overwrites them.
     pub(crate) fn prepare(&mut self, item: &[u8]) -> Result<Prepared, Corrupt> {
+        self.prepare_framed(item, false)
+    }
+
+    /// [`prepare`](Ring::prepare) for a large record standing for the
+    /// item `r` names.
+    pub(crate) fn prepare_large(&mut self, r: LargeRef) -> Result<Prepared, Corrupt> {
+        self.prepare_framed(&r.to_bytes(), true)
+    }
+
+    fn prepare_framed(&mut self, item: &[u8], large: bool) -> Result<Prepared, Corrupt> {
         if self.is_closed() {
             return Ok(Prepared::Closed);
         }
@@ -378,7 +442,8 @@ impl<'a> Ring<'a> {
         let len = item.len() as u32;
         let t = tail.pos as usize;
         put_u32(self.mem, HEADER + t, len);
-        put_u32(self.mem, HEADER + t + 4, !len);
+        let check = if large { !len ^ LARGE_MARK } else { !len };
+        put_u32(self.mem, HEADER + t + 4, check);
         self.write_at(self.wrap(t + FRAME), item);
         let next = End {
             items: tail.items.wrapping_add(1),
@@ -415,6 +480,10 @@ impl<'a> Ring<'a> {
                 self.take(t);
                 Pop::Done
             }
+            Peeked::Large(t, r) => {
+                self.take(t);
+                Pop::Large(r)
+            }
             Peeked::Empty => Pop::Empty,
             Peeked::Closed => Pop::Closed,
         })
@@ -430,6 +499,7 @@ impl<'a> Ring<'a> {
                 out.extend_from_slice(bytes);
             })? {
                 Peeked::Item(t, ()) => Peeked::Item(t, ()),
+                Peeked::Large(t, r) => Peeked::Large(t, r),
                 Peeked::Empty => Peeked::Empty,
                 Peeked::Closed => Peeked::Closed,
             },
@@ -467,6 +537,14 @@ impl<'a> Ring<'a> {
         let check = get_u32(self.mem, HEADER + h + 4);
         let need = record_len(len as usize);
         if check != !len || need > used {
+            if let Some(r) = self.large_at(h, len, check, used) {
+                let next = End {
+                    items: head.items.wrapping_add(1),
+                    pos: self.wrap(h + need) as u32,
+                };
+                let left = tail.items.wrapping_sub(next.items);
+                return Ok(Peeked::Large(Taking(next, left, used - need), r));
+            }
             self.reset();
             return Err(Corrupt(format!(
                 "a record's frame says {len} bytes (check {check:#x}) with {used} bytes in use; \
@@ -488,6 +566,46 @@ impl<'a> Ring<'a> {
         };
         let left = tail.items.wrapping_sub(next.items);
         Ok(Peeked::Item(Taking(next, left, used - need), r))
+    }
+
+    /// The large record at data offset `h` whose frame says `len` and
+    /// `check`, if it is one and fits in the `used` bytes.
+    fn large_at(&self, h: usize, len: u32, check: u32, used: usize) -> Option<LargeRef> {
+        if check != !len ^ LARGE_MARK
+            || len as usize != LARGE_REF_LEN
+            || record_len(LARGE_REF_LEN) > used
+        {
+            return None;
+        }
+        let mut b = Vec::with_capacity(LARGE_REF_LEN);
+        self.append_from(self.wrap(h + FRAME), LARGE_REF_LEN, &mut b);
+        LargeRef::from_bytes(&b)
+    }
+
+    /// The bytes of the items that large records in the ring stand for,
+    /// in total: a walk over every record, oldest to newest (only a large
+    /// `put` calls it, for the lane's bound).
+    pub(crate) fn large_bytes(&self) -> Result<u64, Corrupt> {
+        let (head, _, mut used) = self.ends()?;
+        let mut at = head.pos as usize;
+        let mut total = 0u64;
+        while used > 0 {
+            let len = get_u32(self.mem, HEADER + at);
+            let check = get_u32(self.mem, HEADER + at + 4);
+            let need = record_len(len as usize);
+            if check == !len && need <= used {
+                // An item in the ring.
+            } else if let Some(r) = self.large_at(at, len, check, used) {
+                total = total.saturating_add(r.len);
+            } else {
+                return Err(Corrupt(format!(
+                    "a record's frame says {len} bytes (check {check:#x}) with {used} bytes in use"
+                )));
+            }
+            used -= need;
+            at = self.wrap(at + need);
+        }
+        Ok(total)
     }
 
     /// Takes the record [`peek_with`](Ring::peek_with) read: one
@@ -637,7 +755,7 @@ pub(crate) fn fuzz(block: &[u8], fix_header: bool) -> Result<usize, Corrupt> {
     let mut n = 0;
     while n < 10_000 {
         match ring.pop(&mut out)? {
-            Pop::Done => n += 1,
+            Pop::Done | Pop::Large(_) => n += 1,
             Pop::Empty | Pop::Closed => break,
         }
         assert!(out.len() <= ring.cap(), "a payload larger than the ring");

@@ -18,9 +18,11 @@ use crate::error::Result;
 ///
 /// **Bounded all the same.** Python's `SimpleQueue` is a pipe: its `put`
 /// blocks once the pipe's buffer (64 KiB on Linux) is full. Ours holds up
-/// to [`SimpleQueue::MAX_BYTES`] of serialized items in shared memory and
-/// `put` blocks while that much is queued, so memory never grows without
-/// bound; the pages are committed by the OS as they are first written.
+/// to [`SimpleQueue::MAX_BYTES`] of serialized items in shared memory
+/// (plus up to [`Queue::DEFAULT_MAX_LARGE_BYTES`] of items larger than
+/// that, each in a block of its own) and `put` blocks while that much is
+/// queued, so memory never grows without bound; the pages are committed
+/// by the OS as they are first written.
 ///
 /// ```
 /// let q = multiproc::SimpleQueue::<String>::new()?;

@@ -1,13 +1,15 @@
 //! [`Core`], the untyped queue under every queue type: the ring's block
 //! under a robust mutex (`sys::Guarded`), two semaphores to sleep on,
-//! waiting and waking as the module docs of `queue` say, and the wire
-//! form.
+//! the lane of items too large for the ring (`sys::SysLane`; their `put`
+//! is in `large.rs`), waiting and waking as the module docs of `queue`
+//! say, and the wire form.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::large;
 use super::ring::{self, Peeked, Prepared, Ring};
 use crate::deadline;
 use crate::error::{Error, Kind, Result};
@@ -79,25 +81,32 @@ impl Wait {
 }
 
 /// What an operation under the lock came to.
-enum Step<R> {
+pub(super) enum Step<R> {
     Done(R),
     Sleep,
     Fail(Refused),
+    /// Look again at once (a large record whose item was gone).
+    Again,
 }
 
 /// Why an operation under the lock failed: small, so that the hot path
 /// does not carry an error's `Kind` out of the lock (made after it).
-enum Refused {
+pub(super) enum Refused {
     Full,
     Empty,
     Closed,
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        len: usize,
+        max: usize,
+    },
     Corrupt(ring::Corrupt),
+    /// Anything else (the large items' path).
+    Other(Kind),
 }
 
 impl Refused {
     #[cold]
-    fn error(self) -> Error {
+    pub(super) fn error(self) -> Error {
         Error::new(match self {
             Refused::Full => Kind::QueueFull,
             Refused::Empty => Kind::QueueEmpty,
@@ -107,6 +116,7 @@ impl Refused {
                 max: max as u64,
             },
             Refused::Corrupt(c) => corrupt(c),
+            Refused::Other(k) => k,
         })
     }
 }
@@ -116,9 +126,16 @@ impl Refused {
 pub(crate) struct Core {
     guarded: sys::Guarded,
     /// Consumers sleep on it.
-    items: sys::SysSemaphore,
+    pub(super) items: sys::SysSemaphore,
     /// Producers (and `join`ers) sleep on it.
-    room: sys::SysSemaphore,
+    pub(super) room: sys::SysSemaphore,
+    /// Where the blocks of items too large for the ring wait.
+    pub(super) lane: sys::SysLane,
+    /// The most bytes of such items waiting at once (the lane's bound,
+    /// also the largest one).
+    pub(super) max_large: u64,
+    /// The largest item the ring takes (larger ones take the lane).
+    pub(super) ring_max: usize,
 }
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
@@ -131,9 +148,10 @@ fn corrupt(c: ring::Corrupt) -> Kind {
 
 impl Core {
     /// A new empty queue with a data area of `max_bytes` (a multiple of 8
-    /// in `MIN_CAP..=MAX_CAP`, checked by the caller) and at most
-    /// `max_items` items.
-    pub(crate) fn new(max_items: u64, max_bytes: usize) -> Result<Core> {
+    /// in `MIN_CAP..=MAX_CAP`, checked by the caller), at most
+    /// `max_items` items, and at most `max_large` bytes of items too large
+    /// for the ring waiting at once.
+    pub(crate) fn new(max_items: u64, max_bytes: usize, max_large: u64) -> Result<Core> {
         let head = ring::new_header(max_bytes, max_items);
         let guarded = sys::Guarded::with_head(ring::block_len(max_bytes), &head)
             .map_err(io("cannot create a queue"))?;
@@ -141,6 +159,9 @@ impl Core {
             guarded,
             items: Self::semaphore()?,
             room: Self::semaphore()?,
+            lane: sys::SysLane::new().map_err(io("cannot create a queue's lane"))?,
+            max_large,
+            ring_max: ring_max(max_bytes),
         })
     }
 
@@ -154,6 +175,22 @@ impl Core {
         w: ObjectWire,
     ) -> std::result::Result<sys::SysSemaphore, E> {
         wire::de(w, sys::SysSemaphore::HANDLES, sys::SysSemaphore::from_parts)
+    }
+
+    /// The oldest item's block, for a large record: `None` if it is gone
+    /// (its record is then dropped).
+    fn open_large(
+        &self,
+        r: &ring::LargeRef,
+    ) -> std::result::Result<Option<crate::shared::region::Region>, Kind> {
+        let found = match self.lane.open(r.tag, r.loc) {
+            Ok(Some(handle)) => large::open_block(handle, r),
+            other => other.map(|_| None),
+        };
+        found.map_err(|source| Kind::Io {
+            what: "cannot take a queue's large item",
+            source,
+        })
     }
 
     /// Wakes up to `n` sleepers on `sem`.
@@ -202,7 +239,7 @@ impl Core {
     /// under the lock each) after. Past `MAX_WAKEUPS` (false) enough
     /// sleepers are due to wake anyway; an error leaves them to their
     /// recheck.
-    fn wake(sem: &sys::SysSemaphore, sleepers: u32) {
+    pub(super) fn wake(sem: &sys::SysSemaphore, sleepers: u32) {
         if sleepers > 0 && sem.value().is_none_or(|pending| pending == 0) {
             let _ = sem.release(1);
         }
@@ -222,6 +259,9 @@ impl Core {
     /// process killed after the commit has already woken the consumers
     /// the item is for (module docs, "Waiting and waking").
     pub(crate) fn put_bytes(&self, item: &[u8], wait: Wait) -> Result<()> {
+        if item.len() > self.ring_max {
+            return self.put_large(item, wait);
+        }
         let mut counted = false;
         loop {
             let step = self.locked(|ring| {
@@ -257,6 +297,7 @@ impl Core {
             match step {
                 Step::Done(()) => return Ok(()),
                 Step::Fail(r) => return Err(r.error()),
+                Step::Again => {}
                 Step::Sleep => {
                     counted = true;
                     if let Some(until) = wait.next_wake() {
@@ -298,6 +339,30 @@ impl Core {
                         ring.take(t);
                         Step::Done(r)
                     }
+                    Ok(Peeked::Large(t, r)) => {
+                        let block = match self.open_large(&r) {
+                            Ok(b) => b,
+                            Err(k) => return Step::Fail(Refused::Other(k)),
+                        };
+                        // As for an item in the ring: decoded, woken for
+                        // and then taken; the lane lets go of the block
+                        // only after the commit (module docs).
+                        let out = block.as_ref().map(|b| {
+                            panic::catch_unwind(AssertUnwindSafe(|| decode(large::payload(b))))
+                        });
+                        Self::wake(&self.room, ring.put_sleepers());
+                        if t.left() > 0 {
+                            Self::wake(&self.items, ring.get_sleepers());
+                        }
+                        ring.take(t);
+                        let Some(out) = out else {
+                            // Its block is gone: the item was never
+                            // wholly in (module docs); the next one.
+                            return Step::Again;
+                        };
+                        self.lane.taken(r.tag, r.loc);
+                        Step::Done(out)
+                    }
                     Ok(Peeked::Empty) => match wait.next_wake() {
                         Some(_) => {
                             ring.add_get_sleepers(1);
@@ -313,6 +378,7 @@ impl Core {
                 Step::Done(Ok(r)) => return Ok(r),
                 Step::Done(Err(p)) => panic::resume_unwind(p),
                 Step::Fail(r) => return Err(r.error()),
+                Step::Again => counted = false,
                 Step::Sleep => {
                     counted = true;
                     if let Some(until) = wait.next_wake() {
@@ -362,9 +428,14 @@ impl Core {
         self.locked(|r| r.scribble_over_oldest(bytes))
     }
 
-    /// The largest item, in serialized bytes.
+    /// The largest item, in serialized bytes: the ring's largest, or the
+    /// lane's if larger and the ring can hold a large record.
     pub(crate) fn max_item_len(&self) -> Result<usize> {
-        self.locked(|r| r.max_item_len())
+        let lane = usize::try_from(self.max_large).unwrap_or(usize::MAX);
+        self.locked(|r| match r.max_item_len() {
+            m if m >= ring::LARGE_REF_LEN => m.max(lane),
+            m => m,
+        })
     }
 }
 
@@ -377,6 +448,7 @@ impl Serialize for Core {
             wire::ser::<S::Error>(block)?,
             wire::ser::<S::Error>(self.items.parts())?,
             wire::ser::<S::Error>(self.room.parts())?,
+            wire::ser::<S::Error>((self.lane.parts().0, self.max_large))?,
         )
             .serialize(s)
     }
@@ -384,8 +456,14 @@ impl Serialize for Core {
 
 impl<'de> Deserialize<'de> for Core {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (tag, m, b, i, r) =
-            <(Tag, ObjectWire, ObjectWire, ObjectWire, ObjectWire)>::deserialize(d)?;
+        let (tag, m, b, i, r, l) = <(
+            Tag,
+            ObjectWire,
+            ObjectWire,
+            ObjectWire,
+            ObjectWire,
+            ObjectWire,
+        )>::deserialize(d)?;
         wire::check_tag(tag, Tag::Queue)?;
         // The size before anything is mapped.
         let len = usize::try_from(b.word)
@@ -403,13 +481,22 @@ impl<'de> Deserialize<'de> for Core {
             let handle = h.pop().expect("one handle, counted");
             sys::Guarded::open(mutex, handle, len)
         })?;
+        let max_large = l.word;
         let core = Core {
             guarded,
             items: Self::semaphore_from_wire(i)?,
             room: Self::semaphore_from_wire(r)?,
+            lane: wire::de(l, sys::SysLane::HANDLES, sys::SysLane::from_parts)?,
+            max_large,
+            ring_max: ring_max(len - ring::HEADER),
         };
         core.locked(|_| ())
             .map_err(|e| wire::refuse(format!("a queue refused: {e}")))?;
         Ok(core)
     }
+}
+
+/// The largest item a ring of `cap` data bytes takes (`Ring::max_item_len`).
+fn ring_max(cap: usize) -> usize {
+    cap.saturating_sub(ring::FRAME).min(u32::MAX as usize)
 }

@@ -118,6 +118,26 @@ impl Region {
         self.0.as_ptr()
     }
 
+    /// The block's handle, to hand to another process by other means
+    /// than the wire form (a queue's lane); `None` while it is exclusive.
+    pub(crate) fn handle(&self) -> Option<sys::BorrowedRaw<'_>> {
+        self.0.handle_to_pass()
+    }
+
+    /// A frozen block received by other means than the wire form (a
+    /// queue's lane): checks `handle` (a frozen block of `len` bytes,
+    /// see `sys::shm_map`; `InvalidData` if it is not one) and maps it
+    /// read-only.
+    pub(crate) fn open_frozen(handle: sys::OwnedRaw, len: usize) -> std::io::Result<Region> {
+        if len > Self::MAX_LEN {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a shared-memory block of {len} bytes is over the cap"),
+            ));
+        }
+        sys::Shm::open(handle, len, ShmAccess::ReadOnly).map(Region)
+    }
+
     /// Frozen: read-only here and, for good, in every process.
     pub(crate) fn is_frozen(&self) -> bool {
         self.0.access() == ShmAccess::ReadOnly

@@ -279,6 +279,30 @@ const _: () = {
     assert_send_sync::<SysWaker>();
 };
 
+// The lane of a queue's large items (`lane.rs` on each side; its module
+// docs say how each OS keeps a block that its producer may outlive:
+// Unix, fds in flight on a datagram socketpair; Windows, handles pushed
+// into the process that created the queue).
+/// A new, empty lane.
+const _: fn() -> io::Result<SysLane> = SysLane::new;
+const _: fn(&SysLane) -> (Vec<BorrowedRaw<'_>>, u64) = SysLane::parts;
+/// Checks the handles' kind (Unix: datagram sockets; Windows: a process).
+const _: fn(Vec<OwnedRaw>, u64) -> io::Result<SysLane> = SysLane::from_parts;
+const _: usize = SysLane::HANDLES;
+/// Hands a block over with a tag (never blocking): the word the record
+/// keeps to find it, `None` if the lane has no room now. Called under the
+/// queue's lock, in the order of the records.
+const _: fn(&SysLane, BorrowedRaw<'_>, u64) -> io::Result<Option<u64>> = SysLane::send;
+/// A copy of the block sent with (tag, word), left in the lane; `None` if
+/// it is not there (and never will be).
+const _: fn(&SysLane, u64, u64) -> io::Result<Option<OwnedRaw>> = SysLane::open;
+/// Lets go of the block sent with (tag, word), after its item was taken.
+const _: fn(&SysLane, u64, u64) = SysLane::taken;
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<SysLane>();
+};
+
 // The child's side.
 /// Takes the child's end of the bootstrap channel.
 const _: fn(BootToken) -> io::Result<ChildChannel> = open_bootstrap;

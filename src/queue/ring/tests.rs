@@ -10,6 +10,7 @@ fn pop(r: &mut Ring<'_>) -> Result<Option<Vec<u8>>, Corrupt> {
     let mut out = vec![1, 2, 3];
     match r.pop(&mut out)? {
         Pop::Done => Ok(Some(out)),
+        Pop::Large(r) => panic!("a large record: {r:?}"),
         Pop::Empty | Pop::Closed => Ok(None),
     }
 }
@@ -290,4 +291,60 @@ fn a_peeked_record_stays_until_taken_and_a_prepared_one_is_absent_until_committe
     assert_eq!(r.len(), 1);
     assert_eq!(pop(&mut r).unwrap(), Some(b"two".to_vec()));
     assert_eq!(r.peek(&mut out), Ok(Peeked::Empty));
+}
+
+#[test]
+fn large_records_come_out_in_their_place_and_are_counted_by_large_bytes() {
+    let mut mem = block(256);
+    let mut r = Ring::init(&mut mem, u64::MAX);
+    let big = LargeRef {
+        tag: 0x1234_5678_9abc_def0,
+        len: 16 << 20,
+        loc: 77,
+    };
+    assert_eq!(r.push(b"before"), Ok(Push::Done));
+    for item in [big, LargeRef { len: 5, ..big }] {
+        let Ok(Prepared::Ready(p)) = r.prepare_large(item) else {
+            panic!("room")
+        };
+        r.commit(p);
+    }
+    assert_eq!(r.push(b"after"), Ok(Push::Done));
+    assert_eq!(r.len(), 4);
+    assert_eq!(r.large_bytes(), Ok((16 << 20) + 5));
+    assert_eq!(pop(&mut r).unwrap(), Some(b"before".to_vec()));
+    let mut out = Vec::new();
+    // Peeked without taking: it stays, first in line.
+    for _ in 0..2 {
+        assert!(matches!(r.peek(&mut out), Ok(Peeked::Large(_, got)) if got == big));
+    }
+    assert_eq!(r.pop(&mut out), Ok(Pop::Large(big)));
+    assert_eq!(r.large_bytes(), Ok(5));
+    assert_eq!(r.pop(&mut out), Ok(Pop::Large(LargeRef { len: 5, ..big })));
+    assert_eq!(r.large_bytes(), Ok(0));
+    assert_eq!(pop(&mut r).unwrap(), Some(b"after".to_vec()));
+}
+
+#[test]
+fn a_large_mark_on_a_frame_of_the_wrong_length_or_a_bad_ref_is_corrupt() {
+    let mut mem = block(256);
+    let mut r = Ring::init(&mut mem, u64::MAX);
+    // A frame marked large whose payload is 3 bytes.
+    assert_eq!(r.push(b"abc"), Ok(Push::Done));
+    r.scribble_over_oldest(&[3, 0, 0, 0]);
+    let mut check = [0u8; 4];
+    check.copy_from_slice(&(!3u32 ^ LARGE_MARK).to_le_bytes());
+    let mut frame = vec![3, 0, 0, 0];
+    frame.extend_from_slice(&check);
+    r.scribble_over_oldest(&frame);
+    assert!(r.large_bytes().is_err());
+    assert!(r.pop(&mut Vec::new()).is_err());
+    assert_eq!(r.len(), 0, "emptied");
+    // A frame marked large of the right length whose payload is not a
+    // LargeRef (no magic).
+    assert_eq!(r.push(&[0u8; LARGE_REF_LEN]), Ok(Push::Done));
+    let mut frame = (LARGE_REF_LEN as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&(!(LARGE_REF_LEN as u32) ^ LARGE_MARK).to_le_bytes());
+    r.scribble_over_oldest(&frame);
+    assert!(r.pop(&mut Vec::new()).is_err());
 }

@@ -27,6 +27,7 @@ mod child;
 #[cfg(feature = "test-hooks")]
 mod diag;
 mod exe;
+mod lane;
 mod memory;
 mod pidfd;
 mod poll;
@@ -45,6 +46,7 @@ pub(crate) use diag::{
     under_wine, watch_process,
 };
 pub(crate) use exe::RunningImage;
+pub(crate) use lane::SysLane;
 pub(crate) use memory::resident_memory;
 pub(crate) use poll::wait_any;
 pub(crate) use reaper::reap_in_background;

@@ -84,6 +84,7 @@ mod diag;
 mod exe;
 mod held;
 mod job;
+mod lane;
 mod memory;
 pub(crate) mod npipe;
 mod overlapped;
@@ -107,6 +108,7 @@ pub(crate) use diag::{
     under_wine, watch_process,
 };
 pub(crate) use exe::RunningImage;
+pub(crate) use lane::SysLane;
 pub(crate) use memory::resident_memory;
 pub(crate) use pipe::{pipe, Channel};
 pub(crate) use rights::{duplicate, MAX_BLOCK_VALUES, MAX_MESSAGE_HANDLES};

@@ -1,0 +1,175 @@
+//! Items too large for the ring (module docs of `queue`, "Bounds and
+//! large items"): each one's block of shared memory, and [`Core`]'s
+//! `put` of one. The ring holds a small large record for it
+//! ([`LargeRef`]); the block waits in the queue's lane (`sys::SysLane`).
+//!
+//! A block is a frozen [`Region`]: a header of [`BLOCK_HEADER`] bytes —
+//! magic `MPQB` (u32), 0 (u32), the item's tag (u64) — then the item's
+//! serialized bytes. A consumer maps a block only if the OS says it is a
+//! frozen block of exactly the length the record says (Linux; Windows:
+//! at least), and takes it only if its header carries the record's tag:
+//! a block that isn't the record's is never decoded.
+
+use super::ring::{self, LargeRef, Prepared};
+use super::untyped::{Core, Refused, Step, Wait};
+use crate::error::{Error, Kind, Result};
+use crate::shared::region::Region;
+use crate::sys;
+
+/// The header of a large item's block.
+pub(super) const BLOCK_HEADER: usize = 16;
+const BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"MPQB");
+
+/// A new random tag for a large item.
+fn new_tag() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_ok() {
+        return u64::from_le_bytes(b);
+    }
+    // No system randomness: std's per-process random keys, with a
+    // counter, still tell items apart.
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    std::collections::hash_map::RandomState::new()
+        .hash_one((COUNTER.fetch_add(1, Ordering::Relaxed), std::process::id()))
+}
+
+/// `item` in a new frozen block, under `tag`.
+fn write_block(item: &[u8], tag: u64) -> Result<Region> {
+    let mut region = Region::new_exclusive(BLOCK_HEADER + item.len())?;
+    let bytes = region
+        .bytes_mut()
+        .ok_or_else(|| Error::io("cannot write a large item", exclusive_lost()))?;
+    bytes[..4].copy_from_slice(&BLOCK_MAGIC.to_le_bytes());
+    bytes[8..16].copy_from_slice(&tag.to_le_bytes());
+    bytes[BLOCK_HEADER..].copy_from_slice(item);
+    region.freeze()
+}
+
+fn exclusive_lost() -> std::io::Error {
+    std::io::Error::other("a new shared-memory block is not exclusive")
+}
+
+/// The block `r` names, if `handle` is it: `None` if the handle is not a
+/// frozen block of the right length, or its header not `r`'s.
+pub(super) fn open_block(handle: sys::OwnedRaw, r: &LargeRef) -> std::io::Result<Option<Region>> {
+    let Some(len) = usize::try_from(r.len)
+        .ok()
+        .and_then(|l| l.checked_add(BLOCK_HEADER))
+    else {
+        return Ok(None);
+    };
+    let region = match Region::open_frozen(handle, len) {
+        Ok(region) => region,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let ours = region.bytes().is_some_and(|b| {
+        b.len() >= BLOCK_HEADER
+            && b[..4] == BLOCK_MAGIC.to_le_bytes()
+            && b[4..8] == [0; 4]
+            && b[8..16] == r.tag.to_le_bytes()
+    });
+    Ok(ours.then_some(region))
+}
+
+/// The item's bytes in a block [`open_block`] returned.
+pub(super) fn payload(block: &Region) -> &[u8] {
+    block.bytes().map_or(&[], |b| &b[BLOCK_HEADER..])
+}
+
+impl Core {
+    /// Puts `item`, too large for the ring, through the lane (module
+    /// docs of `queue`): its block is written and frozen outside the
+    /// lock; then, under the lock and once there is room (in the ring for
+    /// its record, in the lane's bound for its bytes, in the lane), the
+    /// block goes to the lane, its record is written past the tail,
+    /// sleepers are woken and the tail word is stored: the commit, as for
+    /// any item.
+    pub(super) fn put_large(&self, item: &[u8], wait: Wait) -> Result<()> {
+        let len = item.len() as u64;
+        if len > self.max_large {
+            return Err(Error::new(Kind::ItemTooLarge {
+                len,
+                max: self.max_large.max(self.ring_max as u64),
+            }));
+        }
+        let tag = new_tag();
+        let block = write_block(item, tag)?;
+        let handle = block
+            .handle()
+            .ok_or_else(|| Error::io("cannot put a large item", exclusive_lost()))?;
+        let mut counted = false;
+        loop {
+            let step = self.locked(|ring| {
+                if counted {
+                    ring.add_put_sleepers(-1);
+                }
+                let no_room = |ring: &mut ring::Ring<'_>| match wait.next_wake() {
+                    Some(_) => {
+                        ring.add_put_sleepers(1);
+                        Step::Sleep
+                    }
+                    None => Step::Fail(Refused::Full),
+                };
+                let mut r = LargeRef { tag, len, loc: 0 };
+                match ring.prepare_large(r) {
+                    Ok(Prepared::Ready(_)) => {}
+                    Ok(Prepared::Full) => return no_room(ring),
+                    Ok(Prepared::Closed) => return Step::Fail(Refused::Closed),
+                    Ok(Prepared::TooLarge) => {
+                        return Step::Fail(Refused::TooLarge {
+                            len: item.len(),
+                            max: ring.max_item_len(),
+                        })
+                    }
+                    Err(c) => return Step::Fail(Refused::Corrupt(c)),
+                }
+                match ring.large_bytes() {
+                    Ok(waiting) if waiting.saturating_add(len) > self.max_large => {
+                        return no_room(ring)
+                    }
+                    Ok(_) => {}
+                    Err(c) => return Step::Fail(Refused::Corrupt(c)),
+                }
+                // From here on the block is in the lane: the record
+                // must follow (nothing changed the ring since `prepare`).
+                r.loc = match self.lane.send(handle, tag) {
+                    Ok(Some(loc)) => loc,
+                    Ok(None) => return no_room(ring),
+                    Err(source) => {
+                        return Step::Fail(Refused::Other(Kind::Io {
+                            what: "cannot put a large item in its queue's lane",
+                            source,
+                        }))
+                    }
+                };
+                match ring.prepare_large(r) {
+                    Ok(Prepared::Ready(p)) => {
+                        Self::wake(&self.items, ring.get_sleepers());
+                        if p.used_after() < ring.cap() {
+                            Self::wake(&self.room, ring.put_sleepers());
+                        }
+                        ring.commit(p);
+                        Step::Done(())
+                    }
+                    other => Step::Fail(Refused::Other(Kind::QueueCorrupt(format!(
+                        "a large record that had room a moment ago: {other:?}"
+                    )))),
+                }
+            })?;
+            match step {
+                Step::Done(()) => return Ok(()),
+                Step::Fail(r) => return Err(r.error()),
+                Step::Again => {}
+                Step::Sleep => {
+                    counted = true;
+                    if let Some(until) = wait.next_wake() {
+                        Self::sleep(&self.room, until)?;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Items larger than a queue's ring, across real processes: they take
+//! the queue's lane (a block of shared memory each, kept by the kernel on
+//! Unix and by the queue's creator on Windows) and keep the queue's
+//! promises — whole or not at all, in the queue once `put` returned even
+//! if the producer exits at once, left for the next consumer by one
+//! killed inside `get`, no fd or handle left behind, and small items
+//! flowing while a large `put` waits.
+//!
+//! Every test takes `SERIAL`: they count this process's fds/handles, which
+//! a spawn in another test thread would change.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use multiproc::{Event, Process, Queue};
+
+multiproc::test_support!();
+
+mod common;
+use common::{wait_for, LONG};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const MIB: usize = 1 << 20;
+
+/// The large item the tests send: `len` bytes that say where they are
+/// (a byte in the wrong place changes the pattern), from `seed`.
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len + 8);
+    let mut i = 0u64;
+    while v.len() < len {
+        let word = (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 8) ^ u64::from(seed);
+        v.extend_from_slice(&word.to_le_bytes());
+        i += 1;
+    }
+    v.truncate(len);
+    v
+}
+
+// ------------------------------------------------------------ entries
+
+/// Puts a 16 MiB item and then `small` small ones, and returns at once.
+fn put_large_then_small((q, seed, small): (Queue<Vec<u8>>, u8, u8)) {
+    q.put(pattern(seed, 16 * MIB)).unwrap();
+    for i in 0..small {
+        q.put(vec![i]).unwrap();
+    }
+}
+
+/// Puts a 16 MiB item and ends the process at once, without returning.
+fn put_large_and_exit((q, seed): (Queue<Vec<u8>>, u8)) {
+    q.put(pattern(seed, 16 * MIB)).unwrap();
+    std::process::exit(0);
+}
+
+/// Puts a 16 MiB item (which waits for room) and returns: `Ok` or the
+/// error's kind.
+fn put_large(((q, seed), ready): ((Queue<Vec<u8>>, u8), Event)) -> Result<(), String> {
+    ready.set().unwrap();
+    q.put(pattern(seed, 16 * MIB))
+        .map_err(|e| format!("{:?}: {e}", e.kind()))
+}
+
+/// Puts `n` one-byte items and returns.
+fn put_small((q, n): (Queue<Vec<u8>>, u8)) {
+    for i in 0..n {
+        q.put(vec![i]).unwrap();
+    }
+}
+
+/// Takes one item and, with it decoded in hand but not yet taken out of
+/// the queue, says so and waits to be killed.
+fn get_then_wait_to_be_killed((q, ready): (Queue<Vec<u8>>, Event)) {
+    let _ = multiproc::test_hooks::get_noting(&q, |item| {
+        assert_eq!(item.len(), 16 * MIB);
+        ready.set().unwrap();
+        loop {
+            std::thread::park();
+        }
+    });
+}
+
+multiproc::entry!(
+    put_large_then_small,
+    put_large_and_exit,
+    put_large,
+    put_small,
+    get_then_wait_to_be_killed
+);
+
+// ------------------------------------------------------------ helpers
+
+/// A queue whose ring is 1 MiB.
+fn queue() -> Queue<Vec<u8>> {
+    Queue::builder().max_bytes(MIB).build().unwrap()
+}
+
+fn join_within<T: serde::de::DeserializeOwned>(p: &mut Process<T>) -> multiproc::Result<T> {
+    match p.join_timeout(LONG) {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => panic!("process {} still running after {LONG:?}", p.pid()),
+        Err(e) => Err(e),
+    }
+}
+
+fn handles() -> usize {
+    multiproc::test_hooks::open_handle_count().unwrap()
+}
+
+/// Spawns and joins a process that does nothing to the queue, so that
+/// what a first spawn sets up once is not counted.
+fn warm_up(q: &Queue<Vec<u8>>) {
+    let mut p = Process::spawn(put_small, (q.clone(), 0u8)).unwrap();
+    join_within(&mut p).unwrap();
+}
+
+// ------------------------------------------------------------ tests
+
+/// A 16 MiB item from a child through a queue whose ring is 1 MiB, then
+/// small items behind it: all arrive whole and in order, and nothing the
+/// parent opened to take them stays open.
+#[test]
+fn a_16_mib_item_goes_from_a_child_through_a_1_mib_ring_whole_and_in_order() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let q = queue();
+    assert!(q.max_item_len().unwrap() >= 16 * MIB);
+    warm_up(&q);
+    let before = handles();
+    let mut child = Process::spawn(put_large_then_small, &(q.clone(), 7u8, 3u8)).unwrap();
+    let big = q.get_timeout(LONG).unwrap();
+    assert_eq!(big.len(), 16 * MIB);
+    assert!(big == pattern(7, 16 * MIB), "the item is not whole");
+    for i in 0..3u8 {
+        assert_eq!(q.get_timeout(LONG).unwrap(), vec![i]);
+    }
+    join_within(&mut child).unwrap();
+    drop(child);
+    assert!(q.try_get().unwrap_err().is_empty());
+    assert_eq!(handles(), before, "fds/handles left open by the large get");
+}
+
+/// A child puts a large item and returns (or calls `process::exit`) at
+/// once: it is joined first, and its item is in the queue afterwards.
+#[test]
+fn a_child_that_puts_a_large_item_and_ends_at_once_leaves_it_in_the_queue() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let q = queue();
+    let mut returned = Process::spawn(put_large_then_small, &(q.clone(), 1u8, 0u8)).unwrap();
+    join_within(&mut returned).unwrap();
+    let mut exited = Process::<()>::spawn(put_large_and_exit, &(q.clone(), 2u8)).unwrap();
+    let e = join_within(&mut exited).unwrap_err();
+    assert_eq!(e.kind(), multiproc::ErrorKind::NoResult, "{e}");
+    assert_eq!(exited.exitcode(), Some(0));
+    assert_eq!(q.len().unwrap(), 2);
+    assert!(q.get().unwrap() == pattern(1, 16 * MIB));
+    assert!(q.get().unwrap() == pattern(2, 16 * MIB));
+    assert!(q.try_get().unwrap_err().is_empty());
+}
+
+/// A consumer killed inside `get` with a large item decoded in hand
+/// (before the commit that takes it): another consumer gets the item,
+/// whole, and nothing stays open.
+#[test]
+fn a_consumer_killed_holding_a_large_item_leaves_it_for_the_next_one() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let q = queue();
+    warm_up(&q);
+    let before = handles();
+    q.put(pattern(3, 16 * MIB)).unwrap();
+    q.put(vec![42]).unwrap();
+    let args = (q.clone(), Event::new().unwrap());
+    let mut consumer = Process::<()>::spawn(get_then_wait_to_be_killed, &args).unwrap();
+    assert!(
+        args.1.wait_timeout(LONG).unwrap(),
+        "the consumer had the item"
+    );
+    consumer.kill().unwrap();
+    assert!(join_within(&mut consumer).is_err());
+    drop((consumer, args));
+    assert!(q.get_timeout(LONG).unwrap() == pattern(3, 16 * MIB));
+    assert_eq!(q.get_timeout(LONG).unwrap(), vec![42]);
+    assert!(q.try_get().unwrap_err().is_empty());
+    assert_eq!(handles(), before, "fds/handles left open");
+}
+
+/// A producer killed while its large `put` waits for room (the lane's
+/// bound is taken by another large item): the queue works on, the killed
+/// producer's item never arrives (not even in part), and nothing stays
+/// open.
+#[test]
+fn a_producer_killed_while_its_large_put_waits_leaves_nothing_behind() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let q: Queue<Vec<u8>> = Queue::builder()
+        .max_bytes(MIB)
+        .max_large_bytes(20 * MIB)
+        .build()
+        .unwrap();
+    warm_up(&q);
+    let before = handles();
+    q.put(pattern(4, 16 * MIB)).unwrap();
+    let args = ((q.clone(), 5u8), Event::new().unwrap());
+    let mut producer = Process::spawn(put_large, &args).unwrap();
+    assert!(args.1.wait_timeout(LONG).unwrap(), "the producer started");
+    wait_for("the large put to wait for room", || {
+        multiproc::test_hooks::queue_sleepers(&q).unwrap().1 == 1
+    });
+    producer.kill().unwrap();
+    assert!(join_within(&mut producer).is_err());
+    drop((producer, args));
+    assert!(q.get_timeout(LONG).unwrap() == pattern(4, 16 * MIB));
+    let e = q.try_get().unwrap_err();
+    assert!(e.is_empty(), "{e}");
+    q.put(pattern(6, 16 * MIB)).unwrap();
+    q.put(vec![1]).unwrap();
+    assert!(q.get().unwrap() == pattern(6, 16 * MIB));
+    assert_eq!(q.get().unwrap(), vec![1]);
+    assert_eq!(handles(), before, "fds/handles left open");
+}
+
+/// While a producer's large `put` waits for room in the lane, another
+/// producer puts small items and returns: they are in the queue, behind
+/// the large item that was there, and ahead of the waiting one.
+#[test]
+fn small_items_keep_flowing_while_a_large_put_waits() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let q: Queue<Vec<u8>> = Queue::builder()
+        .max_bytes(MIB)
+        .max_large_bytes(20 * MIB)
+        .build()
+        .unwrap();
+    q.put(pattern(8, 16 * MIB)).unwrap();
+    let args = ((q.clone(), 9u8), Event::new().unwrap());
+    let mut large = Process::spawn(put_large, &args).unwrap();
+    assert!(args.1.wait_timeout(LONG).unwrap(), "the producer started");
+    wait_for("the large put to wait for room", || {
+        multiproc::test_hooks::queue_sleepers(&q).unwrap().1 == 1
+    });
+    let mut small = Process::spawn(put_small, &(q.clone(), 100u8)).unwrap();
+    join_within(&mut small).unwrap();
+    assert_eq!(q.len().unwrap(), 101, "the small puts did not wait");
+    assert!(q.get().unwrap() == pattern(8, 16 * MIB));
+    for i in 0..100u8 {
+        assert_eq!(q.get_timeout(LONG).unwrap(), vec![i]);
+    }
+    assert!(q.get_timeout(LONG).unwrap() == pattern(9, 16 * MIB));
+    assert_eq!(join_within(&mut large).unwrap(), Ok(()));
+    assert!(q.get_timeout(Duration::ZERO).unwrap_err().is_empty());
+}
