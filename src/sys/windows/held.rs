@@ -62,7 +62,7 @@ use windows_sys::Win32::System::Threading::{
     PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
 };
 
-use super::rights::duplicate_between;
+use super::rights::take_out_of;
 use super::{
     cvt, handle_to_token, is_os_error, is_signaled, owned_or_null, token_to_handle, BorrowedRaw,
     OwnedRaw,
@@ -225,34 +225,11 @@ pub(crate) fn take(values: &[u64]) -> io::Result<Vec<OwnedRaw>> {
     if start_time(sender)? != start || is_signaled(sender) {
         return Err(sender_gone(pid));
     }
-    // SAFETY: plain call; returns the pseudo handle of this process, which
-    // needs no closing.
-    let me = unsafe { GetCurrentProcess() };
-    let mut taken = Vec::with_capacity(handles.len());
-    let mut first_error = None;
-    for &v in handles {
-        let r = token_to_handle(v).and_then(|h| {
-            duplicate_between(sender, h, me, true).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot take handle {v:#x} out of the process that sent this message (pid {pid}): {e}"),
-                )
-            })
-        });
-        match r {
-            // SAFETY: a new handle in this process, made by the call
-            // above, ours alone.
-            Ok(raw) => taken.push(unsafe { OwnedHandle::from_raw_handle(raw) }),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    match first_error {
-        None => Ok(taken),
+    let who = format!("the process that sent this message (pid {pid})");
+    match take_out_of(sender, handles, &who) {
         // The sender may have exited while we took them: say that.
-        Some(_) if is_signaled(sender) => Err(sender_gone(pid)),
-        Some(e) => Err(e),
+        Err(_) if is_signaled(sender) => Err(sender_gone(pid)),
+        r => r,
     }
 }
 

@@ -303,10 +303,18 @@ impl Channel {
 }
 
 /// Takes each of `values` out of `child` (its copies, left for us),
-/// closing them there. Every value is tried, so that none stays behind in
-/// the child; on any error the ones taken are closed and the first error
-/// is returned.
+/// closing them there; see [`take_out_of`].
 fn take_from_child(child: BorrowedRaw<'_>, values: &[u64]) -> io::Result<Vec<OwnedRaw>> {
+    take_out_of(child.as_raw_handle(), values, "the sending process")
+}
+
+/// Takes each of `values` out of the process `source` (a handle with
+/// `PROCESS_DUP_HANDLE`), closing them there (`DUPLICATE_CLOSE_SOURCE`);
+/// `who` names that process in errors. A value named twice is refused
+/// before any is taken. Every value is tried, so that none stays behind
+/// in `source`; on any error the ones taken are closed and the first
+/// error is returned.
+pub(super) fn take_out_of(source: HANDLE, values: &[u64], who: &str) -> io::Result<Vec<OwnedRaw>> {
     let mut seen = HashSet::new();
     if let Some(v) = values.iter().find(|&&v| !seen.insert(v)) {
         return Err(bad(format!("handle value {v:#x} is named twice")));
@@ -318,10 +326,10 @@ fn take_from_child(child: BorrowedRaw<'_>, values: &[u64]) -> io::Result<Vec<Own
     let mut first_error = None;
     for &v in values {
         let r = token_to_handle(v).and_then(|h| {
-            duplicate_between(child.as_raw_handle(), h, me, true).map_err(|e| {
+            duplicate_between(source, h, me, true).map_err(|e| {
                 io::Error::new(
                     e.kind(),
-                    format!("cannot take handle {v:#x} out of the sending process: {e}"),
+                    format!("cannot take handle {v:#x} out of {who}: {e}"),
                 )
             })
         });
