@@ -10,7 +10,7 @@
 //! at least), and takes it only if its header carries the record's tag:
 //! a block that isn't the record's is never decoded.
 
-use super::ring::{self, LargeRef, Prepared};
+use super::ring::{LargeRef, Prepared};
 use super::untyped::{Core, Refused, Step, Wait};
 use crate::error::{Error, Kind, Result};
 use crate::shared::region::Region;
@@ -100,76 +100,45 @@ impl Core {
         let handle = block
             .handle()
             .ok_or_else(|| Error::io("cannot put a large item", exclusive_lost()))?;
-        let mut counted = false;
-        loop {
-            let step = self.locked(|ring| {
-                if counted {
-                    ring.add_put_sleepers(-1);
+        self.put_with(wait, |ring| {
+            let mut r = LargeRef { tag, len, loc: 0 };
+            match ring.prepare_large(r) {
+                Ok(Prepared::Ready(_)) => {}
+                Ok(Prepared::Full) => return Self::no_room(ring, wait),
+                Ok(Prepared::Closed) => return Step::Fail(Refused::Closed),
+                Ok(Prepared::TooLarge) => {
+                    return Step::Fail(Refused::TooLarge {
+                        len: item.len(),
+                        max: ring.max_item_len(),
+                    })
                 }
-                let no_room = |ring: &mut ring::Ring<'_>| match wait.next_wake() {
-                    Some(_) => {
-                        ring.add_put_sleepers(1);
-                        Step::Sleep
-                    }
-                    None => Step::Fail(Refused::Full),
-                };
-                let mut r = LargeRef { tag, len, loc: 0 };
-                match ring.prepare_large(r) {
-                    Ok(Prepared::Ready(_)) => {}
-                    Ok(Prepared::Full) => return no_room(ring),
-                    Ok(Prepared::Closed) => return Step::Fail(Refused::Closed),
-                    Ok(Prepared::TooLarge) => {
-                        return Step::Fail(Refused::TooLarge {
-                            len: item.len(),
-                            max: ring.max_item_len(),
-                        })
-                    }
-                    Err(c) => return Step::Fail(Refused::Corrupt(c)),
-                }
-                match ring.large_bytes() {
-                    Ok(waiting) if waiting.saturating_add(len) > self.max_large => {
-                        return no_room(ring)
-                    }
-                    Ok(_) => {}
-                    Err(c) => return Step::Fail(Refused::Corrupt(c)),
-                }
-                // From here on the block is in the lane: the record
-                // must follow (nothing changed the ring since `prepare`).
-                r.loc = match self.lane.send(handle, tag) {
-                    Ok(Some(loc)) => loc,
-                    Ok(None) => return no_room(ring),
-                    Err(source) => {
-                        return Step::Fail(Refused::Other(Kind::Io {
-                            what: "cannot put a large item in its queue's lane",
-                            source,
-                        }))
-                    }
-                };
-                match ring.prepare_large(r) {
-                    Ok(Prepared::Ready(p)) => {
-                        Self::wake(&self.items, ring.get_sleepers());
-                        if p.used_after() < ring.cap() {
-                            Self::wake(&self.room, ring.put_sleepers());
-                        }
-                        ring.commit(p);
-                        Step::Done(())
-                    }
-                    other => Step::Fail(Refused::Other(Kind::QueueCorrupt(format!(
-                        "a large record that had room a moment ago: {other:?}"
-                    )))),
-                }
-            })?;
-            match step {
-                Step::Done(()) => return Ok(()),
-                Step::Fail(r) => return Err(r.error()),
-                Step::Again => {}
-                Step::Sleep => {
-                    counted = true;
-                    if let Some(until) = wait.next_wake() {
-                        Self::sleep(&self.room, until)?;
-                    }
-                }
+                Err(c) => return Step::Fail(Refused::Corrupt(c)),
             }
-        }
+            match ring.large_bytes() {
+                Ok(waiting) if waiting.saturating_add(len) > self.max_large => {
+                    return Self::no_room(ring, wait)
+                }
+                Ok(_) => {}
+                Err(c) => return Step::Fail(Refused::Corrupt(c)),
+            }
+            // From here on the block is in the lane: the record
+            // must follow (nothing changed the ring since `prepare`).
+            r.loc = match self.lane.send(handle, tag) {
+                Ok(Some(loc)) => loc,
+                Ok(None) => return Self::no_room(ring, wait),
+                Err(source) => {
+                    return Step::Fail(Refused::Other(Kind::Io {
+                        what: "cannot put a large item in its queue's lane",
+                        source,
+                    }))
+                }
+            };
+            match ring.prepare_large(r) {
+                Ok(Prepared::Ready(p)) => self.commit_put(ring, p),
+                other => Step::Fail(Refused::Other(Kind::QueueCorrupt(format!(
+                    "a large record that had room a moment ago: {other:?}"
+                )))),
+            }
+        })
     }
 }

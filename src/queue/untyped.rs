@@ -262,37 +262,34 @@ impl Core {
         if item.len() > self.ring_max {
             return self.put_large(item, wait);
         }
+        self.put_with(wait, |ring| match ring.prepare(item) {
+            Ok(Prepared::Ready(p)) => self.commit_put(ring, p),
+            Ok(Prepared::Full) => Self::no_room(ring, wait),
+            Ok(Prepared::Closed) => Step::Fail(Refused::Closed),
+            Ok(Prepared::TooLarge) => Step::Fail(Refused::TooLarge {
+                len: item.len(),
+                max: ring.max_item_len(),
+            }),
+            Err(c) => Step::Fail(Refused::Corrupt(c)),
+        })
+    }
+
+    /// Runs a put's `attempt` under the lock until it is done or refused,
+    /// sleeping on `room` between attempts as `wait` says (an attempt that
+    /// found no room counted this producer as a sleeper: [`Core::no_room`];
+    /// the next attempt takes it off again).
+    pub(super) fn put_with(
+        &self,
+        wait: Wait,
+        mut attempt: impl FnMut(&mut Ring<'_>) -> Step<()>,
+    ) -> Result<()> {
         let mut counted = false;
         loop {
             let step = self.locked(|ring| {
                 if counted {
                     ring.add_put_sleepers(-1);
                 }
-                match ring.prepare(item) {
-                    Ok(Prepared::Ready(p)) => {
-                        // One consumer per item; one more producer if
-                        // room is left (it passes the wakeup on in turn).
-                        Self::wake(&self.items, ring.get_sleepers());
-                        if p.used_after() < ring.cap() {
-                            Self::wake(&self.room, ring.put_sleepers());
-                        }
-                        ring.commit(p);
-                        Step::Done(())
-                    }
-                    Ok(Prepared::Full) => match wait.next_wake() {
-                        Some(_) => {
-                            ring.add_put_sleepers(1);
-                            Step::Sleep
-                        }
-                        None => Step::Fail(Refused::Full),
-                    },
-                    Ok(Prepared::Closed) => Step::Fail(Refused::Closed),
-                    Ok(Prepared::TooLarge) => Step::Fail(Refused::TooLarge {
-                        len: item.len(),
-                        max: ring.max_item_len(),
-                    }),
-                    Err(c) => Step::Fail(Refused::Corrupt(c)),
-                }
+                attempt(ring)
             })?;
             match step {
                 Step::Done(()) => return Ok(()),
@@ -306,6 +303,30 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// A put's step when there is no room: sleep, counted as a sleeping
+    /// producer, or `Full` when `wait` allows no waiting.
+    pub(super) fn no_room(ring: &mut Ring<'_>, wait: Wait) -> Step<()> {
+        match wait.next_wake() {
+            Some(_) => {
+                ring.add_put_sleepers(1);
+                Step::Sleep
+            }
+            None => Step::Fail(Refused::Full),
+        }
+    }
+
+    /// A put's commit, its record written: one consumer woken per item,
+    /// one more producer if room is left (it passes the wakeup on in
+    /// turn), then the tail word stored.
+    pub(super) fn commit_put(&self, ring: &mut Ring<'_>, p: ring::Putting) -> Step<()> {
+        Self::wake(&self.items, ring.get_sleepers());
+        if p.used_after() < ring.cap() {
+            Self::wake(&self.room, ring.put_sleepers());
+        }
+        ring.commit(p);
+        Step::Done(())
     }
 
     /// Takes the oldest item, waiting for one as `wait` says: `decode`
