@@ -614,8 +614,8 @@ impl Remote {
 
     /// With `{ntasks}` in the template: runs the command once for the
     /// pool's first `n` workers and waits until all connected back; the
-    /// pool's next `n` [`launch`](Self::launch)es take them. Nothing
-    /// otherwise.
+    /// pool's next `n` worker starts take them
+    /// ([`take_pending`](Self::take_pending)). Nothing otherwise.
     pub(super) fn launch_all(&self, n: usize) -> Result<()> {
         if !self.all_at_once {
             return Ok(());
