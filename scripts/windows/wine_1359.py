@@ -32,15 +32,19 @@ for sec in sections:
     lists = re.findall(r"^failures:\n((?:    \S+\n)+)", sec, flags=re.M)
     if not lists:
         continue
+    # A test's block runs from its "---- NAME stdout ----" to the next
+    # test's or to the summary list; it may hold a whole nested `cargo
+    # test` report (a scenario run in a process of its own, whose stderr
+    # says why its spawn failed), "failures:" lines included.
+    summary = list(re.finditer(r"^failures:\n((?:    \S+\n)+)", sec, flags=re.M))[-1]
+    heads = list(re.finditer(r"^---- (\S+) stdout ----\n", sec[: summary.start()], flags=re.M))
+    blocks = {}
+    for i, h in enumerate(heads):
+        end = heads[i + 1].start() if i + 1 < len(heads) else summary.start()
+        blocks[h.group(1)] = sec[h.end() : end]
     for name in lists[-1].split():
-        block = re.search(
-            r"^---- " + re.escape(name) + r" stdout ----\n(.*?)(?=^---- |^failures:)",
-            sec,
-            flags=re.M | re.S,
-        )
-        wine_spawn = block is not None and re.search(
-            r"code: 1359\b|os error 1359\b", block.group(1)
-        )
+        block = blocks.get(name)
+        wine_spawn = block is not None and re.search(r"code: 1359\b|os error 1359\b", block)
         failed.append((target, name, bool(wine_spawn)))
 if not failed:
     sys.exit(2)
