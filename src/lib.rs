@@ -608,6 +608,20 @@ pub mod test_hooks {
         lock.swallow_a_wakeup()
     }
 
+    /// From now on in this process, the wait of a launcher's launch whose
+    /// first token is `token` (a pool's launches count from 1) begins only
+    /// once that worker's hello was read by another launch's wait (or
+    /// after 60 s): the moment between a launch's command starting and its
+    /// wait beginning, made long.
+    pub fn hold_launch_wait_until_hello(token: u64) {
+        crate::pool::launcher_hooks::hold_wait_until_hello(token);
+    }
+
+    /// Whether a launch's wait read the hello of a worker of `token`.
+    pub fn launch_hello_was_read(token: u64) -> bool {
+        crate::pool::launcher_hooks::hello_was_read(token)
+    }
+
     /// The consumers and the producers asleep in `queue` now, as its
     /// header counts them.
     pub fn queue_sleepers<T>(queue: &crate::Queue<T>) -> crate::Result<(u32, u32)> {

@@ -1038,3 +1038,72 @@ fn dropping_a_pool_while_a_launch_is_pending_kills_its_launcher() {
     assert!(exited(held), "the held launcher {held} was killed");
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// A launched worker that connects back before its own launch's wait
+/// began, while another launch of the pool waits, is handed over to its
+/// launch, not closed (CI once lost a worker that way: "the launcher
+/// command … exited with exit code 0 before its worker connected back").
+#[cfg(target_os = "linux")]
+#[test]
+fn a_worker_that_connects_before_its_launch_waits_is_not_lost() {
+    let out = scenario("scenario_early_worker", |_| {});
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("REPORT the early worker serves"),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "a scenario, run by a_worker_that_connects_before_its_launch_waits_is_not_lost"]
+fn scenario_early_worker() {
+    if !in_scenario("scenario_early_worker") {
+        return;
+    }
+    println!();
+    // Launch 1's worker waits on a FIFO; launch 2's connects back at once,
+    // but launch 2's wait (a hook in this process) begins only after launch
+    // 1's wait read that worker's hello. Then launch 1's worker goes on.
+    let base = std::env::temp_dir().join(format!("multiproc-early-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let fifo = base.join("go");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo: {made}");
+    multiproc::test_hooks::hold_launch_wait_until_hello(2);
+    let release = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            wait_for(
+                "launch 1's wait to read the hello of launch 2's worker",
+                || multiproc::test_hooks::launch_hello_was_read(2),
+            );
+            std::fs::write(&fifo, "go\n").unwrap();
+        })
+    };
+    let script = "if [ \"$MULTIPROC_WORKER_TOKEN\" = 1 ]; then read line < \"$1\"; fi; exec \"$0\"";
+    let p = PoolBuilder::new()
+        .workers(2)
+        .launcher(Launcher::command([
+            "sh",
+            "-c",
+            script,
+            "{exe}",
+            fifo.to_str().unwrap(),
+        ]))
+        .build()
+        .unwrap();
+    release.join().unwrap();
+    assert_eq!(p.pids().len(), 2);
+    let want: Vec<u64> = (0..200u64).map(|x| x * x).collect();
+    assert_eq!(p.map_chunked(square, 0..200u64, 1).unwrap(), want);
+    drop(p);
+    let _ = std::fs::remove_dir_all(&base);
+    println!("REPORT the early worker serves");
+}

@@ -504,11 +504,19 @@ struct Waiting<'a> {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        let mut a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
-        for t in self.tokens.clone() {
-            a.waited.remove(&t);
-            a.arrived.remove(&t);
-        }
+        forget(self.arrivals, self.tokens.clone());
+    }
+}
+
+/// `tokens` are no longer waited for: what arrived for them is closed.
+/// (A launch whose command started but whose wait never began — its
+/// worker's threads could not be started, and the command was killed —
+/// leaves its token noted until the pool ends: a number in a set.)
+fn forget(arrivals: &std::sync::Mutex<Arrivals>, tokens: std::ops::Range<u64>) {
+    let mut a = arrivals.lock().unwrap_or_else(|e| e.into_inner());
+    for t in tokens {
+        a.waited.remove(&t);
+        a.arrived.remove(&t);
     }
 }
 
@@ -607,9 +615,23 @@ impl Remote {
         if self.all_at_once {
             env.push((BY_RANK_ENV.to_string(), "1".to_string()));
         }
-        let child = sys::spawn_command(&argv, &env, self.prefix_output)
-            .map_err(|e| spawn_error(&self.template[0], e))?;
-        Ok((child, token))
+        // Waited for from before the command starts: its workers may
+        // connect back before this launch's wait begins, and another
+        // launch's wait that accepts one then hands it over instead of
+        // closing it (which the worker takes as the pool gone: exit 0).
+        let tokens = token..token + ntasks as u64;
+        self.arrivals().waited.extend(tokens.clone());
+        match sys::spawn_command(&argv, &env, self.prefix_output) {
+            Ok(child) => Ok((child, token)),
+            Err(e) => {
+                forget(&self.arrivals, tokens);
+                Err(spawn_error(&self.template[0], e))
+            }
+        }
+    }
+
+    fn arrivals(&self) -> std::sync::MutexGuard<'_, Arrivals> {
+        self.arrivals.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// With `{ntasks}` in the template: runs the command once for the
@@ -679,21 +701,19 @@ impl Remote {
     ) -> Result<Vec<(Connection, Hello)>> {
         let deadline = deadline::deadline(CONNECT_TIMEOUT);
         let mine = first..first + n as u64;
+        // `start_command` noted them as waited for; no longer once this
+        // wait ends, however it ends.
         let waiting = Waiting {
             arrivals: &self.arrivals,
             tokens: mine.clone(),
         };
-        waiting
-            .arrivals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .waited
-            .extend(mine.clone());
+        #[cfg(feature = "test-hooks")]
+        hooks::before_wait(first);
         let mut joined: Vec<Option<(Connection, Hello)>> = (0..n).map(|_| None).collect();
         while joined.iter().any(Option::is_none) {
             // Workers of this launch that another launch's wait accepted.
             let handed: Vec<(Connection, Hello)> = {
-                let mut a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+                let mut a = self.arrivals();
                 mine.clone().filter_map(|t| a.arrived.remove(&t)).collect()
             };
             for (conn, hello) in handed {
@@ -741,21 +761,30 @@ impl Remote {
                         Err(_) => None,
                     };
                     if let Some(hello) = hello {
-                        let slot = hello
-                            .token
+                        let token = hello.token;
+                        let slot = token
                             .checked_sub(first)
                             .and_then(|i| usize::try_from(i).ok())
                             .and_then(|i| joined.get_mut(i))
                             .filter(|s| s.is_none());
-                        if let Some(slot) = slot {
+                        let kept = if let Some(slot) = slot {
                             *slot = Some((conn, hello));
-                            continue;
-                        }
-                        // Another launch's worker: handed to it.
-                        let mut a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
-                        if a.waited.contains(&hello.token) && !a.arrived.contains_key(&hello.token)
-                        {
-                            a.arrived.insert(hello.token, (conn, hello));
+                            true
+                        } else {
+                            // Another launch's worker: handed to it;
+                            // not ours: closed.
+                            let mut a = self.arrivals();
+                            if a.waited.contains(&token) && !a.arrived.contains_key(&token) {
+                                a.arrived.insert(token, (conn, hello));
+                                true
+                            } else {
+                                drop(conn);
+                                false
+                            }
+                        };
+                        #[cfg(feature = "test-hooks")]
+                        hooks::hello_read(token);
+                        if kept {
                             continue;
                         }
                     }
@@ -1045,5 +1074,58 @@ mod tests {
         assert_eq!(unhex(&hex(&key)).unwrap(), key);
         assert_eq!(unhex("abc"), None);
         assert_eq!(unhex("zz"), None);
+    }
+}
+
+/// Test hooks (feature `test-hooks`): widen the moment between a launch's
+/// command starting and its wait beginning, to check that a worker which
+/// connects back in that moment is not lost.
+#[cfg(feature = "test-hooks")]
+pub(crate) mod hooks {
+    use std::collections::BTreeSet;
+    use std::sync::{Condvar, Mutex};
+    use std::time::Duration;
+
+    struct State {
+        /// The launch whose wait is held back.
+        held: Option<u64>,
+        /// The tokens of the hellos read so far.
+        read: BTreeSet<u64>,
+    }
+
+    static STATE: Mutex<State> = Mutex::new(State {
+        held: None,
+        read: BTreeSet::new(),
+    });
+    static CHANGED: Condvar = Condvar::new();
+
+    fn state() -> std::sync::MutexGuard<'static, State> {
+        STATE.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// From now on in this process, the wait of the launch of `token`
+    /// begins only once its worker's hello was read (by another launch's
+    /// wait), or after 60 s.
+    pub(crate) fn hold_wait_until_hello(token: u64) {
+        state().held = Some(token);
+    }
+
+    /// Whether a hello of `token` was read.
+    pub(crate) fn hello_was_read(token: u64) -> bool {
+        state().read.contains(&token)
+    }
+
+    pub(super) fn hello_read(token: u64) {
+        state().read.insert(token);
+        CHANGED.notify_all();
+    }
+
+    pub(super) fn before_wait(token: u64) {
+        let st = state();
+        if st.held != Some(token) {
+            return;
+        }
+        let _ =
+            CHANGED.wait_timeout_while(st, Duration::from_secs(60), |s| !s.read.contains(&token));
     }
 }

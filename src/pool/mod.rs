@@ -73,6 +73,8 @@
 
 mod imap;
 mod launcher;
+#[cfg(feature = "test-hooks")]
+pub(crate) use launcher::hooks as launcher_hooks;
 mod protocol;
 mod results;
 mod scheduler;
