@@ -5,9 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-#[cfg(target_os = "linux")]
-use common::LONG;
 use common::{block_forever, in_scenario, scenario, square, wait_for};
+#[cfg(target_os = "linux")]
+use common::{mkfifo, LONG};
 use multiproc::{Launcher, Pool, PoolBuilder};
 
 multiproc::test_support!();
@@ -935,11 +935,7 @@ fn held_launcher(name: &str) -> (std::path::PathBuf, Launcher) {
     let base = std::env::temp_dir().join(format!("multiproc-held-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(base.join("launches")).unwrap();
-    let made = std::process::Command::new("mkfifo")
-        .arg(base.join("go"))
-        .status()
-        .unwrap();
-    assert!(made.success(), "mkfifo: {made}");
+    mkfifo(&base.join("go"));
     let script = "n=$(ls \"$1/launches\" | wc -l); touch \"$1/launches/$$\"; \
                   if [ \"$n\" -ge 2 ]; then read line < \"$1/go\"; fi; exec \"$0\"";
     let launcher = Launcher::command([
@@ -1071,11 +1067,7 @@ fn scenario_early_worker() {
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();
     let fifo = base.join("go");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success(), "mkfifo: {made}");
+    mkfifo(&fifo);
     multiproc::test_hooks::hold_launch_wait_until_hello(2);
     let release = {
         let fifo = fifo.clone();

@@ -151,6 +151,16 @@ pub fn in_scenario(name: &str) -> bool {
     std::env::var("MULTIPROC_SCENARIO").as_deref() == Ok(name)
 }
 
+/// Makes a FIFO at `path` (`mkfifo`).
+#[cfg(unix)]
+pub fn mkfifo(path: &std::path::Path) {
+    let st = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(st.success(), "mkfifo {}: {st}", path.display());
+}
+
 // ------------------------------------------------------------ which workers
 
 /// Opens the FIFO at `path` for reading — which blocks until a writer has
@@ -179,11 +189,7 @@ pub fn pids_of_n_workers(p: &Pool, n: usize) -> Vec<u32> {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
-    let st = Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo runs");
-    assert!(st.success(), "mkfifo: {st}");
+    mkfifo(&fifo);
     let path = fifo.to_str().unwrap().to_string();
     let handles: Vec<_> = (0..n)
         .map(|_| p.submit(pid_after_fifo, path.clone()))
