@@ -28,12 +28,17 @@ pub(super) fn nonblocking_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-pub(super) fn broken_pipe(e: Errno) -> io::Error {
+/// A failed write of bootstrap data: EPIPE/ECONNRESET as a
+/// `BrokenPipe` error saying the child is gone.
+fn bootstrap_broken(e: Errno) -> io::Error {
+    broken_pipe(e, "child exited before the bootstrap data was written")
+}
+
+/// EPIPE/ECONNRESET as a `BrokenPipe` error saying `why`; other errors as
+/// they are.
+pub(super) fn broken_pipe(e: Errno, why: &'static str) -> io::Error {
     if e == Errno::PIPE || e == Errno::CONNRESET {
-        io::Error::new(
-            io::ErrorKind::BrokenPipe,
-            "child exited before the bootstrap data was written",
-        )
+        io::Error::new(io::ErrorKind::BrokenPipe, why)
     } else {
         e.into()
     }
@@ -103,7 +108,7 @@ impl Channel {
                 rustix::net::sendmsg(&self.fd, &[io::IoSlice::new(part)], &mut anc, SEND_FLAGS)
             })
             .map_err(|e| match e.raw_os_error().map(Errno::from_raw_os_error) {
-                Some(errno) => broken_pipe(errno),
+                Some(errno) => bootstrap_broken(errno),
                 None => e,
             })?;
         }
@@ -111,7 +116,7 @@ impl Channel {
             match rustix::net::send(&self.fd, &data[sent..], SEND_FLAGS) {
                 Ok(n) => sent += n,
                 Err(Errno::INTR) => {}
-                Err(e) => return Err(broken_pipe(e)),
+                Err(e) => return Err(bootstrap_broken(e)),
             }
         }
         Ok(())

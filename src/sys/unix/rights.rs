@@ -29,6 +29,9 @@ use super::{
 };
 use crate::sys::Peer;
 
+/// Why a handle record could not be written: the other end is closed.
+const PEER_GONE: &str = "the peer closed its end of the connection";
+
 /// The most handles one message may carry (checked on both sides).
 pub(crate) const MAX_MESSAGE_HANDLES: usize = 4096;
 
@@ -137,7 +140,7 @@ impl Channel {
                 rustix::net::sendmsg(lane, &[io::IoSlice::new(part)], &mut anc, SEND_FLAGS)
             })
             .map_err(|e| match e.raw_os_error().map(Errno::from_raw_os_error) {
-                Some(errno) => broken_pipe(errno),
+                Some(errno) => broken_pipe(errno, PEER_GONE),
                 None => e,
             })?;
             *started = true;
@@ -148,7 +151,7 @@ impl Channel {
                 match rustix::net::send(lane, part, SEND_FLAGS) {
                     Ok(n) => part = &part[n..],
                     Err(Errno::INTR) => {}
-                    Err(e) => return Err(broken_pipe(e)),
+                    Err(e) => return Err(broken_pipe(e, PEER_GONE)),
                 }
             }
         }
