@@ -21,8 +21,8 @@
 //! | 208 | [`BAD_PAYLOAD`] | the worker options or the arguments could not be decoded (the arguments for the entry's type) |
 //! | 209 | [`RESULT_UNDELIVERED`] | the entry finished (returned, panicked, or its arguments could not be decoded) but what it has to report could not be sent back; 210 stays 210 |
 //! | 210 | [`BAD_RESULT`] | the entry returned, but its result could not be serialized |
-//! | 211 | [`PARENT_GONE`] | a pool worker started by a launcher command ([`Launcher::command`](crate::Launcher::command)) lost its pool: the connection to it ended (the parent exited or was killed, or the pool shut the connection down to end this worker) or, with heartbeats, nothing came from the parent for the heartbeat timeout; the worker exits at once, even in the middle of a task |
-//! | 212 | [`SPMD_NO_POOL`] | an SPMD worker rank (see [`Launcher::spmd`](crate::Launcher::spmd)) could not join rank 0's pool: no rendezvous file within the time limit, rank 0 unreachable, or refused by it; it prints why on stderr |
+//! | 211 | [`PARENT_GONE`] | a pool worker started by a launcher command ([`Launcher::command`](crate::Launcher::command)) lost its pool: the connection to it ended (the parent exited or was killed, or the pool shut the connection down to end this worker) or nothing came from the parent for the heartbeat timeout ([`Launcher::heartbeat`](crate::Launcher::heartbeat)); an SPMD worker rank ([`Launcher::spmd`](crate::Launcher::spmd)) heard nothing from rank 0 for the heartbeat timeout (the end of its connection is its normal end there: 0); the worker exits at once, even in the middle of a task |
+//! | 212 | [`SPMD_NO_POOL`] | an SPMD worker rank (see [`Launcher::spmd`](crate::Launcher::spmd)) could not join rank 0's pool: no rendezvous file within the time limit, rank 0 unreachable, refused by it, or silent or gone before it sent the pool's configuration (waited for twice the time limit); it prints why on stderr |
 //! | 65536 | [`TERMINATE`] | Windows: ended by `terminate()` (`TerminateProcess(h, 0x10000)`, as CPython) |
 //!
 //! Every bootstrap failure (200–208) also prints one line on stderr,
@@ -32,8 +32,9 @@
 //! output, when the parent asked for it.) A 210 also prints one line, naming
 //! the entry and why its result cannot be serialized; a panic (101) prints
 //! Rust's panic message; 209 prints nothing of its own; a 211 prints one
-//! line, `multiproc launched worker <pid>: <why>; exiting`, except when
-//! the connection simply ended (how a pool ends such a worker).
+//! line, `multiproc launched worker <pid>: <why>; exiting` (an SPMD rank:
+//! `multiproc SPMD rank <pid>: …`), except when the connection simply
+//! ended (how a pool ends such a worker).
 //!
 //! # How `Process::join` tells a bootstrap failure from the entry's exit
 //!
@@ -79,7 +80,8 @@ pub const RESULT_UNDELIVERED: i32 = 209;
 /// The entry returned, but its result could not be serialized.
 pub const BAD_RESULT: i32 = 210;
 /// A launched pool worker lost its pool (its connection ended, or no
-/// heartbeat came for the timeout).
+/// heartbeat came for the timeout), or an SPMD worker rank heard nothing
+/// from rank 0 for the heartbeat timeout.
 pub const PARENT_GONE: i32 = 211;
 /// An SPMD worker rank could not join rank 0's pool
 /// ([`Launcher::spmd`](crate::Launcher::spmd)).

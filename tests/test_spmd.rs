@@ -20,6 +20,40 @@ use multiproc::{exit_code, Launcher, PoolBuilder};
 
 multiproc::test_support!();
 
+/// Sleeps `ms` milliseconds: a task longer than a heartbeat timeout (its
+/// rank must keep sending heartbeats meanwhile).
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
+multiproc::entry!(sleep_ms);
+
+/// The heartbeat timeout of the heartbeat tests: short, but far above
+/// any pause of a loaded test machine's threads.
+#[cfg(target_os = "linux")]
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Sends `signal` (`STOP`, `CONT`, …) to `pid`.
+#[cfg(target_os = "linux")]
+fn signal(pid: u32, signal: &str) {
+    let st = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{signal} {pid}: {st}");
+}
+
+/// This host's name, as a rank reports it.
+#[cfg(unix)]
+fn this_host() -> String {
+    let out = std::process::Command::new("uname")
+        .arg("-n")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// What the ranks printed: rank 0's `SPMD-MAP-OK` line is the pool's
 /// pids, which must be those the other ranks said they have.
 fn check_map_output(text: &str, size: usize) {
@@ -75,6 +109,29 @@ fn job_dir() -> (String, PathBuf) {
     (job, dir)
 }
 
+/// Makes `cmd` rank `rank` of the faked Slurm job step `job` of `size`
+/// ranks, whose rendezvous file goes to `dir`; `extra` adds variables.
+fn fake_rank(
+    cmd: &mut std::process::Command,
+    (job, dir): (&str, &Path),
+    size: u32,
+    rank: u32,
+    extra: &[(&str, &str)],
+) {
+    for v in RANK_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.env("SLURM_PROCID", rank.to_string())
+        .env("SLURM_NTASKS", size.to_string())
+        .env("SLURM_STEP_ID", "0")
+        .env("SLURM_JOB_ID", job)
+        .env("MULTIPROC_SPMD_DIR", dir)
+        .env("MULTIPROC_SPMD_ADDR", "127.0.0.1");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+}
+
 /// Runs scenario `name` as ranks `ranks` of a faked Slurm job step of
 /// `size` ranks (all at once, each a copy of this binary); `extra` adds
 /// variables. Their outputs, in the order of `ranks`.
@@ -85,22 +142,7 @@ fn fake_ranks(name: &str, size: u32, ranks: &[u32], extra: &[(&str, &str)]) -> V
             .iter()
             .map(|&rank| {
                 let (job, dir) = (&job, &dir);
-                s.spawn(move || {
-                    scenario(name, |cmd| {
-                        for v in RANK_VARS {
-                            cmd.env_remove(v);
-                        }
-                        cmd.env("SLURM_PROCID", rank.to_string())
-                            .env("SLURM_NTASKS", size.to_string())
-                            .env("SLURM_STEP_ID", "0")
-                            .env("SLURM_JOB_ID", job)
-                            .env("MULTIPROC_SPMD_DIR", dir)
-                            .env("MULTIPROC_SPMD_ADDR", "127.0.0.1");
-                        for (k, v) in extra {
-                            cmd.env(k, v);
-                        }
-                    })
-                })
+                s.spawn(move || scenario(name, |cmd| fake_rank(cmd, (job, dir), size, rank, extra)))
             })
             .collect();
         handles
@@ -108,8 +150,14 @@ fn fake_ranks(name: &str, size: u32, ranks: &[u32], extra: &[(&str, &str)]) -> V
             .map(|h| h.join().unwrap())
             .collect::<Vec<_>>()
     });
-    // Rank 0 removed the rendezvous file (and left nothing else).
-    let left: Vec<_> = std::fs::read_dir(&dir)
+    assert_rendezvous_gone(&dir);
+    outs
+}
+
+/// Rank 0 removed the rendezvous file from `dir` (and left nothing
+/// else); `dir` is removed.
+fn assert_rendezvous_gone(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
@@ -117,8 +165,7 @@ fn fake_ranks(name: &str, size: u32, ranks: &[u32], extra: &[(&str, &str)]) -> V
         left.is_empty(),
         "left in the rendezvous directory: {left:?}"
     );
-    std::fs::remove_dir(&dir).unwrap();
-    outs
+    std::fs::remove_dir(dir).unwrap();
 }
 
 fn stdout(o: &Output) -> String {
@@ -213,11 +260,7 @@ fn scenario_spmd_ranks_killed() {
     let e = h.get().unwrap_err();
     assert!(e.is_worker_died(), "{e}");
     assert_eq!(e.pid(), Some(busy[0]));
-    let host = std::process::Command::new("uname")
-        .arg("-n")
-        .output()
-        .unwrap();
-    let host = String::from_utf8_lossy(&host.stdout).trim().to_string();
+    let host = this_host();
     assert!(
         e.to_string()
             .contains(&format!("pool worker {} on host {host} died", busy[0])),
@@ -298,6 +341,98 @@ fn scenario_spmd_no_ranks() {
     println!("SPMD-NO-RANKS-OK");
 }
 
+/// Continues a stopped rank when dropped: also when the scenario fails
+/// half way, so that the test does not wait for a stopped process.
+#[cfg(target_os = "linux")]
+struct Continue(u32);
+
+#[cfg(target_os = "linux")]
+impl Drop for Continue {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "a scenario: run by test_spmd"]
+fn scenario_spmd_rank_stopped() {
+    use common::{block_forever, wait_for, LONG};
+    if !in_scenario("scenario_spmd_rank_stopped") {
+        return;
+    }
+    let p = PoolBuilder::new()
+        .launcher(Launcher::spmd().heartbeat(HEARTBEAT))
+        .build()
+        .unwrap();
+    assert_eq!(p.pids().len(), 2);
+    // One rank blocks; the other runs a task three heartbeat timeouts
+    // long, sending nothing but heartbeats meanwhile.
+    let mut stopped = p.submit(block_forever, ());
+    let busy = p.wait_busy(LONG);
+    assert_eq!(busy.len(), 1, "one rank runs `block_forever`");
+    let stopped_pid = busy[0];
+    let long_ms = 3 * HEARTBEAT.as_millis() as u64;
+    let long = p.submit(sleep_ms, long_ms);
+    wait_for("both ranks busy", || p.wait_busy(LONG).len() == 2);
+    let other = p.pids().into_iter().find(|&q| q != stopped_pid).unwrap();
+    // The ranks run on this host here: the pid a rank said is its own.
+    signal(stopped_pid, "STOP");
+    let _cont = Continue(stopped_pid);
+    let e = stopped
+        .get_timeout(LONG)
+        .expect("the stopped rank's task fails rather than waits forever")
+        .unwrap_err();
+    assert!(e.is_worker_died(), "{e}");
+    assert_eq!(e.pid(), Some(stopped_pid));
+    assert!(
+        e.to_string().contains(&format!(
+            "pool worker {stopped_pid} on host {} died (no heartbeat for 2s; status unknown) \
+             while running this task",
+            this_host()
+        )),
+        "{e}"
+    );
+    // The busy rank kept beating: not given up, its task completed.
+    assert_eq!(long.get().unwrap(), long_ms);
+    assert_eq!(
+        p.pids(),
+        vec![other],
+        "the silent rank is gone, not replaced"
+    );
+    let want: Vec<u64> = (0..100u64).map(|x| x * x).collect();
+    assert_eq!(p.map_chunked(square, 0..100u64, 1).unwrap(), want);
+    // Continued (`_cont`), the given-up rank finds its connection shut
+    // down and exits 0 (the test checks).
+    println!("SPMD-RANK-STOPPED-OK");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "a scenario: run by test_spmd"]
+fn scenario_spmd_rank_0_stopped() {
+    use common::{block_forever, wait_for, LONG};
+    if !in_scenario("scenario_spmd_rank_0_stopped") {
+        return;
+    }
+    let p = PoolBuilder::new()
+        .launcher(Launcher::spmd().heartbeat(HEARTBEAT))
+        .build()
+        .unwrap();
+    // One rank busy in a task, the other idle.
+    let h = p.submit(block_forever, ());
+    assert_eq!(p.wait_busy(LONG).len(), 1);
+    println!("SPMD-READY");
+    // The test stops this process now, sees both ranks exit, and
+    // continues it: the busy rank's task failed, and no rank is left.
+    let e = h.get().unwrap_err();
+    assert!(e.is_worker_died(), "{e}");
+    wait_for("both ranks to be gone", || p.pids().is_empty());
+    let e = p.map(square, 0..4u64).unwrap_err();
+    assert!(e.is_pool_broken(), "{e}");
+    println!("SPMD-RANK0-STOPPED-OK");
+}
+
 // ---------------------------------------------------------------- tests
 
 #[test]
@@ -327,6 +462,108 @@ fn a_killed_rank_fails_its_task_the_rest_completes_and_none_left_breaks_the_pool
     for o in &outs[1..] {
         assert_eq!(o.status.signal(), Some(9), "{}", o.status);
     }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_stopped_rank_fails_its_task_of_silence_while_a_busy_one_keeps_beating() {
+    let outs = fake_ranks("scenario_spmd_rank_stopped", 3, &[0, 1, 2], &[]);
+    assert!(
+        stdout(&outs[0]).contains("SPMD-RANK-STOPPED-OK"),
+        "rank 0 did not finish"
+    );
+    // Rank 0, the busy rank (its pool ended) and the stopped one
+    // (continued, its connection shut down when it was given up): all 0.
+    for (rank, o) in outs.iter().enumerate() {
+        assert_eq!(o.status.code(), Some(0), "rank {rank}: {}", o.status);
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_ranks_of_a_stopped_rank_0_exit_parent_gone() {
+    use std::io::BufRead;
+    use std::process::{Child, Stdio};
+
+    /// Rank 0, killed if the test fails before it ends (it may be
+    /// stopped).
+    struct Rank0(Option<Child>);
+    impl Drop for Rank0 {
+        fn drop(&mut self) {
+            if let Some(mut c) = self.0.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    let name = "scenario_spmd_rank_0_stopped";
+    let exe = std::env::current_exe().unwrap();
+    let (job, dir) = job_dir();
+    let start = |rank: u32| {
+        let mut cmd = common::scenario_command(&exe, name);
+        fake_rank(&mut cmd, (&job, &dir), 3, rank, &[]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let mut rank0 = Rank0(Some(start(0)));
+    // The worker ranks: each reported through a channel when it ended.
+    let (tx, rx) = std::sync::mpsc::channel();
+    for rank in 1..3 {
+        let child = start(rank);
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let pid = child.id();
+            let _ = tx.send((pid, child.wait_with_output().unwrap()));
+        });
+    }
+    drop(tx);
+    let r0 = rank0.0.as_mut().unwrap();
+    let r0_pid = r0.id();
+    let mut r0_out = std::io::BufReader::new(r0.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("SPMD-READY") {
+        let mut line = String::new();
+        let n = r0_out.read_line(&mut line).unwrap();
+        assert!(n > 0, "rank 0 ended before its pool was ready: {seen}");
+        seen.push_str(&line);
+    }
+    // Rank 0 stopped: its connections stay open, but no heartbeat comes.
+    signal(r0_pid, "STOP");
+    for _ in 1..3 {
+        let (pid, out) = rx
+            .recv_timeout(common::LONG)
+            .expect("the ranks of a stopped rank 0 exit");
+        let err = String::from_utf8_lossy(&out.stderr);
+        eprintln!("rank pid {pid}: {}\n--- stderr\n{err}", out.status);
+        assert_eq!(
+            out.status.code(),
+            Some(exit_code::PARENT_GONE),
+            "rank pid {pid}: {}",
+            out.status
+        );
+        assert!(
+            err.contains(&format!(
+                "multiproc SPMD rank {pid}: no heartbeat from the pool for 2s; exiting"
+            )),
+            "rank pid {pid} says why"
+        );
+    }
+    // Continued, rank 0 finds both ranks gone.
+    signal(r0_pid, "CONT");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut r0_out, &mut rest).unwrap();
+    let mut r0 = rank0.0.take().unwrap();
+    let status = r0.wait().unwrap();
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(r0.stderr.as_mut().unwrap(), &mut err);
+    eprintln!("rank 0: {status}\n--- stdout\n{seen}{rest}\n--- stderr\n{err}");
+    assert!(
+        rest.contains("SPMD-RANK0-STOPPED-OK"),
+        "rank 0 did not finish"
+    );
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert_rendezvous_gone(&dir);
 }
 
 #[test]
@@ -405,6 +642,17 @@ fn spmd_mode_refuses_options_that_replace_workers() {
         assert!(e.is_usage(), "{e}");
         assert!(e.to_string().contains("can't be replaced"), "{e}");
     }
+}
+
+#[test]
+fn a_zero_heartbeat_timeout_is_a_usage_error_in_spmd_mode_too() {
+    // Refused before any rank variable is looked at, so on every rank.
+    let e = PoolBuilder::new()
+        .launcher(Launcher::spmd().heartbeat(std::time::Duration::ZERO))
+        .build()
+        .unwrap_err();
+    assert!(e.is_usage(), "{e}");
+    assert!(e.to_string().contains("heartbeat timeout"), "{e}");
 }
 
 // ------------------------------------------------------------ real Slurm

@@ -123,9 +123,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// ([`exit_code::PARENT_GONE`](crate::exit_code::PARENT_GONE)). A launcher
 /// command that exits while its worker stays connected counts as the
 /// worker's death 5 s later. Heartbeats go both ways on the connection
-/// (see [`heartbeat`](Launcher::heartbeat)): a worker silent past the
-/// timeout counts as dead, and a worker whose pool is silent that long
-/// exits, so a vanished node or parent leaves nothing waiting or running.
+/// (see [`heartbeat`](Launcher::heartbeat); SPMD ranks' too): a worker
+/// silent past the timeout counts as dead, and a worker whose pool is
+/// silent that long exits, so a vanished node or parent leaves nothing
+/// waiting or running.
 ///
 /// What this version does not do yet (issue 14): the pool's listener
 /// binds the loopback address unless
@@ -146,7 +147,9 @@ enum LauncherKind {
         all_at_once: bool,
         heartbeat: Duration,
     },
-    Spmd,
+    Spmd {
+        heartbeat: Duration,
+    },
 }
 
 impl Default for Launcher {
@@ -268,8 +271,10 @@ impl Launcher {
     /// rank 0 gets a pool whose workers are ranks 1..N, and every other
     /// rank becomes one of those workers — `build` does not return there:
     /// the rank serves the pool until it ends, then exits the process
-    /// (code 0; [`exit_code::SPMD_NO_POOL`](crate::exit_code::SPMD_NO_POOL)
-    /// if it could not join). For clusters whose compute nodes can't
+    /// (code 0; [`exit_code::PARENT_GONE`](crate::exit_code::PARENT_GONE)
+    /// if it heard nothing from rank 0 for the heartbeat timeout;
+    /// [`exit_code::SPMD_NO_POOL`](crate::exit_code::SPMD_NO_POOL) if it
+    /// could not join). For clusters whose compute nodes can't
     /// reach the machine a job is submitted from: the ranks only connect
     /// to rank 0.
     ///
@@ -286,8 +291,14 @@ impl Launcher {
     /// move it, and why the other ranks divert in `build` rather than in
     /// [`init`](crate::init).
     ///
-    /// A rank can't be replaced: a worker that dies (or that the pool
-    /// kills, for a time limit) fails its running task with
+    /// Heartbeats go both ways on each rank's connection, as for
+    /// [`Launcher::command`] (see [`heartbeat`](Launcher::heartbeat);
+    /// default timeout 30 s): a rank silent for the timeout (its node
+    /// lost, the process stopped) counts as dead, and a rank that hears
+    /// nothing from rank 0 for the timeout exits.
+    ///
+    /// A rank can't be replaced: a worker that dies (or falls silent, or
+    /// that the pool kills, for a time limit) fails its running task with
     /// [`Error::is_worker_died`](crate::Error::is_worker_died) (or the
     /// timeout), and the pool goes on with the others; when none is left,
     /// the pool is broken ([`Error::is_pool_broken`](crate::Error::is_pool_broken)).
@@ -311,7 +322,9 @@ impl Launcher {
     /// ```
     pub fn spmd() -> Launcher {
         Launcher {
-            kind: LauncherKind::Spmd,
+            kind: LauncherKind::Spmd {
+                heartbeat: Launcher::DEFAULT_HEARTBEAT_TIMEOUT,
+            },
         }
     }
 
@@ -356,23 +369,26 @@ impl Launcher {
 
     /// Whether this is [`Launcher::spmd`].
     pub(super) fn is_spmd(&self) -> bool {
-        matches!(self.kind, LauncherKind::Spmd)
+        matches!(self.kind, LauncherKind::Spmd { .. })
     }
 
-    /// How long a launched worker may stay silent before it counts as
-    /// dead, and its pool before the worker exits (default
-    /// [`Launcher::DEFAULT_HEARTBEAT_TIMEOUT`], 30 s). Each side sends a
-    /// heartbeat every `timeout / 3` on the worker's connection: the pool
-    /// when it has sent nothing else for that long, the worker from a
-    /// thread of its own, so a worker busy in a long task keeps sending
-    /// them (one message at a time with its results, never mixed).
+    /// How long a launched worker (or an SPMD rank) may stay silent
+    /// before it counts as dead, and its pool before the worker exits
+    /// (default [`Launcher::DEFAULT_HEARTBEAT_TIMEOUT`], 30 s). Each side
+    /// sends a heartbeat every `timeout / 3` on the worker's connection:
+    /// the pool when it has sent nothing else for that long, the worker
+    /// from a thread of its own, so a worker busy in a long task keeps
+    /// sending them (one message at a time with its results, never
+    /// mixed).
     ///
     /// - The pool gives up a worker it has heard nothing from for
     ///   `timeout` (its node lost power, a network partition, the process
     ///   stopped): its task fails with
     ///   [`Error::is_worker_died`](crate::Error::is_worker_died), the error
-    ///   naming its host and "no heartbeat for …"; its launcher command is
-    ///   killed, its connection shut down, and it is replaced.
+    ///   naming its pid, its host and "no heartbeat for …"; its launcher
+    ///   command is killed, its connection shut down, and it is replaced
+    ///   (an SPMD rank: its connection shut down, and the pool goes on
+    ///   with the other ranks).
     /// - A worker that has heard nothing from its pool for `timeout` (the
     ///   parent's machine vanished, or the parent was stopped) exits with
     ///   [`exit_code::PARENT_GONE`](crate::exit_code::PARENT_GONE), in the
@@ -380,63 +396,84 @@ impl Launcher {
     ///   machine that stays up closes its connections at once: its
     ///   workers exit then, without waiting for the timeout.)
     ///
+    /// With [`Launcher::spmd`] the timeout is rank 0's: each rank learns
+    /// it (and the interval) from the pool configuration rank 0 sends it
+    /// once every rank has joined, so only rank 0's call counts (calling
+    /// it the same on every rank, as SPMD code does, is simplest).
+    ///
     /// Silence is measured between messages: a message that stops half
     /// way (its sender stopped while writing it) is waited for as long as
     /// the OS keeps the connection. Choose a timeout well above the
     /// longest pause either process can take (swapping, a loaded node):
     /// a false alarm costs a task and a worker. A zero timeout makes
     /// [`build`](crate::PoolBuilder::build) fail with
-    /// [`Error::is_usage`](crate::Error::is_usage). No effect on
+    /// [`Error::is_usage`](crate::Error::is_usage) (with
+    /// [`Launcher::spmd`]: on every rank, before any joins). No effect on
     /// [`Launcher::local`], whose workers the pool watches through their
     /// process (and which exit with their parent).
     pub fn heartbeat(mut self, timeout: Duration) -> Launcher {
-        if let LauncherKind::Command { heartbeat, .. } = &mut self.kind {
+        if let LauncherKind::Command { heartbeat, .. } | LauncherKind::Spmd { heartbeat } =
+            &mut self.kind
+        {
             *heartbeat = timeout;
         }
         self
     }
 
-    /// The default heartbeat timeout of a launched worker (see
-    /// [`heartbeat`](Launcher::heartbeat)): 30 s, with a heartbeat every
-    /// 10 s each way.
+    /// The default heartbeat timeout of a launched worker or an SPMD rank
+    /// (see [`heartbeat`](Launcher::heartbeat)): 30 s, with a heartbeat
+    /// every 10 s each way.
     pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// The heartbeats of the workers' connections: `None` for local
+    /// workers; a usage error for a zero timeout.
+    pub(super) fn heartbeats(&self) -> Result<Option<Heartbeat>> {
+        match &self.kind {
+            LauncherKind::Local => Ok(None),
+            LauncherKind::Command { heartbeat, .. } | LauncherKind::Spmd { heartbeat } => {
+                if heartbeat.is_zero() {
+                    return Err(Error::new(Kind::Usage(
+                        "a launcher's heartbeat timeout must be more than zero".into(),
+                    )));
+                }
+                Ok(Some(Heartbeat {
+                    interval: *heartbeat / 3,
+                    timeout: *heartbeat,
+                }))
+            }
+        }
+    }
 
     /// The parent's side for a command launcher; `None` for local workers
     /// (and for SPMD mode, which `build` starts itself).
     pub(super) fn start(&self) -> Result<Option<Remote>> {
-        match &self.kind {
-            LauncherKind::Local | LauncherKind::Spmd => Ok(None),
-            LauncherKind::Command { template, .. } if template.is_empty() => Err(Error::new(
+        let heartbeat = self.heartbeats()?;
+        match (&self.kind, heartbeat) {
+            (LauncherKind::Command { template, .. }, _) if template.is_empty() => Err(Error::new(
                 Kind::Usage("a launcher command needs at least a program".into()),
             )),
-            LauncherKind::Command { heartbeat, .. } if heartbeat.is_zero() => Err(Error::new(
-                Kind::Usage("a launcher's heartbeat timeout must be more than zero".into()),
-            )),
-            LauncherKind::Command {
-                template,
-                all_at_once: true,
-                ..
-            } if !template.iter().any(|a| a.contains(NTASKS)) => Err(Error::new(Kind::Usage(
+            (
+                LauncherKind::Command {
+                    template,
+                    all_at_once: true,
+                    ..
+                },
+                _,
+            ) if !template.iter().any(|a| a.contains(NTASKS)) => Err(Error::new(Kind::Usage(
                 "all_at_once() needs Launcher::slurm() or a launcher command whose template \
                  names {ntasks}"
                     .into(),
             ))),
-            LauncherKind::Command {
-                template,
-                listen,
-                prefix_output,
-                heartbeat,
-                ..
-            } => Remote::new(
-                template,
-                listen,
-                *prefix_output,
-                Heartbeat {
-                    interval: *heartbeat / 3,
-                    timeout: *heartbeat,
+            (
+                LauncherKind::Command {
+                    template,
+                    listen,
+                    prefix_output,
+                    ..
                 },
-            )
-            .map(Some),
+                Some(heartbeat),
+            ) => Remote::new(template, listen, *prefix_output, heartbeat).map(Some),
+            _ => Ok(None),
         }
     }
 }
@@ -955,50 +992,80 @@ pub(super) fn launched_worker(_: ()) {
     let Ok(cfg) = conn.recv::<WorkerConfig>() else {
         return;
     };
-    serve_pool(conn, cfg, crate::exit_code::PARENT_GONE);
+    serve_pool(conn, cfg, Served::Launched);
+}
+
+/// Which kind of worker serves a pool over TCP.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Served {
+    /// Started by a launcher command: the connection's end exits with
+    /// [`PARENT_GONE`](crate::exit_code::PARENT_GONE).
+    Launched,
+    /// An SPMD rank: the connection's end is the normal end of its work,
+    /// and exits with 0.
+    Rank,
+}
+
+impl Served {
+    /// The exit code when the connection ends.
+    fn eof_exit(self) -> i32 {
+        match self {
+            Served::Launched => crate::exit_code::PARENT_GONE,
+            Served::Rank => crate::exit_code::SUCCESS,
+        }
+    }
+
+    /// What it calls itself on stderr.
+    fn name(self) -> &'static str {
+        match self {
+            Served::Launched => "launched worker",
+            Served::Rank => "SPMD rank",
+        }
+    }
 }
 
 /// A worker that joined a pool over TCP (launched, or an SPMD rank): runs
 /// the pool's worker loop until the pool says `Shutdown`; if the
-/// connection ends first, the process exits at once with `eof_exit`
-/// (see [`watch_parent`]).
-pub(super) fn serve_pool(conn: Connection, cfg: WorkerConfig, eof_exit: i32) {
+/// connection ends first, or no heartbeat comes, the process exits at
+/// once (see [`watch_parent`]).
+pub(super) fn serve_pool(conn: Connection, cfg: WorkerConfig, who: Served) {
     let conn = Arc::new(conn);
-    let frames = watch_parent(&conn, eof_exit, cfg.heartbeat);
+    let frames = watch_parent(&conn, who, cfg.heartbeat);
     worker_loop(conn, cfg, move || frames.recv().ok());
 }
 
-/// In a launched worker: the pool is gone, or gave it up. Exits at once
-/// with [`PARENT_GONE`](crate::exit_code::PARENT_GONE), in the middle of a
-/// task too: nobody is left to take its result, and a worker whose
-/// launcher command the pool killed (`ssh`, `sh -c` without `exec`) must
-/// not run on. Says why on stderr, unless `why` is `None`: the connection
-/// ended, which is how a pool ends such a worker (its drop, a time
-/// limit), not worth a line each time.
-fn parent_gone(why: Option<&str>, code: i32) -> ! {
+/// In a worker over TCP: the pool is gone, or gave it up. Exits at once
+/// with `code`, in the middle of a task too: nobody is left to take its
+/// result, and a worker whose launcher command the pool killed (`ssh`,
+/// `sh -c` without `exec`) must not run on. Says why on stderr, unless
+/// `why` is `None`: the connection ended, which is how a pool ends such a
+/// worker (its drop, a time limit), not worth a line each time.
+fn parent_gone(who: Served, why: Option<&str>, code: i32) -> ! {
     if let Some(why) = why {
         eprintln!(
-            "multiproc launched worker {}: {why}; exiting",
+            "multiproc {} {}: {why}; exiting",
+            who.name(),
             std::process::id()
         );
     }
     std::process::exit(code)
 }
 
-/// In a launched worker: a thread reads the parent's frames and hands
+/// In a worker over TCP: a thread reads the parent's frames and hands
 /// them to the worker's loop, so that the end of the connection is seen
 /// while a task runs (the worker then exits, see [`parent_gone`]). It
 /// stops after `Shutdown`, which the loop obeys. The end of the connection
-/// exits with `eof_exit` ([`PARENT_GONE`](crate::exit_code::PARENT_GONE)
+/// exits with [`Served::eof_exit`] ([`PARENT_GONE`](crate::exit_code::PARENT_GONE)
 /// for a launched worker; 0 for an SPMD rank, whose pool ending is its
 /// normal end); an error reading it with `PARENT_GONE`. With `heartbeat`
-/// (launched workers), it takes the parent's heartbeats and exits the
-/// worker (`PARENT_GONE`) when nothing came for the timeout, and a second
-/// thread sends the worker's heartbeats (each a whole message: the
-/// connection's send lock keeps them from mixing with the loop's answers).
+/// (launched workers and SPMD ranks), it takes the parent's heartbeats
+/// and exits the worker (`PARENT_GONE`) when nothing came for the
+/// timeout, and a second thread sends the worker's heartbeats (each a
+/// whole message: the connection's send lock keeps them from mixing with
+/// the loop's answers).
 fn watch_parent(
     conn: &Arc<Connection>,
-    eof_exit: i32,
+    who: Served,
     heartbeat: Option<Heartbeat>,
 ) -> mpsc::Receiver<InFrame> {
     let (tx, rx) = mpsc::channel();
@@ -1011,6 +1078,7 @@ fn watch_parent(
             if let Some(hb) = heartbeat {
                 if let Ok(false) = reader.poll(Some(hb.timeout)) {
                     parent_gone(
+                        who,
                         Some(&format!("no heartbeat from the pool for {:?}", hb.timeout)),
                         crate::exit_code::PARENT_GONE,
                     );
@@ -1024,8 +1092,9 @@ fn watch_parent(
                         return;
                     }
                 }
-                Err(e) if e.is_eof() => parent_gone(None, eof_exit),
+                Err(e) if e.is_eof() => parent_gone(who, None, who.eof_exit()),
                 Err(e) => parent_gone(
+                    who,
                     Some(&format!("cannot read from the pool: {e}")),
                     crate::exit_code::PARENT_GONE,
                 ),
@@ -1033,6 +1102,7 @@ fn watch_parent(
         });
     if let Err(e) = watcher {
         parent_gone(
+            who,
             Some(&format!("cannot start a thread: {e}")),
             crate::exit_code::PARENT_GONE,
         );
@@ -1051,6 +1121,7 @@ fn watch_parent(
             });
         if let Err(e) = beating {
             parent_gone(
+                who,
                 Some(&format!("cannot start a thread: {e}")),
                 crate::exit_code::PARENT_GONE,
             );

@@ -374,11 +374,12 @@ impl PoolBuilder {
                 ))));
             }
         }
+        // A zero heartbeat timeout: refused on every rank, before any joins.
+        let heartbeat = self.launcher.heartbeats()?;
         // SPMD mode: the other ranks become workers here and never return.
-        let ranks = if spmd {
-            Some(Arc::new(spmd::start()?))
-        } else {
-            None
+        let ranks = match heartbeat {
+            Some(heartbeat) if spmd => Some(Arc::new(spmd::start(heartbeat)?)),
+            _ => None,
         };
         let limits = Limits {
             workers: ranks.as_ref().map_or(self.workers, |r| r.count()),

@@ -160,7 +160,7 @@ pub(super) enum ToWorker {
         chunks: Vec<WireChunk>,
     },
     Shutdown,
-    /// The parent is there (to a launched worker, see [`Heartbeat`]); the
+    /// The parent is there (to a launched worker or rank, see [`Heartbeat`]); the
     /// worker's thread that reads the connection takes it.
     Heartbeat,
 }
@@ -275,18 +275,18 @@ pub(super) enum FromWorker {
     Recycle {
         rss: u64,
     },
-    /// The worker is there (a launched worker, see [`Heartbeat`]; sent by
+    /// The worker is there (a launched worker or rank, see [`Heartbeat`]; sent by
     /// a thread of its own, also while a task runs); the parent's reader
     /// takes it.
     Heartbeat,
 }
 
-/// Heartbeats on a launched worker's connection, both ways: each side
-/// sends one every `interval` (the parent when it has written nothing
-/// else for that long; the worker always, from a thread of its own), and
-/// a side that hears nothing from the other for `timeout` counts it as
-/// gone: the parent gives the worker up (its task fails with
-/// `WorkerDied`, "no heartbeat for …"), the worker exits
+/// Heartbeats on a launched worker's (or an SPMD rank's) connection, both
+/// ways: each side sends one every `interval` (the parent when it has
+/// written nothing else for that long; the worker always, from a thread
+/// of its own), and a side that hears nothing from the other for
+/// `timeout` counts it as gone: the parent gives the worker up (its task
+/// fails with `WorkerDied`, "no heartbeat for …"), the worker exits
 /// ([`PARENT_GONE`](crate::exit_code::PARENT_GONE)). Local workers have
 /// none (their process is watched instead).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -300,7 +300,8 @@ pub(super) struct WorkerConfig {
     pub(super) initializer: Option<(String, InitArgs)>,
     /// `max_memory_per_child`: checked after each chunk.
     pub(super) max_memory: Option<u64>,
-    /// A launched worker's heartbeats; `None` for a local worker.
+    /// A launched worker's or an SPMD rank's heartbeats (a rank learns
+    /// them here); `None` for a local worker.
     pub(super) heartbeat: Option<Heartbeat>,
 }
 

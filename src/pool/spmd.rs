@@ -12,7 +12,9 @@
 //! and renamed into place, so a rank never reads half of it. The others
 //! wait for it (up to `MULTIPROC_SPMD_TIMEOUT` seconds, default 60),
 //! connect, pass the handshake, and say their rank, pid, host and build.
-//! Once every rank has joined, rank 0 removes the file.
+//! Once every rank has joined, rank 0 removes the file, and sends each
+//! rank its pool configuration, with the heartbeats (`Launcher::heartbeat`)
+//! that go both ways from then on.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -21,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::launcher::{hex, serve_pool, unhex, Hello};
-use super::protocol::WorkerConfig;
+use super::launcher::{hex, serve_pool, unhex, Hello, Served};
+use super::protocol::{Heartbeat, WorkerConfig};
 use crate::connection::Connection;
 use crate::error::{Error, Kind, Result};
 use crate::net::{Address, Client, Listener};
@@ -311,6 +313,9 @@ pub(super) struct Joined {
 pub(super) struct Ranks {
     joined: Mutex<Vec<Joined>>,
     count: usize,
+    /// The heartbeats on the ranks' connections (`Launcher::heartbeat`),
+    /// which each rank learns from its [`WorkerConfig`].
+    heartbeat: Heartbeat,
 }
 
 impl std::fmt::Debug for Ranks {
@@ -323,6 +328,11 @@ impl Ranks {
     /// How many ranks joined (the pool's workers).
     pub(super) fn count(&self) -> usize {
         self.count
+    }
+
+    /// The heartbeats on the ranks' connections.
+    pub(super) fn heartbeat(&self) -> Heartbeat {
+        self.heartbeat
     }
 
     /// The next rank for a worker (in rank order); an error once all are
@@ -343,16 +353,18 @@ impl Ranks {
 }
 
 /// SPMD mode in `PoolBuilder::build`: on rank 0, waits until every other
-/// rank joined and returns them; on the other ranks, joins rank 0's pool,
-/// serves it until it ends, and exits the process — never returns.
-pub(super) fn start() -> Result<Ranks> {
+/// rank joined and returns them, with `heartbeat` for their connections;
+/// on the other ranks, joins rank 0's pool, serves it until it ends, and
+/// exits the process — never returns (their heartbeats come with their
+/// configuration from rank 0).
+pub(super) fn start(heartbeat: Heartbeat) -> Result<Ranks> {
     let me = rank()?;
     let path = rendezvous_path(env)?;
     let timeout = timeout(env)?;
     if me.rank != 0 {
         spawn::become_worker(|| serve(&me, &path, timeout));
     }
-    gather(&me, path, timeout)
+    gather(&me, path, timeout, heartbeat)
 }
 
 fn spawn_error(why: String, kind: std::io::ErrorKind) -> Error {
@@ -365,7 +377,7 @@ fn spawn_error(why: String, kind: std::io::ErrorKind) -> Error {
 /// Rank 0: listens, writes the rendezvous file, and waits until ranks
 /// 1..size have joined (or the time is up: an error naming the missing
 /// ones). The file is removed before this returns.
-fn gather(me: &Rank, path: PathBuf, timeout: Duration) -> Result<Ranks> {
+fn gather(me: &Rank, path: PathBuf, timeout: Duration, heartbeat: Heartbeat) -> Result<Ranks> {
     let mut key = vec![0u8; KEY_LEN];
     getrandom::fill(&mut key).map_err(|e| {
         Error::io(
@@ -455,14 +467,16 @@ fn gather(me: &Rank, path: PathBuf, timeout: Duration) -> Result<Ranks> {
     Ok(Ranks {
         count: joined.len(),
         joined: Mutex::new(joined),
+        heartbeat,
     })
 }
 
 /// A worker rank: finds the rendezvous file, connects, says who it is,
-/// takes its configuration and runs the pool's worker loop; the exit code
-/// (0 once it served the pool — the connection's end exits at once with 0
-/// too, see [`serve_pool`] — [`exit_code::SPMD_NO_POOL`] if it could not
-/// join).
+/// takes its configuration (with the heartbeats) and runs the pool's
+/// worker loop; the exit code (0 once it served the pool — the
+/// connection's end exits at once with 0 too, and rank 0's silence for
+/// the heartbeat timeout with [`exit_code::PARENT_GONE`], see
+/// [`serve_pool`] — [`exit_code::SPMD_NO_POOL`] if it could not join).
 fn serve(me: &Rank, path: &Path, timeout: Duration) -> i32 {
     let fail = |why: String| {
         eprintln!(
@@ -515,6 +529,20 @@ fn serve(me: &Rank, path: &Path, timeout: Duration) -> i32 {
     if let Err(e) = conn.send(&hello) {
         return fail(format!("cannot say who it is: {e}"));
     }
+    // Rank 0 sends it once every rank joined, which is within `timeout`
+    // of this rank's joining (rank 0's wait began before this rank found
+    // its file), then starts its pool at once: twice that is ample. Until
+    // then no heartbeats go either way (they are in the configuration).
+    let cfg_wait = timeout.saturating_mul(2);
+    match conn.poll(Some(cfg_wait)) {
+        Ok(true) => {}
+        Ok(false) => {
+            return fail(format!(
+                "rank 0 sent no pool configuration within {cfg_wait:?} of this rank's joining"
+            ))
+        }
+        Err(e) => return fail(format!("rank 0 sent no pool configuration: {e}")),
+    }
     // Rank 0 may have refused it (another build), or gone.
     let cfg = match conn.recv::<WorkerConfig>() {
         Ok(cfg) => cfg,
@@ -522,8 +550,10 @@ fn serve(me: &Rank, path: &Path, timeout: Duration) -> i32 {
     };
     // Until the pool says `Shutdown`, or its connection ends (rank 0's
     // pool dropped or terminated, this rank given up, rank 0 gone): the
-    // rank's work is done either way, and it exits 0 at once.
-    serve_pool(conn, cfg, exit_code::SUCCESS);
+    // rank's work is done either way, and it exits 0 at once. Rank 0
+    // silent for the heartbeat timeout (stopped, its node lost): it exits
+    // with `PARENT_GONE`.
+    serve_pool(conn, cfg, Served::Rank);
     exit_code::SUCCESS
 }
 

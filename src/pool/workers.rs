@@ -101,15 +101,17 @@ fn read_worker(
 const LAUNCH_LOOK: Duration = Duration::from_millis(250);
 
 /// The reader's watch over a launched worker, whose process the pool
-/// knows only through its launcher command and its connection. The
-/// worker is given up when nothing came from it for the heartbeat
-/// timeout (see `Launcher::heartbeat`), or [`EXIT_GRACE`] after its
-/// command was seen to have exited while the connection stays open
-/// (`sh -c '"$0" &'`, an ssh whose remote side lives on) — the worker's
-/// own end (its connection's end of file) normally comes with the
-/// command's or just before it.
+/// knows only through its launcher command and its connection, or over
+/// an SPMD rank, known only by its connection. The worker is given up
+/// when nothing came from it for the heartbeat timeout (see
+/// `Launcher::heartbeat`), or [`EXIT_GRACE`] after its command was seen
+/// to have exited while the connection stays open (`sh -c '"$0" &'`, an
+/// ssh whose remote side lives on) — the worker's own end (its
+/// connection's end of file) normally comes with the command's or just
+/// before it.
 struct LaunchWatch<'a> {
-    child: &'a sys::CommandChild,
+    /// The launcher command; `None` for an SPMD rank.
+    child: Option<&'a sys::CommandChild>,
     heartbeat: Option<Heartbeat>,
     /// When the last message came.
     heard: Instant,
@@ -119,15 +121,20 @@ struct LaunchWatch<'a> {
 }
 
 impl<'a> LaunchWatch<'a> {
-    fn new(child: &'a sys::CommandChild, heartbeat: Option<Heartbeat>) -> Self {
+    /// The watch over a worker with `child` or `heartbeat` (`None` when
+    /// it has neither: nothing to watch).
+    fn new(child: Option<&'a sys::CommandChild>, heartbeat: Option<Heartbeat>) -> Option<Self> {
+        if child.is_none() && heartbeat.is_none() {
+            return None;
+        }
         let now = Instant::now();
-        LaunchWatch {
+        Some(LaunchWatch {
             child,
             heartbeat,
             heard: now,
             exited: None,
             next_look: now,
-        }
+        })
     }
 
     /// Waits until `conn` has something to read (or an error to report);
@@ -135,9 +142,9 @@ impl<'a> LaunchWatch<'a> {
     fn until_readable(&mut self, conn: &Connection) -> Option<String> {
         loop {
             let now = Instant::now();
-            if self.exited.is_none() && now >= self.next_look {
+            if let (None, Some(child), true) = (self.exited, self.child, now >= self.next_look) {
                 self.next_look = now + LAUNCH_LOOK;
-                if let Ok(Some(status)) = self.child.try_wait() {
+                if let Ok(Some(status)) = child.try_wait() {
                     self.exited = Some((now, ExitStatus(status)));
                 }
             }
@@ -152,7 +159,9 @@ impl<'a> LaunchWatch<'a> {
                     }
                     left
                 }
-                None => self.next_look.saturating_duration_since(now),
+                None if self.child.is_some() => self.next_look.saturating_duration_since(now),
+                // No command to look at: the heartbeat bounds the wait.
+                None => Duration::MAX,
             };
             if let Some(hb) = self.heartbeat {
                 let left = hb.timeout.saturating_sub(now.duration_since(self.heard));
@@ -177,14 +186,15 @@ impl<'a> LaunchWatch<'a> {
 fn worker_end(popen: &Proc, end: End) -> (Option<ExitStatus>, Option<String>, Option<String>) {
     if let Proc::Rank { .. } = popen {
         // No process to wait for: the end of its connection is its end.
-        let violation = match end {
-            End::Violation(why) => {
-                let _ = popen.kill();
-                Some(why)
-            }
-            End::Closed | End::Lost(_) => None,
+        // One broke the protocol or fell silent: its connection is shut
+        // down, so that the rank, should it wake, sees it and exits.
+        let (violation, lost) = match end {
+            End::Closed => return (None, None, None),
+            End::Violation(why) => (Some(why), None),
+            End::Lost(why) => (None, Some(why)),
         };
-        return (None, violation, None);
+        let _ = popen.kill();
+        return (None, violation, lost);
     }
     if let Proc::Member { .. } = popen {
         // Its command is shared: nothing of its own to wait for.
@@ -708,7 +718,11 @@ impl Shared {
         let cfg = WorkerConfig {
             initializer: self.spawner.initializer.clone(),
             max_memory: self.limits.max_memory_per_child,
-            heartbeat: self.spawner.remote.as_ref().map(|r| r.heartbeat()),
+            heartbeat: match (&self.spawner.remote, &self.spawner.ranks) {
+                (Some(remote), _) => Some(remote.heartbeat()),
+                (None, Some(ranks)) => Some(ranks.heartbeat()),
+                (None, None) => None,
+            },
         };
         let heartbeat = cfg.heartbeat;
         let mut launched_host = None;
@@ -868,9 +882,9 @@ impl Shared {
                     (None, None) => return,
                 };
                 drop(conn_tx);
-                let watch = reader_popen
-                    .launcher()
-                    .map(|c| LaunchWatch::new(c, heartbeat));
+                // A launched worker's command and heartbeats; an SPMD
+                // rank's heartbeats.
+                let watch = LaunchWatch::new(reader_popen.launcher(), heartbeat);
                 let end = read_worker(&conn, watch, |msg, carried| {
                     shared.on_message(id, msg, carried)
                 });
