@@ -80,7 +80,7 @@ fn check_map_output(text: &str, size: usize) {
 
 /// Every variable a rank could be told its rank by, and those that move
 /// the rendezvous: taken out of a faked rank's environment first.
-const RANK_VARS: [&str; 13] = [
+const RANK_VARS: [&str; 15] = [
     "SLURM_PROCID",
     "SLURM_NTASKS",
     "SLURM_STEP_ID",
@@ -90,6 +90,8 @@ const RANK_VARS: [&str; 13] = [
     "OMPI_COMM_WORLD_SIZE",
     "PMI_RANK",
     "PMI_SIZE",
+    "PMIX_NAMESPACE",
+    "OMPI_MCA_ess_base_jobid",
     "MULTIPROC_SPMD_ADDR",
     "MULTIPROC_SPMD_DIR",
     "MULTIPROC_SPMD_ID",
@@ -109,9 +111,25 @@ fn job_dir() -> (String, PathBuf) {
     (job, dir)
 }
 
-/// Makes `cmd` rank `rank` of the faked Slurm job step `job` of `size`
-/// ranks, whose rendezvous file goes to `dir`; `extra` adds variables.
-fn fake_rank(
+/// Whose rank variables a faked rank is given.
+#[derive(Clone, Copy, Debug)]
+enum Starter {
+    /// A Slurm job step: `SLURM_PROCID`/`SLURM_NTASKS`, the run named by
+    /// `SLURM_JOB_ID` and `SLURM_STEP_ID`.
+    Slurm,
+    /// Open MPI's `mpirun`: `OMPI_COMM_WORLD_RANK`/`OMPI_COMM_WORLD_SIZE`,
+    /// the run named by `OMPI_MCA_ess_base_jobid`.
+    OpenMpi,
+    /// A PMI launcher (MPICH's Hydra, PMIx): `PMI_RANK`/`PMI_SIZE`, the
+    /// run named by `PMIX_NAMESPACE`.
+    Pmi,
+}
+
+/// Makes `cmd` rank `rank` of a faked run of `size` ranks started by
+/// `starter`, named `job`, whose rendezvous file goes to `dir`; `extra`
+/// adds variables.
+fn fake_rank_of(
+    starter: Starter,
     cmd: &mut std::process::Command,
     (job, dir): (&str, &Path),
     size: u32,
@@ -121,10 +139,23 @@ fn fake_rank(
     for v in RANK_VARS {
         cmd.env_remove(v);
     }
-    cmd.env("SLURM_PROCID", rank.to_string())
-        .env("SLURM_NTASKS", size.to_string())
-        .env("SLURM_STEP_ID", "0")
-        .env("SLURM_JOB_ID", job)
+    let (rank_var, size_var, run) = match starter {
+        Starter::Slurm => {
+            cmd.env("SLURM_STEP_ID", "0").env("SLURM_JOB_ID", job);
+            ("SLURM_PROCID", "SLURM_NTASKS", None)
+        }
+        Starter::OpenMpi => (
+            "OMPI_COMM_WORLD_RANK",
+            "OMPI_COMM_WORLD_SIZE",
+            Some("OMPI_MCA_ess_base_jobid"),
+        ),
+        Starter::Pmi => ("PMI_RANK", "PMI_SIZE", Some("PMIX_NAMESPACE")),
+    };
+    if let Some(run) = run {
+        cmd.env(run, job);
+    }
+    cmd.env(rank_var, rank.to_string())
+        .env(size_var, size.to_string())
         .env("MULTIPROC_SPMD_DIR", dir)
         .env("MULTIPROC_SPMD_ADDR", "127.0.0.1");
     for (k, v) in extra {
@@ -136,13 +167,28 @@ fn fake_rank(
 /// `size` ranks (all at once, each a copy of this binary); `extra` adds
 /// variables. Their outputs, in the order of `ranks`.
 fn fake_ranks(name: &str, size: u32, ranks: &[u32], extra: &[(&str, &str)]) -> Vec<Output> {
+    fake_ranks_of(Starter::Slurm, name, size, ranks, extra)
+}
+
+/// [`fake_ranks`] with the rank variables of `starter`.
+fn fake_ranks_of(
+    starter: Starter,
+    name: &str,
+    size: u32,
+    ranks: &[u32],
+    extra: &[(&str, &str)],
+) -> Vec<Output> {
     let (job, dir) = job_dir();
     let outs = std::thread::scope(|s| {
         let handles: Vec<_> = ranks
             .iter()
             .map(|&rank| {
                 let (job, dir) = (&job, &dir);
-                s.spawn(move || scenario(name, |cmd| fake_rank(cmd, (job, dir), size, rank, extra)))
+                s.spawn(move || {
+                    scenario(name, |cmd| {
+                        fake_rank_of(starter, cmd, (job, dir), size, rank, extra)
+                    })
+                })
             })
             .collect();
         handles
@@ -229,6 +275,30 @@ fn scenario_spmd_map() {
     #[cfg(unix)]
     assert_eq!(common::pids_of_n_workers(&p, known.len()), known);
     println!("SPMD-MAP-OK workers {known:?}");
+}
+
+#[test]
+#[ignore = "a scenario: run by test_spmd"]
+fn scenario_spmd_mpi_map() {
+    if !in_scenario("scenario_spmd_mpi_map") {
+        return;
+    }
+    let p = PoolBuilder::new()
+        .launcher(Launcher::spmd())
+        .build()
+        .unwrap();
+    // Only rank 0 gets here.
+    let rank = std::env::var("OMPI_COMM_WORLD_RANK")
+        .or_else(|_| std::env::var("PMI_RANK"))
+        .unwrap();
+    assert_eq!(rank, "0");
+    let want: Vec<u64> = (0..300u64).map(|x| x * x).collect();
+    assert_eq!(p.map_chunked(square, 0..300u64, 1).unwrap(), want);
+    let mut known = p.pids();
+    known.sort_unstable();
+    #[cfg(unix)]
+    assert_eq!(common::pids_of_n_workers(&p, known.len()), known);
+    println!("SPMD-MPI-OK {} workers", known.len());
 }
 
 #[cfg(unix)]
@@ -449,6 +519,28 @@ fn rank_0_maps_over_the_other_ranks_of_a_faked_slurm_step() {
     }
 }
 
+#[test]
+fn ranks_come_from_open_mpi_or_pmi_variables_as_from_slurms() {
+    for starter in [Starter::OpenMpi, Starter::Pmi] {
+        let outs = fake_ranks_of(starter, "scenario_spmd_mpi_map", 3, &[0, 1, 2], &[]);
+        assert!(
+            stdout(&outs[0]).contains("SPMD-MPI-OK 2 workers"),
+            "{starter:?}: rank 0 did not finish: {}\n{}",
+            stdout(&outs[0]),
+            String::from_utf8_lossy(&outs[0].stderr)
+        );
+        for (rank, o) in outs.iter().enumerate() {
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{starter:?} rank {rank}: {}\n{}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn a_killed_rank_fails_its_task_the_rest_completes_and_none_left_breaks_the_pool() {
@@ -502,7 +594,7 @@ fn the_ranks_of_a_stopped_rank_0_exit_parent_gone() {
     let (job, dir) = job_dir();
     let start = |rank: u32| {
         let mut cmd = common::scenario_command(&exe, name);
-        fake_rank(&mut cmd, (&job, &dir), 3, rank, &[]);
+        fake_rank_of(Starter::Slurm, &mut cmd, (&job, &dir), 3, rank, &[]);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.spawn().unwrap()
     };
