@@ -768,13 +768,7 @@ fn srun_ranks(name: &str, n: u32, env: &[(&str, &str)]) -> Output {
     ])
     .args(["--job-name=multiproc-spmd-test"])
     .arg(&exe)
-    .args([
-        name,
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
+    .args(common::scenario_args(name))
     .env("MULTIPROC_SCENARIO", name);
     for v in RANK_VARS {
         cmd.env_remove(v);

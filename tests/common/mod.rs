@@ -75,15 +75,21 @@ pub fn wait_done(p: &Popen) -> ExitStatus {
 /// as a scenario; stdio as `Command` leaves it (inherited).
 pub fn scenario_command(exe: &std::path::Path, name: &str) -> Command {
     let mut cmd = Command::new(exe);
-    cmd.args([
+    cmd.args(scenario_args(name))
+        .env("MULTIPROC_SCENARIO", name);
+    cmd
+}
+
+/// The arguments that make a test binary run only scenario `name` (which
+/// also needs `MULTIPROC_SCENARIO=name` in its environment).
+pub fn scenario_args(name: &str) -> [&str; 5] {
+    [
         name,
         "--exact",
         "--ignored",
         "--nocapture",
         "--test-threads=1",
-    ])
-    .env("MULTIPROC_SCENARIO", name);
-    cmd
+    ]
 }
 
 /// Runs the `#[ignore]`d test `name` of this binary as a scenario; `setup`
