@@ -55,6 +55,10 @@
 //!   gets, MiB/s, vs raw pipes streaming the same bytes through a child
 //!   that copies stdin to stdout (both pipes busy at once, so about one
 //!   pipe's rate);
+//! - queue, 4 MiB items through a 1 MiB ring (each one larger than the
+//!   ring, so each takes the queue's lane: a block of shared memory of
+//!   its own), a child puts 16, the parent gets them, MiB/s, vs the same
+//!   64 MiB through the raw pipes as in the row above;
 //! - queue, 4 producer processes → 4 consumer processes, `u64` items,
 //!   items/s (info, beside the 1 → 1 row);
 //! - remote pool: the pool tiny tasks of 2 workers started by a launcher
@@ -291,6 +295,7 @@ const LOCK: &str = "lock: uncontended acquire+release (ns)";
 const LOCK_CONTENDED: &str = "lock-contended: 2 procs vs 2 threads (ns)";
 const QUEUE: &str = "queue: child puts u64, parent gets (items/s)";
 const QUEUE_BIG: &str = "queue: 1 MiB items, child -> parent (MiB/s)";
+const QUEUE_LARGE: &str = "queue: 4 MiB items via 1 MiB ring (MiB/s)";
 const QUEUE_4X4: &str = "queue: 4 producers -> 4 consumers, u64 (items/s)";
 const REMOTE_CHUNK1: &str = "remote pool x*x, chunksize 1 (tasks/s)";
 const REMOTE_AUTO: &str = "remote pool x*x, auto chunks (tasks/s)";
@@ -411,7 +416,10 @@ fn run(opts: &Opts) -> usize {
         queue_row(quick, opts.no_cpython, &mut info)
     });
     t.add(QUEUE_BIG, "MiB/s", Target::AtLeast(0.8), || {
-        queue_big(&exe, &sz)
+        queue_big(&exe, &sz, 1 << 20, None)
+    });
+    t.add(QUEUE_LARGE, "MiB/s", Target::AtLeast(0.8), || {
+        queue_big(&exe, &sz, 4 << 20, Some(1 << 20))
     });
     t.add(QUEUE_4X4, "items/s", Target::Info, || queue_4x4(quick));
     t.add(REMOTE_CHUNK1, "tasks/s", Target::AtLeast(0.5), || {
@@ -1423,9 +1431,9 @@ fn queue_produce((q, n): (multiproc::Queue<u64>, u64)) {
     }
 }
 
-/// The 1 MiB row's producer: puts `n` items of 1 MiB.
-fn queue_produce_big((q, n): (multiproc::Queue<serde_bytes::ByteBuf>, u64)) {
-    let item = serde_bytes::ByteBuf::from(vec![7u8; 1 << 20]);
+/// The big-item rows' producer: puts `n` items of `len` bytes.
+fn queue_produce_big((q, n, len): (multiproc::Queue<serde_bytes::ByteBuf>, u64, usize)) {
+    let item = serde_bytes::ByteBuf::from(vec![7u8; len]);
     for _ in 0..n {
         q.put(&item).expect("put");
     }
@@ -1442,10 +1450,12 @@ fn queue_consume(q: multiproc::Queue<u64>) -> u64 {
 
 multiproc::entry!(queue_produce, queue_produce_big, queue_consume);
 
-/// 1 MiB items from a child vs the same bytes streamed through raw pipes.
-fn queue_big(exe: &Path, sz: &Sizes) -> Result<Figures, String> {
+/// [`BIG`] bytes in items of `len` bytes from a child, through a queue
+/// whose ring is `ring` bytes (the default if `None`), vs the same bytes
+/// streamed through raw pipes.
+fn queue_big(exe: &Path, sz: &Sizes, len: usize, ring: Option<usize>) -> Result<Figures, String> {
     const MIB: usize = 1 << 20;
-    let n = (BIG / MIB) as u64;
+    let n = (BIG / len) as u64;
     let data: Vec<u8> = vec![7u8; BIG];
     let mut raw = RawEcho::start(exe);
     let RawEcho { input, output, .. } = &mut raw;
@@ -1455,11 +1465,15 @@ fn queue_big(exe: &Path, sz: &Sizes) -> Result<Figures, String> {
         sz.big_rounds,
         || {
             let run = || -> multiproc::Result<()> {
-                let args = (multiproc::Queue::<serde_bytes::ByteBuf>::new()?, n);
+                let mut b = multiproc::Queue::<serde_bytes::ByteBuf>::builder();
+                if let Some(ring) = ring {
+                    b.max_bytes(ring);
+                }
+                let args = (b.build()?, n, len);
                 let mut child = Process::spawn(queue_produce_big, &args)?;
                 for _ in 0..n {
                     let item = args.0.get()?;
-                    assert_eq!(item.len(), MIB);
+                    assert_eq!(item.len(), len);
                 }
                 child.join()
             };
