@@ -599,6 +599,25 @@ pub mod test_hooks {
         queue.get_noting(note)
     }
 
+    pub use crate::queue::LargeStop;
+
+    /// From now on, a large item's `put` or `get` in this process calls
+    /// `f` at `point` (under the queue's lock; see [`LargeStop`]): a
+    /// test's `f` says so and blocks until the process is killed there.
+    /// Replaces what an earlier call set.
+    pub fn stop_large_at(point: LargeStop, f: impl Fn() + Send + Sync + 'static) {
+        crate::queue::large_hooks::stop_at(point, std::sync::Arc::new(f));
+    }
+
+    /// How many blocks of items larger than the ring `queue`'s lane holds
+    /// now, under the queue's lock: one per such item in the queue, plus
+    /// what processes killed inside a large `put` or `get` left (module
+    /// docs of `queue`). Linux: the datagrams in its socket (received
+    /// and sent back, in order); elsewhere `Unsupported`.
+    pub fn queue_lane_blocks<T>(queue: &crate::Queue<T>) -> crate::Result<std::io::Result<usize>> {
+        queue.core.lane_blocks()
+    }
+
     /// Sleeps on `lock`, held by another process, as a blocked `acquire`
     /// does, and returns once woken by its release, *without* taking it:
     /// what a waiter killed right after its wakeup leaves behind. `true`:

@@ -114,12 +114,17 @@ impl Core {
                 }
                 Err(c) => return Step::Fail(Refused::Corrupt(c)),
             }
-            match ring.large_bytes() {
-                Ok(waiting) if waiting.saturating_add(len) > self.max_large => {
-                    return Self::no_room(ring, wait)
-                }
-                Ok(_) => {}
+            let named = match ring.large_refs() {
+                Ok(named) => named,
                 Err(c) => return Step::Fail(Refused::Corrupt(c)),
+            };
+            // Blocks that no record names (left by a process killed
+            // inside a large `put` or `get`) go first.
+            self.lane
+                .sweep(&named.iter().map(|r| (r.tag, r.loc)).collect::<Vec<_>>());
+            let waiting = named.iter().fold(0u64, |t, r| t.saturating_add(r.len));
+            if waiting.saturating_add(len) > self.max_large {
+                return Self::no_room(ring, wait);
             }
             // From here on the block is in the lane: the record
             // must follow (nothing changed the ring since `prepare`).
@@ -133,6 +138,8 @@ impl Core {
                     }))
                 }
             };
+            #[cfg(feature = "test-hooks")]
+            hooks::reached(LargeStop::AfterLaneSend);
             match ring.prepare_large(r) {
                 Ok(Prepared::Ready(p)) => self.commit_put(ring, p),
                 other => Step::Fail(Refused::Other(Kind::QueueCorrupt(format!(
@@ -140,5 +147,45 @@ impl Core {
                 )))),
             }
         })
+    }
+}
+
+/// Where a large item's `put` or `get` can be stopped by a test
+/// (`test_hooks::stop_large_at`): the two points where a process killed
+/// leaves a block in the lane that no record names (module docs of
+/// `queue`, "Items larger than the ring").
+#[cfg(feature = "test-hooks")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LargeStop {
+    /// In `put`, under the queue's lock: the block was handed to the lane
+    /// and its record is not committed yet.
+    AfterLaneSend,
+    /// In `get`, under the queue's lock: the record was taken (the
+    /// commit) and the lane still holds the block.
+    AfterTakeCommit,
+}
+
+#[cfg(feature = "test-hooks")]
+pub(crate) mod hooks {
+    use std::sync::{Arc, Mutex};
+
+    use super::LargeStop;
+
+    type Stop = (LargeStop, Arc<dyn Fn() + Send + Sync>);
+
+    static STOP: Mutex<Option<Stop>> = Mutex::new(None);
+
+    /// See `test_hooks::stop_large_at`.
+    pub(crate) fn stop_at(point: LargeStop, f: Arc<dyn Fn() + Send + Sync>) {
+        *STOP.lock().unwrap_or_else(|e| e.into_inner()) = Some((point, f));
+    }
+
+    /// Runs the function set for `point`, if any.
+    pub(crate) fn reached(point: LargeStop) {
+        let f = match &*STOP.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((p, f)) if *p == point => Arc::clone(f),
+            _ => return,
+        };
+        f();
     }
 }

@@ -230,6 +230,12 @@
 //!   are skipped, and later large puts fail with an error saying so).
 //!   Pushing into every process that holds the queue (a membership table
 //!   in the block) would lift that, and is not built.
+//! - **macOS and other Unixes but Linux**: no lane. Taking a copy of an
+//!   fd in flight without taking the datagram needs a `MSG_PEEK` that
+//!   passes fds, which only Linux's is known to do (XNU's copies the
+//!   control data without making fds: `sys/unix/lane.rs`), so there the
+//!   lane's bound is 0 and an item larger than the ring is refused as
+//!   too large, as any item was before the lane.
 //!
 //! A large `put`: serialize, copy into a fresh block and freeze it
 //! (sealed with `F_SEAL_WRITE` / a read-only handle), all outside the
@@ -240,12 +246,11 @@
 //! socket's buffer, a few hundred datagrams) — hand the block to the lane,
 //! write the record past the tail, wake, and store the tail word: the same
 //! single-store commit as any item, so promise 3 holds as before. A
-//! producer killed before the commit put nothing: on Linux a datagram
-//! without a record may be left in the socket, and the next large `get`
-//! drops it (see below); on Windows a handle may be left in the keeper's
-//! table until it exits. A producer waiting for room does so outside the
-//! lock, like any producer (promise 4: small items go on, into the ring,
-//! while it waits).
+//! producer killed before the commit put nothing; killed after handing
+//! the block to the lane, it leaves a block that no record names (below,
+//! "What a killed process leaves in the lane"). A producer waiting for
+//! room does so outside the lock, like any producer (promise 4: small
+//! items go on, into the ring, while it waits).
 //!
 //! A large `get`, under the lock: the record names the block (its random
 //! tag, its length, Windows: its value in the keeper); the consumer gets a
@@ -256,14 +261,40 @@
 //! good; Windows: closes the keeper's copy). Killed before the commit it
 //! took nothing: the record and the block are still there (promise 2).
 //! Killed between the commit and the drop, the item is gone as with any
-//! `get` that committed, and the block lingers: on Linux as a datagram
-//! whose tag no record has, which the next large `get` drops; on Windows
-//! as a handle in the keeper until it exits. Sends and receives on the
-//! Linux socket happen under the queue's lock in the order of the
-//! records, so a datagram ahead of the oldest record's is always one of
-//! those orphans. A record whose block isn't there (Windows: its keeper
-//! exited) or isn't its own is dropped and the `get` goes on to the next
-//! item: its item was never wholly in the queue.
+//! `get` that committed, and the block lingers (below). A record whose
+//! block isn't there (Windows: its keeper exited) or isn't its own is
+//! dropped and the `get` goes on to the next item: its item was never
+//! wholly in the queue.
+//!
+//! ### What a killed process leaves in the lane
+//!
+//! Two points leave a block in the lane that no record names: a
+//! producer killed after handing its block to the lane and before its
+//! commit, and a consumer killed after its commit and before the lane
+//! let go of the block. The test hook `test_hooks::stop_large_at` stops
+//! a process at exactly those points (`LargeStop`), and
+//! `tests/test_queue_large.rs` kills it there
+//! (`a_producer_killed_between_its_lane_send_and_its_commit_put_nothing`,
+//! `a_consumer_killed_between_its_commit_and_the_lane_letting_go_took_the_item`):
+//! the queue works on, the items behind arrive whole, and no consumer
+//! ever gets a block in place of a committed record's (a block is taken
+//! only if its tag is the record's).
+//!
+//! - **Linux**: the orphan is a datagram whose tag no record has. Sends
+//!   and receives on the socket happen under the queue's lock in the
+//!   order of the records, so the orphans ahead of the oldest record's
+//!   datagram are exactly the datagrams ahead of it: a large `get` drops
+//!   those on its way to its own, and a large `put` drops those at the
+//!   front (`SysLane::sweep`, given the large records it walks anyway for
+//!   the lane's bound), so that orphans can't fill the socket while no
+//!   large item is queued. An orphan thus stays until the next large
+//!   `get`, or the next large `put` if no large item is ahead of it; all
+//!   of them together are bounded by the socket's buffer, like the
+//!   blocks of waiting items.
+//! - **Windows**: the orphan is a handle in the keeper's table, which
+//!   stays there until the keeper exits: one section handle (and the
+//!   item's memory) per process killed at those points (the tests
+//!   count it in the keeper).
 //!
 //! The lock is held through a large `get`'s mapping and decode (a few
 //! milliseconds for 16 MiB), as it is for a ring item's copy: the cost of
@@ -296,6 +327,10 @@ mod simple;
 mod untyped;
 
 pub use joinable::JoinableQueue;
+#[cfg(feature = "test-hooks")]
+pub(crate) use large::hooks as large_hooks;
+#[cfg(feature = "test-hooks")]
+pub use large::LargeStop;
 pub use queue::{Queue, QueueBuilder};
 pub use simple::SimpleQueue;
 

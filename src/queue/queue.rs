@@ -40,6 +40,8 @@ use crate::error::{Error, Kind, Result};
 ///   **Windows**: such an item lives no longer than the process that
 ///   created the queue (that process keeps it; see the crate docs'
 ///   Queues section).
+///   **macOS** (and Unixes other than Linux): no such blocks; an item
+///   larger than the ring is an error of kind `MessageTooLarge`.
 /// - **No feeder thread**: when `put` returns, the item is in shared
 ///   memory. The process may exit at once (return from its entry, be
 ///   killed): its items stay in the queue, and joining it never waits for
@@ -148,7 +150,8 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
     /// such an item waits in a block of shared memory of its own (see
     /// [`Queue`], "Large items"), and a `put` of one waits while this
     /// many bytes of them are queued. It is also the largest item; 0 lets
-    /// no item larger than the ring in.
+    /// no item larger than the ring in (as on macOS, whatever is set
+    /// here: see [`Queue`]).
     pub fn max_large_bytes(&mut self, n: usize) -> &mut Self {
         self.max_large = n;
         self

@@ -583,12 +583,22 @@ impl<'a> Ring<'a> {
     }
 
     /// The bytes of the items that large records in the ring stand for,
-    /// in total: a walk over every record, oldest to newest (only a large
-    /// `put` calls it, for the lane's bound).
+    /// in total (a walk over every record: [`large_refs`](Ring::large_refs)).
+    #[cfg(test)]
     pub(crate) fn large_bytes(&self) -> Result<u64, Corrupt> {
+        Ok(self
+            .large_refs()?
+            .iter()
+            .fold(0u64, |t, r| t.saturating_add(r.len)))
+    }
+
+    /// The large records in the ring, oldest first: a walk over every
+    /// record (only a large `put` calls it, for the lane's bound and the
+    /// blocks no record names).
+    pub(crate) fn large_refs(&self) -> Result<Vec<LargeRef>, Corrupt> {
         let (head, _, mut used) = self.ends()?;
         let mut at = head.pos as usize;
-        let mut total = 0u64;
+        let mut found = Vec::new();
         while used > 0 {
             let len = get_u32(self.mem, HEADER + at);
             let check = get_u32(self.mem, HEADER + at + 4);
@@ -596,7 +606,7 @@ impl<'a> Ring<'a> {
             if check == !len && need <= used {
                 // An item in the ring.
             } else if let Some(r) = self.large_at(at, len, check, used) {
-                total = total.saturating_add(r.len);
+                found.push(r);
             } else {
                 return Err(Corrupt(format!(
                     "a record's frame says {len} bytes (check {check:#x}) with {used} bytes in use"
@@ -605,7 +615,7 @@ impl<'a> Ring<'a> {
             used -= need;
             at = self.wrap(at + need);
         }
-        Ok(total)
+        Ok(found)
     }
 
     /// Takes the record [`peek_with`](Ring::peek_with) read: one

@@ -160,7 +160,7 @@ impl Core {
             items: Self::semaphore()?,
             room: Self::semaphore()?,
             lane: sys::SysLane::new().map_err(io("cannot create a queue's lane"))?,
-            max_large,
+            max_large: lane_bound(max_large),
             ring_max: ring_max(max_bytes),
         })
     }
@@ -381,6 +381,8 @@ impl Core {
                             // wholly in (module docs); the next one.
                             return Step::Again;
                         };
+                        #[cfg(feature = "test-hooks")]
+                        large::hooks::reached(large::LargeStop::AfterTakeCommit);
                         self.lane.taken(r.tag, r.loc);
                         Step::Done(out)
                     }
@@ -443,6 +445,12 @@ impl Core {
         self.locked(|r| (r.get_sleepers(), r.put_sleepers()))
     }
 
+    /// See `test_hooks::queue_lane_blocks`.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn lane_blocks(&self) -> Result<std::io::Result<usize>> {
+        self.locked(|_| self.lane.blocks())
+    }
+
     /// See `test_hooks::scribble_over_oldest`.
     #[cfg(feature = "test-hooks")]
     pub(crate) fn scribble_over_oldest(&self, bytes: &[u8]) -> Result<bool> {
@@ -502,7 +510,7 @@ impl<'de> Deserialize<'de> for Core {
             let handle = h.pop().expect("one handle, counted");
             sys::Guarded::open(mutex, handle, len)
         })?;
-        let max_large = l.word;
+        let max_large = lane_bound(l.word);
         let core = Core {
             guarded,
             items: Self::semaphore_from_wire(i)?,
@@ -514,6 +522,16 @@ impl<'de> Deserialize<'de> for Core {
         core.locked(|_| ())
             .map_err(|e| wire::refuse(format!("a queue refused: {e}")))?;
         Ok(core)
+    }
+}
+
+/// The lane's bound: `max_large`, or 0 where the OS has no lane (every
+/// item larger than the ring is then refused as too large).
+fn lane_bound(max_large: u64) -> u64 {
+    if sys::SysLane::ENABLED {
+        max_large
+    } else {
+        0
     }
 }
 

@@ -289,6 +289,9 @@ const _: fn(&SysLane) -> (Vec<BorrowedRaw<'_>>, u64) = SysLane::parts;
 /// Checks the handles' kind (Unix: datagram sockets; Windows: a process).
 const _: fn(Vec<OwnedRaw>, u64) -> io::Result<SysLane> = SysLane::from_parts;
 const _: usize = SysLane::HANDLES;
+/// Whether the lane carries blocks on this OS (not on Unixes whose
+/// `MSG_PEEK` makes no fds: there items larger than the ring are refused).
+const _: bool = SysLane::ENABLED;
 /// Hands a block over with a tag (never blocking): the word the record
 /// keeps to find it, `None` if the lane has no room now. Called under the
 /// queue's lock, in the order of the records.
@@ -298,6 +301,10 @@ const _: fn(&SysLane, BorrowedRaw<'_>, u64) -> io::Result<Option<u64>> = SysLane
 const _: fn(&SysLane, u64, u64) -> io::Result<Option<OwnedRaw>> = SysLane::open;
 /// Lets go of the block sent with (tag, word), after its item was taken.
 const _: fn(&SysLane, u64, u64) = SysLane::taken;
+/// Lets go of the blocks no record names (given the (tag, word) of every
+/// large record, oldest first): what a process killed inside a large
+/// `put` or `get` left. Called under the queue's lock.
+const _: fn(&SysLane, &[(u64, u64)]) = SysLane::sweep;
 const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<SysLane>();

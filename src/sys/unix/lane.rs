@@ -21,8 +21,21 @@
 //! the datagram) and is dropped. Nothing here is ever blocking: a full
 //! socket is `Ok(None)` from [`SysLane::send`] (the queue waits for room).
 //!
-//! macOS and other Unixes: compiled, not tested; whether their `MSG_PEEK`
-//! passes fds is not checked here.
+//! Only Linux (and Android, the same kernel) is known to pass fds with
+//! `MSG_PEEK`. **macOS does not**: XNU's `soreceive_ctl` copies a peeked
+//! message's control data without externalizing it, so no fd is made in
+//! the receiver. The current sources (apple-oss-distributions/xnu) zero
+//! a peeked `SCM_RIGHTS` payload (`sopeek_scm_rights`: "the actual file
+//! descriptors are not yet created"); older ones (apple/darwin-xnu, up to
+//! macOS 11) copy it as the kernel holds it, file pointers and all.
+//! Either way a peek would yield "fds" that are not the block (0, which
+//! is stdin, or garbage), and closing them would close something else.
+//! Other BSDs were not checked. So the lane is off on every Unix but
+//! Linux and Android ([`SysLane::ENABLED`] false): the queue's lane
+//! bound is 0 there, so an item larger than the ring is refused as too
+//! large (as before the lane existed), and nothing here peeks. (Known
+//! from reading those sources and `cargo check` for
+//! `x86_64-apple-darwin`; the crate is never run on macOS here.)
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -59,6 +72,10 @@ enum Front {
 }
 
 impl SysLane {
+    /// Whether the lane carries blocks on this OS (module docs): Linux
+    /// and Android only.
+    pub(crate) const ENABLED: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
     /// The handles of its wire form: the two ends.
     pub(crate) const HANDLES: usize = 2;
 
@@ -127,6 +144,10 @@ impl SysLane {
     /// `None` if it is not there. Older datagrams with other tags are
     /// dropped on the way (module docs). `_loc` is the record's word.
     pub(crate) fn open(&self, tag: u64, _loc: u64) -> io::Result<Option<OwnedRaw>> {
+        if !Self::ENABLED {
+            // No block was ever sent (a forged record): no peek here.
+            return Ok(None);
+        }
         loop {
             match self.front(RecvFlags::PEEK)? {
                 Front::Empty => return Ok(None),
@@ -144,11 +165,54 @@ impl SysLane {
     /// Drops the datagram of `tag` once its item left the queue (if it is
     /// the oldest, as it is after [`open`](SysLane::open) found it).
     pub(crate) fn taken(&self, tag: u64, _loc: u64) {
+        if !Self::ENABLED {
+            return;
+        }
         if let Ok(Front::Block(t, _)) = self.front(RecvFlags::PEEK) {
             if t == tag {
                 self.drop_front();
             }
         }
+    }
+
+    /// Lets go of the blocks at the front that no record names (`named`:
+    /// the (tag, word) of every large record in the ring, oldest first):
+    /// left by a producer killed before its commit, or a consumer killed
+    /// after its commit and before [`taken`](SysLane::taken). Datagrams
+    /// are in the order of the records, so every datagram ahead of the
+    /// oldest record's is one of those.
+    pub(crate) fn sweep(&self, named: &[(u64, u64)]) {
+        if !Self::ENABLED {
+            return;
+        }
+        loop {
+            match self.front(RecvFlags::PEEK) {
+                Ok(Front::Block(t, _)) if named.iter().any(|&(tag, _)| tag == t) => return,
+                Ok(Front::Block(..) | Front::Junk) => self.drop_front(),
+                Ok(Front::Empty | Front::Truncated) | Err(_) => return,
+            }
+        }
+    }
+
+    /// How many blocks wait in the lane (a test hook, under the queue's
+    /// lock): every datagram is received and sent back, in order.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn blocks(&self) -> io::Result<usize> {
+        let mut all = Vec::new();
+        loop {
+            match self.front(RecvFlags::empty())? {
+                Front::Empty => break,
+                Front::Block(tag, fd) => all.push((tag, fd)),
+                Front::Truncated => return Err(io::Error::other("out of fds")),
+                Front::Junk => {}
+            }
+        }
+        for (tag, fd) in &all {
+            if self.send(fd.as_fd(), *tag)?.is_none() {
+                return Err(io::Error::other("a block could not be sent back"));
+            }
+        }
+        Ok(all.len())
     }
 
     /// Receives the oldest datagram and closes what came with it.
