@@ -1,5 +1,8 @@
 //! Pool workers started by a real Slurm (`Launcher::slurm()`: one
-//! `srun --ntasks=1` job per worker) that connect back over loopback TCP.
+//! `srun --ntasks=1` job per worker) that connect back over TCP to the
+//! address this host's name resolves to (`Launcher::slurm()`'s default; a
+//! loopback address here — where it is not, the tests give 127.0.0.1
+//! instead, as network tests stay on loopback).
 //!
 //! Needs a running cluster (`bash scripts/start-slurm.sh`; `.ci/run` starts
 //! one). Without `srun` on PATH each test says why and passes — unless `CI`
@@ -10,6 +13,7 @@
 
 mod common;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::time::Duration;
 
@@ -25,12 +29,38 @@ fn job_id(_: u32) -> String {
 
 multiproc::entry!(job_id);
 
+/// `Launcher::slurm()` with its default address — this host's, where it
+/// is a loopback one, else 127.0.0.1 (see `common::loopback_host_address`)
+/// — and the address its workers are given.
+fn slurm_launcher() -> (Launcher, IpAddr) {
+    match common::loopback_host_address() {
+        Some(ip) => (Launcher::slurm(), ip),
+        None => (
+            Launcher::slurm().listen((Ipv4Addr::LOCALHOST, 0)),
+            Ipv4Addr::LOCALHOST.into(),
+        ),
+    }
+}
+
 fn slurm_pool(workers: usize) -> Pool {
     PoolBuilder::new()
         .workers(workers)
-        .launcher(Launcher::slurm())
+        .launcher(slurm_launcher().0)
         .build()
         .unwrap()
+}
+
+/// The variable `name` of the environment process `pid` was started with
+/// (`/proc/PID/environ`: its initial environment, proc(5)); empty when it
+/// had none.
+fn environ_var(pid: u32, name: &str) -> String {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let prefix = format!("{name}=");
+    environ
+        .split(|&b| b == 0)
+        .find_map(|v| v.strip_prefix(prefix.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
 }
 
 /// The jobs of `ids` that `squeue` still lists (pending, running or
@@ -75,7 +105,22 @@ fn a_pool_of_srun_workers_maps_exactly() {
     if !slurm_here() {
         return;
     }
-    let p = slurm_pool(2);
+    let (launcher, host_ip) = slurm_launcher();
+    let p = PoolBuilder::new()
+        .workers(2)
+        .launcher(launcher)
+        .build()
+        .unwrap();
+    // The workers were told this host's address (a pool's pid of a
+    // launched worker is its srun's, which has the variables srun passed on).
+    for srun in p.pids() {
+        let given: std::net::SocketAddr = environ_var(srun, "MULTIPROC_CONNECT").parse().unwrap();
+        assert_eq!(
+            given.ip(),
+            host_ip,
+            "srun {srun}'s worker was given {given}"
+        );
+    }
     let want: Vec<u64> = (0..300u64).map(|x| x * x).collect();
     assert_eq!(p.map(square, 0..300u64).unwrap(), want);
     assert_eq!(p.map_chunked(square, 0..300u64, 1).unwrap(), want);
@@ -227,19 +272,10 @@ fn scenario_srun_output() {
 /// Worker `pid`'s Slurm job, step and rank, from its environment in
 /// `/proc` (the single-node cluster runs it on this machine).
 fn job_step_rank(pid: u32) -> (String, String, String) {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    let var = |name: &str| {
-        let prefix = format!("{name}=");
-        environ
-            .split(|&b| b == 0)
-            .find_map(|v| v.strip_prefix(prefix.as_bytes()))
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default()
-    };
     (
-        var("SLURM_JOB_ID"),
-        var("SLURM_STEP_ID"),
-        var("SLURM_PROCID"),
+        environ_var(pid, "SLURM_JOB_ID"),
+        environ_var(pid, "SLURM_STEP_ID"),
+        environ_var(pid, "SLURM_PROCID"),
     )
 }
 
@@ -248,9 +284,10 @@ fn all_at_once_one_srun_starts_every_worker_as_one_job_step() {
     if !slurm_here() {
         return;
     }
+    let (launcher, host_ip) = slurm_launcher();
     let p = PoolBuilder::new()
         .workers(3)
-        .launcher(Launcher::slurm().all_at_once())
+        .launcher(launcher.all_at_once())
         .build()
         .unwrap();
     let want: Vec<u64> = (0..300u64).map(|x| x * x).collect();
@@ -262,6 +299,11 @@ fn all_at_once_one_srun_starts_every_worker_as_one_job_step() {
     let mut known = p.pids();
     known.sort_unstable();
     assert_eq!(pids, known);
+    // Each was told this host's address (these pids are the workers' own).
+    for &pid in &pids {
+        let given: std::net::SocketAddr = environ_var(pid, "MULTIPROC_CONNECT").parse().unwrap();
+        assert_eq!(given.ip(), host_ip, "worker {pid} was given {given}");
+    }
     let mut seen: Vec<_> = pids.iter().map(|&pid| job_step_rank(pid)).collect();
     seen.sort();
     let (job, step) = (seen[0].0.clone(), seen[0].1.clone());
@@ -332,7 +374,7 @@ fn scenario_parent_of_a_busy_srun_worker() {
     }
     let p = PoolBuilder::new()
         .workers(1)
-        .launcher(Launcher::slurm().heartbeat(Duration::from_secs(2)))
+        .launcher(slurm_launcher().0.heartbeat(Duration::from_secs(2)))
         .build()
         .unwrap();
     let ids = jobs_of(&p);

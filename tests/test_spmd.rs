@@ -92,7 +92,7 @@ const RANK_VARS: [&str; 15] = [
     "PMI_SIZE",
     "PMIX_NAMESPACE",
     "OMPI_MCA_ess_base_jobid",
-    "MULTIPROC_SPMD_ADDR",
+    "MULTIPROC_LISTEN_ADDR",
     "MULTIPROC_SPMD_DIR",
     "MULTIPROC_SPMD_ID",
     "MULTIPROC_SPMD_TIMEOUT",
@@ -157,7 +157,7 @@ fn fake_rank_of(
     cmd.env(rank_var, rank.to_string())
         .env(size_var, size.to_string())
         .env("MULTIPROC_SPMD_DIR", dir)
-        .env("MULTIPROC_SPMD_ADDR", "127.0.0.1");
+        .env("MULTIPROC_LISTEN_ADDR", "127.0.0.1");
     for (k, v) in extra {
         cmd.env(k, v);
     }

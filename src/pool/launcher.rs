@@ -128,9 +128,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// silent that long exits, so a vanished node or parent leaves nothing
 /// waiting or running.
 ///
-/// What this version does not do yet (issue 14): the pool's listener
-/// binds the loopback address unless
-/// [`listen`](Launcher::listen) names another.
+/// # Where the pool listens
+///
+/// A [`Launcher::command`] pool listens on `127.0.0.1` (any free port),
+/// so its workers must run on this machine — through a shell, or `ssh`
+/// to this host. For workers on other hosts, [`Launcher::slurm`] (and
+/// [`listen_on_host`](Launcher::listen_on_host) on any launcher command)
+/// makes it listen on the address this host's name resolves to, or on the
+/// one the environment variable `MULTIPROC_LISTEN_ADDR` gives (an IP
+/// address, `IP:port`, a host name or `host:port`: for a host whose name
+/// resolves to the wrong interface, or only to a loopback address);
+/// [`listen`](Launcher::listen) names the address in the code. The
+/// listener is always authenticated with the pool's random key; the key
+/// is not encryption: tasks and results cross the network in the clear
+/// (see `docs/cluster.md`, "Security model", for tunnelling them).
 #[derive(Clone, Debug)]
 pub struct Launcher {
     kind: LauncherKind,
@@ -141,7 +152,7 @@ enum LauncherKind {
     Local,
     Command {
         template: Vec<String>,
-        listen: Address,
+        listen: Listen,
         prefix_output: bool,
         /// [`Launcher::all_at_once`] was asked for.
         all_at_once: bool,
@@ -150,6 +161,17 @@ enum LauncherKind {
     Spmd {
         heartbeat: Duration,
     },
+}
+
+/// Where a command launcher's pool listens.
+#[derive(Clone, Debug)]
+enum Listen {
+    /// This address ([`Launcher::listen`]; the loopback one by default).
+    At(Address),
+    /// `MULTIPROC_LISTEN_ADDR`, else the address this host's name
+    /// resolves to, found when the pool is built
+    /// ([`Launcher::listen_on_host`]).
+    Host,
 }
 
 impl Default for Launcher {
@@ -192,7 +214,7 @@ impl Launcher {
         Launcher {
             kind: LauncherKind::Command {
                 template: template.into_iter().map(Into::into).collect(),
-                listen: Address::Tcp(([127, 0, 0, 1], 0).into()),
+                listen: Listen::At(Address::Tcp(([127, 0, 0, 1], 0).into())),
                 heartbeat: Launcher::DEFAULT_HEARTBEAT_TIMEOUT,
                 prefix_output: true,
                 all_at_once: false,
@@ -213,13 +235,12 @@ impl Launcher {
     /// the worker) or `scancel` of its job ends the worker; its task fails
     /// with [`Error::is_worker_died`](crate::Error::is_worker_died).
     ///
-    /// The pool listens on the loopback address unless
-    /// [`listen`](Launcher::listen) names another: enough when the job
-    /// runs on this machine (a single-node cluster); for workers on other
-    /// nodes, give an address of this machine that the compute nodes reach
-    /// (see `docs/cluster.md`).
+    /// The pool listens on an address of this host that the compute
+    /// nodes can reach ([`listen_on_host`](Launcher::listen_on_host)): the
+    /// one its name resolves to, or `MULTIPROC_LISTEN_ADDR`;
+    /// [`listen`](Launcher::listen) names another.
     pub fn slurm() -> Launcher {
-        Launcher::command(SLURM_ONE)
+        Launcher::command(SLURM_ONE).listen_on_host()
     }
 
     /// One command starts all the pool's workers at once: [`Launcher::slurm`]
@@ -284,7 +305,8 @@ impl Launcher {
     /// `build` fails with [`Error::is_usage`](crate::Error::is_usage), as
     /// with a job of one rank. The pool has N − 1 workers, whatever
     /// [`workers`](crate::PoolBuilder::workers) says. Rank 0 listens on
-    /// the address its host name resolves to (or `MULTIPROC_SPMD_ADDR`)
+    /// the address its host name resolves to (or `MULTIPROC_LISTEN_ADDR`,
+    /// as [`listen_on_host`](Launcher::listen_on_host))
     /// with a random key, and hands address and key to the other ranks in
     /// a file only this user can read, in a directory all ranks share;
     /// see `docs/cluster.md` ("SPMD mode") for the file, the variables that
@@ -328,14 +350,68 @@ impl Launcher {
         }
     }
 
-    /// Where the pool listens for its launched workers (default
-    /// `127.0.0.1:0`: this machine only, any free port): an address of
-    /// this machine that the workers can reach, which is also the address
-    /// they are given. No effect on [`Launcher::local`], nor on
-    /// [`Launcher::spmd`] (`MULTIPROC_SPMD_ADDR` is its address).
+    /// Where the pool listens for its launched workers: an address of
+    /// this machine that the workers can reach (a specific interface, not
+    /// `0.0.0.0`), which is also the address they are given. The default
+    /// of [`Launcher::command`] is `127.0.0.1:0` (this machine only, any
+    /// free port), that of [`Launcher::slurm`] this host's address
+    /// ([`listen_on_host`](Launcher::listen_on_host)). This address wins
+    /// over `MULTIPROC_LISTEN_ADDR`. No effect on [`Launcher::local`], nor
+    /// on [`Launcher::spmd`] (`MULTIPROC_LISTEN_ADDR` moves its address).
     pub fn listen(mut self, addr: impl Into<Address>) -> Launcher {
         if let LauncherKind::Command { listen, .. } = &mut self.kind {
-            *listen = addr.into();
+            *listen = Listen::At(addr.into());
+        }
+        self
+    }
+
+    /// The pool listens on an address of this host that workers on other
+    /// hosts can reach, found when [`build`](crate::PoolBuilder::build)
+    /// runs: the one in the environment variable `MULTIPROC_LISTEN_ADDR`
+    /// when it is set (an IP address, `IP:port`, `[IPv6]:port`, a host
+    /// name or `host:port`; without a port, any free one), else the address
+    /// this host's name resolves to — of several, the first that is not a
+    /// loopback or link-local address, else the first — on any free port.
+    /// As SPMD mode's rank 0 does ([`Launcher::spmd`]), and
+    /// [`Launcher::slurm`]'s default.
+    ///
+    /// `build` fails with [`Error::is_usage`] when this host's name
+    /// resolves to no address, or `MULTIPROC_LISTEN_ADDR` is not an
+    /// address (or a wildcard one, `0.0.0.0`, which workers can't connect
+    /// to); the error names the host name or the variable's value. A name
+    /// that resolves only to a loopback address (Debian's `127.0.1.1`
+    /// convention) gives that address: workers on this host reach it,
+    /// workers on others fail to connect back (their launch fails with
+    /// their complaint, which says so) until `MULTIPROC_LISTEN_ADDR` names
+    /// an address they reach. A port in the variable is every such pool's
+    /// port, so only one pool at a time can have it.
+    ///
+    /// The pool's listener is authenticated with the pool's random key
+    /// whatever the address, but the key is not encryption: off this
+    /// machine, tasks and results travel in the clear (`docs/cluster.md`,
+    /// "Security model", says how to tunnel them). No effect on
+    /// [`Launcher::local`], nor on [`Launcher::spmd`] (which always listens
+    /// so).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), multiproc::Error> {
+    /// multiproc::init();
+    /// use multiproc::{Launcher, PoolBuilder};
+    ///
+    /// // Workers on another machine, which connect back to this one's
+    /// // address (ssh must pass the variables on: docs/cluster.md, "ssh").
+    /// let _pool = PoolBuilder::new()
+    ///     .workers(4)
+    ///     .launcher(
+    ///         Launcher::command(["ssh", "-o", "SendEnv=MULTIPROC_*", "node12", "{exe}"])
+    ///             .listen_on_host(),
+    ///     )
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn listen_on_host(mut self) -> Launcher {
+        if let LauncherKind::Command { listen, .. } = &mut self.kind {
+            *listen = Listen::Host;
         }
         self
     }
@@ -472,7 +548,16 @@ impl Launcher {
                     ..
                 },
                 Some(heartbeat),
-            ) => Remote::new(template, listen, *prefix_output, heartbeat).map(Some),
+            ) => Remote::new(
+                template,
+                &match listen {
+                    Listen::At(a) => a.clone(),
+                    Listen::Host => super::address::host_address()?,
+                },
+                *prefix_output,
+                heartbeat,
+            )
+            .map(Some),
             _ => Ok(None),
         }
     }
@@ -965,9 +1050,23 @@ pub(super) fn launched_worker(_: ()) {
         // Only this process holds it (see `Remote::wait_for`).
         Ok(c) => c.reading_ahead(),
         Err(e) => {
+            // The pool's host name may resolve only to a loopback address.
+            let hint = match addr.parse::<std::net::SocketAddr>() {
+                Ok(a) if a.ip().is_loopback() => format!(
+                    " ({} is a loopback address, which a worker on another host than the \
+                     pool's can't reach: the pool must listen on an address of its host that \
+                     this one reaches — Launcher::listen_on_host, with {} where that host's \
+                     name resolves to a loopback address, or Launcher::listen)",
+                    a.ip(),
+                    super::address::LISTEN_ENV
+                ),
+                _ => String::new(),
+            };
             eprintln!(
-                "multiproc launched worker {}: cannot connect back to {addr}: {e}",
-                std::process::id()
+                "multiproc launched worker {} on host {}: cannot connect back to {addr}: \
+                 {e}{hint}",
+                std::process::id(),
+                sys::hostname()
             );
             std::process::exit(crate::exit_code::NO_CHANNEL);
         }

@@ -71,6 +71,7 @@
 //! arguments fails with [`Error::is_encode`], one with handles in its
 //! result with [`Error::is_result_encode`], and the worker goes on.
 
+mod address;
 mod imap;
 mod launcher;
 #[cfg(feature = "test-hooks")]

@@ -5,7 +5,7 @@
 //! become those workers and never return from `build`.
 //!
 //! The rendezvous: rank 0 listens (its host name's address, or
-//! `MULTIPROC_SPMD_ADDR`) with a random key, and writes address and key to
+//! `MULTIPROC_LISTEN_ADDR`: `address.rs`) with a random key, and writes address and key to
 //! a file in a directory every rank sees (`MULTIPROC_SPMD_DIR`, else
 //! `SLURM_SUBMIT_DIR`, else the working directory), named by the run
 //! (`.multiproc-spmd-<job>.<step>`): created 0600 under a temporary name
@@ -18,11 +18,11 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{IpAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use super::address::{host_address, LISTEN_ENV};
 use super::launcher::{hex, serve_pool, unhex, Hello, Served};
 use super::protocol::{Heartbeat, WorkerConfig};
 use crate::connection::Connection;
@@ -30,8 +30,6 @@ use crate::error::{Error, Kind, Result};
 use crate::net::{Address, Client, Listener};
 use crate::{deadline, exit_code, spawn, sys};
 
-/// Where rank 0 listens, instead of its host name's address.
-const ADDR_ENV: &str = "MULTIPROC_SPMD_ADDR";
 /// The directory of the rendezvous file, instead of `SLURM_SUBMIT_DIR`
 /// or the working directory.
 const DIR_ENV: &str = "MULTIPROC_SPMD_DIR";
@@ -277,30 +275,6 @@ impl Drop for MeetingFile {
     }
 }
 
-/// Where rank 0 listens: `MULTIPROC_SPMD_ADDR` (an IP address, `IP:port`,
-/// `host:port`), else the first address its host name resolves to; port 0
-/// (any free one) unless one is given.
-fn listen_address(var: impl Fn(&str) -> Option<String>) -> Result<Address> {
-    if let Some(s) = var(ADDR_ENV) {
-        if let Ok(ip) = s.trim().parse::<IpAddr>() {
-            return Ok(Address::Tcp((ip, 0).into()));
-        }
-        return s.trim().parse::<Address>().map_err(|e| {
-            usage(format!(
-                "{ADDR_ENV} is `{s}`, not an address (IP, IP:port, host:port): {e}"
-            ))
-        });
-    }
-    let host = sys::hostname();
-    match (host.as_str(), 0).to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(a)) => Ok(Address::Tcp(a)),
-        Ok(None) | Err(_) => Err(usage(format!(
-            "SPMD mode: this host's name, `{host}`, resolves to no address for the other \
-             ranks to connect to: set {ADDR_ENV} to an address of this host that they reach"
-        ))),
-    }
-}
-
 /// A worker rank that joined rank 0's pool.
 pub(super) struct Joined {
     pub(super) conn: Connection,
@@ -385,7 +359,7 @@ fn gather(me: &Rank, path: PathBuf, timeout: Duration, heartbeat: Heartbeat) -> 
             std::io::Error::other(e.to_string()),
         )
     })?;
-    let listener = Listener::bind(listen_address(env)?, Some(&key))?;
+    let listener = Listener::bind(host_address()?, Some(&key))?;
     let meeting = Meeting {
         addr: listener.address().clone(),
         host: sys::hostname(),
@@ -495,7 +469,7 @@ fn serve(me: &Rank, path: &Path, timeout: Duration) -> i32 {
             if m.addr.is_local() && m.host != here {
                 return fail(format!(
                     "rank 0 listens on {}, a loopback address, on another host ({}): set \
-                     {ADDR_ENV} to an address of rank 0's host that the other nodes reach",
+                     {LISTEN_ENV} to an address of rank 0's host that the other nodes reach",
                     m.addr, m.host
                 ));
             }
@@ -656,17 +630,6 @@ mod tests {
         );
         assert!(timeout(vars(&[(TIMEOUT_ENV, "0")])).unwrap_err().is_usage());
         assert!(timeout(vars(&[(TIMEOUT_ENV, "1.5")]))
-            .unwrap_err()
-            .is_usage());
-    }
-
-    #[test]
-    fn the_listen_address_can_be_given() {
-        let a = listen_address(vars(&[(ADDR_ENV, "127.0.0.1")])).unwrap();
-        assert_eq!(a, Address::Tcp(([127, 0, 0, 1], 0).into()));
-        let a = listen_address(vars(&[(ADDR_ENV, "127.0.0.1:7000")])).unwrap();
-        assert_eq!(a, Address::Tcp(([127, 0, 0, 1], 7000).into()));
-        assert!(listen_address(vars(&[(ADDR_ENV, "not an address")]))
             .unwrap_err()
             .is_usage());
     }

@@ -42,7 +42,7 @@ pub(crate) use fs::create_private;
 mod net;
 pub(crate) use net::{
     connect_local, connect_pipe, connect_tcp, listen_local, listen_pipe, listen_tcp, local_default,
-    resolve, LocalDefault, NetListener, NetStopper, NetStream,
+    resolve, resolve_host, LocalDefault, NetListener, NetStopper, NetStream,
 };
 
 // ---------------------------------------------------------------------------

@@ -347,3 +347,17 @@ pub(crate) fn resolve(s: &str) -> io::Result<Option<SocketAddr>> {
     use std::net::ToSocketAddrs;
     Ok(s.to_socket_addrs()?.next())
 }
+
+/// Every address the host name `host` resolves to, in the system
+/// resolver's order (`getaddrinfo`; duplicates, one per socket type,
+/// removed).
+pub(crate) fn resolve_host(host: &str) -> io::Result<Vec<std::net::IpAddr>> {
+    use std::net::ToSocketAddrs;
+    let mut ips = Vec::new();
+    for a in (host, 0).to_socket_addrs()? {
+        if !ips.contains(&a.ip()) {
+            ips.push(a.ip());
+        }
+    }
+    Ok(ips)
+}

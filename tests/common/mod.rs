@@ -235,3 +235,48 @@ pub fn slurm_here() -> bool {
     );
     false
 }
+
+// ------------------------------------------------------------ this host's address
+
+/// This host's name, as a launched worker here reports it and as a pool
+/// resolves it for its address (`uname -n`; Windows: `COMPUTERNAME`).
+pub fn host_name() -> String {
+    #[cfg(unix)]
+    let name = Command::new("uname")
+        .arg("-n")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    #[cfg(windows)]
+    let name = std::env::var("COMPUTERNAME").unwrap_or_default();
+    if name.is_empty() {
+        "?".into()
+    } else {
+        name
+    }
+}
+
+/// The address a pool that listens on this host's address
+/// (`Launcher::slurm()`, `Launcher::listen_on_host`, SPMD rank 0) takes
+/// without `MULTIPROC_LISTEN_ADDR`, when this host's name resolves to
+/// loopback addresses only (then the first of them, as documented);
+/// `None`, after saying so on stderr, when it resolves to another: network
+/// tests stay on loopback addresses, so those go through
+/// `MULTIPROC_LISTEN_ADDR` (or `Launcher::listen`) with a 127.x address
+/// there instead.
+pub fn loopback_host_address() -> Option<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    let host = host_name();
+    let ips: Vec<std::net::IpAddr> = (host.as_str(), 0)
+        .to_socket_addrs()
+        .map(|a| a.map(|a| a.ip()).collect())
+        .unwrap_or_default();
+    if !ips.is_empty() && ips.iter().all(|ip| ip.is_loopback()) {
+        return Some(ips[0]);
+    }
+    eprintln!(
+        "NOTE: this host's name `{host}` resolves to {ips:?}, not only to loopback addresses: \
+         the pool's host-name address is tested through a 127.x address given instead"
+    );
+    None
+}
