@@ -641,6 +641,13 @@ pub mod test_hooks {
         crate::pool::launcher_hooks::hello_was_read(token)
     }
 
+    /// How many records this process's last `get` under `queue`'s lock
+    /// copied out and its later `get`s have not taken yet: still in the
+    /// queue, for any consumer, until one takes them.
+    pub fn queue_copied<T>(queue: &crate::Queue<T>) -> usize {
+        queue.core.copied_len()
+    }
+
     /// The consumers and the producers asleep in `queue` now, as its
     /// header counts them.
     pub fn queue_sleepers<T>(queue: &crate::Queue<T>) -> crate::Result<(u32, u32)> {

@@ -51,8 +51,9 @@ use crate::error::{Error, Kind, Result};
 ///   whole item; a consumer killed inside `get`, even with the item
 ///   copied out and decoded, leaves it, first in line, for the next `get`
 ///   (the item leaves the queue with the last store `get` makes before it
-///   unlocks and returns). Either way the queue stays usable by everyone
-///   else.
+///   returns); so do the items after it that a `get` copied out ahead for
+///   this process's next `get`s. Either way the queue stays usable by
+///   everyone else.
 /// - **macOS: a crash can leave the queue locked.** macOS has no robust
 ///   mutexes: a process killed inside any call on the queue leaves it
 ///   locked for good, and every later call on it, in every process,

@@ -1,13 +1,29 @@
 //! [`Ring`]: the byte ring a queue keeps in shared memory, as a view over
 //! the block's bytes. Pure data-structure code: no OS calls, no clock, no
 //! lock — the caller holds the queue's lock for as long as a `Ring`
-//! exists (the block is only ever reached through that lock), so here the
-//! bytes are plain `&mut [u8]`. Unit tests run it on a `Vec<u8>`.
+//! exists (the block's bytes past its atomic prefix are only ever reached
+//! through that lock), so here the bytes are plain `&mut [u8]`, and the
+//! head word an `AtomicU64` (taken without the lock too:
+//! [`take_unlocked`]). Unit tests run it on a `Vec<u8>` and an atomic.
 //!
 //! # Layout
 //!
-//! A [`HEADER`] of 64 bytes, then the data area of `cap` bytes (`cap` a
-//! multiple of 8, at most [`MAX_CAP`]). Integers are little-endian.
+//! The block starts with an *atomic prefix* of [`PREFIX`] bytes, reached
+//! only with atomic operations, with or without the lock
+//! (`sys::Guarded::atomics`): its first 8 bytes are the **head word**,
+//! the rest is unused. Then, under the lock, a [`HEADER`] of 64 bytes and
+//! the data area of `cap` bytes (`cap` a multiple of 8, at most
+//! [`MAX_CAP`]). Integers are little-endian; offsets below are from the
+//! header's start.
+//!
+//! The head word is items taken (high 32 bits) and the position of the
+//! oldest record (low 32), whose bit 0 (a position's is always 0) is the
+//! **room-wait flag**: set while the header counts producers asleep
+//! waiting for room ([`ROOM_WAIT`]). It is outside the lock's bytes so
+//! that a consumer can take an item it copied out earlier without the
+//! lock (`queue/mod.rs`, "Taking items without the lock"): one
+//! compare-and-swap from the word it expects, which fails if anyone else
+//! took an item since or a producer sleeps for room.
 //!
 //! | at | size | what |
 //! |---|---|---|
@@ -15,7 +31,7 @@
 //! | 4 | 4 | layout version |
 //! | 8 | 8 | `cap`, the data area's length |
 //! | 16 | 8 | the item capacity (`max_items`) |
-//! | 24 | 8 | the **head word**: items taken (high 32 bits), position of the oldest record (low 32) |
+//! | 24 | 8 | unused (the head word was here in version 1) |
 //! | 32 | 8 | the **tail word**: items put (high 32 bits), position after the newest record (low 32) |
 //! | 40 | 4 | closed (0 / 1) |
 //! | 44 | 4 | consumers asleep waiting for an item |
@@ -44,12 +60,15 @@
 //!
 //! # Commit points
 //!
-//! Each operation changes exactly one word of the header, with one
-//! aligned 8-byte store, and does so last. A put is
+//! Each operation changes exactly one word, the tail or the head word,
+//! with one aligned 8-byte store (the head word: a compare-and-swap), and
+//! does so last. A put is
 //! [`prepare`](Ring::prepare) (the record is written past the tail) then
 //! [`commit`](Ring::commit) (the tail word is stored); a get is
 //! [`peek_with`](Ring::peek_with) (the record is read) then
-//! [`take`](Ring::take) (the head word is stored). Between the two halves
+//! [`take`](Ring::take) (the head word is swapped), or, for a record
+//! copied out after one taken under the lock ([`peek_next`](Ring::peek_next)),
+//! [`take_unlocked`] later. Between the two halves
 //! the caller may do what it must before the commit (the queue decodes the
 //! item and wakes sleepers there), still under the lock. A process killed
 //! before the store left the queue as it was (a half-written record past
@@ -64,9 +83,15 @@
 //! read out of bounds or a giant allocation.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The atomic prefix's length (one cache line): the head word, then
+/// nothing yet.
+pub(crate) const PREFIX: usize = 64;
 /// The header's length; the data area follows it.
 pub(crate) const HEADER: usize = 64;
+/// The head word's room-wait flag (module docs).
+pub(crate) const ROOM_WAIT: u64 = 1;
 /// The largest data area: positions and byte counts fit in 32 bits.
 pub(crate) const MAX_CAP: usize = 1 << 30;
 /// The smallest data area: one empty record.
@@ -80,13 +105,12 @@ const LARGE_MARK: u32 = u32::from_le_bytes(*b"LARG");
 const LARGE_MAGIC: u32 = u32::from_le_bytes(*b"MPQL");
 
 const MAGIC: u32 = u32::from_le_bytes(*b"MPQU");
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 const MAGIC_AT: usize = 0;
 const VERSION_AT: usize = 4;
 const CAP_AT: usize = 8;
 const MAX_ITEMS_AT: usize = 16;
-const HEAD_AT: usize = 24;
 const TAIL_AT: usize = 32;
 const CLOSED_AT: usize = 40;
 const GET_SLEEPERS_AT: usize = 44;
@@ -99,9 +123,10 @@ pub(crate) fn record_len(len: usize) -> usize {
     FRAME + len.div_ceil(8) * 8
 }
 
-/// The block length for a data area of `cap` bytes.
+/// The block length for a data area of `cap` bytes: the atomic prefix,
+/// the header and the data.
 pub(crate) fn block_len(cap: usize) -> usize {
-    HEADER + cap
+    PREFIX + HEADER + cap
 }
 
 /// The header of a new, empty ring of `cap` data bytes (a multiple of 8
@@ -207,6 +232,24 @@ impl Taking {
     pub(crate) fn left(&self) -> u32 {
         self.1
     }
+
+    /// The head word once the record is taken (room-wait flag clear):
+    /// what [`take_unlocked`] of the next record expects.
+    pub(crate) fn head_word(&self) -> u64 {
+        self.0.word()
+    }
+}
+
+/// Takes a record copied out earlier ([`Ring::peek_next`]) without the
+/// lock: one compare-and-swap of the head word from `from` (the head
+/// word with the records before it taken, room-wait flag clear) to `to`
+/// (its [`Taking::head_word`]). False, and nothing changes, if the word
+/// is not `from`: another consumer took an item since (this one's or an
+/// earlier one), or a producer sleeps waiting for room (the flag), whom
+/// a take under the lock wakes first.
+pub(crate) fn take_unlocked(head: &AtomicU64, from: u64, to: u64) -> bool {
+    head.compare_exchange(from, to, Ordering::SeqCst, Ordering::Relaxed)
+        .is_ok()
 }
 
 /// A large record's payload: where an item too large for the ring waits
@@ -269,6 +312,11 @@ impl End {
 /// A view of a ring's block (see the module docs), while the caller holds
 /// the queue's lock.
 pub(crate) struct Ring<'a> {
+    /// The head word, in the atomic prefix.
+    head: &'a AtomicU64,
+    /// The head word as this view last read or wrote it, flag included.
+    head_word: u64,
+    /// The header and the data area.
     mem: &'a mut [u8],
     /// The data area's length (from the block's length, not its header).
     cap: usize,
@@ -282,14 +330,17 @@ pub(crate) struct Ring<'a> {
 }
 
 impl<'a> Ring<'a> {
-    /// Writes a new, empty ring over `mem` (a fresh block of
-    /// `block_len(cap)` bytes, `cap` checked by the caller: a multiple of
-    /// 8 in `MIN_CAP..=MAX_CAP`), holding at most `max_items` items.
+    /// Writes a new, empty ring over `head` and `mem` (the header and a
+    /// data area of `cap` bytes, `cap` checked by the caller: a multiple
+    /// of 8 in `MIN_CAP..=MAX_CAP`), holding at most `max_items` items.
     #[cfg(test)] // the queue writes only the header (`new_header`)
-    pub(crate) fn init(mem: &'a mut [u8], max_items: u64) -> Ring<'a> {
+    pub(crate) fn init(head: &'a AtomicU64, mem: &'a mut [u8], max_items: u64) -> Ring<'a> {
         let cap = mem.len() - HEADER;
         mem[..HEADER].copy_from_slice(&new_header(cap, max_items));
+        head.store(0, Ordering::SeqCst);
         let mut ring = Ring {
+            head,
+            head_word: 0,
             mem,
             cap,
             max_items,
@@ -304,7 +355,9 @@ impl<'a> Ring<'a> {
     /// but a view opens without them: then every operation that needs
     /// them says why they can't be right, and a `peek` empties the ring
     /// so that it can be used again.
-    pub(crate) fn open(mem: &'a mut [u8]) -> Result<Ring<'a>, Corrupt> {
+    /// `head` is the head word (the atomic prefix's first), `mem` the
+    /// header and data area.
+    pub(crate) fn open(head: &'a AtomicU64, mem: &'a mut [u8]) -> Result<Ring<'a>, Corrupt> {
         if mem.len() < HEADER + MIN_CAP || mem.len() > HEADER + MAX_CAP {
             return Err(Corrupt(format!(
                 "a block of {} bytes can't hold a queue",
@@ -323,6 +376,8 @@ impl<'a> Ring<'a> {
         }
         let max_items = get_u64(mem, MAX_ITEMS_AT).max(1);
         let mut ring = Ring {
+            head_word: head.load(Ordering::Acquire),
+            head,
             mem,
             cap,
             max_items,
@@ -358,7 +413,7 @@ impl<'a> Ring<'a> {
             .read_ends()
             .err()
             .unwrap_or("the head and tail changed under the lock");
-        let head = End::of(get_u64(self.mem, HEAD_AT));
+        let head = End::of(self.head_word & !ROOM_WAIT);
         let tail = End::of(get_u64(self.mem, TAIL_AT));
         Corrupt(format!("{what} (head {head:?}, tail {tail:?})"))
     }
@@ -367,7 +422,7 @@ impl<'a> Ring<'a> {
     /// The error says which check failed ([`bad_ends`](Ring::bad_ends)
     /// makes the message: nothing is allocated on the way to a view).
     fn read_ends(&self) -> Result<(End, End, usize), &'static str> {
-        let head = End::of(get_u64(self.mem, HEAD_AT));
+        let head = End::of(self.head_word & !ROOM_WAIT);
         let tail = End::of(get_u64(self.mem, TAIL_AT));
         let n = tail.items.wrapping_sub(head.items) as usize;
         let (h, t) = (head.pos as usize, tail.pos as usize);
@@ -477,11 +532,13 @@ impl<'a> Ring<'a> {
     pub(crate) fn pop(&mut self, out: &mut Vec<u8>) -> Result<Pop, Corrupt> {
         Ok(match self.peek(out)? {
             Peeked::Item(t, ()) => {
-                self.take(t);
+                let taken = self.take(t);
+                debug_assert!(taken, "nothing else takes from this ring");
                 Pop::Done
             }
             Peeked::Large(t, r) => {
-                self.take(t);
+                let taken = self.take(t);
+                debug_assert!(taken, "nothing else takes from this ring");
                 Pop::Large(r)
             }
             Peeked::Empty => Pop::Empty,
@@ -532,40 +589,82 @@ impl<'a> Ring<'a> {
                 Peeked::Empty
             });
         }
+        if let Some((at, len, t)) = self.item_at(head, tail, used) {
+            return Ok(Peeked::Item(t, self.with_payload(at, len, f)));
+        }
+        let h = head.pos as usize;
+        let len = get_u32(self.mem, HEADER + h);
+        let check = get_u32(self.mem, HEADER + h + 4);
+        let need = record_len(len as usize);
+        if let Some(r) = self.large_at(h, len, check, used) {
+            let next = End {
+                items: head.items.wrapping_add(1),
+                pos: self.wrap(h + need) as u32,
+            };
+            let left = tail.items.wrapping_sub(next.items);
+            return Ok(Peeked::Large(Taking(next, left, used - need), r));
+        }
+        self.reset();
+        Err(Corrupt(format!(
+            "a record's frame says {len} bytes (check {check:#x}) with {used} bytes in use; \
+             the queue was emptied"
+        )))
+    }
+
+    /// Runs `f` on the payload of the record after `prev` (a record this
+    /// view took, or read with `peek_next`) if it is an item in the ring
+    /// of at most `max_len` bytes, without taking it: for a consumer that
+    /// copies out records to take later without the lock
+    /// ([`take_unlocked`]). `None` for no record, a large record, one
+    /// longer than `max_len`, or a frame that can't be right (the locked
+    /// path deals with those).
+    pub(crate) fn peek_next<R>(
+        &self,
+        prev: &Taking,
+        max_len: usize,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Option<(Taking, R)> {
+        let (_, tail, _) = self.ends?;
+        if prev.2 == 0 {
+            return None;
+        }
+        let (at, len, t) = self.item_at(prev.0, tail, prev.2)?;
+        (len <= max_len).then(|| (t, self.with_payload(at, len, f)))
+    }
+
+    /// The record at `head` with `used` bytes in use up to `tail`, if its
+    /// frame is a plain record's that fits: its payload's data offset and
+    /// length, and what taking it makes.
+    fn item_at(&self, head: End, tail: End, used: usize) -> Option<(usize, usize, Taking)> {
         let h = head.pos as usize;
         let len = get_u32(self.mem, HEADER + h);
         let check = get_u32(self.mem, HEADER + h + 4);
         let need = record_len(len as usize);
         if check != !len || need > used {
-            if let Some(r) = self.large_at(h, len, check, used) {
-                let next = End {
-                    items: head.items.wrapping_add(1),
-                    pos: self.wrap(h + need) as u32,
-                };
-                let left = tail.items.wrapping_sub(next.items);
-                return Ok(Peeked::Large(Taking(next, left, used - need), r));
-            }
-            self.reset();
-            return Err(Corrupt(format!(
-                "a record's frame says {len} bytes (check {check:#x}) with {used} bytes in use; \
-                 the queue was emptied"
-            )));
+            return None;
         }
-        let at = self.wrap(h + FRAME);
-        let len = len as usize;
-        let r = if at + len <= self.cap {
-            f(&self.mem[HEADER + at..HEADER + at + len])
-        } else {
-            let mut copy = Vec::with_capacity(len);
-            self.append_from(at, len, &mut copy);
-            f(&copy)
-        };
         let next = End {
             items: head.items.wrapping_add(1),
             pos: self.wrap(h + need) as u32,
         };
         let left = tail.items.wrapping_sub(next.items);
-        Ok(Peeked::Item(Taking(next, left, used - need), r))
+        Some((
+            self.wrap(h + FRAME),
+            len as usize,
+            Taking(next, left, used - need),
+        ))
+    }
+
+    /// Runs `f` on `len` payload bytes at data offset `at`: the ring's
+    /// own bytes, or a copy if they wrap around the end.
+    fn with_payload<R>(&self, at: usize, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+        if at + len <= self.cap {
+            f(&self.mem[HEADER + at..HEADER + at + len])
+        } else {
+            let mut copy = Vec::with_capacity(len);
+            self.append_from(at, len, &mut copy);
+            f(&copy)
+        }
     }
 
     /// The large record at data offset `h` whose frame says `len` and
@@ -619,13 +718,24 @@ impl<'a> Ring<'a> {
     }
 
     /// Takes the record [`peek_with`](Ring::peek_with) read: one
-    /// 8-byte store of the head word, the commit point (nothing else
-    /// changed the ring since).
-    pub(crate) fn take(&mut self, t: Taking) {
+    /// compare-and-swap of the head word from what this view read, the
+    /// commit point (the room-wait flag kept: it changes only under the
+    /// lock). False, and nothing changes, if a consumer took the record
+    /// without the lock ([`take_unlocked`]) since this view read the word.
+    pub(crate) fn take(&mut self, t: Taking) -> bool {
+        let to = t.0.word() | (self.head_word & ROOM_WAIT);
+        if self
+            .head
+            .compare_exchange(self.head_word, to, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.head_word = to;
         if let Some((_, tail, _)) = self.ends {
             self.ends = Some((t.0, tail, t.2));
         }
-        put_u64(self.mem, HEAD_AT, t.0.word());
+        true
     }
 
     /// Writes `bytes` over the oldest record, frame first (wrapping at
@@ -651,7 +761,10 @@ impl<'a> Ring<'a> {
             pos: (tail.pos as usize % self.cap / 8 * 8) as u32,
         };
         put_u64(self.mem, TAIL_AT, tail.word());
-        put_u64(self.mem, HEAD_AT, tail.word());
+        // The flag as it is (it changes only under the lock).
+        let word = tail.word() | (self.head.load(Ordering::SeqCst) & ROOM_WAIT);
+        self.head.store(word, Ordering::SeqCst);
+        self.head_word = word;
         self.ends = Some((tail, tail, 0));
     }
 
@@ -681,10 +794,29 @@ impl<'a> Ring<'a> {
         get_u32(self.mem, PUT_SLEEPERS_AT)
     }
 
-    /// Adds `d` to [`put_sleepers`](Ring::put_sleepers), saturating.
-    pub(crate) fn add_put_sleepers(&mut self, d: i32) {
+    /// Adds `d` to [`put_sleepers`](Ring::put_sleepers), saturating,
+    /// and sets the head word's room-wait flag while it is not 0 (clears
+    /// it at 0). True if the head had moved since this view read it (a
+    /// consumer took items without the lock): the view is read again
+    /// then, and a producer that found no room looks again rather than
+    /// sleep (with the flag set, no item is taken without the lock until
+    /// the flag is clear again, so one that was not seen here wakes it).
+    pub(crate) fn add_put_sleepers(&mut self, d: i32) -> bool {
         let v = self.put_sleepers().saturating_add_signed(d);
         put_u32(self.mem, PUT_SLEEPERS_AT, v);
+        let old = match v {
+            0 => self.head.fetch_and(!ROOM_WAIT, Ordering::SeqCst),
+            _ => self.head.fetch_or(ROOM_WAIT, Ordering::SeqCst),
+        };
+        let moved = (old ^ self.head_word) & !ROOM_WAIT != 0;
+        self.head_word = match v {
+            0 => old & !ROOM_WAIT,
+            _ => old | ROOM_WAIT,
+        };
+        if moved {
+            self.ends = self.read_ends().ok();
+        }
+        moved
     }
 
     /// Items put and not yet marked done: the tail's item count less the
@@ -746,11 +878,17 @@ impl<'a> Ring<'a> {
 }
 
 /// For the fuzz target: runs the decoder over `block` as a received
-/// ring's bytes (with `fix_header`, its magic, version and length made
-/// right first, so that the records are reached): opens it, takes up to
-/// 10 000 items, puts one. The items taken, or the first refusal.
+/// ring's bytes — its first 8 bytes the head word (zeros if shorter),
+/// the rest the header and data area (with `fix_header`, its magic,
+/// version and length made right first, so that the records are
+/// reached): opens it, takes up to 10 000 items, puts one. The items
+/// taken, or the first refusal.
 #[cfg(any(test, feature = "test-hooks"))]
 pub(crate) fn fuzz(block: &[u8], fix_header: bool) -> Result<usize, Corrupt> {
+    let (word, block) = block.split_at(block.len().min(8));
+    let mut head = [0u8; 8];
+    head[..word.len()].copy_from_slice(word);
+    let head = AtomicU64::new(u64::from_le_bytes(head));
     let mut mem = block.to_vec();
     let len = mem.len();
     if fix_header && len >= HEADER + MIN_CAP {
@@ -760,7 +898,7 @@ pub(crate) fn fuzz(block: &[u8], fix_header: bool) -> Result<usize, Corrupt> {
         put_u32(&mut mem, VERSION_AT, VERSION);
         put_u64(&mut mem, CAP_AT, cap as u64);
     }
-    let mut ring = Ring::open(&mut mem)?;
+    let mut ring = Ring::open(&head, &mut mem)?;
     let mut out = Vec::new();
     let mut n = 0;
     while n < 10_000 {

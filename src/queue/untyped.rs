@@ -1,10 +1,14 @@
 //! [`Core`], the untyped queue under every queue type: the ring's block
-//! under a robust mutex (`sys::Guarded`), two semaphores to sleep on,
-//! the lane of items too large for the ring (`sys::SysLane`; their `put`
-//! is in `large.rs`), waiting and waking as the module docs of `queue`
-//! say, and the wire form.
+//! under a robust mutex (`sys::Guarded`, its atomic prefix holding the
+//! head word), two semaphores to sleep on, the lane of items too large
+//! for the ring (`sys::SysLane`; their `put` is in `large.rs`), waiting
+//! and waking as the module docs of `queue` say, the records a `get`
+//! copied out to take later without the lock ([`Copied`]), and the wire
+//! form.
 
+use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -20,6 +24,64 @@ use crate::sys::{self, LockStatus};
 /// sleepers killed while counted can inflate it to (each wasted wakeup is
 /// one look at the ring).
 const MAX_WAKEUPS: u32 = 1024;
+
+/// The most records a `get` copies out after the one it takes (queue
+/// module docs, "Taking items without the lock").
+const COPY_MAX: usize = 64;
+/// The largest payload copied out; larger ones are taken under the lock.
+const COPY_ITEM_MAX: usize = 256;
+/// The most payload bytes copied out at once.
+const COPY_BYTES: usize = 4096;
+/// How long copied-out records may wait to be taken without the lock;
+/// older ones are dropped (the next `get` takes the lock). Far shorter
+/// than the time 2³² takes would need, so that the head word can't have
+/// come back to the value a copy expects (its item count wraps at 2³²).
+const COPY_AGE: Duration = Duration::from_secs(1);
+
+/// The records a `get` copied out of the ring after the item it took,
+/// still in the ring: each `get` in this process takes the next one
+/// with [`ring::take_unlocked`], without the lock, or, if that fails
+/// (another consumer took one, a producer sleeps for room), drops them
+/// all and takes the lock.
+#[derive(Debug)]
+struct Copied {
+    /// The payloads, back to back.
+    bytes: Vec<u8>,
+    /// Each record's payload end in `bytes` and the head word that takes
+    /// it, oldest first.
+    records: VecDeque<(usize, u64)>,
+    /// Where the oldest record's payload starts in `bytes`.
+    start: usize,
+    /// The head word the oldest record's take expects.
+    from: u64,
+    /// Until when they may be taken ([`COPY_AGE`] after they were copied
+    /// out).
+    until: Option<Instant>,
+    /// How many records to copy out next time: halved (to 1 at least)
+    /// when a take fails, doubled (to [`COPY_MAX`] at most) when all
+    /// were taken; so consumers that take each other's copies soon copy
+    /// little.
+    want: usize,
+}
+
+impl Copied {
+    fn new() -> Copied {
+        Copied {
+            bytes: Vec::new(),
+            records: VecDeque::new(),
+            start: 0,
+            from: 0,
+            until: None,
+            want: COPY_MAX,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.records.clear();
+        self.start = 0;
+    }
+}
 
 /// A thread's buffer for serialized items, kept between calls so that
 /// items don't cost an allocation each.
@@ -136,6 +198,8 @@ pub(crate) struct Core {
     pub(super) max_large: u64,
     /// The largest item the ring takes (larger ones take the lane).
     pub(super) ring_max: usize,
+    /// Records the last locked `get` in this process copied out.
+    copied: Mutex<Copied>,
 }
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
@@ -153,7 +217,7 @@ impl Core {
     /// for the ring waiting at once.
     pub(crate) fn new(max_items: u64, max_bytes: usize, max_large: u64) -> Result<Core> {
         let head = ring::new_header(max_bytes, max_items);
-        let guarded = sys::Guarded::with_head(ring::block_len(max_bytes), &head)
+        let guarded = sys::Guarded::with_head(ring::block_len(max_bytes), ring::PREFIX, &head)
             .map_err(io("cannot create a queue"))?;
         Ok(Core {
             guarded,
@@ -162,6 +226,7 @@ impl Core {
             lane: sys::SysLane::new().map_err(io("cannot create a queue's lane"))?,
             max_large: lane_bound(max_large),
             ring_max: ring_max(max_bytes),
+            copied: Mutex::new(Copied::new()),
         })
     }
 
@@ -224,8 +289,14 @@ impl Core {
             // checks what it reads, so the news is not kept.
             bytes.mark_consistent();
         }
-        let mut ring = Ring::open(bytes.bytes_mut()).map_err(|c| Error::new(corrupt(c)))?;
+        let mut ring =
+            Ring::open(self.head(), bytes.bytes_mut()).map_err(|c| Error::new(corrupt(c)))?;
         Ok(f(&mut ring))
+    }
+
+    /// The ring's head word, in the block's atomic prefix.
+    fn head(&self) -> &std::sync::atomic::AtomicU64 {
+        &self.guarded.atomics()[0]
     }
 
     /// Wakes one of `sleepers` (the header's count of those asleep on
@@ -294,7 +365,7 @@ impl Core {
             match step {
                 Step::Done(()) => return Ok(()),
                 Step::Fail(r) => return Err(r.error()),
-                Step::Again => {}
+                Step::Again => counted = false,
                 Step::Sleep => {
                     counted = true;
                     if let Some(until) = wait.next_wake() {
@@ -306,11 +377,19 @@ impl Core {
     }
 
     /// A put's step when there is no room: sleep, counted as a sleeping
-    /// producer, or `Full` when `wait` allows no waiting.
+    /// producer, or `Full` when `wait` allows no waiting. Counted, the
+    /// head word's room-wait flag is set, so that no item is taken
+    /// without the lock (whose `get` would not wake this producer) until
+    /// the count is 0 again; if one was taken since this view read the
+    /// head (the room this producer found missing may be there now), it
+    /// looks again instead of sleeping.
     pub(super) fn no_room(ring: &mut Ring<'_>, wait: Wait) -> Step<()> {
         match wait.next_wake() {
             Some(_) => {
-                ring.add_put_sleepers(1);
+                if ring.add_put_sleepers(1) {
+                    ring.add_put_sleepers(-1);
+                    return Step::Again;
+                }
                 Step::Sleep
             }
             None => Step::Fail(Refused::Full),
@@ -340,7 +419,15 @@ impl Core {
     /// line (module docs). A `decode` that panics consumes the item (so
     /// that it can't stop the queue for good); the panic goes on once the
     /// lock is released.
+    ///
+    /// A record copied out by an earlier `get` in this process comes
+    /// first, taken without the lock if it is still first in line
+    /// ([`Core::get_copied`]); a `get` under the lock copies out the
+    /// records after its own ([`Core::copy_out`]).
     pub(crate) fn get_with<R>(&self, wait: Wait, mut decode: impl FnMut(&[u8]) -> R) -> Result<R> {
+        if let Some(r) = self.get_copied(&mut decode) {
+            return Ok(r);
+        }
         let mut counted = false;
         loop {
             let step = self.locked(|ring| {
@@ -357,7 +444,12 @@ impl Core {
                         if t.left() > 0 {
                             Self::wake(&self.items, ring.get_sleepers());
                         }
-                        ring.take(t);
+                        if !ring.take(t) {
+                            // Taken without the lock by a consumer
+                            // that had copied it out: the next one.
+                            return Step::Again;
+                        }
+                        self.copy_out(ring, &t);
                         Step::Done(r)
                     }
                     Ok(Peeked::Large(t, r)) => {
@@ -375,7 +467,12 @@ impl Core {
                         if t.left() > 0 {
                             Self::wake(&self.items, ring.get_sleepers());
                         }
-                        ring.take(t);
+                        if !ring.take(t) {
+                            // The head moved under a take without the
+                            // lock (not of this record: copies stop
+                            // before a large one): look again.
+                            return Step::Again;
+                        }
                         let Some(out) = out else {
                             // Its block is gone: the item was never
                             // wholly in (module docs); the next one.
@@ -410,6 +507,97 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Copies out the records after `first` (just taken under the lock)
+    /// that are items in the ring of at most [`COPY_ITEM_MAX`] bytes, as
+    /// many as `Copied::want` says, for this process's next `get`s to
+    /// take without the lock. They stay in the ring, for any consumer,
+    /// until taken: a process killed with copies took nothing.
+    fn copy_out(&self, ring: &Ring<'_>, first: &ring::Taking) {
+        let Some(mut copied) = self.copied() else {
+            return;
+        };
+        copied.clear();
+        let Copied {
+            bytes,
+            records,
+            want,
+            ..
+        } = &mut *copied;
+        let mut prev = *first;
+        while records.len() < *want && bytes.len() < COPY_BYTES {
+            match ring.peek_next(&prev, COPY_ITEM_MAX, |p| bytes.extend_from_slice(p)) {
+                Some((next, ())) => {
+                    records.push_back((bytes.len(), next.head_word()));
+                    prev = next;
+                }
+                None => break,
+            }
+        }
+        if !copied.records.is_empty() {
+            copied.from = first.head_word();
+            copied.until = Some(Instant::now() + COPY_AGE);
+        }
+    }
+
+    /// The oldest record an earlier `get` in this process copied out,
+    /// decoded and then taken without the lock ([`ring::take_unlocked`]:
+    /// the commit, after the decode as under the lock), if it is still
+    /// first in line and the copies are younger than [`COPY_AGE`].
+    /// `None` (and the copies dropped) otherwise: the caller takes the
+    /// lock. A `decode` that panics consumes the item, as under the lock.
+    ///
+    /// No wakeups are owed: a producer asleep for room keeps the head
+    /// word's room-wait flag set, so the take fails and the locked `get`
+    /// wakes it; consumers were woken for these items (if any sleep) by
+    /// the `get` that copied them out.
+    fn get_copied<R>(&self, decode: &mut impl FnMut(&[u8]) -> R) -> Option<R> {
+        let mut copied = self.copied()?;
+        let &(end, to) = copied.records.front()?;
+        if copied.until.is_none_or(|until| Instant::now() >= until) {
+            copied.clear();
+            return None;
+        }
+        let out = panic::catch_unwind(AssertUnwindSafe(|| {
+            decode(&copied.bytes[copied.start..end])
+        }));
+        if !ring::take_unlocked(self.head(), copied.from, to) {
+            copied.clear();
+            copied.want = (copied.want / 2).max(1);
+            return None;
+        }
+        copied.records.pop_front();
+        copied.start = end;
+        copied.from = to;
+        if copied.records.is_empty() {
+            copied.clear();
+            copied.want = (copied.want * 2).min(COPY_MAX);
+        }
+        drop(copied);
+        match out {
+            Ok(r) => Some(r),
+            Err(p) => panic::resume_unwind(p),
+        }
+    }
+
+    /// The copies, unless another thread (or this one, further up its
+    /// stack: a `Deserialize` that uses the queue) has them: then that
+    /// `get` goes without copies.
+    fn copied(&self) -> Option<std::sync::MutexGuard<'_, Copied>> {
+        match self.copied.try_lock() {
+            Ok(c) => Some(c),
+            // Nothing in them is left half-changed by a panic (decode's
+            // is caught).
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// See `test_hooks::queue_copied`.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn copied_len(&self) -> usize {
+        self.copied().map_or(0, |c| c.records.len())
     }
 
     /// Items in the queue now.
@@ -508,7 +696,7 @@ impl<'de> Deserialize<'de> for Core {
         })?;
         let guarded = wire::de(b, 1, |mut h, _| {
             let handle = h.pop().expect("one handle, counted");
-            sys::Guarded::open(mutex, handle, len)
+            sys::Guarded::open(mutex, handle, len, ring::PREFIX)
         })?;
         let max_large = lane_bound(l.word);
         let core = Core {
@@ -517,7 +705,8 @@ impl<'de> Deserialize<'de> for Core {
             room: Self::semaphore_from_wire(r)?,
             lane: wire::de(l, sys::SysLane::HANDLES, sys::SysLane::from_parts)?,
             max_large,
-            ring_max: ring_max(len - ring::HEADER),
+            ring_max: ring_max(len - ring::PREFIX - ring::HEADER),
+            copied: Mutex::new(Copied::new()),
         };
         core.locked(|_| ())
             .map_err(|e| wire::refuse(format!("a queue refused: {e}")))?;

@@ -177,7 +177,7 @@ impl<'de, T: Pod> Deserialize<'de> for Value<T> {
         })?;
         let guarded = wire::de(b, 1, |mut h, _| {
             let handle = h.pop().expect("one handle, counted");
-            sys::Guarded::open(mutex, handle, want)
+            sys::Guarded::open(mutex, handle, want, 0)
         })?;
         Ok(Value {
             guarded,

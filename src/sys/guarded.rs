@@ -1,6 +1,9 @@
 //! [`Guarded`]: a writable shared-memory block ([`Shm`]) that is reached
 //! only while holding a process-shared mutex ([`SysMutex`]); the one place
-//! that hands out `&mut [u8]` to memory other processes write too.
+//! that hands out `&mut [u8]` to memory other processes write too. The
+//! block may start with an *atomic prefix* (a queue's head word): bytes
+//! that are never part of those slices, reached only as atomics, with or
+//! without the lock ([`Guarded::atomics`]).
 //!
 //! Sound because every process reaches the bytes only through a
 //! `Guarded` made by this crate, and a `Guarded` only through a
@@ -11,9 +14,14 @@
 //! across processes too: the mutex is in memory they all map). What a
 //! process outside this crate that maps the block could do is outside
 //! Rust's reach, as for any shared memory; the crate's own workers don't.
+//! The atomic prefix is outside every `GuardedBytes` slice, and every
+//! process of a block uses the same prefix length (its user's constant:
+//! the same build, which the bootstrap checks), so no access to it is
+//! anything but atomic.
 
 use std::io;
 use std::marker::PhantomData;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use super::{BorrowedRaw, LockStatus, OwnedRaw, Shm, ShmAccess, SysMutex};
@@ -23,6 +31,8 @@ use super::{BorrowedRaw, LockStatus, OwnedRaw, Shm, ShmAccess, SysMutex};
 pub(crate) struct Guarded {
     mutex: SysMutex,
     shm: Shm,
+    /// The atomic prefix's length: a multiple of 8, less than the block's.
+    prefix: usize,
 }
 
 /// The bytes of a [`Guarded`], while this thread holds its mutex; unlocks
@@ -45,18 +55,23 @@ impl Guarded {
         Ok(Guarded {
             mutex: SysMutex::new(false)?,
             shm,
+            prefix: 0,
         })
     }
 
-    /// A new block of `len` bytes that starts with `head` (the rest zero:
-    /// pages nobody wrote yet, which the OS commits when they are first
-    /// written), and a new mutex. For large blocks whose contents start
-    /// small (a queue's ring).
-    pub(crate) fn with_head(len: usize, head: &[u8]) -> io::Result<Guarded> {
+    /// A new block of `len` bytes: an atomic prefix of `prefix` bytes
+    /// (zeros; a multiple of 8, less than `len`), then the guarded bytes,
+    /// which start with `head` (the rest zero: pages nobody wrote yet,
+    /// which the OS commits when they are first written); and a new
+    /// mutex. For large blocks whose contents start small (a queue's
+    /// ring).
+    pub(crate) fn with_head(len: usize, prefix: usize, head: &[u8]) -> io::Result<Guarded> {
+        check_prefix(len, prefix)?;
         let mut shm = Shm::create(len)?;
         shm.bytes_mut()
             .ok_or_else(|| io::Error::other("a new shared-memory block is not exclusive"))?
-            .get_mut(..head.len())
+            .get_mut(prefix..)
+            .and_then(|b| b.get_mut(..head.len()))
             .ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "a head longer than the block")
             })?
@@ -65,14 +80,37 @@ impl Guarded {
         Ok(Guarded {
             mutex: SysMutex::new(false)?,
             shm,
+            prefix,
         })
     }
 
     /// A received one: the block must be writable and of `len` bytes
-    /// (checked by `Shm::open`).
-    pub(crate) fn open(mutex: SysMutex, handle: OwnedRaw, len: usize) -> io::Result<Guarded> {
+    /// (checked by `Shm::open`), with an atomic prefix of `prefix` bytes
+    /// (the same as its creator's: see the module docs).
+    pub(crate) fn open(
+        mutex: SysMutex,
+        handle: OwnedRaw,
+        len: usize,
+        prefix: usize,
+    ) -> io::Result<Guarded> {
+        check_prefix(len, prefix)?;
         let shm = Shm::open(handle, len, ShmAccess::ReadWrite)?;
-        Ok(Guarded { mutex, shm })
+        Ok(Guarded { mutex, shm, prefix })
+    }
+
+    /// The atomic prefix, as `u64` atomics: reached without the lock,
+    /// by atomic operations only (module docs).
+    pub(crate) fn atomics(&self) -> &[AtomicU64] {
+        let p = self.shm.as_ptr().cast::<AtomicU64>();
+        debug_assert!(p.is_aligned());
+        // SAFETY: the block is mapped writable for `len` bytes, at least
+        // `prefix` (`check_prefix`), page-aligned (so aligned for
+        // `AtomicU64`), for as long as the `Guarded` lives, which `&self`
+        // borrows; the prefix is never part of a `GuardedBytes` slice, and
+        // every process of the block reaches it only through atomics
+        // (module docs), so other processes writing it at the same time
+        // race with nothing; any bit pattern is a valid `AtomicU64`.
+        unsafe { std::slice::from_raw_parts(p, self.prefix / 8) }
     }
 
     /// Locks, waiting at most until `deadline` (`Some(now)`: only if that
@@ -104,24 +142,46 @@ impl Guarded {
     }
 }
 
+/// A prefix of `prefix` bytes fits a block of `len`: none, or a
+/// multiple of 8 less than the block (which has guarded bytes after it).
+fn check_prefix(len: usize, prefix: usize) -> io::Result<()> {
+    match prefix == 0 || (prefix.is_multiple_of(8) && prefix < len) {
+        true => Ok(()),
+        false => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("an atomic prefix of {prefix} bytes in a block of {len}"),
+        )),
+    }
+}
+
 impl GuardedBytes<'_> {
-    /// The bytes.
+    /// The bytes (after the atomic prefix).
     pub(crate) fn bytes(&self) -> &[u8] {
-        let shm = &self.guarded.shm;
-        // SAFETY: the block is mapped writable for `len` bytes (at least
-        // one) as long as the `Guarded` lives, which `self` borrows; this
-        // thread holds the mutex, so no other thread or process touches
-        // the bytes while `self` lives (module docs), and `&self` rules
-        // out `bytes_mut` meanwhile.
-        unsafe { std::slice::from_raw_parts(shm.as_ptr(), shm.len()) }
+        let g = self.guarded;
+        // SAFETY: the block is mapped writable for `len` bytes, at least
+        // `prefix` (`check_prefix`), as long as the `Guarded` lives, which
+        // `self` borrows; this thread holds the mutex, so no other thread
+        // or process touches the bytes past the prefix while `self` lives
+        // (module docs), and `&self` rules out `bytes_mut` meanwhile.
+        unsafe {
+            std::slice::from_raw_parts(
+                g.shm.as_ptr().wrapping_add(g.prefix),
+                g.shm.len() - g.prefix,
+            )
+        }
     }
 
-    /// The bytes, writable.
+    /// The bytes (after the atomic prefix), writable.
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        let shm = &self.guarded.shm;
+        let g = self.guarded;
         // SAFETY: as in `bytes`; `&mut self` rules out any other slice of
         // them meanwhile.
-        unsafe { std::slice::from_raw_parts_mut(shm.as_ptr(), shm.len()) }
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                g.shm.as_ptr().wrapping_add(g.prefix),
+                g.shm.len() - g.prefix,
+            )
+        }
     }
 
     /// Clears the news of a dead holder (see `SysMutex::mark_consistent`).

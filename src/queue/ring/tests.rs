@@ -2,8 +2,10 @@
 
 use super::*;
 
+/// The header and data area of a ring of `cap` bytes (the head word,
+/// in the atomic prefix, is an `AtomicU64` of each test's).
 fn block(cap: usize) -> Vec<u8> {
-    vec![0xAA; block_len(cap)]
+    vec![0xAA; HEADER + cap]
 }
 
 fn pop(r: &mut Ring<'_>) -> Result<Option<Vec<u8>>, Corrupt> {
@@ -17,8 +19,9 @@ fn pop(r: &mut Ring<'_>) -> Result<Option<Vec<u8>>, Corrupt> {
 
 #[test]
 fn items_come_out_in_order_and_whole() {
+    let head = AtomicU64::new(0);
     let mut mem = block(256);
-    let mut r = Ring::init(&mut mem, u64::MAX);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
     for i in 0..5u8 {
         assert_eq!(r.push(&vec![i; i as usize * 3]), Ok(Push::Done));
     }
@@ -32,8 +35,9 @@ fn items_come_out_in_order_and_whole() {
 
 #[test]
 fn records_wrap_around_the_end_many_times() {
+    let head = AtomicU64::new(0);
     let mut mem = block(64);
-    let mut r = Ring::init(&mut mem, u64::MAX);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
     // 13-byte payloads take 24 bytes: they straddle the end in turn.
     for round in 0..1000u32 {
         let item: Vec<u8> = (0..13).map(|k| (round as u8).wrapping_add(k)).collect();
@@ -46,8 +50,9 @@ fn records_wrap_around_the_end_many_times() {
 
 #[test]
 fn full_by_bytes_and_by_items() {
+    let head = AtomicU64::new(0);
     let mut mem = block(64);
-    let mut r = Ring::init(&mut mem, u64::MAX);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
     // 64 bytes hold exactly four 8-byte payloads (16 bytes each).
     for _ in 0..4 {
         assert_eq!(r.push(&[7; 8]), Ok(Push::Done));
@@ -59,7 +64,7 @@ fn full_by_bytes_and_by_items() {
     assert_eq!(r.push(&[1; 8]), Ok(Push::Done));
 
     let mut mem = block(256);
-    let mut r = Ring::init(&mut mem, 2);
+    let mut r = Ring::init(&head, &mut mem, 2);
     assert_eq!(r.push(b"a"), Ok(Push::Done));
     assert_eq!(r.push(b"b"), Ok(Push::Done));
     assert_eq!(r.push(b"c"), Ok(Push::Full));
@@ -67,8 +72,9 @@ fn full_by_bytes_and_by_items() {
 
 #[test]
 fn an_item_larger_than_the_ring_is_too_large_not_full() {
+    let head = AtomicU64::new(0);
     let mut mem = block(64);
-    let mut r = Ring::init(&mut mem, u64::MAX);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
     assert_eq!(r.max_item_len(), 56);
     assert_eq!(r.push(&[0; 57]), Ok(Push::TooLarge));
     assert_eq!(r.push(&[9; 56]), Ok(Push::Done), "exactly the data area");
@@ -77,8 +83,9 @@ fn an_item_larger_than_the_ring_is_too_large_not_full() {
 
 #[test]
 fn closed_refuses_puts_and_drains_before_saying_closed() {
+    let head = AtomicU64::new(0);
     let mut mem = block(64);
-    let mut r = Ring::init(&mut mem, u64::MAX);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
     r.push(b"last").unwrap();
     r.close();
     assert_eq!(r.push(b"more"), Ok(Push::Closed));
@@ -88,9 +95,10 @@ fn closed_refuses_puts_and_drains_before_saying_closed() {
 
 #[test]
 fn a_push_cut_off_before_its_commit_leaves_nothing() {
+    let head = AtomicU64::new(0);
     let mut mem = block(64);
     let before = {
-        let mut r = Ring::init(&mut mem, u64::MAX);
+        let mut r = Ring::init(&head, &mut mem, u64::MAX);
         r.push(b"kept").unwrap();
         mem.clone()
     };
@@ -98,7 +106,7 @@ fn a_push_cut_off_before_its_commit_leaves_nothing() {
     // tail word untouched.
     let mut mem = before.clone();
     mem[HEADER + 16..HEADER + 40].fill(0x5A);
-    let mut r = Ring::open(&mut mem).unwrap();
+    let mut r = Ring::open(&head, &mut mem).unwrap();
     assert_eq!(r.len(), 1);
     assert_eq!(pop(&mut r).unwrap(), Some(b"kept".to_vec()));
     assert_eq!(pop(&mut r).unwrap(), None);
@@ -106,25 +114,27 @@ fn a_push_cut_off_before_its_commit_leaves_nothing() {
 
 #[test]
 fn a_pop_cut_off_before_its_commit_leaves_the_item() {
+    let head = AtomicU64::new(0);
     let mut mem = block(64);
-    let mut r = Ring::init(&mut mem, u64::MAX);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
     r.push(b"one").unwrap();
     // A consumer that copied the record out and died: the head word
     // is what counts, and it did not move.
     let mut copy = vec![0; 3];
     r.read_at(FRAME, &mut copy);
     assert_eq!(copy, b"one");
-    let mut r = Ring::open(&mut mem).unwrap();
+    let mut r = Ring::open(&head, &mut mem).unwrap();
     assert_eq!(pop(&mut r).unwrap(), Some(b"one".to_vec()));
 }
 
 #[test]
 fn a_forged_frame_is_an_error_and_the_ring_stays_usable() {
+    let head = AtomicU64::new(0);
     let mut mem = block(64);
-    let mut r = Ring::init(&mut mem, u64::MAX);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
     r.push(b"abc").unwrap();
     put_u32(&mut mem, HEADER, 1_000_000); // length, complement left wrong
-    let mut r = Ring::open(&mut mem).unwrap();
+    let mut r = Ring::open(&head, &mut mem).unwrap();
     let e = pop(&mut r).unwrap_err();
     assert!(e.0.contains("1000000"), "{e}");
     assert_eq!(r.len(), 0);
@@ -134,19 +144,21 @@ fn a_forged_frame_is_an_error_and_the_ring_stays_usable() {
 
 #[test]
 fn a_forged_frame_with_a_good_check_but_too_long_is_refused() {
+    let head = AtomicU64::new(0);
     let mut mem = block(64);
-    let mut r = Ring::init(&mut mem, u64::MAX);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
     r.push(b"abc").unwrap();
     put_u32(&mut mem, HEADER, 40);
     put_u32(&mut mem, HEADER + 4, !40);
-    let mut r = Ring::open(&mut mem).unwrap();
+    let mut r = Ring::open(&head, &mut mem).unwrap();
     assert!(pop(&mut r).is_err(), "40 bytes claimed, 16 in use");
 }
 
 #[test]
 fn forged_header_words_are_refused() {
+    let head = AtomicU64::new(0);
     let mut mem = block(64);
-    Ring::init(&mut mem, u64::MAX);
+    Ring::init(&head, &mut mem, u64::MAX);
     let fresh = mem.clone();
     // Each forgery: a tail word that can't be.
     let forgeries = [
@@ -160,7 +172,7 @@ fn forged_header_words_are_refused() {
         put_u64(&mut mem, TAIL_AT, f.word());
         // The view opens (the block is a ring), its operations refuse,
         // and a pop empties it so that it works again.
-        let mut r = Ring::open(&mut mem).expect("a ring's header");
+        let mut r = Ring::open(&head, &mut mem).expect("a ring's header");
         let e = r.push(b"x").expect_err("refused");
         assert!(e.0.contains("tail"), "{e}");
         assert_eq!(r.len(), 0);
@@ -171,21 +183,22 @@ fn forged_header_words_are_refused() {
     }
     let mut mem = fresh.clone();
     put_u32(&mut mem, MAGIC_AT, 0);
-    assert!(Ring::open(&mut mem).is_err());
+    assert!(Ring::open(&head, &mut mem).is_err());
     let mut mem = fresh.clone();
     put_u64(&mut mem, CAP_AT, 128);
     assert!(
-        Ring::open(&mut mem).is_err(),
+        Ring::open(&head, &mut mem).is_err(),
         "the header's cap is not the block's"
     );
     let mut short = fresh[..HEADER + 8].to_vec();
-    assert!(Ring::open(&mut short).is_err());
+    assert!(Ring::open(&head, &mut short).is_err());
 }
 
 #[test]
 fn a_forged_tail_in_a_live_ring_is_an_error_then_usable() {
+    let head = AtomicU64::new(0);
     let mut mem = block(64);
-    let mut r = Ring::init(&mut mem, u64::MAX);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
     r.push(b"x").unwrap();
     put_u64(r.mem, TAIL_AT, End { items: 7, pos: 8 }.word());
     r.ends = r.read_ends().ok(); // as a new view (a new lock holding) would see it
@@ -198,8 +211,9 @@ fn a_forged_tail_in_a_live_ring_is_an_error_then_usable() {
 
 #[test]
 fn full_to_the_byte_is_told_from_empty() {
+    let head = AtomicU64::new(0);
     let mut mem = block(32);
-    let mut r = Ring::init(&mut mem, u64::MAX);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
     assert_eq!(r.push(&[3; 24]), Ok(Push::Done));
     assert_eq!(r.used_bytes(), 32);
     assert_eq!(r.len(), 1);
@@ -210,8 +224,9 @@ fn full_to_the_byte_is_told_from_empty() {
 
 #[test]
 fn unfinished_counts_puts_until_each_is_marked_done() {
+    let head = AtomicU64::new(0);
     let mut mem = block(64);
-    let mut r = Ring::init(&mut mem, u64::MAX);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
     assert!(!r.task_done(), "nothing put yet");
     r.push(b"a").unwrap();
     r.push(b"b").unwrap();
@@ -243,18 +258,22 @@ fn the_fuzz_entry_survives_random_blocks_and_reads_real_ones() {
             let _ = fuzz(&block, true);
         }
     }
+    let head = AtomicU64::new(0);
     let mut mem = block(128);
-    let mut r = Ring::init(&mut mem, u64::MAX);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
     for i in 0..5u8 {
         r.push(&[i; 9]).unwrap();
     }
-    assert_eq!(fuzz(&mem, false), Ok(5));
+    let mut with_head = head.load(Ordering::SeqCst).to_le_bytes().to_vec();
+    with_head.extend_from_slice(&mem);
+    assert_eq!(fuzz(&with_head, false), Ok(5));
 }
 
 #[test]
 fn the_sleeper_counts_add_up() {
+    let head = AtomicU64::new(0);
     let mut mem = block(32);
-    let mut r = Ring::init(&mut mem, u64::MAX);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
     r.add_get_sleepers(1);
     r.add_get_sleepers(1);
     r.add_put_sleepers(1);
@@ -267,8 +286,9 @@ fn the_sleeper_counts_add_up() {
 
 #[test]
 fn a_peeked_record_stays_until_taken_and_a_prepared_one_is_absent_until_committed() {
+    let head = AtomicU64::new(0);
     let mut mem = block(64);
-    let mut r = Ring::init(&mut mem, u64::MAX);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
     // Prepared, not committed: nothing is in, and the next put reuses
     // the bytes.
     assert!(matches!(r.prepare(b"lost"), Ok(Prepared::Ready(_))));
@@ -295,8 +315,9 @@ fn a_peeked_record_stays_until_taken_and_a_prepared_one_is_absent_until_committe
 
 #[test]
 fn large_records_come_out_in_their_place_and_are_counted_by_large_bytes() {
+    let head = AtomicU64::new(0);
     let mut mem = block(256);
-    let mut r = Ring::init(&mut mem, u64::MAX);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
     let big = LargeRef {
         tag: 0x1234_5678_9abc_def0,
         len: 16 << 20,
@@ -327,8 +348,9 @@ fn large_records_come_out_in_their_place_and_are_counted_by_large_bytes() {
 
 #[test]
 fn a_large_mark_on_a_frame_of_the_wrong_length_or_a_bad_ref_is_corrupt() {
+    let head = AtomicU64::new(0);
     let mut mem = block(256);
-    let mut r = Ring::init(&mut mem, u64::MAX);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
     // A frame marked large whose payload is 3 bytes.
     assert_eq!(r.push(b"abc"), Ok(Push::Done));
     r.scribble_over_oldest(&[3, 0, 0, 0]);
@@ -347,4 +369,94 @@ fn a_large_mark_on_a_frame_of_the_wrong_length_or_a_bad_ref_is_corrupt() {
     frame.extend_from_slice(&(!(LARGE_REF_LEN as u32) ^ LARGE_MARK).to_le_bytes());
     r.scribble_over_oldest(&frame);
     assert!(r.pop(&mut Vec::new()).is_err());
+}
+
+#[test]
+fn records_copied_out_are_taken_without_the_lock_in_order_and_once() {
+    let head = AtomicU64::new(0);
+    let mut mem = block(256);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
+    for i in 1..=4u8 {
+        r.push(&[i; 3]).unwrap();
+    }
+    r.push(&[9; 100]).unwrap();
+    let Ok(Peeked::Item(first, ())) = r.peek_with(|p| assert_eq!(p, [1; 3])) else {
+        panic!("an item");
+    };
+    assert!(r.take(first));
+    // Copied out after it: 2, 3 and 4; the 100-byte one is longer than
+    // asked for, so the copies stop there.
+    let mut copies = Vec::new();
+    let mut prev = first;
+    while let Some((t, p)) = r.peek_next(&prev, 64, |p| p.to_vec()) {
+        copies.push((p, t.head_word()));
+        prev = t;
+    }
+    assert_eq!(
+        copies.iter().map(|c| c.0.clone()).collect::<Vec<_>>(),
+        [[2; 3], [3; 3], [4; 3]]
+    );
+    assert_eq!(r.len(), 4, "copied records are still in the ring");
+    // Taken in order: each take expects the word the one before left.
+    assert!(
+        !take_unlocked(&head, copies[0].1, copies[1].1),
+        "3 before 2"
+    );
+    assert!(take_unlocked(&head, first.head_word(), copies[0].1));
+    assert!(
+        !take_unlocked(&head, first.head_word(), copies[0].1),
+        "2 twice"
+    );
+    // A view opened now sees 2 gone; its take of 3 beats the copy's.
+    let mut r = Ring::open(&head, &mut mem).unwrap();
+    assert_eq!(pop(&mut r).unwrap(), Some(vec![3; 3]));
+    assert!(
+        !take_unlocked(&head, copies[0].1, copies[1].1),
+        "3 was taken"
+    );
+    assert!(take_unlocked(&head, copies[1].1, copies[2].1), "4 was not");
+    let mut r = Ring::open(&head, &mut mem).unwrap();
+    assert_eq!(pop(&mut r).unwrap(), Some(vec![9; 100]));
+    assert_eq!(r.len(), 0);
+}
+
+#[test]
+fn a_take_without_the_lock_fails_while_a_producer_sleeps_for_room_and_a_locked_take_after_one_fails(
+) {
+    let head = AtomicU64::new(0);
+    let mut mem = block(64);
+    let mut r = Ring::init(&head, &mut mem, u64::MAX);
+    for i in 1..=3u8 {
+        r.push(&[i; 8]).unwrap();
+    }
+    let Ok(Peeked::Item(first, ())) = r.peek_with(|_| ()) else {
+        panic!("an item");
+    };
+    assert!(r.take(first));
+    let (second, ()) = r.peek_next(&first, 64, |_| ()).unwrap();
+    // A producer counted asleep for room sets the flag: no take without
+    // the lock until it is counted off again.
+    assert!(!r.add_put_sleepers(1), "the head did not move");
+    assert_eq!(head.load(Ordering::SeqCst) & ROOM_WAIT, ROOM_WAIT);
+    assert!(!take_unlocked(&head, first.head_word(), second.head_word()));
+    assert!(!r.add_put_sleepers(-1));
+    assert_eq!(head.load(Ordering::SeqCst) & ROOM_WAIT, 0);
+    // A view that read the head before a take without the lock: its own
+    // take fails, and a producer in it counting itself asleep learns
+    // that the head moved (and looks again instead).
+    let mut r = Ring::open(&head, &mut mem).unwrap();
+    let Ok(Peeked::Item(t, ())) = r.peek_with(|p| assert_eq!(p, [2; 8])) else {
+        panic!("an item");
+    };
+    assert!(take_unlocked(&head, first.head_word(), second.head_word()));
+    assert!(!r.take(t), "2 was taken without the lock");
+    let mut r = Ring::open(&head, &mut mem).unwrap();
+    let head_before = head.load(Ordering::SeqCst);
+    let Ok(Peeked::Item(third, ())) = r.peek_with(|p| assert_eq!(p, [3; 8])) else {
+        panic!("an item");
+    };
+    assert!(take_unlocked(&head, head_before, third.head_word()));
+    assert!(r.add_put_sleepers(1), "the head moved");
+    assert_eq!(r.len(), 0, "the view was read again");
+    assert!(!r.add_put_sleepers(-1));
 }
