@@ -311,6 +311,15 @@ fn wait_on_connections_and_processes_together() {
     let ready = multiproc::wait(&[(&a).into(), (&c).into()], None).unwrap();
     assert_eq!(ready, vec![1]);
     drop(b);
+    // `a` sees EOF once every copy of `b` is closed: while another test's
+    // thread starts a child, that child holds a copy of every fd of this
+    // process from its fork until its exec closes them (close-on-exec), so
+    // a `wait` right after the drop may find only `c` ready (seen as `[1]`
+    // in a run with 16 test threads). Wait (bounded) for `a` alone first.
+    assert_eq!(
+        multiproc::wait(&[(&a).into()], Some(LONG)).unwrap(),
+        vec![0]
+    );
     let ready = multiproc::wait(&[(&a).into(), (&c).into()], None).unwrap();
     assert_eq!(ready, vec![0, 1]); // a: EOF, c: data
 }
