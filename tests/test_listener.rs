@@ -353,6 +353,49 @@ fn a_dropped_listener_refuses_connections() {
     assert_eq!(e.kind(), ErrorKind::Io, "{e}");
 }
 
+/// A child that another thread is starting holds a copy of every fd of
+/// this process, the listener's socket too, from its fork until its exec
+/// closes them (close-on-exec): dropping the listener then must still stop
+/// it listening, not leave the copy accepting clients that are reset once
+/// it closes (seen as an `Authentication` error, "Connection reset by
+/// peer", in `a_dropped_listener_refuses_connections` under 16 test
+/// threads). Here the child waits before its exec (std's `pre_exec`, after
+/// a fork) until the test lets it go. Linux: there the drop shuts the
+/// socket down, which stops every copy; other Unixes can't (see
+/// `Listener`'s drop docs), and Windows children inherit no sockets.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_dropped_listener_refuses_connections_while_a_starting_child_holds_its_socket() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let l = listener();
+    let addr = tcp_addr(&l);
+    let (mut forked_r, forked_w) = std::io::pipe().unwrap();
+    let (go_r, mut go_w) = std::io::pipe().unwrap();
+    let (forked, go) = (forked_w.as_raw_fd(), go_r.as_raw_fd());
+    let mut cmd = std::process::Command::new("true");
+    // SAFETY: the closure runs in the forked child before its exec and
+    // makes only async-signal-safe calls (write(2), read(2)) on fds that
+    // the child has (copies of this process's, open until the exec).
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::write(forked, b"f".as_ptr().cast(), 1);
+            let mut b = 0u8;
+            libc::read(go, (&raw mut b).cast(), 1);
+            Ok(())
+        });
+    }
+    // `spawn` returns only once the child has exec'd: on a thread of its own.
+    let starting = std::thread::spawn(move || cmd.spawn().unwrap().wait().unwrap());
+    let mut b = [0u8];
+    forked_r.read_exact(&mut b).unwrap();
+    drop(l);
+    let e = Client::connect(addr, Some(KEY)).unwrap_err();
+    go_w.write_all(b"g").unwrap();
+    assert!(starting.join().unwrap().success());
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+}
+
 #[test]
 fn local_socket_addresses_work_on_unix_only() {
     let dir = std::env::temp_dir().join(format!("multiproc-listener-{}", std::process::id()));

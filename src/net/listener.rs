@@ -169,19 +169,25 @@ impl Shared {
 /// # Drop
 ///
 /// Dropping the listener stops accepting: the acceptor thread is woken
-/// (a socket's by a connection to the listener's own address, a named
-/// pipe's by an event) and joined, and the socket (the pipe's waiting
+/// (a named pipe's by an event; on Linux a socket's by shutting it down;
+/// on other Unixes and for TCP on Windows by a connection to the
+/// listener's own address) and joined, and the socket (the pipe's waiting
 /// instance) is closed; a Unix-domain socket's file is removed, and the
-/// directory [`bind_local`](Listener::bind_local) made for it. Connections
-/// whose handshake is still running are closed when it ends. Connections
-/// already accepted are not affected.
+/// directory [`bind_local`](Listener::bind_local) made for it. A client
+/// that connects after the drop is refused — on Linux also while a child
+/// that another thread is starting holds a copy of the socket (from its
+/// fork until its exec): the shutdown stops every copy listening. (On
+/// other Unixes a client that connects in that moment is reset when the
+/// copy closes, and its handshake fails.) Connections whose handshake is
+/// still running are closed when it ends. Connections already accepted
+/// are not affected.
 pub struct Listener {
     address: Address,
     shared: Arc<Shared>,
     ready: Mutex<Receiver<Result<Connection>>>,
     acceptor: Option<JoinHandle<()>>,
-    /// Stops the acceptor where the OS has a way (a named pipe); a socket's
-    /// is woken by a connection of our own.
+    /// Stops the acceptor where the OS has a way (a named pipe; a socket
+    /// on Linux); any other socket's is woken by a connection of our own.
     stopper: Option<sys::NetStopper>,
     /// The directory [`bind_local`](Listener::bind_local) made for the
     /// socket, removed with it.
@@ -361,20 +367,19 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the acceptor: a named pipe's with its stop event; a
-        // socket's out of its accept(2) with a connection of our own. It
-        // sees `stop` and ends, closing the socket. If that connection
-        // can't be made, it ends at the next one instead.
+        // Wake the acceptor: a named pipe's with its stop event; on Linux
+        // a socket's by shutting it down (which also stops it listening
+        // in a copy that a child being started holds until its exec); any
+        // other socket's out of its accept(2) with a connection of our
+        // own. It sees `stop` and ends, closing the socket. If that
+        // connection can't be made, it ends at the next one instead.
         let woken = match (&self.stopper, &self.address) {
-            (Some(s), _) => {
-                s.stop();
-                true
-            }
-            (None, Address::Tcp(a)) => {
+            (Some(s), _) if s.stop() => true,
+            (_, Address::Tcp(a)) => {
                 sys::connect_tcp(wake_address(*a), Some(Duration::from_secs(1))).is_ok()
             }
-            (None, Address::Local(p)) => sys::connect_local(p).is_ok(),
-            (None, Address::Pipe(name)) => {
+            (_, Address::Local(p)) => sys::connect_local(p).is_ok(),
+            (_, Address::Pipe(name)) => {
                 sys::connect_pipe(name, Some(Duration::from_secs(1))).is_ok()
             }
         };

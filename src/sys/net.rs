@@ -178,29 +178,61 @@ pub(crate) fn local_default() -> io::Result<LocalDefault> {
 }
 
 /// Stops a listener's [`NetListener::accept`] from another thread, for
-/// listeners that have a way to (a named pipe's stop event); the layer
-/// above wakes a socket's by connecting to it.
+/// listeners that have a way to: a named pipe's stop event (Windows), a
+/// socket's shutdown(2) (Linux); the layer above wakes any other by
+/// connecting to it.
 #[derive(Debug)]
 pub(crate) struct NetStopper {
     #[cfg(windows)]
     pipe: super::npipe::PipeStopper,
+    /// A copy of the listening socket (`dup`, close-on-exec).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket: std::os::fd::OwnedFd,
 }
 
 impl NetStopper {
-    /// From now on, `accept` returns an error at once.
-    pub(crate) fn stop(&self) {
+    /// From now on, `accept` returns an error at once; whether that took
+    /// (`false`: wake the acceptor by connecting to it).
+    ///
+    /// A socket (Linux): shutdown(2) of a listening socket stops it
+    /// listening — in every copy of it, which a close does not: a child
+    /// being started by another thread holds a copy of every fd from its
+    /// fork until its exec closes them (close-on-exec), and while one is
+    /// open a client still connects, to be reset when the copy closes. A
+    /// client now is refused (`ECONNREFUSED`), and a blocked `accept`
+    /// returns `EINVAL` (Linux's `inet_shutdown`/`unix_shutdown`; other
+    /// Unixes refuse the call on a listening socket with `ENOTCONN`, or
+    /// don't wake `accept`, so they have no stopper).
+    pub(crate) fn stop(&self) -> bool {
         #[cfg(windows)]
-        self.pipe.stop();
+        {
+            self.pipe.stop();
+            true
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            rustix::net::shutdown(&self.socket, rustix::net::Shutdown::Both).is_ok()
+        }
+        #[cfg(not(any(windows, target_os = "linux", target_os = "android")))]
+        {
+            false
+        }
     }
 }
 
 impl NetListener {
-    /// What stops [`accept`](Self::accept) from another thread; `None` for
-    /// a socket.
+    /// What stops [`accept`](Self::accept) from another thread: a named
+    /// pipe's stop event; on Linux a copy of the socket to shut down
+    /// (`None` if it can't be copied); `None` for any other socket.
     pub(crate) fn stopper(&self) -> Option<NetStopper> {
         match self {
             #[cfg(windows)]
             NetListener::Pipe(l) => Some(NetStopper { pipe: l.stopper() }),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            NetListener::Tcp(l) => l.try_clone().ok().map(|l| NetStopper { socket: l.into() }),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            NetListener::Local(l) => l.try_clone().ok().map(|l| NetStopper { socket: l.into() }),
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
             _ => None,
         }
     }
