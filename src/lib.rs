@@ -648,6 +648,21 @@ pub mod test_hooks {
         queue.core.copied_len()
     }
 
+    /// From now on in this process (`true`) or no longer (`false`), a
+    /// [`Listener`](crate::Listener)'s handshake thread holds each
+    /// connection whose handshake it finished until this is `false`,
+    /// before handing it to `accept`: the moment between a peer finishing
+    /// its side of the handshake and the listener's having it, made long.
+    pub fn hold_listener_handovers(on: bool) {
+        crate::net::listener_hooks::hold_handovers(on);
+    }
+
+    /// How many times, in this process, a launch's wait saw its launcher
+    /// command exited before all its workers had connected back.
+    pub fn launch_exits_seen() -> usize {
+        crate::pool::launcher_hooks::exits_seen()
+    }
+
     /// The consumers and the producers asleep in `queue` now, as its
     /// header counts them.
     pub fn queue_sleepers<T>(queue: &crate::Queue<T>) -> crate::Result<(u32, u32)> {

@@ -909,6 +909,60 @@ fn a_hello_of_another_build_is_refused_as_such() {
     );
 }
 
+/// A worker that finished its side of the handshake, said its hello and
+/// exited (its launcher command with it) before the pool's listener had
+/// handed its connection over is still heard: here its hello, of another
+/// build, is refused as such — not "the launcher command … exited with
+/// exit code 0 before its worker connected back", which a loaded machine
+/// once made `a_hello_of_another_build_is_refused_as_such` fail with.
+#[cfg(unix)]
+#[test]
+fn a_worker_that_exits_before_the_listener_hands_its_connection_over_is_heard() {
+    let out = scenario("scenario_late_handover", |_| {});
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("REPORT heard"),
+        "{}\n{stdout}",
+        out.status
+    );
+}
+
+#[cfg(unix)]
+#[test]
+#[ignore = "a scenario, run by a_worker_that_exits_before_the_listener_hands_its_connection_over_is_heard"]
+fn scenario_late_handover() {
+    if !in_scenario("scenario_late_handover") {
+        return;
+    }
+    println!();
+    // The listener's handshake thread keeps the finished connection until
+    // the launch's wait has seen the command exited.
+    multiproc::test_hooks::hold_listener_handovers(true);
+    let release = std::thread::spawn(|| {
+        wait_for("the launch to see its command exited", || {
+            multiproc::test_hooks::launch_exits_seen() >= 1
+        });
+        multiproc::test_hooks::hold_listener_handovers(false);
+    });
+    let e = PoolBuilder::new()
+        .workers(1)
+        .launcher(Launcher::command([
+            "env",
+            "MULTIPROC_TEST_OLD_HELLO=1",
+            "{exe}",
+        ]))
+        .build()
+        .unwrap_err();
+    release.join().unwrap();
+    assert!(e.is_spawn(), "{e}");
+    assert!(
+        e.to_string()
+            .contains("a worker of a different build/protocol"),
+        "{e}"
+    );
+    println!("REPORT heard");
+}
+
 /// A launcher that holds back every launch after the first two: each
 /// launch notes its shell's pid (the worker's, after `exec`) in
 /// `base/launches`, and the third and later wait until a line is written

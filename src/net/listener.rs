@@ -360,6 +360,15 @@ impl Listener {
         }
     }
 
+    /// Whether a connection is in its handshake now: a thread of this
+    /// listener's has it, and will hand it to `accept` (or its failure)
+    /// before it stops counting. A peer can't finish its side of the
+    /// handshake without such a thread, so one that did and then went
+    /// away has its connection pending here, or waiting for `accept`.
+    pub(crate) fn handshakes_pending(&self) -> bool {
+        self.shared.pending.load(Ordering::SeqCst) > 0
+    }
+
     /// Stops listening (the same as dropping it).
     pub fn close(self) {}
 }
@@ -466,6 +475,8 @@ fn accept_loop(
             .stack_size(128 * 1024)
             .spawn(move || {
                 let r = handshake(stream, &shared2);
+                #[cfg(feature = "test-hooks")]
+                hooks::before_handover();
                 // Blocks while `accept` has MAX_PENDING results waiting;
                 // fails (closing the connection) once the listener is gone.
                 let _ = tx2.send(r);
@@ -536,5 +547,29 @@ impl Client {
             auth::join(&mut stream, key, timeout, deadline::deadline(timeout))?;
         }
         into_connection(stream)
+    }
+}
+
+/// Test hooks (feature `test-hooks`): hold finished handshakes back from
+/// `accept`, to check that a peer which finished its side and went away
+/// meanwhile is not lost.
+#[cfg(feature = "test-hooks")]
+pub(crate) mod hooks {
+    use std::sync::{Condvar, Mutex};
+
+    static HELD: Mutex<bool> = Mutex::new(false);
+    static CHANGED: Condvar = Condvar::new();
+
+    /// From now on in this process (`true`) or no longer (`false`), a
+    /// listener's handshake thread holds its finished connection until
+    /// this is `false`.
+    pub(crate) fn hold_handovers(on: bool) {
+        *HELD.lock().unwrap_or_else(|e| e.into_inner()) = on;
+        CHANGED.notify_all();
+    }
+
+    pub(super) fn before_handover() {
+        let held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        drop(CHANGED.wait_while(held, |h| *h));
     }
 }

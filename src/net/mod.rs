@@ -17,6 +17,8 @@ use crate::error::{Error, Kind, Result};
 pub(crate) mod auth;
 mod listener;
 
+#[cfg(feature = "test-hooks")]
+pub(crate) use listener::hooks as listener_hooks;
 pub use listener::{Client, Listener, ToAddress};
 
 /// Where a [`Listener`] listens and a [`Client`] connects.

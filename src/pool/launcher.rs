@@ -832,6 +832,10 @@ impl Remote {
         #[cfg(feature = "test-hooks")]
         hooks::before_wait(first);
         let mut joined: Vec<Option<(Connection, Hello)>> = (0..n).map(|_| None).collect();
+        // The command exited, and no connection was in its handshake
+        // since: an accept that finds nothing now means no worker of the
+        // command is left to arrive.
+        let mut settled = false;
         while joined.iter().any(Option::is_none) {
             // Workers of this launch that another launch's wait accepted.
             let handed: Vec<(Connection, Hello)> = {
@@ -852,7 +856,11 @@ impl Remote {
                 break;
             }
             // A slice, to look at the command between waits.
-            if let Ok(Some(conn)) = self.listener.accept_timeout(Duration::from_millis(50)) {
+            let accepted = self.listener.accept_timeout(Duration::from_millis(50));
+            if matches!(accepted, Ok(Some(_))) {
+                settled = false;
+            }
+            if let Ok(Some(conn)) = accepted {
                 if conn.poll(Some(Duration::from_secs(10))).unwrap_or(false) {
                     let hello = match conn.recv_bytes() {
                         Ok(bytes) => match postcard::from_bytes::<Hello>(&bytes) {
@@ -919,10 +927,10 @@ impl Remote {
             } else {
                 format!("{missing} of its {n} workers")
             };
-            if let Some(status) = child
+            let exited = child
                 .try_wait()
-                .map_err(|e| Error::io("cannot watch a launcher command", e))?
-            {
+                .map_err(|e| Error::io("cannot watch a launcher command", e))?;
+            if let Some(status) = exited.filter(|_| settled) {
                 return Err(spawn_error(
                     program,
                     std::io::Error::other(with_stderr(
@@ -935,6 +943,18 @@ impl Remote {
                         child,
                     )),
                 ));
+            }
+            if exited.is_some() {
+                // A worker that connected back, said hello and exited at
+                // once (its command with it) may still be in the
+                // listener's handshake thread, or just handed over for
+                // `accept`: not lost. The command's exit is the error only
+                // once no handshake is pending and the next accept finds
+                // nothing (a thread counts as pending until it has handed
+                // its connection over).
+                #[cfg(feature = "test-hooks")]
+                hooks::saw_exit();
+                settled = !self.listener.handshakes_pending();
             }
             if deadline::passed(deadline) {
                 let _ = child.kill();
@@ -1288,6 +1308,19 @@ pub(crate) mod hooks {
     pub(super) fn hello_read(token: u64) {
         state().read.insert(token);
         CHANGED.notify_all();
+    }
+
+    /// How many times a launch's wait saw its command exited.
+    static EXITS_SEEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    pub(super) fn saw_exit() {
+        EXITS_SEEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many times a launch's wait saw its command exited, in this
+    /// process.
+    pub(crate) fn exits_seen() -> usize {
+        EXITS_SEEN.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(super) fn before_wait(token: u64) {
