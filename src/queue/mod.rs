@@ -279,19 +279,29 @@
 //!   datagram), so the datagram stays in the socket until its item left
 //!   the ring. No fd is in any process's table while the item waits.
 //! - **Windows**: there is no handle in flight that no process holds, so
-//!   one process keeps the blocks for the queue: the process that created
-//!   it (its *keeper*). Every process holding the queue has a handle to
-//!   the keeper's process with `PROCESS_DUP_HANDLE`; the producer pushes
-//!   a copy of the block's read-only section handle into the keeper's
-//!   table (`DuplicateHandle`, as CPython's `DupHandle` does the other way
-//!   round), and the record keeps its value there. A consumer copies it
-//!   out, and closes the keeper's copy only after its commit. Promise 1
-//!   holds for producers other than the keeper while the keeper lives;
-//!   **a large item lives no longer than the process that created the
-//!   queue** (if that one exits, the items it kept are gone: their records
-//!   are skipped, and later large puts fail with an error saying so).
-//!   Pushing into every process that holds the queue (a membership table
-//!   in the block) would lift that, and is not built.
+//!   the processes that hold the queue keep the blocks for it. The lane
+//!   is a table in shared memory of its own (`sys/windows/lane.rs`): the
+//!   *holders* (each process that created or received the queue, named by
+//!   its id and creation time, joined under the queue's lock, left when
+//!   its last copy of the queue is dropped) and one *slot* per block kept
+//!   (the item's tag, the holder that keeps it and the handle's value in
+//!   that holder's table). A producer pushes a copy of the block's
+//!   read-only section handle into the first live holder other than
+//!   itself — the queue's creator while it lives — (`DuplicateHandle`,
+//!   as CPython's `DupHandle` does the other way round), and the record
+//!   keeps the slot's index. A consumer copies the handle out, and frees
+//!   the slot and closes the keeper's copy only after its commit. A
+//!   holder that leaves hands the blocks it keeps on to the next live
+//!   holder, so **large items outlive the process that created the
+//!   queue** (`tests/test_queue_large.rs`:
+//!   `large_items_outlive_the_process_that_created_the_queue`). What
+//!   Linux does and this can't: a keeper **killed**, or ending without
+//!   dropping its copies (`process::exit`), takes the blocks it keeps with
+//!   it (their records are skipped: those items are lost); a producer
+//!   that exits right after its `put` is never the keeper while another
+//!   holder lives. At most 256 blocks wait at once (a large `put` waits
+//!   for a free slot as for room), and at most 64 processes are holders
+//!   at once (one more uses the queue but keeps nothing).
 //! - **macOS and other Unixes but Linux**: no lane. Taking a copy of an
 //!   fd in flight without taking the datagram needs a `MSG_PEEK` that
 //!   passes fds, which only Linux's is known to do (XNU's copies the
@@ -315,12 +325,12 @@
 //! items go on, into the ring, while it waits).
 //!
 //! A large `get`, under the lock: the record names the block (its random
-//! tag, its length, Windows: its value in the keeper); the consumer gets a
+//! tag, its length, Windows: its slot in the lane's table); the consumer gets a
 //! copy of the block's handle from the lane, maps it only if the OS says
 //! it is a frozen block of that length, checks the tag in its header,
 //! decodes the item, wakes, stores the head word (the commit), and only
 //! then lets the lane drop the block (Linux: receives the datagram for
-//! good; Windows: closes the keeper's copy). Killed before the commit it
+//! good; Windows: frees the slot, closes the keeper's copy). Killed before the commit it
 //! took nothing: the record and the block are still there (promise 2).
 //! Killed between the commit and the drop, the item is gone as with any
 //! `get` that committed, and the block lingers (below). A record whose
@@ -353,10 +363,14 @@
 //!   `get`, or the next large `put` if no large item is ahead of it; all
 //!   of them together are bounded by the socket's buffer, like the
 //!   blocks of waiting items.
-//! - **Windows**: the orphan is a handle in the keeper's table, which
-//!   stays there until the keeper exits: one section handle (and the
-//!   item's memory) per process killed at those points (the tests
-//!   count it in the keeper).
+//! - **Windows**: the orphan is a slot that no record names, and its
+//!   handle in the keeper. The next large `put` frees every such slot
+//!   and closes its handle (`SysLane::sweep`, given the same walk); the
+//!   tests count the keeper's handles before and after. A slot is filled
+//!   only once the push returned and freed before its handle is closed,
+//!   so a process killed in the few instructions between the two leaves
+//!   one handle in the keeper until that process exits (never a slot
+//!   naming a closed handle, whose value the keeper could reuse).
 //!
 //! The lock is held through a large `get`'s mapping and decode (a few
 //! milliseconds for 16 MiB), as it is for a ring item's copy: the cost of

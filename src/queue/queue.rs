@@ -37,9 +37,10 @@ use crate::error::{Error, Kind, Result};
 ///   [`QueueBuilder::max_large_bytes`] of them wait at once (1 GiB by
 ///   default), and one larger than that is an error of kind
 ///   [`MessageTooLarge`](crate::ErrorKind::MessageTooLarge) at once.
-///   **Windows**: such an item lives no longer than the process that
-///   created the queue (that process keeps it; see the crate docs'
-///   Queues section).
+///   **Windows**: such an item is kept by one of the processes holding
+///   the queue, and handed on when that one drops the queue; one killed
+///   (or ending with `process::exit`) takes the items it keeps with it
+///   (see the crate docs' Queues section).
 ///   **macOS** (and Unixes other than Linux): no such blocks; an item
 ///   larger than the ring is an error of kind `MessageTooLarge`.
 /// - **No feeder thread**: when `put` returns, the item is in shared

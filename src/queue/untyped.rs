@@ -219,7 +219,7 @@ impl Core {
         let head = ring::new_header(max_bytes, max_items);
         let guarded = sys::Guarded::with_head(ring::block_len(max_bytes), ring::PREFIX, &head)
             .map_err(io("cannot create a queue"))?;
-        Ok(Core {
+        let core = Core {
             guarded,
             items: Self::semaphore()?,
             room: Self::semaphore()?,
@@ -227,7 +227,10 @@ impl Core {
             max_large: lane_bound(max_large),
             ring_max: ring_max(max_bytes),
             copied: Mutex::new(Copied::new()),
-        })
+        };
+        core.locked(|_| core.lane.join())?
+            .map_err(io("cannot join a queue's lane"))?;
+        Ok(core)
     }
 
     /// A new semaphore to sleep on.
@@ -656,6 +659,17 @@ impl Core {
     }
 }
 
+impl Drop for Core {
+    /// Leaves the lane (Windows: hands on the large items this process
+    /// keeps, if this was its last copy of the queue); nothing on Unix.
+    /// Takes the queue's lock for it; an error is ignored.
+    fn drop(&mut self) {
+        if sys::SysLane::MEMBERSHIP {
+            let _ = self.locked(|_| self.lane.leave());
+        }
+    }
+}
+
 impl Serialize for Core {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let (mutex, block) = self.guarded.parts();
@@ -708,7 +722,8 @@ impl<'de> Deserialize<'de> for Core {
             ring_max: ring_max(len - ring::PREFIX - ring::HEADER),
             copied: Mutex::new(Copied::new()),
         };
-        core.locked(|_| ())
+        core.locked(|_| core.lane.join())
+            .and_then(|r| r.map_err(io("cannot join a queue's lane")))
             .map_err(|e| wire::refuse(format!("a queue refused: {e}")))?;
         Ok(core)
     }

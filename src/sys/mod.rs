@@ -282,16 +282,26 @@ const _: () = {
 // The lane of a queue's large items (`lane.rs` on each side; its module
 // docs say how each OS keeps a block that its producer may outlive:
 // Unix, fds in flight on a datagram socketpair; Windows, handles pushed
-// into the process that created the queue).
+// into a process that holds the queue, named in a table of its own).
 /// A new, empty lane.
 const _: fn() -> io::Result<SysLane> = SysLane::new;
 const _: fn(&SysLane) -> (Vec<BorrowedRaw<'_>>, u64) = SysLane::parts;
-/// Checks the handles' kind (Unix: datagram sockets; Windows: a process).
+/// Checks the handles' kind (Unix: datagram sockets; Windows: a section
+/// of the lane table's size).
 const _: fn(Vec<OwnedRaw>, u64) -> io::Result<SysLane> = SysLane::from_parts;
 const _: usize = SysLane::HANDLES;
 /// Whether the lane carries blocks on this OS (not on Unixes whose
 /// `MSG_PEEK` makes no fds: there items larger than the ring are refused).
 const _: bool = SysLane::ENABLED;
+/// Whether a process must join the lane when it creates or receives the
+/// queue and leave it when it drops its copy (Windows: the holders that
+/// keep blocks; Unix: no).
+const _: bool = SysLane::MEMBERSHIP;
+/// Counts this copy of the queue in this process (under the queue's lock).
+const _: fn(&SysLane) -> io::Result<()> = SysLane::join;
+/// Uncounts it (under the queue's lock); the last copy in a process hands
+/// on what the process keeps.
+const _: fn(&SysLane) = SysLane::leave;
 /// Hands a block over with a tag (never blocking): the word the record
 /// keeps to find it, `None` if the lane has no room now. Called under the
 /// queue's lock, in the order of the records.

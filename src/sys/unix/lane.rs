@@ -76,6 +76,19 @@ impl SysLane {
     /// and Android only.
     pub(crate) const ENABLED: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
+    /// Processes need not join or leave the lane (the kernel holds the
+    /// blocks): [`join`](SysLane::join) and [`leave`](SysLane::leave) do
+    /// nothing.
+    pub(crate) const MEMBERSHIP: bool = false;
+
+    /// Nothing to do here (see [`MEMBERSHIP`](SysLane::MEMBERSHIP)).
+    pub(crate) fn join(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Nothing to do here (see [`MEMBERSHIP`](SysLane::MEMBERSHIP)).
+    pub(crate) fn leave(&self) {}
+
     /// The handles of its wire form: the two ends.
     pub(crate) const HANDLES: usize = 2;
 

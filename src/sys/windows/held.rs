@@ -123,7 +123,7 @@ pub(crate) fn identity() -> io::Result<(u32, u64)> {
 
 /// The creation time of `process` (opened with at least
 /// `PROCESS_QUERY_LIMITED_INFORMATION`).
-fn start_time(process: HANDLE) -> io::Result<u64> {
+pub(super) fn start_time(process: HANDLE) -> io::Result<u64> {
     let mut times = [FILETIME {
         dwLowDateTime: 0,
         dwHighDateTime: 0,

@@ -1,151 +1,400 @@
 //! [`SysLane`], Windows: where a queue's large items wait (the design is
 //! in `queue/mod.rs`, "Bounds and large items"). Windows has no handle in
 //! flight that no process holds: a section lives while some process has a
-//! handle or a view of it. So a large item's section is kept by one
-//! process for the queue, its *keeper*: the process that created the
-//! queue. Every process holding the queue has a handle to the keeper's
-//! process (with `PROCESS_DUP_HANDLE`, passed like the queue's other
-//! handles); a producer duplicates the item's read-only section handle
-//! into the keeper's table (`DuplicateHandle`, "DuplicateHandle" on
-//! MSDN: the source process may push a handle into a target process it
-//! holds with that right) and the queue's record keeps the value it got
-//! there. A consumer duplicates the value out of the keeper (a copy: the
-//! keeper's stays), maps and checks it, and closes the keeper's copy
-//! (`DUPLICATE_CLOSE_SOURCE` with no target) only after its item left the
-//! ring, so a consumer killed before that leaves the item to the next.
+//! handle or a view of it. So each large item's read-only section handle
+//! is *kept* by one of the processes that hold the queue, and the lane is
+//! the table that says which, in a block of shared memory of its own
+//! (its section is the lane's one handle on the wire):
 //!
-//! The keeper never knows of the handles it holds: they are values in its
-//! table, owned by the queue's records. What that costs:
+//! - **holders**: the processes that hold the queue, each named by its id
+//!   and creation time (`held::identity`, so that a reused id is never
+//!   taken for it) with a count of the queue's copies it holds. A process
+//!   joins when it creates or receives the queue and leaves when its last
+//!   copy is dropped (`Core`'s `Drop`); one killed never leaves, and is
+//!   found dead (its id gone, another process under it, or exited) and
+//!   forgotten by the next process that looks at it.
+//! - **slots**: one per block kept, its item's tag and where it is: the
+//!   holder's index and the handle's value in that holder's table. The
+//!   queue's large record keeps the slot's index.
 //!
-//! - a large item lives as long as the keeper: if the process that
-//!   created the queue exits (or is killed), the large items it kept are
-//!   gone (a consumer skips their records), and a later large `put` fails
-//!   with an error saying so;
-//! - a producer killed between the push and its record's commit, or a
-//!   consumer killed between its commit and the close, leaves one handle
-//!   in the keeper's table until the keeper exits.
+//! A producer pushes its block into the first live holder other than
+//! itself (itself only if there is none): `DuplicateHandle` into that
+//! process ("DuplicateHandle" on MSDN: the source process may push a
+//! handle into a target process it opened with `PROCESS_DUP_HANDLE`).
+//! So the queue's creator keeps the blocks while it lives, as before, and
+//! a producer that exits right after its `put` takes nothing with it. A
+//! consumer duplicates the value out of its keeper (a copy: the keeper's
+//! stays), maps and checks it, and only after its commit frees the slot
+//! and closes the keeper's copy (`DUPLICATE_CLOSE_SOURCE` with no
+//! target), so a consumer killed before that leaves the item to the next.
+//! A holder that leaves hands the blocks it keeps on to the first other
+//! live holder (a copy into it, the slot updated, its own copy closed),
+//! so large items outlive the process that created the queue, as on
+//! Linux, whenever it exits by dropping the queue (returning from its
+//! entry, or from `main`).
+//!
+//! Every call is made under the queue's lock, which orders them; the
+//! table's words are atomics only because other processes map them.
+//!
+//! What is left, and what it costs:
+//!
+//! - a holder **killed** (or exiting without dropping its copies, as
+//!   `process::exit` does) takes the blocks it keeps with it: their
+//!   records are skipped by consumers (the item was never wholly
+//!   delivered), as all large items were when the creator exited before;
+//! - a producer killed between its push and its commit, or a consumer
+//!   between its commit and the close, leaves a slot that no record
+//!   names: the next large `put` frees it and closes its handle
+//!   ([`SysLane::sweep`]). A slot is freed before its handle is closed,
+//!   and filled only after the push returned: a process killed in the
+//!   few instructions between those two steps leaves one handle in the
+//!   keeper until it exits (never a slot naming a closed handle, which
+//!   could close another one later);
+//! - at most [`SLOTS`] blocks wait at once (a large `put` waits for a
+//!   free slot as for room) and [`HOLDERS`] processes hold the queue at
+//!   once as holders (one more still uses the queue; it keeps no blocks);
+//! - the table is writable by every holder, so a process that holds the
+//!   queue can name any handle in another holder for it to close, the
+//!   same exposure as `held.rs`'s (a process of the same user).
 
 use std::io;
-use std::os::windows::io::{AsHandle, AsRawHandle, FromRawHandle, OwnedHandle};
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use windows_sys::Win32::Foundation::{
-    DuplicateHandle, DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS, ERROR_INVALID_HANDLE, FALSE,
-    HANDLE, WAIT_OBJECT_0,
+    DuplicateHandle, DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS, ERROR_INVALID_HANDLE,
+    ERROR_INVALID_PARAMETER, FALSE, HANDLE,
 };
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, GetProcessId, WaitForSingleObject, PROCESS_DUP_HANDLE,
-    PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
+    GetCurrentProcess, OpenProcess, PROCESS_DUP_HANDLE, PROCESS_QUERY_LIMITED_INFORMATION,
+    PROCESS_SYNCHRONIZE,
 };
 
-use super::{cvt, is_os_error, BorrowedRaw, OwnedRaw};
+use super::held::{identity, start_time};
+use super::{cvt, is_os_error, is_signaled, owned_or_null, BorrowedRaw, OwnedRaw};
+use crate::sys::{Shm, ShmAccess};
 
-/// The lane of one queue (see the module docs): a handle to its keeper.
+/// The most processes the table names as holders at once.
+pub(crate) const HOLDERS: usize = 64;
+/// The most blocks kept at once.
+pub(crate) const SLOTS: usize = 256;
+
+/// The table's first word.
+const MAGIC: u64 = u64::from_le_bytes(*b"MPQLANE1");
+/// Word offsets: the magic, then two words per holder (pid and count,
+/// creation time), then two per slot (tag, where).
+const HOLDERS_AT: usize = 1;
+const SLOTS_AT: usize = HOLDERS_AT + 2 * HOLDERS;
+const WORDS: usize = SLOTS_AT + 2 * SLOTS;
+/// The table's length in bytes.
+const TABLE_LEN: usize = WORDS * 8;
+
+/// The lane of one queue (see the module docs): its table.
 #[derive(Debug)]
 pub(crate) struct SysLane {
-    keeper: OwnedHandle,
+    table: Shm,
+    /// This process counted itself as a holder for this copy.
+    joined: AtomicBool,
+}
+
+/// A holder's process, opened to push or take handles.
+enum Proc {
+    /// This process (its pseudo handle).
+    Me,
+    Other(OwnedHandle),
+}
+
+impl Proc {
+    fn raw(&self) -> HANDLE {
+        match self {
+            // SAFETY: plain call; a pseudo handle that needs no closing.
+            Proc::Me => unsafe { GetCurrentProcess() },
+            Proc::Other(h) => h.as_raw_handle() as HANDLE,
+        }
+    }
+}
+
+/// What a holder's process is now.
+enum Found {
+    Live(Proc),
+    /// Exited, or its id is gone or another process's: to forget.
+    Dead,
+    /// Can't tell (it could not be opened for another reason).
+    Unknown,
 }
 
 impl SysLane {
     /// The lane carries blocks on Windows.
     pub(crate) const ENABLED: bool = true;
 
-    /// The handles of its wire form: the keeper's process.
+    /// Processes join and leave the lane (module docs).
+    pub(crate) const MEMBERSHIP: bool = true;
+
+    /// The handles of its wire form: the table's section.
     pub(crate) const HANDLES: usize = 1;
 
-    /// A new lane, kept by this process.
+    /// A new lane: an empty table, which this process joins with
+    /// [`join`](SysLane::join).
     pub(crate) fn new() -> io::Result<SysLane> {
-        // SAFETY: plain call; a pseudo handle that needs no closing.
-        let me = unsafe { GetCurrentProcess() };
-        let mut out: HANDLE = ptr::null_mut();
-        // SAFETY: `me` is this process's pseudo handle (all access), used
-        // as source process, source handle and target; the access asked
-        // for is a subset of it; `out` is a valid place for the result.
-        let ok = unsafe {
-            DuplicateHandle(
-                me,
-                me,
-                me,
-                &mut out,
-                PROCESS_DUP_HANDLE | PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_SYNCHRONIZE,
-                FALSE,
-                0,
-            )
+        let mut table = Shm::create(TABLE_LEN)?;
+        table.share();
+        let lane = SysLane {
+            table,
+            joined: AtomicBool::new(false),
         };
-        cvt(ok)?;
-        // SAFETY: on success `out` is a new handle in this process, ours
-        // alone.
-        let keeper = unsafe { OwnedHandle::from_raw_handle(out) };
-        Ok(SysLane { keeper })
+        lane.words()[0].store(MAGIC, Ordering::SeqCst);
+        Ok(lane)
     }
 
     /// The handles and the word of its wire form (the word is 0).
     pub(crate) fn parts(&self) -> (Vec<BorrowedRaw<'_>>, u64) {
-        (vec![self.keeper.as_handle()], 0)
+        let h = self
+            .table
+            .handle_to_pass()
+            .expect("a lane's table is shared from its creation");
+        (vec![h], 0)
     }
 
-    /// A received lane: one handle, checked to be a process's.
+    /// A received lane: one handle, checked to be a section of the table's
+    /// size (`shm_map`) that starts with the table's magic.
     pub(crate) fn from_parts(handles: Vec<OwnedRaw>, _word: u64) -> io::Result<SysLane> {
-        let [keeper]: [OwnedHandle; 1] = handles.try_into().map_err(|h: Vec<OwnedHandle>| {
+        let [handle]: [OwnedHandle; 1] = handles.try_into().map_err(|h: Vec<OwnedHandle>| {
             invalid(format!("a queue's lane with {} handles, not 1", h.len()))
         })?;
-        // SAFETY: `keeper` is an open handle we own; GetProcessId only
-        // queries it (0 if it is not a process handle).
-        if unsafe { GetProcessId(keeper.as_raw_handle() as HANDLE) } == 0 {
-            return Err(invalid("a queue's lane is not a process handle".into()));
+        let table = Shm::open(handle, TABLE_LEN, ShmAccess::ReadWrite)
+            .map_err(|e| invalid(format!("a queue's lane is not its table: {e}")))?;
+        let lane = SysLane {
+            table,
+            joined: AtomicBool::new(false),
+        };
+        if lane.words()[0].load(Ordering::SeqCst) != MAGIC {
+            return Err(invalid("a queue's lane is not its table".into()));
         }
-        Ok(SysLane { keeper })
+        Ok(lane)
     }
 
-    /// Hands `block` to the keeper: a copy of it in the keeper's table,
-    /// whose value is the word the queue's record keeps. An error if the
-    /// keeper is gone. Never `None` (the keeper's table has no bound the
-    /// queue would wait for).
-    pub(crate) fn send(&self, block: BorrowedRaw<'_>, _tag: u64) -> io::Result<Option<u64>> {
-        // SAFETY: plain call; a pseudo handle that needs no closing.
-        let me = unsafe { GetCurrentProcess() };
-        let mut out: HANDLE = ptr::null_mut();
-        // SAFETY: `block` is an open handle the caller borrows; the keeper
-        // handle is open with PROCESS_DUP_HANDLE; `out` is a valid place
-        // for the result, a value in the keeper's table that the queue's
-        // record owns from now on (module docs).
-        let ok = unsafe {
-            DuplicateHandle(
-                me,
-                block.as_raw_handle() as HANDLE,
-                self.keeper.as_raw_handle() as HANDLE,
-                &mut out,
-                0,
+    fn words(&self) -> &[AtomicU64] {
+        self.table
+            .atomics::<AtomicU64>()
+            .expect("a lane's table is writable, shared and page-aligned")
+    }
+
+    fn holder(&self, i: usize) -> (u32, u32, u64) {
+        let w = self.words();
+        let a = w[HOLDERS_AT + 2 * i].load(Ordering::SeqCst);
+        (
+            a as u32,
+            (a >> 32) as u32,
+            w[HOLDERS_AT + 2 * i + 1].load(Ordering::SeqCst),
+        )
+    }
+
+    fn set_holder(&self, i: usize, pid: u32, count: u32, start: u64) {
+        let w = self.words();
+        w[HOLDERS_AT + 2 * i + 1].store(start, Ordering::SeqCst);
+        w[HOLDERS_AT + 2 * i].store(u64::from(pid) | u64::from(count) << 32, Ordering::SeqCst);
+    }
+
+    /// Slot `k`: (tag, holder index, value), or `None` if it is free or
+    /// names no holder.
+    fn slot(&self, k: usize) -> Option<(u64, usize, u32)> {
+        let w = self.words();
+        let at = w[SLOTS_AT + 2 * k + 1].load(Ordering::SeqCst);
+        let (i, v) = ((at >> 32) as usize, at as u32);
+        (at != 0 && i < HOLDERS && v != 0)
+            .then(|| (w[SLOTS_AT + 2 * k].load(Ordering::SeqCst), i, v))
+    }
+
+    fn set_slot(&self, k: usize, tag: u64, i: usize, v: u32) {
+        let w = self.words();
+        w[SLOTS_AT + 2 * k].store(tag, Ordering::SeqCst);
+        w[SLOTS_AT + 2 * k + 1].store((i as u64) << 32 | u64::from(v), Ordering::SeqCst);
+    }
+
+    fn free_slot(&self, k: usize) {
+        self.words()[SLOTS_AT + 2 * k + 1].store(0, Ordering::SeqCst);
+    }
+
+    /// This process's index among the holders, if it is one.
+    fn my_index(&self, me: (u32, u64)) -> Option<usize> {
+        (0..HOLDERS).find(|&i| {
+            let (pid, count, start) = self.holder(i);
+            pid != 0 && count > 0 && (pid, start) == me
+        })
+    }
+
+    /// Holder `i`'s process, if it is alive.
+    fn find(&self, i: usize, me: (u32, u64)) -> Found {
+        let (pid, count, start) = self.holder(i);
+        if pid == 0 || count == 0 {
+            return Found::Dead;
+        }
+        if (pid, start) == me {
+            return Found::Live(Proc::Me);
+        }
+        // SAFETY: plain call; the result is checked by `owned_or_null`.
+        let raw = unsafe {
+            OpenProcess(
+                PROCESS_DUP_HANDLE | PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_SYNCHRONIZE,
                 FALSE,
-                DUPLICATE_SAME_ACCESS,
+                pid,
             )
         };
-        cvt(ok).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot hand a large item to the process that created the queue, \
-                     which keeps them on Windows (has it exited?): {e}"
-                ),
-            )
-        })?;
-        Ok(Some(out as usize as u64))
+        // SAFETY: fresh return value of `OpenProcess`, owned by nobody else.
+        let opened = match unsafe { owned_or_null(raw) } {
+            Ok(p) => p,
+            Err(e) if is_os_error(&e, ERROR_INVALID_PARAMETER) => return Found::Dead,
+            Err(_) => return Found::Unknown,
+        };
+        let h = opened.as_raw_handle() as HANDLE;
+        match start_time(h) {
+            Ok(t) if t == start && !is_signaled(h) => Found::Live(Proc::Other(opened)),
+            Ok(_) => Found::Dead,
+            Err(_) => Found::Unknown,
+        }
     }
 
-    /// A copy of the block at `loc` in the keeper's table, which keeps
-    /// its own; `None` if it is not there (the keeper exited, or `loc`
-    /// names no handle there).
-    pub(crate) fn open(&self, _tag: u64, loc: u64) -> io::Result<Option<OwnedRaw>> {
+    /// Forgets dead holder `i`: the blocks it kept went with it (their
+    /// slots are freed first, so that no slot names whoever takes its
+    /// place).
+    fn forget(&self, i: usize) {
+        for k in 0..SLOTS {
+            if matches!(self.slot(k), Some((_, h, _)) if h == i) {
+                self.free_slot(k);
+            }
+        }
+        self.set_holder(i, 0, 0, 0);
+    }
+
+    /// Counts this copy of the queue in this process as a holder (under
+    /// the queue's lock, once per copy). A full table leaves it out.
+    pub(crate) fn join(&self) -> io::Result<()> {
+        let me = identity()?;
+        if let Some(i) = self.my_index(me) {
+            let (pid, count, start) = self.holder(i);
+            self.set_holder(i, pid, count.saturating_add(1), start);
+            self.joined.store(true, Ordering::SeqCst);
+            return Ok(());
+        }
+        // An empty entry first (no process to open), else a dead one's.
+        let empty = (0..HOLDERS).find(|&i| matches!(self.holder(i), (0, _, _) | (_, 0, _)));
+        let free =
+            empty.or_else(|| (0..HOLDERS).find(|&i| matches!(self.find(i, me), Found::Dead)));
+        if let Some(i) = free {
+            self.forget(i);
+            self.set_holder(i, me.0, 1, me.1);
+            self.joined.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Uncounts this copy (under the queue's lock); the last copy in this
+    /// process hands the blocks this process keeps on to the first other
+    /// live holder (module docs) and leaves the table.
+    pub(crate) fn leave(&self) {
+        if !self.joined.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let Ok(me) = identity() else { return };
+        let Some(i) = self.my_index(me) else { return };
+        let (pid, count, start) = self.holder(i);
+        if count > 1 {
+            self.set_holder(i, pid, count - 1, start);
+            return;
+        }
+        let heir = (0..HOLDERS)
+            .filter(|&j| j != i)
+            .find_map(|j| match self.find(j, me) {
+                Found::Live(p) => Some((j, p)),
+                Found::Dead => {
+                    self.forget(j);
+                    None
+                }
+                Found::Unknown => None,
+            });
+        for k in 0..SLOTS {
+            let Some((tag, h, v)) = self.slot(k) else {
+                continue;
+            };
+            if h != i {
+                continue;
+            }
+            match &heir {
+                Some((j, p)) => match push(v as usize as HANDLE, p) {
+                    Ok(nv) => self.set_slot(k, tag, *j, nv),
+                    Err(_) => self.free_slot(k),
+                },
+                None => self.free_slot(k),
+            }
+            close_in(&Proc::Me, v as usize);
+        }
+        self.set_holder(i, 0, 0, 0);
+    }
+
+    /// Hands `block` to a keeper (module docs): the first live holder
+    /// other than this process, else this one. The slot's index, which
+    /// the queue's record keeps; `None` if every slot is taken (the queue
+    /// waits for room); an error if no process can keep it.
+    pub(crate) fn send(&self, block: BorrowedRaw<'_>, tag: u64) -> io::Result<Option<u64>> {
+        let Some(k) = (0..SLOTS).find(|&k| self.slot(k).is_none()) else {
+            return Ok(None);
+        };
+        let me = identity()?;
+        let mine = self.my_index(me);
+        let keeper = (0..HOLDERS)
+            .filter(|&j| Some(j) != mine)
+            .find_map(|j| match self.find(j, me) {
+                Found::Live(p) => Some((j, p)),
+                Found::Dead => {
+                    self.forget(j);
+                    None
+                }
+                Found::Unknown => None,
+            })
+            .or(mine.map(|i| (i, Proc::Me)));
+        let Some((j, p)) = keeper else {
+            return Err(io::Error::other(
+                "no process that holds this queue can keep a large item for it \
+                 (the table of its holders is full)",
+            ));
+        };
+        let v = push(block.as_raw_handle() as HANDLE, &p).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot hand a large item to its keeper: {e}"),
+            )
+        })?;
+        self.set_slot(k, tag, j, v);
+        Ok(Some(k as u64))
+    }
+
+    /// A copy of the block in slot `loc`, which keeps it; `None` if the
+    /// slot is not `tag`'s or its keeper is gone.
+    pub(crate) fn open(&self, tag: u64, loc: u64) -> io::Result<Option<OwnedRaw>> {
+        let Some((t, i, v)) = self.named(tag, loc) else {
+            return Ok(None);
+        };
+        debug_assert_eq!(t, tag);
+        let p = match self.find(i, identity()?) {
+            Found::Live(p) => p,
+            Found::Dead => {
+                self.forget(i);
+                return Ok(None);
+            }
+            Found::Unknown => return Ok(None),
+        };
         // SAFETY: plain call; a pseudo handle that needs no closing.
         let me = unsafe { GetCurrentProcess() };
         let mut out: HANDLE = ptr::null_mut();
-        // SAFETY: the keeper handle is open with PROCESS_DUP_HANDLE; `loc`
-        // is only a value in its table, which the OS checks there; `out`
-        // is a valid place for the result, a new handle in this process.
+        // SAFETY: `p` is open with PROCESS_DUP_HANDLE (or this process's
+        // pseudo handle); `v` is only a value in its table, which the OS
+        // checks there; `out` is a valid place for the result, a new
+        // handle in this process.
         let ok = unsafe {
             DuplicateHandle(
-                self.keeper.as_raw_handle() as HANDLE,
-                loc as usize as HANDLE,
+                p.raw(),
+                v as usize as HANDLE,
                 me,
                 &mut out,
                 0,
@@ -157,49 +406,103 @@ impl SysLane {
             // SAFETY: on success `out` is a new handle in this process,
             // ours alone.
             Ok(()) => Ok(Some(unsafe { OwnedHandle::from_raw_handle(out) })),
-            Err(e) if is_os_error(&e, ERROR_INVALID_HANDLE) || self.keeper_exited() => Ok(None),
+            Err(e) if is_os_error(&e, ERROR_INVALID_HANDLE) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// Closes the keeper's copy at `loc` once its item left the queue
-    /// (after [`open`](SysLane::open) found it there and the caller
-    /// checked it was the item's block).
-    pub(crate) fn taken(&self, _tag: u64, loc: u64) {
-        // SAFETY: the keeper handle is open with PROCESS_DUP_HANDLE;
-        // DUPLICATE_CLOSE_SOURCE with no target only closes `loc` there,
-        // a value a producer put there for this item, which the caller
-        // checked and which no one else closes: the item left the queue
-        // under its lock, so no other consumer reaches its record.
-        unsafe {
-            DuplicateHandle(
-                self.keeper.as_raw_handle() as HANDLE,
-                loc as usize as HANDLE,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                0,
-                FALSE,
-                DUPLICATE_CLOSE_SOURCE,
-            )
+    /// Slot `loc`, if it holds `tag`'s block.
+    fn named(&self, tag: u64, loc: u64) -> Option<(u64, usize, u32)> {
+        let k = usize::try_from(loc).ok().filter(|&k| k < SLOTS)?;
+        self.slot(k).filter(|&(t, _, _)| t == tag)
+    }
+
+    /// Lets go of `tag`'s block in slot `loc` once its item left the
+    /// queue: the slot is freed, then the keeper's copy closed.
+    pub(crate) fn taken(&self, tag: u64, loc: u64) {
+        let Some((_, i, v)) = self.named(tag, loc) else {
+            return;
         };
+        self.free_slot(loc as usize);
+        if let Ok(me) = identity() {
+            if let Found::Live(p) = self.find(i, me) {
+                close_in(&p, v as usize);
+            }
+        }
     }
 
-    /// Lets go of the blocks that no record names: not done here (module
-    /// docs: such a handle stays in the keeper until it exits).
-    pub(crate) fn sweep(&self, _named: &[(u64, u64)]) {}
+    /// Lets go of every block whose slot no record names (`named`: the
+    /// (tag, slot) of every large record in the ring): left by a process
+    /// killed between its push and its commit, or its commit and
+    /// [`taken`](SysLane::taken).
+    pub(crate) fn sweep(&self, named: &[(u64, u64)]) {
+        for k in 0..SLOTS {
+            let Some((tag, _, _)) = self.slot(k) else {
+                continue;
+            };
+            if !named.contains(&(tag, k as u64)) {
+                self.taken(tag, k as u64);
+            }
+        }
+    }
 
-    /// How many blocks the lane holds: not known here (`Unsupported`).
-    #[cfg(feature = "test-hooks")]
+    /// How many blocks the lane holds (a test hook, under the queue's
+    /// lock): the slots taken.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub(crate) fn blocks(&self) -> io::Result<usize> {
-        Err(io::ErrorKind::Unsupported.into())
+        Ok((0..SLOTS).filter(|&k| self.slot(k).is_some()).count())
     }
+}
 
-    /// The keeper process exited.
-    fn keeper_exited(&self) -> bool {
-        // SAFETY: the keeper handle is open with SYNCHRONIZE; a wait of 0
-        // ms only polls it.
-        unsafe { WaitForSingleObject(self.keeper.as_raw_handle() as HANDLE, 0) == WAIT_OBJECT_0 }
+/// A copy of `handle` (this process's) in `p`'s table: its value there,
+/// which the lane's slot owns from then on.
+fn push(handle: HANDLE, p: &Proc) -> io::Result<u32> {
+    // SAFETY: plain call; a pseudo handle that needs no closing.
+    let me = unsafe { GetCurrentProcess() };
+    let mut out: HANDLE = ptr::null_mut();
+    // SAFETY: `handle` is open in this process for the call; `p` is open
+    // with PROCESS_DUP_HANDLE (or this process's pseudo handle); `out` is
+    // a valid place for the result, a value in `p`'s table that the caller
+    // stores in a slot.
+    let ok = unsafe {
+        DuplicateHandle(
+            me,
+            handle,
+            p.raw(),
+            &mut out,
+            0,
+            FALSE,
+            DUPLICATE_SAME_ACCESS,
+        )
+    };
+    cvt(ok)?;
+    match u32::try_from(out as usize) {
+        Ok(v) if v != 0 => Ok(v),
+        _ => {
+            close_in(p, out as usize);
+            Err(io::Error::other("a handle value beyond 32 bits"))
+        }
     }
+}
+
+/// Closes value `v` in `p`'s table: a block's copy that a slot owned and
+/// that was just freed (or never stored), so nothing else closes it.
+fn close_in(p: &Proc, v: usize) {
+    // SAFETY: `p` is open with PROCESS_DUP_HANDLE (or this process's
+    // pseudo handle); DUPLICATE_CLOSE_SOURCE with no target only closes
+    // `v` there, a block's copy the lane owned (see the callers), under
+    // the queue's lock, so no other process closes it too.
+    unsafe {
+        DuplicateHandle(
+            p.raw(),
+            v as HANDLE,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            0,
+            FALSE,
+            DUPLICATE_CLOSE_SOURCE,
+        )
+    };
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -210,18 +513,39 @@ fn invalid(msg: String) -> io::Error {
 mod tests {
     use super::*;
     use crate::sys::{shm_create, shm_freeze};
+    use std::os::windows::io::AsHandle;
 
     #[test]
-    fn a_block_handed_to_the_keeper_can_be_opened_until_taken() {
+    fn a_block_handed_to_the_lane_can_be_opened_until_taken() {
         let lane = SysLane::new().unwrap();
+        lane.join().unwrap();
         let b = shm_freeze(shm_create(4096).unwrap()).unwrap();
         let loc = lane.send(b.as_handle(), 1).unwrap().unwrap();
         drop(b);
         let copy = lane.open(1, loc).unwrap().expect("there");
         drop(copy);
         assert!(lane.open(1, loc).unwrap().is_some(), "still there");
+        assert!(lane.open(2, loc).unwrap().is_none(), "another tag's");
         lane.taken(1, loc);
-        // (Not opened again: the value may name another handle by now.)
+        assert!(lane.open(1, loc).unwrap().is_none(), "taken");
+        lane.leave();
+    }
+
+    #[test]
+    fn a_sweep_lets_go_of_the_blocks_no_record_names() {
+        let lane = SysLane::new().unwrap();
+        lane.join().unwrap();
+        let b = shm_freeze(shm_create(4096).unwrap()).unwrap();
+        let one = lane.send(b.as_handle(), 1).unwrap().unwrap();
+        let two = lane.send(b.as_handle(), 2).unwrap().unwrap();
+        assert_eq!(lane.blocks().unwrap(), 2);
+        lane.sweep(&[(2, two)]);
+        assert_eq!(lane.blocks().unwrap(), 1);
+        assert!(lane.open(1, one).unwrap().is_none());
+        assert!(lane.open(2, two).unwrap().is_some());
+        lane.sweep(&[]);
+        assert_eq!(lane.blocks().unwrap(), 0);
+        lane.leave();
     }
 
     #[test]
