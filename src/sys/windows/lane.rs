@@ -303,8 +303,11 @@ impl SysLane {
             self.set_holder(i, pid, count - 1, start);
             return;
         }
+        // An heir only for blocks this process keeps (no process opened
+        // at the drop of a queue that keeps none here).
+        let keeps = (0..SLOTS).any(|k| matches!(self.slot(k), Some((_, h, _)) if h == i));
         let heir = (0..HOLDERS)
-            .filter(|&j| j != i)
+            .filter(|&j| keeps && j != i)
             .find_map(|j| match self.find(j, me) {
                 Found::Live(p) => Some((j, p)),
                 Found::Dead => {
