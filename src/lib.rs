@@ -613,7 +613,8 @@ pub mod test_hooks {
     /// now, under the queue's lock: one per such item in the queue, plus
     /// what processes killed inside a large `put` or `get` left (module
     /// docs of `queue`). Linux: the datagrams in its socket (received
-    /// and sent back, in order); elsewhere `Unsupported`.
+    /// and sent back, in order); Windows: the slots taken in the lane's
+    /// table; other Unixes (no lane): 0.
     pub fn queue_lane_blocks<T>(queue: &crate::Queue<T>) -> crate::Result<std::io::Result<usize>> {
         queue.core.lane_blocks()
     }
