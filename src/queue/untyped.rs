@@ -32,11 +32,13 @@ const COPY_MAX: usize = 64;
 const COPY_ITEM_MAX: usize = 256;
 /// The most payload bytes copied out at once.
 const COPY_BYTES: usize = 4096;
-/// How long copied-out records may wait to be taken without the lock;
-/// older ones are dropped (the next `get` takes the lock). Far shorter
-/// than the time 2³² takes would need, so that the head word can't have
-/// come back to the value a copy expects (its item count wraps at 2³²).
-const COPY_AGE: Duration = Duration::from_secs(1);
+/// How long copied-out records may wait to be taken without the lock, in
+/// milliseconds of `sys::coarse_millis` (read at every `get`: cheap, and
+/// coarse — 16 ms at worst — which this doesn't mind); older ones are
+/// dropped (the next `get` takes the lock). Far shorter than the time 2³²
+/// takes would need, so that the head word can't have come back to the
+/// value a copy expects (its item count wraps at 2³²).
+const COPY_AGE_MS: u64 = 1000;
 
 /// The records a `get` copied out of the ring after the item it took,
 /// still in the ring: each `get` in this process takes the next one
@@ -54,9 +56,9 @@ struct Copied {
     start: usize,
     /// The head word the oldest record's take expects.
     from: u64,
-    /// Until when they may be taken ([`COPY_AGE`] after they were copied
-    /// out).
-    until: Option<Instant>,
+    /// Until when they may be taken ([`COPY_AGE_MS`] after they were
+    /// copied out, on `sys::coarse_millis`).
+    until: u64,
     /// How many records to copy out next time: halved (to 1 at least)
     /// when a take fails, doubled (to [`COPY_MAX`] at most) when all
     /// were taken; so consumers that take each other's copies soon copy
@@ -71,7 +73,7 @@ impl Copied {
             records: VecDeque::new(),
             start: 0,
             from: 0,
-            until: None,
+            until: 0,
             want: COPY_MAX,
         }
     }
@@ -540,14 +542,14 @@ impl Core {
         }
         if !copied.records.is_empty() {
             copied.from = first.head_word();
-            copied.until = Some(Instant::now() + COPY_AGE);
+            copied.until = sys::coarse_millis().saturating_add(COPY_AGE_MS);
         }
     }
 
     /// The oldest record an earlier `get` in this process copied out,
     /// decoded and then taken without the lock ([`ring::take_unlocked`]:
     /// the commit, after the decode as under the lock), if it is still
-    /// first in line and the copies are younger than [`COPY_AGE`].
+    /// first in line and the copies are younger than [`COPY_AGE_MS`].
     /// `None` (and the copies dropped) otherwise: the caller takes the
     /// lock. A `decode` that panics consumes the item, as under the lock.
     ///
@@ -558,7 +560,7 @@ impl Core {
     fn get_copied<R>(&self, decode: &mut impl FnMut(&[u8]) -> R) -> Option<R> {
         let mut copied = self.copied()?;
         let &(end, to) = copied.records.front()?;
-        if copied.until.is_none_or(|until| Instant::now() >= until) {
+        if sys::coarse_millis() >= copied.until {
             copied.clear();
             return None;
         }

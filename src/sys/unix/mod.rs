@@ -213,6 +213,27 @@ pub(crate) fn args_os() -> Vec<OsString> {
     args
 }
 
+/// Milliseconds on a monotonic clock that is cheap to read and coarse
+/// (Linux: `CLOCK_MONOTONIC_COARSE`, the time of the last tick, a read of
+/// the vDSO's data with no counter; elsewhere `CLOCK_MONOTONIC`).
+pub(crate) fn coarse_millis() -> u64 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC_COARSE;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    const CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    if unsafe { libc::clock_gettime(CLOCK, &mut ts) } != 0 {
+        // Can't happen (the clock exists wherever this builds); the end
+        // of time, so that nothing that waits on this clock waits long.
+        return u64::MAX;
+    }
+    (ts.tv_sec as u64).saturating_mul(1000) + ts.tv_nsec as u64 / 1_000_000
+}
+
 /// Workers ignore SIGPIPE, as std makes every Rust program do before
 /// `main` (a worker started by `test_support!` runs before that): writing
 /// to a pipe whose reader is gone then fails with EPIPE instead of killing

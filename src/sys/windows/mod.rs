@@ -284,6 +284,13 @@ fn is_signaled(h: HANDLE) -> bool {
 /// Nothing to do on Windows: writes to a closed pipe fail with an error.
 pub(crate) fn ignore_sigpipe() {}
 
+/// Milliseconds on a monotonic clock that is cheap to read and coarse:
+/// `GetTickCount64` (the system tick, 10-16 ms).
+pub(crate) fn coarse_millis() -> u64 {
+    // SAFETY: no arguments; it reads the tick count and can't fail.
+    unsafe { windows_sys::Win32::System::SystemInformation::GetTickCount64() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
