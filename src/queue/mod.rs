@@ -192,7 +192,12 @@
 //! semaphore keeps a release made before the sleeper sleeps, so no wakeup
 //! is lost between the unlock and the sleep. Linux: the semaphores are
 //! futex words in shared memory (`FUTEX_WAIT`/`FUTEX_WAKE`, shared, a
-//! syscall only when someone sleeps); Windows: kernel semaphore objects
+//! syscall only when someone sleeps; a process about to sleep looks at
+//! the count for a few microseconds first, so a consumer that emptied the
+//! ring while its producer runs on the other core is usually released
+//! before it sleeps, and neither side makes a syscall: with copies taken
+//! without the lock the consumer empties the ring often, and those sleeps
+//! and wakes were most of the futex calls left); Windows: kernel semaphore objects
 //! duplicated into each process (`WaitForSingleObject`,
 //! `ReleaseSemaphore`); macOS: polling. A release is skipped when nobody
 //! sleeps, so an uncontended `put`/`get` is a lock, a copy and an unlock

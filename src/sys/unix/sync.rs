@@ -23,7 +23,8 @@
 //!   sleepers; Linux sleeps on the word with `FUTEX_WAIT` (shared, not
 //!   `FUTEX_PRIVATE_FLAG`, since other processes map the same page; the
 //!   kernel keys the futex by the page, futex(2)) and wakes with
-//!   `FUTEX_WAKE` only when someone sleeps.
+//!   `FUTEX_WAKE` only when someone sleeps. A semaphore's `acquire` looks
+//!   at the count for a few microseconds before it sleeps.
 //! - [`SysWaker`] sleeps on a counter in a block of the caller's (a
 //!   `Condition`'s state) until it moves on: `FUTEX_WAIT` on the counter,
 //!   and a bump wakes every sleeper with `FUTEX_WAKE`. It has no block
@@ -251,8 +252,8 @@ fn wake_word(_: &AtomicU32, _: u32) {}
 // Mutex
 // ---------------------------------------------------------------------------
 
-/// `SysMutex::lock`'s tries before it blocks (the pauses between them
-/// double: 1, 2, .., 64 spin-loop hints).
+/// `SysMutex::lock`'s and `SysSemaphore::acquire`'s tries before they
+/// block (the pauses between them double: 1, 2, .., 64 spin-loop hints).
 const SPIN_ROUNDS: u32 = 7;
 
 /// The longest a blocked `SysMutex::lock` sleeps before it looks again
@@ -586,18 +587,29 @@ impl SysSemaphore {
     }
 
     /// Takes one, waiting at most until `deadline`; false on timeout.
+    ///
+    /// Before it sleeps it looks at the count a few times with growing
+    /// pauses (as [`SysMutex::lock`] spins; a few microseconds in all,
+    /// unless the deadline passed already): a release often comes that
+    /// soon — a queue's consumer on one core that emptied the ring, its
+    /// producer on the other — and a release finds no sleeper then, so
+    /// neither side makes a syscall (`FUTEX_WAIT`, and the `FUTEX_WAKE`
+    /// the releaser would make, under the queue's lock).
     pub(crate) fn acquire(&self, deadline: Option<Instant>) -> io::Result<bool> {
         let s = self.block.get();
-        loop {
-            let c = s.count.load(Ordering::Acquire);
-            if c > 0 {
-                if s.count
-                    .compare_exchange_weak(c, c - 1, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
+        if !deadline::passed(deadline) {
+            for round in 0..SPIN_ROUNDS {
+                if Self::take_one(s) {
                     return Ok(true);
                 }
-                continue;
+                for _ in 0..1u32 << round {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        loop {
+            if Self::take_one(s) {
+                return Ok(true);
             }
             if deadline::passed(deadline) {
                 return Ok(false);
@@ -610,6 +622,21 @@ impl SysSemaphore {
             }
             s.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+
+    /// Takes one if the count is not 0.
+    fn take_one(s: &SemaphoreLayout) -> bool {
+        let mut c = s.count.load(Ordering::Acquire);
+        while c > 0 {
+            match s
+                .count
+                .compare_exchange_weak(c, c - 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => c = now,
+            }
+        }
+        false
     }
 
     /// Gives back `n`; false (and nothing given) if that would pass the
