@@ -688,6 +688,25 @@ pub mod test_hooks {
     /// An owned fd (Unix) or handle (Windows).
     pub type OwnedRaw = crate::sys::OwnedRaw;
 
+    /// Why the last shared block this thread created that could have been
+    /// made of huge pages (a `SharedMut`, `Shared` or `SharedMemory` of at
+    /// least 2 MiB, on Linux) is of base pages: the error of the first
+    /// step that failed (`ENOMEM` when the pool of huge pages had too few
+    /// free ones to reserve). `None` if it got huge pages, or if no such
+    /// block was created since the last call (each call takes the note).
+    /// Always `None` on other systems.
+    pub fn huge_page_refusal() -> Option<std::io::Error> {
+        crate::sys::huge_page_refusal()
+    }
+
+    /// Whether the shared blocks this thread creates from now on may be
+    /// made of huge pages where the system has them free (the default:
+    /// yes); `false`: base pages, as where it has none. For the bench,
+    /// which compares both in one run.
+    pub fn set_huge_pages(allowed: bool) {
+        crate::sys::set_huge_pages(allowed)
+    }
+
     /// A copy of a frozen block's handle (to forge a block with).
     pub fn frozen_handle<T>(block: &crate::Frozen<T>) -> std::io::Result<crate::sys::OwnedRaw> {
         crate::shared::region::hooks::handle_of(block.region())

@@ -65,6 +65,11 @@ pub struct SharedMut<T> {
 impl<T: Pod> SharedMut<T> {
     /// A block of `len` elements, all zero.
     ///
+    /// On Linux a block of at least one huge page (2 MiB on x86-64) is
+    /// made of huge pages where the system has enough free, taken (and
+    /// zeroed) now, and of 4 KiB pages otherwise (see [huge
+    /// pages](crate#huge-pages)).
+    ///
     /// A [usage error](Error::is_usage) for a zero-sized `T`, or over
     /// 1 TiB; an I/O error if the OS can't make the block.
     pub fn zeroed(len: usize) -> Result<Self> {

@@ -42,7 +42,8 @@ pub struct SharedMemory {
 
 impl SharedMemory {
     /// A new block of `len` bytes, all zero (0 is allowed). A [usage
-    /// error](crate::Error::is_usage) over 1 TiB.
+    /// error](crate::Error::is_usage) over 1 TiB. Of huge pages on Linux
+    /// where the system has enough free, as [`SharedMut::zeroed`](crate::SharedMut::zeroed).
     pub fn new(len: usize) -> Result<Self> {
         Ok(SharedMemory {
             region: Region::new(len)?,

@@ -85,7 +85,9 @@ impl Region {
 
     /// A new zeroed, writable block of `len` bytes that stays in this
     /// process (it can't be sent) until [`freeze`](Region::freeze)d:
-    /// [`bytes_mut`](Region::bytes_mut) works on it.
+    /// [`bytes_mut`](Region::bytes_mut) works on it. Like [`new`](Region::new)'s,
+    /// it is of huge pages where the system has them free (user data:
+    /// `sys::Shm::create_huge_if_free`).
     pub(crate) fn new_exclusive(len: usize) -> Result<Region> {
         if len > Self::MAX_LEN {
             return Err(Error::new(Kind::Usage(format!(
@@ -93,7 +95,7 @@ impl Region {
                 Self::MAX_LEN
             ))));
         }
-        sys::Shm::create(len)
+        sys::Shm::create_huge_if_free(len)
             .map(Region)
             .map_err(|e| Error::io("cannot create a shared-memory block", e))
     }

@@ -207,12 +207,22 @@ const _: () = {
 // guarantees).
 /// An anonymous block of `len` bytes (at least 1), zeroed, freed by the
 /// OS when the last handle and mapping are gone; Linux: sealed against
-/// resizing.
-const _: fn(usize) -> io::Result<OwnedRaw> = shm_create;
+/// resizing, and made of huge pages if `pages` allows it and the system
+/// has enough free (else of base pages: never an error for that).
+const _: fn(usize, ShmPages) -> io::Result<OwnedRaw> = shm_create;
+/// Test hooks: why this thread's last block that could have been of huge
+/// pages is not (Linux: the first refusal; elsewhere always `None`).
+#[cfg(feature = "test-hooks")]
+const _: fn() -> Option<io::Error> = huge_page_refusal;
+/// Test hooks: whether this thread's new blocks may be of huge pages.
+#[cfg(feature = "test-hooks")]
+const _: fn(bool) = set_huge_pages;
 /// Checks that the handle is such a block (Linux: a memfd with the
 /// resize seals, and the write seal iff `ReadOnly`; Windows: a section,
-/// not mappable writable if `ReadOnly`), of `len` bytes (Linux: exactly;
-/// elsewhere at least), and maps `len` bytes of it with `access`.
+/// not mappable writable if `ReadOnly`), of `len` bytes (Linux: exactly,
+/// or, for a block of huge pages, `len` rounded up to whole huge pages,
+/// all of them allocated; elsewhere at least), and maps `len` bytes of it
+/// (at least) with `access`.
 const _: fn(BorrowedRaw<'_>, usize, ShmAccess) -> io::Result<ShmView> = shm_map;
 /// Makes the block read-only for good (Linux: `F_SEAL_WRITE`, which fails
 /// while a writable mapping exists; Windows: a read-only handle, the
@@ -395,6 +405,19 @@ pub(crate) enum ShmAccess {
     ReadWrite,
     /// Read only; the block must be frozen (`shm_freeze`).
     ReadOnly,
+}
+
+/// Which pages a new shared-memory block may be made of (`shm_create`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ShmPages {
+    /// The system's base pages (4 KiB): for blocks of the crate's own
+    /// state (a queue's ring, a primitive's words), which gain nothing
+    /// from huge pages and should not take them from the system's pool.
+    Base,
+    /// Linux: huge pages (hugetlb) if the block is at least one huge page
+    /// and the system has enough free ones; base pages otherwise. Other
+    /// systems: base pages.
+    HugeIfFree,
 }
 
 /// The process at the other end of a channel, as handle passing needs to

@@ -18,7 +18,7 @@
 use std::io;
 use std::sync::atomic;
 
-use super::{shm_create, shm_freeze, shm_map, OwnedRaw, ShmAccess, ShmView};
+use super::{shm_create, shm_freeze, shm_map, OwnedRaw, ShmAccess, ShmPages, ShmView};
 
 /// A mapped block of shared memory (see the module docs).
 ///
@@ -55,9 +55,20 @@ shm_atomic!(AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicIsize);
 
 impl Shm {
     /// A new zeroed, writable, exclusive block of `len` bytes (0 allowed:
-    /// the block has one byte then).
+    /// the block has one byte then), of base pages (the crate's own state).
     pub(crate) fn create(len: usize) -> io::Result<Shm> {
-        let handle = shm_create(len.max(1))?;
+        Self::create_of(len, ShmPages::Base)
+    }
+
+    /// The same, of huge pages where the system has enough free ones and
+    /// the block is at least one (see `ShmPages::HugeIfFree`): for blocks
+    /// of the user's data, which other processes map whole.
+    pub(crate) fn create_huge_if_free(len: usize) -> io::Result<Shm> {
+        Self::create_of(len, ShmPages::HugeIfFree)
+    }
+
+    fn create_of(len: usize, pages: ShmPages) -> io::Result<Shm> {
+        let handle = shm_create(len.max(1), pages)?;
         let mut shm = Self::map(handle, len, ShmAccess::ReadWrite)?;
         shm.exclusive = true;
         Ok(shm)

@@ -296,11 +296,11 @@ fn invalid(msg: String) -> io::Error {
 mod tests {
     use super::*;
     #[cfg(target_os = "linux")]
-    use crate::sys::{shm_create, shm_freeze};
+    use crate::sys::{shm_create, shm_freeze, ShmPages};
 
     #[cfg(target_os = "linux")]
     fn block() -> OwnedFd {
-        shm_freeze(shm_create(4096).unwrap()).unwrap()
+        shm_freeze(shm_create(4096, ShmPages::Base).unwrap()).unwrap()
     }
 
     #[cfg(target_os = "linux")]

@@ -51,6 +51,8 @@ pub(crate) use memory::resident_memory;
 pub(crate) use poll::wait_any;
 pub(crate) use reaper::reap_in_background;
 pub(crate) use rights::{duplicate, MAX_BLOCK_VALUES, MAX_MESSAGE_HANDLES};
+#[cfg(feature = "test-hooks")]
+pub(crate) use shm::hooks::{huge_page_refusal, set_huge_pages};
 pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};
 pub(crate) use spawn::spawn;
 pub(crate) use sync::{SysEvent, SysMutex, SysSemaphore, SysWaker};

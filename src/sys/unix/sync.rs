@@ -49,7 +49,7 @@ use std::time::Instant;
 
 use super::{shm_create, shm_map, ShmView};
 use crate::deadline;
-use crate::sys::{LockStatus, ShmAccess};
+use crate::sys::{LockStatus, ShmAccess, ShmPages};
 
 /// "MPSY": a block made by this module.
 const MAGIC: u32 = 0x4d50_5359;
@@ -148,7 +148,7 @@ impl<L: Layout> Block<L> {
     /// A new zeroed block; its header is written by [`Block::publish`].
     fn create() -> io::Result<Self> {
         let len = std::mem::size_of::<L>();
-        let fd = shm_create(len)?;
+        let fd = shm_create(len, ShmPages::Base)?;
         let view = shm_map(fd.as_fd(), len, ShmAccess::ReadWrite)?;
         Ok(Block {
             view,

@@ -515,14 +515,14 @@ fn invalid(msg: String) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::{shm_create, shm_freeze};
+    use crate::sys::{shm_create, shm_freeze, ShmPages};
     use std::os::windows::io::AsHandle;
 
     #[test]
     fn a_block_handed_to_the_lane_can_be_opened_until_taken() {
         let lane = SysLane::new().unwrap();
         lane.join().unwrap();
-        let b = shm_freeze(shm_create(4096).unwrap()).unwrap();
+        let b = shm_freeze(shm_create(4096, ShmPages::Base).unwrap()).unwrap();
         let loc = lane.send(b.as_handle(), 1).unwrap().unwrap();
         drop(b);
         let copy = lane.open(1, loc).unwrap().expect("there");
@@ -538,7 +538,7 @@ mod tests {
     fn a_sweep_lets_go_of_the_blocks_no_record_names() {
         let lane = SysLane::new().unwrap();
         lane.join().unwrap();
-        let b = shm_freeze(shm_create(4096).unwrap()).unwrap();
+        let b = shm_freeze(shm_create(4096, ShmPages::Base).unwrap()).unwrap();
         let one = lane.send(b.as_handle(), 1).unwrap().unwrap();
         let two = lane.send(b.as_handle(), 2).unwrap().unwrap();
         assert_eq!(lane.blocks().unwrap(), 2);

@@ -113,6 +113,16 @@ pub(crate) use memory::resident_memory;
 pub(crate) use pipe::{pipe, Channel};
 pub(crate) use rights::{duplicate, MAX_BLOCK_VALUES, MAX_MESSAGE_HANDLES};
 pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};
+/// Test hooks: no huge pages on Windows (module docs of `shm.rs`), so
+/// never a refusal to report.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn huge_page_refusal() -> Option<io::Error> {
+    None
+}
+
+/// Test hooks: nothing to turn off on Windows.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn set_huge_pages(_: bool) {}
 pub(crate) use spawn::spawn;
 pub(crate) use sync::{SysEvent, SysMutex, SysSemaphore, SysWaker};
 pub(crate) use wait::wait_any;

@@ -11,6 +11,11 @@
 //! SECTION_QUERY`, the writable one closed), and a frozen block is mapped
 //! only if its handle can't be mapped writable. See "Creating Named Shared
 //! Memory", "CreateFileMappingW" and "MapViewOfFile" on MSDN.
+//!
+//! Pages are the base 4 KiB ones whatever `ShmPages` asks: a section of
+//! large pages (`SEC_LARGE_PAGES`) needs the creator to hold
+//! `SeLockMemoryPrivilege`, which accounts don't have by default ("Large-
+//! Page Support" on MSDN).
 
 use std::io;
 use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
@@ -25,7 +30,7 @@ use windows_sys::Win32::System::Memory::{
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
 use super::{cvt, owned_or_null};
-use crate::sys::ShmAccess;
+use crate::sys::{ShmAccess, ShmPages};
 
 /// A view of a section in this process, unmapped on drop. Whether it may be written is what it was mapped with
 /// ([`shm_map`]).
@@ -69,7 +74,7 @@ fn invalid(msg: String) -> io::Error {
 
 /// Creates an anonymous block of `len` bytes (at least 1), zeroed (the
 /// system zero-fills the pages of a page-file-backed section).
-pub(crate) fn shm_create(len: usize) -> io::Result<OwnedHandle> {
+pub(crate) fn shm_create(len: usize, _: ShmPages) -> io::Result<OwnedHandle> {
     let size = len as u64;
     // SAFETY: no file (INVALID_HANDLE_VALUE: backed by the page file), no
     // security attributes, no name; the return value is checked by
@@ -187,7 +192,7 @@ mod tests {
 
     #[test]
     fn a_block_maps_writable_then_frozen_read_only() {
-        let h = shm_create(8192).unwrap();
+        let h = shm_create(8192, ShmPages::Base).unwrap();
         let v = shm_map(h.as_handle(), 8192, ShmAccess::ReadWrite).unwrap();
         drop(v);
         let h = shm_freeze(h).unwrap();
@@ -198,14 +203,14 @@ mod tests {
 
     #[test]
     fn a_writable_handle_is_not_a_frozen_block() {
-        let h = shm_create(4096).unwrap();
+        let h = shm_create(4096, ShmPages::Base).unwrap();
         let m = refused(shm_map(h.as_handle(), 4096, ShmAccess::ReadOnly));
         assert!(m.contains("allows writing"), "{m}");
     }
 
     #[test]
     fn a_view_larger_than_the_section_or_of_no_bytes_is_refused() {
-        let h = shm_create(4096).unwrap();
+        let h = shm_create(4096, ShmPages::Base).unwrap();
         // Sections are whole pages: 4096 bytes map as one page, 2 pages don't.
         let m = refused(shm_map(h.as_handle(), 3 * 65536, ShmAccess::ReadWrite));
         assert!(m.contains("not a shared-memory section"), "{m}");
