@@ -184,20 +184,11 @@ impl<'a> LaunchWatch<'a> {
 /// exit, and killed (a protocol violation too) if it is still running
 /// then.
 fn worker_end(popen: &Proc, end: End) -> (Option<ExitStatus>, Option<String>, Option<String>) {
-    if let Proc::Rank { .. } = popen {
-        // No process to wait for: the end of its connection is its end.
-        // One broke the protocol or fell silent: its connection is shut
-        // down, so that the rank, should it wake, sees it and exits.
-        let (violation, lost) = match end {
-            End::Closed => return (None, None, None),
-            End::Violation(why) => (Some(why), None),
-            End::Lost(why) => (None, Some(why)),
-        };
-        let _ = popen.kill();
-        return (None, violation, lost);
-    }
-    if let Proc::Member { .. } = popen {
-        // Its command is shared: nothing of its own to wait for.
+    if let Proc::Rank { .. } | Proc::Member { .. } = popen {
+        // No process of its own to wait for (a rank; a worker whose
+        // command is shared): the end of its connection is its end. One
+        // that broke the protocol or fell silent has its connection shut
+        // down, so that it sees that, should it wake, and exits.
         let (violation, lost) = match end {
             End::Closed => return (None, None, None),
             End::Violation(why) => (Some(why), None),

@@ -255,6 +255,22 @@ impl SysLane {
         }
     }
 
+    /// The first live holder other than entry `mine` (this process's, if
+    /// it holds the queue) and the process opened; dead ones met on the
+    /// way are forgotten.
+    fn first_live_other(&self, me: (u32, u64), mine: Option<usize>) -> Option<(usize, Proc)> {
+        (0..HOLDERS)
+            .filter(|&j| Some(j) != mine)
+            .find_map(|j| match self.find(j, me) {
+                Found::Live(p) => Some((j, p)),
+                Found::Dead => {
+                    self.forget(j);
+                    None
+                }
+                Found::Unknown => None,
+            })
+    }
+
     /// Forgets dead holder `i`: the blocks it kept went with it (their
     /// slots are freed first, so that no slot names whoever takes its
     /// place).
@@ -306,16 +322,11 @@ impl SysLane {
         // An heir only for blocks this process keeps (no process opened
         // at the drop of a queue that keeps none here).
         let keeps = (0..SLOTS).any(|k| matches!(self.slot(k), Some((_, h, _)) if h == i));
-        let heir = (0..HOLDERS)
-            .filter(|&j| keeps && j != i)
-            .find_map(|j| match self.find(j, me) {
-                Found::Live(p) => Some((j, p)),
-                Found::Dead => {
-                    self.forget(j);
-                    None
-                }
-                Found::Unknown => None,
-            });
+        let heir = if keeps {
+            self.first_live_other(me, Some(i))
+        } else {
+            None
+        };
         for k in 0..SLOTS {
             let Some((tag, h, v)) = self.slot(k) else {
                 continue;
@@ -345,16 +356,8 @@ impl SysLane {
         };
         let me = identity()?;
         let mine = self.my_index(me);
-        let keeper = (0..HOLDERS)
-            .filter(|&j| Some(j) != mine)
-            .find_map(|j| match self.find(j, me) {
-                Found::Live(p) => Some((j, p)),
-                Found::Dead => {
-                    self.forget(j);
-                    None
-                }
-                Found::Unknown => None,
-            })
+        let keeper = self
+            .first_live_other(me, mine)
             .or(mine.map(|i| (i, Proc::Me)));
         let Some((j, p)) = keeper else {
             return Err(io::Error::other(
