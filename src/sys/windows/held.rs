@@ -121,6 +121,34 @@ pub(crate) fn identity() -> io::Result<(u32, u64)> {
     Ok(*ME.get_or_init(|| (pid, start)))
 }
 
+/// Process `pid`, opened to take handles out of it, if it is still the
+/// process that started at `start` (see [`identity`]) and has not
+/// exited; `None` if it is gone: no process has that id any more,
+/// another one has it now, or it exited (its handle table is gone with
+/// it, even while others still hold its handle). An error if that can't
+/// be told.
+pub(super) fn open_live(pid: u32, start: u64) -> io::Result<Option<OwnedHandle>> {
+    // SAFETY: plain call; the result is checked by `owned_or_null`.
+    let raw = unsafe {
+        OpenProcess(
+            PROCESS_DUP_HANDLE | PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_SYNCHRONIZE,
+            FALSE,
+            pid,
+        )
+    };
+    // SAFETY: fresh return value of `OpenProcess`, owned by nobody else.
+    let opened = match unsafe { owned_or_null(raw) } {
+        Ok(p) => p,
+        Err(e) if is_os_error(&e, ERROR_INVALID_PARAMETER) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let h = opened.as_raw_handle();
+    if start_time(h)? != start || is_signaled(h) {
+        return Ok(None);
+    }
+    Ok(Some(opened))
+}
+
 /// The creation time of `process` (opened with at least
 /// `PROCESS_QUERY_LIMITED_INFORMATION`).
 pub(super) fn start_time(process: HANDLE) -> io::Result<u64> {
@@ -199,19 +227,9 @@ pub(crate) fn take(values: &[u64]) -> io::Result<Vec<OwnedRaw>> {
     if (pid, start) == identity()? {
         return take_own(number, handles);
     }
-    // SAFETY: plain call; the result is checked by `owned_or_null`.
-    let raw = unsafe {
-        OpenProcess(
-            PROCESS_DUP_HANDLE | PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_SYNCHRONIZE,
-            FALSE,
-            pid,
-        )
-    };
-    // SAFETY: fresh return value of `OpenProcess`, owned by nobody else.
-    let opened = match unsafe { owned_or_null(raw) } {
-        Ok(p) => p,
-        // No process has this id (any more).
-        Err(e) if is_os_error(&e, ERROR_INVALID_PARAMETER) => return Err(sender_gone(pid)),
+    let opened = match open_live(pid, start) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(sender_gone(pid)),
         Err(e) => {
             return Err(io::Error::new(
                 e.kind(),
@@ -220,11 +238,6 @@ pub(crate) fn take(values: &[u64]) -> io::Result<Vec<OwnedRaw>> {
         }
     };
     let sender = opened.as_raw_handle();
-    // Another process under a reused id, or the sender, exited (its handle
-    // table is gone with it, even while others still hold its handle).
-    if start_time(sender)? != start || is_signaled(sender) {
-        return Err(sender_gone(pid));
-    }
     let who = format!("the process that sent this message (pid {pid})");
     match take_out_of(sender, handles, &who) {
         // The sender may have exited while we took them: say that.

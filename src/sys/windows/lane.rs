@@ -63,16 +63,13 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use windows_sys::Win32::Foundation::{
-    DuplicateHandle, DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS, ERROR_INVALID_HANDLE,
-    ERROR_INVALID_PARAMETER, FALSE, HANDLE,
+    DuplicateHandle, DUPLICATE_CLOSE_SOURCE, DUPLICATE_SAME_ACCESS, ERROR_INVALID_HANDLE, FALSE,
+    HANDLE,
 };
-use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, OpenProcess, PROCESS_DUP_HANDLE, PROCESS_QUERY_LIMITED_INFORMATION,
-    PROCESS_SYNCHRONIZE,
-};
+use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
-use super::held::{identity, start_time};
-use super::{cvt, is_os_error, is_signaled, owned_or_null, BorrowedRaw, OwnedRaw};
+use super::held::{identity, open_live};
+use super::{cvt, is_os_error, BorrowedRaw, OwnedRaw};
 use crate::sys::{Shm, ShmAccess};
 
 /// The most processes the table names as holders at once.
@@ -233,24 +230,9 @@ impl SysLane {
         if (pid, start) == me {
             return Found::Live(Proc::Me);
         }
-        // SAFETY: plain call; the result is checked by `owned_or_null`.
-        let raw = unsafe {
-            OpenProcess(
-                PROCESS_DUP_HANDLE | PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_SYNCHRONIZE,
-                FALSE,
-                pid,
-            )
-        };
-        // SAFETY: fresh return value of `OpenProcess`, owned by nobody else.
-        let opened = match unsafe { owned_or_null(raw) } {
-            Ok(p) => p,
-            Err(e) if is_os_error(&e, ERROR_INVALID_PARAMETER) => return Found::Dead,
-            Err(_) => return Found::Unknown,
-        };
-        let h = opened.as_raw_handle() as HANDLE;
-        match start_time(h) {
-            Ok(t) if t == start && !is_signaled(h) => Found::Live(Proc::Other(opened)),
-            Ok(_) => Found::Dead,
+        match open_live(pid, start) {
+            Ok(Some(opened)) => Found::Live(Proc::Other(opened)),
+            Ok(None) => Found::Dead,
             Err(_) => Found::Unknown,
         }
     }
