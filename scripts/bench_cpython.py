@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""CPython's multiprocessing.Pool baseline for `examples/bench.rs`.
+"""CPython's multiprocessing.Pool baseline for `examples/bench/`.
 
 For each start method this platform supports (spawn, forkserver, fork),
 measures `Pool(2).map(square, range(N), chunksize=1)` and
