@@ -27,6 +27,8 @@ mod child;
 #[cfg(feature = "test-hooks")]
 mod diag;
 mod exe;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod huge;
 mod lane;
 mod memory;
 mod pidfd;
@@ -46,13 +48,31 @@ pub(crate) use diag::{
     under_wine, watch_process,
 };
 pub(crate) use exe::RunningImage;
+#[cfg(all(
+    feature = "test-hooks",
+    any(target_os = "linux", target_os = "android")
+))]
+pub(crate) use huge::hooks::{huge_page_refusal, set_huge_pages};
+/// Test hooks: no huge pages on other Unixes (`shm.rs`), so never a
+/// refusal to report.
+#[cfg(all(
+    feature = "test-hooks",
+    not(any(target_os = "linux", target_os = "android"))
+))]
+pub(crate) fn huge_page_refusal() -> Option<std::io::Error> {
+    None
+}
+/// Test hooks: nothing to turn off on other Unixes.
+#[cfg(all(
+    feature = "test-hooks",
+    not(any(target_os = "linux", target_os = "android"))
+))]
+pub(crate) fn set_huge_pages(_: bool) {}
 pub(crate) use lane::SysLane;
 pub(crate) use memory::resident_memory;
 pub(crate) use poll::wait_any;
 pub(crate) use reaper::reap_in_background;
 pub(crate) use rights::{duplicate, MAX_BLOCK_VALUES, MAX_MESSAGE_HANDLES};
-#[cfg(feature = "test-hooks")]
-pub(crate) use shm::hooks::{huge_page_refusal, set_huge_pages};
 pub(crate) use shm::{shm_create, shm_freeze, shm_map, ShmView};
 pub(crate) use spawn::spawn;
 pub(crate) use sync::{SysEvent, SysMutex, SysSemaphore, SysWaker};
