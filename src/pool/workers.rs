@@ -281,7 +281,7 @@ impl Proc {
     /// and shuts its connection down, both ways: the worker may outlive
     /// its command (`ssh`, `sh -c` without `exec`), but its reader here
     /// sees end of file at once, and the worker sees it too and exits
-    /// (`launcher::parent_gone`). An SPMD rank, whose process is not ours
+    /// (`launcher::serve::parent_gone`). An SPMD rank, whose process is not ours
     /// (on another host, as a rule), and a worker that shares its command
     /// with others: its connection is shut down, which ends the worker at
     /// once.
