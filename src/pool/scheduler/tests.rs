@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::error::Error;
-use crate::pool::protocol::put_frame;
+use crate::pool::protocol::{put_frame, FromWorker};
+use crate::pool::{MAX_FAILED_STARTS, MAX_FRAME_CHUNKS};
 
 /// Records what the scheduler asked for; its clock moves only when a
 /// test moves it.

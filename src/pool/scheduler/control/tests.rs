@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::super::tests::{done, limits, queue, ready, results, Mock};
 use super::super::*;
-use crate::pool::protocol::put_frame;
+use crate::pool::protocol::{put_frame, FromWorker, TaskFail};
+use crate::status::ExitStatus;
 
 /// Queues one chunk of one task with its own time limit; its id.
 fn queue_timed(s: &mut Scheduler, job: u64, first: u64, timeout: Duration) -> u64 {
