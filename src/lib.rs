@@ -259,7 +259,7 @@ pub use popen::{
 };
 pub use process::{Process, ProcessBuilder, ProcessJoin};
 pub use queue::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
-pub use shared::{Frozen, Shared, SharedAtomic, SharedMemory, SharedMut};
+pub use shared::{Frozen, Pages, Shared, SharedAtomic, SharedMemory, SharedMut};
 pub use spawn::{current_process_name, init};
 pub use status::{ExitStatus, PanicReport};
 pub use sync::{
@@ -558,6 +558,7 @@ pub mod test_hooks {
     }
 
     pub use crate::shared::region::hooks::ForgedBlock;
+    pub use crate::sys::{collapse_outcome, set_memory_available};
 
     /// How many message transfers (one for a `Connection` message or a
     /// `submit`, one for each chunk of an `imap`/`map`) this thread opened

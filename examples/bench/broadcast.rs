@@ -1,7 +1,9 @@
 //! The broadcast row: a child sums a 1 GiB `Frozen<u64>`, vs the parent;
 //! which pages the block got, and why the child is slower.
 
-use multiproc::Process;
+use std::time::Instant;
+
+use multiproc::{Pages, Process};
 
 use crate::cpython::cpython_json;
 use crate::table::Figures;
@@ -78,44 +80,54 @@ multiproc::entry!(sum_block, sum_block_costs);
 /// The broadcast row: a child spawned with a 1 GiB frozen block sums it
 /// (spawn to join) vs the parent summing its own mapping, GiB/s from the
 /// mean of `big_rounds` interleaved runs. Under the table: which pages the
-/// block got (Linux); where they were huge pages, the same measured with
-/// base pages in the same run; where they were not, how to reserve them;
-/// the cause line; CPython's figure.
+/// block got (Linux) and what making it cost (`SharedMut` + fill); where
+/// they were huge pages, the same measured with `Pages::Small` in the same
+/// run; where they were not, why; the cause line; CPython's figure.
 pub(crate) fn broadcast(
     sz: &Sizes,
     no_cpython: bool,
     info: &mut Vec<String>,
 ) -> Result<Figures, String> {
-    let (child, parent, page_kb, thp_kb) = broadcast_rounds(sz, Some(&mut *info))?;
+    let huge = broadcast_rounds(sz, Pages::Huge, Some(&mut *info))?;
     if cfg!(target_os = "linux") {
-        if thp_kb > 0 {
-            info.push(format!(
-                "broadcast: the block got {page_kb} kB pages, {thp_kb} kB of them mapped as \
-                 transparent huge pages (shmem THP: {})",
+        let kind = match (huge.page_kb, huge.thp_kb) {
+            (4, 0) => None,
+            (4, thp) => Some(format!(
+                "{thp} kB of them transparent huge pages (shmem_enabled: {})",
                 shmem_thp()
-            ));
-        } else if page_kb > 4 {
-            multiproc::test_hooks::set_huge_pages(false);
-            let base = broadcast_rounds(sz, None);
-            multiproc::test_hooks::set_huge_pages(true);
-            let (c, p, kb, _) = base?;
+            )),
+            _ => Some("hugetlb".to_string()),
+        };
+        if let Some(kind) = kind {
+            let small = broadcast_rounds(sz, Pages::Small, None)?;
             info.push(format!(
-                "broadcast: the block got {page_kb} kB pages (hugetlb); the same row with \
-                 {kb} kB pages, same run: child {:.2} vs parent {:.2} GiB/s, ratio {:.2}x",
-                1.0 / c,
-                1.0 / p,
-                p / c
+                "broadcast: the block got {} kB pages, {kind}; making it (SharedMut + fill) took \
+                 {:.0} ms; the same row with Pages::Small, same run: made in {:.0} ms, child \
+                 {:.2} vs parent {:.2} GiB/s, ratio {:.2}x",
+                huge.page_kb,
+                huge.make_s * 1e3,
+                small.make_s * 1e3,
+                1.0 / small.child,
+                1.0 / small.parent,
+                small.parent / small.child
             ));
         } else {
             let free = meminfo("HugePages_Free:").unwrap_or(0);
             let total = meminfo("HugePages_Total:").unwrap_or(0);
             info.push(format!(
-                "broadcast: the block got {page_kb} kB pages: huge pages were not available \
-                 ({free} of {total} 2 MiB pages free, 512 needed); as root, \
-                 `echo 600 > /proc/sys/vm/nr_hugepages` reserves 1.2 GiB of them \
-                 (`vm.nr_hugepages = 600` in /etc/sysctl.d/ keeps it across boots)"
+                "broadcast: the block got {} kB pages (made in {:.0} ms): no huge pages \
+                 ({free} of {total} hugetlb 2 MiB pages free, 512 needed; no transparent ones: \
+                 a kernel before 6.1, shmem_enabled {}, or too little memory available)",
+                huge.page_kb,
+                huge.make_s * 1e3,
+                shmem_thp(),
             ));
         }
+    } else {
+        info.push(format!(
+            "broadcast: making the block (SharedMut + fill) took {:.0} ms",
+            huge.make_s * 1e3
+        ));
     }
     let line = if no_cpython {
         "broadcast: cpython n/a (not run: --no-cpython)".to_string()
@@ -130,25 +142,41 @@ pub(crate) fn broadcast(
     };
     info.push(line);
     Ok(Figures {
-        ours: 1.0 / child,
-        baseline: Some(1.0 / parent),
+        ours: 1.0 / huge.child,
+        baseline: Some(1.0 / huge.parent),
     })
 }
 
-/// One measurement of the broadcast row with a new 1 GiB block: seconds
-/// per GiB of the child and of the parent, the page size (kB) of the
-/// block's mapping here (Linux; 4 elsewhere) and how much of it (kB) is
-/// mapped as transparent huge pages (after the parent's sums). With
-/// `cause`, the cause line (Linux) goes there.
+/// One measurement of the broadcast row.
+struct Rounds {
+    /// Seconds per GiB: the child (spawn to join), the parent.
+    child: f64,
+    parent: f64,
+    /// The page size (kB) of the block's mapping here (Linux; 4
+    /// elsewhere), and how much of it (kB) is mapped by transparent huge
+    /// pages (after the parent's sums).
+    page_kb: u64,
+    thp_kb: u64,
+    /// Seconds to make the block: `SharedMut::zeroed_with_pages` and the
+    /// fill.
+    make_s: f64,
+}
+
+/// One measurement of the broadcast row with a new 1 GiB block of
+/// `pages`. With `cause`, the cause line (Linux) goes there.
 fn broadcast_rounds(
     sz: &Sizes,
+    pages: Pages,
     cause: Option<&mut Vec<String>>,
-) -> Result<(f64, f64, u64, u64), String> {
+) -> Result<Rounds, String> {
     const GIB: usize = 1 << 30;
-    let mut block = multiproc::SharedMut::<u64>::zeroed(GIB / 8).map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let mut block = multiproc::SharedMut::<u64>::zeroed_with_pages(GIB / 8, pages)
+        .map_err(|e| e.to_string())?;
     for (i, x) in block.iter_mut().enumerate() {
         *x = i as u64;
     }
+    let make_s = t.elapsed().as_secs_f64();
     let block = block.freeze().map_err(|e| e.to_string())?;
     let page_kb = smaps_kb(block.as_ptr() as usize, "KernelPageSize:").unwrap_or(4);
     let expected = sum_u64(&block);
@@ -169,7 +197,13 @@ fn broadcast_rounds(
     if let (Some(info), true) = (cause, cfg!(target_os = "linux")) {
         info.push(broadcast_cause(&block, expected, page_kb, thp_kb)?);
     }
-    Ok((child, parent, page_kb, thp_kb))
+    Ok(Rounds {
+        child,
+        parent,
+        page_kb,
+        thp_kb,
+        make_s,
+    })
 }
 
 /// Linux: the shared-memory transparent huge page setting.

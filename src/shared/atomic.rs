@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::region::Region;
+use super::Pages;
 use crate::encode;
 use crate::error::{Error, Kind, Result};
 use crate::sys::ShmAtomic;
@@ -82,8 +83,18 @@ impl<A: SharedAtomic> Shared<A> {
 
 impl<A: SharedAtomic> Shared<[A]> {
     /// `len` shared atomics, all zero. A [usage error](crate::Error::is_usage)
-    /// over 1 TiB; an I/O error if the OS can't make the block.
+    /// over 1 TiB; an I/O error if the OS can't make the block. Of huge
+    /// pages on Linux where the system can give them, as
+    /// [`SharedMut::zeroed`](crate::SharedMut::zeroed);
+    /// [`zeroed_with_pages`](Shared::zeroed_with_pages) chooses.
     pub fn zeroed(len: usize) -> Result<Self> {
+        Self::zeroed_with_pages(len, Pages::Huge)
+    }
+
+    /// `len` shared atomics, all zero, of the pages `pages` asks for:
+    /// [`Pages::Small`] for 4 KiB pages only, taken as they are first
+    /// touched; [`Pages::Huge`] is what [`zeroed`](Shared::zeroed) does.
+    pub fn zeroed_with_pages(len: usize, pages: Pages) -> Result<Self> {
         let bytes = len
             .checked_mul(std::mem::size_of::<A>())
             .filter(|&b| b <= Region::MAX_LEN)
@@ -94,7 +105,7 @@ impl<A: SharedAtomic> Shared<[A]> {
                 )))
             })?;
         Ok(Shared {
-            region: Arc::new(Region::new(bytes)?),
+            region: Arc::new(Region::new(bytes, pages)?),
             _a: PhantomData,
         })
     }

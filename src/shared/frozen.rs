@@ -10,6 +10,7 @@ use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::region::Region;
+use super::Pages;
 use crate::encode;
 use crate::error::{Error, Kind, Result};
 
@@ -66,14 +67,32 @@ impl<T: Pod> SharedMut<T> {
     /// A block of `len` elements, all zero.
     ///
     /// On Linux a block of at least one huge page (2 MiB on x86-64) is
-    /// made of huge pages where the system has enough free, taken (and
+    /// made of huge pages where the system can give them, taken (and
     /// zeroed) now, and of 4 KiB pages otherwise (see [huge
-    /// pages](crate#huge-pages)).
+    /// pages](crate#huge-pages)); [`zeroed_with_pages`](SharedMut::zeroed_with_pages)
+    /// chooses.
     ///
     /// A [usage error](Error::is_usage) for a zero-sized `T`, or over
     /// 1 TiB; an I/O error if the OS can't make the block.
     pub fn zeroed(len: usize) -> Result<Self> {
-        let region = Region::new_exclusive(byte_len::<T>(len)?)?;
+        Self::zeroed_with_pages(len, Pages::Huge)
+    }
+
+    /// A block of `len` elements, all zero, of the pages `pages` asks
+    /// for: [`Pages::Small`] for 4 KiB pages only, taken as they are
+    /// first written; [`Pages::Huge`] is what [`zeroed`](SharedMut::zeroed)
+    /// does.
+    ///
+    /// ```
+    /// use multiproc::{Pages, SharedMut};
+    ///
+    /// let mut block = SharedMut::<u64>::zeroed_with_pages(1 << 20, Pages::Small)?;
+    /// block[7] = 3;
+    /// assert_eq!(block.freeze()?.iter().sum::<u64>(), 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn zeroed_with_pages(len: usize, pages: Pages) -> Result<Self> {
+        let region = Region::new_exclusive_with(byte_len::<T>(len)?, pages)?;
         Ok(SharedMut {
             region,
             _t: PhantomData,

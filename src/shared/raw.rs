@@ -5,6 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::region::Region;
+use super::Pages;
 use crate::error::Result;
 
 /// A block of shared bytes with no rules attached: what CPython's
@@ -43,10 +44,19 @@ pub struct SharedMemory {
 impl SharedMemory {
     /// A new block of `len` bytes, all zero (0 is allowed). A [usage
     /// error](crate::Error::is_usage) over 1 TiB. Of huge pages on Linux
-    /// where the system has enough free, as [`SharedMut::zeroed`](crate::SharedMut::zeroed).
+    /// where the system can give them, as [`SharedMut::zeroed`](crate::SharedMut::zeroed);
+    /// [`with_pages`](SharedMemory::with_pages) chooses.
     pub fn new(len: usize) -> Result<Self> {
+        Self::with_pages(len, Pages::Huge)
+    }
+
+    /// A new block of `len` bytes, all zero, of the pages `pages` asks
+    /// for: [`Pages::Small`] for 4 KiB pages only, taken as they are first
+    /// touched (a large block used sparsely); [`Pages::Huge`] is what
+    /// [`new`](SharedMemory::new) does.
+    pub fn with_pages(len: usize, pages: Pages) -> Result<Self> {
         Ok(SharedMemory {
-            region: Region::new(len)?,
+            region: Region::new(len, pages)?,
         })
     }
 

@@ -15,6 +15,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::Pages;
 use crate::codec::handles::{duplicate_for_child, take_passed_handle};
 use crate::encode;
 use crate::error::{Error, Kind, Result};
@@ -76,26 +77,37 @@ impl Region {
 
     /// A new zeroed, writable block of `len` bytes (0 is allowed), shared:
     /// it can be sent to other processes, which may write it at any time
-    /// (so only atomics and raw pointers are handed out).
-    pub(crate) fn new(len: usize) -> Result<Region> {
-        let mut r = Self::new_exclusive(len)?;
+    /// (so only atomics and raw pointers are handed out). Of the pages
+    /// `pages` asks for, as [`new_exclusive_with`](Region::new_exclusive_with).
+    pub(crate) fn new(len: usize, pages: Pages) -> Result<Region> {
+        let mut r = Self::new_exclusive_with(len, pages)?;
         r.0.share();
         Ok(r)
     }
 
     /// A new zeroed, writable block of `len` bytes that stays in this
     /// process (it can't be sent) until [`freeze`](Region::freeze)d:
-    /// [`bytes_mut`](Region::bytes_mut) works on it. Like [`new`](Region::new)'s,
-    /// it is of huge pages where the system has them free (user data:
-    /// `sys::Shm::create_huge_if_free`).
+    /// [`bytes_mut`](Region::bytes_mut) works on it. Of huge pages where
+    /// the system can give them (`Pages::Huge`, the default).
     pub(crate) fn new_exclusive(len: usize) -> Result<Region> {
+        Self::new_exclusive_with(len, Pages::Huge)
+    }
+
+    /// The same, of the pages `pages` asks for (user data:
+    /// `sys::ShmPages::HugeIfFree` for `Pages::Huge`, base pages for
+    /// `Pages::Small`).
+    pub(crate) fn new_exclusive_with(len: usize, pages: Pages) -> Result<Region> {
         if len > Self::MAX_LEN {
             return Err(Error::new(Kind::Usage(format!(
                 "a shared-memory block of {len} bytes is over the cap of {} bytes",
                 Self::MAX_LEN
             ))));
         }
-        sys::Shm::create_huge_if_free(len)
+        let pages = match pages {
+            Pages::Huge => sys::ShmPages::HugeIfFree,
+            Pages::Small => sys::ShmPages::Base,
+        };
+        sys::Shm::create_of(len, pages)
             .map(Region)
             .map_err(|e| Error::io("cannot create a shared-memory block", e))
     }
@@ -332,7 +344,7 @@ mod tests {
 
     #[test]
     fn a_shared_region_gives_atomics_only() {
-        let mut r = Region::new(64).unwrap();
+        let mut r = Region::new(64, Pages::Huge).unwrap();
         assert!(r.bytes().is_none());
         assert!(r.bytes_mut().is_none());
         let a = r.atomics::<AtomicU64>().unwrap();
@@ -353,7 +365,7 @@ mod tests {
 
     #[test]
     fn over_the_cap_is_a_usage_error() {
-        let e = Region::new(Region::MAX_LEN + 1).unwrap_err();
+        let e = Region::new(Region::MAX_LEN + 1, Pages::Huge).unwrap_err();
         assert!(e.is_usage(), "{e}");
     }
 
@@ -373,7 +385,7 @@ mod tests {
 
     #[test]
     fn a_region_is_sent_only_while_spawning() {
-        let r = Region::new(8).unwrap();
+        let r = Region::new(8, Pages::Huge).unwrap();
         let e = crate::encode::to_vec(&r).unwrap_err();
         assert!(e.to_string().contains("no child is being spawned"), "{e}");
         let x = Region::new_exclusive(8).unwrap();

@@ -28,6 +28,8 @@ mod imp;
 mod windows_args;
 
 pub(crate) use imp::*;
+#[cfg(feature = "test-hooks")]
+pub use imp::{collapse_outcome, set_memory_available};
 
 mod image;
 pub(crate) use image::image_build_id;
@@ -217,6 +219,13 @@ const _: fn() -> Option<io::Error> = huge_page_refusal;
 /// Test hooks: whether this thread's new blocks may be of huge pages.
 #[cfg(feature = "test-hooks")]
 const _: fn(bool) = set_huge_pages;
+/// Test hooks: how this thread's last block's transparent huge pages
+/// went (Linux; elsewhere always `None`).
+#[cfg(feature = "test-hooks")]
+const _: fn() -> Option<io::Result<()>> = collapse_outcome;
+/// Test hooks: the memory this thread's new blocks see as available.
+#[cfg(feature = "test-hooks")]
+const _: fn(Option<u64>) = set_memory_available;
 /// Checks that the handle is such a block (Linux: a memfd with the
 /// resize seals, and the write seal iff `ReadOnly`; Windows: a section,
 /// not mappable writable if `ReadOnly`), of `len` bytes (Linux: exactly,
@@ -414,9 +423,11 @@ pub(crate) enum ShmPages {
     /// state (a queue's ring, a primitive's words), which gain nothing
     /// from huge pages and should not take them from the system's pool.
     Base,
-    /// Linux: huge pages (hugetlb) if the block is at least one huge page
-    /// and the system has enough free ones; base pages otherwise. Other
-    /// systems: base pages.
+    /// Linux, for a block of at least one huge page: hugetlb pages if
+    /// the system has enough free; else a base-page block whose whole
+    /// 2 MiB ranges are made transparent huge pages where the kernel and
+    /// the memory rule allow (`sys/unix/huge.rs`); else base pages.
+    /// Other systems: base pages.
     HugeIfFree,
 }
 

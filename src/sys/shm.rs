@@ -60,14 +60,10 @@ impl Shm {
         Self::create_of(len, ShmPages::Base)
     }
 
-    /// The same, of huge pages where the system has enough free ones and
-    /// the block is at least one (see `ShmPages::HugeIfFree`): for blocks
-    /// of the user's data, which other processes map whole.
-    pub(crate) fn create_huge_if_free(len: usize) -> io::Result<Shm> {
-        Self::create_of(len, ShmPages::HugeIfFree)
-    }
-
-    fn create_of(len: usize, pages: ShmPages) -> io::Result<Shm> {
+    /// The same, of the pages `pages` allows (see `ShmPages`): huge ones,
+    /// where the system can give them, for blocks of the user's data,
+    /// which other processes map whole.
+    pub(crate) fn create_of(len: usize, pages: ShmPages) -> io::Result<Shm> {
         let handle = shm_create(len.max(1), pages)?;
         let mut shm = Self::map(handle, len, ShmAccess::ReadWrite)?;
         shm.exclusive = true;

@@ -52,6 +52,11 @@ pub(crate) use exe::RunningImage;
     feature = "test-hooks",
     any(target_os = "linux", target_os = "android")
 ))]
+pub use huge::hooks::{collapse_outcome, set_memory_available};
+#[cfg(all(
+    feature = "test-hooks",
+    any(target_os = "linux", target_os = "android")
+))]
 pub(crate) use huge::hooks::{huge_page_refusal, set_huge_pages};
 /// Test hooks: no huge pages on other Unixes (`shm.rs`), so never a
 /// refusal to report.
@@ -68,6 +73,23 @@ pub(crate) fn huge_page_refusal() -> Option<std::io::Error> {
     not(any(target_os = "linux", target_os = "android"))
 ))]
 pub(crate) fn set_huge_pages(_: bool) {}
+/// How the transparent huge pages of this thread's last block went:
+/// always `None` (not tried) on this system, which gives shared memory
+/// no huge pages.
+#[cfg(all(
+    feature = "test-hooks",
+    not(any(target_os = "linux", target_os = "android"))
+))]
+pub fn collapse_outcome() -> Option<std::io::Result<()>> {
+    None
+}
+/// The memory this thread's blocks see as available for the rule of
+/// transparent huge pages: nothing to set on this system (no huge pages).
+#[cfg(all(
+    feature = "test-hooks",
+    not(any(target_os = "linux", target_os = "android"))
+))]
+pub fn set_memory_available(_: Option<u64>) {}
 pub(crate) use lane::SysLane;
 pub(crate) use memory::resident_memory;
 pub(crate) use poll::wait_any;

@@ -25,15 +25,13 @@ use std::ptr::NonNull;
 
 use rustix::mm::{MapFlags, ProtFlags};
 
-#[cfg(target_os = "linux")]
-use super::huge::ask_for_huge_pages;
 #[cfg(all(
     feature = "test-hooks",
     any(target_os = "linux", target_os = "android")
 ))]
 use super::huge::hooks;
 #[cfg(any(target_os = "linux", target_os = "android"))]
-use super::huge::{huge_block, huge_page_size, HUGE_PAGE};
+use super::huge::{collapse, huge_block, huge_page_size, map_aligned, HUGE_PAGE};
 use crate::sys::{ShmAccess, ShmPages};
 
 /// A mapping of a shared-memory block into this process: `len` bytes at
@@ -42,7 +40,7 @@ use crate::sys::{ShmAccess, ShmPages};
 /// mapped with ([`shm_map`]).
 #[derive(Debug)]
 pub(crate) struct ShmView {
-    ptr: NonNull<u8>,
+    pub(super) ptr: NonNull<u8>,
     pub(super) len: usize,
 }
 
@@ -80,6 +78,7 @@ pub(super) fn invalid(msg: String) -> io::Error {
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn shm_create(len: usize, pages: ShmPages) -> io::Result<OwnedFd> {
     use rustix::fs::{MemfdFlags, SealFlags};
+    use std::os::fd::AsFd;
     #[cfg(feature = "test-hooks")]
     let pages = match hooks::huge_pages_allowed() {
         true => pages,
@@ -102,6 +101,16 @@ pub(crate) fn shm_create(len: usize, pages: ShmPages) -> io::Result<OwnedFd> {
         rustix::fs::memfd_create("multiproc", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
     rustix::fs::ftruncate(&fd, len as u64)?;
     rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW)?;
+    if pages == ShmPages::HugeIfFree && len >= HUGE_PAGE {
+        // Transparent huge pages, where the kernel and the memory rule
+        // allow (`huge.rs`); base pages otherwise, never an error.
+        let outcome = collapse(fd.as_fd(), len);
+        if let Err(e) = &outcome {
+            log::debug!("a shared-memory block of {len} bytes keeps 4 KiB pages: {e}");
+        }
+        #[cfg(feature = "test-hooks")]
+        hooks::note_collapse(outcome);
+    }
     Ok(fd)
 }
 
@@ -163,6 +172,12 @@ pub(crate) fn shm_map(fd: BorrowedFd<'_>, len: usize, access: ShmAccess) -> io::
         ShmAccess::ReadOnly => ProtFlags::READ,
     };
     let map_len = backing.map_len;
+    // Base pages of 2 MiB or more may be transparent huge pages (`huge.rs`),
+    // mapped whole only at a 2 MiB boundary; hugetlbfs aligns its own.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if !backing.huge && map_len >= HUGE_PAGE {
+        return map_aligned(fd, map_len, prot);
+    }
     // SAFETY: a new mapping (null hint: the kernel picks a free range), so
     // no existing memory is affected; `check` made sure the file has
     // `map_len` bytes and can't shrink (Linux), so every byte of the
@@ -171,19 +186,14 @@ pub(crate) fn shm_map(fd: BorrowedFd<'_>, len: usize, access: ShmAccess) -> io::
         unsafe { rustix::mm::mmap(std::ptr::null_mut(), map_len, prot, MapFlags::SHARED, fd, 0) }?;
     let ptr =
         NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-    let view = ShmView { ptr, len: map_len };
-    #[cfg(target_os = "linux")]
-    if access == ShmAccess::ReadWrite && !backing.huge && len >= HUGE_PAGE {
-        ask_for_huge_pages(&view);
-    }
-    Ok(view)
+    Ok(ShmView { ptr, len: map_len })
 }
 
 /// What `check` found: how many bytes to map, and whether the block is
 /// made of huge pages (hugetlbfs).
 struct Backing {
     map_len: usize,
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
     huge: bool,
 }
 

@@ -123,6 +123,18 @@ pub(crate) fn huge_page_refusal() -> Option<io::Error> {
 /// Test hooks: nothing to turn off on Windows.
 #[cfg(feature = "test-hooks")]
 pub(crate) fn set_huge_pages(_: bool) {}
+
+/// How the transparent huge pages of this thread's last block went:
+/// always `None` (not tried) on Windows, which has none (`shm.rs`).
+#[cfg(feature = "test-hooks")]
+pub fn collapse_outcome() -> Option<io::Result<()>> {
+    None
+}
+
+/// The memory this thread's blocks see as available for the rule of
+/// transparent huge pages: nothing to set on Windows (none).
+#[cfg(feature = "test-hooks")]
+pub fn set_memory_available(_: Option<u64>) {}
 pub(crate) use spawn::spawn;
 pub(crate) use sync::{SysEvent, SysMutex, SysSemaphore, SysWaker};
 pub(crate) use wait::wait_any;
