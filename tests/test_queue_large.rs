@@ -190,6 +190,28 @@ where
     assert!(e.is_terminated(), "{e}");
 }
 
+/// A queue whose ring is 1 MiB and whose lane holds at most 20 MiB: one
+/// 16 MiB item in the lane leaves no room for a second.
+fn lane_bound_queue() -> Queue<Vec<u8>> {
+    Queue::builder()
+        .max_bytes(MIB)
+        .max_large_bytes(20 * MIB)
+        .build()
+        .unwrap()
+}
+
+/// Spawns a producer whose 16 MiB `put` of `seed`'s pattern (in
+/// `put_large`) waits for room in `q`'s lane, and waits until it does.
+fn large_put_waiting_for_room(q: &Queue<Vec<u8>>, seed: u8) -> Process<Result<(), String>> {
+    let args = ((q.clone(), seed), Event::new().unwrap());
+    let producer = Process::spawn(put_large, &args).unwrap();
+    assert!(args.1.wait_timeout(LONG).unwrap(), "the producer started");
+    wait_for("the large put to wait for room", || {
+        multiproc::test_hooks::queue_sleepers(q).unwrap().1 == 1
+    });
+    producer
+}
+
 fn handles() -> usize {
     multiproc::test_hooks::open_handle_count().unwrap()
 }
@@ -277,23 +299,14 @@ fn a_consumer_killed_holding_a_large_item_leaves_it_for_the_next_one() {
 #[test]
 fn a_producer_killed_while_its_large_put_waits_leaves_nothing_behind() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let q: Queue<Vec<u8>> = Queue::builder()
-        .max_bytes(MIB)
-        .max_large_bytes(20 * MIB)
-        .build()
-        .unwrap();
+    let q = lane_bound_queue();
     warm_up(&q);
     let before = handles();
     q.put(pattern(4, 16 * MIB)).unwrap();
-    let args = ((q.clone(), 5u8), Event::new().unwrap());
-    let mut producer = Process::spawn(put_large, &args).unwrap();
-    assert!(args.1.wait_timeout(LONG).unwrap(), "the producer started");
-    wait_for("the large put to wait for room", || {
-        multiproc::test_hooks::queue_sleepers(&q).unwrap().1 == 1
-    });
+    let mut producer = large_put_waiting_for_room(&q, 5);
     producer.kill().unwrap();
     assert!(join_within(&mut producer).is_err());
-    drop((producer, args));
+    drop(producer);
     assert!(q.get_timeout(LONG).unwrap() == pattern(4, 16 * MIB));
     let e = q.try_get().unwrap_err();
     assert!(e.is_empty(), "{e}");
@@ -310,18 +323,9 @@ fn a_producer_killed_while_its_large_put_waits_leaves_nothing_behind() {
 #[test]
 fn small_items_keep_flowing_while_a_large_put_waits() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let q: Queue<Vec<u8>> = Queue::builder()
-        .max_bytes(MIB)
-        .max_large_bytes(20 * MIB)
-        .build()
-        .unwrap();
+    let q = lane_bound_queue();
     q.put(pattern(8, 16 * MIB)).unwrap();
-    let args = ((q.clone(), 9u8), Event::new().unwrap());
-    let mut large = Process::spawn(put_large, &args).unwrap();
-    assert!(args.1.wait_timeout(LONG).unwrap(), "the producer started");
-    wait_for("the large put to wait for room", || {
-        multiproc::test_hooks::queue_sleepers(&q).unwrap().1 == 1
-    });
+    let mut large = large_put_waiting_for_room(&q, 9);
     let mut small = Process::spawn(put_small, &(q.clone(), 100u8)).unwrap();
     join_within(&mut small).unwrap();
     assert_eq!(q.len().unwrap(), 101, "the small puts did not wait");
