@@ -16,12 +16,13 @@ import re
 import sys
 
 log = open(sys.argv[1], encoding="utf-8", errors="replace").read()
-# `Running unittests src/lib.rs (...)` / `Running tests/test_x.rs (...)`.
+# `Running unittests src/lib.rs (...)` / `Running tests/test_x.rs (...)` /
+# `Running tests/test_x/main.rs (...)` (a test binary split into modules).
 sections = re.split(r"^\s+Running ", log, flags=re.M)[1:]
 failed = []
 for sec in sections:
     head = sec.split("\n", 1)[0]
-    m = re.match(r"tests/([A-Za-z0-9_]+)\.rs", head)
+    m = re.match(r"tests/([A-Za-z0-9_]+)(?:/main)?\.rs", head)
     if m:
         target = "--test=" + m.group(1)
     elif head.startswith("unittests src/lib.rs"):

@@ -142,7 +142,7 @@
 //! the single-store commits there is nothing to repair: the next locker
 //! marks the mutex consistent and goes on (every operation checks the
 //! header words and the frames it reads anyway); callers never see the
-//! death (`tests/test_queue.rs`:
+//! death (`tests/test_queue/faults.rs`:
 //! `a_process_killed_holding_the_queue_lock_does_not_lock_the_queue`).
 //! A process killed while it *waits* for the lock, after the unlock
 //! woke it and before it took the lock, swallows that wakeup (Linux:
@@ -150,7 +150,7 @@
 //! others sleep): the others would sleep on the free lock until some
 //! locker had to sleep too, which in a queue gone quiet may be never, so
 //! a blocked `lock` sleeps at most 100 ms at a time and then tries again
-//! (`sys::SysMutex::lock`; `tests/test_sync.rs`:
+//! (`sys::SysMutex::lock`; `tests/test_sync/lock.rs`:
 //! `a_waiter_that_swallows_the_release_wakeup_does_not_strand_the_next`).
 //!
 //! **macOS has no robust mutexes**: there a process killed while it holds

@@ -170,7 +170,8 @@ fn a_panic_comes_back_with_message_and_location() {
             .location
             .as_deref()
             .unwrap()
-            .contains("test_process.rs"),
+            .replace('\\', "/")
+            .contains("test_process/main.rs"),
         "{report:?}"
     );
     assert_eq!(err.exit_status().map(|s| s.code()), None); // reported as a panic

@@ -94,7 +94,7 @@ fn producers_and_consumers_killed_at_random_lose_nothing_that_was_put_and_duplic
             if Instant::now() >= give_up {
                 // Where everyone was (a process asleep on a free lock hung
                 // this once: see `a_waiter_that_swallows_the_release_wakeup_
-                // does_not_strand_the_next` in test_sync.rs).
+                // does_not_strand_the_next` in test_sync/lock.rs).
                 let ps: Vec<_> = producers
                     .iter()
                     .map(|p| (p.id, p.process.pid(), p.acked.load(Ordering::Acquire)))
