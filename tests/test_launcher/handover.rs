@@ -9,17 +9,7 @@ use super::*;
 fn a_hello_of_another_build_is_refused_as_such() {
     // The test hook makes the worker send the hello of an older build
     // (without the host), which this build can't decode.
-    let e = PoolBuilder::new()
-        .workers(1)
-        .launcher(Launcher::command([
-            "env",
-            "MULTIPROC_TEST_OLD_HELLO=1",
-            "{exe}",
-        ]))
-        .build()
-        .unwrap_err();
-    assert!(e.is_spawn(), "{e}");
-    let msg = e.to_string();
+    let msg = spawn_error(1, &["env", "MULTIPROC_TEST_OLD_HELLO=1", "{exe}"]);
     assert!(
         msg.contains("that this build can't read")
             && msg.contains("a worker of a different build/protocol"),
@@ -62,21 +52,11 @@ fn scenario_late_handover() {
         });
         multiproc::test_hooks::hold_listener_handovers(false);
     });
-    let e = PoolBuilder::new()
-        .workers(1)
-        .launcher(Launcher::command([
-            "env",
-            "MULTIPROC_TEST_OLD_HELLO=1",
-            "{exe}",
-        ]))
-        .build()
-        .unwrap_err();
+    let msg = spawn_error(1, &["env", "MULTIPROC_TEST_OLD_HELLO=1", "{exe}"]);
     release.join().unwrap();
-    assert!(e.is_spawn(), "{e}");
     assert!(
-        e.to_string()
-            .contains("a worker of a different build/protocol"),
-        "{e}"
+        msg.contains("a worker of a different build/protocol"),
+        "{msg}"
     );
     println!("REPORT heard");
 }
@@ -112,12 +92,19 @@ fn launches(base: &std::path::Path) -> Vec<u32> {
         .collect()
 }
 
-/// A pool of 2 whose first two launches went through; its busy worker is
-/// killed, and the replacement's launch is held back (its launcher
-/// started, waiting on the FIFO): that launch's pid.
+/// A pool of 2 through `held_launcher(name)` whose first two launches
+/// went through; its busy worker is killed, and the replacement's launch
+/// is held back (its launcher started, waiting on the FIFO): the
+/// launcher's directory, the pool, and that launch's pid.
 #[cfg(target_os = "linux")]
-fn with_a_held_replacement(p: &Pool, base: &std::path::Path) -> u32 {
-    let first = launches(base);
+fn with_a_held_replacement(name: &str) -> (std::path::PathBuf, Pool, u32) {
+    let (base, launcher) = held_launcher(name);
+    let p = PoolBuilder::new()
+        .workers(2)
+        .launcher(launcher)
+        .build()
+        .unwrap();
+    let first = launches(&base);
     assert_eq!(first.len(), 2);
     let h = p.submit(block_forever, ());
     let busy = p.wait_busy(LONG);
@@ -125,22 +112,16 @@ fn with_a_held_replacement(p: &Pool, base: &std::path::Path) -> u32 {
     assert!(p.kill_worker(busy[0]));
     assert!(h.get().unwrap_err().is_worker_died());
     wait_for("the replacement's launcher to start", || {
-        launches(base).len() == 3
+        launches(&base).len() == 3
     });
-    let held = launches(base).into_iter().find(|p| !first.contains(p));
-    held.unwrap()
+    let held = launches(&base).into_iter().find(|p| !first.contains(p));
+    (base, p, held.unwrap())
 }
 
 #[cfg(target_os = "linux")]
 #[test]
 fn while_a_replacement_launch_is_pending_the_pool_serves_with_its_other_worker() {
-    let (base, launcher) = held_launcher("serves");
-    let p = PoolBuilder::new()
-        .workers(2)
-        .launcher(launcher)
-        .build()
-        .unwrap();
-    let held = with_a_held_replacement(&p, &base);
+    let (base, p, held) = with_a_held_replacement("serves");
     // The launch waits on the FIFO until this test writes to it: the
     // survivor alone runs the map, the stats come, and the pool has one
     // ready worker.
@@ -168,13 +149,7 @@ fn while_a_replacement_launch_is_pending_the_pool_serves_with_its_other_worker()
 #[cfg(target_os = "linux")]
 #[test]
 fn dropping_a_pool_while_a_launch_is_pending_kills_its_launcher() {
-    let (base, launcher) = held_launcher("drop");
-    let p = PoolBuilder::new()
-        .workers(2)
-        .launcher(launcher)
-        .build()
-        .unwrap();
-    let held = with_a_held_replacement(&p, &base);
+    let (base, p, held) = with_a_held_replacement("drop");
     // Never released: the drop returns only if it kills the launcher
     // (the launch would wait 60 s for its worker, longer than `LONG`).
     let (tx, rx) = std::sync::mpsc::channel();

@@ -52,33 +52,24 @@ fn a_sh_c_launcher_works() {
 #[cfg(unix)]
 #[test]
 fn a_launcher_that_exits_fails_the_build_with_its_status() {
-    let e = PoolBuilder::new()
-        .workers(1)
-        .launcher(Launcher::command(["sh", "-c", "exit 3"]))
-        .build()
-        .unwrap_err();
-    assert!(e.is_spawn(), "{e}");
+    let msg = spawn_error(1, &["sh", "-c", "exit 3"]);
     assert!(
-        e.to_string()
-            .contains("exited with exit code 3 before its worker connected back"),
-        "{e}"
+        msg.contains("exited with exit code 3 before its worker connected back"),
+        "{msg}"
     );
 }
 
 #[cfg(unix)]
 #[test]
 fn a_launcher_that_fails_puts_the_end_of_its_stderr_in_the_error() {
-    let e = PoolBuilder::new()
-        .workers(1)
-        .launcher(Launcher::command([
+    let msg = spawn_error(
+        1,
+        &[
             "sh",
             "-c",
             "echo 'srun: error: Invalid partition name specified' >&2; exit 3",
-        ]))
-        .build()
-        .unwrap_err();
-    assert!(e.is_spawn(), "{e}");
-    let msg = e.to_string();
+        ],
+    );
     assert!(msg.contains("exited with exit code 3"), "{msg}");
     assert!(
         msg.contains("the end of its stderr:\nsrun: error: Invalid partition name specified"),
@@ -91,17 +82,16 @@ fn a_launcher_that_fails_puts_the_end_of_its_stderr_in_the_error() {
 fn a_launcher_error_keeps_only_the_last_2_kib_of_its_stderr() {
     // 10 000 `x`s, then a last line: the error has the last line and at
     // most 2 KiB of what came before it.
-    let e = PoolBuilder::new()
-        .workers(1)
-        .launcher(Launcher::command([
+    let msg = build_error(
+        1,
+        Launcher::command([
             "sh",
             "-c",
             "i=0; while [ $i -lt 100 ]; do printf '%0100d' 0 | tr 0 x >&2; i=$((i+1)); done; \
              echo >&2; echo 'the last line' >&2; exit 4",
-        ]))
-        .build()
-        .unwrap_err();
-    let msg = e.to_string();
+        ]),
+    )
+    .to_string();
     assert!(msg.contains("exited with exit code 4"), "{msg}");
     assert!(msg.ends_with("the last line"), "{msg}");
     let xs = msg.bytes().filter(|&b| b == b'x').count();
@@ -113,13 +103,8 @@ fn a_launcher_error_keeps_only_the_last_2_kib_of_its_stderr() {
 
 #[test]
 fn a_launcher_that_cannot_start_is_a_spawn_error() {
-    let e = PoolBuilder::new()
-        .workers(1)
-        .launcher(Launcher::command(["/nonexistent/multiproc-launcher"]))
-        .build()
-        .unwrap_err();
-    assert!(e.is_spawn(), "{e}");
-    assert!(e.to_string().contains("multiproc-launcher"), "{e}");
+    let msg = spawn_error(1, &["/nonexistent/multiproc-launcher"]);
+    assert!(msg.contains("multiproc-launcher"), "{msg}");
 }
 
 #[test]

@@ -43,6 +43,24 @@ fn launched(template: &[&str], workers: usize) -> Pool {
         .unwrap()
 }
 
+/// The error that building a pool of `workers` started by `launcher` must
+/// fail with.
+fn build_error(workers: usize, launcher: Launcher) -> multiproc::Error {
+    PoolBuilder::new()
+        .workers(workers)
+        .launcher(launcher)
+        .build()
+        .unwrap_err()
+}
+
+/// The message of the spawn error that building a pool of `workers`
+/// started by `Launcher::command(template)` must fail with.
+fn spawn_error(workers: usize, template: &[&str]) -> String {
+    let e = build_error(workers, Launcher::command(template.iter().copied()));
+    assert!(e.is_spawn(), "{e}");
+    e.to_string()
+}
+
 /// The worker's own pid (whatever launched it).
 fn own_pid(_: u32) -> u32 {
     std::process::id()

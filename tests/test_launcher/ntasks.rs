@@ -86,19 +86,16 @@ fn one_command_starts_all_workers_and_a_replacement_is_a_launch_of_one() {
 #[cfg(unix)]
 #[test]
 fn a_worker_started_with_ntasks_but_no_rank_fails_the_launch() {
-    let e = PoolBuilder::new()
-        .workers(2)
-        .launcher(Launcher::command([
+    let msg = spawn_error(
+        2,
+        &[
             "sh",
             "-c",
             "\"$0\" & \"$0\"; wait; exit 7",
             "{exe}",
             "{ntasks}",
-        ]))
-        .build()
-        .unwrap_err();
-    assert!(e.is_spawn(), "{e}");
-    let msg = e.to_string();
+        ],
+    );
     assert!(
         msg.contains("exited with exit code 7 before 2 of its 2 workers"),
         "{msg}"
@@ -108,11 +105,7 @@ fn a_worker_started_with_ntasks_but_no_rank_fails_the_launch() {
 
 #[test]
 fn all_at_once_needs_slurm_or_ntasks_in_the_template() {
-    let e = PoolBuilder::new()
-        .workers(2)
-        .launcher(Launcher::command(["{exe}"]).all_at_once())
-        .build()
-        .unwrap_err();
+    let e = build_error(2, Launcher::command(["{exe}"]).all_at_once());
     assert!(e.is_usage(), "{e}");
     assert!(e.to_string().contains("{ntasks}"), "{e}");
 }
