@@ -5,29 +5,12 @@ use super::*;
 
 #[test]
 fn a_child_process_connects_back_with_the_key() {
-    let l = listener();
-    let addr = l.address().to_string();
-    let mut child = Process::spawn(connect_back, (addr, Some(KEY.to_vec()), 21)).unwrap();
-    assert_eq!(serve_connect_back(&l, child.pid()), 21);
-    assert_eq!(child.join().unwrap(), Ok(42));
+    a_child_gets_through(&listener(), 21);
 }
 
 #[test]
 fn a_wrong_key_is_refused_on_both_sides_and_the_listener_goes_on() {
-    let l = listener();
-    let addr = l.address().to_string();
-    let mut bad = Process::spawn(connect_back, (addr.clone(), Some(b"guess".to_vec()), 1)).unwrap();
-    let e = l.accept().unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
-    assert!(e.to_string().contains("its key is not ours"), "{e}");
-    let (kind, msg) = bad.join().unwrap().unwrap_err();
-    assert_eq!(kind, "Authentication", "{msg}");
-    assert!(msg.contains("our key is not its key"), "{msg}");
-
-    // The next client with the right key gets through.
-    let mut good = Process::spawn(connect_back, (addr, Some(KEY.to_vec()), 5)).unwrap();
-    assert_eq!(serve_connect_back(&l, good.pid()), 5);
-    assert_eq!(good.join().unwrap(), Ok(10));
+    a_wrong_key_is_refused_and_the_next_child_gets_through(&listener());
 }
 
 #[test]
@@ -74,10 +57,7 @@ fn a_silent_client_does_not_hold_up_the_others() {
     let _silent = TcpStream::connect(tcp_addr(&l)).unwrap();
     // The silent client's handshake waits for its timeout (10 s); the
     // child connecting after it is accepted first.
-    let addr = l.address().to_string();
-    let mut child = Process::spawn(connect_back, (addr, Some(KEY.to_vec()), 4)).unwrap();
-    assert_eq!(serve_connect_back(&l, child.pid()), 4);
-    assert_eq!(child.join().unwrap(), Ok(8));
+    a_child_gets_through(&l, 4);
 }
 
 #[test]
@@ -140,10 +120,7 @@ fn garbage_is_refused_and_the_listener_goes_on() {
     s.read_to_end(&mut rest).unwrap();
     assert_eq!(rest, [&9u64.to_le_bytes()[..], b"#FAILURE#"].concat());
 
-    let addr = l.address().to_string();
-    let mut child = Process::spawn(connect_back, (addr, Some(KEY.to_vec()), 1)).unwrap();
-    assert_eq!(serve_connect_back(&l, child.pid()), 1);
-    assert_eq!(child.join().unwrap(), Ok(2));
+    a_child_gets_through(&l, 1);
 }
 
 #[test]

@@ -102,3 +102,43 @@ fn serve_connect_back(l: &Listener, child_pid: u32) -> u64 {
     conn.send(&(n * 2)).unwrap();
     n
 }
+
+/// A `connect_back` child with the right key and `n` gets through `l`:
+/// served (see [`serve_connect_back`]), it returns `2 * n`.
+fn a_child_gets_through(l: &Listener, n: u64) {
+    let addr = l.address().to_string();
+    let mut child = Process::spawn(connect_back, (addr, Some(KEY.to_vec()), n)).unwrap();
+    assert_eq!(serve_connect_back(l, child.pid()), n);
+    assert_eq!(child.join().unwrap(), Ok(2 * n));
+}
+
+/// An `echo_back` child connected through `l`, whose echoes of 0, 1,
+/// 64 KiB + 3 and 3 MiB bytes came back as sent: the child and the
+/// connection.
+fn an_echoing_child(l: &Listener) -> (Process<Result<u64, ChildError>>, Connection) {
+    let addr = l.address().to_string();
+    let child = Process::spawn(echo_back, (addr, KEY.to_vec())).unwrap();
+    let conn = l.accept().unwrap();
+    for len in [0usize, 1, 64 * 1024 + 3, 3 << 20] {
+        let msg: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        conn.send_bytes(&msg).unwrap();
+        assert_eq!(conn.recv_bytes().unwrap(), msg, "{len} bytes");
+    }
+    (child, conn)
+}
+
+/// A child with a wrong key is refused by `l`, and is told so; the next
+/// one, with the right key, gets through.
+fn a_wrong_key_is_refused_and_the_next_child_gets_through(l: &Listener) {
+    let addr = l.address().to_string();
+    let mut bad = Process::spawn(connect_back, (addr, Some(b"guess".to_vec()), 1)).unwrap();
+    let e = l.accept().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
+    assert!(e.to_string().contains("its key is not ours"), "{e}");
+    let (kind, msg) = bad.join().unwrap().unwrap_err();
+    assert_eq!(kind, "Authentication", "{msg}");
+    assert!(msg.contains("our key is not its key"), "{msg}");
+
+    // The next client with the right key gets through.
+    a_child_gets_through(l, 5);
+}

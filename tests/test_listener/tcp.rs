@@ -40,14 +40,7 @@ fn a_listener_with_a_key_may_listen_on_every_interface() {
 #[test]
 fn big_messages_and_the_size_cap_work_over_tcp() {
     let l = listener();
-    let addr = l.address().to_string();
-    let mut child = Process::spawn(echo_back, (addr, KEY.to_vec())).unwrap();
-    let conn = l.accept().unwrap();
-    for len in [0usize, 1, 64 * 1024 + 3, 3 << 20] {
-        let msg: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-        conn.send_bytes(&msg).unwrap();
-        assert_eq!(conn.recv_bytes().unwrap(), msg, "{len} bytes");
-    }
+    let (mut child, conn) = an_echoing_child(&l);
     conn.set_max_message_len(1000);
     conn.send_bytes(&[1; 1001]).unwrap();
     let e = conn.recv_bytes().unwrap_err();
