@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::LONG;
+use common::{census, serial, LONG};
 use multiproc::{
     Connection, ErrorKind, Event, Frozen, Lock, Pipe, Process, Queue, Semaphore, Shared, SharedMut,
 };
@@ -16,24 +16,6 @@ use multiproc::{
 multiproc::test_support!();
 
 mod common;
-
-/// The tests count this process's open fds / handles: one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// This process's open fds / handles once what lingers by design is gone
-/// (Windows: the kill-on-close jobs of dropped children, which Wine
-/// empties a moment after the exit; bounded wait, as test_xfer does).
-fn census() -> usize {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while multiproc::test_hooks::settle() > 0 && std::time::Instant::now() < deadline {
-        std::thread::yield_now();
-    }
-    multiproc::test_hooks::open_handle_count().unwrap()
-}
 
 /// Spawns and joins a process that does nothing: what the first spawn
 /// of a process makes and keeps (under Wine, now and then, one handle) is

@@ -8,38 +8,13 @@ use multiproc::{Connection, PassedHandle, Pipe, Pool, Process};
 
 multiproc::test_support!();
 
-/// The tests count this process's open fds / handles: one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[path = "../common/mod.rs"]
 mod common;
 mod connected;
 mod messages;
 mod pool;
 
-/// This process's open fds / handles once what lingers by design is gone:
-/// Windows keeps a dropped child's kill-on-close job until its processes
-/// are gone, and Wine updates a job's process count a moment after the
-/// exit (the tests here start no grandchildren that outlive them, so every
-/// kept job empties): wait for that, bounded, then count. Every count
-/// check that runs under Wine counts with it, at both ends: at a test's
-/// start the previous test's pool worker's job is often still kept, and
-/// the count right then was seen one or two above a count taken after it
-/// (8 runs of this file under Wine, two at once: a first count 14 or 15,
-/// census 13; census 13 in every run). A count taken without waiting
-/// made three_hundred_handles_in_one_pool_task_all_arrive read 22 vs 23
-/// once. Which handle besides the kept job closes late is not pinned down.
-fn census() -> usize {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while multiproc::test_hooks::settle() > 0 && std::time::Instant::now() < deadline {
-        std::thread::yield_now();
-    }
-    multiproc::test_hooks::open_handle_count().unwrap()
-}
+use common::{census, serial};
 
 /// Receives a `Connection` end over `ctl`, then serves on it: each `u64`
 /// that comes is sent back doubled, until 0; reports on `ctl` how many.
