@@ -102,11 +102,13 @@ pub(crate) fn broadcast(
             let small = broadcast_rounds(sz, Pages::Small, None)?;
             info.push(format!(
                 "broadcast: the block got {} kB pages, {kind}; making it (SharedMut + fill) took \
-                 {:.0} ms; the same row with Pages::Small, same run: made in {:.0} ms, child \
-                 {:.2} vs parent {:.2} GiB/s, ratio {:.2}x",
+                 {:.0} ms ({:.0} ms CPU); the same row with Pages::Small, same run: made in \
+                 {:.0} ms ({:.0} ms CPU), child {:.2} vs parent {:.2} GiB/s, ratio {:.2}x",
                 huge.page_kb,
                 huge.make_s * 1e3,
+                huge.make_cpu.ms(),
                 small.make_s * 1e3,
+                small.make_cpu.ms(),
                 1.0 / small.child,
                 1.0 / small.parent,
                 small.parent / small.child
@@ -157,9 +159,10 @@ struct Rounds {
     /// pages (after the parent's sums).
     page_kb: u64,
     thp_kb: u64,
-    /// Seconds to make the block: `SharedMut::zeroed_with_pages` and the
-    /// fill.
+    /// Seconds to make the block (`SharedMut::zeroed_with_pages` and the
+    /// fill), wall clock and this thread's CPU.
     make_s: f64,
+    make_cpu: Cost,
 }
 
 /// One measurement of the broadcast row with a new 1 GiB block of
@@ -171,12 +174,14 @@ fn broadcast_rounds(
 ) -> Result<Rounds, String> {
     const GIB: usize = 1 << 30;
     let t = Instant::now();
+    let c = Cost::now();
     let mut block = multiproc::SharedMut::<u64>::zeroed_with_pages(GIB / 8, pages)
         .map_err(|e| e.to_string())?;
     for (i, x) in block.iter_mut().enumerate() {
         *x = i as u64;
     }
     let make_s = t.elapsed().as_secs_f64();
+    let make_cpu = Cost::now().since(c);
     let block = block.freeze().map_err(|e| e.to_string())?;
     let page_kb = smaps_kb(block.as_ptr() as usize, "KernelPageSize:").unwrap_or(4);
     let expected = sum_u64(&block);
@@ -203,6 +208,7 @@ fn broadcast_rounds(
         page_kb,
         thp_kb,
         make_s,
+        make_cpu,
     })
 }
 
