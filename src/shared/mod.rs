@@ -29,8 +29,8 @@ pub use raw::SharedMemory;
 /// use multiproc::{Pages, SharedMemory};
 ///
 /// // A large block used sparsely: memory is taken only where written.
-/// let sparse = SharedMemory::with_pages(1 << 30, Pages::Small)?;
-/// assert_eq!(sparse.len(), 1 << 30);
+/// let sparse = SharedMemory::with_pages(64 << 20, Pages::Small)?;
+/// assert_eq!(sparse.len(), 64 << 20);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -154,8 +154,10 @@ const MADV_COLLAPSE: libc::c_int = 25;
 /// each range and puts the byte's page into it. The mapping is gone on
 /// return; the pages stay with the file, and every later mapping of it at
 /// a 2 MiB boundary maps them whole (a page-table entry per 2 MiB). The
-/// first refusal otherwise: some ranges may be huge pages and others
-/// not, which changes nothing for the block's users.
+/// refusal otherwise (the memory rule's, or `madvise`'s: then some ranges
+/// may be huge pages and others not, which changes nothing for the
+/// block's users). Assumes 2 MiB is the PMD size (x86-64, arm64 with
+/// 4 KiB pages); elsewhere the kernel refuses and the block stays small.
 pub(super) fn collapse(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
     let whole = len - len % HUGE_PAGE;
     memory_allows(whole)?;
