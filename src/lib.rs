@@ -620,6 +620,15 @@ pub mod test_hooks {
         queue.core.lane_blocks()
     }
 
+    /// The pid of the process that keeps `queue`'s large items on Windows
+    /// (its lane keeper, `src/sys/windows/keeper.rs`), if one is alive;
+    /// an error of kind `Unsupported` elsewhere (no keeper).
+    pub fn queue_keeper_pid<T>(
+        queue: &crate::Queue<T>,
+    ) -> crate::Result<std::io::Result<Option<u32>>> {
+        queue.core.lane_keeper_pid()
+    }
+
     /// Sleeps on `lock`, held by another process, as a blocked `acquire`
     /// does, and returns once woken by its release, *without* taking it:
     /// what a waiter killed right after its wakeup leaves behind. `true`:

@@ -320,6 +320,14 @@ pub fn init() {
     // from now on is seen (in a worker too: its entry may spawn).
     IMAGE.get_or_init(|| sys::RunningImage::open().ok());
     INIT_CALLED.store(true, Ordering::Relaxed);
+    sys::lane_keeper_init(running_image());
+    // A queue's lane keeper (Windows: `sys/windows/keeper.rs`).
+    if let Some(code) = sys::args_os()
+        .get(1)
+        .and_then(|first| sys::run_lane_keeper(first))
+    {
+        std::process::exit(code)
+    }
     if let Some(entry) = std::env::var_os(LAUNCHED_ENTRY_ENV) {
         launched_worker_main(entry);
     }

@@ -129,7 +129,26 @@ fn get_2_mib((q, seeds): (Queue<Vec<u8>>, Vec<u8>)) -> Vec<bool> {
         .collect()
 }
 
+/// Holds the queue: says so, and waits to be killed.
+fn hold_until_killed((_q, ready): (Queue<Vec<u8>>, Event)) {
+    ready.set().unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Holds the queue: says so, waits for `go`, and ends with
+/// `process::exit`, which drops nothing (its copy of the queue never
+/// leaves the lane).
+fn hold_then_exit(((_q, ready), go): ((Queue<Vec<u8>>, Event), Event)) {
+    ready.set().unwrap();
+    assert!(go.wait_timeout(LONG).unwrap(), "told to exit");
+    std::process::exit(0);
+}
+
 multiproc::entry!(
+    hold_until_killed,
+    hold_then_exit,
     create_and_hand_over,
     put_2_mib,
     get_2_mib,
@@ -424,4 +443,148 @@ fn large_items_outlive_the_process_that_created_the_queue() {
     );
     assert!(q.try_get().unwrap_err().is_empty());
     assert_lane_blocks(&q, 0);
+}
+
+#[cfg(windows)]
+/// The pid of `q`'s lane keeper: `Some` on Windows, `None` where there is
+/// no keeper (Linux: the kernel keeps the blocks).
+fn keeper_pid(q: &Queue<Vec<u8>>) -> Option<u32> {
+    match multiproc::test_hooks::queue_keeper_pid(q).unwrap() {
+        Ok(pid) => pid,
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => None,
+        Err(e) => panic!("cannot find the lane's keeper: {e}"),
+    }
+}
+
+/// Spawns a process that holds `q` and waits to be killed, once it holds
+/// it.
+fn spawn_holder(q: &Queue<Vec<u8>>) -> Process<()> {
+    let args = (q.clone(), Event::new().unwrap());
+    let p = Process::<()>::spawn(hold_until_killed, &args).unwrap();
+    assert!(
+        args.1.wait_timeout(LONG).unwrap(),
+        "the holder holds the queue"
+    );
+    p
+}
+
+/// Kills `p` and checks it was.
+fn kill(mut p: Process<()>) {
+    p.kill().unwrap();
+    let e = join_within(&mut p).unwrap_err();
+    assert!(e.is_terminated(), "{e}");
+}
+
+/// A consumer holds the queue (on Windows the process that kept the
+/// blocks before the lane had a keeper: the first holder other than
+/// the producer) while 3 large items are put, and is killed before it
+/// gets any: another consumer gets all 3, whole and in order.
+#[test]
+fn a_holder_killed_before_getting_any_large_item_takes_none_with_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let q = queue();
+    let holder = spawn_holder(&q);
+    for seed in 50..53u8 {
+        q.put(pattern(seed, 2 * MIB)).unwrap();
+    }
+    kill(holder);
+    let mut c = Process::spawn(get_2_mib, &(q.clone(), vec![50u8, 51, 52])).unwrap();
+    assert_eq!(join_within(&mut c).unwrap(), [true; 3], "each item whole");
+    assert!(q.try_get().unwrap_err().is_empty());
+    assert_lane_blocks(&q, 0);
+}
+
+/// The same with a holder that ends with `process::exit` (dropping
+/// nothing) after the 3 large items were put.
+#[test]
+fn a_holder_that_exits_without_dropping_the_queue_takes_no_large_item_with_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let q = queue();
+    let args = ((q.clone(), Event::new().unwrap()), Event::new().unwrap());
+    let mut holder = Process::<()>::spawn(hold_then_exit, &args).unwrap();
+    assert!(
+        args.0 .1.wait_timeout(LONG).unwrap(),
+        "the holder holds the queue"
+    );
+    for seed in 55..58u8 {
+        q.put(pattern(seed, 2 * MIB)).unwrap();
+    }
+    args.1.set().unwrap();
+    let e = join_within(&mut holder).unwrap_err();
+    assert_eq!(e.kind(), multiproc::ErrorKind::NoResult, "{e}");
+    assert_eq!(holder.exitcode(), Some(0));
+    let mut c = Process::spawn(get_2_mib, &(q.clone(), vec![55u8, 56, 57])).unwrap();
+    assert_eq!(join_within(&mut c).unwrap(), [true; 3], "each item whole");
+    assert!(q.try_get().unwrap_err().is_empty());
+    assert_lane_blocks(&q, 0);
+}
+
+/// Large items outlive the queue's creator when it is killed: A creates
+/// the queue and hands it to this process; B puts a large item while A
+/// lives; A is killed; C puts another; D gets both, whole.
+#[test]
+fn large_items_outlive_the_creator_of_the_queue_killed() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (a, conn) = Process::<()>::spawn_connected(create_and_hand_over, ()).unwrap();
+    let q: Queue<Vec<u8>> = conn.recv().unwrap();
+    let mut b = Process::spawn(put_2_mib, &(q.clone(), 60u8)).unwrap();
+    join_within(&mut b).unwrap();
+    kill(a);
+    drop(conn);
+    assert_eq!(q.len().unwrap(), 1);
+    let mut c = Process::spawn(put_2_mib, &(q.clone(), 61u8)).unwrap();
+    join_within(&mut c).unwrap();
+    let mut d = Process::spawn(get_2_mib, &(q.clone(), vec![60u8, 61])).unwrap();
+    assert_eq!(
+        join_within(&mut d).unwrap(),
+        [true, true],
+        "each item whole"
+    );
+    assert!(q.try_get().unwrap_err().is_empty());
+    assert_lane_blocks(&q, 0);
+}
+
+/// Windows: the keeper a child's large `put` started lives while a
+/// process holds the queue, and exits once the last holder leaves it
+/// (this process drops its copy) — or is killed.
+#[cfg(windows)]
+#[test]
+fn the_lane_keeper_exits_once_no_process_holds_the_queue() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use multiproc::test_hooks::watch_pid;
+    // The last holder leaves.
+    let q = queue();
+    assert_eq!(keeper_pid(&q), None, "no keeper before a large put");
+    let mut p = Process::spawn(put_2_mib, &(q.clone(), 70u8)).unwrap();
+    join_within(&mut p).unwrap();
+    let keeper = watch_pid(keeper_pid(&q).expect("a keeper")).unwrap();
+    assert!(!keeper.wait(Duration::ZERO).unwrap(), "alive while held");
+    assert!(q.get().unwrap() == pattern(70, 2 * MIB));
+    drop(q);
+    assert!(keeper.wait(LONG).unwrap(), "the keeper exited");
+    // The last holder is killed.
+    let q = queue();
+    let holder = spawn_holder(&q);
+    q.put(pattern(71, 2 * MIB)).unwrap();
+    let keeper = watch_pid(keeper_pid(&q).expect("a keeper")).unwrap();
+    drop(q);
+    assert!(!keeper.wait(Duration::ZERO).unwrap(), "alive while held");
+    kill(holder);
+    assert!(keeper.wait(LONG).unwrap(), "the keeper exited");
+}
+
+/// Windows: a queue that only ever sees items that fit its ring starts
+/// no keeper.
+#[cfg(windows)]
+#[test]
+fn a_queue_of_small_items_starts_no_keeper() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let q = queue();
+    let mut p = Process::spawn(put_small, &(q.clone(), 100u8)).unwrap();
+    join_within(&mut p).unwrap();
+    q.put(vec![0; MIB / 2]).unwrap();
+    assert_eq!(q.len().unwrap(), 101);
+    assert_eq!(keeper_pid(&q), None);
+    q.put(pattern(72, 2 * MIB)).unwrap();
+    assert!(keeper_pid(&q).is_some(), "a large put starts one");
 }

@@ -60,12 +60,14 @@ pub(super) static EXECUTABLE: RwLock<Option<PathBuf>> = RwLock::new(None);
 /// `--no-insert-timestamp`) that also have the same checksum and size.
 pub fn set_executable(path: impl AsRef<Path>) {
     *EXECUTABLE.write().unwrap_or_else(|e| e.into_inner()) = Some(path.as_ref().to_path_buf());
+    crate::sys::lane_keeper_executable(Some(path.as_ref().to_path_buf()));
 }
 
 /// Undoes [`set_executable`]: later spawns run this process's own
 /// executable again (see [`executable`]).
 pub fn reset_executable() {
     *EXECUTABLE.write().unwrap_or_else(|e| e.into_inner()) = None;
+    crate::sys::lane_keeper_executable(None);
 }
 
 /// The program the next worker will run.

@@ -128,7 +128,7 @@ impl Core {
             }
             // From here on the block is in the lane: the record
             // must follow (nothing changed the ring since `prepare`).
-            r.loc = match self.lane.send(handle, tag) {
+            r.loc = match self.lane.send(handle, tag, &self.guarded) {
                 Ok(Some(loc)) => loc,
                 Ok(None) => return Self::no_room(ring, wait),
                 Err(source) => {
@@ -147,6 +147,14 @@ impl Core {
                 )))),
             }
         })
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+impl Core {
+    /// See `test_hooks::queue_keeper_pid`.
+    pub(crate) fn lane_keeper_pid(&self) -> Result<std::io::Result<Option<u32>>> {
+        self.locked(|_| self.lane.keeper_pid())
     }
 }
 

@@ -284,29 +284,45 @@
 //!   datagram), so the datagram stays in the socket until its item left
 //!   the ring. No fd is in any process's table while the item waits.
 //! - **Windows**: there is no handle in flight that no process holds, so
-//!   the processes that hold the queue keep the blocks for it. The lane
-//!   is a table in shared memory of its own (`sys/windows/lane.rs`): the
-//!   *holders* (each process that created or received the queue, named by
-//!   its id and creation time, joined under the queue's lock, left when
-//!   its last copy of the queue is dropped) and one *slot* per block kept
-//!   (the item's tag, the holder that keeps it and the handle's value in
-//!   that holder's table). A producer pushes a copy of the block's
-//!   read-only section handle into the first live holder other than
-//!   itself — the queue's creator while it lives — (`DuplicateHandle`,
-//!   as CPython's `DupHandle` does the other way round), and the record
-//!   keeps the slot's index. A consumer copies the handle out, and frees
-//!   the slot and closes the keeper's copy only after its commit. A
-//!   holder that leaves hands the blocks it keeps on to the next live
-//!   holder, so **large items outlive the process that created the
-//!   queue** (`tests/test_queue_large.rs`:
-//!   `large_items_outlive_the_process_that_created_the_queue`). What
-//!   Linux does and this can't: a keeper **killed**, or ending without
-//!   dropping its copies (`process::exit`), takes the blocks it keeps with
-//!   it (their records are skipped: those items are lost); a producer
-//!   that exits right after its `put` is never the keeper while another
-//!   holder lives. At most 256 blocks wait at once (a large `put` waits
-//!   for a free slot as for room), and at most 64 processes are holders
-//!   at once (one more uses the queue but keeps nothing).
+//!   a process must keep the blocks, and no user process will do: any of
+//!   them may be killed, or end with `process::exit` without dropping its
+//!   copy, and keeping each block in two (or n) of them only takes two
+//!   (or n) kills to lose it. So the queue has a **keeper**, a process of
+//!   the crate's own (`sys/windows/keeper.rs`: the program workers run,
+//!   started with an argument that `init` turns into the keeper, as
+//!   CPython's resource tracker is a process of its own), started by the
+//!   queue's first large `put` under the queue's lock — a queue that
+//!   never sees a large item starts none. The lane is a table in shared
+//!   memory of its own (`sys/windows/lane.rs`): the *holders* (each process
+//!   that created or received the queue, named by its id and creation
+//!   time, joined under the queue's lock, left when its last copy of the
+//!   queue is dropped), the keeper, and one *slot* per block kept (the
+//!   item's tag, who keeps it and the handle's value in that process's
+//!   table). A producer pushes a copy of the block's read-only section
+//!   handle into the keeper (`DuplicateHandle`, as CPython's `DupHandle`
+//!   does the other way round), and the record keeps the slot's index. A
+//!   consumer copies the handle out, and frees the slot and closes the
+//!   keeper's copy only after its commit. The keeper lives while any
+//!   holder lives: it waits on a live holder's process handle and on an
+//!   event a leaving holder sets, and decides to exit, when it finds none
+//!   alive, under the queue's lock, so that no block is pushed into a
+//!   keeper on its way out; a holder that comes later starts a new one.
+//!   It leaves the job objects of the process that started it (the
+//!   crate's jobs allow breakaway), so no worker's or parent's job takes
+//!   it along. So **large items outlive every producer and consumer,
+//!   killed or not, the queue's creator included**
+//!   (`tests/test_queue_large.rs`). What Linux does and this can't: the
+//!   keeper itself killed takes the blocks it keeps with it (their records
+//!   are skipped: those items are lost), and so does the queue's last
+//!   holder going while the queue is in flight in a message; a job of
+//!   someone else's that forbids breakaway keeps the keeper in, and it
+//!   dies with that job. Where no keeper can be started (a program that
+//!   called neither `init` nor `set_executable`, or whose program does not
+//!   run as one: `sys/windows/keeper.rs`), the holders keep the blocks, as
+//!   before the keeper: a holder killed then takes the blocks it keeps.
+//!   At most 256 blocks wait at once (a large `put` waits for a free slot
+//!   as for room), and at most 64 processes are holders at once (one more
+//!   uses the queue but the keeper does not wait for it).
 //! - **macOS and other Unixes but Linux**: no lane. Taking a copy of an
 //!   fd in flight without taking the datagram needs a `MSG_PEEK` that
 //!   passes fds, which only Linux's is known to do (XNU's copies the

@@ -188,7 +188,8 @@ impl Refused {
 /// An untyped queue of byte strings (see the module docs of `queue`).
 #[derive(Debug)]
 pub(crate) struct Core {
-    guarded: sys::Guarded,
+    /// The ring's block and the queue's lock.
+    pub(super) guarded: sys::Guarded,
     /// Consumers sleep on it.
     pub(super) items: sys::SysSemaphore,
     /// Producers (and `join`ers) sleep on it.

@@ -324,7 +324,9 @@ const _: fn(&SysLane) = SysLane::leave;
 /// Hands a block over with a tag (never blocking): the word the record
 /// keeps to find it, `None` if the lane has no room now. Called under the
 /// queue's lock, in the order of the records.
-const _: fn(&SysLane, BorrowedRaw<'_>, u64) -> io::Result<Option<u64>> = SysLane::send;
+/// Windows starts the lane's keeper here, under the queue's lock, whose
+/// handles it passes to the keeper (`guarded`'s mutex).
+const _: fn(&SysLane, BorrowedRaw<'_>, u64, &Guarded) -> io::Result<Option<u64>> = SysLane::send;
 /// A copy of the block sent with (tag, word), left in the lane; `None` if
 /// it is not there (and never will be).
 const _: fn(&SysLane, u64, u64) -> io::Result<Option<OwnedRaw>> = SysLane::open;
@@ -338,6 +340,13 @@ const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<SysLane>();
 };
+/// The program a lane keeper runs (Windows; no keeper on Unix): what
+/// `init` found (the running image) and what `set_executable` set.
+const _: fn(Option<&'static RunningImage>) = lane_keeper_init;
+const _: fn(Option<std::path::PathBuf>) = lane_keeper_executable;
+/// Runs a lane keeper if this process's first argument asks for one (its
+/// exit code); `None` otherwise, and always on Unix.
+const _: fn(&std::ffi::OsStr) -> Option<i32> = run_lane_keeper;
 
 // The child's side.
 /// Takes the child's end of the bootstrap channel.

@@ -129,7 +129,18 @@ impl SysLane {
     /// word the queue's record keeps for it (0 here), or `None` if the
     /// lane has no room now (the socket's buffer, or the per-user limit
     /// of fds in flight).
-    pub(crate) fn send(&self, block: BorrowedRaw<'_>, tag: u64) -> io::Result<Option<u64>> {
+    /// `_queue` (the queue's lock) is for Windows' keeper.
+    pub(crate) fn send(
+        &self,
+        block: BorrowedRaw<'_>,
+        tag: u64,
+        _queue: &crate::sys::Guarded,
+    ) -> io::Result<Option<u64>> {
+        self.send_datagram(block, tag)
+    }
+
+    /// [`send`](SysLane::send)'s datagram.
+    fn send_datagram(&self, block: BorrowedRaw<'_>, tag: u64) -> io::Result<Option<u64>> {
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut anc = SendAncillaryBuffer::new(&mut space);
         let fds = [block];
@@ -207,6 +218,12 @@ impl SysLane {
         }
     }
 
+    /// The pid of the lane's keeper process: Windows only (a test hook).
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn keeper_pid(&self) -> io::Result<Option<u32>> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
     /// How many blocks wait in the lane (a test hook, under the queue's
     /// lock): every datagram is received and sent back, in order.
     #[cfg(feature = "test-hooks")]
@@ -221,7 +238,7 @@ impl SysLane {
             }
         }
         for (tag, fd) in &all {
-            if self.send(fd.as_fd(), *tag)?.is_none() {
+            if self.send_datagram(fd.as_fd(), *tag)?.is_none() {
                 return Err(io::Error::other("a block could not be sent back"));
             }
         }
@@ -292,6 +309,18 @@ fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+/// No lane keeper on Unix (the kernel keeps the fds in flight): nothing
+/// to note.
+pub(crate) fn lane_keeper_init(_image: Option<&'static super::RunningImage>) {}
+
+/// No lane keeper on Unix: nothing to mirror.
+pub(crate) fn lane_keeper_executable(_path: Option<std::path::PathBuf>) {}
+
+/// No lane keeper on Unix: never one to run.
+pub(crate) fn run_lane_keeper(_arg: &std::ffi::OsStr) -> Option<i32> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,7 +344,7 @@ mod tests {
         let lane = SysLane::new().unwrap();
         let b = block();
         let ino = rustix::fs::fstat(&b).unwrap().st_ino;
-        assert_eq!(lane.send(b.as_fd(), 7).unwrap(), Some(0));
+        assert_eq!(lane.send_datagram(b.as_fd(), 7).unwrap(), Some(0));
         drop(b);
         let first = lane.open(7, 0).unwrap().expect("there");
         let again = lane.open(7, 0).unwrap().expect("still there");
@@ -330,8 +359,8 @@ mod tests {
     fn datagrams_ahead_of_the_wanted_tag_are_dropped_and_others_kept() {
         let lane = SysLane::new().unwrap();
         let (a, b) = (block(), block());
-        lane.send(a.as_fd(), 1).unwrap().unwrap();
-        lane.send(b.as_fd(), 2).unwrap().unwrap();
+        lane.send_datagram(a.as_fd(), 1).unwrap().unwrap();
+        lane.send_datagram(b.as_fd(), 2).unwrap().unwrap();
         // Junk: bytes without an fd.
         rustix::net::send(&lane.tx, b"x", SendFlags::empty()).unwrap();
         let got = lane.open(2, 0).unwrap().unwrap();

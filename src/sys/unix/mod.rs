@@ -90,7 +90,7 @@ pub fn collapse_outcome() -> Option<std::io::Result<()>> {
     not(any(target_os = "linux", target_os = "android"))
 ))]
 pub fn set_memory_available(_: Option<u64>) {}
-pub(crate) use lane::SysLane;
+pub(crate) use lane::{lane_keeper_executable, lane_keeper_init, run_lane_keeper, SysLane};
 pub(crate) use memory::resident_memory;
 pub(crate) use poll::wait_any;
 pub(crate) use reaper::reap_in_background;

@@ -1,5 +1,11 @@
 //! Job objects: each child runs in its own, so that everything it starts
 //! can be ended with it, and, when asked, dies with this process.
+//!
+//! Every job also allows breakaway (`JOB_OBJECT_LIMIT_BREAKAWAY_OK`): a
+//! process in it may start a child outside it, with
+//! `CREATE_BREAKAWAY_FROM_JOB`, and only then. The crate's one such child
+//! is a queue's lane keeper (`keeper.rs`), which must not die with the
+//! worker that happened to start it; any other child still joins the job.
 
 use std::ffi::c_void;
 use std::io;
@@ -12,7 +18,7 @@ use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, JobObjectBasicAccountingInformation,
     JobObjectExtendedLimitInformation, QueryInformationJobObject, SetInformationJobObject,
     JOBOBJECT_BASIC_ACCOUNTING_INFORMATION, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
-    JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+    JOB_OBJECT_LIMIT_BREAKAWAY_OK, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
 };
 use windows_sys::Win32::System::Threading::ResumeThread;
 
@@ -37,19 +43,26 @@ pub(super) fn contain(
     let raw = unsafe { CreateJobObjectW(ptr::null(), ptr::null()) };
     // SAFETY: fresh return value of `CreateJobObjectW`, owned by nobody else.
     let job = unsafe { owned_or_null(raw) }?;
-    if kill_on_close {
-        let mut limits = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
-        limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
-        // SAFETY: `job` is open; `limits` is the structure the class
-        // names, with its size, valid for the call.
-        let ok = unsafe {
-            SetInformationJobObject(
-                job.as_raw_handle(),
-                JobObjectExtendedLimitInformation,
-                (&limits as *const JOBOBJECT_EXTENDED_LIMIT_INFORMATION).cast::<c_void>(),
-                size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
-            )
+    let mut limits = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
+    limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_BREAKAWAY_OK
+        | if kill_on_close {
+            JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+        } else {
+            0
         };
+    // SAFETY: `job` is open; `limits` is the structure the class names,
+    // with its size, valid for the call.
+    let ok = unsafe {
+        SetInformationJobObject(
+            job.as_raw_handle(),
+            JobObjectExtendedLimitInformation,
+            (&limits as *const JOBOBJECT_EXTENDED_LIMIT_INFORMATION).cast::<c_void>(),
+            size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+        )
+    };
+    // Breakaway is only for a lane's keeper: a job that can't allow it
+    // still contains the child.
+    if kill_on_close {
         cvt(ok)?;
     }
     // SAFETY: both handles are open; the process handle has

@@ -2,9 +2,12 @@
 //! in `queue/mod.rs`, "Bounds and large items"). Windows has no handle in
 //! flight that no process holds: a section lives while some process has a
 //! handle or a view of it. So each large item's read-only section handle
-//! is *kept* by one of the processes that hold the queue, and the lane is
-//! the table that says which, in a block of shared memory of its own
-//! (its section is the lane's one handle on the wire):
+//! is *kept* by a process, the queue's **keeper** (`keeper.rs`): a
+//! process of the crate's own, started by the queue's first large `put`
+//! and living while any process holds the queue, so that no user process,
+//! killed or ending with `process::exit`, takes an item with it. The lane
+//! is the table that says where each block is, in a block of shared
+//! memory of its own (its section is the lane's one handle on the wire):
 //!
 //! - **holders**: the processes that hold the queue, each named by its id
 //!   and creation time (`held::identity`, so that a reused id is never
@@ -12,36 +15,51 @@
 //!   joins when it creates or receives the queue and leaves when its last
 //!   copy is dropped (`Core`'s `Drop`); one killed never leaves, and is
 //!   found dead (its id gone, another process under it, or exited) and
-//!   forgotten by the next process that looks at it.
+//!   forgotten by the next process that looks at it. The keeper waits on
+//!   them: it exits when none is alive.
+//! - **the keeper**: its id, creation time and the value of its wake
+//!   event in its own table (a holder that leaves sets it, so that the
+//!   keeper looks at the holders again).
 //! - **slots**: one per block kept, its item's tag and where it is: the
-//!   holder's index and the handle's value in that holder's table. The
-//!   queue's large record keeps the slot's index.
+//!   keeper (or a holder's index) and the handle's value in that
+//!   process's table. The queue's large record keeps the slot's index.
 //!
-//! A producer pushes its block into the first live holder other than
-//! itself (itself only if there is none): `DuplicateHandle` into that
-//! process ("DuplicateHandle" on MSDN: the source process may push a
-//! handle into a target process it opened with `PROCESS_DUP_HANDLE`).
-//! So the queue's creator keeps the blocks while it lives, as before, and
-//! a producer that exits right after its `put` takes nothing with it. A
-//! consumer duplicates the value out of its keeper (a copy: the keeper's
-//! stays), maps and checks it, and only after its commit frees the slot
-//! and closes the keeper's copy (`DUPLICATE_CLOSE_SOURCE` with no
-//! target), so a consumer killed before that leaves the item to the next.
-//! A holder that leaves hands the blocks it keeps on to the first other
-//! live holder (a copy into it, the slot updated, its own copy closed),
-//! so large items outlive the process that created the queue, as on
-//! Linux, whenever it exits by dropping the queue (returning from its
-//! entry, or from `main`).
+//! A producer pushes its block into the keeper, starting one first if
+//! there is none alive (`DuplicateHandle` into that process: "the source
+//! process may push a handle into a target process it opened with
+//! `PROCESS_DUP_HANDLE`", MSDN). A consumer duplicates the value out of
+//! the keeper (a copy: the keeper's stays), maps and checks it, and only
+//! after its commit frees the slot and closes the keeper's copy
+//! (`DUPLICATE_CLOSE_SOURCE` with no target), so a consumer killed before
+//! that leaves the item to the next.
 //!
-//! Every call is made under the queue's lock, which orders them; the
-//! table's words are atomics only because other processes map them.
+//! Where no keeper can be started (`keeper.rs` says when; a copy of the
+//! queue that failed once does not try again), blocks go where they went
+//! before the keeper: into the first live holder other than the producer
+//! (itself only if there is none), and a holder that leaves hands the
+//! blocks it keeps on to the keeper, else to the first other live holder.
+//! Then a holder killed, or ending without dropping its copies, takes the
+//! blocks it keeps with it: their records are skipped by consumers.
+//!
+//! Why a process of its own and not, say, each block in two holders: any
+//! set of user processes can all be killed while the queue lives on in
+//! another (two keepers, two kills), and a block kept by no process is
+//! gone. Only a process whose life the crate controls — one that ends
+//! when the queue's last holder does, and no user process's death ends —
+//! keeps the guarantee Linux gets from the kernel.
+//!
+//! Every call is made under the queue's lock, which orders them (the
+//! keeper's decision to exit too); the table's words are atomics only
+//! because other processes map them.
 //!
 //! What is left, and what it costs:
 //!
-//! - a holder **killed** (or exiting without dropping its copies, as
-//!   `process::exit` does) takes the blocks it keeps with it: their
-//!   records are skipped by consumers (the item was never wholly
-//!   delivered), as all large items were when the creator exited before;
+//! - the keeper **killed** (by hand: it is no user process) takes the
+//!   blocks it keeps with it, as a holder did; the next large `put`
+//!   starts a new one;
+//! - the first large `put` of a queue (and the first after its keeper
+//!   exited) starts the keeper under the queue's lock and waits until it
+//!   is ready: a process start (tens of milliseconds; more under Wine);
 //! - a producer killed between its push and its commit, or a consumer
 //!   between its commit and the close, leaves a slot that no record
 //!   names: the next large `put` frees it and closes its handle
@@ -50,12 +68,16 @@
 //!   few instructions between those two steps leaves one handle in the
 //!   keeper until it exits (never a slot naming a closed handle, which
 //!   could close another one later);
+//! - a queue no process holds (in flight in a message whose sender
+//!   dropped it) has no keeper: the keeper exits with the last holder,
+//!   and the blocks with it;
 //! - at most [`SLOTS`] blocks wait at once (a large `put` waits for a
 //!   free slot as for room) and [`HOLDERS`] processes hold the queue at
-//!   once as holders (one more still uses the queue; it keeps no blocks);
+//!   once as holders (one more still uses the queue; the keeper does not
+//!   wait for it);
 //! - the table is writable by every holder, so a process that holds the
-//!   queue can name any handle in another holder for it to close, the
-//!   same exposure as `held.rs`'s (a process of the same user).
+//!   queue can name any handle in the keeper or another holder for it to
+//!   close, the same exposure as `held.rs`'s (a process of the same user).
 
 use std::io;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
@@ -69,21 +91,26 @@ use windows_sys::Win32::Foundation::{
 use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
 use super::held::{identity, open_live};
-use super::{cvt, is_os_error, BorrowedRaw, OwnedRaw};
-use crate::sys::{Shm, ShmAccess};
+use super::{cvt, is_os_error, keeper, BorrowedRaw, OwnedRaw};
+use crate::sys::{Guarded, Shm, ShmAccess};
 
 /// The most processes the table names as holders at once.
 pub(crate) const HOLDERS: usize = 64;
 /// The most blocks kept at once.
 pub(crate) const SLOTS: usize = 256;
 
+/// A slot's holder index for the blocks the lane's keeper keeps.
+const KEEPER: usize = HOLDERS;
+
 /// The table's first word.
-const MAGIC: u64 = u64::from_le_bytes(*b"MPQLANE1");
+const MAGIC: u64 = u64::from_le_bytes(*b"MPQLANE2");
 /// Word offsets: the magic, then two words per holder (pid and count,
-/// creation time), then two per slot (tag, where).
+/// creation time), then two per slot (tag, where), then the keeper's
+/// three (pid, creation time, its wake event's value in its table).
 const HOLDERS_AT: usize = 1;
 const SLOTS_AT: usize = HOLDERS_AT + 2 * HOLDERS;
-const WORDS: usize = SLOTS_AT + 2 * SLOTS;
+const KEEPER_AT: usize = SLOTS_AT + 2 * SLOTS;
+const WORDS: usize = KEEPER_AT + 3;
 /// The table's length in bytes.
 const TABLE_LEN: usize = WORDS * 8;
 
@@ -93,6 +120,19 @@ pub(crate) struct SysLane {
     table: Shm,
     /// This process counted itself as a holder for this copy.
     joined: AtomicBool,
+    /// A keeper could not be started from this copy: its large `put`s
+    /// push blocks into holders, as before the keeper.
+    no_keeper: AtomicBool,
+}
+
+/// What the keeper found under the queue's lock (`keeper.rs`).
+pub(super) enum KeeperCheck {
+    /// It is not (or no longer) the lane's keeper: exit.
+    Retire,
+    /// A live holder to wait on.
+    Watch(OwnedHandle),
+    /// Holders that can't be opened: look again later.
+    Blind,
 }
 
 /// A holder's process, opened to push or take handles.
@@ -139,6 +179,7 @@ impl SysLane {
         let lane = SysLane {
             table,
             joined: AtomicBool::new(false),
+            no_keeper: AtomicBool::new(false),
         };
         lane.words()[0].store(MAGIC, Ordering::SeqCst);
         Ok(lane)
@@ -164,6 +205,7 @@ impl SysLane {
         let lane = SysLane {
             table,
             joined: AtomicBool::new(false),
+            no_keeper: AtomicBool::new(false),
         };
         if lane.words()[0].load(Ordering::SeqCst) != MAGIC {
             return Err(invalid("a queue's lane is not its table".into()));
@@ -199,7 +241,7 @@ impl SysLane {
         let w = self.words();
         let at = w[SLOTS_AT + 2 * k + 1].load(Ordering::SeqCst);
         let (i, v) = ((at >> 32) as usize, at as u32);
-        (at != 0 && i < HOLDERS && v != 0)
+        (at != 0 && i <= KEEPER && v != 0)
             .then(|| (w[SLOTS_AT + 2 * k].load(Ordering::SeqCst), i, v))
     }
 
@@ -213,6 +255,23 @@ impl SysLane {
         self.words()[SLOTS_AT + 2 * k + 1].store(0, Ordering::SeqCst);
     }
 
+    /// The keeper: (pid, creation time, wake event's value); pid 0: none.
+    fn keeper(&self) -> (u32, u64, u32) {
+        let w = self.words();
+        (
+            w[KEEPER_AT].load(Ordering::SeqCst) as u32,
+            w[KEEPER_AT + 1].load(Ordering::SeqCst),
+            w[KEEPER_AT + 2].load(Ordering::SeqCst) as u32,
+        )
+    }
+
+    fn set_keeper(&self, pid: u32, start: u64, wake: u32) {
+        let w = self.words();
+        w[KEEPER_AT + 1].store(start, Ordering::SeqCst);
+        w[KEEPER_AT + 2].store(u64::from(wake), Ordering::SeqCst);
+        w[KEEPER_AT].store(u64::from(pid), Ordering::SeqCst);
+    }
+
     /// This process's index among the holders, if it is one.
     fn my_index(&self, me: (u32, u64)) -> Option<usize> {
         (0..HOLDERS).find(|&i| {
@@ -221,9 +280,15 @@ impl SysLane {
         })
     }
 
-    /// Holder `i`'s process, if it is alive.
+    /// Holder `i`'s process (the keeper's for [`KEEPER`]), if it is alive.
     fn find(&self, i: usize, me: (u32, u64)) -> Found {
-        let (pid, count, start) = self.holder(i);
+        let (pid, count, start) = match i {
+            KEEPER => {
+                let (pid, start, _) = self.keeper();
+                (pid, 1, start)
+            }
+            _ => self.holder(i),
+        };
         if pid == 0 || count == 0 {
             return Found::Dead;
         }
@@ -253,16 +318,101 @@ impl SysLane {
             })
     }
 
-    /// Forgets dead holder `i`: the blocks it kept went with it (their
-    /// slots are freed first, so that no slot names whoever takes its
-    /// place).
+    /// Forgets dead holder `i` (or the keeper, [`KEEPER`]): the blocks it
+    /// kept went with it (their slots are freed first, so that no slot
+    /// names whoever takes its place).
     fn forget(&self, i: usize) {
         for k in 0..SLOTS {
             if matches!(self.slot(k), Some((_, h, _)) if h == i) {
                 self.free_slot(k);
             }
         }
-        self.set_holder(i, 0, 0, 0);
+        match i {
+            KEEPER => self.set_keeper(0, 0, 0),
+            _ => self.set_holder(i, 0, 0, 0),
+        }
+    }
+
+    /// The keeper's process, if there is one alive (a dead one is
+    /// forgotten).
+    fn live_keeper(&self, me: (u32, u64)) -> Option<Proc> {
+        match self.find(KEEPER, me) {
+            Found::Live(p) => Some(p),
+            Found::Dead => {
+                if self.keeper().0 != 0 {
+                    self.forget(KEEPER);
+                }
+                None
+            }
+            Found::Unknown => None,
+        }
+    }
+
+    /// `block` pushed into the keeper, started first if there is none
+    /// (`keeper.rs`): its value there; `None` if no keeper can keep it.
+    fn push_to_keeper(&self, block: HANDLE, me: (u32, u64), queue: &Guarded) -> Option<u32> {
+        let keeper = match self.live_keeper(me) {
+            Some(p) => p,
+            None if self.no_keeper.load(Ordering::SeqCst) || self.keeper().0 != 0 => return None,
+            None => {
+                let ((mutex, _), _) = queue.parts();
+                let table = self.table.handle_to_pass()?;
+                match keeper::start(table, &mutex) {
+                    Ok(k) => {
+                        self.set_keeper(k.pid, k.start, k.wake);
+                        Proc::Other(k.process)
+                    }
+                    Err(_) => {
+                        self.no_keeper.store(true, Ordering::SeqCst);
+                        return None;
+                    }
+                }
+            }
+        };
+        match push(block, &keeper) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                // Gone meanwhile (then forgotten), or refusing: holders
+                // keep this one.
+                self.live_keeper(me);
+                None
+            }
+        }
+    }
+
+    /// Wakes the keeper, if there is one (a holder left).
+    fn wake_keeper(&self, me: (u32, u64)) {
+        if let Some(Proc::Other(p)) = self.live_keeper(me) {
+            keeper::wake(&p, self.keeper().2);
+        }
+    }
+
+    /// For the keeper, under the queue's lock (`keeper.rs`): whether it
+    /// is still the lane's keeper and which live holder to wait on; with
+    /// none alive it stops being the keeper (its blocks let go: no process
+    /// holds the queue to get them).
+    pub(super) fn keeper_check(&self, me: (u32, u64)) -> KeeperCheck {
+        let (pid, start, _) = self.keeper();
+        if (pid, start) != me {
+            return KeeperCheck::Retire;
+        }
+        let mut unknown = false;
+        for j in 0..HOLDERS {
+            if self.holder(j).0 == 0 {
+                continue;
+            }
+            match self.find(j, me) {
+                Found::Live(Proc::Other(h)) => return KeeperCheck::Watch(h),
+                Found::Live(Proc::Me) => {}
+                Found::Dead => self.forget(j),
+                Found::Unknown => unknown = true,
+            }
+        }
+        if unknown {
+            return KeeperCheck::Blind;
+        }
+        self.forget(KEEPER);
+        KeeperCheck::Retire
     }
 
     /// Counts this copy of the queue in this process as a holder (under
@@ -302,12 +452,13 @@ impl SysLane {
             return;
         }
         // An heir only for blocks this process keeps (no process opened
-        // at the drop of a queue that keeps none here).
+        // at the drop of a queue that keeps none here): the keeper if
+        // there is one, else another holder.
         let keeps = (0..SLOTS).any(|k| matches!(self.slot(k), Some((_, h, _)) if h == i));
-        let heir = if keeps {
-            self.first_live_other(me, Some(i))
-        } else {
-            None
+        let heir = match keeps {
+            true => (self.live_keeper(me).map(|p| (KEEPER, p)))
+                .or_else(|| self.first_live_other(me, Some(i))),
+            false => None,
         };
         for k in 0..SLOTS {
             let Some((tag, h, v)) = self.slot(k) else {
@@ -326,17 +477,30 @@ impl SysLane {
             close_in(&Proc::Me, v as usize);
         }
         self.set_holder(i, 0, 0, 0);
+        // It may have been the last holder alive.
+        self.wake_keeper(me);
     }
 
-    /// Hands `block` to a keeper (module docs): the first live holder
-    /// other than this process, else this one. The slot's index, which
-    /// the queue's record keeps; `None` if every slot is taken (the queue
-    /// waits for room); an error if no process can keep it.
-    pub(crate) fn send(&self, block: BorrowedRaw<'_>, tag: u64) -> io::Result<Option<u64>> {
+    /// Hands `block` to the lane's keeper (module docs), started if there
+    /// is none (`queue` is the queue's lock, which the keeper needs); if
+    /// none can be, to the first live holder other than this process,
+    /// else this one. The slot's index, which the queue's record keeps;
+    /// `None` if every slot is taken (the queue waits for room); an error
+    /// if no process can keep it.
+    pub(crate) fn send(
+        &self,
+        block: BorrowedRaw<'_>,
+        tag: u64,
+        queue: &Guarded,
+    ) -> io::Result<Option<u64>> {
         let Some(k) = (0..SLOTS).find(|&k| self.slot(k).is_none()) else {
             return Ok(None);
         };
         let me = identity()?;
+        if let Some(v) = self.push_to_keeper(block.as_raw_handle() as HANDLE, me, queue) {
+            self.set_slot(k, tag, KEEPER, v);
+            return Ok(Some(k as u64));
+        }
         let mine = self.my_index(me);
         let keeper = self
             .first_live_other(me, mine)
@@ -439,6 +603,14 @@ impl SysLane {
     #[cfg(any(test, feature = "test-hooks"))]
     pub(crate) fn blocks(&self) -> io::Result<usize> {
         Ok((0..SLOTS).filter(|&k| self.slot(k).is_some()).count())
+    }
+
+    /// The pid of the lane's keeper, if one is alive (a test hook, under
+    /// the queue's lock).
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub(crate) fn keeper_pid(&self) -> io::Result<Option<u32>> {
+        let me = identity()?;
+        Ok(self.live_keeper(me).map(|_| self.keeper().0))
     }
 }
 

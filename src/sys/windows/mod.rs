@@ -84,6 +84,7 @@ mod diag;
 mod exe;
 mod held;
 mod job;
+mod keeper;
 mod lane;
 mod memory;
 pub(crate) mod npipe;
@@ -108,6 +109,10 @@ pub(crate) use diag::{
     under_wine, watch_process,
 };
 pub(crate) use exe::RunningImage;
+pub(crate) use keeper::{
+    note_init as lane_keeper_init, run_keeper as run_lane_keeper,
+    set_executable as lane_keeper_executable,
+};
 pub(crate) use lane::SysLane;
 pub(crate) use memory::resident_memory;
 pub(crate) use pipe::{pipe, Channel};

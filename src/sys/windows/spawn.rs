@@ -106,7 +106,7 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>) -> io::Result<(Child, Channel)> {
 /// spawn while nothing moves; the path that worked is used from then on.
 /// A file that can't be checked (opening it for its attributes fails
 /// other than for "not found") is taken as it is, as before the check.
-fn create_from_image(
+pub(super) fn create_from_image(
     image: &RunningImage,
     shown: &Path,
     args: &[OsString],

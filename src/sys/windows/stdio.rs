@@ -52,7 +52,7 @@ pub(super) struct StdHandles {
     /// device).
     inherit: Vec<HANDLE>,
     /// The owners of `inherit`'s handles.
-    _owned: Vec<OwnedHandle>,
+    owned: Vec<OwnedHandle>,
 }
 
 impl StdHandles {
@@ -92,7 +92,7 @@ impl StdHandles {
         Ok(StdHandles {
             std,
             inherit,
-            _owned: owned,
+            owned,
         })
     }
 
@@ -106,6 +106,14 @@ impl StdHandles {
     pub(super) fn inherit(&self) -> &[HANDLE] {
         &self.inherit
     }
+
+    /// Adds `h` (inheritable) to the handles the child inherits, at the
+    /// same value, which its command line may name (a lane keeper's,
+    /// `keeper.rs`); closed with the others once the child has its copy.
+    pub(super) fn inherit_also(&mut self, h: OwnedHandle) {
+        self.inherit.push(h.as_raw_handle());
+        self.owned.push(h);
+    }
 }
 
 /// This process's standard handle `id`, if it has one.
@@ -118,7 +126,7 @@ fn own_std_handle(id: u32) -> Option<HANDLE> {
 
 /// An inheritable copy of `h` (a handle of this process), with the same
 /// access.
-fn inheritable_copy(h: HANDLE) -> io::Result<OwnedHandle> {
+pub(super) fn inheritable_copy(h: HANDLE) -> io::Result<OwnedHandle> {
     // SAFETY: plain call; returns the pseudo handle of this process, which
     // needs no closing.
     let me = unsafe { GetCurrentProcess() };

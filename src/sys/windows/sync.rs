@@ -77,7 +77,7 @@ fn wait_one(h: HANDLE, deadline: Option<Instant>) -> io::Result<u32> {
 }
 
 /// Checks that `h` is a kernel object of type `want` ("Mutant", ...).
-fn check_type(h: &OwnedHandle, want: &str) -> io::Result<()> {
+pub(super) fn check_type(h: &OwnedHandle, want: &str) -> io::Result<()> {
     // OBJECT_TYPE_INFORMATION starts with the type's name, a
     // UNICODE_STRING whose buffer follows in the same output buffer.
     let mut buf = [0u64; 128];

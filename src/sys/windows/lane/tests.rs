@@ -3,12 +3,18 @@ use super::*;
 use crate::sys::{shm_create, shm_freeze, ShmPages};
 use std::os::windows::io::AsHandle;
 
+/// A queue's lock for `send` (no keeper starts in a unit test: `init`
+/// was not called, so blocks stay in holders).
+fn lock() -> Guarded {
+    Guarded::new(&[0; 8]).unwrap()
+}
+
 #[test]
 fn a_block_handed_to_the_lane_can_be_opened_until_taken() {
     let lane = SysLane::new().unwrap();
     lane.join().unwrap();
     let b = shm_freeze(shm_create(4096, ShmPages::Base).unwrap()).unwrap();
-    let loc = lane.send(b.as_handle(), 1).unwrap().unwrap();
+    let loc = lane.send(b.as_handle(), 1, &lock()).unwrap().unwrap();
     drop(b);
     let copy = lane.open(1, loc).unwrap().expect("there");
     drop(copy);
@@ -24,8 +30,8 @@ fn a_sweep_lets_go_of_the_blocks_no_record_names() {
     let lane = SysLane::new().unwrap();
     lane.join().unwrap();
     let b = shm_freeze(shm_create(4096, ShmPages::Base).unwrap()).unwrap();
-    let one = lane.send(b.as_handle(), 1).unwrap().unwrap();
-    let two = lane.send(b.as_handle(), 2).unwrap().unwrap();
+    let one = lane.send(b.as_handle(), 1, &lock()).unwrap().unwrap();
+    let two = lane.send(b.as_handle(), 2, &lock()).unwrap().unwrap();
     assert_eq!(lane.blocks().unwrap(), 2);
     lane.sweep(&[(2, two)]);
     assert_eq!(lane.blocks().unwrap(), 1);
