@@ -1,9 +1,9 @@
 //! Items larger than a queue's ring, across real processes: they take
 //! the queue's lane (a block of shared memory each, kept by the kernel on
-//! Linux and by a process holding the queue on Windows) and keep the queue's
+//! Linux and by the queue's keeper process on Windows) and keep the queue's
 //! promises — whole or not at all, in the queue once `put` returned even
 //! if the producer exits at once, left for the next consumer by one
-//! killed inside `get`, no fd or handle left behind, and small items
+//! killed inside `get`, not taken along by any process killed, no fd or handle left behind, and small items
 //! flowing while a large `put` waits.
 //!
 //! Every test takes `SERIAL`: they count this process's fds/handles, which
@@ -363,7 +363,7 @@ fn small_items_keep_flowing_while_a_large_put_waits() {
 /// producer's item (not even its block in place of another's), and what
 /// it left in the lane is let go: on Linux a datagram no record names,
 /// dropped by the next large `get` that reaches it; on Windows a handle
-/// in its keeper (here this process), closed by the next large `put`
+/// in the queue's keeper process, closed by the next large `put`
 /// (module docs of `queue`).
 #[test]
 fn a_producer_killed_between_its_lane_send_and_its_commit_put_nothing() {
@@ -418,9 +418,9 @@ fn a_consumer_killed_between_its_commit_and_the_lane_letting_go_took_the_item() 
 /// Large items outlive the process that created the queue: A creates it
 /// and hands it to this process; B puts a large item while A lives and
 /// returns; A returns (dropping its copy); C puts another; D gets both,
-/// whole. (On Windows A kept the first item and handed it on when it
-/// left, and C's went into a live holder; before the lane had holders
-/// both were lost with A: the first skipped, the second's put failed.)
+/// whole. (On Windows both wait in the queue's keeper; before the lane
+/// had holders both were lost with A: the first skipped, the second's
+/// put failed.)
 #[test]
 fn large_items_outlive_the_process_that_created_the_queue() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

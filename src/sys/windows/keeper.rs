@@ -24,8 +24,11 @@
 //! table, the queue's mutex and its dirty flag, a *ready* event it sets
 //! once it has checked them, and its wake event. The starter waits (under
 //! the queue's lock, at most [`READY_TIMEOUT`]) for ready or the keeper's
-//! exit; a keeper that is not ready is terminated and the lane falls back
-//! to keeping blocks in its holders, as before the keeper (`lane.rs`). It
+//! exit; a keeper that is not ready (a program that does not run `init`
+//! first, another build's) is terminated and that copy of the queue falls
+//! back to keeping blocks in its holders, as before the keeper
+//! (`lane.rs`). A start the OS refuses fails that large `put` with the
+//! OS's error, as a spawn would fail; the next one tries again. The start
 //! is the only thing a large `put` waits for, once per keeper.
 //!
 //! **Jobs.** The keeper is started with `CREATE_BREAKAWAY_FROM_JOB`: the
@@ -132,12 +135,18 @@ pub(super) struct Started {
 
 /// Starts a keeper for the lane whose table is `table`, of the queue whose
 /// mutex handles are `mutex` (mutex, dirty flag), and waits until it is
-/// ready (module docs). Called under the queue's lock.
+/// ready (module docs). Called under the queue's lock. `Ok(None)` when
+/// this program can't run one (no program, or one that exited or was not
+/// ready in time: the lane's holders keep the blocks); an error when the
+/// OS could not start it (the large `put` fails with it, as a spawn
+/// would).
 pub(super) fn start(
     table: BorrowedHandle<'_>,
     mutex: &[BorrowedHandle<'_>],
-) -> io::Result<Started> {
-    let (exe, image) = program()?;
+) -> io::Result<Option<Started>> {
+    let Ok((exe, image)) = program() else {
+        return Ok(None);
+    };
     let ready = new_event()?;
     let wake = new_event()?;
     let mut std = StdHandles::new([StdioMode::Null; 3])?;
@@ -192,23 +201,16 @@ pub(super) fn start(
     );
     if !matches!(&woken, Ok(r) if r.first() == Some(&0)) {
         kill_and_reap(&process);
-        return Err(io::Error::other(format!(
-            "a queue's lane keeper ({}) did not start: {}",
-            exe.display(),
-            match woken {
-                Ok(r) if r.is_empty() => format!("not ready after {READY_TIMEOUT:?}"),
-                Ok(_) => "it exited".to_string(),
-                Err(e) => e.to_string(),
-            }
-        )));
+        woken?;
+        return Ok(None);
     }
     let start = start_time(process.as_raw_handle() as HANDLE)?;
-    Ok(Started {
+    Ok(Some(Started {
         process,
         pid,
         start,
         wake: values[4] as u32,
-    })
+    }))
 }
 
 /// Wakes keeper `process` (a holder left): sets the wake event whose value

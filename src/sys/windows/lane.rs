@@ -349,33 +349,45 @@ impl SysLane {
     }
 
     /// `block` pushed into the keeper, started first if there is none
-    /// (`keeper.rs`): its value there; `None` if no keeper can keep it.
-    fn push_to_keeper(&self, block: HANDLE, me: (u32, u64), queue: &Guarded) -> Option<u32> {
+    /// (`keeper.rs`): its value there; `None` if no keeper can keep it
+    /// (holders do); an error if the OS refused to start one.
+    fn push_to_keeper(
+        &self,
+        block: HANDLE,
+        me: (u32, u64),
+        queue: &Guarded,
+    ) -> io::Result<Option<u32>> {
         let keeper = match self.live_keeper(me) {
             Some(p) => p,
-            None if self.no_keeper.load(Ordering::SeqCst) || self.keeper().0 != 0 => return None,
+            None if self.no_keeper.load(Ordering::SeqCst) || self.keeper().0 != 0 => {
+                return Ok(None)
+            }
             None => {
                 let ((mutex, _), _) = queue.parts();
-                let table = self.table.handle_to_pass()?;
-                match keeper::start(table, &mutex) {
-                    Ok(k) => {
-                        self.set_keeper(k.pid, k.start, k.wake);
-                        Proc::Other(k.process)
-                    }
-                    Err(_) => {
-                        self.no_keeper.store(true, Ordering::SeqCst);
-                        return None;
-                    }
-                }
+                let Some(table) = self.table.handle_to_pass() else {
+                    return Ok(None);
+                };
+                let started = keeper::start(table, &mutex).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot start the queue's lane keeper: {e}"),
+                    )
+                })?;
+                let Some(k) = started else {
+                    self.no_keeper.store(true, Ordering::SeqCst);
+                    return Ok(None);
+                };
+                self.set_keeper(k.pid, k.start, k.wake);
+                Proc::Other(k.process)
             }
         };
         match push(block, &keeper) {
-            Ok(v) => Some(v),
+            Ok(v) => Ok(Some(v)),
             Err(_) => {
                 // Gone meanwhile (then forgotten), or refusing: holders
                 // keep this one.
                 self.live_keeper(me);
-                None
+                Ok(None)
             }
         }
     }
@@ -486,7 +498,7 @@ impl SysLane {
     /// none can be, to the first live holder other than this process,
     /// else this one. The slot's index, which the queue's record keeps;
     /// `None` if every slot is taken (the queue waits for room); an error
-    /// if no process can keep it.
+    /// if the OS refused to start a keeper, or no process can keep it.
     pub(crate) fn send(
         &self,
         block: BorrowedRaw<'_>,
@@ -497,7 +509,7 @@ impl SysLane {
             return Ok(None);
         };
         let me = identity()?;
-        if let Some(v) = self.push_to_keeper(block.as_raw_handle() as HANDLE, me, queue) {
+        if let Some(v) = self.push_to_keeper(block.as_raw_handle() as HANDLE, me, queue)? {
             self.set_slot(k, tag, KEEPER, v);
             return Ok(Some(k as u64));
         }
