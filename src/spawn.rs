@@ -294,7 +294,9 @@ pub(crate) fn running_image() -> Option<&'static sys::RunningImage> {
 /// in test binaries, which runs it before `main`). In an ordinary run it
 /// returns at once; in a worker it runs the requested entry function and
 /// exits the process, never returning. See [`exit_code`]
-/// for how a worker ends.
+/// for how a worker ends. On Windows it also runs a queue's lane keeper,
+/// the process that keeps the queue's items larger than its ring (see
+/// [`Queue`](crate::Queue)), when this program is started as one.
 ///
 /// Calling `init()` also tells multiproc that this executable can act as a
 /// worker; spawning without it (and without
