@@ -33,6 +33,7 @@ fn pool_owner(report: Connection) {
 /// reports the three workers' pids, then blocks until killed.
 #[cfg(target_os = "linux")]
 fn pool_and_process_owner(report: Connection) {
+    common::default_action_for_sigint_and_sigterm();
     let pool = Pool::new(2).expect("pool");
     let child = multiproc::ProcessBuilder::new()
         .kill_on_parent_death(true)
@@ -146,7 +147,13 @@ fn pool_and_kill_on_parent_death_workers_die_when_their_parent_gets_sigterm_or_s
             .map(|&pid| multiproc::test_hooks::watch_pid(pid).unwrap())
             .collect();
         kill_process(Pid::from_raw(owner.pid() as i32).unwrap(), signal).unwrap();
-        let err = owner.join().unwrap_err();
+        let err = match owner.join_timeout(common::LONG) {
+            Err(e) => e,
+            Ok(r) => {
+                let _ = owner.kill();
+                panic!("the owner outlived its {signal:?}: {r:?}");
+            }
+        };
         assert_eq!(
             err.exit_status().and_then(|s| s.signal()),
             Some(signal.as_raw()),

@@ -540,6 +540,8 @@ fn scenario_sigint() {
     if !in_scenario("scenario_sigint") {
         return;
     }
+    // As in a terminal's foreground job, whatever ran this test.
+    common::default_action_for_sigint_and_sigterm();
     let plain = Process::spawn(block_forever, ()).unwrap();
     let daemon = ProcessBuilder::new()
         .daemon(true)

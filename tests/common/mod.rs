@@ -36,6 +36,21 @@ pub fn block_forever(_: ()) {
 
 multiproc::entry!(square, exit_with, do_nothing, block_forever);
 
+/// Gives SIGINT and SIGTERM their default action, ending the process, here
+/// and in the workers started from here on (a worker inherits a signal
+/// its parent ignores). For a process that a test ends with them: the test
+/// may itself run with them ignored, as a shell without job control
+/// ignores SIGINT in the commands it starts in the background.
+#[cfg(unix)]
+pub fn default_action_for_sigint_and_sigterm() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `SIG_DFL` is a valid disposition for both signals; no
+        // handler of ours is involved.
+        let previous = unsafe { libc::signal(signal, libc::SIG_DFL) };
+        assert_ne!(previous, libc::SIG_ERR, "signal({signal}, SIG_DFL)");
+    }
+}
+
 /// A pool of `n` workers.
 pub fn pool(n: usize) -> Pool {
     PoolBuilder::new().workers(n).build().unwrap()
