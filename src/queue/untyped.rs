@@ -2,88 +2,31 @@
 //! under a robust mutex (`sys::Guarded`, its atomic prefix holding the
 //! head word), two semaphores to sleep on, the lane of items too large
 //! for the ring (`sys::SysLane`; their `put` is in `large.rs`), waiting
-//! and waking as the module docs of `queue` say, the records a `get`
-//! copied out to take later without the lock ([`Copied`]), and the wire
-//! form.
+//! and waking as the module docs of `queue` say: a put, a get under the
+//! lock. The records a `get` copied out to take later without the lock
+//! ([`Copied`]) are in `untyped/copied.rs`, the wire form (checked before
+//! mapping) in `untyped/wire_form.rs`.
 
-use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::large;
 use super::ring::{self, Peeked, Prepared, Ring};
 use crate::deadline;
 use crate::error::{Error, Kind, Result};
-use crate::sync::wire::{self, ObjectWire, Tag};
+use crate::sync::wire::{self, ObjectWire};
 use crate::sys::{self, LockStatus};
+
+mod copied;
+mod wire_form;
+
+use copied::Copied;
 
 /// The most wakeups a semaphore holds before releases are dropped: what
 /// sleepers killed while counted can inflate it to (each wasted wakeup is
 /// one look at the ring).
 const MAX_WAKEUPS: u32 = 1024;
-
-/// The most records a `get` copies out after the one it takes (queue
-/// module docs, "Taking items without the lock").
-const COPY_MAX: usize = 64;
-/// The largest payload copied out; larger ones are taken under the lock.
-const COPY_ITEM_MAX: usize = 256;
-/// The most payload bytes copied out at once.
-const COPY_BYTES: usize = 4096;
-/// How long copied-out records may wait to be taken without the lock, in
-/// milliseconds of `sys::coarse_millis` (read at every `get`: cheap, and
-/// coarse — 16 ms at worst — which this doesn't mind); older ones are
-/// dropped (the next `get` takes the lock). Far shorter than the time 2³²
-/// takes would need, so that the head word can't have come back to the
-/// value a copy expects (its item count wraps at 2³²).
-const COPY_AGE_MS: u64 = 1000;
-
-/// The records a `get` copied out of the ring after the item it took,
-/// still in the ring: each `get` in this process takes the next one
-/// with [`ring::take_unlocked`], without the lock, or, if that fails
-/// (another consumer took one, a producer sleeps for room), drops them
-/// all and takes the lock.
-#[derive(Debug)]
-struct Copied {
-    /// The payloads, back to back.
-    bytes: Vec<u8>,
-    /// Each record's payload end in `bytes` and the head word that takes
-    /// it, oldest first.
-    records: VecDeque<(usize, u64)>,
-    /// Where the oldest record's payload starts in `bytes`.
-    start: usize,
-    /// The head word the oldest record's take expects.
-    from: u64,
-    /// Until when they may be taken ([`COPY_AGE_MS`] after they were
-    /// copied out, on `sys::coarse_millis`).
-    until: u64,
-    /// How many records to copy out next time: halved (to 1 at least)
-    /// when a take fails, doubled (to [`COPY_MAX`] at most) when all
-    /// were taken; so consumers that take each other's copies soon copy
-    /// little.
-    want: usize,
-}
-
-impl Copied {
-    fn new() -> Copied {
-        Copied {
-            bytes: Vec::new(),
-            records: VecDeque::new(),
-            start: 0,
-            from: 0,
-            until: 0,
-            want: COPY_MAX,
-        }
-    }
-
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.records.clear();
-        self.start = 0;
-    }
-}
 
 /// A thread's buffer for serialized items, kept between calls so that
 /// items don't cost an allocation each.
@@ -515,97 +458,6 @@ impl Core {
         }
     }
 
-    /// Copies out the records after `first` (just taken under the lock)
-    /// that are items in the ring of at most [`COPY_ITEM_MAX`] bytes, as
-    /// many as `Copied::want` says, for this process's next `get`s to
-    /// take without the lock. They stay in the ring, for any consumer,
-    /// until taken: a process killed with copies took nothing.
-    fn copy_out(&self, ring: &Ring<'_>, first: &ring::Taking) {
-        let Some(mut copied) = self.copied() else {
-            return;
-        };
-        copied.clear();
-        let Copied {
-            bytes,
-            records,
-            want,
-            ..
-        } = &mut *copied;
-        let mut prev = *first;
-        while records.len() < *want && bytes.len() < COPY_BYTES {
-            match ring.peek_next(&prev, COPY_ITEM_MAX, |p| bytes.extend_from_slice(p)) {
-                Some((next, ())) => {
-                    records.push_back((bytes.len(), next.head_word()));
-                    prev = next;
-                }
-                None => break,
-            }
-        }
-        if !copied.records.is_empty() {
-            copied.from = first.head_word();
-            copied.until = sys::coarse_millis().saturating_add(COPY_AGE_MS);
-        }
-    }
-
-    /// The oldest record an earlier `get` in this process copied out,
-    /// decoded and then taken without the lock ([`ring::take_unlocked`]:
-    /// the commit, after the decode as under the lock), if it is still
-    /// first in line and the copies are younger than [`COPY_AGE_MS`].
-    /// `None` (and the copies dropped) otherwise: the caller takes the
-    /// lock. A `decode` that panics consumes the item, as under the lock.
-    ///
-    /// No wakeups are owed: a producer asleep for room keeps the head
-    /// word's room-wait flag set, so the take fails and the locked `get`
-    /// wakes it; consumers were woken for these items (if any sleep) by
-    /// the `get` that copied them out.
-    fn get_copied<R>(&self, decode: &mut impl FnMut(&[u8]) -> R) -> Option<R> {
-        let mut copied = self.copied()?;
-        let &(end, to) = copied.records.front()?;
-        if sys::coarse_millis() >= copied.until {
-            copied.clear();
-            return None;
-        }
-        let out = panic::catch_unwind(AssertUnwindSafe(|| {
-            decode(&copied.bytes[copied.start..end])
-        }));
-        if !ring::take_unlocked(self.head(), copied.from, to) {
-            copied.clear();
-            copied.want = (copied.want / 2).max(1);
-            return None;
-        }
-        copied.records.pop_front();
-        copied.start = end;
-        copied.from = to;
-        if copied.records.is_empty() {
-            copied.clear();
-            copied.want = (copied.want * 2).min(COPY_MAX);
-        }
-        drop(copied);
-        match out {
-            Ok(r) => Some(r),
-            Err(p) => panic::resume_unwind(p),
-        }
-    }
-
-    /// The copies, unless another thread (or this one, further up its
-    /// stack: a `Deserialize` that uses the queue) has them: then that
-    /// `get` goes without copies.
-    fn copied(&self) -> Option<std::sync::MutexGuard<'_, Copied>> {
-        match self.copied.try_lock() {
-            Ok(c) => Some(c),
-            // Nothing in them is left half-changed by a panic (decode's
-            // is caught).
-            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        }
-    }
-
-    /// See `test_hooks::queue_copied`.
-    #[cfg(feature = "test-hooks")]
-    pub(crate) fn copied_len(&self) -> usize {
-        self.copied().map_or(0, |c| c.records.len())
-    }
-
     /// Items in the queue now.
     pub(crate) fn len(&self) -> Result<usize> {
         self.locked(|r| r.len())
@@ -670,65 +522,6 @@ impl Drop for Core {
         if sys::SysLane::MEMBERSHIP {
             let _ = self.locked(|_| self.lane.leave());
         }
-    }
-}
-
-impl Serialize for Core {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let (mutex, block) = self.guarded.parts();
-        (
-            Tag::Queue,
-            wire::ser::<S::Error>(mutex)?,
-            wire::ser::<S::Error>(block)?,
-            wire::ser::<S::Error>(self.items.parts())?,
-            wire::ser::<S::Error>(self.room.parts())?,
-            wire::ser::<S::Error>((self.lane.parts().0, self.max_large))?,
-        )
-            .serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Core {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (tag, m, b, i, r, l) = <(
-            Tag,
-            ObjectWire,
-            ObjectWire,
-            ObjectWire,
-            ObjectWire,
-            ObjectWire,
-        )>::deserialize(d)?;
-        wire::check_tag(tag, Tag::Queue)?;
-        // The size before anything is mapped.
-        let len = usize::try_from(b.word)
-            .ok()
-            .filter(|l| {
-                (ring::block_len(ring::MIN_CAP)..=ring::block_len(ring::MAX_CAP)).contains(l)
-            })
-            .ok_or_else(|| {
-                wire::refuse(format!("a queue's block of {} bytes can't be one", b.word))
-            })?;
-        let mutex = wire::de(m, sys::SysMutex::HANDLES, |h, word| {
-            sys::SysMutex::from_parts(h, word, false)
-        })?;
-        let guarded = wire::de(b, 1, |mut h, _| {
-            let handle = h.pop().expect("one handle, counted");
-            sys::Guarded::open(mutex, handle, len, ring::PREFIX)
-        })?;
-        let max_large = lane_bound(l.word);
-        let core = Core {
-            guarded,
-            items: Self::semaphore_from_wire(i)?,
-            room: Self::semaphore_from_wire(r)?,
-            lane: wire::de(l, sys::SysLane::HANDLES, sys::SysLane::from_parts)?,
-            max_large,
-            ring_max: ring_max(len - ring::PREFIX - ring::HEADER),
-            copied: Mutex::new(Copied::new()),
-        };
-        core.locked(|_| core.lane.join())
-            .and_then(|r| r.map_err(io("cannot join a queue's lane")))
-            .map_err(|e| wire::refuse(format!("a queue refused: {e}")))?;
-        Ok(core)
     }
 }
 
