@@ -51,6 +51,29 @@ pub fn default_action_for_sigint_and_sigterm() {
     }
 }
 
+/// Starts `entry(args)` as [`multiproc::Process::spawn`] does, but tied
+/// to the test: killed when its `Process` is dropped without having been
+/// joined (a failing test unwinds past it) and when this process dies
+/// (the harness killed for a timeout). A plain `Process::spawn` child
+/// outlives both, by design and on every platform: a consumer blocked on
+/// a queue that a failed test never closes then waits forever, an orphan
+/// loading the machine. (Seen under Wine, where such orphans were first
+/// taken for a kill-on-close job that failed: a plain child has none.)
+pub fn spawn_tied<F, A, T>(
+    entry: F,
+    args: impl std::borrow::Borrow<A>,
+) -> multiproc::Result<multiproc::Process<T>>
+where
+    F: Fn(A) -> T + Copy + 'static,
+    A: serde::Serialize,
+    T: serde::de::DeserializeOwned,
+{
+    multiproc::ProcessBuilder::new()
+        .kill_on_drop(true)
+        .kill_on_parent_death(true)
+        .spawn(entry, args)
+}
+
 /// A pool of `n` workers.
 pub fn pool(n: usize) -> Pool {
     PoolBuilder::new().workers(n).build().unwrap()

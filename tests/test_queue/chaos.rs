@@ -60,14 +60,14 @@ fn producers_and_consumers_killed_at_random_lose_nothing_that_was_put_and_duplic
         *next_id += 1;
         args.2 = id;
         args.4 = acked.clone();
-        let process = Process::spawn(produce_acked, &*args).unwrap();
+        let process = spawn_tied(produce_acked, &*args).unwrap();
         Producer { id, acked, process }
     };
     // A consumer and the item it has in hand.
     let spawn_consumer = |args: &mut Chaos| {
         let holding = Shared::new(AtomicU64::new(NONE)).unwrap();
         args.4 = holding.clone();
-        (Process::<()>::spawn(forward, &*args).unwrap(), holding)
+        (spawn_tied(forward, &*args).unwrap(), holding)
     };
 
     let mut producers: Vec<Producer> = (0..4)

@@ -10,7 +10,7 @@ use super::*;
 fn a_process_killed_holding_the_queue_lock_does_not_lock_the_queue() {
     let args = (Queue::<u64>::new().unwrap(), Event::new().unwrap());
     args.0.put(1).unwrap();
-    let mut holder = Process::<()>::spawn(hold_lock_until_killed, &args).unwrap();
+    let mut holder = spawn_tied(hold_lock_until_killed, &args).unwrap();
     assert!(
         args.1.wait_timeout(LONG).unwrap(),
         "the holder took the lock"
@@ -43,7 +43,7 @@ fn a_consumer_killed_with_the_item_in_hand_before_get_returned_leaves_it_in_the_
     for i in 1..=3 {
         q.put(i).unwrap();
     }
-    let mut consumer = Process::<()>::spawn(get_then_wait_to_be_killed, &args).unwrap();
+    let mut consumer = spawn_tied(get_then_wait_to_be_killed, &args).unwrap();
     assert!(
         args.1.wait_timeout(LONG).unwrap(),
         "the consumer had item 1"
@@ -60,7 +60,7 @@ fn garbage_written_into_the_ring_by_another_process_is_a_decode_error_then_the_q
     let q = Queue::<u64>::new().unwrap();
     q.put(1).unwrap();
     q.put(2).unwrap();
-    let mut child = Process::spawn(scribble, &q).unwrap();
+    let mut child = spawn_tied(scribble, &q).unwrap();
     assert!(join_within(&mut child).unwrap(), "the child found the item");
     let e = q.get().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Decode, "{e}");

@@ -10,7 +10,7 @@ fn join_returns_only_after_every_item_was_marked_done_in_other_processes() {
         Shared::new(AtomicU64::new(0)).unwrap(),
     );
     let mut workers: Vec<Process<u64>> = (0..2)
-        .map(|_| Process::spawn(handle_tasks, &args).unwrap())
+        .map(|_| spawn_tied(handle_tasks, &args).unwrap())
         .collect();
     let (q, handled) = &args;
     for i in 1..=n {
@@ -45,7 +45,7 @@ fn join_timeout_says_false_while_an_item_is_not_done() {
 #[test]
 fn a_simple_queue_carries_items_from_a_child_that_has_returned() {
     let args = (SimpleQueue::<String>::new().unwrap(), 1_000);
-    let mut child = Process::spawn(simple_produce, &args).unwrap();
+    let mut child = spawn_tied(simple_produce, &args).unwrap();
     join_within(&mut child).unwrap();
     let q = &args.0;
     for i in 0..1_000u64 {

@@ -22,7 +22,7 @@ mod common;
 mod faults;
 mod joinable;
 mod pool;
-use common::LONG;
+use common::{spawn_tied, LONG};
 
 /// Item `i` of producer `p` is `p * STRIDE + i`.
 const STRIDE: u64 = 1 << 32;
