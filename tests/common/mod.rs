@@ -100,6 +100,28 @@ pub fn wait_done(p: &Popen) -> ExitStatus {
         .expect("worker still running after 30 s")
 }
 
+/// Takes `n` arrivals off `arrived` (each a `release` by a child that
+/// reached the point the test waits for), at most [`LONG`] for each.
+pub fn arrivals(arrived: &multiproc::Semaphore, n: usize) {
+    for _ in 0..n {
+        arrived
+            .acquire_timeout(LONG)
+            .unwrap()
+            .expect("arrival")
+            .forget();
+    }
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`, …) to `pid`.
+#[cfg(target_os = "linux")]
+pub fn signal(pid: u32, signal: &str) {
+    let st = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{signal} {pid}: {st}");
+}
+
 // ------------------------------------------------------------ counting handles
 
 /// One test at a time, for the tests that count this process's open fds /

@@ -38,16 +38,6 @@ fn child_of(pid: u32) -> u32 {
     kids[0]
 }
 
-/// Sends `signal` (`STOP`, `KILL`, …) to `pid`.
-#[cfg(target_os = "linux")]
-fn signal(pid: u32, signal: &str) {
-    let st = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success(), "kill -{signal} {pid}");
-}
-
 #[test]
 fn a_zero_heartbeat_timeout_is_a_usage_error() {
     let e = PoolBuilder::new()

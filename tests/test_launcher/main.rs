@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::{block_forever, host_name, in_scenario, scenario, square, wait_for};
 #[cfg(target_os = "linux")]
-use common::{mkfifo, LONG};
+use common::{mkfifo, signal, LONG};
 use multiproc::{Launcher, Pool, PoolBuilder};
 
 multiproc::test_support!();

@@ -115,13 +115,7 @@ fn close_wakes_consumers_blocked_in_other_processes() {
         .map(|_| spawn_tied(get_blocked, &args).unwrap())
         .collect();
     let (q, arrived) = args;
-    for _ in 0..3 {
-        arrived
-            .acquire_timeout(LONG)
-            .unwrap()
-            .expect("arrival")
-            .forget();
-    }
+    common::arrivals(&arrived, 3);
     q.close().unwrap();
     for w in &mut waiters {
         assert_eq!(join_within(w).unwrap(), "QueueClosed");

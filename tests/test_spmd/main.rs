@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+#[cfg(target_os = "linux")]
+use common::signal;
 use common::{in_scenario, scenario, square};
 use multiproc::{exit_code, Launcher, PoolBuilder};
 
@@ -38,16 +40,6 @@ multiproc::entry!(sleep_ms);
 /// any pause of a loaded test machine's threads.
 #[cfg(target_os = "linux")]
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Sends `signal` (`STOP`, `CONT`, …) to `pid`.
-#[cfg(target_os = "linux")]
-fn signal(pid: u32, signal: &str) {
-    let st = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success(), "kill -{signal} {pid}: {st}");
-}
 
 /// This host's name, as a rank reports it.
 #[cfg(unix)]

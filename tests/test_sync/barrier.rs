@@ -54,6 +54,22 @@ fn until_waiting(b: &Barrier, n: usize) {
     }
 }
 
+/// Two processes wait at `b` (of 3 parties) until `end` (an abort or a
+/// reset) ends their round: each fails with `BrokenBarrier` saying
+/// `why`.
+fn two_waiting_broken_by(b: &Barrier, end: impl FnOnce(&Barrier), why: &str) {
+    let mut ps: Vec<Process<String>> = (0..2)
+        .map(|_| Process::spawn(barrier_once, b).unwrap())
+        .collect();
+    until_waiting(b, 2);
+    end(b);
+    for p in &mut ps {
+        let got = p.join_timeout(LONG).unwrap().expect("a party still waits");
+        assert!(got.starts_with("BrokenBarrier"), "{got}");
+        assert!(got.contains(why), "{got}");
+    }
+}
+
 /// One round of `parties` with the parent as the last: every arrival
 /// index once.
 fn full_round(args: &(Barrier, u32), children: usize) {
@@ -75,16 +91,7 @@ fn an_abort_fails_the_waiting_processes_and_every_later_wait_until_reset() {
     let _s = shared();
     let args = (Barrier::new(3).unwrap(), 1u32);
     let b = &args.0;
-    let mut ps: Vec<Process<String>> = (0..2)
-        .map(|_| Process::spawn(barrier_once, b).unwrap())
-        .collect();
-    until_waiting(b, 2);
-    b.abort().unwrap();
-    for p in &mut ps {
-        let got = p.join_timeout(LONG).unwrap().expect("a party still waits");
-        assert!(got.starts_with("BrokenBarrier"), "{got}");
-        assert!(got.contains("aborted"), "{got}");
-    }
+    two_waiting_broken_by(b, |b| b.abort().unwrap(), "aborted");
     // Later waits, here and in a new process, fail at once.
     let e = b.wait().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::BrokenBarrier);
@@ -106,16 +113,7 @@ fn a_reset_fails_the_processes_waiting_in_the_round_and_the_next_round_works() {
     let _s = shared();
     let args = (Barrier::new(3).unwrap(), 1u32);
     let b = &args.0;
-    let mut ps: Vec<Process<String>> = (0..2)
-        .map(|_| Process::spawn(barrier_once, b).unwrap())
-        .collect();
-    until_waiting(b, 2);
-    b.reset().unwrap();
-    for p in &mut ps {
-        let got = p.join_timeout(LONG).unwrap().expect("a party still waits");
-        assert!(got.starts_with("BrokenBarrier"), "{got}");
-        assert!(got.contains("reset"), "{got}");
-    }
+    two_waiting_broken_by(b, |b| b.reset().unwrap(), "reset");
     assert!(!b.is_broken().unwrap());
     assert_eq!(b.n_waiting().unwrap(), 0);
     full_round(&args, 2);

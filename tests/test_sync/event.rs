@@ -44,13 +44,7 @@ fn condition_notify_wakes_one_waiter_and_notify_all_the_rest() {
     // Each waiter says it arrived while holding the lock, before `wait`
     // lets go of it: once we hold the lock after three arrivals, all
     // three are waiting.
-    for _ in 0..3 {
-        arrived
-            .acquire_timeout(LONG)
-            .unwrap()
-            .expect("arrival")
-            .forget();
-    }
+    common::arrivals(arrived, 3);
     {
         let g = cond.acquire().unwrap();
         // Hands out one wake-up and returns (it waits for nobody).
