@@ -19,6 +19,12 @@ use crate::sys;
 /// The header of a large item's block.
 pub(super) const BLOCK_HEADER: usize = 16;
 const BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"MPQB");
+/// Where the block header's fields are: the magic (little-endian
+/// [`BLOCK_MAGIC`]), four bytes that must be zero, the item's tag
+/// (little-endian); the item's bytes follow at [`BLOCK_HEADER`].
+const MAGIC_AT: std::ops::Range<usize> = 0..4;
+const ZERO_AT: std::ops::Range<usize> = 4..8;
+const TAG_AT: std::ops::Range<usize> = 8..BLOCK_HEADER;
 
 /// A new random tag for a large item.
 fn new_tag() -> u64 {
@@ -41,8 +47,8 @@ fn write_block(item: &[u8], tag: u64) -> Result<Region> {
     let bytes = region
         .bytes_mut()
         .ok_or_else(|| Error::io("cannot write a large item", exclusive_lost()))?;
-    bytes[..4].copy_from_slice(&BLOCK_MAGIC.to_le_bytes());
-    bytes[8..16].copy_from_slice(&tag.to_le_bytes());
+    bytes[MAGIC_AT].copy_from_slice(&BLOCK_MAGIC.to_le_bytes());
+    bytes[TAG_AT].copy_from_slice(&tag.to_le_bytes());
     bytes[BLOCK_HEADER..].copy_from_slice(item);
     region.freeze()
 }
@@ -67,9 +73,9 @@ pub(super) fn open_block(handle: sys::OwnedRaw, r: &LargeRef) -> std::io::Result
     };
     let ours = region.bytes().is_some_and(|b| {
         b.len() >= BLOCK_HEADER
-            && b[..4] == BLOCK_MAGIC.to_le_bytes()
-            && b[4..8] == [0; 4]
-            && b[8..16] == r.tag.to_le_bytes()
+            && b[MAGIC_AT] == BLOCK_MAGIC.to_le_bytes()
+            && b[ZERO_AT] == [0; 4]
+            && b[TAG_AT] == r.tag.to_le_bytes()
     });
     Ok(ours.then_some(region))
 }

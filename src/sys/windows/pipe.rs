@@ -74,7 +74,18 @@ pub(super) fn named_pipe(
     client_access: u32,
     client_flags: FILE_FLAGS_AND_ATTRIBUTES,
 ) -> io::Result<(OwnedHandle, OwnedHandle)> {
-    let name = to_wide(OsStr::new(&pipe_name()))?;
+    named_pipe_at(&pipe_name(), server_mode, client_access, client_flags)
+}
+
+/// [`named_pipe`] at the name `name` (a fresh [`pipe_name`]; the unit
+/// tests choose it).
+fn named_pipe_at(
+    name: &str,
+    server_mode: FILE_FLAGS_AND_ATTRIBUTES,
+    client_access: u32,
+    client_flags: FILE_FLAGS_AND_ATTRIBUTES,
+) -> io::Result<(OwnedHandle, OwnedHandle)> {
+    let name = to_wide(OsStr::new(name))?;
     // SAFETY: `name` is NUL-terminated and outlives the call; no security
     // attributes (so not inheritable); the result is checked below.
     let raw = unsafe {
@@ -478,4 +489,46 @@ pub(crate) fn pipe(duplex: bool) -> io::Result<(Channel, Channel)> {
         named_pipe(PIPE_ACCESS_INBOUND, GENERIC_WRITE, FILE_FLAG_OVERLAPPED)?
     };
     Ok((Channel::from_owned(server), Channel::from_owned(client)))
+}
+
+#[cfg(test)]
+mod tests {
+    use windows_sys::Win32::Foundation::ERROR_PIPE_BUSY;
+
+    use super::*;
+
+    // Issue 9, "What held": a channel's pipe takes no second instance and
+    // no other client, so nobody else can end up as either end. (Real
+    // Windows refuses the second instance for FILE_FLAG_FIRST_PIPE_INSTANCE
+    // with ERROR_ACCESS_DENIED; Wine 8 ignores that flag and refuses it
+    // for the limit of one instance, ERROR_PIPE_BUSY: either is a refusal.
+    // PIPE_REJECT_REMOTE_CLIENTS, the local-only part, needs a second
+    // machine to test.)
+    #[test]
+    fn a_channels_pipe_takes_no_second_instance_and_no_other_client() {
+        let name = pipe_name();
+        let (server, client) =
+            named_pipe_at(&name, PIPE_ACCESS_DUPLEX, GENERIC_READ | GENERIC_WRITE, 0).unwrap();
+        let second = named_pipe_at(&name, PIPE_ACCESS_DUPLEX, GENERIC_READ | GENERIC_WRITE, 0);
+        assert!(second.is_err(), "a second instance of {name} was made");
+        let wide = to_wide(OsStr::new(&name)).unwrap();
+        // SAFETY: `wide` is NUL-terminated and outlives the call; no
+        // sharing, no security attributes; the result is checked below.
+        let raw = unsafe {
+            CreateFileW(
+                wide.as_ptr(),
+                GENERIC_READ | GENERIC_WRITE,
+                0,
+                ptr::null(),
+                OPEN_EXISTING,
+                0,
+                ptr::null_mut(),
+            )
+        };
+        // SAFETY: fresh return value of `CreateFileW`, owned by nobody else.
+        let other = unsafe { owned_or_invalid(raw) };
+        let err = other.expect_err("another client opened a channel's pipe");
+        assert_eq!(err.raw_os_error(), Some(ERROR_PIPE_BUSY as i32), "{err}");
+        drop((server, client));
+    }
 }
