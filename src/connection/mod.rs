@@ -22,7 +22,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Serialize;
 
 use crate::codec::handles::{self, Carried};
 use crate::encode;
@@ -30,45 +30,17 @@ use crate::error::{Error, Kind, Result};
 use crate::popen::{ExitWatch, Popen};
 use crate::sys;
 
+mod frame;
 mod pipe;
 mod wait;
+mod wire;
 
 pub use pipe::Pipe;
 pub use wait::{wait, Waitable};
 
-const HEADER: usize = 8;
-/// Set in a frame's length when its body travels on the bulk lane.
-const BULK_FLAG: u64 = 1 << 63;
-/// Set in a frame's length when handles come with it: its body starts
-/// with a handle block (`codec::handles::put_block`), and on Unix their
-/// fds were sent on the bulk lane just before the frame.
-const HANDLES_FLAG: u64 = 1 << 62;
-/// Bodies this big take the bulk lane where there is one.
-const BULK_MIN: usize = 256 * 1024;
-const CHUNK: usize = 64 * 1024;
-/// Below this, header and body go out in one write.
-const COALESCE: usize = 64 * 1024;
+pub(crate) use wire::ChildEnd;
 
-struct Rx {
-    buf: Vec<u8>,
-    start: usize,
-    eof: bool,
-    poisoned: Option<String>,
-}
-
-impl Rx {
-    fn avail(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.start += n;
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        }
-    }
-}
+use frame::{write_all, Rx, BULK_FLAG, BULK_MIN, CHUNK, COALESCE, HANDLES_FLAG, HEADER};
 
 /// One end of a [`Pipe`]: send and receive whole messages.
 ///
@@ -90,64 +62,7 @@ impl Rx {
 /// [`pass_handle`](crate::pass_handle)), and the sender's copy goes away
 /// with the value.
 ///
-/// # Handles in messages
-///
-/// A message may carry OS handles: [`PassedHandle`](crate::PassedHandle)s,
-/// `Connection` ends, or any type whose `Serialize` impl calls
-/// [`pass_handle`](crate::pass_handle). [`send`](Connection::send) makes a
-/// copy of each and sends them with the message (closing its copies once
-/// they went; on Windows over a plain [`Pipe`] end it keeps them open
-/// until the receiver takes them, below);
-/// [`recv`](Connection::recv) gives the values that take them their own
-/// copies, and closes the ones nothing took.
-/// [`recv_bytes`](Connection::recv_bytes) and
-/// [`recv_bytes_into`](Connection::recv_bytes_into) close them all. A
-/// message without handles costs nothing more.
-///
-/// - **Unix**: the fds travel as `SCM_RIGHTS` on the end's socket (every
-///   end a [`Pipe`] makes has one, next to its pipes), batched (any
-///   number up to 4096 a message), just ahead of the message; the
-///   receiver owns them at once, close-on-exec (`MSG_CMSG_CLOEXEC`). A
-///   message whose handles don't arrive with it, or arrive in another
-///   number than it says, is refused with an error and the fds that came
-///   are closed (a record that can't be read poisons the end, as a bad
-///   frame does). A message that is never received: its fds are closed
-///   when the last copy of the receiving end closes.
-/// - **Windows**: a handle can't be sent down a pipe; it has to be
-///   duplicated from one process's handle table into another's by a
-///   process that holds a handle on the other. Two ways:
-///   - over any end of a [`Pipe`] (handed to a child, to two siblings, or
-///     passed on any number of times), as CPython's `DupHandle` does: the
-///     sender makes its own copy of each handle and keeps it open, and
-///     the message names the sender (its process id and start time) and
-///     those copies; the receiver opens the sender and takes them out of
-///     it (`DUPLICATE_CLOSE_SOURCE`), then checks what each is, as for
-///     any passed handle. **The cost:** a message that is never received
-///     keeps its handles open in the sender until the sender exits, and
-///     one received after its sender exited fails (`recv` returns an I/O
-///     error, kind `NotFound`, that says the sender exited before the
-///     message was received; the handles closed with it). Keep the sender
-///     alive until its messages are received. A forged message can't make
-///     the receiver misbehave, but it can name a handle of another process
-///     of the same user, which the receiver would then take from it: only
-///     processes that hold an end of one of our pipes can write one.
-///   - on a channel a process made for a child at its spawn and keeps —
-///     both ends of
-///     [`Process::spawn_connected`](crate::Process::spawn_connected)'s, and
-///     the channels a [`Pool`](crate::Pool) keeps to its workers (for their
-///     tasks and results) — the parent holds the child's process handle
-///     and does every duplication: into the child for what it sends, out
-///     of it (closing the child's copy) for what it receives. Nothing is
-///     left in the sender, and nothing depends on the sender still
-///     running. Handles put into a child that never reads them, or left by
-///     a child for a parent that never reads them, stay open in the child
-///     until it exits. A copy of such an end passed on to another process
-///     is a plain end there (the first way).
-///
-///   A [`Listener`](crate::Listener)/[`Client`](crate::Client) connection
-///   carries no handles, on any platform: `send` of a value with handles
-///   fails with an error, and a message that says it carries some is
-///   refused (no process it names is opened).
+#[doc = include_str!("../../docs/connection-handles.md")]
 ///
 /// # Drop
 ///
@@ -759,80 +674,6 @@ impl Connection {
 
     pub(crate) fn channel(&self) -> &sys::Channel {
         &self.chan
-    }
-}
-
-/// Writes all of `part` with `write`; a peer that is gone is end of file.
-fn write_all(mut part: &[u8], write: impl Fn(&[u8]) -> std::io::Result<usize>) -> Result<()> {
-    while !part.is_empty() {
-        match write(part) {
-            Ok(0) => return Err(Error::new(Kind::Eof)),
-            Ok(n) => part = &part[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if is_peer_gone(&e) => return Err(Error::new(Kind::Eof)),
-            Err(e) => return Err(Error::io("cannot send", e)),
-        }
-    }
-    Ok(())
-}
-
-fn is_peer_gone(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-    )
-}
-
-impl Connection {
-    fn serialize_as<S: Serializer>(
-        &self,
-        to_parent: bool,
-        s: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        let end = handles::EndSettings {
-            readable: self.readable,
-            writable: self.writable,
-            read_ahead: self.read_ahead,
-            max_len: self.max_message_len(),
-            to_parent,
-        };
-        handles::serialize_end(&self.chan, end, s)
-    }
-}
-
-impl Serialize for Connection {
-    /// Only while spawning: the worker gets its own copy of this end.
-    // The wire form (a kind tag, then the handles' tokens): `codec::handles`.
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.serialize_as(false, s)
-    }
-}
-
-/// A `Connection` end written into a child's spawn arguments as that
-/// child's channel to this process: the child's copy carries handles with
-/// this process on Windows too (see `codec::handles`). Only for an end
-/// made for that child, whose other end this process keeps with
-/// [`Connection::carry_handles_with`] and which this process does not
-/// keep itself.
-pub(crate) struct ChildEnd<'a>(pub(crate) &'a Connection);
-
-impl Serialize for ChildEnd<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.0.serialize_as(true, s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Connection {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (chan, end) = handles::deserialize_end(d)?;
-        let c = Connection::new(chan, end.readable, end.writable, end.read_ahead);
-        c.set_max_message_len(end.max_len);
-        if end.to_parent {
-            // Checked by `deserialize_end`: in this child's spawn
-            // arguments, so the parent wrote it.
-            c.take_handles_from_parent();
-        }
-        Ok(c)
     }
 }
 
