@@ -146,7 +146,20 @@ fn hold_then_exit(((_q, ready), go): ((Queue<Vec<u8>>, Event), Event)) {
     std::process::exit(0);
 }
 
+/// Does the queue's first large `put`s, one 2 MiB item per seed, says
+/// so, and waits to be killed.
+fn put_2_mib_each_then_wait(((q, seeds), ready): ((Queue<Vec<u8>>, Vec<u8>), Event)) {
+    for seed in seeds {
+        q.put(pattern(seed, 2 * MIB)).unwrap();
+    }
+    ready.set().unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
 multiproc::entry!(
+    put_2_mib_each_then_wait,
     hold_until_killed,
     hold_then_exit,
     create_and_hand_over,
@@ -587,4 +600,56 @@ fn a_queue_of_small_items_starts_no_keeper() {
     assert_eq!(keeper_pid(&q), None);
     q.put(pattern(72, 2 * MIB)).unwrap();
     assert!(keeper_pid(&q).is_some(), "a large put starts one");
+}
+
+/// A child whose whole tree can be killed (its own process group on
+/// Unix, its own job on Windows) does the queue's first large `put`s (on
+/// Windows starting the lane's keeper, which breaks away from the
+/// child's job) and is then killed with `kill_tree`: this process, which
+/// still holds the queue, gets every item whole, and on Windows the
+/// keeper is the same process, alive. (Linux: the kernel keeps the
+/// blocks, so there the test checks only the items.)
+#[test]
+fn large_items_outlive_the_job_of_the_process_that_first_put_one() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let q = queue();
+    #[cfg(windows)]
+    assert_eq!(keeper_pid(&q), None, "no keeper before a large put");
+    let seeds = vec![80u8, 81, 82];
+    let args = ((q.clone(), seeds.clone()), Event::new().unwrap());
+    let mut child = Process::<()>::builder()
+        .own_process_group(true)
+        .spawn(put_2_mib_each_then_wait, &args)
+        .unwrap();
+    assert!(
+        args.1.wait_timeout(LONG).unwrap(),
+        "the child put its items"
+    );
+    #[cfg(windows)]
+    let (pid, keeper) = {
+        let pid = keeper_pid(&q).expect("the child's put started a keeper");
+        (pid, multiproc::test_hooks::watch_pid(pid).unwrap())
+    };
+    child.kill_tree().unwrap();
+    let e = join_within(&mut child).unwrap_err();
+    assert!(e.is_terminated(), "{e}");
+    drop((child, args));
+    #[cfg(windows)]
+    {
+        assert!(
+            !keeper.wait(Duration::ZERO).unwrap(),
+            "the keeper died with the child's job"
+        );
+        assert_eq!(keeper_pid(&q), Some(pid), "the same keeper");
+    }
+    assert_eq!(q.len().unwrap(), seeds.len());
+    assert_lane_blocks(&q, seeds.len());
+    for seed in seeds {
+        assert!(
+            q.get_timeout(LONG).unwrap() == pattern(seed, 2 * MIB),
+            "item {seed} is not whole"
+        );
+    }
+    assert!(q.try_get().unwrap_err().is_empty());
+    assert_lane_blocks(&q, 0);
 }
