@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use multiproc::test_hooks::LargeStop;
-use multiproc::{Event, Process, Queue};
+use multiproc::{Connection, Event, Process, Queue};
 
 multiproc::test_support!();
 
@@ -436,19 +436,29 @@ fn a_consumer_killed_between_its_commit_and_the_lane_letting_go_took_the_item() 
 /// put failed.)
 #[test]
 fn large_items_outlive_the_process_that_created_the_queue() {
+    large_items_outlive_their_creator(40, |mut a, conn| {
+        conn.send(&()).unwrap();
+        join_within(&mut a).unwrap();
+    });
+}
+
+/// The creator-gone scenario both tests above and below share: A creates
+/// the queue and hands it to this process over `conn`; B puts the large
+/// item `tag` while A lives; `end_creator` ends A; the item is still
+/// there (one item, one block in the lane); C puts `tag + 1`; D gets
+/// both, whole, and the lane is empty after.
+fn large_items_outlive_their_creator(tag: u8, end_creator: impl FnOnce(Process<()>, Connection)) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (mut a, conn) = Process::<()>::spawn_connected(create_and_hand_over, ()).unwrap();
+    let (a, conn) = Process::<()>::spawn_connected(create_and_hand_over, ()).unwrap();
     let q: Queue<Vec<u8>> = conn.recv().unwrap();
-    let mut b = Process::spawn(put_2_mib, &(q.clone(), 40u8)).unwrap();
+    let mut b = Process::spawn(put_2_mib, &(q.clone(), tag)).unwrap();
     join_within(&mut b).unwrap();
-    conn.send(&()).unwrap();
-    join_within(&mut a).unwrap();
-    drop((a, conn));
+    end_creator(a, conn);
     assert_eq!(q.len().unwrap(), 1);
     assert_lane_blocks(&q, 1);
-    let mut c = Process::spawn(put_2_mib, &(q.clone(), 41u8)).unwrap();
+    let mut c = Process::spawn(put_2_mib, &(q.clone(), tag + 1)).unwrap();
     join_within(&mut c).unwrap();
-    let mut d = Process::spawn(get_2_mib, &(q.clone(), vec![40u8, 41])).unwrap();
+    let mut d = Process::spawn(get_2_mib, &(q.clone(), vec![tag, tag + 1])).unwrap();
     assert_eq!(
         join_within(&mut d).unwrap(),
         [true, true],
@@ -537,24 +547,10 @@ fn a_holder_that_exits_without_dropping_the_queue_takes_no_large_item_with_it() 
 /// lives; A is killed; C puts another; D gets both, whole.
 #[test]
 fn large_items_outlive_the_creator_of_the_queue_killed() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (a, conn) = Process::<()>::spawn_connected(create_and_hand_over, ()).unwrap();
-    let q: Queue<Vec<u8>> = conn.recv().unwrap();
-    let mut b = Process::spawn(put_2_mib, &(q.clone(), 60u8)).unwrap();
-    join_within(&mut b).unwrap();
-    kill(a);
-    drop(conn);
-    assert_eq!(q.len().unwrap(), 1);
-    let mut c = Process::spawn(put_2_mib, &(q.clone(), 61u8)).unwrap();
-    join_within(&mut c).unwrap();
-    let mut d = Process::spawn(get_2_mib, &(q.clone(), vec![60u8, 61])).unwrap();
-    assert_eq!(
-        join_within(&mut d).unwrap(),
-        [true, true],
-        "each item whole"
-    );
-    assert!(q.try_get().unwrap_err().is_empty());
-    assert_lane_blocks(&q, 0);
+    large_items_outlive_their_creator(60, |a, conn| {
+        kill(a);
+        drop(conn);
+    });
 }
 
 /// Windows: the keeper a child's large `put` started lives while a

@@ -385,15 +385,11 @@ pub(crate) mod hooks {
 
 #[cfg(test)]
 mod tests {
+    use super::super::shm::tests::refused;
     use super::super::shm::{shm_create, shm_freeze, shm_map};
     use super::*;
     use crate::sys::{ShmAccess, ShmPages};
 
-    fn refused(r: io::Result<ShmView>) -> String {
-        let e = r.unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
-        e.to_string()
-    }
     use std::os::fd::AsFd;
 
     /// The line starting with `field` of the mapping that starts at

@@ -298,11 +298,13 @@ pub(crate) fn shm_freeze(fd: OwnedFd) -> io::Result<OwnedFd> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::os::fd::AsFd;
 
-    fn refused(r: io::Result<ShmView>) -> String {
+    /// The message of a mapping refused as invalid data (also used by
+    /// `huge.rs`'s tests).
+    pub(in crate::sys::imp) fn refused(r: io::Result<ShmView>) -> String {
         let e = r.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
         e.to_string()
